@@ -1,0 +1,14 @@
+// f32 weights: a block is 4 floats.
+const BLOCK_VEC4: u32 = 1u;
+
+fn block_scale_zero(row: u32, blk: u32) -> vec2<f32> {
+    return vec2<f32>(1.0, 0.0);
+}
+
+fn decode(wv: vec4<u32>, j: u32, zero: f32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(wv);
+}
+
+fn row_scale(row: u32) -> f32 {
+    return 1.0;
+}

@@ -1,0 +1,264 @@
+//! Weight formats on the host: quantization from f32, packing into the GPU layout, unpacking,
+//! and the quantization error.
+//!
+//! # Layouts
+//!
+//! A weight matrix `W` is `n × k` (`n` outputs, `k` inputs), row-major, and each row is
+//! packed into whole 16-byte *blocks* so that a GPU lane reads one `vec4<u32>` per step and a
+//! subgroup reads consecutive 16-byte blocks of a row (coalesced). Rows are padded with
+//! weights that decode to exactly zero up to a multiple of the block:
+//!
+//! | format | block (weights / 16 B) | element | scale | zero point |
+//! | --- | --- | --- | --- | --- |
+//! | f32 | 4 | IEEE f32 | – | – |
+//! | f16 | 8 | IEEE f16, even k in the low half | – | – |
+//! | int8 | 16 | i8, k ascending from the low byte | f32 per row | – |
+//! | int4 g{32,64,128} | 32 | u4, k ascending from the low nibble | f16 per (row, group) | 8 (symmetric) or u4 per (row, group) |
+//!
+//! Scales of int4 are `n × groups` f16 values packed two per `u32` (even index low);
+//! asymmetric zero points are `n × groups` nibbles packed eight per `u32`. A weight
+//! decodes as `(q - z) · s`. `k` need not be a multiple of the group: the last group of a
+//! row is partial and its scale is computed from the weights it really has.
+
+mod pack;
+
+use crate::error::{Error, Result};
+
+/// Storage format of a weight matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum WeightFormat {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (round to nearest from f32; bf16 input is converted).
+    F16,
+    /// Symmetric int8 with one f32 scale per output channel.
+    Int8,
+    /// Group-wise int4 with f16 scales, symmetric or with a 4-bit zero point per group.
+    Int4 {
+        /// Weights per scale along `k`: 32, 64 or 128.
+        group: u32,
+        /// Whether each group has its own zero point.
+        asymmetric: bool,
+    },
+}
+
+impl WeightFormat {
+    /// Every format sparq supports, in the order the benchmark lists them.
+    pub fn all() -> Vec<WeightFormat> {
+        let mut v = vec![WeightFormat::F32, WeightFormat::F16, WeightFormat::Int8];
+        for group in [32, 64, 128] {
+            v.push(WeightFormat::Int4 {
+                group,
+                asymmetric: false,
+            });
+        }
+        v.push(WeightFormat::Int4 {
+            group: 32,
+            asymmetric: true,
+        });
+        v
+    }
+
+    /// Weights per 16-byte block.
+    pub fn block_k(self) -> usize {
+        match self {
+            WeightFormat::F32 => 4,
+            WeightFormat::F16 => 8,
+            WeightFormat::Int8 => 16,
+            WeightFormat::Int4 { .. } => 32,
+        }
+    }
+
+    /// Short name: `f32`, `f16`, `int8`, `int4g32`, `int4g32a` (asymmetric).
+    pub fn name(self) -> String {
+        match self {
+            WeightFormat::F32 => "f32".into(),
+            WeightFormat::F16 => "f16".into(),
+            WeightFormat::Int8 => "int8".into(),
+            WeightFormat::Int4 { group, asymmetric } => {
+                format!("int4g{group}{}", if asymmetric { "a" } else { "" })
+            }
+        }
+    }
+
+    /// Parses the names [`WeightFormat::name`] produces (`int4` means `int4g32`).
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        Ok(match s.as_str() {
+            "f32" => WeightFormat::F32,
+            "f16" => WeightFormat::F16,
+            "int8" | "i8" => WeightFormat::Int8,
+            "int4" | "i4" => WeightFormat::Int4 {
+                group: 32,
+                asymmetric: false,
+            },
+            _ => {
+                let rest = s
+                    .strip_prefix("int4g")
+                    .ok_or_else(|| Error::Invalid(format!("unknown weight format '{s}'")))?;
+                let (digits, asymmetric) = match rest.strip_suffix('a') {
+                    Some(d) => (d, true),
+                    None => (rest, false),
+                };
+                let group = digits
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("unknown weight format '{s}'")))?;
+                check_group(group)?;
+                WeightFormat::Int4 { group, asymmetric }
+            }
+        })
+    }
+
+    /// Bits per stored weight, without scales.
+    pub fn bits(self) -> usize {
+        128 / self.block_k()
+    }
+}
+
+fn check_group(group: u32) -> Result<()> {
+    if matches!(group, 32 | 64 | 128) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "int4 group size must be 32, 64 or 128, got {group}"
+        )))
+    }
+}
+
+/// A weight matrix in its GPU layout (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    /// Storage format.
+    pub format: WeightFormat,
+    /// Output features (rows).
+    pub n: usize,
+    /// Input features (columns).
+    pub k: usize,
+    /// Packed rows, `n × row_words()` words.
+    pub data: Vec<u32>,
+    /// Scales: f32 bits per row (int8) or packed f16 pairs per (row, group) (int4); else empty.
+    pub scales: Vec<u32>,
+    /// Packed 4-bit zero points per (row, group) for asymmetric int4; else empty.
+    pub zeros: Vec<u32>,
+}
+
+/// How far the quantized weights are from the originals.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct QuantError {
+    /// ‖W − Ŵ‖ / ‖W‖ (Frobenius).
+    pub relative: f64,
+    /// max |W − Ŵ|.
+    pub max_abs: f64,
+}
+
+impl PackedWeights {
+    /// Quantizes and packs `w` (`n × k`, row-major f32) into `format`.
+    pub fn quantize(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Result<Self> {
+        if n == 0 || k == 0 {
+            return Err(Error::Invalid(format!("empty weight matrix ({n} × {k})")));
+        }
+        if w.len() != n * k {
+            return Err(Error::Shape(format!(
+                "weight data has {} values, expected {n} × {k} = {}",
+                w.len(),
+                n * k
+            )));
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "weight [{}, {}] is {} (not finite)",
+                i / k,
+                i % k,
+                w[i]
+            )));
+        }
+        if let WeightFormat::Int4 { group, .. } = format {
+            check_group(group)?;
+        }
+        Ok(pack::pack(w, n, k, format))
+    }
+
+    /// Packs bf16 weights (as raw u16 bits) by widening them to f32 first.
+    pub fn quantize_bf16(bits: &[u16], n: usize, k: usize, format: WeightFormat) -> Result<Self> {
+        let w: Vec<f32> = bits
+            .iter()
+            .map(|&b| half::bf16::from_bits(b).to_f32())
+            .collect();
+        Self::quantize(&w, n, k, format)
+    }
+
+    /// Words per packed row (a multiple of 4).
+    pub fn row_words(&self) -> usize {
+        row_words(self.format, self.k)
+    }
+
+    /// Scale groups per row (int4), else 0.
+    pub fn groups(&self) -> usize {
+        match self.format {
+            WeightFormat::Int4 { group, .. } => self.k.div_ceil(group as usize),
+            _ => 0,
+        }
+    }
+
+    /// Bytes a kernel reads to use every weight once (data, scales, zero points).
+    pub fn bytes(&self) -> u64 {
+        4 * (self.data.len() + self.scales.len() + self.zeros.len()) as u64
+    }
+
+    /// Unpacks to f32 (`n × k`): the weights the GPU kernels really multiply by.
+    pub fn dequantize(&self) -> Vec<f32> {
+        pack::unpack(self)
+    }
+
+    /// Compares the stored weights with the originals `w`.
+    pub fn error(&self, w: &[f32]) -> QuantError {
+        let d = self.dequantize();
+        let (mut num, mut den, mut max_abs) = (0f64, 0f64, 0f64);
+        for (a, b) in w.iter().zip(&d) {
+            let e = (*a as f64 - *b as f64).abs();
+            num += e * e;
+            den += (*a as f64) * (*a as f64);
+            max_abs = max_abs.max(e);
+        }
+        QuantError {
+            relative: if den > 0.0 {
+                (num / den).sqrt()
+            } else {
+                num.sqrt()
+            },
+            max_abs,
+        }
+    }
+
+    /// Rows `r0..r1` as a matrix of their own (used to split weights across bindings).
+    pub fn rows(&self, r0: usize, r1: usize) -> PackedWeights {
+        let rw = self.row_words();
+        let (scales, zeros) = match self.format {
+            WeightFormat::Int8 => (self.scales[r0..r1].to_vec(), Vec::new()),
+            WeightFormat::Int4 { asymmetric, .. } => {
+                let g = self.groups();
+                let s = pack::halves_of(&self.scales, r0 * g, r1 * g);
+                let z = if asymmetric {
+                    pack::nibbles_of(&self.zeros, r0 * g, r1 * g)
+                } else {
+                    Vec::new()
+                };
+                (s, z)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        PackedWeights {
+            format: self.format,
+            n: r1 - r0,
+            k: self.k,
+            data: self.data[r0 * rw..r1 * rw].to_vec(),
+            scales,
+            zeros,
+        }
+    }
+}
+
+/// Words per packed row of `k` weights in `format`.
+pub fn row_words(format: WeightFormat, k: usize) -> usize {
+    k.next_multiple_of(format.block_k()) * format.bits() / 32
+}

@@ -1,0 +1,169 @@
+//! Per-format packing and unpacking (round to nearest everywhere).
+
+use super::{PackedWeights, WeightFormat, row_words};
+use half::f16;
+
+pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
+    let rw = row_words(format, k);
+    let mut data = vec![0u32; n * rw];
+    let mut scales = Vec::new();
+    let mut zeros = Vec::new();
+    match format {
+        WeightFormat::F32 => {
+            for r in 0..n {
+                for c in 0..k {
+                    data[r * rw + c] = w[r * k + c].to_bits();
+                }
+            }
+        }
+        WeightFormat::F16 => {
+            for r in 0..n {
+                for c in 0..k {
+                    let h = f16::from_f32(w[r * k + c]).to_bits() as u32;
+                    data[r * rw + c / 2] |= h << (16 * (c % 2));
+                }
+            }
+        }
+        WeightFormat::Int8 => {
+            for r in 0..n {
+                let row = &w[r * k..(r + 1) * k];
+                let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+                scales.push(s.to_bits());
+                for (c, v) in row.iter().enumerate() {
+                    let q = (v / s).round().clamp(-127.0, 127.0) as i8 as u8 as u32;
+                    data[r * rw + c / 4] |= q << (8 * (c % 4));
+                }
+            }
+        }
+        WeightFormat::Int4 { group, asymmetric } => {
+            let g = group as usize;
+            let groups = k.div_ceil(g);
+            let mut halves = Vec::with_capacity(n * groups);
+            let mut nibbles = Vec::with_capacity(n * groups);
+            for r in 0..n {
+                for gi in 0..groups {
+                    let c0 = gi * g;
+                    let c1 = (c0 + g).min(k);
+                    let vals = &w[r * k + c0..r * k + c1];
+                    let (s, z) = group_params(vals, asymmetric);
+                    halves.push(s.to_bits());
+                    nibbles.push(z as u32);
+                    let sf = s.to_f32();
+                    for (j, v) in vals.iter().enumerate() {
+                        let q = ((v / sf).round() + z as f32).clamp(0.0, 15.0) as u32;
+                        let c = c0 + j;
+                        data[r * rw + c / 8] |= q << (4 * (c % 8));
+                    }
+                }
+                // Padding decodes to zero: its nibble must equal the zero point of its group.
+                for c in k..k.next_multiple_of(32) {
+                    let z = nibbles[r * groups + (groups - 1).min(c / g)];
+                    data[r * rw + c / 8] |= z << (4 * (c % 8));
+                }
+            }
+            scales = pack_halves(&halves);
+            if asymmetric {
+                zeros = pack_nibbles(&nibbles);
+            }
+        }
+    }
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales,
+        zeros,
+    }
+}
+
+/// Scale (as stored, f16) and zero point of one int4 group.
+fn group_params(vals: &[f32], asymmetric: bool) -> (f16, u8) {
+    if asymmetric {
+        // The range always includes 0 so that zero weights stay exactly zero.
+        let lo = vals.iter().fold(0f32, |m, &v| m.min(v));
+        let hi = vals.iter().fold(0f32, |m, &v| m.max(v));
+        let s = f16::from_f32(if hi > lo { (hi - lo) / 15.0 } else { 1.0 });
+        let s = if s.to_f32() > 0.0 {
+            s
+        } else {
+            f16::MIN_POSITIVE_SUBNORMAL
+        };
+        let z = (-lo / s.to_f32()).round().clamp(0.0, 15.0) as u8;
+        (s, z)
+    } else {
+        let amax = vals.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let s = f16::from_f32(if amax > 0.0 { amax / 7.0 } else { 1.0 });
+        let s = if s.to_f32() > 0.0 {
+            s
+        } else {
+            f16::MIN_POSITIVE_SUBNORMAL
+        };
+        (s, 8)
+    }
+}
+
+fn pack_halves(h: &[u16]) -> Vec<u32> {
+    let mut out = vec![0u32; h.len().div_ceil(2)];
+    for (i, &v) in h.iter().enumerate() {
+        out[i / 2] |= (v as u32) << (16 * (i % 2));
+    }
+    out
+}
+
+fn pack_nibbles(z: &[u32]) -> Vec<u32> {
+    let mut out = vec![0u32; z.len().div_ceil(8)];
+    for (i, &v) in z.iter().enumerate() {
+        out[i / 8] |= (v & 0xF) << (4 * (i % 8));
+    }
+    out
+}
+
+fn half_at(words: &[u32], i: usize) -> u16 {
+    (words[i / 2] >> (16 * (i % 2))) as u16
+}
+
+fn nibble_at(words: &[u32], i: usize) -> u32 {
+    (words[i / 8] >> (4 * (i % 8))) & 0xF
+}
+
+/// Halves `i0..i1` of a packed f16 array, re-packed from index 0.
+pub(super) fn halves_of(words: &[u32], i0: usize, i1: usize) -> Vec<u32> {
+    pack_halves(&(i0..i1).map(|i| half_at(words, i)).collect::<Vec<_>>())
+}
+
+/// Nibbles `i0..i1` of a packed u4 array, re-packed from index 0.
+pub(super) fn nibbles_of(words: &[u32], i0: usize, i1: usize) -> Vec<u32> {
+    pack_nibbles(&(i0..i1).map(|i| nibble_at(words, i)).collect::<Vec<_>>())
+}
+
+pub(super) fn unpack(p: &PackedWeights) -> Vec<f32> {
+    let (n, k, rw) = (p.n, p.k, p.row_words());
+    let mut out = vec![0f32; n * k];
+    for r in 0..n {
+        let row = &p.data[r * rw..(r + 1) * rw];
+        for c in 0..k {
+            out[r * k + c] = match p.format {
+                WeightFormat::F32 => f32::from_bits(row[c]),
+                WeightFormat::F16 => f16::from_bits((row[c / 2] >> (16 * (c % 2))) as u16).to_f32(),
+                WeightFormat::Int8 => {
+                    let q = (row[c / 4] >> (8 * (c % 4))) as u8 as i8;
+                    q as f32 * f32::from_bits(p.scales[r])
+                }
+                WeightFormat::Int4 { group, asymmetric } => {
+                    let gi = r * p.groups() + c / group as usize;
+                    let q = (row[c / 8] >> (4 * (c % 8))) & 0xF;
+                    let z = if asymmetric {
+                        nibble_at(&p.zeros, gi)
+                    } else {
+                        8
+                    };
+                    let s = f16::from_bits(half_at(&p.scales, gi)).to_f32();
+                    (q as f32 - z as f32) * s
+                }
+            };
+        }
+    }
+    out
+}

@@ -1,0 +1,46 @@
+//! Reading results back to the host.
+//!
+//! Sound because the map callback only records the outcome; the data are read after
+//! `poll(Wait)` has returned for the submission that copied them, when the mapping is
+//! complete, and the staging buffer is unmapped before it is dropped.
+
+use super::Gpu;
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// Copies `bytes` bytes from the start of `src` into host memory.
+pub fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let size = bytes.next_multiple_of(4).max(4);
+    let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("sparq readback"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu.encoder("readback");
+    enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    gpu.submit_and_wait(enc)?;
+    let outcome = Arc::new(Mutex::new(None));
+    let o = outcome.clone();
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu.check()?;
+    match outcome.lock().unwrap().take() {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(Error::Gpu(format!("mapping read-back buffer: {e}"))),
+        None => return Err(Error::Gpu("read-back mapping never completed".into())),
+    }
+    let data = {
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        view[..bytes as usize].to_vec()
+    };
+    staging.unmap();
+    Ok(data)
+}

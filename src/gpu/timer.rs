@@ -1,0 +1,82 @@
+//! GPU time of compute passes from timestamp queries: each timed pass writes a begin and an
+//! end timestamp, so host scheduling and submission gaps are excluded.
+
+use super::{Gpu, read_buffer};
+use crate::error::{Error, Result};
+
+/// A set of timestamp pairs, one pair per timed pass.
+pub struct GpuTimer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    capacity: u32,
+    used: u32,
+    period_ns: f64,
+}
+
+impl GpuTimer {
+    /// Room for `passes` timed passes; fails when the device has no timestamp queries.
+    pub fn new(gpu: &Gpu, passes: u32) -> Result<Self> {
+        if !gpu.caps.timestamps {
+            return Err(Error::MissingFeature {
+                adapter: gpu.caps.name.clone(),
+                feature: "TIMESTAMP_QUERY".into(),
+            });
+        }
+        let count = (passes * 2).clamp(2, 4096);
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("sparq timer"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sparq timer resolve"),
+            size: count as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTimer {
+            queries,
+            resolve,
+            capacity: count / 2,
+            used: 0,
+            period_ns: gpu.queue.get_timestamp_period() as f64,
+        })
+    }
+
+    /// Timestamp writes for the next timed pass, or `None` when the timer is full.
+    pub fn next_pass(&mut self) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        if self.used >= self.capacity {
+            return None;
+        }
+        let i = self.used;
+        self.used += 1;
+        Some(wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        })
+    }
+
+    /// Records the copy of all written timestamps into the resolve buffer.
+    pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        if self.used > 0 {
+            encoder.resolve_query_set(&self.queries, 0..2 * self.used, &self.resolve, 0);
+        }
+    }
+
+    /// Durations in microseconds of the passes timed so far (after the encoder holding
+    /// [`GpuTimer::resolve`] was submitted), then starts over.
+    pub fn read_us(&mut self, gpu: &Gpu) -> Result<Vec<f64>> {
+        let n = self.used;
+        self.used = 0;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let raw = read_buffer(gpu, &self.resolve, n as u64 * 16)?;
+        let ticks: &[u64] = bytemuck::cast_slice(&raw);
+        Ok(ticks
+            .chunks_exact(2)
+            .map(|p| p[1].saturating_sub(p[0]) as f64 * self.period_ns / 1000.0)
+            .collect())
+    }
+}

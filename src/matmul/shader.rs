@@ -1,0 +1,81 @@
+//! WGSL assembly for the `y = x · Wᵀ` family: one kernel body per strategy, one decode file
+//! per weight format, one activation file per dtype, glued into a module per variant.
+
+use crate::formats::WeightFormat;
+use crate::tensor::ActDType;
+
+const LINEAR_IO: &str = include_str!("../../shaders/linear_io.wgsl");
+const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
+const ACT_F16: &str = include_str!("../../shaders/act_f16.wgsl");
+const W_F32: &str = include_str!("../../shaders/w_f32.wgsl");
+const W_F16: &str = include_str!("../../shaders/w_f16.wgsl");
+const W_INT8: &str = include_str!("../../shaders/w_int8.wgsl");
+const W_INT4: &str = include_str!("../../shaders/w_int4.wgsl");
+const GEMV_ROWS: &str = include_str!("../../shaders/gemv_rows.wgsl");
+const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
+const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
+const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+
+/// The kernel strategies of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Strategy {
+    /// One subgroup per weight row (needs `SUBGROUP`); for 1..=8 activation rows.
+    GemvSubgroup,
+    /// A team of invocations per row with a workgroup-memory reduction; for 1..=8 rows.
+    GemvWorkgroup,
+    /// Tiled through workgroup memory; any number of rows.
+    GemmTiled,
+}
+
+impl Strategy {
+    /// Short name for keys and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::GemvSubgroup => "gemv_sg",
+            Strategy::GemvWorkgroup => "gemv_wg",
+            Strategy::GemmTiled => "gemm",
+        }
+    }
+
+    /// Most activation rows one dispatch handles (`u32::MAX`: no limit).
+    pub fn max_rows(self) -> usize {
+        match self {
+            Strategy::GemmTiled => usize::MAX,
+            _ => 8,
+        }
+    }
+}
+
+/// Unique name of a generated module.
+pub fn variant_name(strategy: Strategy, format: WeightFormat, act: ActDType) -> String {
+    let w = match format {
+        WeightFormat::Int4 { .. } => "int4",
+        f => match f {
+            WeightFormat::F32 => "f32",
+            WeightFormat::F16 => "f16",
+            _ => "int8",
+        },
+    };
+    format!("linear_{}_{w}_{act:?}", strategy.name())
+}
+
+/// The WGSL source of one variant (group size and zero points are override constants).
+pub fn source(strategy: Strategy, format: WeightFormat, act: ActDType) -> String {
+    // `enable` directives must come first, so the activation file leads.
+    let act_src = match act {
+        ActDType::F32 => ACT_F32,
+        ActDType::F16 => ACT_F16,
+    };
+    let w_src = match format {
+        WeightFormat::F32 => W_F32,
+        WeightFormat::F16 => W_F16,
+        WeightFormat::Int8 => W_INT8,
+        WeightFormat::Int4 { .. } => W_INT4,
+    };
+    let body = match strategy {
+        Strategy::GemvSubgroup => format!("{GEMV_ROWS}\n{GEMV_SUBGROUP}"),
+        Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
+        Strategy::GemmTiled => GEMM_TILED.to_string(),
+    };
+    format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}")
+}

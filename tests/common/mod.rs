@@ -1,0 +1,68 @@
+//! Test helpers: every adapter on the machine, seeded random data, tolerance checks.
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use sparq::Gpu;
+use sparq::gpu::{enumerate_adapters, instance};
+
+/// One opened device per adapter the machine has (lavapipe and llvmpipe in CI).
+/// `SPARQ_TEST_ADAPTERS=vulkan` (a backend or name substring) restricts the set.
+pub fn all_gpus() -> Vec<Gpu> {
+    let inst = instance();
+    let filter = std::env::var("SPARQ_TEST_ADAPTERS").ok();
+    let gpus: Vec<Gpu> = enumerate_adapters(&inst)
+        .into_iter()
+        .filter(|a| {
+            let info = a.get_info();
+            filter.as_ref().is_none_or(|f| {
+                let f = f.to_ascii_lowercase();
+                info.name.to_ascii_lowercase().contains(&f)
+                    || format!("{:?}", info.backend).to_ascii_lowercase() == f
+            })
+        })
+        .filter_map(|a| match Gpu::from_adapter(a, &inst) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("skipping adapter: {e}");
+                None
+            }
+        })
+        .collect();
+    assert!(
+        !gpus.is_empty(),
+        "no adapter to test on (install mesa-vulkan-drivers)"
+    );
+    gpus
+}
+
+/// A generator seeded from the clock (printed, so a failure can be replayed with SPARQ_SEED).
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("SPARQ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{test}: SPARQ_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// `len` values uniform in [-1, 1).
+pub fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Checks `got` against `want` elementwise: |got − want| ≤ tol · scale (scale = Σ|x·w|).
+pub fn assert_close(got: &[f32], want: &[f64], scale: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let err = (*g as f64 - w).abs();
+        assert!(
+            g.is_finite() && err <= tol * s.max(1e-30) + 1e-30,
+            "{what}: element {i}: got {g}, want {w}, error {err:.3e} > {tol:.1e} × {s:.3e}"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Every linear kernel against the f64 CPU reference, on every adapter, with poisoned outputs.
+
+mod common;
+
+use common::{all_gpus, assert_close, random, rng};
+use sparq::formats::{PackedWeights, WeightFormat};
+use sparq::matmul::{KernelChoice, Linear, Strategy};
+use sparq::tensor::{ActDType, Tensor};
+use sparq::{Gpu, reference};
+
+/// Runs one case and compares with the reference on the dequantized weights.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    gpu: &Gpu,
+    rng: &mut rand::rngs::StdRng,
+    format: WeightFormat,
+    strategy: Strategy,
+    act: ActDType,
+    m: usize,
+    n: usize,
+    k: usize,
+    with_bias: bool,
+) {
+    let w = random(rng, n * k);
+    let mut x = random(rng, m * k);
+    let bias = with_bias.then(|| random(rng, n));
+    let packed = PackedWeights::quantize(&w, n, k, format).unwrap();
+    let layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    if act == ActDType::F16 {
+        x.iter_mut()
+            .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+    }
+    let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
+    let yt = Tensor::empty(gpu, m, n, act).unwrap();
+    yt.poison(gpu);
+    let plan = layer
+        .plan(gpu, &xt, &yt, KernelChoice::Force(strategy))
+        .unwrap();
+    let mut enc = gpu.encoder("test");
+    sparq::gpu::record_pass(&mut enc, &plan, None);
+    gpu.submit_and_wait(enc).unwrap();
+    let wq = packed.dequantize();
+    let want = reference::linear(&x, &wq, bias.as_deref(), m, n, k);
+    let scale = reference::linear_abs(&x, &wq, bias.as_deref(), m, n, k);
+    let tol = match act {
+        ActDType::F32 => 2e-5,
+        ActDType::F16 => 2e-3,
+    };
+    let what = format!(
+        "{} {} {:?} {act:?} m={m} n={n} k={k} on {}",
+        format.name(),
+        strategy.name(),
+        with_bias,
+        gpu.caps.name
+    );
+    let padded = yt.to_f32_padded(gpu).unwrap();
+    let s = yt.stride();
+    for r in 0..m {
+        for c in n..s {
+            assert_eq!(
+                padded[r * s + c],
+                0.0,
+                "{what}: padding [{r}, {c}] not zero"
+            );
+        }
+    }
+    assert_close(&yt.to_f32(gpu).unwrap(), &want, &scale, tol, &what);
+}
+
+fn strategies(gpu: &Gpu, m: usize) -> Vec<Strategy> {
+    let mut v = vec![Strategy::GemmTiled];
+    if m <= 8 {
+        v.push(Strategy::GemvWorkgroup);
+        if gpu.caps.subgroups {
+            v.push(Strategy::GemvSubgroup);
+        }
+    }
+    v
+}
+
+#[test]
+fn every_format_and_kernel_matches_reference() {
+    let mut rng = rng("every_format_and_kernel_matches_reference");
+    let shapes = [(1, 1), (37, 100), (130, 259), (65, 64)];
+    for gpu in all_gpus() {
+        for format in WeightFormat::all() {
+            for &(n, k) in &shapes {
+                for m in [1, 3, 8, 17, 64] {
+                    for s in strategies(&gpu, m) {
+                        check(
+                            &gpu,
+                            &mut rng,
+                            format,
+                            s,
+                            ActDType::F32,
+                            m,
+                            n,
+                            k,
+                            (n + m) % 2 == 0,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_k() {
+    let mut rng = rng("large_k");
+    for gpu in all_gpus() {
+        for format in [
+            WeightFormat::F16,
+            WeightFormat::Int8,
+            WeightFormat::Int4 {
+                group: 128,
+                asymmetric: true,
+            },
+        ] {
+            for m in [1, 17] {
+                for s in strategies(&gpu, m) {
+                    check(&gpu, &mut rng, format, s, ActDType::F32, m, 19, 4133, true);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_activations() {
+    let mut rng = rng("f16_activations");
+    for gpu in all_gpus().into_iter().filter(|g| g.caps.f16) {
+        for format in WeightFormat::all() {
+            for m in [1, 5, 33] {
+                for s in strategies(&gpu, m) {
+                    check(&gpu, &mut rng, format, s, ActDType::F16, m, 45, 300, true);
+                }
+            }
+        }
+    }
+}
