@@ -1,9 +1,10 @@
-// GEMV entry without subgroups: teams of TEAM consecutive invocations (a power of two)
-// own one row each and reduce their partial sums through workgroup memory.
+// GEMV entry without subgroups: teams of TEAM consecutive invocations (a power of two) own
+// R rows each and reduce their partial sums through workgroup memory.
 override WG: u32 = 256u;
 override TEAM: u32 = 32u;
+const PER_LANE: u32 = {{M}}u * {{R}}u;
 
-var<workgroup> red: array<f32, WG * MAX_M>;
+var<workgroup> red: array<f32, WG * PER_LANE>;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -12,26 +13,27 @@ fn main(
     @builtin(local_invocation_index) li: u32,
 ) {
     let lane = li % TEAM;
-    let row = (wg.x + wg.y * nwg.x) * (WG / TEAM) + li / TEAM;
-    var acc: array<f32, MAX_M>;
-    if (row < p.n) {
-        acc = row_partials(row, lane, TEAM);
-    }
-    for (var m = 0u; m < M; m++) {
-        red[m * WG + li] = acc[m];
-    }
+    let row0 = ((wg.x + wg.y * nwg.x) * (WG / TEAM) + li / TEAM) * {{R}}u;
+    let acc = rows_partials(row0, lane, TEAM, li);
+#unroll i PER_LANE
+    red[{i}u * WG + li] = acc[{i}];
+#end
     workgroupBarrier();
     for (var s = TEAM / 2u; s > 0u; s >>= 1u) {
         if (lane < s) {
-            for (var m = 0u; m < M; m++) {
-                red[m * WG + li] += red[m * WG + li + s];
-            }
+#unroll i PER_LANE
+            red[{i}u * WG + li] += red[{i}u * WG + li + s];
+#end
         }
         workgroupBarrier();
     }
-    if (lane == 0u && row < p.n_out) {
-        for (var m = 0u; m < M; m++) {
-            write_y(m, row, red[m * WG + li]);
+    if (lane == 0u) {
+#unroll r R
+#unroll m M
+        if (row0 + {r}u < p.n_out) {
+            write_y({m}u, row0 + {r}u, red[({r}u * {{M}}u + {m}u) * WG + li]);
         }
+#end
+#end
     }
 }

@@ -1,7 +1,159 @@
+//! The `sparq` command: list adapters, benchmark the kernels.
+
+use clap::{Parser, Subcommand};
+use sparq::bench::{BenchConfig, TorchBaseline};
+use sparq::formats::WeightFormat;
+use sparq::gpu::{AdapterSelector, Caps, enumerate_adapters, instance};
+use sparq::tensor::ActDType;
+use sparq::{Error, Gpu, Result};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "sparq",
+    version,
+    about = "Compressed neural-network kernels on any GPU (wgpu)"
+)]
+struct Cli {
+    /// Adapter: index, name substring, backend (vulkan|metal|dx12|gl) or `best` [env: SPARQ_ADAPTER].
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter on every backend with the features sparq uses.
+    Devices,
+    /// Measure the bandwidth ceiling and every weight format at LLM-like shapes.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A reduced set that finishes in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Weight formats, comma-separated (f32, f16, int8, int4g32, int4g64, int4g128, int4g32a).
+    #[arg(long, value_delimiter = ',')]
+    formats: Option<Vec<String>>,
+    /// Activation rows, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    m: Option<Vec<usize>>,
+    /// Weight shapes NxK, comma-separated (e.g. 4096x4096,8192x8192).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Option<Vec<String>>,
+    /// Timed runs per case.
+    #[arg(long)]
+    iters: Option<usize>,
+    /// f16 activations (adapters with SHADER_F16).
+    #[arg(long)]
+    f16_act: bool,
+    /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
+    #[arg(long)]
+    torch: Option<PathBuf>,
+}
+
 fn main() {
-    let inst = sparq::gpu::instance();
-    for (i, a) in sparq::gpu::enumerate_adapters(&inst).iter().enumerate() {
-        let c = sparq::gpu::Caps::of_adapter(a, &inst);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("sparq: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let selector = cli
+        .adapter
+        .as_deref()
+        .map(AdapterSelector::parse)
+        .unwrap_or_else(AdapterSelector::from_env);
+    match cli.command {
+        Command::Devices => devices(),
+        Command::Bench(args) => bench(&selector, args),
+    }
+}
+
+fn devices() -> Result<()> {
+    let inst = instance();
+    let adapters = enumerate_adapters(&inst);
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter {
+            selector: "any".into(),
+            available: "none (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into(),
+        });
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let c = Caps::of_adapter(a, &inst);
         println!("[{i}] {}\n{}", c.name, c.describe());
     }
+    Ok(())
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::Invalid(format!("shape '{s}' is not NxK"));
+    let (n, k) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    if n == 0 || k == 0 {
+        return Err(bad());
+    }
+    Ok((n, k))
+}
+
+fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
+    let gpu = Gpu::new(selector)?;
+    let mut cfg = if args.quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::default_for(&gpu)
+    };
+    if let Some(f) = &args.formats {
+        cfg.formats = f
+            .iter()
+            .map(|s| WeightFormat::parse(s))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(m) = args.m {
+        if m.contains(&0) {
+            return Err(Error::Invalid("--m values must be at least 1".into()));
+        }
+        cfg.ms = m;
+    }
+    if let Some(s) = &args.shapes {
+        cfg.shapes = s.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    }
+    if let Some(i) = args.iters {
+        cfg.iters = i.clamp(1, 1000);
+    }
+    if args.f16_act {
+        cfg.act = ActDType::F16;
+    }
+    let torch = args.torch.as_deref().map(TorchBaseline::load).transpose()?;
+    eprintln!("benchmarking on {} ({})", gpu.caps.name, gpu.caps.backend);
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .expect("valid template"),
+    );
+    let mut report = sparq::bench::run(&gpu, &cfg, |done, total, label| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(label.to_string());
+    })?;
+    bar.finish_and_clear();
+    if let Some(t) = &torch {
+        report.attach_torch(t);
+    }
+    println!("{}", report.markdown());
+    if let Some(path) = args.json {
+        std::fs::write(&path, report.json())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -117,10 +117,15 @@ fn large_k() {
                 asymmetric: true,
             },
         ] {
-            for m in [1, 17] {
+            // M = 8 stages x in several chunks (32 KiB of workgroup memory hold 1024 columns).
+            for m in [1, 8, 17] {
                 for s in strategies(&gpu, m) {
                     check(&gpu, &mut rng, format, s, ActDType::F32, m, 19, 4133, true);
                 }
+            }
+            // M = 1 stages up to 8192 columns at once; 9001 needs two chunks.
+            for s in strategies(&gpu, 1) {
+                check(&gpu, &mut rng, format, s, ActDType::F32, 1, 7, 9001, false);
             }
         }
     }

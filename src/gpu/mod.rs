@@ -7,6 +7,7 @@ mod dispatch;
 mod pool;
 mod readback;
 mod timer;
+pub mod wgsl;
 
 pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
 pub use caps::{Caps, CoopMatrixConfig};

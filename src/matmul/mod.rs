@@ -100,13 +100,10 @@ impl Linear {
                 limit,
             });
         }
-        // Scale and zero-point words of whole rows must also stay inside a binding; int4
-        // packs several rows' scales per word, so keep chunk boundaries on even rows of 8.
-        let rows_per_chunk = if rows_per_chunk >= n {
-            n
-        } else {
-            (rows_per_chunk / 8 * 8).max(8)
-        };
+        // Never round up to more rows than fit: `PackedWeights::rows` re-packs int4 scales
+        // and zero points from index 0, so a chunk may start at any row, and a row's scales
+        // and zero points take fewer bytes than its weights.
+        let rows_per_chunk = rows_per_chunk.min(n);
         let mut chunks = Vec::new();
         let mut row0 = 0;
         while row0 < n {
@@ -312,6 +309,15 @@ impl Linear {
         })
     }
 
+    /// x vec4s per activation row that GEMV stages in workgroup memory at once: what fits
+    /// beside `other_bytes` of workgroup memory (at most 32 KiB in all), never more than a row.
+    fn x_chunk4(&self, gpu: &Gpu, m: usize, other_bytes: u64) -> i64 {
+        let budget = (gpu.caps.workgroup_storage as u64).min(32 * 1024) - other_bytes;
+        let fit = budget / (16 * m as u64) / 8 * 8;
+        let row = ((self.row_blocks * self.format.block_k() / 4) as u64).next_multiple_of(8);
+        fit.min(row).max(8) as i64
+    }
+
     fn pipeline(
         &self,
         gpu: &Gpu,
@@ -320,32 +326,46 @@ impl Linear {
         m: usize,
         n_out: usize,
     ) -> Result<(std::sync::Arc<wgpu::ComputePipeline>, (u32, u32))> {
-        let name = shader::variant_name(strategy, self.format, act);
         let mut constants: Vec<(&str, f64)> = vec![("HAS_BIAS", self.bias.is_some() as u8 as f64)];
         if let WeightFormat::Int4 { group, asymmetric } = self.format {
             constants.push(("GROUP", group as f64));
             constants.push(("ASYM", asymmetric as u8 as f64));
         }
+        let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
             Strategy::GemvSubgroup => {
-                let wg = 256u32.min(gpu.caps.max_invocations);
-                let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1);
-                constants.extend([
-                    ("M", m as f64),
-                    ("WG", wg as f64),
-                    ("ROWS_PER_WG", rows as f64),
+                let t = GemvTuning::for_rows(m, true);
+                let wg = t.workgroup.min(gpu.caps.max_invocations);
+                let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
+                let chunk4 = self.x_chunk4(gpu, m, 0);
+                vars.extend([
+                    ("M", m as i64),
+                    ("R", t.rows_per_team as i64),
+                    ("CHUNK4", chunk4),
                 ]);
+                constants.extend([("WG", wg as f64), ("ROWS_PER_WG", rows as f64)]);
                 gpu.grid((n_out as u32).div_ceil(rows))
             }
             Strategy::GemvWorkgroup => {
-                let wg = 256u32.min(gpu.caps.max_invocations);
+                let t = GemvTuning::for_rows(m, false);
+                let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let team = 32u32;
-                constants.extend([("M", m as f64), ("WG", wg as f64), ("TEAM", team as f64)]);
-                gpu.grid((n_out as u32).div_ceil(wg / team))
+                let r = t.rows_per_team;
+                let chunk4 = self.x_chunk4(gpu, m, (wg * m as u32 * r * 4) as u64);
+                vars.extend([
+                    ("M", m as i64),
+                    ("R", r as i64),
+                    ("PER_LANE", (m as u32 * r) as i64),
+                    ("CHUNK4", chunk4),
+                ]);
+                constants.extend([("WG", wg as f64), ("TEAM", team as f64)]);
+                gpu.grid((n_out as u32).div_ceil(wg / team * r))
             }
             Strategy::GemmTiled => {
-                let gx = (n_out as u32).div_ceil(64);
-                let gy = (m as u32).div_ceil(64);
+                let t = GemmTiling::for_device(gpu, self.format);
+                vars.extend(t.vars());
+                let gx = (n_out as u32).div_ceil(16 * t.tn);
+                let gy = (m as u32).div_ceil(16 * t.tm);
                 let max = gpu.caps.max_workgroups_per_dim;
                 if gx > max || gy > max {
                     return Err(Error::TooLarge {
@@ -358,14 +378,78 @@ impl Linear {
                 (gx, gy)
             }
         };
-        let key = PipelineKey::new(name, &constants);
+        let name = shader::variant_name(strategy, self.format, act, &vars);
+        let key = PipelineKey::new(name, &constants).trusted();
         let layout = linear_layout(gpu);
         let p = gpu
             .pipelines
             .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
-                shader::source(strategy, self.format, act)
+                shader::source(strategy, self.format, act, &vars).unwrap_or_else(|e| {
+                    // The templates are part of the crate: a failure here is a bug in sparq.
+                    panic!("bad WGSL template for {strategy:?}: {e}")
+                })
             })?;
         Ok((p, grid))
+    }
+}
+
+/// GEMV shape: invocations per workgroup and weight rows each team (subgroup) walks at once.
+struct GemvTuning {
+    workgroup: u32,
+    rows_per_team: u32,
+}
+
+impl GemvTuning {
+    fn for_rows(m: usize, subgroups: bool) -> Self {
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+        // More rows per team reuse each x load more; more activation rows already do.
+        let rows_per_team = if !subgroups {
+            1
+        } else if m <= 2 {
+            4
+        } else {
+            2
+        };
+        GemvTuning {
+            workgroup: env("SPARQ_GEMV_WG").unwrap_or(128),
+            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(rows_per_team).clamp(1, 8),
+        }
+    }
+}
+
+/// GEMM register and workgroup tiling.
+struct GemmTiling {
+    tm: u32,
+    tn: u32,
+    bk: u32,
+    block_k: u32,
+}
+
+impl GemmTiling {
+    fn for_device(gpu: &Gpu, format: WeightFormat) -> Self {
+        let block_k = format.block_k() as u32;
+        // 128 × 128 tiles need 32 KiB of workgroup memory at BK = 32.
+        let big = gpu.caps.workgroup_storage >= 32 * 1024;
+        let t = if big { 8 } else { 4 };
+        GemmTiling {
+            tm: t,
+            tn: t,
+            bk: 32,
+            block_k,
+        }
+    }
+
+    fn vars(&self) -> Vec<(&'static str, i64)> {
+        let (bm, bn) = (16 * self.tm, 16 * self.tn);
+        vec![
+            ("TM", self.tm as i64),
+            ("TN", self.tn as i64),
+            ("TM4", (self.tm / 4) as i64),
+            ("TN4", (self.tn / 4) as i64),
+            ("BK", self.bk as i64),
+            ("XLOADS", (bm * self.bk / 4).div_ceil(256) as i64),
+            ("WLOADS", (bn * self.bk / self.block_k).div_ceil(256) as i64),
+        ]
     }
 }
 

@@ -1,7 +1,9 @@
 //! WGSL assembly for the `y = x · Wᵀ` family: one kernel body per strategy, one decode file
 //! per weight format, one activation file per dtype, glued into a module per variant.
 
+use crate::error::Result;
 use crate::formats::WeightFormat;
+use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
 const LINEAR_IO: &str = include_str!("../../shaders/linear_io.wgsl");
@@ -46,8 +48,13 @@ impl Strategy {
     }
 }
 
-/// Unique name of a generated module.
-pub fn variant_name(strategy: Strategy, format: WeightFormat, act: ActDType) -> String {
+/// Unique name of a generated module: its template variables are part of the name.
+pub fn variant_name(
+    strategy: Strategy,
+    format: WeightFormat,
+    act: ActDType,
+    vars: &[(&str, i64)],
+) -> String {
     let w = match format {
         WeightFormat::Int4 { .. } => "int4",
         f => match f {
@@ -56,11 +63,18 @@ pub fn variant_name(strategy: Strategy, format: WeightFormat, act: ActDType) -> 
             _ => "int8",
         },
     };
-    format!("linear_{}_{w}_{act:?}", strategy.name())
+    let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
+    format!("linear_{}_{w}_{act:?}{v}", strategy.name())
 }
 
-/// The WGSL source of one variant (group size and zero points are override constants).
-pub fn source(strategy: Strategy, format: WeightFormat, act: ActDType) -> String {
+/// The WGSL source of one variant (group size and zero points are override constants;
+/// unrolled loop counts are template variables, see [`crate::gpu::wgsl`]).
+pub fn source(
+    strategy: Strategy,
+    format: WeightFormat,
+    act: ActDType,
+    vars: &[(&str, i64)],
+) -> Result<String> {
     // `enable` directives must come first, so the activation file leads.
     let act_src = match act {
         ActDType::F32 => ACT_F32,
@@ -77,5 +91,7 @@ pub fn source(strategy: Strategy, format: WeightFormat, act: ActDType) -> String
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
     };
-    format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}")
+    let mut all = vars.to_vec();
+    all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
+    expand(&format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"), &all)
 }

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up for sparq on a fresh machine:
+#   - a Vulkan driver: where none is installed, Mesa's CPU driver (lavapipe, from
+#     mesa-vulkan-drivers) via apt-get;
+#   - the GL path through EGL (libegl1 + libgl1-mesa-dri give llvmpipe), which the tests also use;
+#   - XDG_RUNTIME_DIR (EGL complains when it is unset), and LIBGL_ALWAYS_SOFTWARE=1 where there
+#     is no DRM device (/dev/dri), so Mesa's EGL does not log a failed hardware probe;
+#   - a Rust toolchain new enough for wgpu 30 (cargo is checked, not installed).
+#
+# Run it (`bash scripts/setup.sh`) or source it and call `sparq_setup`, as scripts/bench.sh and
+# scripts/test.sh do, so that the environment it sets reaches cargo.
+set -euo pipefail
+
+# shellcheck disable=SC2034 # used by the scripts that source this one
+SPARQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# wgpu 30 needs Rust 1.87 (the crate itself uses edition 2024, Rust 1.85).
+SPARQ_MIN_RUST_MINOR=87
+
+sparq_log() { printf 'setup: %s\n' "$*" >&2; }
+sparq_die() {
+    printf 'setup: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# True when a Vulkan ICD (driver manifest) is installed or named by the environment.
+sparq_have_vulkan_icd() {
+    if [[ -n "${VK_DRIVER_FILES:-}" || -n "${VK_ICD_FILENAMES:-}" ]]; then
+        return 0
+    fi
+    local dir f
+    for dir in /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d; do
+        for f in "$dir"/*.json; do
+            [[ -f "$f" ]] && return 0
+        done
+    done
+    return 1
+}
+
+# True when the shared library $1 (e.g. libvulkan.so.1) can be loaded.
+sparq_have_lib() {
+    local cache="" ldconfig d
+    ldconfig="$(command -v ldconfig || true)"
+    [[ -z "$ldconfig" && -x /sbin/ldconfig ]] && ldconfig=/sbin/ldconfig
+    # Read the whole cache first: `ldconfig -p | grep -q` can die of SIGPIPE under pipefail.
+    [[ -n "$ldconfig" ]] && cache="$("$ldconfig" -p 2>/dev/null || true)"
+    if [[ "$cache" == *"$1 "* ]]; then
+        return 0
+    fi
+    for d in /usr/lib/*-linux-gnu /lib/*-linux-gnu /usr/lib64 /usr/lib /usr/local/lib; do
+        [[ -e "$d/$1" ]] && return 0
+    done
+    return 1
+}
+
+# True when Mesa's software GL driver (llvmpipe, inside swrast_dri.so) is installed.
+sparq_have_mesa_dri() {
+    local d
+    for d in /usr/lib/*-linux-gnu/dri /usr/lib64/dri /usr/lib/dri; do
+        [[ -e "$d/swrast_dri.so" ]] && return 0
+    done
+    return 1
+}
+
+# Installs Debian packages "$@" with apt-get (as root, or through sudo); returns 1 (after a
+# warning) where it cannot ask for root, exits where apt-get fails.
+sparq_apt_install() {
+    local -a su=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            su=(sudo)
+        else
+            sparq_log "warning: not root and no sudo; cannot install: $*"
+            sparq_log "warning: as root, run: apt-get install $*"
+            return 1
+        fi
+    fi
+    local -a apt=("${su[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+    local lists
+    lists="$(compgen -G '/var/lib/apt/lists/*_Packages*' || true)"
+    if [[ -z "$lists" ]]; then
+        sparq_log "apt-get update (no package lists yet)"
+        "${apt[@]}" update -q || sparq_die "apt-get update failed"
+    fi
+    sparq_log "apt-get install $*"
+    if ! "${apt[@]}" install -y -q --no-install-recommends "$@"; then
+        # Stale lists point at files the mirror no longer has: refresh once and retry.
+        sparq_log "install failed; apt-get update and retry"
+        "${apt[@]}" update -q || sparq_die "apt-get update failed"
+        "${apt[@]}" install -y -q --no-install-recommends "$@" ||
+            sparq_die "apt-get install $* failed"
+    fi
+}
+
+# GPU drivers: Vulkan (lavapipe where there is no other driver) and GL through EGL (llvmpipe).
+sparq_setup_drivers() {
+    case "$(uname -s)" in
+    Linux) ;;
+    *)
+        sparq_log "$(uname -s): no driver set-up needed (wgpu uses Metal / DX12 / Vulkan as installed)"
+        return 0
+        ;;
+    esac
+    local -a missing=()
+    if sparq_have_vulkan_icd; then
+        sparq_log "Vulkan driver found"
+    else
+        sparq_log "no Vulkan driver (ICD) found: will install Mesa's lavapipe"
+        missing+=(mesa-vulkan-drivers)
+    fi
+    sparq_have_lib libvulkan.so.1 || missing+=(libvulkan1)
+    if ! sparq_have_lib libEGL.so.1 || ! sparq_have_lib libEGL_mesa.so.0; then
+        missing+=(libegl1)
+    fi
+    sparq_have_mesa_dri || missing+=(libgl1-mesa-dri)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        sparq_log "drivers present (Vulkan, EGL, Mesa DRI); nothing to install"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        sparq_log "warning: missing ${missing[*]} (Debian names) and no apt-get here;"
+        sparq_log "warning: install a Vulkan driver (e.g. Mesa's lavapipe) and EGL with your package manager"
+        return 0
+    fi
+    sparq_apt_install "${missing[@]}" || return 0
+    sparq_have_vulkan_icd || sparq_log "warning: still no Vulkan ICD after installing ${missing[*]}"
+}
+
+# EGL (the GL backend) prints an error on every start when XDG_RUNTIME_DIR is unset.
+sparq_setup_runtime_dir() {
+    if [[ -n "${XDG_RUNTIME_DIR:-}" && -d "${XDG_RUNTIME_DIR}" ]]; then
+        return 0
+    fi
+    local dir
+    dir="${TMPDIR:-/tmp}/sparq-runtime-$(id -u)"
+    [[ -d "$dir" ]] || mkdir -m 700 "$dir" 2>/dev/null || true
+    if [[ ! -d "$dir" || ! -O "$dir" ]]; then
+        dir="$(mktemp -d "${TMPDIR:-/tmp}/sparq-runtime.XXXXXX")"
+    fi
+    export XDG_RUNTIME_DIR="$dir"
+}
+
+# cargo on PATH (or in ~/.cargo/bin) and a toolchain new enough for wgpu 30.
+sparq_setup_rust() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
+        # shellcheck disable=SC1091
+        . "${CARGO_HOME:-$HOME/.cargo}/env"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        sparq_die "cargo not found. Install Rust with rustup (https://rustup.rs):
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+then run this command again."
+    fi
+    local version minor
+    version="$(rustc --version 2>/dev/null || true)"
+    minor="$(sed -nE 's/^rustc 1\.([0-9]+)\..*/\1/p' <<<"$version")"
+    if [[ -n "$minor" && "$minor" -lt "$SPARQ_MIN_RUST_MINOR" ]]; then
+        sparq_die "$version is too old: sparq needs Rust 1.$SPARQ_MIN_RUST_MINOR or newer (run: rustup update stable)"
+    fi
+    sparq_log "${version:-rustc: unknown version}"
+}
+
+# Without a DRM device (/dev/dri), Mesa's EGL can only be software (llvmpipe), but it first
+# tries a hardware driver and logs "eglInitialize ... DRI2: failed to load driver" as an ERROR
+# on every start. LIBGL_ALWAYS_SOFTWARE (read by Mesa only) skips that attempt; the adapters
+# found are the same. Left alone where a DRM device exists or the variable is already set.
+sparq_setup_software_gl() {
+    if [[ "$(uname -s)" == Linux && ! -e /dev/dri && -z "${LIBGL_ALWAYS_SOFTWARE+x}" ]]; then
+        export LIBGL_ALWAYS_SOFTWARE=1
+    fi
+}
+
+sparq_setup() {
+    sparq_setup_rust
+    sparq_setup_drivers
+    sparq_setup_runtime_dir
+    sparq_setup_software_gl
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    sparq_setup
+fi
