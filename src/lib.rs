@@ -20,7 +20,9 @@ pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod matmul;
+pub mod prune;
 pub mod reference;
+pub mod sparse;
 pub mod tensor;
 
 pub use error::{Error, Result};

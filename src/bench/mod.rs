@@ -94,32 +94,79 @@ pub fn time_dispatches(
     if sets.is_empty() || iters == 0 {
         return Err(Error::Invalid("nothing to time".into()));
     }
-    let mut enc = gpu.encoder("warm-up");
-    for i in 0..warmup {
-        record_pass(&mut enc, &sets[i % sets.len()], None);
+    // GPUs idle at low clocks and ramp up only under sustained load: keep this work running
+    // for a while before timing it, or short cases are measured at idle clocks.
+    let until = std::time::Instant::now() + warm_up_time(gpu);
+    loop {
+        let mut enc = gpu.encoder("warm-up");
+        for i in 0..warmup.max(1) {
+            record_pass(&mut enc, &sets[i % sets.len()], None);
+        }
+        gpu.submit_and_wait(enc)?;
+        if std::time::Instant::now() >= until {
+            break;
+        }
     }
-    gpu.submit_and_wait(enc)?;
+    // Each timed pass runs a batch of back-to-back iterations (as a framework's loop would)
+    // and counts batch time / batch size, so timestamp placement around a single short
+    // dispatch cannot inflate it. The median over batches is what gets reported.
+    let batch = if gpu.caps.is_cpu() { 1 } else { BATCH };
+    let batches = iters.div_ceil(batch).max(1);
+    fn record_batch(
+        enc: &mut wgpu::CommandEncoder,
+        sets: &[Vec<Dispatch>],
+        iters: std::ops::Range<usize>,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("timed batch"),
+            timestamp_writes,
+        });
+        for i in iters {
+            for d in &sets[i % sets.len()] {
+                d.record(&mut pass);
+            }
+        }
+    }
     if gpu.caps.timestamps {
-        let mut timer = GpuTimer::new(gpu, iters as u32)?;
+        let mut timer = GpuTimer::new(gpu, batches as u32)?;
         let mut enc = gpu.encoder("timed");
-        for i in 0..iters {
+        for b in 0..batches {
             let writes = timer.next_pass();
-            record_pass(&mut enc, &sets[i % sets.len()], writes);
+            record_batch(&mut enc, sets, b * batch..(b + 1) * batch, writes);
         }
         timer.resolve(&mut enc);
         gpu.submit_and_wait(enc)?;
-        timer.read_us(gpu)
+        Ok(timer
+            .read_us(gpu)?
+            .into_iter()
+            .map(|t| t / batch as f64)
+            .collect())
     } else {
-        let mut out = Vec::with_capacity(iters);
-        for i in 0..iters {
+        let mut out = Vec::with_capacity(batches);
+        for b in 0..batches {
             let t = std::time::Instant::now();
             let mut enc = gpu.encoder("timed");
-            record_pass(&mut enc, &sets[i % sets.len()], None);
+            record_batch(&mut enc, sets, b * batch..(b + 1) * batch, None);
             gpu.submit_and_wait(enc)?;
-            out.push(t.elapsed().as_secs_f64() * 1e6);
+            out.push(t.elapsed().as_secs_f64() * 1e6 / batch as f64);
         }
         Ok(out)
     }
+}
+
+/// Iterations per timed pass on GPUs.
+const BATCH: usize = 10;
+
+/// How long to run a case untimed before timing it (`SPARQ_WARMUP_MS`, default 200 ms on
+/// GPUs and none on CPU adapters).
+fn warm_up_time(gpu: &Gpu) -> std::time::Duration {
+    let default = if gpu.caps.is_cpu() { 0 } else { 200 };
+    let ms = std::env::var("SPARQ_WARMUP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    std::time::Duration::from_millis(ms)
 }
 
 /// Random weights in [-1, 1), deterministic per shape.

@@ -91,7 +91,7 @@ impl Caps {
                 .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
             coop_matrix,
             max_buffer: l.max_buffer_size,
-            max_storage_binding: l.max_storage_buffer_binding_size as u64,
+            max_storage_binding: l.max_storage_buffer_binding_size,
             workgroup_storage: l.max_compute_workgroup_storage_size,
             max_invocations: l.max_compute_invocations_per_workgroup,
             max_workgroups_per_dim: l.max_compute_workgroups_per_dimension,

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The count is an integer or the name of a variable passed to [`expand`]; `{{NAME}}` is
-//! replaced by a variable's value anywhere. Blocks nest.
+//! replaced by a variable's value anywhere. `#if NAME` ... `#end` keeps its lines when the
+//! variable is non-zero. Blocks nest.
 
 use crate::error::{Error, Result};
 
@@ -60,7 +61,18 @@ fn expand_block(
         let line = lines[*i];
         let t = line.trim_start();
         *i += 1;
-        if let Some(rest) = t.strip_prefix("#unroll") {
+        if let Some(rest) = t.strip_prefix("#if ") {
+            let on = count_of(rest.trim(), vars)? != 0;
+            let mut sink = String::new();
+            expand_block(
+                lines,
+                i,
+                vars,
+                bound,
+                if on { out } else { &mut sink },
+                true,
+            )?;
+        } else if let Some(rest) = t.strip_prefix("#unroll") {
             let mut parts = rest.split_whitespace();
             let (Some(var), Some(count)) = (parts.next(), parts.next()) else {
                 return Err(Error::Invalid(format!("bad #unroll line: {t}")));
@@ -116,5 +128,9 @@ mod tests {
         assert!(expand("#end", &[]).is_err());
         assert!(expand("{{MISSING}}", &[]).is_err());
         assert!(expand("#unroll i K\nx\n#end", &[]).is_err());
+        assert_eq!(
+            expand("#if A\na\n#end\n#if B\nb\n#end", &[("A", 1), ("B", 0)]).unwrap(),
+            "a\n"
+        );
     }
 }

@@ -81,13 +81,13 @@ impl Linear {
         limit: u64,
     ) -> Result<Self> {
         let (n, k) = (weights.n, weights.k);
-        if let Some(b) = bias {
-            if b.len() != n {
-                return Err(Error::Shape(format!(
-                    "bias has {} values, the layer has {n} outputs",
-                    b.len()
-                )));
-            }
+        if let Some(b) = bias
+            && b.len() != n
+        {
+            return Err(Error::Shape(format!(
+                "bias has {} values, the layer has {n} outputs",
+                b.len()
+            )));
         }
         let limit = limit.min(gpu.caps.max_storage_binding);
         let row_bytes = (weights.row_words() * 4) as u64;
@@ -311,10 +311,13 @@ impl Linear {
 
     /// x vec4s per activation row that GEMV stages in workgroup memory at once: what fits
     /// beside `other_bytes` of workgroup memory (at most 32 KiB in all), never more than a row.
-    fn x_chunk4(&self, gpu: &Gpu, m: usize, other_bytes: u64) -> i64 {
+    fn x_chunk4(&self, gpu: &Gpu, m: usize, other_bytes: u64, staged: bool) -> i64 {
+        let row = ((self.row_blocks * self.format.block_k() / 4) as u64).next_multiple_of(8);
+        if !staged {
+            return row as i64;
+        }
         let budget = (gpu.caps.workgroup_storage as u64).min(32 * 1024) - other_bytes;
         let fit = budget / (16 * m as u64) / 8 * 8;
-        let row = ((self.row_blocks * self.format.block_k() / 4) as u64).next_multiple_of(8);
         fit.min(row).max(8) as i64
     }
 
@@ -337,11 +340,14 @@ impl Linear {
                 let t = GemvTuning::for_rows(m, true);
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
-                let chunk4 = self.x_chunk4(gpu, m, 0);
+                let chunk4 = self.x_chunk4(gpu, m, 0, t.x_staged);
                 vars.extend([
                     ("M", m as i64),
                     ("R", t.rows_per_team as i64),
+                    ("U", t.unroll as i64),
                     ("CHUNK4", chunk4),
+                    ("XSTAGE", t.x_staged as i64),
+                    ("XGLOBAL", !t.x_staged as i64),
                 ]);
                 constants.extend([("WG", wg as f64), ("ROWS_PER_WG", rows as f64)]);
                 gpu.grid((n_out as u32).div_ceil(rows))
@@ -351,12 +357,15 @@ impl Linear {
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let team = 32u32;
                 let r = t.rows_per_team;
-                let chunk4 = self.x_chunk4(gpu, m, (wg * m as u32 * r * 4) as u64);
+                let chunk4 = self.x_chunk4(gpu, m, (wg * m as u32 * r * 4) as u64, t.x_staged);
                 vars.extend([
                     ("M", m as i64),
                     ("R", r as i64),
+                    ("U", t.unroll as i64),
                     ("PER_LANE", (m as u32 * r) as i64),
                     ("CHUNK4", chunk4),
+                    ("XSTAGE", t.x_staged as i64),
+                    ("XGLOBAL", !t.x_staged as i64),
                 ]);
                 constants.extend([("WG", wg as f64), ("TEAM", team as f64)]);
                 gpu.grid((n_out as u32).div_ceil(wg / team * r))
@@ -397,6 +406,8 @@ impl Linear {
 struct GemvTuning {
     workgroup: u32,
     rows_per_team: u32,
+    unroll: u32,
+    x_staged: bool,
 }
 
 impl GemvTuning {
@@ -413,6 +424,8 @@ impl GemvTuning {
         GemvTuning {
             workgroup: env("SPARQ_GEMV_WG").unwrap_or(128),
             rows_per_team: env("SPARQ_GEMV_R").unwrap_or(rows_per_team).clamp(1, 8),
+            unroll: env("SPARQ_GEMV_U").unwrap_or(2).clamp(1, 8),
+            x_staged: env("SPARQ_GEMV_XSTAGE").unwrap_or(1) != 0,
         }
     }
 }
