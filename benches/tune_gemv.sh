@@ -9,5 +9,5 @@ for wg in ${WGS:-256}; do for r in ${RS:-2}; do for u in ${US:-2}; do for xs in 
   echo "== WG=$wg R=$r U=$u XSTAGE=$xs"
   SPARQ_GEMV_WG=$wg SPARQ_GEMV_R=$r SPARQ_GEMV_U=$u SPARQ_GEMV_XSTAGE=$xs \
     .gpu/sparq bench --adapter vulkan "$@" 2>/dev/null |
-    awk -F'|' '/^\| (f|i)/ {printf "%-9s M=%-3s %5sx%-5s %8s us %6s GB/s %5s%% %s TF\n", $2, $4, $5, $6, $7, $8, $10, $9}'
+    awk -F'|' '/^\| (f|i)/ {printf "%-9s M=%-3s %5sx%-5s %8s us (min %s) %6s GB/s %5s%% %s TF\n", $2, $4, $5, $6, $7, $8, $9, $11, $10}'
 done; done; done; done

@@ -55,7 +55,7 @@ impl BenchConfig {
                     (14336, 4096),
                     (8192, 8192),
                 ],
-                iters: 50,
+                iters: 400,
                 ceiling_bytes: 1 << 30,
                 act: ActDType::F32,
             }
@@ -97,16 +97,27 @@ pub fn time_dispatches(
     // GPUs idle at low clocks and ramp up only under sustained load: keep this work running
     // for a while before timing it, or short cases are measured at idle clocks.
     let until = std::time::Instant::now() + warm_up_time(gpu);
+    let mut per_submit = warmup.max(1);
+    let mut per_iter = 0f64;
     loop {
+        // Long submits, so the GPU sees sustained load rather than short bursts.
+        let start = std::time::Instant::now();
         let mut enc = gpu.encoder("warm-up");
-        for i in 0..warmup.max(1) {
+        for i in 0..per_submit {
             record_pass(&mut enc, &sets[i % sets.len()], None);
         }
         gpu.submit_and_wait(enc)?;
-        if std::time::Instant::now() >= until {
+        let now = std::time::Instant::now();
+        if now >= until {
             break;
         }
+        if now - start < std::time::Duration::from_millis(20) {
+            per_submit = (per_submit * 2).min(1 << 14);
+        }
+        per_iter = (now - start).as_secs_f64() / per_submit as f64;
     }
+    // Slow cases (large GEMMs) need fewer runs for a stable median: cap at ~0.2 s.
+    let iters = iters.min(((0.2 / per_iter.max(1e-9)) as usize).max(3 * BATCH));
     // Each timed pass runs a batch of back-to-back iterations (as a framework's loop would)
     // and counts batch time / batch size, so timestamp placement around a single short
     // dispatch cannot inflate it. The median over batches is what gets reported.
@@ -156,7 +167,7 @@ pub fn time_dispatches(
 }
 
 /// Iterations per timed pass on GPUs.
-const BATCH: usize = 10;
+const BATCH: usize = 20;
 
 /// How long to run a case untimed before timing it (`SPARQ_WARMUP_MS`, default 200 ms on
 /// GPUs and none on CPU adapters).

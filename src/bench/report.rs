@@ -108,12 +108,12 @@ impl BenchReport {
         let torch = self.rows.iter().any(|r| r.torch_fp16_us.is_some());
         let _ = write!(
             s,
-            "| format | kernel | M | N | K | GPU µs (median) | weight GB/s | TFLOP/s | % of ceiling | quant. error |"
+            "| format | kernel | M | N | K | GPU µs (median) | GPU µs (min) | weight GB/s | TFLOP/s | % of ceiling | quant. error |"
         );
         if torch {
             let _ = write!(s, " torch fp16 µs | speed-up |");
         }
-        let _ = write!(s, "\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = write!(s, "\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         if torch {
             let _ = write!(s, "--:|--:|");
         }
@@ -121,13 +121,14 @@ impl BenchReport {
         for r in &self.rows {
             let _ = write!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2e} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2e} |",
                 r.format,
                 r.kernel,
                 r.m,
                 r.n,
                 r.k,
                 r.gpu_us,
+                r.gpu_us_min,
                 r.weight_gbps,
                 r.tflops,
                 r.pct_ceiling,

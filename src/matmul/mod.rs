@@ -337,7 +337,7 @@ impl Linear {
         let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
             Strategy::GemvSubgroup => {
-                let t = GemvTuning::for_rows(m, true);
+                let t = GemvTuning::for_rows(self.format, m, true);
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
                 let chunk4 = self.x_chunk4(gpu, m, 0, t.x_staged);
@@ -353,7 +353,7 @@ impl Linear {
                 gpu.grid((n_out as u32).div_ceil(rows))
             }
             Strategy::GemvWorkgroup => {
-                let t = GemvTuning::for_rows(m, false);
+                let t = GemvTuning::for_rows(self.format, m, false);
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let team = 32u32;
                 let r = t.rows_per_team;
@@ -411,21 +411,27 @@ struct GemvTuning {
 }
 
 impl GemvTuning {
-    fn for_rows(m: usize, subgroups: bool) -> Self {
+    /// The shape measured fastest on an H100 (BENCHMARKS.md, "GEMV tuning"); the
+    /// `SPARQ_GEMV_{WG,R,U,XSTAGE}` variables override it for tuning on other GPUs.
+    fn for_rows(format: WeightFormat, m: usize, subgroups: bool) -> Self {
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-        // More rows per team reuse each x load more; more activation rows already do.
-        let rows_per_team = if !subgroups {
-            1
-        } else if m <= 2 {
-            4
-        } else {
-            2
+        // (rows per team, blocks in flight, x staged) for one or two activation rows / more.
+        let (r, u, staged) = match (format, m <= 2) {
+            (WeightFormat::F32, _) => (4, 1, false),
+            (WeightFormat::F16, true) => (2, 1, false),
+            (WeightFormat::F16, false) => (4, 1, false),
+            (WeightFormat::Int8, _) => (4, 1, true),
+            (WeightFormat::Int4 { .. }, true) => (2, 1, false),
+            (WeightFormat::Int4 { .. }, false) => (4, 2, true),
         };
+        // Without subgroups the partial sums of every row go through workgroup memory,
+        // which one row per team keeps small.
+        let r = if subgroups { r } else { 1 };
         GemvTuning {
-            workgroup: env("SPARQ_GEMV_WG").unwrap_or(128),
-            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(rows_per_team).clamp(1, 8),
-            unroll: env("SPARQ_GEMV_U").unwrap_or(2).clamp(1, 8),
-            x_staged: env("SPARQ_GEMV_XSTAGE").unwrap_or(1) != 0,
+            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
+            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
+            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
+            x_staged: env("SPARQ_GEMV_XSTAGE").map_or(staged, |v| v != 0),
         }
     }
 }
