@@ -1,6 +1,7 @@
 """PyTorch fp16 linear timings for the shapes `sparq bench` measures, as JSON for `--torch`.
 
-Same method as sparq: CUDA-event timing, median over runs, weights rotated through enough
+Same method as sparq: CUDA events around batches of back-to-back calls, median over
+batches, weights rotated through enough
 copies that the working set exceeds the L2 cache.
 Usage: python3 benches/torch_linear.py OUT.json [--shapes 4096x4096,...] [--m 1,8,32,256]
 """
@@ -14,20 +15,22 @@ a = p.parse_args()
 dev = "cuda"
 
 
-def bench(fns, iters=100):
+def bench(fns, batches=20, per_batch=20):
+    """Median over batches of per_batch back-to-back calls, as sparq times its kernels."""
     for f in fns[:5]:
         f()
     torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
+    events = []
+    for b in range(batches):
         s = torch.cuda.Event(enable_timing=True)
         e = torch.cuda.Event(enable_timing=True)
         s.record()
-        fns[i % len(fns)]()
+        for i in range(per_batch):
+            fns[(b * per_batch + i) % len(fns)]()
         e.record()
-        times.append((s, e))
+        events.append((s, e))
     torch.cuda.synchronize()
-    ts = sorted(s.elapsed_time(e) * 1e3 for s, e in times)
+    ts = sorted(s.elapsed_time(e) * 1e3 / per_batch for s, e in events)
     return ts[len(ts) // 2]
 
 

@@ -420,8 +420,9 @@ impl GemvTuning {
             (WeightFormat::F32, _) => (4, 1, false),
             (WeightFormat::F16, true) => (2, 1, false),
             (WeightFormat::F16, false) => (4, 1, false),
-            (WeightFormat::Int8, _) => (4, 1, true),
-            (WeightFormat::Int4 { .. }, true) => (2, 1, false),
+            (WeightFormat::Int8, true) => (2, 1, false),
+            (WeightFormat::Int8, false) => (4, 1, true),
+            (WeightFormat::Int4 { .. }, true) => (4, 1, false),
             (WeightFormat::Int4 { .. }, false) => (4, 2, true),
         };
         // Without subgroups the partial sums of every row go through workgroup memory,
