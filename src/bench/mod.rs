@@ -82,6 +82,46 @@ pub fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
+/// Runs `sets` round-robin in long submits for at least `min_time` and until the time per
+/// iteration has settled (or `max_time` has passed); returns the last seconds per iteration.
+///
+/// Why: after the host has left the GPU idle (quantizing, uploading), the H100 ran integer-heavy
+/// kernels 2-5x slower for a second or more although its SM clock already read full speed;
+/// f16 streaming kernels were not affected. Timing starts only once that has passed.
+pub fn keep_busy(
+    gpu: &Gpu,
+    sets: &[Vec<Dispatch>],
+    first_submit: usize,
+    min_time: std::time::Duration,
+    max_time: std::time::Duration,
+) -> Result<f64> {
+    let start_all = std::time::Instant::now();
+    let mut per_submit = first_submit.max(1);
+    let mut recent: Vec<f64> = Vec::new();
+    loop {
+        let start = std::time::Instant::now();
+        let mut enc = gpu.encoder("warm-up");
+        for i in 0..per_submit {
+            record_pass(&mut enc, &sets[i % sets.len()], None);
+        }
+        gpu.submit_and_wait(enc)?;
+        let now = std::time::Instant::now();
+        let took = now - start;
+        let per_iter = took.as_secs_f64() / per_submit as f64;
+        if took < std::time::Duration::from_millis(20) {
+            // Long submits, so the GPU sees sustained load rather than short bursts.
+            per_submit = (per_submit * 2).min(1 << 14);
+            recent.clear();
+        } else {
+            recent.push(per_iter);
+        }
+        let elapsed = now - start_all;
+        if elapsed >= max_time || (elapsed >= min_time && settled(&recent)) {
+            return Ok(per_iter);
+        }
+    }
+}
+
 /// Runs `iters` iterations, iteration `i` recording `sets[i % sets.len()]` into one pass,
 /// after a short warm-up; returns per-iteration microseconds (GPU time from timestamps,
 /// or wall time per submit where the adapter has no timestamp queries).
@@ -94,28 +134,8 @@ pub fn time_dispatches(
     if sets.is_empty() || iters == 0 {
         return Err(Error::Invalid("nothing to time".into()));
     }
-    // GPUs idle at low clocks and ramp up only under sustained load: keep this work running
-    // for a while before timing it, or short cases are measured at idle clocks.
-    let until = std::time::Instant::now() + warm_up_time(gpu);
-    let mut per_submit = warmup.max(1);
-    let mut per_iter = 0f64;
-    loop {
-        // Long submits, so the GPU sees sustained load rather than short bursts.
-        let start = std::time::Instant::now();
-        let mut enc = gpu.encoder("warm-up");
-        for i in 0..per_submit {
-            record_pass(&mut enc, &sets[i % sets.len()], None);
-        }
-        gpu.submit_and_wait(enc)?;
-        let now = std::time::Instant::now();
-        if now >= until {
-            break;
-        }
-        if now - start < std::time::Duration::from_millis(20) {
-            per_submit = (per_submit * 2).min(1 << 14);
-        }
-        per_iter = (now - start).as_secs_f64() / per_submit as f64;
-    }
+    let (min_time, max_time) = warm_up_time(gpu);
+    let per_iter = keep_busy(gpu, sets, warmup, min_time, max_time)?;
     // Slow cases (large GEMMs) need fewer runs for a stable median: cap at ~0.2 s.
     let iters = iters.min(((0.2 / per_iter.max(1e-9)) as usize).max(3 * BATCH));
     // Each timed pass runs a batch of back-to-back iterations (as a framework's loop would)
@@ -169,15 +189,30 @@ pub fn time_dispatches(
 /// Iterations per timed pass on GPUs.
 const BATCH: usize = 20;
 
-/// How long to run a case untimed before timing it (`SPARQ_WARMUP_MS`, default 200 ms on
-/// GPUs and none on CPU adapters).
-fn warm_up_time(gpu: &Gpu) -> std::time::Duration {
-    let default = if gpu.caps.is_cpu() { 0 } else { 200 };
+/// Least and most time to run a case untimed before timing it: `SPARQ_WARMUP_MS` (least,
+/// default 500 ms on GPUs, none on CPU adapters) and four times that, at least 3 s (most).
+fn warm_up_time(gpu: &Gpu) -> (std::time::Duration, std::time::Duration) {
+    let default = if gpu.caps.is_cpu() { 0 } else { 500 };
     let ms = std::env::var("SPARQ_WARMUP_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
-    std::time::Duration::from_millis(ms)
+    let most = if ms == 0 { 0 } else { (4 * ms).max(3000) };
+    (
+        std::time::Duration::from_millis(ms),
+        std::time::Duration::from_millis(most),
+    )
+}
+
+/// Whether the last four warm-up submits took the same time per iteration within 3%.
+fn settled(recent: &[f64]) -> bool {
+    let Some(last) = recent.get(recent.len().wrapping_sub(4)..) else {
+        return false;
+    };
+    let (lo, hi) = last
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    hi <= lo * 1.03
 }
 
 /// Random weights in [-1, 1), deterministic per shape.
@@ -195,6 +230,50 @@ fn rotations(gpu: &Gpu, bytes: u64) -> usize {
     (256u64 << 20).div_ceil(bytes.max(1)).clamp(1, 8) as usize
 }
 
+/// `SPARQ_BENCH_REPLACE=N`: re-creates the case's weight buffers N times and prints each
+/// placement's median to stderr, to tell allocation-dependent speed from kernel speed.
+fn diagnose_placement(
+    gpu: &Gpu,
+    packed: &Option<PackedWeights>,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &BenchConfig,
+) -> Result<()> {
+    let Some(packed) = packed else { return Ok(()) };
+    let copies = rotations(gpu, packed.bytes());
+    for r in 0..replacements() {
+        let layers = (0..copies)
+            .map(|_| Linear::new(gpu, packed, None))
+            .collect::<Result<Vec<_>>>()?;
+        let sets = layers
+            .iter()
+            .map(|l| l.plan(gpu, x, y, KernelChoice::Auto))
+            .collect::<Result<Vec<_>>>()?;
+        let times = time_dispatches(gpu, &sets, 3.max(copies), cfg.iters)?;
+        eprintln!("placement {r}: {:.1} us", median(&times));
+    }
+    Ok(())
+}
+
+fn replacements() -> usize {
+    std::env::var("SPARQ_BENCH_REPLACE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn packed_for_diag(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    f: WeightFormat,
+) -> Result<Option<PackedWeights>> {
+    if replacements() == 0 {
+        return Ok(None);
+    }
+    PackedWeights::quantize(w, n, k, f).map(Some)
+}
+
 /// Measures every case of `cfg`, calling `progress(done, total, label)` as it goes.
 pub fn run(
     gpu: &Gpu,
@@ -209,6 +288,9 @@ pub fn run(
     for &(n, k) in &cfg.shapes {
         let w = random_weights(n, k);
         let mut rng = StdRng::seed_from_u64(7);
+        // Quantize and upload every format of this shape first, so the GPU is left idle once
+        // per shape rather than before every case (see `keep_busy`).
+        let mut prepared = Vec::new();
         for &format in &cfg.formats {
             let packed = PackedWeights::quantize(&w, n, k, format)?;
             let qerr = packed.error(&w).relative;
@@ -216,7 +298,10 @@ pub fn run(
             let layers = (0..copies)
                 .map(|_| Linear::new(gpu, &packed, None))
                 .collect::<Result<Vec<_>>>()?;
-            drop(packed);
+            prepared.push((format, qerr, copies, layers));
+        }
+        let mut rewarm = !gpu.caps.is_cpu();
+        for (format, qerr, copies, layers) in prepared {
             for &m in &cfg.ms {
                 progress(done, total, &format!("{} m={m} {n}x{k}", format.name()));
                 done += 1;
@@ -227,7 +312,12 @@ pub fn run(
                     .iter()
                     .map(|l| l.plan(gpu, &x, &y, KernelChoice::Auto))
                     .collect::<Result<Vec<_>>>()?;
+                if std::mem::take(&mut rewarm) {
+                    let long = std::time::Duration::from_secs(2);
+                    keep_busy(gpu, &sets, copies, long, long)?;
+                }
                 let times = time_dispatches(gpu, &sets, 3.max(copies), cfg.iters)?;
+                diagnose_placement(gpu, &packed_for_diag(&w, n, k, format)?, &x, &y, cfg)?;
                 let us = median(&times);
                 let weight_bytes = layers[0].weight_bytes;
                 let act_bytes = ((m * k + m * n) * cfg.act.size()) as u64;
