@@ -129,6 +129,18 @@ fn bad_layer_and_plan_inputs() {
                 "forced subgroups on {on}: {e:?}"
             );
         }
+        // Int8 activations exist for integer weights only.
+        let q8 = KernelChoice::Force(Strategy::GemvWorkgroupQ8);
+        if gpu.caps.dot4_i8 {
+            assert!(layer.plan(&gpu, &x, &y, q8).is_ok(), "q8 plan on {on}");
+        }
+        let pf = PackedWeights::quantize(&w, n, k, WeightFormat::F16).unwrap();
+        let f16_layer = Linear::new(&gpu, &pf, None).unwrap();
+        let e = err(f16_layer.plan(&gpu, &x, &y, q8), on);
+        assert!(
+            matches!(e, Error::Invalid(_)),
+            "q8 on f16 weights, {on}: {e:?}"
+        );
         gpu.check().unwrap();
     }
 }

@@ -53,6 +53,43 @@ fn check(
         with_bias,
         gpu.caps.name
     );
+    // Int8 activations: compare with the reference on x quantized as the kernel does (blocks
+    // of 32, step max|x| / 127, round to nearest even). The GPU's division may differ from the
+    // CPU's by an ulp, so a value within 1e-4 of a rounding tie may land on either side: such
+    // values get a tolerance of one step times their weights; all others must agree exactly.
+    let (want, scale) = if strategy.quantizes_activations() {
+        let mut xq = x.clone();
+        let mut slack = vec![0f64; m * k];
+        for r in 0..m {
+            for (blk, xs) in xq[r * k..(r + 1) * k].chunks_mut(32).enumerate() {
+                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                if amax == 0.0 {
+                    continue;
+                }
+                let (inv, step) = (127.0 / amax, amax / 127.0);
+                for (i, v) in xs.iter_mut().enumerate() {
+                    let t = *v * inv;
+                    if ((t - t.trunc()).abs() - 0.5).abs() < 1e-4 {
+                        slack[r * k + blk * 32 + i] = step as f64;
+                    }
+                    *v = t.round_ties_even().clamp(-127.0, 127.0) * step;
+                }
+            }
+        }
+        let want = reference::linear(&xq, &wq, bias.as_deref(), m, n, k);
+        let mut scale = reference::linear_abs(&xq, &wq, bias.as_deref(), m, n, k);
+        for r in 0..m {
+            for c in 0..n {
+                let extra: f64 = (0..k)
+                    .map(|i| slack[r * k + i] * (wq[c * k + i] as f64).abs())
+                    .sum();
+                scale[r * n + c] += extra / tol;
+            }
+        }
+        (want, scale)
+    } else {
+        (want, scale)
+    };
     let padded = yt.to_f32_padded(gpu).unwrap();
     let s = yt.stride();
     for r in 0..m {
@@ -67,12 +104,20 @@ fn check(
     assert_close(&yt.to_f32(gpu).unwrap(), &want, &scale, tol, &what);
 }
 
-fn strategies(gpu: &Gpu, m: usize) -> Vec<Strategy> {
+fn strategies(gpu: &Gpu, format: WeightFormat, m: usize) -> Vec<Strategy> {
     let mut v = vec![Strategy::GemmTiled];
-    if m <= 8 {
+    let int = matches!(format, WeightFormat::Int8 | WeightFormat::Int4 { .. });
+    // GEMV kernels take 8 rows per dispatch; more rows go in slices (Auto does so up to 64).
+    if m <= sparq::matmul::GEMV_MAX_ROWS {
         v.push(Strategy::GemvWorkgroup);
         if gpu.caps.subgroups {
             v.push(Strategy::GemvSubgroup);
+        }
+        if int && gpu.caps.dot4_i8 {
+            v.push(Strategy::GemvWorkgroupQ8);
+            if gpu.caps.subgroups {
+                v.push(Strategy::GemvSubgroupQ8);
+            }
         }
     }
     v
@@ -86,7 +131,7 @@ fn every_format_and_kernel_matches_reference() {
         for format in WeightFormat::all() {
             for &(n, k) in &shapes {
                 for m in [1, 3, 8, 17, 64] {
-                    for s in strategies(&gpu, m) {
+                    for s in strategies(&gpu, format, m) {
                         check(
                             &gpu,
                             &mut rng,
@@ -119,12 +164,12 @@ fn large_k() {
         ] {
             // M = 8 stages x in several chunks (32 KiB of workgroup memory hold 1024 columns).
             for m in [1, 8, 17] {
-                for s in strategies(&gpu, m) {
+                for s in strategies(&gpu, format, m) {
                     check(&gpu, &mut rng, format, s, ActDType::F32, m, 19, 4133, true);
                 }
             }
             // M = 1 stages up to 8192 columns at once; 9001 needs two chunks.
-            for s in strategies(&gpu, 1) {
+            for s in strategies(&gpu, format, 1) {
                 check(&gpu, &mut rng, format, s, ActDType::F32, 1, 7, 9001, false);
             }
         }
@@ -137,7 +182,7 @@ fn f16_activations() {
     for gpu in all_gpus().into_iter().filter(|g| g.caps.f16) {
         for format in WeightFormat::all() {
             for m in [1, 5, 33] {
-                for s in strategies(&gpu, m) {
+                for s in strategies(&gpu, format, m) {
                     check(&gpu, &mut rng, format, s, ActDType::F16, m, 45, 300, true);
                 }
             }

@@ -324,7 +324,7 @@ pub fn run(
                 let secs = us * 1e-6;
                 rows.push(BenchRow {
                     format: format.name(),
-                    kernel: Linear::auto_strategy(gpu, m).name().to_string(),
+                    kernel: layers[0].auto_strategy(gpu, m).name().to_string(),
                     m,
                     n,
                     k,

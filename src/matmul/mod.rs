@@ -5,6 +5,7 @@
 //! device memory holds works. [`Linear::plan`] validates shapes and returns the dispatches;
 //! [`Linear::forward`] is the one-call convenience.
 
+mod quant_x;
 mod shader;
 
 pub use shader::Strategy;
@@ -14,6 +15,9 @@ use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
 use crate::tensor::{ActDType, Tensor};
 use wgpu::util::DeviceExt;
+
+/// Most activation rows that `Auto` still sends through GEMV kernels (in slices of 8).
+pub const GEMV_MAX_ROWS: usize = 64;
 
 /// Which kernel a plan uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -149,16 +153,33 @@ impl Linear {
         self.chunks.len()
     }
 
-    /// The strategy `Auto` picks for `m` activation rows on `gpu`.
-    pub fn auto_strategy(gpu: &Gpu, m: usize) -> Strategy {
-        if m <= 8 {
-            if gpu.caps.subgroups {
-                Strategy::GemvSubgroup
-            } else {
-                Strategy::GemvWorkgroup
-            }
-        } else {
-            Strategy::GemmTiled
+    /// The strategy `Auto` picks for `m` activation rows of this layer on `gpu`.
+    ///
+    /// Integer weights with up to 8 rows use int8 activations and `dot4I8Packed` where the
+    /// adapter has it: on the H100 that made int4 GEMV 1.6x (m = 1) to 2.4x (m = 8) faster than
+    /// decoding weights to floats (BENCHMARKS.md), at a cost in accuracy far below int4's own
+    /// quantization error.
+    /// `SPARQ_Q8=0` turns this off (exact f32 activations).
+    ///
+    /// Up to [`GEMV_MAX_ROWS`] rows run as GEMV dispatches of 8 rows each, which re-read the
+    /// weights per slice but still beat the portable tiled GEMM there (H100, 8192²: one 8-row
+    /// slice of int4 31 µs, f16 62 µs, against 1.4-1.6 ms for the GEMM at m = 32).
+    pub fn auto_strategy(&self, gpu: &Gpu, m: usize) -> Strategy {
+        if m > GEMV_MAX_ROWS {
+            return Strategy::GemmTiled;
+        }
+        // int8 weights at one or two rows ran as fast with exact activations (H100).
+        let int = match self.format {
+            WeightFormat::Int4 { .. } => true,
+            WeightFormat::Int8 => m > 2,
+            _ => false,
+        };
+        let q8 = int && gpu.caps.dot4_i8 && std::env::var("SPARQ_Q8").map_or(true, |v| v != "0");
+        match (gpu.caps.subgroups, q8) {
+            (true, true) => Strategy::GemvSubgroupQ8,
+            (true, false) => Strategy::GemvSubgroup,
+            (false, true) => Strategy::GemvWorkgroupQ8,
+            (false, false) => Strategy::GemvWorkgroup,
         }
     }
 
@@ -202,23 +223,48 @@ impl Linear {
             return Err(Error::Invalid("input has no rows".into()));
         }
         let strategy = match choice {
-            KernelChoice::Auto => Self::auto_strategy(gpu, x.rows),
+            KernelChoice::Auto => self.auto_strategy(gpu, x.rows),
             KernelChoice::Force(s) => s,
         };
-        if strategy == Strategy::GemvSubgroup && !gpu.caps.subgroups {
+        if strategy.needs_subgroups() && !gpu.caps.subgroups {
             return Err(Error::MissingFeature {
                 adapter: gpu.caps.name.clone(),
                 feature: "SUBGROUP".into(),
             });
         }
         let mut out = Vec::new();
+        // Int8-activation strategies read a quantized copy of x that a first dispatch writes.
+        let x_buf = if strategy.quantizes_activations() {
+            let paired = match self.format {
+                WeightFormat::Int4 { .. } => true,
+                WeightFormat::Int8 => false,
+                f => {
+                    return Err(Error::Invalid(format!(
+                        "{} weights have no int8-activation kernel",
+                        f.name()
+                    )));
+                }
+            };
+            if !gpu.caps.dot4_i8 {
+                return Err(Error::MissingFeature {
+                    adapter: gpu.caps.name.clone(),
+                    feature: "WGSL dot4I8Packed".into(),
+                });
+            }
+            let blocks = self.k.div_ceil(32);
+            let (buf, d) = quant_x::quantize_rows(gpu, x, blocks, paired)?;
+            out.push(d);
+            buf
+        } else {
+            x.buffer.clone()
+        };
         // GEMV kernels take at most 8 rows per dispatch; larger inputs go in slices of 8.
         let slice = strategy.max_rows().min(x.rows);
         for m0 in (0..x.rows).step_by(slice) {
             let m = slice.min(x.rows - m0);
             for (ci, c) in self.chunks.iter().enumerate() {
                 let last = ci + 1 == self.chunks.len();
-                out.push(self.dispatch(gpu, strategy, x, y, m0, m, c, last)?);
+                out.push(self.dispatch(gpu, strategy, x, &x_buf, y, m0, m, c, last)?);
             }
         }
         Ok(out)
@@ -230,6 +276,7 @@ impl Linear {
         gpu: &Gpu,
         strategy: Strategy,
         x: &Tensor,
+        x_buf: &wgpu::Buffer,
         y: &Tensor,
         m0: usize,
         m: usize,
@@ -273,7 +320,7 @@ impl Linear {
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: x.buffer.as_entire_binding(),
+                resource: x_buf.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: 2,
@@ -336,8 +383,12 @@ impl Linear {
         }
         let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
-            Strategy::GemvSubgroup => {
-                let t = GemvTuning::for_rows(self.format, m, true);
+            Strategy::GemvSubgroup | Strategy::GemvSubgroupQ8 => {
+                let t = if strategy.quantizes_activations() {
+                    GemvTuning::for_q8(self.format, m, true)
+                } else {
+                    GemvTuning::for_rows(self.format, m, true)
+                };
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
                 let chunk4 = self.x_chunk4(gpu, m, 0, t.x_staged);
@@ -352,8 +403,12 @@ impl Linear {
                 constants.extend([("WG", wg as f64), ("ROWS_PER_WG", rows as f64)]);
                 gpu.grid((n_out as u32).div_ceil(rows))
             }
-            Strategy::GemvWorkgroup => {
-                let t = GemvTuning::for_rows(self.format, m, false);
+            Strategy::GemvWorkgroup | Strategy::GemvWorkgroupQ8 => {
+                let t = if strategy.quantizes_activations() {
+                    GemvTuning::for_q8(self.format, m, false)
+                } else {
+                    GemvTuning::for_rows(self.format, m, false)
+                };
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let team = 32u32;
                 let r = t.rows_per_team;
@@ -433,6 +488,26 @@ impl GemvTuning {
             rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
             unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
             x_staged: env("SPARQ_GEMV_XSTAGE").map_or(staged, |v| v != 0),
+        }
+    }
+}
+
+impl GemvTuning {
+    /// The int8-activation GEMV (no x staging: its x blocks are small and coalesced).
+    /// Defaults from an H100 sweep (R ∈ {1, 2, 4, 8}, U ∈ {1, 2, 4}) at 8192² and 14336×4096.
+    fn for_q8(format: WeightFormat, m: usize, subgroups: bool) -> Self {
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+        let (r, u) = match (format, m <= 2) {
+            (WeightFormat::Int4 { .. }, true) => (1, 4),
+            (WeightFormat::Int4 { .. }, false) => (4, 1),
+            _ => (2, 1),
+        };
+        let r = if subgroups { r } else { 1 };
+        GemvTuning {
+            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
+            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
+            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
+            x_staged: false,
         }
     }
 }

@@ -17,6 +17,10 @@ const GEMV_ROWS: &str = include_str!("../../shaders/gemv_rows.wgsl");
 const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+const ACT_Q8: &str = include_str!("../../shaders/act_q8.wgsl");
+const W_INT8_Q8: &str = include_str!("../../shaders/w_int8_q8.wgsl");
+const W_INT4_Q8: &str = include_str!("../../shaders/w_int4_q8.wgsl");
+const GEMV_Q8: &str = include_str!("../../shaders/gemv_q8.wgsl");
 
 /// The kernel strategies of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -27,6 +31,11 @@ pub enum Strategy {
     GemvWorkgroup,
     /// Tiled through workgroup memory; any number of rows.
     GemmTiled,
+    /// Like `GemvSubgroup`, for int8/int4 weights, with activations quantized to int8 per
+    /// block of 32 and `dot4I8Packed` products (needs `SUBGROUP` and that language feature).
+    GemvSubgroupQ8,
+    /// Like `GemvWorkgroup`, with int8 activations and `dot4I8Packed` as `GemvSubgroupQ8`.
+    GemvWorkgroupQ8,
 }
 
 impl Strategy {
@@ -36,7 +45,19 @@ impl Strategy {
             Strategy::GemvSubgroup => "gemv_sg",
             Strategy::GemvWorkgroup => "gemv_wg",
             Strategy::GemmTiled => "gemm",
+            Strategy::GemvSubgroupQ8 => "gemv_sg_q8",
+            Strategy::GemvWorkgroupQ8 => "gemv_wg_q8",
         }
+    }
+
+    /// Whether the strategy quantizes activations to int8 (int8/int4 weights only).
+    pub fn quantizes_activations(self) -> bool {
+        matches!(self, Strategy::GemvSubgroupQ8 | Strategy::GemvWorkgroupQ8)
+    }
+
+    /// Whether the strategy reduces with subgroup operations.
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, Strategy::GemvSubgroup | Strategy::GemvSubgroupQ8)
     }
 
     /// Most activation rows one dispatch handles (`u32::MAX`: no limit).
@@ -76,22 +97,40 @@ pub fn source(
     vars: &[(&str, i64)],
 ) -> Result<String> {
     // `enable` directives must come first, so the activation file leads.
-    let act_src = match act {
-        ActDType::F32 => ACT_F32,
-        ActDType::F16 => ACT_F16,
+    let act_src = match (act, strategy.quantizes_activations()) {
+        (_, true) => ACT_Q8,
+        (ActDType::F32, false) => ACT_F32,
+        (ActDType::F16, false) => ACT_F16,
     };
-    let w_src = match format {
+    let mut w_src = match format {
         WeightFormat::F32 => W_F32,
         WeightFormat::F16 => W_F16,
         WeightFormat::Int8 => W_INT8,
         WeightFormat::Int4 { .. } => W_INT4,
-    };
+    }
+    .to_string();
+    if strategy.quantizes_activations() {
+        w_src.push_str(match format {
+            WeightFormat::Int8 => W_INT8_Q8,
+            WeightFormat::Int4 { .. } => W_INT4_Q8,
+            _ => {
+                return Err(crate::Error::Invalid(format!(
+                    "{} weights have no int8-activation kernel",
+                    format.name()
+                )));
+            }
+        });
+    }
     let body = match strategy {
         Strategy::GemvSubgroup => format!("{GEMV_ROWS}\n{GEMV_SUBGROUP}"),
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
+        Strategy::GemvSubgroupQ8 => format!("{GEMV_Q8}\n{GEMV_SUBGROUP}"),
+        Strategy::GemvWorkgroupQ8 => format!("{GEMV_Q8}\n{GEMV_WORKGROUP}"),
     };
     let mut all = vars.to_vec();
     all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
+    all.push(("ACT_F16", (act == ActDType::F16) as i64));
+    all.push(("ACT_F32", (act == ActDType::F32) as i64));
     expand(&format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"), &all)
 }

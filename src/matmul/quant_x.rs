@@ -1,0 +1,105 @@
+//! Activation rows quantized to int8 in blocks of 32 (`shaders/quant_q8.wgsl`), the input of
+//! the `dot4I8Packed` GEMV strategies. The block layout is written there; this file sizes the
+//! output and records the dispatch.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::tensor::{ActDType, Tensor};
+use wgpu::util::DeviceExt;
+
+const QUANT_Q8: &str = include_str!("../../shaders/quant_q8.wgsl");
+const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
+const ACT_F16: &str = include_str!("../../shaders/act_f16.wgsl");
+
+/// Bytes of one quantized block of 32 values: 8 words of i8, step, sum, 2 words padding.
+pub const BLOCK_BYTES: u64 = 48;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QParams {
+    k4: u32,
+    x_stride4: u32,
+    blocks: u32,
+    rows: u32,
+}
+
+/// Allocates the quantized copy of `x` (`blocks` of 32 per row) and the dispatch that fills it.
+/// `paired`: the value order int4 weights need (see the shader).
+pub fn quantize_rows(
+    gpu: &Gpu,
+    x: &Tensor,
+    blocks: usize,
+    paired: bool,
+) -> Result<(wgpu::Buffer, Dispatch)> {
+    let out = gpu.storage("x int8 blocks", x.rows as u64 * blocks as u64 * BLOCK_BYTES)?;
+    let params = QParams {
+        k4: x.cols.div_ceil(4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+        blocks: blocks as u32,
+        rows: x.rows as u32,
+    };
+    let vars = [("PAIRED", paired as i64), ("NATURAL", !paired as i64)];
+    let name = format!("quant_q8_{:?}_paired{}", x.dtype, paired as u8);
+    let layout = gpu.layouts.get_or_create(&gpu.device, "quant_q8", || {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        vec![
+            entry(0, wgpu::BufferBindingType::Uniform),
+            entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+            entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
+        ]
+    });
+    let act = match x.dtype {
+        ActDType::F32 => ACT_F32,
+        ActDType::F16 => ACT_F16,
+    };
+    let pipeline = gpu.pipelines.get_or_create(
+        &gpu.device,
+        &PipelineKey::new(name, &[]).trusted(),
+        Some(&layout.pipeline),
+        || {
+            crate::gpu::wgsl::expand(&format!("{act}\n{QUANT_Q8}"), &vars)
+                .unwrap_or_else(|e| panic!("bad WGSL template quant_q8: {e}"))
+        },
+    )?;
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("quant_q8 params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("quant_q8"),
+        layout: &layout.bind_group,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: x.buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: out.as_entire_binding(),
+            },
+        ],
+    });
+    let dispatch = Dispatch {
+        label: format!("quant_q8 m={}", x.rows),
+        pipeline,
+        bind_group,
+        grid: gpu.grid(((x.rows * blocks) as u32).div_ceil(64)),
+    };
+    Ok((out, dispatch))
+}
