@@ -1,0 +1,123 @@
+//! How many rows a device takes next: guided self-scheduling weighted by throughput.
+//!
+//! A device with throughput `w` out of a cluster total `W` takes `remaining · w / W /
+//! granularity` rows, so chunks shrink as the batch drains and the tail is balanced by work
+//! stealing. A device that could not finish even the smallest chunk before the cluster as a
+//! whole is expected to finish everything left declines (a slow CPU adapter next to a GPU
+//! then gets nothing rather than holding up the end of the batch); the fastest device never
+//! declines, so the batch always completes.
+
+/// Parameters of the split.
+#[derive(Clone, Debug)]
+pub struct SplitPolicy {
+    /// How many chunks a device's fair share is cut into (≥ 1): larger balances the tail
+    /// better, smaller has less per-micro-batch overhead.
+    pub granularity: f64,
+    /// Smallest micro-batch worth a submission, in rows.
+    pub min_rows: usize,
+    /// Tolerated overshoot of a device's predicted finish past the cluster's predicted end
+    /// (1.0 = none).
+    pub slack: f64,
+}
+
+impl Default for SplitPolicy {
+    fn default() -> Self {
+        SplitPolicy {
+            granularity: 2.0,
+            min_rows: 8,
+            slack: 1.0,
+        }
+    }
+}
+
+impl SplitPolicy {
+    /// Rows device `me` should take now, or `None` to decline.
+    ///
+    /// `remaining`: rows not yet handed out; `in_flight[i]`: rows device `i` holds and has not
+    /// returned yet (its own backlog delays anything it takes now); `rates[i]`: throughput
+    /// (rows/s) of each live device, `rates[me]` the caller's; `max_rows`: the caller's
+    /// micro-batch limit.
+    pub fn next_rows(
+        &self,
+        remaining: usize,
+        in_flight: &[usize],
+        rates: &[f64],
+        me: usize,
+        max_rows: usize,
+    ) -> Option<usize> {
+        if remaining == 0 || max_rows == 0 {
+            return None;
+        }
+        let total: f64 = rates.iter().sum();
+        let mine = rates[me];
+        let fastest = rates.iter().all(|&r| r <= mine);
+        if !(total > 0.0 && mine > 0.0) {
+            // Nothing measured yet: everyone takes an equal small share.
+            let n = rates.len().max(1) as f64;
+            let rows = (remaining as f64 / n / self.granularity.max(1.0)).ceil() as usize;
+            return Some(rows.max(self.min_rows).min(remaining).min(max_rows));
+        }
+        let share = remaining as f64 * mine / total / self.granularity.max(1.0);
+        let rows = (share.ceil() as usize)
+            .max(self.min_rows)
+            .min(remaining)
+            .min(max_rows)
+            .max(1);
+        let my_end = (in_flight[me] + rows) as f64 / mine;
+        let cluster_end = (remaining + in_flight.iter().sum::<usize>()) as f64 / total;
+        if fastest || my_end <= cluster_end * self.slack.max(1.0) {
+            Some(rows)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_devices_share_and_shrink() {
+        let p = SplitPolicy::default();
+        assert_eq!(
+            p.next_rows(1000, &[0, 0], &[1.0, 1.0], 0, 10_000),
+            Some(250)
+        );
+        assert_eq!(p.next_rows(1, &[0, 0], &[1.0, 1.0], 1, 10_000), Some(1));
+        assert_eq!(p.next_rows(0, &[0, 0], &[1.0, 1.0], 1, 10_000), None);
+    }
+
+    #[test]
+    fn slow_device_declines_what_it_cannot_finish_in_time() {
+        let p = SplitPolicy::default();
+        // 1000× slower: even 8 rows take longer than the GPU needs for all 100.
+        assert_eq!(p.next_rows(100, &[0, 0], &[1000.0, 1.0], 1, 10_000), None);
+        assert!(
+            p.next_rows(100, &[0, 0], &[1000.0, 1.0], 0, 10_000)
+                .unwrap()
+                >= 8
+        );
+        // With a large batch the slow device gets a small share.
+        let slow = p
+            .next_rows(1_000_000, &[0, 0], &[1000.0, 1.0], 1, 10_000)
+            .unwrap();
+        assert!((400..=600).contains(&slow), "{slow}");
+    }
+
+    #[test]
+    fn own_backlog_counts() {
+        let p = SplitPolicy::default();
+        // 8 more rows would end after the rest of the cluster is done: decline.
+        assert_eq!(p.next_rows(100, &[0, 8], &[10.0, 1.0], 1, 10_000), None);
+        assert_eq!(p.next_rows(100, &[0, 0], &[10.0, 1.0], 1, 10_000), Some(8));
+    }
+
+    #[test]
+    fn unmeasured_and_limits() {
+        let p = SplitPolicy::default();
+        assert_eq!(p.next_rows(100, &[0, 0], &[0.0, 0.0], 0, 10_000), Some(25));
+        assert_eq!(p.next_rows(100, &[0, 0], &[1.0, 1.0], 0, 7), Some(7));
+        assert_eq!(p.next_rows(3, &[0, 0], &[1.0, 1.0], 0, 10_000), Some(3));
+    }
+}
