@@ -61,7 +61,7 @@ impl DataParallelConfig {
         DataParallelConfig {
             k: 256,
             n: 256,
-            batch: 1000,
+            batch: 512,
             max_rows: 128,
             repeats: 2,
             calibration_rows: 32,
@@ -195,10 +195,16 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     let mut alone = Vec::new();
     let mut reference: Option<Vec<Vec<f32>>> = None;
     for i in 0..cluster.len() {
-        // Slow devices measure on fewer rows, so the benchmark ends in reasonable time.
+        // The whole batch, unless that takes a device much longer than `alone_seconds`: slow
+        // devices measure on fewer rows (whole micro-batches), so the benchmark ends in time.
         let rate = cluster.rates()[i];
-        let rows =
-            ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), cfg.batch);
+        let rows = if cfg.batch as f64 <= 4.0 * rate * cfg.alone_seconds {
+            cfg.batch
+        } else {
+            ((rate * cfg.alone_seconds) as usize)
+                .next_multiple_of(max_rows)
+                .clamp(cfg.calibration_rows.max(1), cfg.batch)
+        };
         let mut best = 0f64;
         for _ in 0..cfg.repeats.max(1) {
             let out = cluster.run_on(&[i], &inputs[..rows])?;
