@@ -171,10 +171,10 @@ fn uneven_devices_get_uneven_shares() {
     let mut rng = rng("uneven_devices_get_uneven_shares");
     let layers = layers(&mut rng);
     let mut cluster = build(same_adapter(2), &layers, 16);
-    let x = rows(&mut rng, 160, 70);
+    let x = rows(&mut rng, 400, 70);
     let refs = per_device(&mut cluster, &x);
-    // Device 1 spends 40 ms per row more than device 0: it must get far fewer rows.
-    cluster.inject(1, Injection::Delay(Duration::from_millis(40)));
+    // Device 1 spends 10 ms per row more than device 0: it must get far fewer rows.
+    cluster.inject(1, Injection::Delay(Duration::from_millis(10)));
     cluster.calibrate(&x[..8]).unwrap();
     let rates = cluster.rates();
     assert!(rates[0] > 2.0 * rates[1], "calibrated rates {rates:?}");

@@ -201,12 +201,15 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
         let rows = if cfg.batch as f64 <= 4.0 * rate * cfg.alone_seconds {
             cfg.batch
         } else {
-            ((rate * cfg.alone_seconds) as usize)
-                .next_multiple_of(max_rows)
-                .clamp(cfg.calibration_rows.max(1), cfg.batch)
+            ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), cfg.batch)
+        };
+        let repeats = if rows < cfg.batch {
+            1
+        } else {
+            cfg.repeats.max(1)
         };
         let mut best = 0f64;
-        for _ in 0..cfg.repeats.max(1) {
+        for _ in 0..repeats {
             let out = cluster.run_on(&[i], &inputs[..rows])?;
             best = best.max(rows as f64 / out.report.wall_s);
             if i == 0 && reference.is_none() {

@@ -2,10 +2,11 @@
 //!
 //! A device with throughput `w` out of a cluster total `W` takes `remaining · w / W /
 //! granularity` rows, so chunks shrink as the batch drains and the tail is balanced by work
-//! stealing. A device that could not finish even the smallest chunk before the cluster as a
-//! whole is expected to finish everything left declines (a slow CPU adapter next to a GPU
-//! then gets nothing rather than holding up the end of the batch); the fastest device never
-//! declines, so the batch always completes.
+//! stealing. Any device but the fastest takes at most what it is predicted to finish, after
+//! its own backlog, well before the cluster as a whole is predicted to finish everything
+//! left, and declines when that is less than the smallest chunk (a slow CPU adapter next to a
+//! GPU then gets a sliver or nothing rather than holding up the end of the batch); the
+//! fastest device never declines, so the batch always completes.
 
 /// Parameters of the split.
 #[derive(Clone, Debug)]
@@ -15,9 +16,10 @@ pub struct SplitPolicy {
     pub granularity: f64,
     /// Smallest micro-batch worth a submission, in rows.
     pub min_rows: usize,
-    /// Tolerated overshoot of a device's predicted finish past the cluster's predicted end
-    /// (1.0 = none).
-    pub slack: f64,
+    /// A device other than the fastest takes only what it is predicted to finish within this
+    /// fraction of the cluster's predicted end (its backlog included): estimates are noisy and
+    /// a slow device's late micro-batch delays the whole batch, a fast one's barely.
+    pub margin: f64,
 }
 
 impl Default for SplitPolicy {
@@ -25,7 +27,7 @@ impl Default for SplitPolicy {
         SplitPolicy {
             granularity: 2.0,
             min_rows: 8,
-            slack: 1.0,
+            margin: 0.5,
         }
     }
 }
@@ -63,10 +65,17 @@ impl SplitPolicy {
             .min(remaining)
             .min(max_rows)
             .max(1);
-        let my_end = (in_flight[me] + rows) as f64 / mine;
+        if fastest {
+            return Some(rows);
+        }
+        // Rows this device can finish, after its backlog, by `margin` × the predicted end.
         let cluster_end = (remaining + in_flight.iter().sum::<usize>()) as f64 / total;
-        if fastest || my_end <= cluster_end * self.slack.max(1.0) {
+        let in_time = (self.margin.clamp(0.0, 1.0) * cluster_end * mine).floor() as usize;
+        let in_time = in_time.saturating_sub(in_flight[me]);
+        if in_time >= rows {
             Some(rows)
+        } else if in_time >= self.min_rows.min(remaining).max(1) {
+            Some(in_time)
         } else {
             None
         }
@@ -108,9 +117,15 @@ mod tests {
     #[test]
     fn own_backlog_counts() {
         let p = SplitPolicy::default();
-        // 8 more rows would end after the rest of the cluster is done: decline.
-        assert_eq!(p.next_rows(100, &[0, 8], &[10.0, 1.0], 1, 10_000), None);
-        assert_eq!(p.next_rows(100, &[0, 0], &[10.0, 1.0], 1, 10_000), Some(8));
+        // Free, the slow device may take what it finishes in half the predicted end.
+        assert_eq!(
+            p.next_rows(1000, &[0, 0], &[10.0, 1.0], 1, 10_000),
+            Some(45)
+        );
+        // Holding 40 rows already, fewer than 8 more fit: decline.
+        assert_eq!(p.next_rows(1000, &[0, 40], &[10.0, 1.0], 1, 10_000), None);
+        // The fastest device always takes work.
+        assert_eq!(p.next_rows(1, &[0, 40], &[10.0, 1.0], 0, 10_000), Some(1));
     }
 
     #[test]
