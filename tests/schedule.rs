@@ -348,4 +348,26 @@ fn tasks_are_placed_by_fit_speed_and_pin() {
             assert_eq!(bits(g), bits(w), "model on device {dev}");
         }
     }
+    // A lost device: its requests fail naming it, and new models go elsewhere.
+    let lost = pool.gpu(pinned.device);
+    lost.device.destroy();
+    let _ = lost.device.poll(wgpu::PollType::wait_indefinitely());
+    match pool.submit(&pinned, x.clone()).unwrap().wait() {
+        Err(e @ Error::DeviceLost(_)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("lost") && msg.contains(&format!("[{}]", pinned.device)),
+                "{msg}"
+            );
+        }
+        other => panic!("expected DeviceLost, got {:?}", other.map(|o| o.len())),
+    }
+    assert!(pool.failure(pinned.device).is_some());
+    assert!(pool.submit(&pinned, x.clone()).unwrap().wait().is_err());
+    let d = pool.add(spec("d", 0, None), make(&a_layers)).unwrap();
+    assert_ne!(d.device, pinned.device);
+    assert_eq!(
+        pool.submit(&d, x.clone()).unwrap().wait().unwrap().len(),
+        13
+    );
 }

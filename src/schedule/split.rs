@@ -119,7 +119,11 @@ mod tests {
         let p = SplitPolicy::default();
         // 33× slower: 8 rows would not end in half the time the cluster needs for all 100.
         assert_eq!(p.next_rows(100, &[0, 0], &[1000.0, 30.0], 1, 1 << 20), None);
-        assert!(p.next_rows(100, &[0, 0], &[1000.0, 30.0], 0, 1 << 20).unwrap() >= 8);
+        assert!(
+            p.next_rows(100, &[0, 0], &[1000.0, 30.0], 0, 1 << 20)
+                .unwrap()
+                >= 8
+        );
         // With a large batch it gets what it finishes in half the predicted end.
         let slow = p
             .next_rows(1_000_000, &[0, 0], &[1000.0, 30.0], 1, 1 << 20)
@@ -145,8 +149,14 @@ mod tests {
     fn negligible_devices_sit_out_and_a_lone_device_takes_whole_chunks() {
         let p = SplitPolicy::default();
         // 0.2 % of the throughput (lavapipe next to an H100): nothing, however large the batch.
-        assert_eq!(p.next_rows(1 << 30, &[0, 0], &[43_000.0, 91.0], 1, 2048), None);
-        assert_eq!(p.next_rows(100, &[0, 0], &[43_000.0, 91.0], 0, 2048), Some(100));
+        assert_eq!(
+            p.next_rows(1 << 30, &[0, 0], &[43_000.0, 91.0], 1, 2048),
+            None
+        );
+        assert_eq!(
+            p.next_rows(100, &[0, 0], &[43_000.0, 91.0], 0, 2048),
+            Some(100)
+        );
         assert_eq!(p.next_rows(5000, &[0], &[1.0], 0, 2048), Some(2048));
     }
 

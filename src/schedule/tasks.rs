@@ -325,12 +325,13 @@ impl TaskPool {
                         run_single(r, &inputs)
                     }))
                     .unwrap_or_else(|_| Err(Error::Gpu(format!("model '{name}' panicked"))));
-                    if let Err(e) = &out
-                        && is_device_fault(e)
-                    {
-                        *failed.lock().unwrap() = Some(e.to_string());
+                    match out {
+                        Err(e) if is_device_fault(&e) => {
+                            *failed.lock().unwrap() = Some(e.to_string());
+                            Err(naming(e, &device))
+                        }
+                        other => other,
                     }
-                    out
                 })();
                 let _ = tx.send(result);
             }),
@@ -339,6 +340,15 @@ impl TaskPool {
             rx,
             device: q.name.clone(),
         })
+    }
+}
+
+/// `e` with the device it happened on in its message.
+fn naming(e: Error, device: &str) -> Error {
+    match e {
+        Error::DeviceLost(m) => Error::DeviceLost(format!("{device}: {m}")),
+        Error::Gpu(m) => Error::Gpu(format!("{device}: {m}")),
+        other => Error::Gpu(format!("{device}: {other}")),
     }
 }
 
