@@ -189,12 +189,25 @@ impl Replica for LinearChain {
             if s.pending.is_some() {
                 return Err(Error::Invalid(format!("slot {slot} is still in flight")));
             }
-            let stride = stride_of(k);
-            let mut host = vec![0f32; m * stride];
-            for (dst, src) in host.chunks_exact_mut(stride).zip(inputs) {
-                dst[..k].copy_from_slice(src);
+            // Rows go straight into wgpu's staging memory (one host copy, padding zeroed).
+            let row_bytes = stride_of(k) * 4;
+            let size = wgpu::BufferSize::new((m * row_bytes) as u64)
+                .ok_or_else(|| Error::Invalid("empty micro-batch".into()))?;
+            let mut staged = gpu
+                .queue
+                .write_buffer_with(&s.x, 0, size)
+                .ok_or_else(|| Error::Gpu("could not stage the input upload".into()))?;
+            let zeros = [0u8; 16];
+            for (r, src) in inputs.iter().enumerate() {
+                let at = r * row_bytes;
+                staged
+                    .slice(at..at + k * 4)
+                    .copy_from_slice(bytemuck::cast_slice(src));
+                staged
+                    .slice(at + k * 4..at + row_bytes)
+                    .copy_from_slice(&zeros[..row_bytes - k * 4]);
             }
-            gpu.queue.write_buffer(&s.x, 0, bytemuck::cast_slice(&host));
+            drop(staged);
             let view = |buffer: &wgpu::Buffer, cols| Tensor {
                 buffer: buffer.clone(),
                 rows: m,

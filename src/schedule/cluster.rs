@@ -276,6 +276,25 @@ impl<R: Replica> Cluster<R> {
         Ok(Cluster { members, config })
     }
 
+    /// Opens the devices `adapters` names (see [`super::open_devices`]: `all`, `0,2`, `0,0`,
+    /// backend or name substrings), builds a replica on each and calibrates them on `sample`
+    /// (when it is not empty): the one call a command line needs before [`Cluster::run`].
+    pub fn open(
+        adapters: &str,
+        factory: impl Fn(&Arc<Gpu>) -> Result<R>,
+        sample: &[R::In],
+    ) -> Result<Self> {
+        let mut cluster = Self::new(
+            super::open_devices(adapters)?,
+            factory,
+            ClusterConfig::default(),
+        )?;
+        if !sample.is_empty() {
+            cluster.calibrate(sample)?;
+        }
+        Ok(cluster)
+    }
+
     /// Number of devices (failed ones included).
     pub fn len(&self) -> usize {
         self.members.len()
