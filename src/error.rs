@@ -58,6 +58,9 @@ pub enum Error {
     /// The device was lost (driver reset, removal, destroy).
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
+    /// Every device of a multi-device run failed, so the work could not be finished.
+    #[error("no device left to run on: {0}")]
+    NoDeviceLeft(String),
     /// A safetensors file could not be read or is inconsistent.
     #[error("safetensors: {0}")]
     SafeTensors(String),

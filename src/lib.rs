@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod matmul;
 pub mod prune;
 pub mod reference;
+pub mod schedule;
 pub mod sparse;
 pub mod tensor;
 

@@ -56,6 +56,10 @@ struct BenchArgs {
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
+    /// Data-parallel run over these devices instead: `all` or a comma-separated list of
+    /// adapter selectors (a selector named twice opens two devices on it).
+    #[arg(long)]
+    adapters: Option<String>,
 }
 
 fn main() {
@@ -107,6 +111,16 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
 }
 
 fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
+    if let Some(adapters) = &args.adapters {
+        return sparq::schedule::bench::cli(
+            adapters,
+            args.quick,
+            args.formats.as_deref(),
+            args.shapes.as_deref(),
+            args.m.as_deref(),
+            args.json.as_deref(),
+        );
+    }
     let gpu = Gpu::new(selector)?;
     let mut cfg = if args.quick {
         BenchConfig::quick()

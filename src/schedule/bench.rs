@@ -1,0 +1,320 @@
+//! `sparq bench --adapters ...`: data-parallel throughput of a [`LinearChain`] over several
+//! devices: each device alone, all together, the scaling efficiency (together ÷ sum of
+//! alone) and the split the scheduler chose.
+
+use super::{ChainLayer, Cluster, ClusterConfig, LinearChain, open_devices};
+use crate::error::{Error, Result};
+use crate::formats::{PackedWeights, WeightFormat};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct DataParallelConfig {
+    /// Devices: `all` or a comma-separated list of adapter selectors (see [`open_devices`]).
+    pub adapters: String,
+    /// Input features of the first layer.
+    pub k: usize,
+    /// Outputs of every layer (the hidden width).
+    pub n: usize,
+    /// One weight format per layer.
+    pub formats: Vec<WeightFormat>,
+    /// Rows per batch.
+    pub batch: usize,
+    /// Largest micro-batch, rows.
+    pub max_rows: usize,
+    /// Timed batches per measurement (the best is kept).
+    pub repeats: usize,
+    /// Rows each device is calibrated on.
+    pub calibration_rows: usize,
+    /// Target wall time of a device's alone measurement, seconds (slow devices get fewer rows).
+    pub alone_seconds: f64,
+}
+
+impl DataParallelConfig {
+    /// LLM-like widths for GPUs.
+    pub fn gpu(adapters: &str) -> Self {
+        DataParallelConfig {
+            adapters: adapters.into(),
+            k: 4096,
+            n: 4096,
+            formats: vec![
+                WeightFormat::Int4 {
+                    group: 32,
+                    asymmetric: false,
+                },
+                WeightFormat::F16,
+                WeightFormat::Int4 {
+                    group: 32,
+                    asymmetric: false,
+                },
+            ],
+            batch: 16384,
+            max_rows: 2048,
+            repeats: 3,
+            calibration_rows: 64,
+            alone_seconds: 1.0,
+        }
+    }
+
+    /// A size that runs in seconds on CPU adapters.
+    pub fn quick(adapters: &str) -> Self {
+        DataParallelConfig {
+            k: 256,
+            n: 256,
+            batch: 512,
+            max_rows: 128,
+            repeats: 2,
+            calibration_rows: 32,
+            alone_seconds: 0.3,
+            ..Self::gpu(adapters)
+        }
+    }
+
+    /// Floating-point operations per row of the chain.
+    pub fn flops_per_row(&self) -> f64 {
+        (0..self.formats.len())
+            .map(|i| 2.0 * self.n as f64 * if i == 0 { self.k } else { self.n } as f64)
+            .sum()
+    }
+}
+
+/// One device's throughput alone.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AloneRow {
+    /// `[index] adapter (backend)`.
+    pub device: String,
+    /// Rows of the measurement.
+    pub rows: usize,
+    /// Rows per second.
+    pub rows_per_s: f64,
+}
+
+/// The outcome of the data-parallel benchmark.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataParallelReport {
+    /// Chain description.
+    pub model: String,
+    /// Each device alone.
+    pub alone: Vec<AloneRow>,
+    /// All devices together, rows per second.
+    pub together_rows_per_s: f64,
+    /// `together ÷ Σ alone`.
+    pub efficiency: f64,
+    /// `together ÷ best alone`.
+    pub speedup_over_best: f64,
+    /// Largest |difference| between the together run and device 0 alone, on the rows device 0
+    /// computed alone.
+    pub max_abs_diff_vs_device0: f32,
+    /// Rows computed by devices of device 0's adapter that differ from its alone run in any bit.
+    pub rows_not_bit_identical: usize,
+    /// Split and time per device of the best together run.
+    pub split: super::BatchReport,
+    /// TFLOP/s of the together run.
+    pub together_tflops: f64,
+}
+
+impl DataParallelReport {
+    /// Markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = format!("### Data parallel: {}\n\n", self.model);
+        s += "| device | rows | rows/s alone |\n| --- | ---: | ---: |\n";
+        for a in &self.alone {
+            s += &format!("| {} | {} | {:.0} |\n", a.device, a.rows, a.rows_per_s);
+        }
+        let sum: f64 = self.alone.iter().map(|a| a.rows_per_s).sum();
+        s += &format!(
+            "\n| together rows/s | Σ alone rows/s | scaling efficiency | speed-up over best alone | TFLOP/s together | max abs diff vs [0] alone | rows not bit-identical |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
+             | {:.0} | {:.0} | {:.1}% | {:.2}× | {:.2} | {:.2e} | {} |\n\n",
+            self.together_rows_per_s,
+            sum,
+            self.efficiency * 100.0,
+            self.speedup_over_best,
+            self.together_tflops,
+            self.max_abs_diff_vs_device0,
+            self.rows_not_bit_identical,
+        );
+        s += &format!(
+            "Split of the best together run ({} rows, {:.1} ms):\n\n",
+            self.split.rows,
+            self.split.wall_s * 1e3
+        );
+        s += &self.split.markdown();
+        s
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
+    if cfg.formats.is_empty() || cfg.batch == 0 || cfg.k == 0 || cfg.n == 0 {
+        return Err(Error::Invalid(
+            "the benchmark needs at least one layer, one row and one feature".into(),
+        ));
+    }
+    let gpus = open_devices(&cfg.adapters)?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut layers = Vec::new();
+    for (i, &f) in cfg.formats.iter().enumerate() {
+        let k = if i == 0 { cfg.k } else { cfg.n };
+        // Scaled so activations keep their size through the chain.
+        let scale = (3.0 / k as f32).sqrt();
+        let w: Vec<f32> = (0..cfg.n * k)
+            .map(|_| rng.random_range(-scale..scale))
+            .collect();
+        layers.push(ChainLayer {
+            weights: PackedWeights::quantize(&w, cfg.n, k, f)?,
+            bias: Some((0..cfg.n).map(|_| rng.random_range(-0.1..0.1)).collect()),
+        });
+    }
+    let model = format!(
+        "{} layers {}, k={} n={}, batch {} rows, micro-batches ≤ {}",
+        layers.len(),
+        cfg.formats
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join("/"),
+        cfg.k,
+        cfg.n,
+        cfg.batch,
+        cfg.max_rows
+    );
+    let max_rows = cfg.max_rows.max(1);
+    let mut cluster = Cluster::new(
+        gpus,
+        |g| LinearChain::new(g, &layers, max_rows),
+        ClusterConfig::default(),
+    )?;
+    let inputs: Vec<Vec<f32>> = (0..cfg.batch)
+        .map(|_| (0..cfg.k).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let sample = &inputs[..cfg.calibration_rows.clamp(1, cfg.batch)];
+    cluster.calibrate(sample)?;
+    eprintln!("calibrated rows/s: {:?}", cluster.rates());
+
+    let mut alone = Vec::new();
+    let mut reference: Option<Vec<Vec<f32>>> = None;
+    for i in 0..cluster.len() {
+        // The whole batch, unless that takes a device much longer than `alone_seconds`: slow
+        // devices measure on fewer rows (whole micro-batches), so the benchmark ends in time.
+        let rate = cluster.rates()[i];
+        let rows = if cfg.batch as f64 <= 4.0 * rate * cfg.alone_seconds {
+            cfg.batch
+        } else {
+            ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), cfg.batch)
+        };
+        let repeats = if rows < cfg.batch {
+            1
+        } else {
+            cfg.repeats.max(1)
+        };
+        let mut best = 0f64;
+        for _ in 0..repeats {
+            let out = cluster.run_on(&[i], &inputs[..rows])?;
+            best = best.max(rows as f64 / out.report.wall_s);
+            if i == 0 && reference.is_none() {
+                reference = Some(out.outputs);
+            }
+        }
+        eprintln!(
+            "{} alone: {best:.0} rows/s on {rows} rows",
+            cluster.names()[i]
+        );
+        alone.push(AloneRow {
+            device: cluster.names()[i].clone(),
+            rows,
+            rows_per_s: best,
+        });
+    }
+    let mut best: Option<(f64, super::BatchOutput<Vec<f32>>)> = None;
+    for _ in 0..cfg.repeats.max(1) {
+        let out = cluster.run(&inputs)?;
+        let rate = cfg.batch as f64 / out.report.wall_s;
+        if best.as_ref().is_none_or(|(r, _)| rate > *r) {
+            best = Some((rate, out));
+        }
+    }
+    let (together, out) = best.expect("at least one repeat");
+    let (mut max_diff, mut not_identical) = (0f32, 0usize);
+    if let Some(reference) = &reference {
+        let same_adapter: Vec<bool> = (0..cluster.len())
+            .map(|i| {
+                cluster.gpu(i).caps.name == cluster.gpu(0).caps.name
+                    && cluster.gpu(i).caps.backend == cluster.gpu(0).caps.backend
+            })
+            .collect();
+        for mb in &out.report.micro_batches {
+            let end = (mb.start + mb.rows).min(reference.len());
+            let pairs = out.outputs[mb.start.min(end)..end]
+                .iter()
+                .zip(&reference[mb.start.min(end)..end]);
+            for (a, b) in pairs {
+                let d = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                max_diff = max_diff.max(d);
+                let identical = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                if same_adapter[mb.device] && !identical {
+                    not_identical += 1;
+                }
+            }
+        }
+    }
+    let sum: f64 = alone.iter().map(|a| a.rows_per_s).sum();
+    let best_alone = alone.iter().map(|a| a.rows_per_s).fold(0f64, f64::max);
+    Ok(DataParallelReport {
+        model,
+        together_tflops: together * cfg.flops_per_row() / 1e12,
+        alone,
+        together_rows_per_s: together,
+        efficiency: together / sum.max(1e-9),
+        speedup_over_best: together / best_alone.max(1e-9),
+        max_abs_diff_vs_device0: max_diff,
+        rows_not_bit_identical: not_identical,
+        split: out.report,
+    })
+}
+
+/// The `sparq bench --adapters` command: `formats` one per layer, the first of `shapes`
+/// (`NxK`) for the widths, the first of `ms` for the batch; prints Markdown, optionally JSON.
+pub fn cli(
+    adapters: &str,
+    quick: bool,
+    formats: Option<&[String]>,
+    shapes: Option<&[String]>,
+    ms: Option<&[usize]>,
+    json: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut cfg = if quick {
+        DataParallelConfig::quick(adapters)
+    } else {
+        DataParallelConfig::gpu(adapters)
+    };
+    if let Some(f) = formats {
+        cfg.formats = f
+            .iter()
+            .map(|s| WeightFormat::parse(s))
+            .collect::<Result<_>>()?;
+    }
+    if let Some(s) = shapes.and_then(|s| s.first()) {
+        let bad = || Error::Invalid(format!("shape '{s}' is not NxK"));
+        let (n, k) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        cfg.n = n.trim().parse().map_err(|_| bad())?;
+        cfg.k = k.trim().parse().map_err(|_| bad())?;
+    }
+    if let Some(&m) = ms.and_then(|m| m.first()) {
+        cfg.batch = m;
+    }
+    let report = run(&cfg)?;
+    println!("{}", report.markdown());
+    if let Some(path) = json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?,
+        )?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

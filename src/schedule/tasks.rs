@@ -1,0 +1,366 @@
+//! Task parallelism: several models over a set of devices, one queue (and thread) per device.
+//!
+//! A model is placed when it is added: on the device it is pinned to, or else on the device
+//! where it fits in the remaining memory budget and where the work already placed plus its
+//! own, divided by the device's measured speed, is smallest. Requests to one model run in
+//! submission order on its device; devices run concurrently. A device that reports a device
+//! fault is marked failed: later placements avoid it and requests to its models return the
+//! error naming it.
+
+use super::{ChainLayer, LinearChain, Replica, device_name, is_device_fault, run_single};
+use crate::Gpu;
+use crate::error::{Error, Result};
+use crate::formats::{PackedWeights, WeightFormat};
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// What the placement needs to know about a model.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// Name, for errors and reports.
+    pub name: String,
+    /// Device memory it needs (weights and working buffers), bytes.
+    pub bytes: u64,
+    /// Relative work per request (any unit, the same for all models of a pool).
+    pub cost: f64,
+    /// Device it must run on (index into the pool).
+    pub pin: Option<usize>,
+}
+
+/// The models living on one device thread.
+type Models = HashMap<usize, Box<dyn Any + Send>>;
+type Job = Box<dyn FnOnce(&mut Models) + Send>;
+
+struct DeviceQueue {
+    name: String,
+    gpu: Arc<Gpu>,
+    speed: f64,
+    budget: u64,
+    used: u64,
+    load: f64,
+    failed: Arc<Mutex<Option<String>>>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A model added to a [`TaskPool`], typed by its replica.
+#[derive(Debug)]
+pub struct ModelHandle<R> {
+    id: usize,
+    /// Device it was placed on.
+    pub device: usize,
+    /// The model's name.
+    pub name: String,
+    _replica: PhantomData<fn() -> R>,
+}
+
+/// The pending result of one request.
+pub struct Ticket<O> {
+    rx: mpsc::Receiver<Result<Vec<O>>>,
+    device: String,
+}
+
+impl<O> Ticket<O> {
+    /// Waits for the outputs (one per input row, in order).
+    pub fn wait(self) -> Result<Vec<O>> {
+        self.rx.recv().unwrap_or_else(|_| {
+            Err(Error::DeviceLost(format!(
+                "the queue of {} stopped before answering",
+                self.device
+            )))
+        })
+    }
+}
+
+/// Devices with one work queue each, and the models placed on them.
+pub struct TaskPool {
+    queues: Vec<DeviceQueue>,
+    next_id: usize,
+}
+
+/// Rows per second of a small f32 layer on `gpu`: the speed placement divides by.
+pub fn probe_speed(gpu: &Arc<Gpu>) -> Result<f64> {
+    let (n, k, rows) = (256, 256, 64);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+        .collect();
+    let layer = ChainLayer {
+        weights: PackedWeights::quantize(&w, n, k, WeightFormat::F32)?,
+        bias: None,
+    };
+    let mut chain = LinearChain::new(gpu, &[layer], rows)?;
+    let x = vec![vec![0.5f32; k]; rows];
+    run_single(&mut chain, &x)?;
+    let t = Instant::now();
+    for _ in 0..3 {
+        run_single(&mut chain, &x)?;
+    }
+    Ok(3.0 * rows as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}
+
+impl TaskPool {
+    /// A pool over `gpus`, each device's speed measured with [`probe_speed`].
+    pub fn new(gpus: Vec<Arc<Gpu>>) -> Result<Self> {
+        let speeds = gpus.iter().map(probe_speed).collect::<Result<Vec<_>>>()?;
+        Self::with_speeds(gpus, &speeds)
+    }
+
+    /// A pool over `gpus` with given relative speeds (e.g. from [`super::Cluster::rates`]).
+    pub fn with_speeds(gpus: Vec<Arc<Gpu>>, speeds: &[f64]) -> Result<Self> {
+        if gpus.is_empty() || speeds.len() != gpus.len() {
+            return Err(Error::Invalid(format!(
+                "{} devices and {} speeds; need one speed per device, at least one device",
+                gpus.len(),
+                speeds.len()
+            )));
+        }
+        let queues = gpus
+            .into_iter()
+            .zip(speeds)
+            .enumerate()
+            .map(|(i, (gpu, &speed))| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                let thread = std::thread::Builder::new()
+                    .name(format!("sparq-queue-{i}"))
+                    .spawn(move || {
+                        let mut models = Models::new();
+                        for job in rx {
+                            job(&mut models);
+                        }
+                    })?;
+                Ok(DeviceQueue {
+                    name: device_name(i, &gpu),
+                    gpu,
+                    speed: speed.max(1e-9),
+                    budget: u64::MAX,
+                    used: 0,
+                    load: 0.0,
+                    failed: Arc::new(Mutex::new(None)),
+                    tx: Some(tx),
+                    thread: Some(thread),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(TaskPool { queues, next_id: 0 })
+    }
+
+    /// Limits the device memory placement may give away on device `i` (unlimited by default:
+    /// wgpu does not report a device's memory size).
+    pub fn set_budget(&mut self, i: usize, bytes: u64) -> Result<()> {
+        let n = self.queues.len();
+        let q = self
+            .queues
+            .get_mut(i)
+            .ok_or_else(|| Error::Invalid(format!("device {i} is not in the pool of {n}")))?;
+        q.budget = bytes;
+        Ok(())
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Whether the pool has no device (never true for a built pool).
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Measured speeds (rows per second of the probe, or as given).
+    pub fn speeds(&self) -> Vec<f64> {
+        self.queues.iter().map(|q| q.speed).collect()
+    }
+
+    /// The devices.
+    pub fn gpu(&self, i: usize) -> &Arc<Gpu> {
+        &self.queues[i].gpu
+    }
+
+    /// Why device `i` was marked failed, if it was.
+    pub fn failure(&self, i: usize) -> Option<String> {
+        self.queues[i].failed.lock().unwrap().clone()
+    }
+
+    fn alive(&self, i: usize) -> bool {
+        self.queues[i].failed.lock().unwrap().is_none()
+    }
+
+    /// The device `spec` goes to.
+    pub fn place(&self, spec: &ModelSpec) -> Result<usize> {
+        let fits = |q: &DeviceQueue| spec.bytes <= q.budget.saturating_sub(q.used);
+        if let Some(p) = spec.pin {
+            let q = self.queues.get(p).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "model '{}' is pinned to device {p}; the pool has {}",
+                    spec.name,
+                    self.queues.len()
+                ))
+            })?;
+            if let Some(f) = self.failure(p) {
+                return Err(Error::DeviceLost(format!("{}: {f}", q.name)));
+            }
+            if !fits(q) {
+                return Err(self.too_large(spec, &[p]));
+            }
+            return Ok(p);
+        }
+        let alive: Vec<usize> = (0..self.queues.len()).filter(|&i| self.alive(i)).collect();
+        if alive.is_empty() {
+            return Err(Error::NoDeviceLeft(
+                (0..self.queues.len())
+                    .map(|i| {
+                        format!(
+                            "{}: {}",
+                            self.queues[i].name,
+                            self.failure(i).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        alive
+            .iter()
+            .copied()
+            .filter(|&i| fits(&self.queues[i]))
+            .min_by(|&a, &b| {
+                let finish = |i: usize| {
+                    let q = &self.queues[i];
+                    (q.load + spec.cost.max(0.0)) / q.speed
+                };
+                finish(a).total_cmp(&finish(b))
+            })
+            .ok_or_else(|| self.too_large(spec, &alive))
+    }
+
+    fn too_large(&self, spec: &ModelSpec, devices: &[usize]) -> Error {
+        let free = devices
+            .iter()
+            .map(|&i| self.queues[i].budget.saturating_sub(self.queues[i].used))
+            .max()
+            .unwrap_or(0);
+        Error::TooLarge {
+            what: format!("model '{}'", spec.name),
+            bytes: spec.bytes,
+            limit_name: "free device memory budget",
+            limit: free,
+        }
+    }
+
+    /// Places `spec`, builds the model there with `factory` (on the device's thread) and
+    /// returns its handle.
+    pub fn add<R, F>(&mut self, spec: ModelSpec, factory: F) -> Result<ModelHandle<R>>
+    where
+        R: Replica + 'static,
+        F: FnOnce(&Arc<Gpu>) -> Result<R> + Send + 'static,
+    {
+        let device = self.place(&spec)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let q = &mut self.queues[device];
+        let gpu = q.gpu.clone();
+        let (tx, rx) = mpsc::channel();
+        Self::send(
+            q,
+            Box::new(move |models: &mut Models| {
+                let built = factory(&gpu).map(|r| {
+                    models.insert(id, Box::new(r));
+                });
+                let _ = tx.send(built);
+            }),
+        )?;
+        rx.recv()
+            .map_err(|_| Error::DeviceLost(format!("the queue of {} stopped", q.name)))??;
+        q.used = q.used.saturating_add(spec.bytes);
+        q.load += spec.cost.max(0.0);
+        Ok(ModelHandle {
+            id,
+            device,
+            name: spec.name,
+            _replica: PhantomData,
+        })
+    }
+
+    fn send(q: &DeviceQueue, job: Job) -> Result<()> {
+        q.tx.as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .ok_or_else(|| Error::DeviceLost(format!("the queue of {} stopped", q.name)))
+    }
+
+    /// Queues `inputs` for `model` on its device; the ticket yields the outputs in order.
+    pub fn submit<R>(&self, model: &ModelHandle<R>, inputs: Vec<R::In>) -> Result<Ticket<R::Out>>
+    where
+        R: Replica + 'static,
+        R::In: Send + 'static,
+        R::Out: 'static,
+    {
+        let q = self.queues.get(model.device).ok_or_else(|| {
+            Error::Invalid(format!("model '{}' is not from this pool", model.name))
+        })?;
+        let (tx, rx) = mpsc::channel();
+        let (id, name, device) = (model.id, model.name.clone(), q.name.clone());
+        let failed = q.failed.clone();
+        Self::send(
+            q,
+            Box::new(move |models: &mut Models| {
+                let result = (|| {
+                    if let Some(f) = failed.lock().unwrap().clone() {
+                        return Err(Error::DeviceLost(format!("{device}: {f}")));
+                    }
+                    let r = models
+                        .get_mut(&id)
+                        .and_then(|m| m.downcast_mut::<R>())
+                        .ok_or_else(|| {
+                            Error::Invalid(format!("model '{name}' is not on {device}"))
+                        })?;
+                    if inputs.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_single(r, &inputs)
+                    }))
+                    .unwrap_or_else(|_| Err(Error::Gpu(format!("model '{name}' panicked"))));
+                    match out {
+                        Err(e) if is_device_fault(&e) => {
+                            *failed.lock().unwrap() = Some(e.to_string());
+                            Err(naming(e, &device))
+                        }
+                        other => other,
+                    }
+                })();
+                let _ = tx.send(result);
+            }),
+        )?;
+        Ok(Ticket {
+            rx,
+            device: q.name.clone(),
+        })
+    }
+}
+
+/// `e` with the device it happened on in its message.
+fn naming(e: Error, device: &str) -> Error {
+    match e {
+        Error::DeviceLost(m) => Error::DeviceLost(format!("{device}: {m}")),
+        Error::Gpu(m) => Error::Gpu(format!("{device}: {m}")),
+        other => Error::Gpu(format!("{device}: {other}")),
+    }
+}
+
+impl Drop for TaskPool {
+    fn drop(&mut self) {
+        for q in &mut self.queues {
+            q.tx.take();
+        }
+        for q in &mut self.queues {
+            if let Some(t) = q.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
