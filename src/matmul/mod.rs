@@ -5,8 +5,10 @@
 //! device memory holds works. [`Linear::plan`] validates shapes and returns the dispatches;
 //! [`Linear::forward`] is the one-call convenience.
 
+pub mod coop;
 mod shader;
 
+pub use coop::CoopTiling;
 pub use shader::Strategy;
 
 use crate::error::{Error, Result};
@@ -149,7 +151,16 @@ impl Linear {
         self.chunks.len()
     }
 
-    /// The strategy `Auto` picks for `m` activation rows on `gpu`.
+    /// The strategy `Auto` picks for `m` activation rows on `gpu` (for this layer's format:
+    /// tensor cores from [`COOP_MIN_ROWS`] rows where the adapter has them).
+    pub fn strategy_for(&self, gpu: &Gpu, m: usize) -> Strategy {
+        if m >= COOP_MIN_ROWS && self.format != WeightFormat::F32 && coop::available(gpu) {
+            return Strategy::GemmCoop;
+        }
+        Self::auto_strategy(gpu, m)
+    }
+
+    /// The portable strategy for `m` activation rows on `gpu`.
     pub fn auto_strategy(gpu: &Gpu, m: usize) -> Strategy {
         if m <= 8 {
             if gpu.caps.subgroups {
@@ -180,6 +191,15 @@ impl Linear {
         y: &Tensor,
         choice: KernelChoice,
     ) -> Result<Vec<Dispatch>> {
+        self.validate(x, y)?;
+        let strategy = match choice {
+            KernelChoice::Auto => self.strategy_for(gpu, x.rows),
+            KernelChoice::Force(s) => s,
+        };
+        self.plan_with(gpu, x, y, strategy, None)
+    }
+
+    fn validate(&self, x: &Tensor, y: &Tensor) -> Result<()> {
         if x.cols != self.k {
             return Err(Error::Shape(format!(
                 "input has {} features, the layer expects {}",
@@ -201,10 +221,17 @@ impl Linear {
         if x.rows == 0 {
             return Err(Error::Invalid("input has no rows".into()));
         }
-        let strategy = match choice {
-            KernelChoice::Auto => Self::auto_strategy(gpu, x.rows),
-            KernelChoice::Force(s) => s,
-        };
+        Ok(())
+    }
+
+    fn plan_with(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        strategy: Strategy,
+        tiling: Option<CoopTiling>,
+    ) -> Result<Vec<Dispatch>> {
         if strategy == Strategy::GemvSubgroup && !gpu.caps.subgroups {
             return Err(Error::MissingFeature {
                 adapter: gpu.caps.name.clone(),
@@ -218,7 +245,7 @@ impl Linear {
             let m = slice.min(x.rows - m0);
             for (ci, c) in self.chunks.iter().enumerate() {
                 let last = ci + 1 == self.chunks.len();
-                out.push(self.dispatch(gpu, strategy, x, y, m0, m, c, last)?);
+                out.push(self.dispatch(gpu, (strategy, tiling), x, y, m0, m, c, last)?);
             }
         }
         Ok(out)
@@ -228,7 +255,7 @@ impl Linear {
     fn dispatch(
         &self,
         gpu: &Gpu,
-        strategy: Strategy,
+        (strategy, tiling): (Strategy, Option<CoopTiling>),
         x: &Tensor,
         y: &Tensor,
         m0: usize,
@@ -256,7 +283,7 @@ impl Linear {
             row0: m0 as u32,
             pad: 0,
         };
-        let (pipeline, grid) = self.pipeline(gpu, strategy, x.dtype, m, n_out)?;
+        let (pipeline, grid) = self.pipeline(gpu, (strategy, tiling), x.dtype, m, n_out)?;
         let layout = linear_layout(gpu);
         let uniform = gpu
             .device
@@ -324,7 +351,7 @@ impl Linear {
     fn pipeline(
         &self,
         gpu: &Gpu,
-        strategy: Strategy,
+        (strategy, tiling): (Strategy, Option<CoopTiling>),
         act: ActDType,
         m: usize,
         n_out: usize,
@@ -386,6 +413,10 @@ impl Linear {
                 }
                 (gx, gy)
             }
+            Strategy::GemmCoop => {
+                let t = tiling.unwrap_or_else(|| coop::tiling_for(gpu, self.format, act, m));
+                coop::prepare(gpu, self.format, &t, m, n_out, &mut vars)?
+            }
         };
         let name = shader::variant_name(strategy, self.format, act, &vars);
         let key = PipelineKey::new(name, &constants).trusted();
@@ -401,6 +432,10 @@ impl Linear {
         Ok((p, grid))
     }
 }
+
+/// Activation rows from which `Auto` uses the tensor-core GEMM where available (the
+/// crossover measured on an H100, BENCHMARKS.md "Tensor cores").
+pub const COOP_MIN_ROWS: usize = 64;
 
 /// GEMV shape: invocations per workgroup and weight rows each team (subgroup) walks at once.
 struct GemvTuning {

@@ -17,6 +17,7 @@ const GEMV_ROWS: &str = include_str!("../../shaders/gemv_rows.wgsl");
 const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+const GEMM_COOP: &str = include_str!("../../shaders/gemm_coop.wgsl");
 
 /// The kernel strategies of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -27,6 +28,9 @@ pub enum Strategy {
     GemvWorkgroup,
     /// Tiled through workgroup memory; any number of rows.
     GemmTiled,
+    /// Tensor cores: 16×16×16 f16 cooperative matrices, f32 accumulation (needs
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`; f16, int8 and int4 weights).
+    GemmCoop,
 }
 
 impl Strategy {
@@ -36,13 +40,14 @@ impl Strategy {
             Strategy::GemvSubgroup => "gemv_sg",
             Strategy::GemvWorkgroup => "gemv_wg",
             Strategy::GemmTiled => "gemm",
+            Strategy::GemmCoop => "gemm_coop",
         }
     }
 
     /// Most activation rows one dispatch handles (`u32::MAX`: no limit).
     pub fn max_rows(self) -> usize {
         match self {
-            Strategy::GemmTiled => usize::MAX,
+            Strategy::GemmTiled | Strategy::GemmCoop => usize::MAX,
             _ => 8,
         }
     }
@@ -90,8 +95,19 @@ pub fn source(
         Strategy::GemvSubgroup => format!("{GEMV_ROWS}\n{GEMV_SUBGROUP}"),
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
+        Strategy::GemmCoop => GEMM_COOP.to_string(),
+    };
+    // `enable` directives must precede everything else.
+    let (enables, act_src) = if strategy == Strategy::GemmCoop {
+        let rest = act_src.replace("enable f16;", "");
+        ("enable f16;\nenable wgpu_cooperative_matrix;\n", rest)
+    } else {
+        ("", act_src.to_string())
     };
     let mut all = vars.to_vec();
     all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
-    expand(&format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"), &all)
+    expand(
+        &format!("{enables}{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"),
+        &all,
+    )
 }
