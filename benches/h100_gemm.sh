@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GEMM-shape run on the lent GPU machine (see ../shared/gpu/GPU.md): the tensor-core test,
 # PyTorch anchors and `sparq gemm` in one call. Expects the release binaries (sparq and the
-# coop_gemm test binary), torch_linear.py and the loader debs under $D (default .dev-tcore).
+# coop_gemm and dp4a_gemm test binaries), torch_linear.py and the loader debs under $D (default .dev-tcore).
 set -uo pipefail
 D=${D:-.dev-tcore}
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -11,6 +11,8 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > 
 "$D/sparq" devices > "$OUT/devices.txt" 2>&1
 SPARQ_TEST_ADAPTERS=vulkan timeout 150 "$D/coop_gemm" --test-threads=1 > "$OUT/test.txt" 2>&1
 echo "coop_gemm test rc=$?"; grep -E "test result|panicked|FAILED" "$OUT/test.txt" | head -5
+SPARQ_TEST_ADAPTERS=vulkan timeout 100 "$D/dp4a_gemm" --test-threads=1 > "$OUT/test_dp4a.txt" 2>&1
+echo "dp4a_gemm test rc=$?"; grep -E "test result|panicked|FAILED" "$OUT/test_dp4a.txt" | head -5
 python3 "$D/torch_linear.py" "$OUT/torch.json" --shapes 4096x4096,8192x8192 \
   --m ${TORCH_M:-8,16,32,48,64,96,128,256,512,1024,2048,4096,8192} > "$OUT/torch.txt" 2>&1
 python3 - > "$OUT/torch_int_mm.txt" 2>&1 <<'PY'

@@ -7,8 +7,12 @@
 // are issued before the fragments of slice t are multiplied, and one barrier per slice
 // suffices. Rows are padded by 8 halves so the fragment loads of consecutive rows fall into
 // different banks. Edges are handled by staging zeros, so any M, N, K work.
+// With PACKED the staged tiles are u32 words holding two halves (the fragment loads read
+// them as f16, stride in words): half the workgroup stores, and f16 weights are copied
+// without any conversion.
 // Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, XLOADS, WLOADS, WRAW (f16
-// weights copied without decoding; WDECODE = !WRAW), KSTEPS = BK / 16, BLOCK_VEC4.
+// weights copied without decoding; WDECODE = !WRAW), PACKED (UNPACKED = !PACKED),
+// KSTEPS = BK / 16, BLOCK_VEC4.
 const SG: u32 = {{SG}}u;
 const SGN: u32 = {{SGN}}u;
 const FM: u32 = {{FM}}u;
@@ -20,33 +24,48 @@ const BK: u32 = {{BK}}u;
 const STR: u32 = BK + 8u; // padded row stride of the staged tiles, in halves
 const BLOCK_K: u32 = BLOCK_VEC4 * 4u;
 const WBLOCKS: u32 = BK / BLOCK_K; // weight blocks per staged row
+const GROUP_M: u32 = 8u;
 
-var<workgroup> xs: array<f16, 2u * BM * STR>; // [buffer][m][k]
-var<workgroup> ws: array<f16, 2u * BN * STR>; // [buffer][n][k]: B = Wᵀ, column-major
+#if UNPACKED
+alias stage_t = f16;
+const PER: u32 = 1u; // halves per staged element
+#end
+#if PACKED
+alias stage_t = u32;
+const PER: u32 = 2u;
+#end
+const STRE: u32 = STR / PER; // row stride in staged elements
+var<workgroup> xs: array<stage_t, 2u * BM * STRE>; // [buffer][m][k]
+var<workgroup> ws: array<stage_t, 2u * BN * STRE>; // [buffer][n][k]: B = Wᵀ, column-major
 var<workgroup> cs: array<f32, WG / SG * 256u>; // one 16 × 16 result fragment per subgroup
 
 // Staging is split into a global load into registers (`load_*`, zeros outside the
 // matrices) and a store into workgroup buffer `buf` (`stage_*`), so the loads of the next
 // slice are in flight while the current one is multiplied. `l` numbers an invocation's loads.
-fn load_x(li: u32, l: u32, m0: u32, k0: u32) -> vec4<f32> {
+fn load_x(li: u32, l: u32, m0: u32, k0: u32) -> vec4<f16> {
     let idx = li + l * WG;
     let gm = m0 + idx / (BK / 4u);
     let gk4 = k0 / 4u + idx % (BK / 4u);
     if (gm < p.m && gk4 < p.k4 && idx < BM * BK / 4u) {
-        return load_x4((p.row0 + gm) * p.x_stride4 + gk4);
+        return vec4<f16>(x[(p.row0 + gm) * p.x_stride4 + gk4]);
     }
-    return vec4<f32>(0.0);
+    return vec4<f16>(0.0);
 }
 
-fn stage_x(li: u32, l: u32, buf: u32, v: vec4<f32>) {
+fn stage_x(li: u32, l: u32, buf: u32, h: vec4<f16>) {
     let idx = li + l * WG;
     if (idx < BM * BK / 4u) {
-        let h = vec4<f16>(v);
-        let o = buf * BM * STR + (idx / (BK / 4u)) * STR + (idx % (BK / 4u)) * 4u;
+        let o = buf * BM * STRE + (idx / (BK / 4u)) * STRE + (idx % (BK / 4u)) * (4u / PER);
+#if UNPACKED
         xs[o] = h.x;
         xs[o + 1u] = h.y;
         xs[o + 2u] = h.z;
         xs[o + 3u] = h.w;
+#end
+#if PACKED
+        xs[o] = pack2x16float(vec2<f32>(h.xy));
+        xs[o + 1u] = pack2x16float(vec2<f32>(h.zw));
+#end
     }
 }
 
@@ -68,8 +87,14 @@ fn load_w(li: u32, l: u32, n0: u32, k0: u32) -> WBlock {
 fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
     let idx = li + l * WG;
     if (idx < BN * WBLOCKS) {
-        let o = buf * BN * STR + (idx / WBLOCKS) * STR + (idx % WBLOCKS) * BLOCK_K;
+        let o = buf * BN * STRE + (idx / WBLOCKS) * STRE + (idx % WBLOCKS) * (BLOCK_K / PER);
 #if WRAW
+#if PACKED
+#unroll q 4
+        ws[o + {q}u] = b.q[{q}];
+#end
+#end
+#if UNPACKED
 #unroll q 4
         {
             let h = vec2<f16>(unpack2x16float(b.q[{q}]));
@@ -78,14 +103,22 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
         }
 #end
 #end
+#end
 #if WDECODE
 #unroll q BLOCK_VEC4
         {
-            let h = vec4<f16>(decode(b.q, {q}u, b.sz.y) * b.sz.x);
+            let d = decode(b.q, {q}u, b.sz.y) * b.sz.x;
+#if UNPACKED
+            let h = vec4<f16>(d);
             ws[o + {q}u * 4u] = h.x;
             ws[o + {q}u * 4u + 1u] = h.y;
             ws[o + {q}u * 4u + 2u] = h.z;
             ws[o + {q}u * 4u + 3u] = h.w;
+#end
+#if PACKED
+            ws[o + {q}u * 2u] = pack2x16float(d.xy);
+            ws[o + {q}u * 2u + 1u] = pack2x16float(d.zw);
+#end
         }
 #end
 #end
@@ -95,10 +128,17 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
 @compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let n0 = wg.x * BN;
-    let m0 = wg.y * BM;
+    // Consecutive workgroups walk down a band of GROUP_M tile rows before moving right, so
+    // the weight tiles they share are still in L2 when the next row of the band needs them.
+    let lin = wg.y * nwg.x + wg.x;
+    let band = lin / (GROUP_M * nwg.x);
+    let rows = min(nwg.y - band * GROUP_M, GROUP_M);
+    let in_band = lin % (GROUP_M * nwg.x);
+    let n0 = (in_band / rows) * BN;
+    let m0 = (band * GROUP_M + in_band % rows) * BM;
     let sg = li / SG;
     let lane = li % SG;
     let fm0 = (sg / SGN) * FM * 16u; // first tile row of this subgroup's fragments
@@ -127,15 +167,15 @@ fn main(
 #unroll l WLOADS
         let wr{l} = load_w(li, {l}u, n0, k0);
 #end
-        let xb = ((t - 1u) % 2u) * BM * STR;
-        let wb = ((t - 1u) % 2u) * BN * STR;
+        let xb = ((t - 1u) % 2u) * BM * STRE;
+        let wb = ((t - 1u) % 2u) * BN * STRE;
 #unroll kk KSTEPS
         {
 #unroll i FM
-            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[xb + (fm0 + {i}u * 16u) * STR + {kk}u * 16u], STR);
+            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[xb + (fm0 + {i}u * 16u) * STRE + {kk}u * (16u / PER)], STRE);
 #end
 #unroll j FN
-            let b{j} = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + (fn0 + {j}u * 16u) * STR + {kk}u * 16u], STR);
+            let b{j} = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + (fn0 + {j}u * 16u) * STRE + {kk}u * (16u / PER)], STRE);
 #end
 #unroll i FM
 #unroll j FN

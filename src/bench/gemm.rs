@@ -253,6 +253,28 @@ pub fn run(
             }
         }
     }
+    // 4. int8 × int8 with dot4I8Packed (activation quantization included in the time).
+    if gpu.caps.dot4_i8 {
+        let mut cases: Vec<(usize, usize, usize)> = cfg.square.iter().map(|&s| (s, s, s)).collect();
+        cases.extend(
+            cfg.ms
+                .iter()
+                .map(|&m| (m, cfg.shapes[0].0, cfg.shapes[0].1)),
+        );
+        for (m, n, k) in cases {
+            progress(&format!("dp4a m={m} {n}x{k}"));
+            let l = layer(gpu, WeightFormat::Int8, n, k)?;
+            let x = activations(gpu, m, k)?;
+            let y = Tensor::empty(gpu, m, n, ActDType::F16)?;
+            let case = Case {
+                section: "dp4a",
+                layer: &l,
+                x: &x,
+                y: &y,
+            };
+            rows.push(case.run(gpu, Strategy::GemmDp4a, None, cfg.iters)?);
+        }
+    }
     Ok(rows)
 }
 

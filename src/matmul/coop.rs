@@ -24,6 +24,9 @@ pub struct CoopTiling {
     pub fn_: u32,
     /// Depth of a staged slice (a multiple of 16 and of the format's block).
     pub bk: u32,
+    /// Stage tiles as u32 words of two halves (fewer workgroup stores; the fragment loads
+    /// reinterpret them as f16) instead of as f16 values.
+    pub packed: bool,
 }
 
 impl CoopTiling {
@@ -46,18 +49,27 @@ impl CoopTiling {
     /// Short label, e.g. `2x4sg 4x2f bk32` (128 × 128 tile).
     pub fn label(&self) -> String {
         format!(
-            "{}x{}sg {}x{}f bk{}",
-            self.sgm, self.sgn, self.fm, self.fn_, self.bk
+            "{}x{}sg {}x{}f bk{}{}",
+            self.sgm,
+            self.sgn,
+            self.fm,
+            self.fn_,
+            self.bk,
+            if self.packed { " u32" } else { "" }
         )
     }
 
-    /// Parses `SGM,SGN,FM,FN,BK` (as `SPARQ_COOP` takes it).
+    /// Parses `SGM,SGN,FM,FN,BK[,P]` (as `SPARQ_COOP` takes it; `P` = 1: packed staging).
     pub fn parse(s: &str) -> Result<Self> {
         let v: Vec<u32> = s
             .split(',')
             .map(|p| p.trim().parse::<u32>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::Invalid(format!("bad tiling '{s}' (want SGM,SGN,FM,FN,BK)")))?;
+        let (v, packed) = match v.len() {
+            6 => (&v[..5], v[5] != 0),
+            _ => (&v[..], false),
+        };
         let [sgm, sgn, fm, fn_, bk] = v[..] else {
             return Err(Error::Invalid(format!(
                 "bad tiling '{s}' (want SGM,SGN,FM,FN,BK)"
@@ -69,52 +81,58 @@ impl CoopTiling {
             fm,
             fn_,
             bk,
+            packed,
         };
-        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8) || bk == 0 || !bk.is_multiple_of(16) {
+        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8) || bk == 0 || !bk.is_multiple_of(16)
+        {
             return Err(Error::Invalid(format!("bad tiling '{s}'")));
         }
         Ok(t)
     }
 
     /// The tiling used when none was tuned: the fastest of the H100 sweep (BENCHMARKS.md).
-    pub fn default_for(m: usize) -> Self {
-        if m <= 64 {
-            CoopTiling {
-                sgm: 1,
-                sgn: 4,
-                fm: 4,
-                fn_: 2,
-                bk: 32,
-            }
-        } else {
-            CoopTiling {
-                sgm: 2,
-                sgn: 4,
-                fm: 4,
-                fn_: 2,
-                bk: 32,
-            }
-        }
-    }
-
-    /// Every shape the autotuner tries (those the adapter cannot run are skipped).
-    pub fn candidates() -> Vec<Self> {
+    pub fn default_for(format: WeightFormat, m: usize) -> Self {
         let t = |sgm, sgn, fm, fn_, bk| CoopTiling {
             sgm,
             sgn,
             fm,
             fn_,
             bk,
+            packed: false,
         };
-        vec![
-            t(2, 4, 4, 2, 32), // 128 × 128, 8 subgroups
-            t(4, 2, 2, 4, 32), // 128 × 128, 8 subgroups
-            t(2, 2, 4, 4, 32), // 128 × 128, 4 subgroups with 16 fragments
-            t(2, 4, 4, 4, 16), // 128 × 256
-            t(4, 2, 4, 4, 16), // 256 × 128
-            t(1, 4, 4, 2, 32), // 64 × 128
-            t(2, 2, 2, 2, 32), // 64 × 64
-        ]
+        match (format, m) {
+            (_, ..=128) => t(1, 4, 4, 2, 32),
+            (WeightFormat::Int4 { .. }, _) => t(2, 4, 4, 2, 32),
+            _ => t(2, 4, 4, 4, 16),
+        }
+    }
+
+    /// Every shape the autotuner tries (those the adapter cannot run are skipped).
+    pub fn candidates() -> Vec<Self> {
+        let shapes = [
+            (2, 4, 4, 2, 32), // 128 × 128, 8 subgroups
+            (4, 2, 2, 4, 32), // 128 × 128, 8 subgroups
+            (2, 2, 4, 4, 32), // 128 × 128, 4 subgroups with 16 fragments
+            (2, 4, 4, 4, 16), // 128 × 256
+            (4, 2, 4, 4, 16), // 256 × 128
+            (4, 4, 2, 2, 16), // 128 × 128, 16 subgroups
+            (2, 4, 2, 4, 16), // 64 × 256
+            (1, 4, 4, 2, 32), // 64 × 128
+            (2, 2, 2, 2, 32), // 64 × 64
+        ];
+        [false, true]
+            .into_iter()
+            .flat_map(|packed| {
+                shapes.map(|(sgm, sgn, fm, fn_, bk)| CoopTiling {
+                    sgm,
+                    sgn,
+                    fm,
+                    fn_,
+                    bk,
+                    packed,
+                })
+            })
+            .collect()
     }
 
     /// Whether `gpu` can run this tiling for `format`.
@@ -143,6 +161,8 @@ impl CoopTiling {
             ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
             ("WRAW", raw as i64),
             ("WDECODE", !raw as i64),
+            ("PACKED", self.packed as i64),
+            ("UNPACKED", !self.packed as i64),
         ]
     }
 }
@@ -253,7 +273,7 @@ pub fn tiling_for(gpu: &Gpu, format: WeightFormat, act: ActDType, m: usize) -> C
     map.get(&key)
         .copied()
         .filter(|t| t.fits(gpu, format))
-        .unwrap_or_else(|| CoopTiling::default_for(m))
+        .unwrap_or_else(|| CoopTiling::default_for(format, m))
 }
 
 fn load_disk_cache() -> HashMap<TuneKey, CoopTiling> {
@@ -361,6 +381,7 @@ mod tests {
     #[test]
     fn parse_and_budget() {
         let t = CoopTiling::parse("2,4,4,2,32").unwrap();
+        assert!(!t.packed && CoopTiling::parse("2,4,4,2,32,1").unwrap().packed);
         assert_eq!((t.bm(), t.bn()), (128, 128));
         // Two slices of 128 × 40 halves for x and W, 8 fragments of 1 KiB.
         assert_eq!(t.workgroup_bytes(), 2 * 256 * 40 * 2 + 8 * 1024);

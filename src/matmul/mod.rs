@@ -6,6 +6,7 @@
 //! [`Linear::forward`] is the one-call convenience.
 
 pub mod coop;
+pub mod dp4a;
 mod shader;
 
 pub use coop::CoopTiling;
@@ -232,6 +233,9 @@ impl Linear {
         strategy: Strategy,
         tiling: Option<CoopTiling>,
     ) -> Result<Vec<Dispatch>> {
+        if strategy == Strategy::GemmDp4a {
+            return self.plan_dp4a(gpu, x, y);
+        }
         if strategy == Strategy::GemvSubgroup && !gpu.caps.subgroups {
             return Err(Error::MissingFeature {
                 adapter: gpu.caps.name.clone(),
@@ -245,7 +249,7 @@ impl Linear {
             let m = slice.min(x.rows - m0);
             for (ci, c) in self.chunks.iter().enumerate() {
                 let last = ci + 1 == self.chunks.len();
-                out.push(self.dispatch(gpu, (strategy, tiling), x, y, m0, m, c, last)?);
+                out.push(self.dispatch(gpu, (strategy, tiling), x, y, m0, m, c, last, None)?);
             }
         }
         Ok(out)
@@ -262,7 +266,13 @@ impl Linear {
         m: usize,
         c: &Chunk,
         last_chunk: bool,
+        quantized: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
     ) -> Result<Dispatch> {
+        // The DP4A GEMM reads int8 activations and their row scales (bindings 1 and 4).
+        let (x_buf, b4) = match quantized {
+            Some((xq, xs)) => (xq, Some(xs)),
+            None => (&x.buffer, c.zeros.as_ref()),
+        };
         // The last chunk also writes the zero padding of y's rows.
         let n_out = if last_chunk {
             y.stride() - c.row0
@@ -300,7 +310,7 @@ impl Linear {
             },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: x.buffer.as_entire_binding(),
+                resource: x_buf.as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: 2,
@@ -312,7 +322,7 @@ impl Linear {
             },
             wgpu::BindGroupEntry {
                 binding: 4,
-                resource: c.zeros.as_ref().unwrap_or(dummy).as_entire_binding(),
+                resource: b4.unwrap_or(dummy).as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: 5,
@@ -416,6 +426,10 @@ impl Linear {
             Strategy::GemmCoop => {
                 let t = tiling.unwrap_or_else(|| coop::tiling_for(gpu, self.format, act, m));
                 coop::prepare(gpu, self.format, &t, m, n_out, &mut vars)?
+            }
+            Strategy::GemmDp4a => {
+                dp4a::check(gpu, self.format)?;
+                dp4a::prepare(m, n_out, &mut vars)
             }
         };
         let name = shader::variant_name(strategy, self.format, act, &vars);

@@ -18,6 +18,8 @@ const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 const GEMM_COOP: &str = include_str!("../../shaders/gemm_coop.wgsl");
+const GEMM_DP4A: &str = include_str!("../../shaders/gemm_dp4a.wgsl");
+const QUANT_ROWS: &str = include_str!("../../shaders/quant_rows.wgsl");
 
 /// The kernel strategies of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -31,6 +33,10 @@ pub enum Strategy {
     /// Tensor cores: 16×16×16 f16 cooperative matrices, f32 accumulation (needs
     /// `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`; f16, int8 and int4 weights).
     GemmCoop,
+    /// int8 × int8 → i32 with `dot4I8Packed`, activations quantized per row first (int8
+    /// weights; needs the WGSL language feature, polyfilled where the driver lacks it).
+    /// Quantizing activations changes the result: only used when asked for.
+    GemmDp4a,
 }
 
 impl Strategy {
@@ -41,13 +47,14 @@ impl Strategy {
             Strategy::GemvWorkgroup => "gemv_wg",
             Strategy::GemmTiled => "gemm",
             Strategy::GemmCoop => "gemm_coop",
+            Strategy::GemmDp4a => "gemm_dp4a",
         }
     }
 
     /// Most activation rows one dispatch handles (`u32::MAX`: no limit).
     pub fn max_rows(self) -> usize {
         match self {
-            Strategy::GemmTiled | Strategy::GemmCoop => usize::MAX,
+            Strategy::GemmTiled | Strategy::GemmCoop | Strategy::GemmDp4a => usize::MAX,
             _ => 8,
         }
     }
@@ -96,6 +103,22 @@ pub fn source(
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
         Strategy::GemmCoop => GEMM_COOP.to_string(),
+        Strategy::GemmDp4a => GEMM_DP4A.to_string(),
+    };
+    // The DP4A GEMM reads activations already quantized to int8 words; the (unused)
+    // load_x4 of the activation file must still type-check against that binding.
+    let (io, act_src) = if strategy == Strategy::GemmDp4a {
+        let io = LINEAR_IO.replace(
+            "var<storage, read> x: array<act4>;",
+            "var<storage, read> x: array<vec4<u32>>;",
+        );
+        let load = "return bitcast<vec4<f32>>(x[i]);";
+        let act_src = act_src
+            .replace("return x[i];", load)
+            .replace("return vec4<f32>(x[i]);", load);
+        (io, act_src)
+    } else {
+        (LINEAR_IO.to_string(), act_src.to_string())
     };
     // `enable` directives must precede everything else.
     let (enables, act_src) = if strategy == Strategy::GemmCoop {
@@ -106,8 +129,14 @@ pub fn source(
     };
     let mut all = vars.to_vec();
     all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
-    expand(
-        &format!("{enables}{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"),
-        &all,
-    )
+    expand(&format!("{enables}{act_src}\n{io}\n{w_src}\n{body}"), &all)
+}
+
+/// The per-row int8 quantization kernel for activations of type `act`.
+pub fn quant_rows_source(act: ActDType) -> String {
+    let act_src = match act {
+        ActDType::F32 => ACT_F32,
+        ActDType::F16 => ACT_F16,
+    };
+    format!("{act_src}\n{QUANT_ROWS}")
 }
