@@ -7,12 +7,11 @@
 // are issued before the fragments of slice t are multiplied, and one barrier per slice
 // suffices. Rows are padded by 8 halves so the fragment loads of consecutive rows fall into
 // different banks. Edges are handled by staging zeros, so any M, N, K work.
-// With PACKED the staged tiles are u32 words holding two halves (the fragment loads read
-// them as f16, stride in words): half the workgroup stores, and f16 weights are copied
-// without any conversion.
 // Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, XLOADS, WLOADS, WRAW (f16
-// weights copied without decoding; WDECODE = !WRAW), PACKED (UNPACKED = !PACKED),
+// weights copied without decoding; WDECODE = !WRAW), WSPLIT, QPER = BLOCK_VEC4 / WSPLIT,
 // KSTEPS = BK / 16, BLOCK_VEC4.
+// (Staging u32 words of two halves and loading fragments from them as f16 halves the
+// stores, but NVIDIA's compiler rejects that reinterpretation: NVVM compilation fails.)
 const SG: u32 = {{SG}}u;
 const SGN: u32 = {{SGN}}u;
 const FM: u32 = {{FM}}u;
@@ -25,18 +24,11 @@ const STR: u32 = BK + 8u; // padded row stride of the staged tiles, in halves
 const BLOCK_K: u32 = BLOCK_VEC4 * 4u;
 const WBLOCKS: u32 = BK / BLOCK_K; // weight blocks per staged row
 const GROUP_M: u32 = 8u;
+const WSPLIT: u32 = {{WSPLIT}}u;
+const QPER: u32 = BLOCK_VEC4 / WSPLIT; // vec4s of weights each sharer decodes
 
-#if UNPACKED
-alias stage_t = f16;
-const PER: u32 = 1u; // halves per staged element
-#end
-#if PACKED
-alias stage_t = u32;
-const PER: u32 = 2u;
-#end
-const STRE: u32 = STR / PER; // row stride in staged elements
-var<workgroup> xs: array<stage_t, 2u * BM * STRE>; // [buffer][m][k]
-var<workgroup> ws: array<stage_t, 2u * BN * STRE>; // [buffer][n][k]: B = Wᵀ, column-major
+var<workgroup> xs: array<f16, 2u * BM * STR>; // [buffer][m][k]
+var<workgroup> ws: array<f16, 2u * BN * STR>; // [buffer][n][k]: B = Wᵀ, column-major
 var<workgroup> cs: array<f32, WG / SG * 256u>; // one 16 × 16 result fragment per subgroup
 
 // Staging is split into a global load into registers (`load_*`, zeros outside the
@@ -55,17 +47,11 @@ fn load_x(li: u32, l: u32, m0: u32, k0: u32) -> vec4<f16> {
 fn stage_x(li: u32, l: u32, buf: u32, h: vec4<f16>) {
     let idx = li + l * WG;
     if (idx < BM * BK / 4u) {
-        let o = buf * BM * STRE + (idx / (BK / 4u)) * STRE + (idx % (BK / 4u)) * (4u / PER);
-#if UNPACKED
+        let o = buf * BM * STR + (idx / (BK / 4u)) * STR + (idx % (BK / 4u)) * 4u;
         xs[o] = h.x;
         xs[o + 1u] = h.y;
         xs[o + 2u] = h.z;
         xs[o + 3u] = h.w;
-#end
-#if PACKED
-        xs[o] = pack2x16float(vec2<f32>(h.xy));
-        xs[o + 1u] = pack2x16float(vec2<f32>(h.zw));
-#end
     }
 }
 
@@ -74,27 +60,27 @@ struct WBlock {
     sz: vec2<f32>, // scale, zero point
 }
 
+// With WSPLIT > 1, WSPLIT invocations share a block (each loads it and decodes its own part),
+// so that all invocations decode when a slice has fewer blocks than the workgroup has
+// invocations (int4: 32 weights per block).
 fn load_w(li: u32, l: u32, n0: u32, k0: u32) -> WBlock {
-    let idx = li + l * WG;
+    let item = li + l * WG;
+    let idx = item / WSPLIT;
     let gn = n0 + idx / WBLOCKS;
     let blk = k0 / BLOCK_K + idx % WBLOCKS;
-    if (gn < p.n && blk < p.row_blocks && idx < BN * WBLOCKS) {
+    if (gn < p.n && blk < p.row_blocks && item < BN * WBLOCKS * WSPLIT) {
         return WBlock(w[gn * p.row_blocks + blk], block_scale_zero(gn, blk));
     }
     return WBlock(vec4<u32>(0u), vec2<f32>(0.0));
 }
 
 fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
-    let idx = li + l * WG;
-    if (idx < BN * WBLOCKS) {
-        let o = buf * BN * STRE + (idx / WBLOCKS) * STRE + (idx % WBLOCKS) * (BLOCK_K / PER);
+    let item = li + l * WG;
+    if (item < BN * WBLOCKS * WSPLIT) {
+        let idx = item / WSPLIT;
+        let part = item % WSPLIT;
+        let o = buf * BN * STR + (idx / WBLOCKS) * STR + (idx % WBLOCKS) * BLOCK_K + part * (BLOCK_K / WSPLIT);
 #if WRAW
-#if PACKED
-#unroll q 4
-        ws[o + {q}u] = b.q[{q}];
-#end
-#end
-#if UNPACKED
 #unroll q 4
         {
             let h = vec2<f16>(unpack2x16float(b.q[{q}]));
@@ -103,22 +89,14 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
         }
 #end
 #end
-#end
 #if WDECODE
-#unroll q BLOCK_VEC4
+#unroll q QPER
         {
-            let d = decode(b.q, {q}u, b.sz.y) * b.sz.x;
-#if UNPACKED
-            let h = vec4<f16>(d);
+            let h = vec4<f16>(decode(b.q, part * QPER + {q}u, b.sz.y) * b.sz.x);
             ws[o + {q}u * 4u] = h.x;
             ws[o + {q}u * 4u + 1u] = h.y;
             ws[o + {q}u * 4u + 2u] = h.z;
             ws[o + {q}u * 4u + 3u] = h.w;
-#end
-#if PACKED
-            ws[o + {q}u * 2u] = pack2x16float(d.xy);
-            ws[o + {q}u * 2u + 1u] = pack2x16float(d.zw);
-#end
         }
 #end
 #end
@@ -167,15 +145,15 @@ fn main(
 #unroll l WLOADS
         let wr{l} = load_w(li, {l}u, n0, k0);
 #end
-        let xb = ((t - 1u) % 2u) * BM * STRE;
-        let wb = ((t - 1u) % 2u) * BN * STRE;
+        let xb = ((t - 1u) % 2u) * BM * STR;
+        let wb = ((t - 1u) % 2u) * BN * STR;
 #unroll kk KSTEPS
         {
 #unroll i FM
-            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[xb + (fm0 + {i}u * 16u) * STRE + {kk}u * (16u / PER)], STRE);
+            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&xs[xb + (fm0 + {i}u * 16u) * STR + {kk}u * 16u], STR);
 #end
 #unroll j FN
-            let b{j} = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + (fn0 + {j}u * 16u) * STRE + {kk}u * (16u / PER)], STRE);
+            let b{j} = coopLoad<coop_mat16x16<f16, B>>(&ws[wb + (fn0 + {j}u * 16u) * STR + {kk}u * 16u], STR);
 #end
 #unroll i FM
 #unroll j FN

@@ -207,9 +207,13 @@ fn refuses_what_it_cannot_do() {
         let layer = Linear::new(&gpu, &f16w, None).unwrap();
         let r = layer.plan(&gpu, &x, &y, KernelChoice::Force(Strategy::GemmCoop));
         assert_eq!(r.is_ok(), coop::available(&gpu), "{}", gpu.caps.name);
-        // Auto never picks tensor cores on an adapter without them.
-        if !coop::available(&gpu) {
-            assert_ne!(layer.strategy_for(&gpu, 4096), Strategy::GemmCoop);
-        }
+        // Auto picks tensor cores for many rows exactly where the adapter has them.
+        assert_eq!(
+            layer.strategy_for(&gpu, 4096) == Strategy::GemmCoop,
+            coop::available(&gpu),
+            "{}",
+            gpu.caps.name
+        );
+        assert_ne!(layer.strategy_for(&gpu, 1), Strategy::GemmCoop);
     }
 }

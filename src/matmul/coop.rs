@@ -24,9 +24,6 @@ pub struct CoopTiling {
     pub fn_: u32,
     /// Depth of a staged slice (a multiple of 16 and of the format's block).
     pub bk: u32,
-    /// Stage tiles as u32 words of two halves (fewer workgroup stores; the fragment loads
-    /// reinterpret them as f16) instead of as f16 values.
-    pub packed: bool,
 }
 
 impl CoopTiling {
@@ -49,27 +46,18 @@ impl CoopTiling {
     /// Short label, e.g. `2x4sg 4x2f bk32` (128 × 128 tile).
     pub fn label(&self) -> String {
         format!(
-            "{}x{}sg {}x{}f bk{}{}",
-            self.sgm,
-            self.sgn,
-            self.fm,
-            self.fn_,
-            self.bk,
-            if self.packed { " u32" } else { "" }
+            "{}x{}sg {}x{}f bk{}",
+            self.sgm, self.sgn, self.fm, self.fn_, self.bk
         )
     }
 
-    /// Parses `SGM,SGN,FM,FN,BK[,P]` (as `SPARQ_COOP` takes it; `P` = 1: packed staging).
+    /// Parses `SGM,SGN,FM,FN,BK` (as `SPARQ_COOP` takes it).
     pub fn parse(s: &str) -> Result<Self> {
         let v: Vec<u32> = s
             .split(',')
             .map(|p| p.trim().parse::<u32>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::Invalid(format!("bad tiling '{s}' (want SGM,SGN,FM,FN,BK)")))?;
-        let (v, packed) = match v.len() {
-            6 => (&v[..5], v[5] != 0),
-            _ => (&v[..], false),
-        };
         let [sgm, sgn, fm, fn_, bk] = v[..] else {
             return Err(Error::Invalid(format!(
                 "bad tiling '{s}' (want SGM,SGN,FM,FN,BK)"
@@ -81,7 +69,6 @@ impl CoopTiling {
             fm,
             fn_,
             bk,
-            packed,
         };
         if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8) || bk == 0 || !bk.is_multiple_of(16)
         {
@@ -98,12 +85,14 @@ impl CoopTiling {
             fm,
             fn_,
             bk,
-            packed: false,
         };
+        // H100 sweep (docs/notes/tensor_cores.md): small 64-row tiles while rows are few,
+        // then 128 × 128 tiles of 8 subgroups (int8 prefers 256 × 128 with 16-deep slices).
         match (format, m) {
             (_, ..=128) => t(1, 4, 4, 2, 32),
-            (WeightFormat::Int4 { .. }, _) => t(2, 4, 4, 2, 32),
-            _ => t(2, 4, 4, 4, 16),
+            (_, ..=256) => t(2, 2, 2, 2, 32),
+            (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16),
+            _ => t(4, 2, 2, 4, 32),
         }
     }
 
@@ -119,20 +108,18 @@ impl CoopTiling {
             (2, 4, 2, 4, 16), // 64 × 256
             (1, 4, 4, 2, 32), // 64 × 128
             (2, 2, 2, 2, 32), // 64 × 64
+            (1, 4, 2, 1, 32), // 32 × 64: few rows, more workgroups along n
+            (1, 4, 1, 1, 32), // 16 × 64
         ];
-        [false, true]
-            .into_iter()
-            .flat_map(|packed| {
-                shapes.map(|(sgm, sgn, fm, fn_, bk)| CoopTiling {
-                    sgm,
-                    sgn,
-                    fm,
-                    fn_,
-                    bk,
-                    packed,
-                })
+        shapes
+            .map(|(sgm, sgn, fm, fn_, bk)| CoopTiling {
+                sgm,
+                sgn,
+                fm,
+                fn_,
+                bk,
             })
-            .collect()
+            .to_vec()
     }
 
     /// Whether `gpu` can run this tiling for `format`.
@@ -149,6 +136,13 @@ impl CoopTiling {
         let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
         let wblocks = bk / format.block_k() as u32;
         let raw = format == WeightFormat::F16;
+        // Invocations sharing the decode of one weight block, so that every invocation has
+        // a part when a slice holds fewer blocks than the workgroup has invocations.
+        let block_vec4 = format.block_k() as u32 / 4;
+        let mut wsplit = 1;
+        while !raw && bn * wblocks * wsplit * 2 <= wg && wsplit * 2 <= block_vec4 {
+            wsplit *= 2;
+        }
         vec![
             ("SG", sg as i64),
             ("SGM", self.sgm as i64),
@@ -158,11 +152,11 @@ impl CoopTiling {
             ("BK", bk as i64),
             ("KSTEPS", (bk / 16) as i64),
             ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
-            ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
+            ("WLOADS", (bn * wblocks * wsplit).div_ceil(wg) as i64),
+            ("WSPLIT", wsplit as i64),
+            ("QPER", (block_vec4 / wsplit) as i64),
             ("WRAW", raw as i64),
             ("WDECODE", !raw as i64),
-            ("PACKED", self.packed as i64),
-            ("UNPACKED", !self.packed as i64),
         ]
     }
 }
@@ -381,7 +375,6 @@ mod tests {
     #[test]
     fn parse_and_budget() {
         let t = CoopTiling::parse("2,4,4,2,32").unwrap();
-        assert!(!t.packed && CoopTiling::parse("2,4,4,2,32,1").unwrap().packed);
         assert_eq!((t.bm(), t.bn()), (128, 128));
         // Two slices of 128 × 40 halves for x and W, 8 fragments of 1 KiB.
         assert_eq!(t.workgroup_bytes(), 2 * 256 * 40 * 2 + 8 * 1024);

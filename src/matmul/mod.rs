@@ -152,11 +152,16 @@ impl Linear {
         self.chunks.len()
     }
 
-    /// The strategy `Auto` picks for `m` activation rows on `gpu` (for this layer's format:
-    /// tensor cores from [`COOP_MIN_ROWS`] rows where the adapter has them).
+    /// The strategy `Auto` picks for `m` activation rows on `gpu` for this layer's format:
+    /// where the adapter has tensor cores, GEMV (in slices of 8 rows) below
+    /// [`coop_min_rows`] rows and the tensor-core GEMM from there; elsewhere
+    /// [`Linear::auto_strategy`].
     pub fn strategy_for(&self, gpu: &Gpu, m: usize) -> Strategy {
-        if m >= COOP_MIN_ROWS && self.format != WeightFormat::F32 && coop::available(gpu) {
-            return Strategy::GemmCoop;
+        if self.format != WeightFormat::F32 && coop::available(gpu) {
+            if m >= coop_min_rows(self.format) {
+                return Strategy::GemmCoop;
+            }
+            return Self::auto_strategy(gpu, m.min(8));
         }
         Self::auto_strategy(gpu, m)
     }
@@ -447,9 +452,17 @@ impl Linear {
     }
 }
 
-/// Activation rows from which `Auto` uses the tensor-core GEMM where available (the
-/// crossover measured on an H100, BENCHMARKS.md "Tensor cores").
-pub const COOP_MIN_ROWS: usize = 64;
+/// Activation rows from which `Auto` uses the tensor-core GEMM where available, per weight
+/// format: where it beat GEMV run in slices of 8 rows on an H100 at n = k = 4096
+/// (docs/notes/tensor_cores.md, "Crossover"). Below it GEMV wins, as the GEMM's work per
+/// workgroup is too small to hide its staging.
+pub fn coop_min_rows(format: WeightFormat) -> usize {
+    match format {
+        WeightFormat::F32 | WeightFormat::F16 => 32,
+        WeightFormat::Int8 => 48,
+        WeightFormat::Int4 { .. } => 64,
+    }
+}
 
 /// GEMV shape: invocations per workgroup and weight rows each team (subgroup) walks at once.
 struct GemvTuning {
