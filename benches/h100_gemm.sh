@@ -33,4 +33,4 @@ cat "$OUT/torch_int_mm.txt"
 SPARQ_WARMUP_MS=${SPARQ_WARMUP_MS:-100} timeout ${GEMM_TIMEOUT:-360} "$D/sparq" gemm --adapter vulkan \
   --torch "$OUT/torch.json" --json "$OUT/gemm.json" "$@" > "$OUT/gemm.md" 2> "$OUT/gemm.err"
 echo "sparq gemm rc=$?"; tail -3 "$OUT/gemm.err"
-cat "$OUT/gemm.md"
+cat "$OUT/gemm.md"; cat "$OUT/torch_int_mm.txt"

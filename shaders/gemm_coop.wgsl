@@ -3,13 +3,17 @@
 // A workgroup of SGM × SGN subgroups computes a BM × BN tile of y (BM = SGM·FM·16,
 // BN = SGN·FN·16); each subgroup owns FM × FN accumulator fragments. BK-deep slices of x and
 // of the weights are converted to f16 while staged in workgroup memory (weights dequantized
-// there, so every format shares this kernel), in two buffers: the global loads of slice t+1
-// are issued before the fragments of slice t are multiplied, and one barrier per slice
-// suffices. Rows are padded by 8 halves so the fragment loads of consecutive rows fall into
+// there, so every format shares this kernel). The global loads of slice t+1 are issued
+// before the fragments of slice t are multiplied; with NBUF = 2 buffers one barrier per slice
+// suffices, with NBUF = 1 (deeper slices in the same memory) a second one guards the buffer
+// before it is overwritten. Rows are padded by 8 halves so the fragment loads of consecutive rows fall into
 // different banks. Edges are handled by staging zeros, so any M, N, K work.
-// Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, XLOADS, WLOADS, WRAW (f16
-// weights copied without decoding; WDECODE = !WRAW), WSPLIT, QPER = BLOCK_VEC4 / WSPLIT,
-// KSTEPS = BK / 16, BLOCK_VEC4.
+// Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, NBUF, SINGLE = (NBUF == 1),
+// XLOADS, WLOADS, WRAW (f16
+// weights copied without decoding; WDECODE = !WRAW), KSTEPS = BK / 16, BLOCK_VEC4.
+// (Splitting a weight block's decoding over 2-4 invocations, so that all of them work when a
+// slice has fewer blocks than invocations, measured slower on the H100: see
+// docs/notes/tensor_cores.md, v3.)
 // (Staging u32 words of two halves and loading fragments from them as f16 halves the
 // stores, but NVIDIA's compiler rejects that reinterpretation: NVVM compilation fails.)
 const SG: u32 = {{SG}}u;
@@ -20,15 +24,14 @@ const WG: u32 = {{SGM}}u * SGN * SG;
 const BM: u32 = {{SGM}}u * FM * 16u;
 const BN: u32 = SGN * FN * 16u;
 const BK: u32 = {{BK}}u;
+const NBUF: u32 = {{NBUF}}u;
 const STR: u32 = BK + 8u; // padded row stride of the staged tiles, in halves
 const BLOCK_K: u32 = BLOCK_VEC4 * 4u;
 const WBLOCKS: u32 = BK / BLOCK_K; // weight blocks per staged row
 const GROUP_M: u32 = 8u;
-const WSPLIT: u32 = {{WSPLIT}}u;
-const QPER: u32 = BLOCK_VEC4 / WSPLIT; // vec4s of weights each sharer decodes
 
-var<workgroup> xs: array<f16, 2u * BM * STR>; // [buffer][m][k]
-var<workgroup> ws: array<f16, 2u * BN * STR>; // [buffer][n][k]: B = Wᵀ, column-major
+var<workgroup> xs: array<f16, NBUF * BM * STR>; // [buffer][m][k]
+var<workgroup> ws: array<f16, NBUF * BN * STR>; // [buffer][n][k]: B = Wᵀ, column-major
 var<workgroup> cs: array<f32, WG / SG * 256u>; // one 16 × 16 result fragment per subgroup
 
 // Staging is split into a global load into registers (`load_*`, zeros outside the
@@ -60,26 +63,20 @@ struct WBlock {
     sz: vec2<f32>, // scale, zero point
 }
 
-// With WSPLIT > 1, WSPLIT invocations share a block (each loads it and decodes its own part),
-// so that all invocations decode when a slice has fewer blocks than the workgroup has
-// invocations (int4: 32 weights per block).
 fn load_w(li: u32, l: u32, n0: u32, k0: u32) -> WBlock {
-    let item = li + l * WG;
-    let idx = item / WSPLIT;
+    let idx = li + l * WG;
     let gn = n0 + idx / WBLOCKS;
     let blk = k0 / BLOCK_K + idx % WBLOCKS;
-    if (gn < p.n && blk < p.row_blocks && item < BN * WBLOCKS * WSPLIT) {
+    if (gn < p.n && blk < p.row_blocks && idx < BN * WBLOCKS) {
         return WBlock(w[gn * p.row_blocks + blk], block_scale_zero(gn, blk));
     }
     return WBlock(vec4<u32>(0u), vec2<f32>(0.0));
 }
 
 fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
-    let item = li + l * WG;
-    if (item < BN * WBLOCKS * WSPLIT) {
-        let idx = item / WSPLIT;
-        let part = item % WSPLIT;
-        let o = buf * BN * STR + (idx / WBLOCKS) * STR + (idx % WBLOCKS) * BLOCK_K + part * (BLOCK_K / WSPLIT);
+    let idx = li + l * WG;
+    if (idx < BN * WBLOCKS) {
+        let o = buf * BN * STR + (idx / WBLOCKS) * STR + (idx % WBLOCKS) * BLOCK_K;
 #if WRAW
 #unroll q 4
         {
@@ -90,9 +87,9 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
 #end
 #end
 #if WDECODE
-#unroll q QPER
+#unroll q BLOCK_VEC4
         {
-            let h = vec4<f16>(decode(b.q, part * QPER + {q}u, b.sz.y) * b.sz.x);
+            let h = vec4<f16>(decode(b.q, {q}u, b.sz.y) * b.sz.x);
             ws[o + {q}u * 4u] = h.x;
             ws[o + {q}u * 4u + 1u] = h.y;
             ws[o + {q}u * 4u + 2u] = h.z;
@@ -145,8 +142,8 @@ fn main(
 #unroll l WLOADS
         let wr{l} = load_w(li, {l}u, n0, k0);
 #end
-        let xb = ((t - 1u) % 2u) * BM * STR;
-        let wb = ((t - 1u) % 2u) * BN * STR;
+        let xb = ((t - 1u) % NBUF) * BM * STR;
+        let wb = ((t - 1u) % NBUF) * BN * STR;
 #unroll kk KSTEPS
         {
 #unroll i FM
@@ -162,11 +159,14 @@ fn main(
 #end
         }
 #end
+#if SINGLE
+        workgroupBarrier();
+#end
 #unroll l XLOADS
-        stage_x(li, {l}u, t % 2u, xr{l});
+        stage_x(li, {l}u, t % NBUF, xr{l});
 #end
 #unroll l WLOADS
-        stage_w(li, {l}u, t % 2u, wr{l});
+        stage_w(li, {l}u, t % NBUF, wr{l});
 #end
         workgroupBarrier();
     }

@@ -40,6 +40,9 @@ struct GemmArgs {
     /// Only the tuned tiling (not every candidate).
     #[arg(long)]
     tuned_only: bool,
+    /// Sections to run, comma-separated: square, weights, crossover, dp4a (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
     /// PyTorch fp16 linear timings (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -182,6 +185,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     let gpu = Gpu::new(selector)?;
     let mut cfg = gemm::GemmBenchConfig::new(args.quick);
     cfg.all_tilings &= !args.tuned_only;
+    cfg.sections = args.only.unwrap_or_default();
     eprintln!("GEMM benchmark on {} ({})", gpu.caps.name, gpu.caps.backend);
     let mut rows = gemm::run(&gpu, &cfg, |label| eprintln!("  {label}"))?;
     if let Some(path) = &args.torch {

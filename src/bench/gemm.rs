@@ -30,6 +30,14 @@ pub struct GemmBenchConfig {
     pub all_tilings: bool,
     /// Timed runs per case (capped at ~0.2 s of GPU time).
     pub iters: usize,
+    /// Sections to run (`square`, `weights`, `crossover`, `dp4a`); empty: all.
+    pub sections: Vec<String>,
+}
+
+impl GemmBenchConfig {
+    fn has(&self, section: &str) -> bool {
+        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
 }
 
 impl GemmBenchConfig {
@@ -44,6 +52,7 @@ impl GemmBenchConfig {
                 crossover: vec![8, 64],
                 all_tilings: false,
                 iters: 3,
+                sections: Vec::new(),
             };
         }
         GemmBenchConfig {
@@ -65,6 +74,7 @@ impl GemmBenchConfig {
             crossover: vec![8, 16, 32, 48, 64, 96, 128, 256],
             all_tilings: true,
             iters: 200,
+            sections: Vec::new(),
         }
     }
 }
@@ -171,7 +181,8 @@ pub fn run(
     let tc = coop::available(gpu);
     let mut rows = Vec::new();
     // 1. Square f16 GEMM: every tiling, and the portable kernel at the smallest size.
-    for (i, &s) in cfg.square.iter().enumerate() {
+    let square: &[usize] = if cfg.has("square") { &cfg.square } else { &[] };
+    for (i, &s) in square.iter().enumerate() {
         let l = layer(gpu, WeightFormat::F16, s, s)?;
         let x = activations(gpu, s, s)?;
         let y = Tensor::empty(gpu, s, s, ActDType::F16)?;
@@ -202,7 +213,8 @@ pub fn run(
         }
     }
     // 2. Quantized-weight GEMM over rows: tuned tiling (the first shape tunes each bucket).
-    for &(n, k) in &cfg.shapes {
+    let shapes: &[(usize, usize)] = if cfg.has("weights") { &cfg.shapes } else { &[] };
+    for &(n, k) in shapes {
         for &format in &cfg.formats {
             let l = layer(gpu, format, n, k)?;
             for &m in &cfg.ms {
@@ -228,7 +240,12 @@ pub fn run(
         }
     }
     // 3. Where tensor cores start to win over GEMV and the portable GEMM.
-    for &format in &cfg.formats {
+    let formats: &[WeightFormat] = if cfg.has("crossover") {
+        &cfg.formats
+    } else {
+        &[]
+    };
+    for &format in formats {
         let (n, k) = cfg.shapes[0];
         let l = layer(gpu, format, n, k)?;
         for &m in &cfg.crossover {
@@ -254,7 +271,7 @@ pub fn run(
         }
     }
     // 4. int8 × int8 with dot4I8Packed (activation quantization included in the time).
-    if gpu.caps.dot4_i8 {
+    if gpu.caps.dot4_i8 && cfg.has("dp4a") {
         let mut cases: Vec<(usize, usize, usize)> = cfg.square.iter().map(|&s| (s, s, s)).collect();
         cases.extend(
             cfg.ms

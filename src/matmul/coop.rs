@@ -24,6 +24,9 @@ pub struct CoopTiling {
     pub fn_: u32,
     /// Depth of a staged slice (a multiple of 16 and of the format's block).
     pub bk: u32,
+    /// Staging buffers: 2 (double-buffered) or 1 (deeper slices in the same memory, one
+    /// more barrier per slice).
+    pub buffers: u32,
 }
 
 impl CoopTiling {
@@ -37,27 +40,36 @@ impl CoopTiling {
         self.sgn * self.fn_ * 16
     }
 
-    /// Workgroup memory: two staged slices of x and W (f16, rows padded by 8) and one f32
+    /// Workgroup memory: the staged slices of x and W (f16, rows padded by 8) and one f32
     /// fragment per subgroup.
     pub fn workgroup_bytes(&self) -> u32 {
-        2 * (self.bm() + self.bn()) * (self.bk + 8) * 2 + self.sgm * self.sgn * 1024
+        self.buffers * (self.bm() + self.bn()) * (self.bk + 8) * 2 + self.sgm * self.sgn * 1024
     }
 
     /// Short label, e.g. `2x4sg 4x2f bk32` (128 × 128 tile).
     pub fn label(&self) -> String {
         format!(
-            "{}x{}sg {}x{}f bk{}",
-            self.sgm, self.sgn, self.fm, self.fn_, self.bk
+            "{}x{}sg {}x{}f bk{}{}",
+            self.sgm,
+            self.sgn,
+            self.fm,
+            self.fn_,
+            self.bk,
+            if self.buffers == 1 { " 1buf" } else { "" }
         )
     }
 
-    /// Parses `SGM,SGN,FM,FN,BK` (as `SPARQ_COOP` takes it).
+    /// Parses `SGM,SGN,FM,FN,BK[,BUFFERS]` (as `SPARQ_COOP` takes it; 2 buffers by default).
     pub fn parse(s: &str) -> Result<Self> {
         let v: Vec<u32> = s
             .split(',')
             .map(|p| p.trim().parse::<u32>())
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::Invalid(format!("bad tiling '{s}' (want SGM,SGN,FM,FN,BK)")))?;
+        let (v, buffers) = match v.len() {
+            6 => (&v[..5], v[5]),
+            _ => (&v[..], 2),
+        };
         let [sgm, sgn, fm, fn_, bk] = v[..] else {
             return Err(Error::Invalid(format!(
                 "bad tiling '{s}' (want SGM,SGN,FM,FN,BK)"
@@ -69,8 +81,12 @@ impl CoopTiling {
             fm,
             fn_,
             bk,
+            buffers,
         };
-        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8) || bk == 0 || !bk.is_multiple_of(16)
+        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8)
+            || bk == 0
+            || !bk.is_multiple_of(16)
+            || !(1..=2).contains(&buffers)
         {
             return Err(Error::Invalid(format!("bad tiling '{s}'")));
         }
@@ -85,12 +101,14 @@ impl CoopTiling {
             fm,
             fn_,
             bk,
+            buffers: 2,
         };
         // H100 sweep (docs/notes/tensor_cores.md): small 64-row tiles while rows are few,
         // then 128 × 128 tiles of 8 subgroups (int8 prefers 256 × 128 with 16-deep slices).
         match (format, m) {
-            (_, ..=128) => t(1, 4, 4, 2, 32),
+            (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32),
             (_, ..=256) => t(2, 2, 2, 2, 32),
+            (WeightFormat::Int8, ..=512) => t(2, 4, 2, 4, 16),
             (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16),
             _ => t(4, 2, 2, 4, 32),
         }
@@ -111,15 +129,27 @@ impl CoopTiling {
             (1, 4, 2, 1, 32), // 32 × 64: few rows, more workgroups along n
             (1, 4, 1, 1, 32), // 16 × 64
         ];
-        shapes
-            .map(|(sgm, sgn, fm, fn_, bk)| CoopTiling {
+        // Single-buffered, twice as deep: half the barriers per multiply-add.
+        let single = [
+            (4, 2, 2, 4, 64), // 128 × 128
+            (2, 4, 4, 2, 64), // 128 × 128
+            (2, 4, 4, 4, 32), // 128 × 256
+        ];
+        let make = |buffers| {
+            move |(sgm, sgn, fm, fn_, bk)| CoopTiling {
                 sgm,
                 sgn,
                 fm,
                 fn_,
                 bk,
-            })
-            .to_vec()
+                buffers,
+            }
+        };
+        shapes
+            .into_iter()
+            .map(make(2))
+            .chain(single.into_iter().map(make(1)))
+            .collect()
     }
 
     /// Whether `gpu` can run this tiling for `format`.
@@ -136,13 +166,6 @@ impl CoopTiling {
         let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
         let wblocks = bk / format.block_k() as u32;
         let raw = format == WeightFormat::F16;
-        // Invocations sharing the decode of one weight block, so that every invocation has
-        // a part when a slice holds fewer blocks than the workgroup has invocations.
-        let block_vec4 = format.block_k() as u32 / 4;
-        let mut wsplit = 1;
-        while !raw && bn * wblocks * wsplit * 2 <= wg && wsplit * 2 <= block_vec4 {
-            wsplit *= 2;
-        }
         vec![
             ("SG", sg as i64),
             ("SGM", self.sgm as i64),
@@ -150,11 +173,11 @@ impl CoopTiling {
             ("FM", self.fm as i64),
             ("FN", self.fn_ as i64),
             ("BK", bk as i64),
+            ("NBUF", self.buffers as i64),
+            ("SINGLE", (self.buffers == 1) as i64),
             ("KSTEPS", (bk / 16) as i64),
             ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
-            ("WLOADS", (bn * wblocks * wsplit).div_ceil(wg) as i64),
-            ("WSPLIT", wsplit as i64),
-            ("QPER", (block_vec4 / wsplit) as i64),
+            ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
             ("WRAW", raw as i64),
             ("WDECODE", !raw as i64),
         ]
