@@ -95,22 +95,25 @@ impl CoopTiling {
 
     /// The tiling used when none was tuned: the fastest of the H100 sweep (BENCHMARKS.md).
     pub fn default_for(format: WeightFormat, m: usize) -> Self {
-        let t = |sgm, sgn, fm, fn_, bk| CoopTiling {
+        let t = |sgm, sgn, fm, fn_, bk, buffers| CoopTiling {
             sgm,
             sgn,
             fm,
             fn_,
             bk,
-            buffers: 2,
+            buffers,
         };
-        // H100 sweep (docs/notes/tensor_cores.md): small 64-row tiles while rows are few,
-        // then 128 × 128 tiles of 8 subgroups (int8 prefers 256 × 128 with 16-deep slices).
+        // H100 sweeps (docs/notes/tensor_cores.md): small 64-row tiles while rows are few,
+        // then 128 × 128 tiles of 8 subgroups; int8 prefers 256 × 128 with 16-deep slices,
+        // int4 64-deep single-buffered slices (two 32-weight blocks per row, so every
+        // invocation decodes one).
         match (format, m) {
-            (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32),
-            (_, ..=256) => t(2, 2, 2, 2, 32),
-            (WeightFormat::Int8, ..=512) => t(2, 4, 2, 4, 16),
-            (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16),
-            _ => t(4, 2, 2, 4, 32),
+            (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32, 2),
+            (WeightFormat::Int4 { .. }, _) => t(4, 2, 2, 4, 64, 1),
+            (_, ..=256) => t(2, 2, 2, 2, 32, 2),
+            (WeightFormat::Int8, ..=512) => t(2, 4, 2, 4, 16, 2),
+            (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16, 2),
+            _ => t(4, 2, 2, 4, 32, 2),
         }
     }
 
