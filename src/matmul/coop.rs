@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
 use crate::tensor::{ActDType, Tensor};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -93,7 +94,8 @@ impl CoopTiling {
         Ok(t)
     }
 
-    /// The tiling used when none was tuned: the fastest of the H100 sweep (BENCHMARKS.md).
+    /// The tiling used when none was tuned: the fastest of the H100 sweeps
+    /// (docs/notes/tensor_cores.md).
     pub fn default_for(format: WeightFormat, m: usize) -> Self {
         let t = |sgm, sgn, fm, fn_, bk, buffers| CoopTiling {
             sgm,
@@ -355,7 +357,12 @@ pub fn autotune(
     act: ActDType,
     iters: usize,
 ) -> Result<Vec<TuneResult>> {
-    let x = Tensor::from_f32_as(gpu, &vec![0.5; m * layer.k], m, layer.k, act)?;
+    // Random activations: constant data can make some GPUs run faster than real data.
+    let mut rng = StdRng::seed_from_u64(m as u64);
+    let xs: Vec<f32> = (0..m * layer.k)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let x = Tensor::from_f32_as(gpu, &xs, m, layer.k, act)?;
     let y = Tensor::empty(gpu, m, layer.n, act)?;
     let mut out = Vec::new();
     for t in CoopTiling::candidates() {
