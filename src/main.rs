@@ -28,6 +28,27 @@ enum Command {
     Devices,
     /// Measure the bandwidth ceiling and every weight format at LLM-like shapes.
     Bench(BenchArgs),
+    /// GEMM shapes: tensor-core and DP4A paths against the portable kernels (src/bench/gemm.rs).
+    Gemm(GemmArgs),
+}
+
+#[derive(clap::Args)]
+struct GemmArgs {
+    /// Tiny shapes that finish in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Only the tuned tiling (not every candidate).
+    #[arg(long)]
+    tuned_only: bool,
+    /// Sections to run, comma-separated: square, weights, crossover, dp4a (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// PyTorch fp16 linear timings (JSON from benches/torch_linear.py) to compare with.
+    #[arg(long)]
+    torch: Option<PathBuf>,
+    /// Also write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices => devices(),
         Command::Bench(args) => bench(&selector, args),
+        Command::Gemm(args) => gemm(&selector, args),
     }
 }
 
@@ -168,6 +190,26 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(path) = args.json {
         std::fs::write(&path, report.json())?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
+    use sparq::bench::gemm;
+    let gpu = Gpu::new(selector)?;
+    let mut cfg = gemm::GemmBenchConfig::new(args.quick);
+    cfg.all_tilings &= !args.tuned_only;
+    cfg.sections = args.only.unwrap_or_default();
+    eprintln!("GEMM benchmark on {} ({})", gpu.caps.name, gpu.caps.backend);
+    let mut rows = gemm::run(&gpu, &cfg, |label| eprintln!("  {label}"))?;
+    if let Some(path) = &args.torch {
+        gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);
+    }
+    println!("{}", gemm::markdown(&gpu, &rows));
+    if let Some(path) = args.json {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&path, text)?;
     }
     Ok(())
 }

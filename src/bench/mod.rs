@@ -3,6 +3,7 @@
 //! several buffers so that repeated runs do not measure the cache).
 
 mod ceiling;
+pub mod gemm;
 mod report;
 
 pub use ceiling::stream_read_gbps;
@@ -324,7 +325,7 @@ pub fn run(
                 let secs = us * 1e-6;
                 rows.push(BenchRow {
                     format: format.name(),
-                    kernel: layers[0].auto_strategy(gpu, m).name().to_string(),
+                    kernel: layers[0].strategy_for(gpu, m).name().to_string(),
                     m,
                     n,
                     k,

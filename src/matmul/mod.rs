@@ -5,9 +5,12 @@
 //! device memory holds works. [`Linear::plan`] validates shapes and returns the dispatches;
 //! [`Linear::forward`] is the one-call convenience.
 
+pub mod coop;
+pub mod dp4a;
 mod quant_x;
 mod shader;
 
+pub use coop::CoopTiling;
 pub use shader::Strategy;
 
 use crate::error::{Error, Result};
@@ -16,7 +19,8 @@ use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
 use crate::tensor::{ActDType, Tensor};
 use wgpu::util::DeviceExt;
 
-/// Most activation rows that `Auto` still sends through GEMV kernels (in slices of 8).
+/// Most activation rows that the portable choice still sends through GEMV kernels (in
+/// slices of 8).
 pub const GEMV_MAX_ROWS: usize = 64;
 
 /// Which kernel a plan uses.
@@ -153,22 +157,34 @@ impl Linear {
         self.chunks.len()
     }
 
-    /// The strategy `Auto` picks for `m` activation rows of this layer on `gpu`.
-    ///
-    /// Integer weights with up to 8 rows use int8 activations and `dot4I8Packed` where the
-    /// adapter has it: on the H100 that made int4 GEMV 1.6x (m = 1) to 2.4x (m = 8) faster than
-    /// decoding weights to floats (BENCHMARKS.md), at a cost in accuracy far below int4's own
-    /// quantization error.
-    /// `SPARQ_Q8=0` turns this off (exact f32 activations).
+    /// The strategy `Auto` picks for `m` activation rows on `gpu` for this layer's format:
+    /// where the adapter has tensor cores, the tensor-core GEMM from [`coop_min_rows`] rows;
+    /// below that, and on other adapters, [`Linear::portable_strategy`].
+    pub fn strategy_for(&self, gpu: &Gpu, m: usize) -> Strategy {
+        if self.format != WeightFormat::F32
+            && coop::available(gpu)
+            && m >= coop_min_rows(self.format)
+        {
+            return Strategy::GemmCoop;
+        }
+        self.portable_strategy(gpu, m)
+    }
+
+    /// The strategy for `m` activation rows without tensor cores.
     ///
     /// Up to [`GEMV_MAX_ROWS`] rows run as GEMV dispatches of 8 rows each, which re-read the
     /// weights per slice but still beat the portable tiled GEMM there (H100, 8192²: one 8-row
     /// slice of int4 31 µs, f16 62 µs, against 1.4-1.6 ms for the GEMM at m = 32).
-    pub fn auto_strategy(&self, gpu: &Gpu, m: usize) -> Strategy {
+    ///
+    /// Integer weights use int8 activations and `dot4I8Packed` where the adapter has it: on the
+    /// H100 that made int4 GEMV 1.6× (m = 1) to 2.4× (m = 8) faster than decoding weights to
+    /// floats (BENCHMARKS.md), at a cost in accuracy far below int4's own quantization error;
+    /// int8 weights at one or two rows ran as fast with exact activations, so they keep them.
+    /// `SPARQ_Q8=0` turns this off (exact f32 activations).
+    pub fn portable_strategy(&self, gpu: &Gpu, m: usize) -> Strategy {
         if m > GEMV_MAX_ROWS {
             return Strategy::GemmTiled;
         }
-        // int8 weights at one or two rows ran as fast with exact activations (H100).
         let int = match self.format {
             WeightFormat::Int4 { .. } => true,
             WeightFormat::Int8 => m > 2,
@@ -201,6 +217,15 @@ impl Linear {
         y: &Tensor,
         choice: KernelChoice,
     ) -> Result<Vec<Dispatch>> {
+        self.validate(x, y)?;
+        let strategy = match choice {
+            KernelChoice::Auto => self.strategy_for(gpu, x.rows),
+            KernelChoice::Force(s) => s,
+        };
+        self.plan_with(gpu, x, y, strategy, None)
+    }
+
+    fn validate(&self, x: &Tensor, y: &Tensor) -> Result<()> {
         if x.cols != self.k {
             return Err(Error::Shape(format!(
                 "input has {} features, the layer expects {}",
@@ -222,10 +247,20 @@ impl Linear {
         if x.rows == 0 {
             return Err(Error::Invalid("input has no rows".into()));
         }
-        let strategy = match choice {
-            KernelChoice::Auto => self.auto_strategy(gpu, x.rows),
-            KernelChoice::Force(s) => s,
-        };
+        Ok(())
+    }
+
+    fn plan_with(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        strategy: Strategy,
+        tiling: Option<CoopTiling>,
+    ) -> Result<Vec<Dispatch>> {
+        if strategy == Strategy::GemmDp4a {
+            return self.plan_dp4a(gpu, x, y);
+        }
         if strategy.needs_subgroups() && !gpu.caps.subgroups {
             return Err(Error::MissingFeature {
                 adapter: gpu.caps.name.clone(),
@@ -233,8 +268,8 @@ impl Linear {
             });
         }
         let mut out = Vec::new();
-        // Int8-activation strategies read a quantized copy of x that a first dispatch writes.
-        let x_buf = if strategy.quantizes_activations() {
+        // Int8-activation GEMV reads a quantized copy of x that a first dispatch writes.
+        let xq = if strategy.quantizes_activations() {
             let paired = match self.format {
                 WeightFormat::Int4 { .. } => true,
                 WeightFormat::Int8 => false,
@@ -251,12 +286,11 @@ impl Linear {
                     feature: "WGSL dot4I8Packed".into(),
                 });
             }
-            let blocks = self.k.div_ceil(32);
-            let (buf, d) = quant_x::quantize_rows(gpu, x, blocks, paired)?;
+            let (buf, d) = quant_x::quantize_rows(gpu, x, self.k.div_ceil(32), paired)?;
             out.push(d);
-            buf
+            Some(buf)
         } else {
-            x.buffer.clone()
+            None
         };
         // GEMV kernels take at most 8 rows per dispatch; larger inputs go in slices of 8.
         let slice = strategy.max_rows().min(x.rows);
@@ -264,7 +298,11 @@ impl Linear {
             let m = slice.min(x.rows - m0);
             for (ci, c) in self.chunks.iter().enumerate() {
                 let last = ci + 1 == self.chunks.len();
-                out.push(self.dispatch(gpu, strategy, x, &x_buf, y, m0, m, c, last)?);
+                let inputs = Inputs {
+                    x: xq.as_ref(),
+                    binding4: None,
+                };
+                out.push(self.dispatch(gpu, (strategy, tiling), x, y, m0, m, c, last, inputs)?);
             }
         }
         Ok(out)
@@ -274,15 +312,17 @@ impl Linear {
     fn dispatch(
         &self,
         gpu: &Gpu,
-        strategy: Strategy,
+        (strategy, tiling): (Strategy, Option<CoopTiling>),
         x: &Tensor,
-        x_buf: &wgpu::Buffer,
         y: &Tensor,
         m0: usize,
         m: usize,
         c: &Chunk,
         last_chunk: bool,
+        inputs: Inputs<'_>,
     ) -> Result<Dispatch> {
+        let x_buf = inputs.x.unwrap_or(&x.buffer);
+        let b4 = inputs.binding4.or(c.zeros.as_ref());
         // The last chunk also writes the zero padding of y's rows.
         let n_out = if last_chunk {
             y.stride() - c.row0
@@ -303,7 +343,7 @@ impl Linear {
             row0: m0 as u32,
             pad: 0,
         };
-        let (pipeline, grid) = self.pipeline(gpu, strategy, x.dtype, m, n_out)?;
+        let (pipeline, grid) = self.pipeline(gpu, (strategy, tiling), x.dtype, m, n_out)?;
         let layout = linear_layout(gpu);
         let uniform = gpu
             .device
@@ -332,7 +372,7 @@ impl Linear {
             },
             wgpu::BindGroupEntry {
                 binding: 4,
-                resource: c.zeros.as_ref().unwrap_or(dummy).as_entire_binding(),
+                resource: b4.unwrap_or(dummy).as_entire_binding(),
             },
             wgpu::BindGroupEntry {
                 binding: 5,
@@ -371,7 +411,7 @@ impl Linear {
     fn pipeline(
         &self,
         gpu: &Gpu,
-        strategy: Strategy,
+        (strategy, tiling): (Strategy, Option<CoopTiling>),
         act: ActDType,
         m: usize,
         n_out: usize,
@@ -441,6 +481,14 @@ impl Linear {
                 }
                 (gx, gy)
             }
+            Strategy::GemmCoop => {
+                let t = tiling.unwrap_or_else(|| coop::tiling_for(gpu, self.format, act, m));
+                coop::prepare(gpu, self.format, &t, m, n_out, &mut vars)?
+            }
+            Strategy::GemmDp4a => {
+                dp4a::check(gpu, self.format)?;
+                dp4a::prepare(m, n_out, &mut vars)
+            }
         };
         let name = shader::variant_name(strategy, self.format, act, &vars);
         let key = PipelineKey::new(name, &constants).trusted();
@@ -454,6 +502,18 @@ impl Linear {
                 })
             })?;
         Ok((p, grid))
+    }
+}
+
+/// Activation rows from which `Auto` uses the tensor-core GEMM where available, per weight
+/// format: where it beat GEMV run in slices of 8 rows on an H100 at n = k = 4096
+/// (docs/notes/tensor_cores.md, "Crossover"). Below it GEMV wins, as the GEMM's work per
+/// workgroup is too small to hide its staging.
+pub fn coop_min_rows(format: WeightFormat) -> usize {
+    match format {
+        WeightFormat::F32 | WeightFormat::F16 => 32,
+        WeightFormat::Int8 => 48,
+        WeightFormat::Int4 { .. } => 64,
     }
 }
 
@@ -510,6 +570,14 @@ impl GemvTuning {
             x_staged: false,
         }
     }
+}
+
+/// Buffers a dispatch binds in place of the usual ones: quantized activations at binding 1,
+/// and at binding 4 (zero points otherwise) the DP4A GEMM's row scales.
+#[derive(Clone, Copy, Default)]
+struct Inputs<'a> {
+    x: Option<&'a wgpu::Buffer>,
+    binding4: Option<&'a wgpu::Buffer>,
 }
 
 /// GEMM register and workgroup tiling.

@@ -17,6 +17,9 @@ const GEMV_ROWS: &str = include_str!("../../shaders/gemv_rows.wgsl");
 const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+const GEMM_COOP: &str = include_str!("../../shaders/gemm_coop.wgsl");
+const GEMM_DP4A: &str = include_str!("../../shaders/gemm_dp4a.wgsl");
+const QUANT_ROWS: &str = include_str!("../../shaders/quant_rows.wgsl");
 const ACT_Q8: &str = include_str!("../../shaders/act_q8.wgsl");
 const W_INT8_Q8: &str = include_str!("../../shaders/w_int8_q8.wgsl");
 const W_INT4_Q8: &str = include_str!("../../shaders/w_int4_q8.wgsl");
@@ -31,6 +34,13 @@ pub enum Strategy {
     GemvWorkgroup,
     /// Tiled through workgroup memory; any number of rows.
     GemmTiled,
+    /// Tensor cores: 16×16×16 f16 cooperative matrices, f32 accumulation (needs
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`; f16, int8 and int4 weights).
+    GemmCoop,
+    /// int8 × int8 → i32 with `dot4I8Packed`, activations quantized per row first (int8
+    /// weights; needs the WGSL language feature, polyfilled where the driver lacks it).
+    /// Quantizing activations changes the result: only used when asked for.
+    GemmDp4a,
     /// Like `GemvSubgroup`, for int8/int4 weights, with activations quantized to int8 per
     /// block of 32 and `dot4I8Packed` products (needs `SUBGROUP` and that language feature).
     GemvSubgroupQ8,
@@ -45,12 +55,15 @@ impl Strategy {
             Strategy::GemvSubgroup => "gemv_sg",
             Strategy::GemvWorkgroup => "gemv_wg",
             Strategy::GemmTiled => "gemm",
+            Strategy::GemmCoop => "gemm_coop",
+            Strategy::GemmDp4a => "gemm_dp4a",
             Strategy::GemvSubgroupQ8 => "gemv_sg_q8",
             Strategy::GemvWorkgroupQ8 => "gemv_wg_q8",
         }
     }
 
-    /// Whether the strategy quantizes activations to int8 (int8/int4 weights only).
+    /// Whether the strategy is a GEMV on activations quantized to int8 in blocks of 32
+    /// (int8/int4 weights only).
     pub fn quantizes_activations(self) -> bool {
         matches!(self, Strategy::GemvSubgroupQ8 | Strategy::GemvWorkgroupQ8)
     }
@@ -63,7 +76,7 @@ impl Strategy {
     /// Most activation rows one dispatch handles (`u32::MAX`: no limit).
     pub fn max_rows(self) -> usize {
         match self {
-            Strategy::GemmTiled => usize::MAX,
+            Strategy::GemmTiled | Strategy::GemmCoop | Strategy::GemmDp4a => usize::MAX,
             _ => 8,
         }
     }
@@ -96,8 +109,10 @@ pub fn source(
     act: ActDType,
     vars: &[(&str, i64)],
 ) -> Result<String> {
-    // `enable` directives must come first, so the activation file leads.
-    let act_src = match (act, strategy.quantizes_activations()) {
+    // `enable` directives must come first, so the activation file leads. Kernels that read
+    // int8 activations (quantized by a first dispatch) bind x as words: act_q8.wgsl.
+    let int8_x = strategy.quantizes_activations() || strategy == Strategy::GemmDp4a;
+    let act_src = match (act, int8_x) {
         (_, true) => ACT_Q8,
         (ActDType::F32, false) => ACT_F32,
         (ActDType::F16, false) => ACT_F16,
@@ -125,12 +140,33 @@ pub fn source(
         Strategy::GemvSubgroup => format!("{GEMV_ROWS}\n{GEMV_SUBGROUP}"),
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
+        Strategy::GemmCoop => GEMM_COOP.to_string(),
+        Strategy::GemmDp4a => GEMM_DP4A.to_string(),
         Strategy::GemvSubgroupQ8 => format!("{GEMV_Q8}\n{GEMV_SUBGROUP}"),
         Strategy::GemvWorkgroupQ8 => format!("{GEMV_Q8}\n{GEMV_WORKGROUP}"),
+    };
+    // `enable` directives must precede everything else.
+    let (enables, act_src) = if strategy == Strategy::GemmCoop {
+        let rest = act_src.replace("enable f16;", "");
+        ("enable f16;\nenable wgpu_cooperative_matrix;\n", rest)
+    } else {
+        ("", act_src.to_string())
     };
     let mut all = vars.to_vec();
     all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
     all.push(("ACT_F16", (act == ActDType::F16) as i64));
     all.push(("ACT_F32", (act == ActDType::F32) as i64));
-    expand(&format!("{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"), &all)
+    expand(
+        &format!("{enables}{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"),
+        &all,
+    )
+}
+
+/// The per-row int8 quantization kernel for activations of type `act`.
+pub fn quant_rows_source(act: ActDType) -> String {
+    let act_src = match act {
+        ActDType::F32 => ACT_F32,
+        ActDType::F16 => ACT_F16,
+    };
+    format!("{act_src}\n{QUANT_ROWS}")
 }

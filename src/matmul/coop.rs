@@ -1,0 +1,421 @@
+//! Tensor-core GEMM (`shaders/gemm_coop.wgsl`): tile shapes, the adapter check, and a small
+//! autotuner whose choices are cached per adapter (in memory, and on disk when
+//! `SPARQ_TUNE_CACHE` names a JSON file).
+
+use super::{Linear, Strategy};
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::gpu::{Dispatch, Gpu};
+use crate::tensor::{ActDType, Tensor};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Tile shape of the cooperative-matrix GEMM: a workgroup of `sgm × sgn` subgroups, each
+/// owning `fm × fn_` 16 × 16 accumulator fragments, staging `bk`-deep slices of x and W.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CoopTiling {
+    /// Subgroups along m.
+    pub sgm: u32,
+    /// Subgroups along n.
+    pub sgn: u32,
+    /// Fragments per subgroup along m.
+    pub fm: u32,
+    /// Fragments per subgroup along n.
+    pub fn_: u32,
+    /// Depth of a staged slice (a multiple of 16 and of the format's block).
+    pub bk: u32,
+    /// Staging buffers: 2 (double-buffered) or 1 (deeper slices in the same memory, one
+    /// more barrier per slice).
+    pub buffers: u32,
+}
+
+impl CoopTiling {
+    /// Rows of y per workgroup.
+    pub fn bm(&self) -> u32 {
+        self.sgm * self.fm * 16
+    }
+
+    /// Columns of y per workgroup.
+    pub fn bn(&self) -> u32 {
+        self.sgn * self.fn_ * 16
+    }
+
+    /// Workgroup memory: the staged slices of x and W (f16, rows padded by 8) and one f32
+    /// fragment per subgroup.
+    pub fn workgroup_bytes(&self) -> u32 {
+        self.buffers * (self.bm() + self.bn()) * (self.bk + 8) * 2 + self.sgm * self.sgn * 1024
+    }
+
+    /// Short label, e.g. `2x4sg 4x2f bk32` (128 × 128 tile).
+    pub fn label(&self) -> String {
+        format!(
+            "{}x{}sg {}x{}f bk{}{}",
+            self.sgm,
+            self.sgn,
+            self.fm,
+            self.fn_,
+            self.bk,
+            if self.buffers == 1 { " 1buf" } else { "" }
+        )
+    }
+
+    /// Parses `SGM,SGN,FM,FN,BK[,BUFFERS]` (as `SPARQ_COOP` takes it; 2 buffers by default).
+    pub fn parse(s: &str) -> Result<Self> {
+        let v: Vec<u32> = s
+            .split(',')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::Invalid(format!("bad tiling '{s}' (want SGM,SGN,FM,FN,BK)")))?;
+        let (v, buffers) = match v.len() {
+            6 => (&v[..5], v[5]),
+            _ => (&v[..], 2),
+        };
+        let [sgm, sgn, fm, fn_, bk] = v[..] else {
+            return Err(Error::Invalid(format!(
+                "bad tiling '{s}' (want SGM,SGN,FM,FN,BK)"
+            )));
+        };
+        let t = CoopTiling {
+            sgm,
+            sgn,
+            fm,
+            fn_,
+            bk,
+            buffers,
+        };
+        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8)
+            || bk == 0
+            || !bk.is_multiple_of(16)
+            || !(1..=2).contains(&buffers)
+        {
+            return Err(Error::Invalid(format!("bad tiling '{s}'")));
+        }
+        Ok(t)
+    }
+
+    /// The tiling used when none was tuned: the fastest of the H100 sweeps
+    /// (docs/notes/tensor_cores.md).
+    pub fn default_for(format: WeightFormat, m: usize) -> Self {
+        let t = |sgm, sgn, fm, fn_, bk, buffers| CoopTiling {
+            sgm,
+            sgn,
+            fm,
+            fn_,
+            bk,
+            buffers,
+        };
+        // H100 sweeps (docs/notes/tensor_cores.md): small 64-row tiles while rows are few,
+        // then 128 × 128 tiles of 8 subgroups; int8 prefers 256 × 128 with 16-deep slices,
+        // int4 64-deep single-buffered slices (two 32-weight blocks per row, so every
+        // invocation decodes one).
+        match (format, m) {
+            (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32, 2),
+            (WeightFormat::Int4 { .. }, _) => t(4, 2, 2, 4, 64, 1),
+            (_, ..=256) => t(2, 2, 2, 2, 32, 2),
+            (WeightFormat::Int8, ..=512) => t(2, 4, 2, 4, 16, 2),
+            (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16, 2),
+            _ => t(4, 2, 2, 4, 32, 2),
+        }
+    }
+
+    /// Every shape the autotuner tries (those the adapter cannot run are skipped).
+    pub fn candidates() -> Vec<Self> {
+        let shapes = [
+            (2, 4, 4, 2, 32), // 128 × 128, 8 subgroups
+            (4, 2, 2, 4, 32), // 128 × 128, 8 subgroups
+            (2, 2, 4, 4, 32), // 128 × 128, 4 subgroups with 16 fragments
+            (2, 4, 4, 4, 16), // 128 × 256
+            (4, 2, 4, 4, 16), // 256 × 128
+            (4, 4, 2, 2, 16), // 128 × 128, 16 subgroups
+            (2, 4, 2, 4, 16), // 64 × 256
+            (1, 4, 4, 2, 32), // 64 × 128
+            (2, 2, 2, 2, 32), // 64 × 64
+            (1, 4, 2, 1, 32), // 32 × 64: few rows, more workgroups along n
+            (1, 4, 1, 1, 32), // 16 × 64
+        ];
+        // Single-buffered, twice as deep: half the barriers per multiply-add.
+        let single = [
+            (4, 2, 2, 4, 64), // 128 × 128
+            (2, 4, 4, 2, 64), // 128 × 128
+            (2, 4, 4, 4, 32), // 128 × 256
+        ];
+        let make = |buffers| {
+            move |(sgm, sgn, fm, fn_, bk)| CoopTiling {
+                sgm,
+                sgn,
+                fm,
+                fn_,
+                bk,
+                buffers,
+            }
+        };
+        shapes
+            .into_iter()
+            .map(make(2))
+            .chain(single.into_iter().map(make(1)))
+            .collect()
+    }
+
+    /// Whether `gpu` can run this tiling for `format`.
+    pub fn fits(&self, gpu: &Gpu, format: WeightFormat) -> bool {
+        let sg = gpu.caps.subgroup_max;
+        self.bk.is_multiple_of(format.block_k() as u32)
+            && self.sgm * self.sgn * sg <= gpu.caps.max_invocations
+            && self.workgroup_bytes() <= gpu.caps.workgroup_storage
+    }
+
+    /// Template variables of the kernel.
+    fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
+        let wg = self.sgm * self.sgn * sg;
+        let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
+        let wblocks = bk / format.block_k() as u32;
+        let raw = format == WeightFormat::F16;
+        vec![
+            ("SG", sg as i64),
+            ("SGM", self.sgm as i64),
+            ("SGN", self.sgn as i64),
+            ("FM", self.fm as i64),
+            ("FN", self.fn_ as i64),
+            ("BK", bk as i64),
+            ("NBUF", self.buffers as i64),
+            ("SINGLE", (self.buffers == 1) as i64),
+            ("KSTEPS", (bk / 16) as i64),
+            ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
+            ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
+            ("WRAW", raw as i64),
+            ("WDECODE", !raw as i64),
+        ]
+    }
+}
+
+/// The WGSL text of one kernel variant for subgroup size `sg` (for offline validation).
+pub fn wgsl(format: WeightFormat, act: ActDType, tiling: &CoopTiling, sg: u32) -> Result<String> {
+    super::shader::source(Strategy::GemmCoop, format, act, &tiling.vars(sg, format))
+}
+
+/// Whether `gpu` can run the cooperative-matrix GEMM: f16 16×16×16 matrices with f32
+/// accumulators, f16 shaders, and one known subgroup size.
+pub fn available(gpu: &Gpu) -> bool {
+    let c = &gpu.caps;
+    c.f16
+        && c.subgroup_min == c.subgroup_max
+        && c.subgroup_max > 0
+        && c.coop_matrix
+            .iter()
+            .any(|m| m.m == 16 && m.n == 16 && m.k == 16 && m.ab == "F16" && m.cr == "F32")
+}
+
+/// Checks that the adapter and format allow the kernel; fills the template variables and
+/// returns the grid.
+pub(super) fn prepare(
+    gpu: &Gpu,
+    format: WeightFormat,
+    tiling: &CoopTiling,
+    m: usize,
+    n_out: usize,
+    vars: &mut Vec<(&'static str, i64)>,
+) -> Result<(u32, u32)> {
+    if !available(gpu) {
+        return Err(Error::MissingFeature {
+            adapter: gpu.caps.name.clone(),
+            feature: "EXPERIMENTAL_COOPERATIVE_MATRIX (f16 16x16x16, f32 accumulator)".into(),
+        });
+    }
+    if format == WeightFormat::F32 {
+        return Err(Error::Invalid(
+            "the cooperative-matrix GEMM takes f16, int8 or int4 weights, not f32".into(),
+        ));
+    }
+    if !tiling.fits(gpu, format) {
+        return Err(Error::Invalid(format!(
+            "tiling {} does not fit {} for {}",
+            tiling.label(),
+            gpu.caps.name,
+            format.name()
+        )));
+    }
+    vars.extend(tiling.vars(gpu.caps.subgroup_max, format));
+    let gx = (n_out as u32).div_ceil(tiling.bn());
+    let gy = (m as u32).div_ceil(tiling.bm());
+    let max = gpu.caps.max_workgroups_per_dim;
+    if gx > max || gy > max {
+        return Err(Error::TooLarge {
+            what: format!("GEMM grid {gx} × {gy} workgroups"),
+            bytes: gx.max(gy) as u64,
+            limit_name: "max_compute_workgroups_per_dimension",
+            limit: max as u64,
+        });
+    }
+    Ok((gx, gy))
+}
+
+/// What a tuned choice is keyed by: the adapter, the weight format, the activation type and
+/// the power-of-two bucket of activation rows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TuneKey {
+    adapter: String,
+    format: String,
+    act: ActDType,
+    m_bucket: usize,
+}
+
+impl TuneKey {
+    fn new(gpu: &Gpu, format: WeightFormat, act: ActDType, m: usize) -> Self {
+        TuneKey {
+            adapter: format!("{} {} {}", gpu.caps.name, gpu.caps.backend, gpu.caps.driver),
+            format: format.name(),
+            act,
+            m_bucket: m.next_power_of_two().clamp(16, 4096),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{}",
+            self.adapter, self.format, self.act, self.m_bucket
+        )
+    }
+}
+
+static TUNED: Mutex<Option<HashMap<TuneKey, CoopTiling>>> = Mutex::new(None);
+
+/// The tiling for this case: `SPARQ_COOP` if set, else a tuned choice (memory, then the
+/// `SPARQ_TUNE_CACHE` file), else [`CoopTiling::default_for`].
+pub fn tiling_for(gpu: &Gpu, format: WeightFormat, act: ActDType, m: usize) -> CoopTiling {
+    if let Some(t) = std::env::var("SPARQ_COOP")
+        .ok()
+        .and_then(|s| CoopTiling::parse(&s).ok())
+    {
+        return t;
+    }
+    let key = TuneKey::new(gpu, format, act, m);
+    let mut guard = TUNED.lock().unwrap();
+    let map = guard.get_or_insert_with(load_disk_cache);
+    map.get(&key)
+        .copied()
+        .filter(|t| t.fits(gpu, format))
+        .unwrap_or_else(|| CoopTiling::default_for(format, m))
+}
+
+fn load_disk_cache() -> HashMap<TuneKey, CoopTiling> {
+    let Some(path) = std::env::var_os("SPARQ_TUNE_CACHE") else {
+        return HashMap::new();
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    let raw: HashMap<String, CoopTiling> = serde_json::from_str(&text).unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(k, t)| {
+            let mut p = k.split('|');
+            let (adapter, format, act, m) = (p.next()?, p.next()?, p.next()?, p.next()?);
+            let act = match act {
+                "F16" => ActDType::F16,
+                "F32" => ActDType::F32,
+                _ => return None,
+            };
+            Some((
+                TuneKey {
+                    adapter: adapter.into(),
+                    format: format.into(),
+                    act,
+                    m_bucket: m.parse().ok()?,
+                },
+                t,
+            ))
+        })
+        .collect()
+}
+
+fn save_disk_cache(map: &HashMap<TuneKey, CoopTiling>) -> Result<()> {
+    let Some(path) = std::env::var_os("SPARQ_TUNE_CACHE") else {
+        return Ok(());
+    };
+    let raw: HashMap<String, CoopTiling> = map.iter().map(|(k, t)| (k.text(), *t)).collect();
+    let text = serde_json::to_string_pretty(&raw).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// One measured candidate of [`autotune`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TuneResult {
+    /// The tiling.
+    pub tiling: CoopTiling,
+    /// Median GPU time in µs.
+    pub us: f64,
+}
+
+/// Times every candidate tiling that fits on `layer` with `m` rows of `act` activations,
+/// remembers the fastest for this adapter, format and row bucket (and writes the disk cache
+/// when `SPARQ_TUNE_CACHE` is set), and returns all timings, fastest first.
+pub fn autotune(
+    gpu: &Gpu,
+    layer: &Linear,
+    m: usize,
+    act: ActDType,
+    iters: usize,
+) -> Result<Vec<TuneResult>> {
+    // Random activations: constant data can make some GPUs run faster than real data.
+    let mut rng = StdRng::seed_from_u64(m as u64);
+    let xs: Vec<f32> = (0..m * layer.k)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let x = Tensor::from_f32_as(gpu, &xs, m, layer.k, act)?;
+    let y = Tensor::empty(gpu, m, layer.n, act)?;
+    let mut out = Vec::new();
+    for t in CoopTiling::candidates() {
+        if !t.fits(gpu, layer.format) {
+            continue;
+        }
+        let plan = layer.plan_coop(gpu, &x, &y, t)?;
+        let times = crate::bench::time_dispatches(gpu, &[plan], 2, iters)?;
+        out.push(TuneResult {
+            tiling: t,
+            us: crate::bench::median(&times),
+        });
+    }
+    out.sort_by(|a, b| a.us.total_cmp(&b.us));
+    let best = out
+        .first()
+        .ok_or_else(|| Error::Invalid(format!("no tiling fits {}", gpu.caps.name)))?;
+    let mut guard = TUNED.lock().unwrap();
+    let map = guard.get_or_insert_with(load_disk_cache);
+    map.insert(TuneKey::new(gpu, layer.format, act, m), best.tiling);
+    save_disk_cache(map)?;
+    Ok(out)
+}
+
+impl Linear {
+    /// Like [`Linear::plan`] with the cooperative-matrix GEMM forced to `tiling`.
+    pub fn plan_coop(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        tiling: CoopTiling,
+    ) -> Result<Vec<Dispatch>> {
+        self.validate(x, y)?;
+        self.plan_with(gpu, x, y, Strategy::GemmCoop, Some(tiling))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CoopTiling;
+
+    #[test]
+    fn parse_and_budget() {
+        let t = CoopTiling::parse("2,4,4,2,32").unwrap();
+        assert_eq!((t.bm(), t.bn()), (128, 128));
+        // Two slices of 128 × 40 halves for x and W, 8 fragments of 1 KiB.
+        assert_eq!(t.workgroup_bytes(), 2 * 256 * 40 * 2 + 8 * 1024);
+        assert!(CoopTiling::parse("2,4,4,2").is_err());
+        assert!(CoopTiling::parse("2,4,4,2,24").is_err());
+        assert!(CoopTiling::parse("0,4,4,2,32").is_err());
+        for c in CoopTiling::candidates() {
+            assert!(c.workgroup_bytes() <= 48 * 1024, "{}", c.label());
+        }
+    }
+}

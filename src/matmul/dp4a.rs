@@ -1,0 +1,183 @@
+//! int8 × int8 GEMM with `dot4I8Packed` (`shaders/gemm_dp4a.wgsl`): a first dispatch
+//! quantizes each activation row to int8 with its own scale (`shaders/quant_rows.wgsl`), then
+//! one GEMM dispatch per weight chunk multiplies them with int8 weights.
+
+use super::{Linear, Strategy, shader};
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::tensor::Tensor;
+use wgpu::util::DeviceExt;
+
+/// Register tile per invocation (TM = TN) and words (4 k each) per staged slice.
+const T: u32 = 8;
+const BKW: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct QParams {
+    m: u32,
+    k4: u32,
+    x_stride4: u32,
+    words: u32,
+    row0: u32,
+    pad: [u32; 3],
+}
+
+/// Checks that `gpu` and `format` allow the DP4A GEMM.
+pub(super) fn check(gpu: &Gpu, format: WeightFormat) -> Result<()> {
+    if !gpu.caps.dot4_i8 {
+        return Err(Error::MissingFeature {
+            adapter: gpu.caps.name.clone(),
+            feature: "WGSL language feature packed_4x8_integer_dot_product".into(),
+        });
+    }
+    if format != WeightFormat::Int8 {
+        return Err(Error::Invalid(format!(
+            "the DP4A GEMM takes int8 weights, not {}",
+            format.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Template variables and grid of the GEMM kernel.
+pub(super) fn prepare(m: usize, n_out: usize, vars: &mut Vec<(&'static str, i64)>) -> (u32, u32) {
+    let b = 16 * T;
+    vars.extend([
+        ("TM", T as i64),
+        ("TN", T as i64),
+        ("TM4", (T / 4) as i64),
+        ("TN4", (T / 4) as i64),
+        ("BKW", BKW as i64),
+        ("XLOADS", (b * BKW / 4).div_ceil(256) as i64),
+        ("WLOADS", (b * BKW / 4).div_ceil(256) as i64),
+    ]);
+    ((n_out as u32).div_ceil(b), (m as u32).div_ceil(b))
+}
+
+impl Linear {
+    /// The quantize dispatch and one GEMM dispatch per chunk.
+    pub(super) fn plan_dp4a(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
+        check(gpu, self.format)?;
+        let m = x.rows;
+        let words = self.row_blocks * 4;
+        let xq = gpu.storage("dp4a x", (m * words * 4) as u64)?;
+        let xs = gpu.storage("dp4a x scales", (m * 4) as u64)?;
+        let mut out = vec![quantize(gpu, x, &xq, &xs, words)?];
+        for (ci, c) in self.chunks.iter().enumerate() {
+            let last = ci + 1 == self.chunks.len();
+            out.push(self.dispatch(
+                gpu,
+                (Strategy::GemmDp4a, None),
+                x,
+                y,
+                0,
+                m,
+                c,
+                last,
+                super::Inputs {
+                    x: Some(&xq),
+                    binding4: Some(&xs),
+                },
+            )?);
+        }
+        Ok(out)
+    }
+}
+
+fn quantize(
+    gpu: &Gpu,
+    x: &Tensor,
+    xq: &wgpu::Buffer,
+    xs: &wgpu::Buffer,
+    words: usize,
+) -> Result<Dispatch> {
+    let layout = gpu.layouts.get_or_create(&gpu.device, "quant_rows", || {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let rw = wgpu::BufferBindingType::Storage { read_only: false };
+        vec![
+            entry(0, wgpu::BufferBindingType::Uniform),
+            entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+            entry(2, rw),
+            entry(3, rw),
+        ]
+    });
+    let act = x.dtype;
+    let name = format!("quant_rows_{act:?}");
+    let key = PipelineKey::new(name, &[]).trusted();
+    let pipeline =
+        gpu.pipelines
+            .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
+                shader::quant_rows_source(act)
+            })?;
+    let params = QParams {
+        m: x.rows as u32,
+        k4: x.cols.div_ceil(4) as u32,
+        x_stride4: (x.stride() / 4) as u32,
+        words: words as u32,
+        row0: 0,
+        pad: [0; 3],
+    };
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("quant_rows params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("quant_rows"),
+        layout: &layout.bind_group,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: x.buffer.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: xq.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: xs.as_entire_binding(),
+            },
+        ],
+    });
+    Ok(Dispatch {
+        label: format!("quant_rows m={}", x.rows),
+        pipeline,
+        bind_group,
+        grid: gpu.grid(x.rows as u32),
+    })
+}
+
+/// The CPU model of the quantization (what the GPU computes, up to the rounding of the
+/// scale): per row, `q = round_half_even(x · 127 / max|x|)` and scale `max|x| / 127`.
+pub fn quantize_rows_reference(x: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; m * k];
+    let mut s = vec![0f32; m];
+    for r in 0..m {
+        let row = &x[r * k..(r + 1) * k];
+        let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        s[r] = amax / 127.0;
+        for (o, v) in q[r * k..(r + 1) * k].iter_mut().zip(row) {
+            *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        }
+    }
+    (q, s)
+}
