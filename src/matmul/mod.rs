@@ -5,8 +5,10 @@
 //! device memory holds works. [`Linear::plan`] validates shapes and returns the dispatches;
 //! [`Linear::forward`] is the one-call convenience.
 
+pub mod layer;
 mod shader;
 
+pub use layer::{AnyLinear, LinearLayer};
 pub use shader::Strategy;
 
 use crate::error::{Error, Result};

@@ -73,12 +73,16 @@
 //!   number `r · scale_groups() + s`, two per word. Empty for f32 and f16.
 
 mod bsr;
+mod choose;
 mod csr;
+pub mod gpu;
 mod two_four;
 mod values;
 
 pub use bsr::Bsr;
+pub use choose::{Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes};
 pub use csr::Csr;
+pub use gpu::{SparseLinear, SparsePath, SparseWeights};
 pub use two_four::TwoFour;
 
 use crate::error::{Error, Result};
