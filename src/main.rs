@@ -53,6 +53,10 @@ struct BenchArgs {
     /// f16 activations (adapters with SHADER_F16).
     #[arg(long)]
     f16_act: bool,
+    /// Sparse sweep instead: CSR, BSR and 2:4 against dense over sparsities (see
+    /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters and --json.
+    #[arg(long)]
+    sparse: bool,
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -108,6 +112,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
 
 fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     let gpu = Gpu::new(selector)?;
+    if args.sparse {
+        return bench_sparse(&gpu, args);
+    }
     let mut cfg = if args.quick {
         BenchConfig::quick()
     } else {
@@ -150,6 +157,35 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(t) = &torch {
         report.attach_torch(t);
     }
+    println!("{}", report.markdown());
+    if let Some(path) = args.json {
+        std::fs::write(&path, report.json())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
+    use sparq::bench::sparse::{SparseBenchConfig, run};
+    let mut cfg = if args.quick {
+        SparseBenchConfig::quick()
+    } else {
+        SparseBenchConfig::default_for(gpu)
+    };
+    if let Some(m) = args.m {
+        if m.contains(&0) {
+            return Err(Error::Invalid("--m values must be at least 1".into()));
+        }
+        cfg.ms = m;
+    }
+    if let Some(s) = &args.shapes {
+        cfg.shapes = s.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    }
+    if let Some(i) = args.iters {
+        cfg.iters = i.clamp(1, 1000);
+    }
+    eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
+    let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
     println!("{}", report.markdown());
     if let Some(path) = args.json {
         std::fs::write(&path, report.json())?;

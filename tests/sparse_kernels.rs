@@ -80,7 +80,11 @@ fn check(
     let s = yt.stride();
     for r in 0..m {
         for c in n..s {
-            assert_eq!(padded[r * s + c], 0.0, "{what}: padding [{r}, {c}] not zero");
+            assert_eq!(
+                padded[r * s + c],
+                0.0,
+                "{what}: padding [{r}, {c}] not zero"
+            );
         }
     }
     assert_close(&yt.to_f32(gpu).unwrap(), &want, &scale, tol, &what);
@@ -97,7 +101,15 @@ fn csr_matches_reference_at_every_sparsity() {
                     let w = pruned(&mut rng, n, k, s);
                     let csr = Csr::from_dense(&w, n, k, vt).unwrap();
                     let m = MS[(i + j) % MS.len()];
-                    check(&gpu, &mut rng, &csr.into(), m, ActDType::F32, i % 2 == 0, path);
+                    check(
+                        &gpu,
+                        &mut rng,
+                        &csr.into(),
+                        m,
+                        ActDType::F32,
+                        i % 2 == 0,
+                        path,
+                    );
                 }
             }
         }
@@ -107,7 +119,12 @@ fn csr_matches_reference_at_every_sparsity() {
 #[test]
 fn bsr_matches_reference_for_every_value_type_and_block() {
     let mut rng = rng("bsr");
-    let vts = [ValueType::F32, ValueType::F16, ValueType::Int8, ValueType::Int4];
+    let vts = [
+        ValueType::F32,
+        ValueType::F16,
+        ValueType::Int8,
+        ValueType::Int4,
+    ];
     let blocks = [(1, 32), (4, 32), (16, 32), (2, 64)];
     for gpu in all_gpus() {
         for path in paths(&gpu) {
@@ -118,7 +135,15 @@ fn bsr_matches_reference_for_every_value_type_and_block() {
                     let w = pruned(&mut rng, n, k, s);
                     let bsr = Bsr::from_dense(&w, n, k, br, bc, vt).unwrap();
                     let m = MS[(i + 2 * j) % MS.len()];
-                    check(&gpu, &mut rng, &bsr.into(), m, ActDType::F32, j % 2 == 1, path);
+                    check(
+                        &gpu,
+                        &mut rng,
+                        &bsr.into(),
+                        m,
+                        ActDType::F32,
+                        j % 2 == 1,
+                        path,
+                    );
                 }
             }
         }
@@ -128,7 +153,12 @@ fn bsr_matches_reference_for_every_value_type_and_block() {
 #[test]
 fn two_four_matches_reference_for_every_value_type() {
     let mut rng = rng("2:4");
-    let vts = [ValueType::F32, ValueType::F16, ValueType::Int8, ValueType::Int4];
+    let vts = [
+        ValueType::F32,
+        ValueType::F16,
+        ValueType::Int8,
+        ValueType::Int4,
+    ];
     for gpu in all_gpus() {
         for path in paths(&gpu) {
             for (i, vt) in vts.into_iter().enumerate() {
@@ -138,7 +168,15 @@ fn two_four_matches_reference_for_every_value_type() {
                         .unwrap()
                         .w;
                     let tf = TwoFour::from_dense(&w, n, k, vt).unwrap();
-                    check(&gpu, &mut rng, &tf.into(), m, ActDType::F32, j % 2 == 0, path);
+                    check(
+                        &gpu,
+                        &mut rng,
+                        &tf.into(),
+                        m,
+                        ActDType::F32,
+                        j % 2 == 0,
+                        path,
+                    );
                 }
             }
         }
@@ -172,9 +210,15 @@ fn uneven_rows_and_wide_matrices() {
         .w;
     let cases: Vec<SparseWeights> = vec![
         Csr::from_dense(&w, n, k, ValueType::F16).unwrap().into(),
-        Bsr::from_dense(&w, n, k, 1, 32, ValueType::Int4).unwrap().into(),
-        Csr::from_dense(&wide, wn, wk, ValueType::F32).unwrap().into(),
-        TwoFour::from_dense(&tf_w, 5, tf_k, ValueType::F16).unwrap().into(),
+        Bsr::from_dense(&w, n, k, 1, 32, ValueType::Int4)
+            .unwrap()
+            .into(),
+        Csr::from_dense(&wide, wn, wk, ValueType::F32)
+            .unwrap()
+            .into(),
+        TwoFour::from_dense(&tf_w, 5, tf_k, ValueType::F16)
+            .unwrap()
+            .into(),
     ];
     for gpu in all_gpus() {
         for path in paths(&gpu) {
@@ -193,14 +237,24 @@ fn f16_activations() {
         let w = pruned(&mut rng, n, k, 0.9);
         let cases: Vec<SparseWeights> = vec![
             Csr::from_dense(&w, n, k, ValueType::F16).unwrap().into(),
-            Bsr::from_dense(&w, n, k, 1, 32, ValueType::Int8).unwrap().into(),
+            Bsr::from_dense(&w, n, k, 1, 32, ValueType::Int8)
+                .unwrap()
+                .into(),
         ];
         let w24 = sparq::prune::n_of_m(&w, n, k, 2, 4).unwrap().w;
         let tf: SparseWeights = TwoFour::from_dense(&w24, n, k, ValueType::Int4)
             .unwrap()
             .into();
         for (i, c) in cases.iter().chain([&tf]).enumerate() {
-            check(&gpu, &mut rng, c, MS[i], ActDType::F16, true, SparsePath::Auto);
+            check(
+                &gpu,
+                &mut rng,
+                c,
+                MS[i],
+                ActDType::F16,
+                true,
+                SparsePath::Auto,
+            );
         }
     }
 }
@@ -218,7 +272,10 @@ fn bad_input_is_refused() {
         ));
         let layer = SparseLinear::new(&gpu, &csr, None).unwrap();
         let x = Tensor::from_f32(&gpu, &random(&mut rng, 2 * 63), 2, 63).unwrap();
-        assert!(matches!(layer.forward(&gpu, &x), Err(sparq::Error::Shape(_))));
+        assert!(matches!(
+            layer.forward(&gpu, &x),
+            Err(sparq::Error::Shape(_))
+        ));
         let x = Tensor::from_f32(&gpu, &random(&mut rng, 2 * k), 2, k).unwrap();
         let y = Tensor::empty(&gpu, 3, n, ActDType::F32).unwrap();
         assert!(matches!(
@@ -292,7 +349,10 @@ fn chooser_follows_the_bytes() {
     let pick = |w: &[f32], vt| choose(w, n, k, vt, &model).unwrap().pick;
     let dense = random(&mut rng, n * k);
     assert_eq!(pick(&dense, ValueType::F16), Representation::Dense);
-    assert_eq!(pick(&pruned(&mut rng, n, k, 0.99), ValueType::F16), Representation::Csr);
+    assert_eq!(
+        pick(&pruned(&mut rng, n, k, 0.99), ValueType::F16),
+        Representation::Csr
+    );
     let w24 = sparq::prune::n_of_m(&dense, n, k, 2, 4).unwrap().w;
     assert_eq!(pick(&w24, ValueType::F16), Representation::TwoFour);
     // Whole 32-column blocks pruned: BSR stores no index per weight.

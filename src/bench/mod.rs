@@ -4,6 +4,7 @@
 
 mod ceiling;
 mod report;
+pub mod sparse;
 
 pub use ceiling::stream_read_gbps;
 pub use report::{BenchReport, BenchRow, TorchBaseline};

@@ -172,8 +172,13 @@ pub fn representation_bytes(
     let mut two_four = true;
     for r in 0..n {
         let row = &w[r * k..(r + 1) * k];
-        blocks += row.chunks(bc).filter(|c| c.iter().any(|&v| v != 0.0)).count() as u64;
-        two_four &= row.chunks(4).all(|g| g.iter().filter(|&&v| v != 0.0).count() <= 2);
+        blocks += row
+            .chunks(bc)
+            .filter(|c| c.iter().any(|&v| v != 0.0))
+            .count() as u64;
+        two_four &= row
+            .chunks(4)
+            .all(|g| g.iter().filter(|&&v| v != 0.0).count() <= 2);
     }
     let bsr = 4 * (n64 + 1) + 4 * blocks + blocks * (bc as u64 * bits / 8) + row_scales(blocks);
     let tf = two_four.then(|| {

@@ -80,7 +80,9 @@ mod two_four;
 mod values;
 
 pub use bsr::Bsr;
-pub use choose::{Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes};
+pub use choose::{
+    Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes,
+};
 pub use csr::Csr;
 pub use gpu::{SparseLinear, SparsePath, SparseWeights};
 pub use two_four::TwoFour;

@@ -127,8 +127,9 @@ pub enum SparsePath {
 const LONG_UNITS: usize = 256;
 /// Most items in a bin of short items (two rounds of eight 32-lane teams).
 const BIN_ITEMS: usize = 16;
-/// A bin of short items closes once it holds this many units.
-const BIN_UNITS: usize = 2 * LONG_UNITS;
+/// A bin of short items closes once it holds this many units (half its items at the limit),
+/// so a bin of near-long items does not hold its workgroup for long.
+const BIN_UNITS: usize = BIN_ITEMS * LONG_UNITS / 2;
 /// Invocations per workgroup.
 const WG: u32 = 256;
 /// Largest number of partial sums a lane keeps (R × MT).
@@ -261,7 +262,7 @@ impl SparseLinear {
             }
             SparseWeights::Bsr(b) => {
                 let row_bits = b.block_cols * vt.bits();
-                if row_bits % 128 != 0 || b.block_cols > 128 || b.block_rows > 16 {
+                if !row_bits.is_multiple_of(128) || b.block_cols > 128 || b.block_rows > 16 {
                     return Err(Error::Invalid(format!(
                         "BSR blocks of {}×{} {} have no GPU kernel: block columns must be a \
                          multiple of {} and at most 128, block rows at most 16",
@@ -305,13 +306,23 @@ impl SparseLinear {
                     padded(&t.meta, 4),
                     padded(&t.values, 4),
                     t.scales.clone(),
-                    [upr as u32, t.row_meta_words() as u32, t.scale_groups() as u32],
+                    [
+                        upr as u32,
+                        t.row_meta_words() as u32,
+                        t.scale_groups() as u32,
+                    ],
                     Vec::new(),
                 )
             }
         };
         let all_items = stride.div_ceil(r);
-        let bin_words = bins(units.iter().copied().chain(std::iter::repeat(0)).take(all_items));
+        let bin_words = bins(
+            units
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(all_items),
+        );
         let mut meta = row_ptr;
         let bins_off = meta.len();
         meta.extend_from_slice(&bin_words);
@@ -363,7 +374,13 @@ impl SparseLinear {
     }
 
     /// Validates shapes and builds the dispatch that writes `y = x · Wᵀ (+ bias)`.
-    pub fn plan(&self, gpu: &Gpu, x: &Tensor, y: &Tensor, path: SparsePath) -> Result<Vec<Dispatch>> {
+    pub fn plan(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        path: SparsePath,
+    ) -> Result<Vec<Dispatch>> {
         if x.cols != self.k {
             return Err(Error::Shape(format!(
                 "input has {} features, the layer expects {}",
@@ -535,7 +552,10 @@ fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
         let ro = wgpu::BufferBindingType::Storage { read_only: true };
         let mut v = vec![entry(0, wgpu::BufferBindingType::Uniform)];
         v.extend((1..7).map(|b| entry(b, ro)));
-        v.push(entry(7, wgpu::BufferBindingType::Storage { read_only: false }));
+        v.push(entry(
+            7,
+            wgpu::BufferBindingType::Storage { read_only: false },
+        ));
         v
     })
 }

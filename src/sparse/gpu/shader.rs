@@ -29,12 +29,7 @@ pub enum Family {
 }
 
 /// Unique name of a variant (its template variables are part of it).
-pub fn variant_name(
-    family: Family,
-    vt: ValueType,
-    act: ActDType,
-    vars: &[(&str, i64)],
-) -> String {
+pub fn variant_name(family: Family, vt: ValueType, act: ActDType, vars: &[(&str, i64)]) -> String {
     let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
     format!("sparse_{family:?}_{}_{act:?}{v}", vt.name())
 }
