@@ -26,7 +26,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 #end
 #if INT4
     let si = item * p.fc + ul;
-    let s = unpack2x16float(scales[si >> 1u])[si & 1u];
+    let s = half_of(scales[si >> 1u], si & 1u);
 #end
 #if NOT_INT4
     let s = 1.0;
@@ -45,7 +45,8 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
         {
             let x0 = load_x4(xrow[{m}] + xa);
             let x1 = load_x4(xrow[{m}] + xb);
-            part[{m}] += d.x * x0[na & 3u] + d.y * x0[na >> 2u] + d.z * x1[nb & 3u] + d.w * x1[nb >> 2u];
+            part[{m}] += d.x * pick4(x0, na & 3u) + d.y * pick4(x0, na >> 2u)
+                + d.z * pick4(x1, nb & 3u) + d.w * pick4(x1, nb >> 2u);
         }
 #end
     }

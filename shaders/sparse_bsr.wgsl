@@ -19,7 +19,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
     {
 #if INT4
         let sr = b * R + {r}u;
-        let s = unpack2x16float(scales[sr >> 1u])[sr & 1u] * g;
+        let s = half_of(scales[sr >> 1u], sr & 1u) * g;
 #end
 #if NOT_INT4
         let s = g;

@@ -56,9 +56,31 @@ override TEAM: u32 = 32u;
 var<workgroup> red: array<f32, WG * RM>;
 #end
 
-// x[row][col] for the activation row whose vec4 offset is `base4`.
+// Component i of v. With XSEL without a dynamic index into a vector value, which a driver
+// may lower to a round trip through local memory; XDYN keeps the plain index (for comparison).
+fn pick4(v: vec4<f32>, i: u32) -> f32 {
+#if XSEL
+    return select(select(v.x, v.y, i == 1u), select(v.z, v.w, i == 3u), i >= 2u);
+#end
+#if XDYN
+    return v[i];
+#end
+}
+
+// Half i (0 or 1) of a packed f16 pair.
+fn half_of(w: u32, i: u32) -> f32 {
+    let h = unpack2x16float(w);
+    return select(h.x, h.y, i == 1u);
+}
+
+// x[row][col] for the activation row whose vec4 offset is `base4`: one scalar load.
 fn x_at(base4: u32, col: u32) -> f32 {
+#if XSEL
+    return f32(x[base4 + (col >> 2u)][col & 3u]);
+#end
+#if XDYN
     return load_x4(base4 + (col >> 2u))[col & 3u];
+#end
 }
 
 // Writes R × MT outputs of `item` (sums `t`); outputs past n are padding and get zero.

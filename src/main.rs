@@ -57,6 +57,9 @@ struct BenchArgs {
     /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters and --json.
     #[arg(long)]
     sparse: bool,
+    /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
+    #[arg(long, value_delimiter = ',')]
+    sparsities: Option<Vec<f64>>,
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -183,6 +186,12 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     }
     if let Some(i) = args.iters {
         cfg.iters = i.clamp(1, 1000);
+    }
+    if let Some(s) = args.sparsities {
+        if s.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(Error::Invalid("--sparsities must lie in [0, 1]".into()));
+        }
+        cfg.sparsities = s;
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;

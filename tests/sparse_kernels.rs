@@ -374,3 +374,56 @@ fn chooser_follows_the_bytes() {
         .bytes;
     assert_eq!(est, bsr.bytes());
 }
+
+#[test]
+fn block_pruning_zeros_whole_blocks_of_smallest_norm() {
+    let mut rng = rng("blocks_l2");
+    let (n, k, br, bc) = (10, 70, 4, 32); // edge blocks are partial in both directions
+    let w = random(&mut rng, n * k);
+    let p = sparq::prune::blocks_l2(&w, n, k, br, bc, 0.5).unwrap();
+    let (gr, gc) = (n.div_ceil(br), k.div_ceil(bc));
+    let norm = |m: &[f32], b: usize| -> f64 {
+        let (r0, c0) = ((b / gc) * br, (b % gc) * bc);
+        (r0..(r0 + br).min(n))
+            .flat_map(|r| (c0..(c0 + bc).min(k)).map(move |c| r * k + c))
+            .map(|i| m[i] as f64 * m[i] as f64)
+            .sum()
+    };
+    let zeroed: Vec<usize> = (0..gr * gc).filter(|&b| norm(&p.w, b) == 0.0).collect();
+    assert_eq!(
+        zeroed.len(),
+        (gr * gc).div_ceil(2),
+        "round(0.5 · 9) blocks zeroed"
+    );
+    let max_gone = zeroed.iter().map(|&b| norm(&w, b)).fold(0.0, f64::max);
+    for b in (0..gr * gc).filter(|b| !zeroed.contains(b)) {
+        assert!(
+            norm(&w, b) >= max_gone,
+            "kept block {b} is smaller than a pruned one"
+        );
+        assert_eq!(norm(&p.w, b), norm(&w, b), "kept block {b} changed");
+    }
+    assert!(sparq::prune::blocks_l2(&w, n, k, 0, 32, 0.5).is_err());
+    assert!(sparq::prune::blocks_l2(&w, n, k, 1, 32, 1.5).is_err());
+}
+
+#[test]
+fn bins_group_short_items_and_isolate_long_ones() {
+    use sparq::sparse::gpu::{BinShape, bins};
+    let shape = BinShape {
+        long_units: 10,
+        items: 3,
+    };
+    // Items: 0..=4 short, 5 long, 6..=7 short, 8 long; a bin closes at 3 items or 15 units.
+    let units = [1, 2, 3, 0, 9, 11, 5, 5, 100];
+    let got = bins(units.into_iter(), shape);
+    let whole = 1 << 31;
+    assert_eq!(
+        got,
+        vec![0, 3, 3, 2, 5, 1 | whole, 6, 2, 8, 1 | whole],
+        "bins as (first, count | whole)"
+    );
+    // Near-long items close a bin early (16 units ≥ 3 · 10 / 2).
+    assert_eq!(bins([8, 8, 1].into_iter(), shape), vec![0, 2, 2, 1]);
+    assert!(bins(std::iter::empty(), shape).is_empty());
+}

@@ -122,14 +122,31 @@ pub enum SparsePath {
     Workgroup,
 }
 
-/// A team walks more than this many units of an item in a row (8 rounds of 32 lanes): such
-/// items get a whole workgroup.
-const LONG_UNITS: usize = 256;
-/// Most items in a bin of short items (two rounds of eight 32-lane teams).
-const BIN_ITEMS: usize = 16;
-/// A bin of short items closes once it holds this many units (half its items at the limit),
-/// so a bin of near-long items does not hold its workgroup for long.
-const BIN_UNITS: usize = BIN_ITEMS * LONG_UNITS / 2;
+/// How items are grouped into bins (see [`bins`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinShape {
+    /// An item of more units than this gets a whole workgroup.
+    pub long_units: usize,
+    /// Most short items in one bin.
+    pub items: usize,
+}
+
+impl BinShape {
+    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)");
+    /// `SPARQ_SPARSE_LONG` and `SPARQ_SPARSE_BIN` override it for tuning on other GPUs.
+    pub fn from_env() -> Self {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        BinShape {
+            long_units: env("SPARQ_SPARSE_LONG").unwrap_or(256).max(1),
+            items: env("SPARQ_SPARSE_BIN").unwrap_or(8).clamp(1, 1 << 20),
+        }
+    }
+}
+
 /// Invocations per workgroup.
 const WG: u32 = 256;
 /// Largest number of partial sums a lane keeps (R × MT).
@@ -187,9 +204,11 @@ fn padded(v: &[u32], words: usize) -> Vec<u32> {
 }
 
 /// Groups consecutive items into bins: `(first item, count | whole << 31)` word pairs.
-/// An item of more than [`LONG_UNITS`] units gets a bin of its own walked by the whole
-/// workgroup; shorter items share bins of at most [`BIN_ITEMS`] items and [`BIN_UNITS`] units.
-pub fn bins(units: impl Iterator<Item = usize>) -> Vec<u32> {
+/// An item of more than `shape.long_units` units gets a bin of its own walked by the whole
+/// workgroup; shorter items share bins of at most `shape.items` items, closed early once they
+/// hold `items · long_units / 2` units so that a bin of near-long items stays short.
+pub fn bins(units: impl Iterator<Item = usize>, shape: BinShape) -> Vec<u32> {
+    let bin_units = shape.items * shape.long_units / 2;
     let mut out = Vec::new();
     let (mut first, mut count, mut sum) = (0u32, 0u32, 0usize);
     let close = |out: &mut Vec<u32>, first: u32, count: u32| {
@@ -199,7 +218,7 @@ pub fn bins(units: impl Iterator<Item = usize>) -> Vec<u32> {
     };
     for (i, u) in units.enumerate() {
         let i = i as u32;
-        if u > LONG_UNITS {
+        if u > shape.long_units {
             close(&mut out, first, count);
             out.extend([i, 1 | 1 << 31]);
             (first, count, sum) = (i + 1, 0, 0);
@@ -210,7 +229,7 @@ pub fn bins(units: impl Iterator<Item = usize>) -> Vec<u32> {
         }
         count += 1;
         sum += u;
-        if count as usize == BIN_ITEMS || sum >= BIN_UNITS {
+        if count as usize == shape.items || sum >= bin_units {
             close(&mut out, first, count);
             (count, sum) = (0, 0);
         }
@@ -322,6 +341,7 @@ impl SparseLinear {
                 .copied()
                 .chain(std::iter::repeat(0))
                 .take(all_items),
+            BinShape::from_env(),
         );
         let mut meta = row_ptr;
         let bins_off = meta.len();
@@ -504,8 +524,11 @@ impl SparseLinear {
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(2)
             .clamp(1, 8);
+        let xsel = std::env::var("SPARQ_SPARSE_XPICK").map_or(true, |v| v != "dyn");
         let mut vars = self.vars.clone();
         vars.extend([
+            ("XSEL", xsel as i64),
+            ("XDYN", !xsel as i64),
             ("MT", mt as i64),
             ("R", self.r as i64),
             ("U", u),
