@@ -345,16 +345,32 @@ fn any_linear_switches_format_without_the_caller_changing() {
 fn chooser_follows_the_bytes() {
     let mut rng = rng("chooser");
     let (n, k) = (64, 512);
-    let model = CostModel::h100();
-    let pick = |w: &[f32], vt| choose(w, n, k, vt, &model).unwrap().pick;
+    // Equal rates: the pick is the representation with the fewest bytes.
+    let bytes_only = CostModel {
+        gbps: [1000.0; 4],
+        launch_us: 0.0,
+        source: "test".into(),
+    };
+    let pick = |w: &[f32], vt, model: &CostModel| choose(w, n, k, vt, model).unwrap().pick;
     let dense = random(&mut rng, n * k);
-    assert_eq!(pick(&dense, ValueType::F16), Representation::Dense);
     assert_eq!(
-        pick(&pruned(&mut rng, n, k, 0.99), ValueType::F16),
+        pick(&dense, ValueType::F16, &bytes_only),
+        Representation::Dense
+    );
+    let sparse = pruned(&mut rng, n, k, 0.99);
+    assert_eq!(
+        pick(&sparse, ValueType::F16, &bytes_only),
         Representation::Csr
     );
     let w24 = sparq::prune::n_of_m(&dense, n, k, 2, 4).unwrap().w;
-    assert_eq!(pick(&w24, ValueType::F16), Representation::TwoFour);
+    assert_eq!(
+        pick(&w24, ValueType::F16, &bytes_only),
+        Representation::TwoFour
+    );
+    assert_eq!(
+        pick(&w24, ValueType::Int4, &bytes_only),
+        Representation::TwoFour
+    );
     // Whole 32-column blocks pruned: BSR stores no index per weight.
     let mut blocky = dense.clone();
     for (b, chunk) in blocky.chunks_mut(32).enumerate() {
@@ -362,17 +378,36 @@ fn chooser_follows_the_bytes() {
             chunk.fill(0.0);
         }
     }
-    assert_eq!(pick(&blocky, ValueType::Int4), Representation::Bsr);
-    // Every candidate's bytes match what the format really uploads, to within padding.
-    let c = choose(&blocky, n, k, ValueType::F16, &model).unwrap();
+    assert_eq!(
+        pick(&blocky, ValueType::Int4, &bytes_only),
+        Representation::Bsr
+    );
+    // The measured rates change the pick where the H100 measured it so: 2:4 int4 is slower
+    // than dense int4 there, and a 99 % sparse matrix still goes to CSR.
+    let h100 = CostModel::h100();
+    assert_eq!(pick(&w24, ValueType::Int4, &h100), Representation::Dense);
+    assert_eq!(pick(&sparse, ValueType::F16, &h100), Representation::Csr);
+    // Every candidate's bytes match what the format really holds.
+    let c = choose(&blocky, n, k, ValueType::F16, &bytes_only).unwrap();
+    let bytes = |r| {
+        c.candidates
+            .iter()
+            .find(|c| c.representation == r)
+            .unwrap()
+            .bytes
+    };
     let bsr = Bsr::from_dense(&blocky, n, k, 1, 32, ValueType::F16).unwrap();
-    let est = c
+    assert_eq!(bytes(Representation::Bsr), bsr.bytes());
+    let tf = TwoFour::from_dense(&w24, n, k, ValueType::Int4).unwrap();
+    let c24 = choose(&w24, n, k, ValueType::Int4, &bytes_only).unwrap();
+    let b24 = c24
         .candidates
         .iter()
-        .find(|c| c.representation == Representation::Bsr)
+        .find(|c| c.representation == Representation::TwoFour)
         .unwrap()
         .bytes;
-    assert_eq!(est, bsr.bytes());
+    assert_eq!(b24, tf.bytes());
+    assert!(choose(&dense[1..], n, k, ValueType::F16, &bytes_only).is_err());
 }
 
 #[test]

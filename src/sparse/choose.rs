@@ -63,13 +63,15 @@ pub struct CostModel {
 }
 
 impl CostModel {
-    /// Figures measured on an NVIDIA H100 (Vulkan) with `sparq bench --sparse` at m = 1
-    /// (BENCHMARKS.md, "Sparse (issue 3)").
+    /// Figures measured on an NVIDIA H100 (Vulkan) with `sparq bench --sparse` at m = 1:
+    /// medians of the 8192 × 8192 and 4096 × 14336 sweeps, averaged (BENCHMARKS.md,
+    /// "Sparse (issue 3)"). The launch term is the time of the sparsest cases (~7 µs) less
+    /// their bytes at full rate.
     pub fn h100() -> Self {
         CostModel {
-            gbps: [2400.0, 1300.0, 1800.0, 2000.0],
+            gbps: [1840.0, 2060.0, 510.0, 545.0],
             launch_us: 5.0,
-            source: "H100 sweep (m = 1)".into(),
+            source: "H100 sweep (m = 1), 2026-11-25".into(),
         }
     }
 
@@ -196,7 +198,7 @@ pub fn representation_bytes(
 }
 
 /// Picks the representation of the pruned matrix `w` (`n × k`, values of type `vt`) with the
-/// smallest predicted time under `model` (see the [module documentation](self)).
+/// smallest predicted time under `model` (see [`CostModel`]).
 pub fn choose(
     w: &[f32],
     n: usize,

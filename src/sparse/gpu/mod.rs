@@ -5,7 +5,7 @@
 //! into *items* (a CSR row, a BSR block row, a 2:4 row) made of *units* that the lanes of a
 //! team read side by side; consecutive items are grouped into *bins* of about equal work, one
 //! workgroup each, and an item longer than a team can walk quickly gets a whole workgroup to
-//! itself (see [`SparseLinear::bins`]). Up to eight activation rows are kept in registers at
+//! itself (see [`bins`]). Up to eight activation rows are kept in registers at
 //! once (SpMV for `m ≤ 8`); larger `m` runs tiles of eight rows in the same dispatch (SpMM),
 //! whose weight reads after the first tile come from the cache.
 //!
