@@ -239,7 +239,10 @@ pub fn bins(units: impl Iterator<Item = usize>, shape: BinShape) -> Vec<u32> {
 }
 
 impl SparseLinear {
-    /// Uploads `weights` (and an optional `bias` of length `n`).
+    /// Uploads `weights` (and an optional `bias` of length `n`). Unlike the dense layer, the
+    /// arrays are not split across bindings: an array larger than one storage binding is an
+    /// [`Error::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
+    /// vectors (block columns a multiple of 128 / bits, at most 128), else [`Error::Invalid`].
     pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
         let (n, k) = (weights.n(), weights.k());
         if let Some(b) = bias
