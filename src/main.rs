@@ -74,6 +74,13 @@ struct BenchArgs {
     /// f16 activations (adapters with SHADER_F16).
     #[arg(long)]
     f16_act: bool,
+    /// Sparse sweep instead: CSR, BSR and 2:4 against dense over sparsities (see
+    /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters and --json.
+    #[arg(long)]
+    sparse: bool,
+    /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
+    #[arg(long, value_delimiter = ',')]
+    sparsities: Option<Vec<f64>>,
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -144,6 +151,9 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         );
     }
     let gpu = Gpu::new(selector)?;
+    if args.sparse {
+        return bench_sparse(&gpu, args);
+    }
     let mut cfg = if args.quick {
         BenchConfig::quick()
     } else {
@@ -210,6 +220,41 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
+    use sparq::bench::sparse::{SparseBenchConfig, run};
+    let mut cfg = if args.quick {
+        SparseBenchConfig::quick()
+    } else {
+        SparseBenchConfig::default_for(gpu)
+    };
+    if let Some(m) = args.m {
+        if m.contains(&0) {
+            return Err(Error::Invalid("--m values must be at least 1".into()));
+        }
+        cfg.ms = m;
+    }
+    if let Some(s) = &args.shapes {
+        cfg.shapes = s.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    }
+    if let Some(i) = args.iters {
+        cfg.iters = i.clamp(1, 1000);
+    }
+    if let Some(s) = args.sparsities {
+        if s.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(Error::Invalid("--sparsities must lie in [0, 1]".into()));
+        }
+        cfg.sparsities = s;
+    }
+    eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
+    let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
+    println!("{}", report.markdown());
+    if let Some(path) = args.json {
+        std::fs::write(&path, report.json())?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod ceiling;
 pub mod gemm;
 mod report;
+pub mod sparse;
 
 pub use ceiling::stream_read_gbps;
 pub use report::{BenchReport, BenchRow, TorchBaseline};

@@ -7,10 +7,12 @@
 
 pub mod coop;
 pub mod dp4a;
+pub mod layer;
 mod quant_x;
 mod shader;
 
 pub use coop::CoopTiling;
+pub use layer::{AnyLinear, LinearLayer};
 pub use shader::Strategy;
 
 use crate::error::{Error, Result};

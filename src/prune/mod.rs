@@ -7,6 +7,7 @@
 //! | unstructured magnitude, global | [`magnitude_global`] | one threshold over all layers |
 //! | random | [`random`] | same shape, `round(s · len)` weights zeroed, seeded |
 //! | N:M semi-structured | [`n_of_m`] | same shape, ≤ N non-zeros per M consecutive weights along `k` |
+//! | blocks `br × bc` | [`blocks_l2`] | same shape, `round(s · blocks)` blocks of smallest L2 norm zeroed |
 //! | structured rows (outputs) | [`rows_l2`] | fewer rows, kept by largest L2 norm |
 //! | structured columns (inputs) | [`columns_l2`] | fewer columns, kept by largest L2 norm |
 //!
@@ -32,10 +33,12 @@
 //! # Ok(()) }
 //! ```
 
+mod block;
 mod nm;
 mod structured;
 mod unstructured;
 
+pub use block::blocks_l2;
 pub use nm::n_of_m;
 pub use structured::{columns_l2, rows_l2, select_columns, select_rows};
 pub use unstructured::{GlobalPruned, magnitude, magnitude_global, random};

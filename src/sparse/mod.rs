@@ -27,9 +27,10 @@
 //!   half) when `k ≤ 65536`, else 32-bit; [`Csr::index_bits`] says which.
 //! * `values`: one value per element, f32 one per word or f16 two per word.
 //!
-//! Rows are not padded: a subgroup working on row `r` has lane `l` read elements
-//! `row_ptr[r] + l, + l + 32, ...`, so neighbouring lanes read the same or neighbouring words
-//! and the loads coalesce whatever the parity of `row_ptr[r]`.
+//! Rows are not padded: the GPU kernel ([`gpu`]) reads elements in aligned units of eight
+//! (one 16-byte vector of u16 indices, one of f16 values), lane `l` of a team taking unit
+//! `row_ptr[r] / 8 + l`, `+ l + 32`, ..., and masks the elements of a row's first and last
+//! unit that belong to its neighbours; the arrays are padded to whole units on upload.
 //!
 //! # [`Bsr`]: block-sparse rows (f32, f16, int8, int4 values)
 //!
@@ -73,12 +74,18 @@
 //!   number `r · scale_groups() + s`, two per word. Empty for f32 and f16.
 
 mod bsr;
+mod choose;
 mod csr;
+pub mod gpu;
 mod two_four;
 mod values;
 
 pub use bsr::Bsr;
+pub use choose::{
+    Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes,
+};
 pub use csr::Csr;
+pub use gpu::{SparseLinear, SparsePath, SparseWeights};
 pub use two_four::TwoFour;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,438 @@
+//! `sparq bench --sparse`: sparse kernels against the dense kernel of the same precision over
+//! a sparsity sweep, with the break-even sparsity and the format chooser's pick.
+//!
+//! Per shape, random weights are pruned three ways: unstructured by magnitude (stored as CSR
+//! f16), by whole 1 × 32 blocks (BSR f16 and int4), and 2:4 (f16, int8, int4). Each case reports
+//! the median GPU time, the effective GB/s of everything the kernel reads (weights with their
+//! indices and scales, x, y), and the speed-up over the dense kernel of the same precision on
+//! the same shape. The chooser's cost model is calibrated from this run's m = 1 figures.
+
+use super::{median, time_dispatches};
+use crate::error::Result;
+use crate::formats::{PackedWeights, WeightFormat};
+use crate::gpu::{Caps, Dispatch, Gpu};
+use crate::matmul::{KernelChoice, Linear};
+use crate::prune::{blocks_l2, n_of_m};
+use crate::sparse::{
+    Bsr, CostModel, Csr, Representation, SparseLinear, SparsePath, SparseWeights, TwoFour,
+    ValueType, choose,
+};
+use crate::tensor::{ActDType, Tensor};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::fmt::Write;
+
+/// What the sparse sweep measures.
+#[derive(Clone, Debug)]
+pub struct SparseBenchConfig {
+    /// (n, k) weight shapes.
+    pub shapes: Vec<(usize, usize)>,
+    /// Fractions of weights (CSR) or blocks (BSR) pruned.
+    pub sparsities: Vec<f64>,
+    /// Activation rows.
+    pub ms: Vec<usize>,
+    /// Timed runs per case.
+    pub iters: usize,
+}
+
+impl SparseBenchConfig {
+    /// The sweep on GPUs; smaller shapes on CPU adapters.
+    pub fn default_for(gpu: &Gpu) -> Self {
+        let sparsities = vec![0.0, 0.5, 0.7, 0.9, 0.95, 0.99];
+        if gpu.caps.is_cpu() {
+            SparseBenchConfig {
+                shapes: vec![(1024, 1024), (1024, 3584)],
+                sparsities,
+                ms: vec![1, 8, 32],
+                iters: 5,
+            }
+        } else {
+            SparseBenchConfig {
+                shapes: vec![(8192, 8192), (4096, 14336)],
+                sparsities,
+                ms: vec![1, 8, 32],
+                iters: 200,
+            }
+        }
+    }
+
+    /// Seconds, for smoke tests.
+    pub fn quick() -> Self {
+        SparseBenchConfig {
+            shapes: vec![(256, 512)],
+            sparsities: vec![0.0, 0.9, 0.99],
+            ms: vec![1, 8],
+            iters: 3,
+        }
+    }
+}
+
+/// One measured case.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SparseRow {
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    /// Activation rows.
+    pub m: usize,
+    /// Format (`dense-f16`, `csr-f16`, `bsr1x32-int4`, `2:4-int8`, ...).
+    pub format: String,
+    /// Precision of the values, for the comparison with dense.
+    pub precision: String,
+    /// How the matrix was pruned (`-` for the dense baselines).
+    pub pruning: String,
+    /// Achieved sparsity of the weights (zeros / all).
+    pub sparsity: f64,
+    /// Median GPU µs.
+    pub gpu_us: f64,
+    /// Bytes read per run (weights, metadata, x) and written (y).
+    pub bytes: u64,
+    /// `bytes / gpu_us`, GB/s.
+    pub gbps: f64,
+    /// Dense time of the same precision, shape and m over this time.
+    pub speedup: Option<f64>,
+    /// The chooser's pick for this matrix (calibrated model).
+    pub pick: Option<String>,
+}
+
+/// Everything the sweep measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SparseReport {
+    /// The adapter.
+    pub adapter: Caps,
+    /// The cases.
+    pub rows: Vec<SparseRow>,
+    /// The chooser's model, calibrated from this run.
+    pub model: CostModel,
+}
+
+/// Random weights in [-1, 1), deterministic per shape.
+fn random_weights(n: usize, k: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64((n * 31 + k) as u64);
+    (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Magnitude pruning by threshold: zeros the `round(s · len)` smallest magnitudes (ties at the
+/// threshold may zero a few more; [`crate::prune::magnitude`] breaks them exactly but sorts
+/// indices, too slow for 10⁸ weights in a benchmark).
+fn magnitude_fast(w: &[f32], s: f64) -> Vec<f32> {
+    let z = ((s * w.len() as f64).round() as usize).min(w.len());
+    if z == 0 {
+        return w.to_vec();
+    }
+    let mut mag: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+    let (_, t, _) = mag.select_nth_unstable_by(z - 1, f32::total_cmp);
+    let t = *t;
+    w.iter()
+        .map(|&v| if v.abs() <= t { 0.0 } else { v })
+        .collect()
+}
+
+fn sparsity_of(w: &[f32]) -> f64 {
+    w.iter().filter(|&&v| v == 0.0).count() as f64 / w.len() as f64
+}
+
+/// Copies of a layer of `bytes` to rotate through so the working set exceeds the cache.
+fn copies(gpu: &Gpu, bytes: u64) -> usize {
+    if gpu.caps.is_cpu() {
+        1
+    } else {
+        (256u64 << 20).div_ceil(bytes.max(1)).clamp(1, 48) as usize
+    }
+}
+
+/// A layer under test: per activation-row count, the plans of all its copies.
+struct Case {
+    format: String,
+    precision: ValueType,
+    pruning: String,
+    sparsity: f64,
+    bytes: u64,
+    rep: Representation,
+    pick_of: Option<(usize, ValueType)>,
+    plans: Vec<(usize, Vec<Vec<Dispatch>>)>,
+}
+
+/// Measures every case of `cfg`, calling `progress(label)` as it goes.
+pub fn run(
+    gpu: &Gpu,
+    cfg: &SparseBenchConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<SparseReport> {
+    let mut rows = Vec::new();
+    let mut measured = Vec::new();
+    // Pruned matrices the chooser looks at afterwards (by index in `matrices`).
+    let mut matrices: Vec<(Vec<f32>, usize, usize)> = Vec::new();
+    // For each row, the pruned matrix and precision the chooser judges.
+    let mut row_src: Vec<Option<(usize, ValueType)>> = Vec::new();
+    for &(n, k) in &cfg.shapes {
+        let w = random_weights(n, k);
+        let mut rng = StdRng::seed_from_u64(7);
+        let xs: Vec<(usize, Tensor, Tensor)> = cfg
+            .ms
+            .iter()
+            .map(|&m| {
+                let d: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                Ok((
+                    m,
+                    Tensor::from_f32(gpu, &d, m, k)?,
+                    Tensor::empty(gpu, m, n, ActDType::F32)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let mut cases: Vec<Case> = Vec::new();
+        // Dense baselines.
+        for (fmt, vt) in [
+            (WeightFormat::F16, ValueType::F16),
+            (WeightFormat::Int8, ValueType::Int8),
+            (
+                WeightFormat::Int4 {
+                    group: 32,
+                    asymmetric: false,
+                },
+                ValueType::Int4,
+            ),
+        ] {
+            progress(&format!("dense {} {n}x{k}", fmt.name()));
+            let packed = PackedWeights::quantize(&w, n, k, fmt)?;
+            let layers = (0..copies(gpu, packed.bytes()))
+                .map(|_| Linear::new(gpu, &packed, None))
+                .collect::<Result<Vec<_>>>()?;
+            let plans = xs
+                .iter()
+                .map(|(m, x, y)| {
+                    let p = layers
+                        .iter()
+                        .map(|l| l.plan(gpu, x, y, KernelChoice::Auto))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((*m, p))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            cases.push(Case {
+                format: format!("dense-{}", vt.name()),
+                precision: vt,
+                pruning: "-".into(),
+                sparsity: 0.0,
+                bytes: packed.bytes(),
+                rep: Representation::Dense,
+                pick_of: None,
+                plans,
+            });
+        }
+        // Sparse formats: each pruned matrix, then each value type it is stored as.
+        let mut sources: Vec<(String, Vec<f32>, Vec<SparseWeights>)> = Vec::new();
+        for &s in &cfg.sparsities {
+            progress(&format!("pruning {n}x{k} at {s}"));
+            let wu = magnitude_fast(&w, s);
+            let csr = Csr::from_dense(&wu, n, k, ValueType::F16)?;
+            sources.push((format!("magnitude {s}"), wu, vec![csr.into()]));
+            let wb = blocks_l2(&w, n, k, 1, 32, s)?.w;
+            let b16 = Bsr::from_dense(&wb, n, k, 1, 32, ValueType::F16)?;
+            let b4 = Bsr::from_dense(&wb, n, k, 1, 32, ValueType::Int4)?;
+            sources.push((format!("1x32 blocks {s}"), wb, vec![b16.into(), b4.into()]));
+        }
+        let w24 = n_of_m(&w, n, k, 2, 4)?.w;
+        let tf = [ValueType::F16, ValueType::Int8, ValueType::Int4]
+            .into_iter()
+            .map(|vt| TwoFour::from_dense(&w24, n, k, vt).map(SparseWeights::from))
+            .collect::<Result<Vec<_>>>()?;
+        sources.push(("2:4".into(), w24, tf));
+        for (pruning, wp, formats) in sources {
+            let sparsity = sparsity_of(&wp);
+            let mi = matrices.len();
+            matrices.push((wp, n, k));
+            for sw in formats {
+                progress(&format!("{} {n}x{k} {pruning}", sw.name()));
+                let vt = sw.value_type();
+                let rep = match &sw {
+                    SparseWeights::Csr(_) => Representation::Csr,
+                    SparseWeights::Bsr(_) => Representation::Bsr,
+                    SparseWeights::TwoFour(_) => Representation::TwoFour,
+                };
+                let first = SparseLinear::new(gpu, &sw, None)?;
+                let bytes = first.weight_bytes;
+                let mut layers = vec![first];
+                for _ in 1..copies(gpu, bytes) {
+                    layers.push(SparseLinear::new(gpu, &sw, None)?);
+                }
+                drop(sw);
+                let plans = xs
+                    .iter()
+                    .map(|(m, x, y)| {
+                        let p = layers
+                            .iter()
+                            .map(|l| l.plan(gpu, x, y, SparsePath::Auto))
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok((*m, p))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                cases.push(Case {
+                    format: layers[0].format.clone(),
+                    precision: vt,
+                    pruning: pruning.clone(),
+                    sparsity,
+                    bytes,
+                    rep,
+                    pick_of: Some((mi, vt)),
+                    plans,
+                });
+            }
+        }
+        // Time everything of this shape (its weights are all resident now), after a second of
+        // load so that the first case is not measured at idle clocks.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !gpu.caps.is_cpu() && std::time::Instant::now() < until {
+            time_dispatches(gpu, &cases[0].plans[0].1, 3, 20)?;
+        }
+        let mut dense_us: Vec<(ValueType, usize, f64)> = Vec::new();
+        for c in cases {
+            for (m, sets) in &c.plans {
+                progress(&format!("timing {} m={m} {n}x{k} {}", c.format, c.pruning));
+                let times = time_dispatches(gpu, sets, 3.max(sets.len()), cfg.iters)?;
+                let us = median(&times);
+                if c.rep == Representation::Dense {
+                    dense_us.push((c.precision, *m, us));
+                }
+                let speedup = dense_us
+                    .iter()
+                    .find(|(vt, dm, _)| *vt == c.precision && dm == m)
+                    .map(|(_, _, d)| d / us);
+                let bytes = c.bytes + (4 * m * (k + n)) as u64;
+                if *m == 1 {
+                    measured.push((c.rep, c.bytes, us));
+                }
+                row_src.push(c.pick_of);
+                rows.push(SparseRow {
+                    n,
+                    k,
+                    m: *m,
+                    format: c.format.clone(),
+                    precision: c.precision.name().into(),
+                    pruning: c.pruning.clone(),
+                    sparsity: c.sparsity,
+                    gpu_us: us,
+                    bytes,
+                    gbps: bytes as f64 / us / 1e3,
+                    speedup,
+                    pick: None,
+                });
+            }
+        }
+    }
+    // Calibrate the chooser on this run and record its pick for every sparse matrix.
+    let model = CostModel::from_measurements(
+        &measured,
+        &CostModel::for_caps(&gpu.caps),
+        &format!("calibrated on {} (m = 1, this run)", gpu.caps.name),
+    );
+    let mut picks: Vec<((usize, ValueType), Representation)> = Vec::new();
+    for (r, src) in rows.iter_mut().zip(&row_src) {
+        let Some(key) = *src else { continue };
+        let pick = match picks.iter().find(|(q, _)| *q == key) {
+            Some(&(_, p)) => p,
+            None => {
+                let (wp, n, k) = &matrices[key.0];
+                let p = choose(wp, *n, *k, key.1, &model)?.pick;
+                picks.push((key, p));
+                p
+            }
+        };
+        r.pick = Some(pick.name().to_string());
+    }
+    Ok(SparseReport {
+        adapter: gpu.caps.clone(),
+        rows,
+        model,
+    })
+}
+
+impl SparseReport {
+    /// Sparsity at which `format` first beats the dense kernel of its precision (linear
+    /// interpolation of the speed-up between measured sparsities), per shape and m.
+    pub fn break_even(&self) -> Vec<(usize, usize, usize, String, Option<f64>)> {
+        let mut out = Vec::new();
+        let mut keys: Vec<(usize, usize, usize, String)> = Vec::new();
+        for r in &self.rows {
+            let key = (r.n, r.k, r.m, r.format.clone());
+            if r.pruning != "-" && r.pruning != "2:4" && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for (n, k, m, f) in keys {
+            let mut pts: Vec<(f64, f64)> = self
+                .rows
+                .iter()
+                .filter(|r| (r.n, r.k, r.m) == (n, k, m) && r.format == f)
+                .filter_map(|r| r.speedup.map(|s| (r.sparsity, s)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut be = None;
+            for (i, &(s, x)) in pts.iter().enumerate() {
+                if x >= 1.0 {
+                    be = Some(if i == 0 {
+                        s
+                    } else {
+                        let (s0, x0) = pts[i - 1];
+                        s0 + (s - s0) * (1.0 - x0) / (x - x0)
+                    });
+                    break;
+                }
+            }
+            out.push((n, k, m, f, be));
+        }
+        out
+    }
+
+    /// The markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "adapter: {} ({}, {}) | sparse sweep\n",
+            self.adapter.name, self.adapter.backend, self.adapter.device_type
+        );
+        let _ = writeln!(
+            s,
+            "| N×K | M | format | pruning | sparsity | GPU µs | GB/s read | × dense (same precision) | chooser pick |\n|---|--:|---|---|--:|--:|--:|--:|---|"
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {}×{} | {} | {} | {} | {:.1} % | {:.1} | {:.1} | {} | {} |",
+                r.n,
+                r.k,
+                r.m,
+                r.format,
+                r.pruning,
+                100.0 * r.sparsity,
+                r.gpu_us,
+                r.gbps,
+                r.speedup.map_or("–".into(), |x| format!("{x:.2}×")),
+                r.pick.as_deref().unwrap_or("–"),
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nbreak-even sparsity (first sparsity where the format beats dense of its precision):\n\n| N×K | M | format | break-even |\n|---|--:|---|--:|"
+        );
+        for (n, k, m, f, be) in self.break_even() {
+            let _ = writeln!(
+                s,
+                "| {n}×{k} | {m} | {f} | {} |",
+                be.map_or("never in sweep".into(), |b| format!("{:.0} %", 100.0 * b))
+            );
+        }
+        let m = &self.model;
+        let _ = writeln!(
+            s,
+            "\nchooser model ({}): GB/s dense {:.0}, csr {:.0}, bsr1x32 {:.0}, 2:4 {:.0}; launch {:.1} µs",
+            m.source, m.gbps[0], m.gbps[1], m.gbps[2], m.gbps[3], m.launch_us
+        );
+        s
+    }
+
+    /// The report as pretty JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+}

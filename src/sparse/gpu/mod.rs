@@ -1,0 +1,587 @@
+//! Sparse weights on the GPU: `y = x · Wᵀ (+ bias)` with `W` in CSR, BSR or 2:4, through the
+//! same `new` / `forward` / `plan` interface as the dense [`crate::matmul::Linear`].
+//!
+//! All three formats share one kernel core (`shaders/sparse_rows.wgsl`): the weights are cut
+//! into *items* (a CSR row, a BSR block row, a 2:4 row) made of *units* that the lanes of a
+//! team read side by side; consecutive items are grouped into *bins* of about equal work, one
+//! workgroup each, and an item longer than a team can walk quickly gets a whole workgroup to
+//! itself (see [`bins`]). Up to eight activation rows are kept in registers at
+//! once (SpMV for `m ≤ 8`); larger `m` runs tiles of eight rows in the same dispatch (SpMM),
+//! whose weight reads after the first tile come from the cache.
+//!
+//! Fast and portable paths: [`SparsePath::Subgroup`] reduces with `subgroupAdd` (needs
+//! `SUBGROUP`); [`SparsePath::Workgroup`] reduces through workgroup memory and runs anywhere.
+//! Values are unpacked from `u32` words, so f16 values never need `SHADER_F16` (f16
+//! *activations* do, as for the dense kernels).
+
+mod shader;
+
+pub use shader::Family;
+
+use super::{Bsr, Csr, TwoFour, ValueType};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
+use crate::tensor::{ActDType, Tensor};
+use wgpu::util::DeviceExt;
+
+/// A sparse weight matrix in one of the GPU-supported formats.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SparseWeights {
+    /// Compressed sparse rows (f32 or f16 values).
+    Csr(Csr),
+    /// Block-sparse rows (f32, f16, int8, int4 values).
+    Bsr(Bsr),
+    /// 2:4 compressed (f32, f16, int8, int4 values).
+    TwoFour(TwoFour),
+}
+
+impl From<Csr> for SparseWeights {
+    fn from(w: Csr) -> Self {
+        SparseWeights::Csr(w)
+    }
+}
+
+impl From<Bsr> for SparseWeights {
+    fn from(w: Bsr) -> Self {
+        SparseWeights::Bsr(w)
+    }
+}
+
+impl From<TwoFour> for SparseWeights {
+    fn from(w: TwoFour) -> Self {
+        SparseWeights::TwoFour(w)
+    }
+}
+
+impl SparseWeights {
+    /// Output features.
+    pub fn n(&self) -> usize {
+        match self {
+            SparseWeights::Csr(w) => w.n,
+            SparseWeights::Bsr(w) => w.n,
+            SparseWeights::TwoFour(w) => w.n,
+        }
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        match self {
+            SparseWeights::Csr(w) => w.k,
+            SparseWeights::Bsr(w) => w.k,
+            SparseWeights::TwoFour(w) => w.k,
+        }
+    }
+
+    /// Type of the stored values.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            SparseWeights::Csr(w) => w.value_type,
+            SparseWeights::Bsr(w) => w.value_type,
+            SparseWeights::TwoFour(w) => w.value_type,
+        }
+    }
+
+    /// Short name, e.g. `csr-f16`, `bsr1x32-int4`, `2:4-int8`.
+    pub fn name(&self) -> String {
+        let vt = self.value_type().name();
+        match self {
+            SparseWeights::Csr(_) => format!("csr-{vt}"),
+            SparseWeights::Bsr(b) => format!("bsr{}x{}-{vt}", b.block_rows, b.block_cols),
+            SparseWeights::TwoFour(_) => format!("2:4-{vt}"),
+        }
+    }
+
+    /// The dense matrix the kernel multiplies by (values as stored, dequantized).
+    pub fn to_dense(&self) -> Vec<f32> {
+        match self {
+            SparseWeights::Csr(w) => w.to_dense(),
+            SparseWeights::Bsr(w) => w.to_dense(),
+            SparseWeights::TwoFour(w) => w.to_dense(),
+        }
+    }
+
+    /// `y = x · Wᵀ` on the CPU with f64 accumulation (the reference of the kernels).
+    pub fn matmul_ref(&self, x: &[f32], m: usize) -> Result<Vec<f64>> {
+        match self {
+            SparseWeights::Csr(w) => w.matmul_ref(x, m),
+            SparseWeights::Bsr(w) => w.matmul_ref(x, m),
+            SparseWeights::TwoFour(w) => w.matmul_ref(x, m),
+        }
+    }
+}
+
+/// How a sparse plan reduces its partial sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SparsePath {
+    /// Subgroups where the adapter has them, else workgroup memory.
+    #[default]
+    Auto,
+    /// `subgroupAdd` (an error without `SUBGROUP`).
+    Subgroup,
+    /// Workgroup-memory trees: the portable fallback.
+    Workgroup,
+}
+
+/// How items are grouped into bins (see [`bins`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinShape {
+    /// An item of more units than this gets a whole workgroup.
+    pub long_units: usize,
+    /// Most short items in one bin.
+    pub items: usize,
+}
+
+impl BinShape {
+    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)");
+    /// `SPARQ_SPARSE_LONG` and `SPARQ_SPARSE_BIN` override it for tuning on other GPUs.
+    pub fn from_env() -> Self {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        BinShape {
+            long_units: env("SPARQ_SPARSE_LONG").unwrap_or(256).max(1),
+            items: env("SPARQ_SPARSE_BIN").unwrap_or(8).clamp(1, 1 << 20),
+        }
+    }
+}
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+/// Largest number of partial sums a lane keeps (R × MT).
+const MAX_ACC: usize = 32;
+
+/// A linear layer with sparse weights on the GPU.
+pub struct SparseLinear {
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    /// Format name ([`SparseWeights::name`]).
+    pub format: String,
+    /// Bytes a forward pass reads to use every weight once (metadata, indices, values,
+    /// scales, as uploaded).
+    pub weight_bytes: u64,
+    family: Family,
+    vt: ValueType,
+    /// Output rows per item.
+    r: usize,
+    items: usize,
+    bins: usize,
+    bins_off: usize,
+    params: [u32; 3],
+    vars: Vec<(&'static str, i64)>,
+    meta: wgpu::Buffer,
+    idx: wgpu::Buffer,
+    vals: wgpu::Buffer,
+    scales: Option<wgpu::Buffer>,
+    bias: Option<wgpu::Buffer>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    k4: u32,
+    m: u32,
+    m_tiles: u32,
+    bins: u32,
+    x_stride4: u32,
+    y_stride: u32,
+    bins_off: u32,
+    items: u32,
+    fa: u32,
+    fb: u32,
+    fc: u32,
+}
+
+/// `v` zero-padded to a multiple of `words` words (at least one multiple).
+fn padded(v: &[u32], words: usize) -> Vec<u32> {
+    let mut out = v.to_vec();
+    out.resize(v.len().next_multiple_of(words).max(words), 0);
+    out
+}
+
+/// Groups consecutive items into bins: `(first item, count | whole << 31)` word pairs.
+/// An item of more than `shape.long_units` units gets a bin of its own walked by the whole
+/// workgroup; shorter items share bins of at most `shape.items` items, closed early once they
+/// hold `items · long_units / 2` units so that a bin of near-long items stays short.
+pub fn bins(units: impl Iterator<Item = usize>, shape: BinShape) -> Vec<u32> {
+    let bin_units = shape.items * shape.long_units / 2;
+    let mut out = Vec::new();
+    let (mut first, mut count, mut sum) = (0u32, 0u32, 0usize);
+    let close = |out: &mut Vec<u32>, first: u32, count: u32| {
+        if count > 0 {
+            out.extend([first, count]);
+        }
+    };
+    for (i, u) in units.enumerate() {
+        let i = i as u32;
+        if u > shape.long_units {
+            close(&mut out, first, count);
+            out.extend([i, 1 | 1 << 31]);
+            (first, count, sum) = (i + 1, 0, 0);
+            continue;
+        }
+        if count == 0 {
+            first = i;
+        }
+        count += 1;
+        sum += u;
+        if count as usize == shape.items || sum >= bin_units {
+            close(&mut out, first, count);
+            (count, sum) = (0, 0);
+        }
+    }
+    close(&mut out, first, count);
+    out
+}
+
+impl SparseLinear {
+    /// Uploads `weights` (and an optional `bias` of length `n`). Unlike the dense layer, the
+    /// arrays are not split across bindings: an array larger than one storage binding is an
+    /// [`Error::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
+    /// vectors (block columns a multiple of 128 / bits, at most 128), else [`Error::Invalid`].
+    pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
+        let (n, k) = (weights.n(), weights.k());
+        if let Some(b) = bias
+            && b.len() != n
+        {
+            return Err(Error::Shape(format!(
+                "bias has {} values, the layer has {n} outputs",
+                b.len()
+            )));
+        }
+        let stride = n.next_multiple_of(4);
+        let vt = weights.value_type();
+        // (family, rows per item, stored items, row pointers, per-item units, index words,
+        //  value words, scales, format params, template variables)
+        let (family, r, items, row_ptr, units, idx, vals, scales, params, vars) = match weights {
+            SparseWeights::Csr(c) => {
+                let nnz = c.nnz();
+                let iw = nnz.div_ceil(8) * c.index_bits() / 4;
+                let vw = nnz.div_ceil(8) * vt.bits() / 4;
+                let units: Vec<usize> = (0..c.n)
+                    .map(|i| {
+                        let (a, b) = (c.row_ptr[i] as usize, c.row_ptr[i + 1] as usize);
+                        if a == b { 0 } else { b.div_ceil(8) - a / 8 }
+                    })
+                    .collect();
+                let i16 = c.index_bits() == 16;
+                (
+                    Family::Csr,
+                    1,
+                    c.n,
+                    c.row_ptr.clone(),
+                    units,
+                    padded(&c.col_idx, iw.max(4)),
+                    padded(&c.values, vw.max(4)),
+                    Vec::new(),
+                    [0, 0, 0],
+                    vec![("IDX16", i16 as i64), ("IDX32", !i16 as i64)],
+                )
+            }
+            SparseWeights::Bsr(b) => {
+                let row_bits = b.block_cols * vt.bits();
+                if !row_bits.is_multiple_of(128) || b.block_cols > 128 || b.block_rows > 16 {
+                    return Err(Error::Invalid(format!(
+                        "BSR blocks of {}×{} {} have no GPU kernel: block columns must be a \
+                         multiple of {} and at most 128, block rows at most 16",
+                        b.block_rows,
+                        b.block_cols,
+                        vt.name(),
+                        128 / vt.bits()
+                    )));
+                }
+                let rv = row_bits / 128;
+                let units: Vec<usize> = b
+                    .row_ptr
+                    .windows(2)
+                    .map(|w| (w[1] - w[0]) as usize)
+                    .collect();
+                (
+                    Family::Bsr,
+                    b.block_rows,
+                    b.row_ptr.len() - 1,
+                    b.row_ptr.clone(),
+                    units,
+                    padded(&b.block_col, 4),
+                    padded(&b.values, 4),
+                    b.scales.clone(),
+                    [0, 0, 0],
+                    vec![
+                        ("BC", b.block_cols as i64),
+                        ("RV", rv as i64),
+                        ("BV", (rv * b.block_rows) as i64),
+                    ],
+                )
+            }
+            SparseWeights::TwoFour(t) => {
+                let upr = t.row_value_words() / 4;
+                (
+                    Family::TwoFour,
+                    1,
+                    t.n,
+                    Vec::new(),
+                    vec![upr; t.n],
+                    padded(&t.meta, 4),
+                    padded(&t.values, 4),
+                    t.scales.clone(),
+                    [
+                        upr as u32,
+                        t.row_meta_words() as u32,
+                        t.scale_groups() as u32,
+                    ],
+                    Vec::new(),
+                )
+            }
+        };
+        let all_items = stride.div_ceil(r);
+        let bin_words = bins(
+            units
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(all_items),
+            BinShape::from_env(),
+        );
+        let mut meta = row_ptr;
+        let bins_off = meta.len();
+        meta.extend_from_slice(&bin_words);
+        let weight_bytes = 4 * (meta.len() + idx.len() + vals.len() + scales.len()) as u64;
+        let bias = bias.map(|b| gpu.upload("sparse bias", b)).transpose()?;
+        Ok(SparseLinear {
+            n,
+            k,
+            format: weights.name(),
+            weight_bytes,
+            family,
+            vt,
+            r,
+            items,
+            bins: bin_words.len() / 2,
+            bins_off,
+            params,
+            vars,
+            meta: gpu.upload("sparse meta", &meta)?,
+            idx: gpu.upload("sparse indices", &idx)?,
+            vals: gpu.upload("sparse values", &vals)?,
+            scales: if scales.is_empty() {
+                None
+            } else {
+                Some(gpu.upload("sparse scales", &scales)?)
+            },
+            bias,
+        })
+    }
+
+    /// Computes `x · Wᵀ (+ bias)` into a new tensor, waiting for the result.
+    pub fn forward(&self, gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
+        let y = Tensor::empty(gpu, x.rows, self.n, x.dtype)?;
+        let plan = self.plan(gpu, x, &y, SparsePath::Auto)?;
+        let mut enc = gpu.encoder("sparse linear");
+        record_pass(&mut enc, &plan, None);
+        gpu.submit_and_wait(enc)?;
+        Ok(y)
+    }
+
+    /// Whether the subgroup path can run on `gpu` (subgroups, and at most 64 per workgroup).
+    pub fn subgroups_usable(gpu: &Gpu) -> bool {
+        gpu.caps.subgroups && WG / gpu.caps.subgroup_min.max(1) <= 64
+    }
+
+    /// Activation rows one workgroup keeps in registers for `m` rows.
+    fn tile_rows(&self, m: usize) -> usize {
+        m.min(8).min((MAX_ACC / self.r).max(1))
+    }
+
+    /// Validates shapes and builds the dispatch that writes `y = x · Wᵀ (+ bias)`.
+    pub fn plan(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        path: SparsePath,
+    ) -> Result<Vec<Dispatch>> {
+        if x.cols != self.k {
+            return Err(Error::Shape(format!(
+                "input has {} features, the layer expects {}",
+                x.cols, self.k
+            )));
+        }
+        if y.cols != self.n || y.rows != x.rows {
+            return Err(Error::Shape(format!(
+                "output is {} × {}, expected {} × {}",
+                y.rows, y.cols, x.rows, self.n
+            )));
+        }
+        if x.dtype != y.dtype {
+            return Err(Error::DType(format!(
+                "input is {:?} but output is {:?}",
+                x.dtype, y.dtype
+            )));
+        }
+        if x.rows == 0 {
+            return Err(Error::Invalid("input has no rows".into()));
+        }
+        let sg = match path {
+            SparsePath::Auto => Self::subgroups_usable(gpu),
+            SparsePath::Workgroup => false,
+            SparsePath::Subgroup => {
+                if !Self::subgroups_usable(gpu) {
+                    return Err(Error::MissingFeature {
+                        adapter: gpu.caps.name.clone(),
+                        feature: "SUBGROUP (with at most 64 subgroups per workgroup)".into(),
+                    });
+                }
+                true
+            }
+        };
+        let m = x.rows;
+        let mt = self.tile_rows(m);
+        let m_tiles = m.div_ceil(mt);
+        let total = self.bins as u64 * m_tiles as u64;
+        if total > u32::MAX as u64 {
+            return Err(Error::TooLarge {
+                what: format!("sparse grid of {total} workgroups"),
+                bytes: total,
+                limit_name: "u32 workgroup index",
+                limit: u32::MAX as u64,
+            });
+        }
+        let params = Params {
+            n: self.n as u32,
+            k4: self.k.div_ceil(4) as u32,
+            m: m as u32,
+            m_tiles: m_tiles as u32,
+            bins: self.bins as u32,
+            x_stride4: (x.stride() / 4) as u32,
+            y_stride: y.stride() as u32,
+            bins_off: self.bins_off as u32,
+            items: self.items as u32,
+            fa: self.params[0],
+            fb: self.params[1],
+            fc: self.params[2],
+        };
+        let pipeline = self.pipeline(gpu, x.dtype, mt, sg)?;
+        let uniform = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sparse params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let dummy = gpu.dummy();
+        let buffers = [
+            &uniform,
+            &x.buffer,
+            &self.meta,
+            &self.idx,
+            &self.vals,
+            self.scales.as_ref().unwrap_or(dummy),
+            self.bias.as_ref().unwrap_or(dummy),
+            &y.buffer,
+        ];
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("sparse linear"),
+            layout: &sparse_layout(gpu).bind_group,
+            entries: &entries,
+        });
+        Ok(vec![Dispatch {
+            label: format!("{} m={m}", self.format),
+            pipeline,
+            bind_group,
+            grid: gpu.grid(total as u32),
+        }])
+    }
+
+    /// Workgroup size of the portable path: its reduction array must fit 16 KiB.
+    fn nosg_workgroup(&self, gpu: &Gpu, mt: usize) -> u32 {
+        let acc = (self.r * mt) as u32;
+        let budget = gpu.caps.workgroup_storage.min(16 * 1024) / (4 * acc);
+        let mut wg = WG.min(gpu.caps.max_invocations);
+        while wg > 32 && wg > budget {
+            wg /= 2;
+        }
+        wg
+    }
+
+    fn pipeline(
+        &self,
+        gpu: &Gpu,
+        act: ActDType,
+        mt: usize,
+        sg: bool,
+    ) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+        let u = std::env::var("SPARQ_SPARSE_U")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let xsel = std::env::var("SPARQ_SPARSE_XPICK").map_or(true, |v| v != "dyn");
+        let mut vars = self.vars.clone();
+        vars.extend([
+            ("XSEL", xsel as i64),
+            ("XDYN", !xsel as i64),
+            ("MT", mt as i64),
+            ("R", self.r as i64),
+            ("U", u),
+            ("SG", sg as i64),
+            ("NOSG", !sg as i64),
+        ]);
+        let wg = if sg {
+            WG.min(gpu.caps.max_invocations)
+        } else {
+            self.nosg_workgroup(gpu, mt)
+        };
+        let mut constants = vec![
+            ("HAS_BIAS", self.bias.is_some() as u8 as f64),
+            ("WG", wg as f64),
+        ];
+        if !sg {
+            constants.push(("TEAM", 32f64.min(wg as f64)));
+        }
+        let name = shader::variant_name(self.family, self.vt, act, &vars);
+        let key = PipelineKey::new(name, &constants).trusted();
+        let layout = sparse_layout(gpu);
+        gpu.pipelines
+            .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
+                shader::source(self.family, self.vt, act, &vars).unwrap_or_else(|e| {
+                    // The templates are part of the crate: a failure here is a bug in sparq.
+                    panic!("bad sparse WGSL template: {e}")
+                })
+            })
+    }
+}
+
+fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
+    gpu.layouts.get_or_create(&gpu.device, "sparse", || {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let ro = wgpu::BufferBindingType::Storage { read_only: true };
+        let mut v = vec![entry(0, wgpu::BufferBindingType::Uniform)];
+        v.extend((1..7).map(|b| entry(b, ro)));
+        v.push(entry(
+            7,
+            wgpu::BufferBindingType::Storage { read_only: false },
+        ));
+        v
+    })
+}
