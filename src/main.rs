@@ -1,5 +1,7 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
+mod model_cli;
+
 use clap::{Parser, Subcommand};
 use sparq::bench::{BenchConfig, TorchBaseline};
 use sparq::formats::WeightFormat;
@@ -28,6 +30,8 @@ enum Command {
     Devices,
     /// Measure the bandwidth ceiling and every weight format at LLM-like shapes.
     Bench(BenchArgs),
+    #[command(flatten)]
+    Model(model_cli::ModelCommand),
 }
 
 #[derive(clap::Args)]
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices => devices(),
         Command::Bench(args) => bench(&selector, args),
+        Command::Model(cmd) => model_cli::run(&selector, cmd),
     }
 }
 

@@ -320,3 +320,59 @@ fn packed_model_file_roundtrip() {
         }
     }
 }
+
+#[test]
+fn bad_token_inputs_are_refused() {
+    let mut r = rng("bert-inputs");
+    let c = config();
+    let dir = tmp("inputs");
+    let path = dir.join("tiny.safetensors");
+    write_model(&path, &c, &random_bert(&mut r, &c, ""));
+    let gpu = &all_gpus()[0];
+    let model = Model::load(&path, gpu).unwrap();
+    let tokens = |ids: Vec<Vec<u32>>, types: Option<Vec<Vec<u32>>>| Batch::Tokens { ids, types };
+    let cases = [
+        ("empty batch", tokens(vec![], None)),
+        ("empty sequence", tokens(vec![vec![1, 2], vec![]], None)),
+        (
+            "id outside vocabulary",
+            tokens(vec![vec![1, c.vocab_size as u32]], None),
+        ),
+        (
+            "too long",
+            tokens(vec![vec![1; c.max_position_embeddings + 1]], None),
+        ),
+        (
+            "type outside range",
+            tokens(vec![vec![1, 2]], Some(vec![vec![0, 2]])),
+        ),
+        (
+            "types of other length",
+            tokens(vec![vec![1, 2]], Some(vec![vec![0]])),
+        ),
+        (
+            "types for other batch",
+            tokens(vec![vec![1, 2]], Some(vec![])),
+        ),
+        (
+            "features to an encoder",
+            Batch::Features {
+                rows: 1,
+                cols: 24,
+                data: vec![0.0; 24],
+            },
+        ),
+        (
+            "text without tokenizer",
+            Batch::text(["no tokenizer.json here"]),
+        ),
+    ];
+    for (what, b) in cases {
+        match model.forward(&b) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => eprintln!("{what}: {e}"),
+        }
+    }
+    // The model still works after refusing them.
+    model.forward(&tokens(vec![vec![3, 4, 5]], None)).unwrap();
+}
