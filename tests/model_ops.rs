@@ -239,6 +239,7 @@ fn attention_with_padding_mask() {
             (3, 9, 2, 32),
             (1, 33, 1, 128),
             (2, 300, 2, 16),
+            (2, 130, 4, 6),
         ] {
             let hidden = heads * d;
             let rows = batch * seq;
@@ -246,7 +247,8 @@ fn attention_with_padding_mask() {
                 .iter()
                 .map(|v| v * 2.0)
                 .collect();
-            // Each sequence keeps a random prefix (at least one token), the last one none.
+            // Each sequence keeps a random prefix (at least one token); the last one none
+            // (all keys masked: zeros).
             let mut mask = vec![false; rows];
             for b in 0..batch {
                 let keep = if b == batch - 1 && batch > 1 {

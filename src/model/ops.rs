@@ -14,9 +14,9 @@ use crate::model::config::{Activation, Pooling};
 use crate::tensor::{ActDType, Tensor};
 use wgpu::util::DeviceExt;
 
-/// Largest head size the attention kernel takes (its workgroup size).
+/// Largest head size the attention kernel takes (q and the output live in registers).
 pub const MAX_HEAD_DIM: usize = 128;
-/// Longest sequence the attention kernel takes (its scores live in workgroup memory).
+/// Longest sequence the model runtime pads to (BERT's position embeddings end at 512).
 pub const MAX_SEQ: usize = 512;
 
 const REDUCE: &str = include_str!("../../shaders/model_reduce.wgsl");
@@ -29,6 +29,8 @@ const POOL: &str = include_str!("../../shaders/pool.wgsl");
 
 /// Invocations per workgroup of the row kernels.
 const WG: u32 = 128;
+/// Queries per workgroup of the attention kernel.
+const ATT_WG: u32 = 64;
 
 /// One kernel of the family: its name, source, and read-only storage inputs (binding 0 is the
 /// uniform, then the inputs, then the one output).
@@ -102,6 +104,7 @@ fn dispatch(
     gpu: &Gpu,
     k: &Kernel,
     label: String,
+    vars: &[(&'static str, i64)],
     constants: &[(&str, f64)],
     params: &[u8],
     inputs: &[Option<&wgpu::Buffer>],
@@ -109,8 +112,12 @@ fn dispatch(
     workgroups: u32,
 ) -> Result<Dispatch> {
     debug_assert_eq!(inputs.len(), k.inputs as usize);
-    let vars = [("WG", WG as i64), ("MAXS", MAX_SEQ as i64)];
-    let key = PipelineKey::new(format!("{}_wg{WG}", k.name), constants).trusted();
+    let mut vars = vars.to_vec();
+    if !vars.iter().any(|(n, _)| *n == "WG") {
+        vars.push(("WG", WG as i64));
+    }
+    let name: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
+    let key = PipelineKey::new(format!("{}{name}", k.name), constants).trusted();
     let lay = layout(gpu, k);
     let pipeline = gpu
         .pipelines
@@ -262,6 +269,7 @@ pub fn embed(
         gpu,
         &K_EMBED,
         format!("embed {}×{}", out.rows, out.cols),
+        &[],
         &[
             ("HAS_POS", pos.is_some() as u8 as f64),
             ("HAS_TYPE", types.is_some() as u8 as f64),
@@ -358,6 +366,7 @@ impl Norm {
                 x.rows,
                 x.cols
             ),
+            &[],
             &[
                 ("RMS", self.rms as u8 as f64),
                 ("HAS_RES", residual.is_some() as u8 as f64),
@@ -402,6 +411,7 @@ pub fn elementwise(
             a.rows,
             a.cols
         ),
+        &[],
         &[
             ("ACT", act.map_or(0, |a| a.code()) as f64),
             ("HAS_B", b.is_some() as u8 as f64),
@@ -422,6 +432,7 @@ pub fn softmax(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
         gpu,
         &K_SOFTMAX,
         format!("softmax {}×{}", x.rows, x.cols),
+        &[],
         &[],
         &words(&[x.rows as u32, x.cols as u32, x.stride() as u32, 0]),
         &[Some(&x.buffer)],
@@ -449,7 +460,7 @@ pub fn attention(
         )));
     }
     let d = hidden / heads;
-    if d > MAX_HEAD_DIM || d as u32 > WG {
+    if d > MAX_HEAD_DIM {
         return Err(Error::Invalid(format!(
             "head size {d} is over {MAX_HEAD_DIM}"
         )));
@@ -480,15 +491,26 @@ pub fn attention(
         out.stride() as u32,
     ]);
     params.extend(words(&[(1.0 / (d as f32).sqrt()).to_bits()]));
+    // Keys staged per step: as many as 16 KiB of workgroup memory holds (K and V).
+    let dp4 = d.div_ceil(4);
+    let budget = (gpu.caps.workgroup_storage as usize).min(16 * 1024) - 256;
+    let kc = (budget / (dp4 * 32)).clamp(1, 64);
+    let seqs = qkv.rows / seq;
     dispatch(
         gpu,
         &K_ATTENTION,
         format!("attention {}×{heads}h×{d}", qkv.rows),
+        &[
+            ("WG", ATT_WG as i64),
+            ("DP4", dp4 as i64),
+            ("KC", kc as i64),
+            ("KCDP4", (kc * dp4) as i64),
+        ],
         &[],
         &params,
         &[Some(&qkv.buffer), Some(tokens)],
         &out.buffer,
-        (qkv.rows * heads) as u32,
+        (seqs * heads * seq.div_ceil(ATT_WG as usize)) as u32,
     )
 }
 
@@ -519,6 +541,7 @@ pub fn pool(
         gpu,
         &K_POOL,
         format!("pool {}×{}", out.rows, out.cols),
+        &[],
         &[
             ("HAS_MASK", tokens.is_some() as u8 as f64),
             ("CLS", (pooling == Pooling::Cls) as u8 as f64),

@@ -95,20 +95,17 @@ pub fn attention(qkv: &[f64], mask: &[bool], seq: usize, heads: usize, hidden: u
         for h in 0..heads {
             let q = &qkv[row * w + h * d..row * w + h * d + d];
             let keys: Vec<usize> = (first..first + seq).filter(|&j| mask[j]).collect();
-            // A fully masked sequence (batch padding) averages every value, as PyTorch's
-            // additive mask of the most negative float does.
-            let (keys, s): (Vec<usize>, Vec<f64>) = if keys.is_empty() {
-                ((first..first + seq).collect(), vec![0.0; seq])
-            } else {
-                let s = keys
-                    .iter()
-                    .map(|&j| {
-                        let k = &qkv[j * w + hidden + h * d..j * w + hidden + h * d + d];
-                        q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale
-                    })
-                    .collect();
-                (keys, s)
-            };
+            // A sequence with every key masked attends to nothing: zeros.
+            if keys.is_empty() {
+                continue;
+            }
+            let s: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    let k = &qkv[j * w + hidden + h * d..j * w + hidden + h * d + d];
+                    q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale
+                })
+                .collect();
             let p = softmax(&s, s.len());
             for (pi, &j) in p.iter().zip(&keys) {
                 for e in 0..d {
