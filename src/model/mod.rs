@@ -5,7 +5,7 @@
 //! use sparq::model::{Batch, Model};
 //! # fn main() -> sparq::Result<()> {
 //! let gpu = sparq::Gpu::from_env()?;
-//! let model = Model::load("models/all-MiniLM-L6-v2".as_ref(), &gpu)?;
+//! let model = Model::load("models/all-MiniLM-L6-v2", &gpu)?;
 //! let out = model.forward(&Batch::text(["A sentence.", "Another one."]))?;
 //! println!("{} vectors of {}", out.rows, out.cols);
 //! # Ok(()) }
@@ -190,15 +190,15 @@ pub(crate) fn view(t: &Tensor) -> Tensor {
 impl<'g> Model<'g> {
     /// Loads the model at `path` (a directory with `model.safetensors`, or the file itself)
     /// with f32 linear weights.
-    pub fn load(path: &Path, gpu: &'g Gpu) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>, gpu: &'g Gpu) -> Result<Self> {
         Self::load_with(path, gpu, LoadOptions::default())
     }
 
     /// Loads the model at `path` with `options`. The architecture comes from sparq's JSON in
     /// the file's metadata, else from `config.json` beside it; a `tokenizer.json` beside it
     /// is loaded for text input.
-    pub fn load_with(path: &Path, gpu: &'g Gpu, options: LoadOptions) -> Result<Self> {
-        let (weights, dir) = locate(path)?;
+    pub fn load_with(path: impl AsRef<Path>, gpu: &'g Gpu, options: LoadOptions) -> Result<Self> {
+        let (weights, dir) = locate(path.as_ref())?;
         let file = WeightFile::open(&weights)?;
         let arch = match file.metadata(loader::CONFIG_KEY) {
             Some(json) => Architecture::from_sparq_json(json)?,
