@@ -51,11 +51,8 @@ fn run_classifier_json_in_json_out() {
         assert_eq!(v["rows"], 5);
         assert_eq!(v["format"], format);
         assert_eq!(
-            v["predictions"],
+            v["predictions"].as_array().unwrap()[..],
             fx["predictions"].as_array().unwrap()[..5]
-                .to_vec()
-                .into_iter()
-                .collect::<serde_json::Value>()
         );
         assert_eq!(v["probabilities"].as_array().unwrap().len(), 5);
     }

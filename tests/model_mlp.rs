@@ -58,7 +58,7 @@ fn digits_mlp_matches_training_script() {
             },
         ] {
             let model = Model::load_with(
-                &root.join("digits_mlp.safetensors"),
+                root.join("digits_mlp.safetensors"),
                 &gpu,
                 LoadOptions { format },
             )
