@@ -299,10 +299,7 @@ impl<'g> Model<'g> {
         b.check_tokens(ids, types)?;
         let batch = ids.len();
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
-        let seq = longest
-            .next_multiple_of(SEQ_BUCKET)
-            .min(ops::MAX_SEQ)
-            .max(longest);
+        let seq = bucket(longest);
         let mut rows = vec![[0u32; 4]; batch * seq];
         for (s, seq_ids) in ids.iter().enumerate() {
             for (p, &id) in seq_ids.iter().enumerate() {
@@ -436,13 +433,18 @@ impl<'g> Model<'g> {
         let st = self.state.lock().unwrap();
         let p = st
             .plans
-            .get(&(
-                batch,
-                seq.next_multiple_of(SEQ_BUCKET).min(ops::MAX_SEQ).max(seq),
-            ))
+            .get(&(batch, bucket(seq)))
             .ok_or_else(|| Error::Invalid("plan missing".into()))?;
         record(&p.dispatches)
     }
+}
+
+/// The padded length of a batch whose longest sequence has `longest` tokens.
+fn bucket(longest: usize) -> usize {
+    longest
+        .next_multiple_of(SEQ_BUCKET)
+        .min(ops::MAX_SEQ)
+        .max(longest)
 }
 
 fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
