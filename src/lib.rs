@@ -20,6 +20,7 @@ pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod matmul;
+pub mod model;
 pub mod prune;
 pub mod reference;
 pub mod schedule;

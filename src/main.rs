@@ -1,5 +1,7 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
+mod model_cli;
+
 use clap::{Parser, Subcommand};
 use sparq::bench::{BenchConfig, TorchBaseline};
 use sparq::formats::WeightFormat;
@@ -30,6 +32,8 @@ enum Command {
     Bench(BenchArgs),
     /// GEMM shapes: tensor-core and DP4A paths against the portable kernels (src/bench/gemm.rs).
     Gemm(GemmArgs),
+    #[command(flatten)]
+    Model(model_cli::ModelCommand),
 }
 
 #[derive(clap::Args)]
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices => devices(),
         Command::Bench(args) => bench(&selector, args),
         Command::Gemm(args) => gemm(&selector, args),
+        Command::Model(cmd) => model_cli::run(&selector, cmd),
     }
 }
 

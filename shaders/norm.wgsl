@@ -1,0 +1,68 @@
+// LayerNorm or RMSNorm of a row, optionally of the sum with a residual row:
+//   v = x (+ r);  y = (v - mean) / sqrt(var + eps) * gamma (+ beta)   (RMS: no mean, no beta)
+// Statistics in f32 over a workgroup; two passes over the row keep the variance exact enough
+// for eps = 1e-12 (BERT). The padding of y is written as zeros.
+struct Params {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    _p0: u32,
+    eps: f32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+override RMS: bool = false;
+override HAS_RES: bool = false;
+override HAS_BETA: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> r: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn value(i: u32) -> f32 {
+    var v = x[i];
+    if (HAS_RES) {
+        v += r[i];
+    }
+    return v;
+}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) t: u32) {
+    let row = row_of(wg, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.stride;
+    let n = f32(p.cols);
+    var mean = 0.0;
+    if (!RMS) {
+        var s = 0.0;
+        for (var c = t; c < p.cols; c += {{WG}}u) {
+            s += value(base + c);
+        }
+        mean = wg_sum(s, t) / n;
+    }
+    var s2 = 0.0;
+    for (var c = t; c < p.cols; c += {{WG}}u) {
+        let d = value(base + c) - mean;
+        s2 += d * d;
+    }
+    let inv = inverseSqrt(wg_sum(s2, t) / n + p.eps);
+    for (var c = t; c < p.stride; c += {{WG}}u) {
+        var o = 0.0;
+        if (c < p.cols) {
+            o = (value(base + c) - mean) * inv * gamma[c];
+            if (HAS_BETA) {
+                o += beta[c];
+            }
+        }
+        y[base + c] = o;
+    }
+}

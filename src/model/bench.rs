@@ -1,0 +1,119 @@
+//! Speed of whole forward passes (`sparq model-bench`): GPU time of the one-pass forward from
+//! timestamp queries, the time of each dispatch alone, and from both the overhead per
+//! dispatch that chaining layers costs. Measured, never asserted.
+
+use crate::bench::{median, time_dispatches};
+use crate::error::Result;
+use crate::gpu::{Gpu, GpuTimer};
+use crate::model::Model;
+
+/// One measured (format, batch, sequence) case.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelBenchRow {
+    /// Weight format.
+    pub format: String,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Median GPU time of one forward pass, µs.
+    pub forward_us: f64,
+    /// Sequences per second.
+    pub seqs_per_s: f64,
+    /// Dispatches per forward pass.
+    pub dispatches: usize,
+    /// Sum of the dispatches' medians when each runs alone in a timed pass, µs.
+    pub kernels_us: f64,
+    /// (forward − Σ kernels) / dispatches, µs: what chaining costs per dispatch.
+    pub overhead_per_dispatch_us: f64,
+    /// The five slowest dispatches (label, µs).
+    pub slowest: Vec<(String, f64)>,
+    /// PyTorch eager fp32 forward on the same GPU, µs (from `--torch`).
+    pub torch_fp32_us: Option<f64>,
+    /// PyTorch eager fp16 forward, µs.
+    pub torch_fp16_us: Option<f64>,
+}
+
+/// Times `model` at each batch size with `seq` tokens per sequence.
+pub fn run(
+    model: &Model<'_>,
+    gpu: &Gpu,
+    batches: &[usize],
+    seq: usize,
+    iters: usize,
+) -> Result<Vec<ModelBenchRow>> {
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let row = model.with_plan(batch, seq, |d| {
+            let whole = time_dispatches(gpu, &[copy(d)], 3, iters)?;
+            let forward_us = median(&whole);
+            let (per, labels) = per_dispatch(gpu, d, 5)?;
+            let kernels_us: f64 = per.iter().sum();
+            let mut slowest: Vec<(String, f64)> =
+                labels.into_iter().zip(per.iter().copied()).collect();
+            slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+            slowest.truncate(5);
+            Ok(ModelBenchRow {
+                format: model.format.name(),
+                batch,
+                seq,
+                forward_us,
+                seqs_per_s: batch as f64 / (forward_us * 1e-6),
+                dispatches: d.len(),
+                kernels_us,
+                overhead_per_dispatch_us: (forward_us - kernels_us) / d.len() as f64,
+                slowest,
+                torch_fp32_us: None,
+                torch_fp16_us: None,
+            })
+        })?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Each dispatch alone in its own timed pass, `reps` times; medians in µs and labels.
+fn per_dispatch(
+    gpu: &Gpu,
+    d: &[crate::gpu::Dispatch],
+    reps: usize,
+) -> Result<(Vec<f64>, Vec<String>)> {
+    if !gpu.caps.timestamps {
+        return Ok((
+            vec![0.0; d.len()],
+            d.iter().map(|x| x.label.clone()).collect(),
+        ));
+    }
+    let mut samples = vec![Vec::new(); d.len()];
+    for _ in 0..reps {
+        let mut timer = GpuTimer::new(gpu, d.len() as u32)?;
+        let mut enc = gpu.encoder("per-dispatch");
+        for x in d {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("one dispatch"),
+                timestamp_writes: timer.next_pass(),
+            });
+            x.record(&mut pass);
+        }
+        timer.resolve(&mut enc);
+        gpu.submit_and_wait(enc)?;
+        for (s, t) in samples.iter_mut().zip(timer.read_us(gpu)?) {
+            s.push(t);
+        }
+    }
+    Ok((
+        samples.iter().map(|s| median(s)).collect(),
+        d.iter().map(|x| x.label.clone()).collect(),
+    ))
+}
+
+fn copy(d: &[crate::gpu::Dispatch]) -> Vec<crate::gpu::Dispatch> {
+    d.iter()
+        .map(|x| crate::gpu::Dispatch {
+            label: x.label.clone(),
+            pipeline: x.pipeline.clone(),
+            bind_group: x.bind_group.clone(),
+            grid: x.grid,
+        })
+        .collect()
+}

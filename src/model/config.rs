@@ -1,0 +1,273 @@
+//! Model architecture from a configuration: Hugging Face's `config.json` beside the weights
+//! (BERT), sentence-transformers' pooling files, or sparq's own JSON in the safetensors
+//! metadata (`sparq.config`), which also describes the MLP classifier.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Elementwise activation functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(x, 0).
+    Relu,
+    /// x · Φ(x) with the exact error function (BERT's `gelu`).
+    Gelu,
+    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// x · sigmoid(x) (`silu`, `swish`).
+    Silu,
+}
+
+impl Activation {
+    /// Parses the names Hugging Face configs use.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "relu" => Activation::Relu,
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+            "silu" | "swish" => Activation::Silu,
+            _ => return Err(Error::Config(format!("unknown activation '{s}'"))),
+        })
+    }
+
+    /// The kernel's code for it (see shaders/elementwise.wgsl).
+    pub fn code(self) -> u32 {
+        match self {
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+            Activation::GeluTanh => 3,
+            Activation::Silu => 4,
+        }
+    }
+}
+
+/// How token vectors become one sentence vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over the tokens of the attention mask.
+    Mean,
+    /// The first token's vector.
+    Cls,
+}
+
+/// A BERT-style encoder (post-LayerNorm transformer).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Activation of the feed-forward layer (Hugging Face name).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Positions the position embeddings cover.
+    pub max_position_embeddings: usize,
+    /// Token types (segments).
+    #[serde(default = "default_types")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Sentence pooling.
+    #[serde(default = "default_pooling")]
+    pub pooling: Pooling,
+    /// Whether sentence vectors are L2-normalised.
+    #[serde(default)]
+    pub normalize: bool,
+    /// Longest token sequence the tokenizer keeps (truncation).
+    #[serde(default)]
+    pub max_seq_length: Option<usize>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_types() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_pooling() -> Pooling {
+    Pooling::Mean
+}
+
+impl BertConfig {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads.max(1)
+    }
+
+    /// The feed-forward activation.
+    pub fn activation(&self) -> Result<Activation> {
+        Activation::parse(&self.hidden_act)
+    }
+
+    /// Refuses configurations the kernels cannot run.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 || v > 1 << 24 {
+                return bad(format!("{name} = {v} is out of range"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.head_dim() > super::ops::MAX_HEAD_DIM {
+            return bad(format!(
+                "head size {} is over the {} the attention kernel supports",
+                self.head_dim(),
+                super::ops::MAX_HEAD_DIM
+            ));
+        }
+        if self.max_position_embeddings > super::ops::MAX_SEQ {
+            return bad(format!(
+                "max_position_embeddings {} is over the {} the attention kernel supports",
+                self.max_position_embeddings,
+                super::ops::MAX_SEQ
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return bad(format!(
+                "layer_norm_eps {} must be > 0",
+                self.layer_norm_eps
+            ));
+        }
+        self.activation()?;
+        Ok(())
+    }
+}
+
+/// A multi-layer perceptron classifier: `Linear → act → … → Linear` giving logits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Widths: input features, hidden layers..., classes. Layer `i` maps `sizes[i]` to
+    /// `sizes[i + 1]` with tensors `layers.{i}.weight` and `layers.{i}.bias`.
+    pub sizes: Vec<usize>,
+    /// Activation between layers.
+    pub activation: Activation,
+}
+
+impl MlpConfig {
+    /// Refuses empty or degenerate networks.
+    pub fn validate(&self) -> Result<()> {
+        if self.sizes.len() < 2 || self.sizes.iter().any(|&s| s == 0 || s > 1 << 24) {
+            return Err(Error::Config(format!(
+                "MLP sizes {:?} need at least two widths, each in 1..=2^24",
+                self.sizes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A supported architecture with its parameters.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "architecture", rename_all = "snake_case")]
+pub enum Architecture {
+    /// BERT-style encoder producing sentence vectors.
+    Bert(BertConfig),
+    /// MLP classifier producing logits.
+    Mlp(MlpConfig),
+}
+
+impl Architecture {
+    /// Parses sparq's JSON (`{"architecture": "bert" | "mlp", ...}`).
+    pub fn from_sparq_json(s: &str) -> Result<Self> {
+        let a: Architecture =
+            serde_json::from_str(s).map_err(|e| Error::Config(format!("sparq config: {e}")))?;
+        a.validate()?;
+        Ok(a)
+    }
+
+    /// Parses a Hugging Face `config.json` (BERT family), plus the sentence-transformers
+    /// files beside it (`modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        if v.get("architecture").is_some() {
+            return Self::from_sparq_json(&text);
+        }
+        let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+        if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
+            return Err(Error::Config(format!(
+                "model_type '{model_type}' is not supported (BERT-style encoders only)"
+            )));
+        }
+        if model_type != "bert" && !model_type.is_empty() {
+            log::warn!("{model_type} is read as BERT; position offsets may differ");
+        }
+        let mut c: BertConfig = serde_json::from_value(v)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let read = |p: &str| -> Option<serde_json::Value> {
+            serde_json::from_str(&std::fs::read_to_string(dir.join(p)).ok()?).ok()
+        };
+        if let Some(p) = read("1_Pooling/config.json") {
+            let on = |k: &str| p.get(k).and_then(|b| b.as_bool()).unwrap_or(false);
+            if on("pooling_mode_cls_token") {
+                c.pooling = Pooling::Cls;
+            } else if on("pooling_mode_mean_tokens") {
+                c.pooling = Pooling::Mean;
+            } else {
+                return Err(Error::Config(
+                    "1_Pooling/config.json: only mean and CLS pooling are supported".into(),
+                ));
+            }
+        }
+        if let Some(m) = read("modules.json") {
+            c.normalize = m.as_array().is_some_and(|a| {
+                a.iter().any(|e| {
+                    e.get("type")
+                        .and_then(|t| t.as_str())
+                        .is_some_and(|t| t.ends_with("Normalize"))
+                })
+            });
+        }
+        if let Some(s) = read("sentence_bert_config.json") {
+            c.max_seq_length = s
+                .get("max_seq_length")
+                .and_then(|n| n.as_u64())
+                .map(|n| n as usize);
+        }
+        let a = Architecture::Bert(c);
+        a.validate()?;
+        Ok(a)
+    }
+
+    /// Checks every parameter.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Architecture::Bert(c) => c.validate(),
+            Architecture::Mlp(c) => c.validate(),
+        }
+    }
+
+    /// sparq's JSON for this architecture.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+}

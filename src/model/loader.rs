@@ -1,0 +1,335 @@
+//! Weights from a `.safetensors` file, memory-mapped: the header is parsed and validated once,
+//! and each tensor is read straight from the mapping when a layer uploads it, so the file is
+//! never copied whole into memory.
+//!
+//! Besides the float dtypes (f32, f16, bf16) a file may hold sparq's packed weight layouts
+//! (see [`crate::formats`]): the header's metadata entry `sparq.packed` is a JSON map from a
+//! weight name to `{"format": "int4g32", "n": N, "k": K}`, and the tensors `NAME` (U32,
+//! `[n, row_words]`), `NAME.scales` and `NAME.zeros` (U32, where the format has them) hold the
+//! packed words. Such a file, with the architecture in `sparq.config`, describes itself.
+
+use crate::error::{Error, Result};
+use crate::formats::{PackedWeights, WeightFormat, row_words};
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Metadata key of the packed-layout table.
+pub const PACKED_KEY: &str = "sparq.packed";
+/// Metadata key of sparq's architecture JSON.
+pub const CONFIG_KEY: &str = "sparq.config";
+
+/// How one packed weight is described in the metadata.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PackedInfo {
+    /// Format name as [`WeightFormat::name`] writes it.
+    pub format: String,
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+}
+
+/// An open, validated safetensors file.
+pub struct WeightFile {
+    path: PathBuf,
+    mmap: Mmap,
+    header: usize,
+    meta: Metadata,
+    packed: HashMap<String, PackedInfo>,
+}
+
+impl WeightFile {
+    /// Maps `path` and validates its header (offsets, sizes, total length).
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::Config(format!("cannot open weights {}: {e}", path.display())))?;
+        let len = file.metadata()?.len();
+        if len < 8 {
+            return Err(Error::SafeTensors(format!(
+                "{}: {len} bytes is too short for a safetensors file",
+                path.display()
+            )));
+        }
+        // SAFETY: the mapping is read-only and private to this process; if another process
+        // truncates the file while it is mapped, reads may fault, as with any mapped file.
+        // sparq never writes to it, and the header's bounds were checked against its length.
+        let mmap = unsafe { Mmap::map(&file)? };
+        let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| Error::SafeTensors(format!("{}: {e}", path.display())))?;
+        let packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_KEY)) {
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| Error::Config(format!("metadata '{PACKED_KEY}': {e}")))?,
+            None => HashMap::new(),
+        };
+        Ok(WeightFile {
+            path: path.to_path_buf(),
+            mmap,
+            header,
+            meta,
+            packed,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A string of the header's `__metadata__`.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .map(String::as_str)
+    }
+
+    /// Whether the file holds a tensor (float or packed) named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.meta.info(name).is_some()
+    }
+
+    /// Whether `name` is stored in one of sparq's packed layouts.
+    pub fn is_packed(&self, name: &str) -> bool {
+        self.packed.contains_key(name)
+    }
+
+    /// Every tensor name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.meta.tensors().into_keys().collect();
+        v.sort();
+        v
+    }
+
+    fn info(&self, name: &str, expected: &str) -> Result<&TensorInfo> {
+        self.meta.info(name).ok_or_else(|| Error::MissingTensor {
+            tensor: name.to_string(),
+            expected: expected.to_string(),
+        })
+    }
+
+    fn bytes(&self, info: &TensorInfo) -> &[u8] {
+        // read_metadata checked that every tensor lies inside the file.
+        let base = 8 + self.header;
+        &self.mmap[base + info.data_offsets.0..base + info.data_offsets.1]
+    }
+
+    /// The shape of `name`, or a missing-tensor error.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.info(name, "a tensor")?.shape.clone())
+    }
+
+    /// Reads float tensor `name` as f32, checking it has exactly `shape` (f32, f16 or bf16 in
+    /// the file); non-finite values are refused.
+    pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let expected = format!("a float tensor of shape {shape:?}");
+        let info = self.info(name, &expected)?;
+        if info.shape != shape {
+            return Err(Error::BadTensor {
+                tensor: name.to_string(),
+                expected,
+                found: format!("{:?} of shape {:?}", info.dtype, info.shape),
+            });
+        }
+        let raw = self.bytes(info);
+        let v: Vec<f32> = match info.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            d => {
+                return Err(Error::BadTensor {
+                    tensor: name.to_string(),
+                    expected: "dtype F32, F16 or BF16".into(),
+                    found: format!("dtype {d:?}"),
+                });
+            }
+        };
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::BadTensor {
+                tensor: name.to_string(),
+                expected: "finite values".into(),
+                found: format!("{} at flat index {i}", v[i]),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Reads a U32 tensor of `len` words (a part of a packed layout).
+    fn words(&self, name: &str, len: usize) -> Result<Vec<u32>> {
+        let expected = format!("U32 with {len} elements");
+        let info = self.info(name, &expected)?;
+        let count: usize = info.shape.iter().product();
+        if info.dtype != Dtype::U32 || count != len {
+            return Err(Error::BadTensor {
+                tensor: name.to_string(),
+                expected,
+                found: format!("{:?} of shape {:?}", info.dtype, info.shape),
+            });
+        }
+        Ok(self
+            .bytes(info)
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// Reads the weight matrix `name` (`n × k`): a packed layout as stored, or a float tensor
+    /// packed into `format` here.
+    pub fn matrix(
+        &self,
+        name: &str,
+        n: usize,
+        k: usize,
+        format: WeightFormat,
+    ) -> Result<PackedWeights> {
+        match self.packed.get(name) {
+            Some(p) => self.packed_matrix(name, p, n, k),
+            None => {
+                let w = self.floats(name, &[n, k])?;
+                PackedWeights::quantize(&w, n, k, format)
+            }
+        }
+    }
+
+    fn packed_matrix(
+        &self,
+        name: &str,
+        p: &PackedInfo,
+        n: usize,
+        k: usize,
+    ) -> Result<PackedWeights> {
+        let bad = |expected: String, found: String| Error::BadTensor {
+            tensor: name.to_string(),
+            expected,
+            found,
+        };
+        if (p.n, p.k) != (n, k) {
+            return Err(bad(
+                format!("a packed {n} × {k} matrix"),
+                format!("described as {} × {}", p.n, p.k),
+            ));
+        }
+        let format = WeightFormat::parse(&p.format)
+            .map_err(|e| bad("a known packed format".into(), e.to_string()))?;
+        let data = self.words(name, n * row_words(format, k))?;
+        let groups = match format {
+            WeightFormat::Int4 { group, .. } => k.div_ceil(group as usize),
+            _ => 0,
+        };
+        let (scales, zeros) = match format {
+            WeightFormat::Int8 => (self.words(&format!("{name}.scales"), n)?, Vec::new()),
+            WeightFormat::Int4 { asymmetric, .. } => {
+                let s = self.words(&format!("{name}.scales"), (n * groups).div_ceil(2))?;
+                let z = if asymmetric {
+                    self.words(&format!("{name}.zeros"), (n * groups).div_ceil(8))?
+                } else {
+                    Vec::new()
+                };
+                (s, z)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let finite = match format {
+            WeightFormat::Int8 => scales.iter().all(|&s| f32::from_bits(s).is_finite()),
+            WeightFormat::Int4 { .. } => scales.iter().all(|&s| {
+                f16::from_bits(s as u16).is_finite() && f16::from_bits((s >> 16) as u16).is_finite()
+            }),
+            WeightFormat::F32 => data.iter().all(|&w| f32::from_bits(w).is_finite()),
+            WeightFormat::F16 => data.iter().all(|&w| {
+                f16::from_bits(w as u16).is_finite() && f16::from_bits((w >> 16) as u16).is_finite()
+            }),
+        };
+        if !finite {
+            return Err(bad(
+                "finite weights and scales".into(),
+                "a NaN or infinity".into(),
+            ));
+        }
+        Ok(PackedWeights {
+            format,
+            n,
+            k,
+            data,
+            scales,
+            zeros,
+        })
+    }
+}
+
+/// Writes `tensors` (float f32 tensors and packed matrices) and `metadata` to a safetensors
+/// file that [`WeightFile`] reads back.
+pub fn save(
+    path: &Path,
+    floats: &[(String, Vec<usize>, Vec<f32>)],
+    packed: &[(String, PackedWeights)],
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
+    use safetensors::tensor::TensorView;
+    let mut table = HashMap::new();
+    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, shape, v) in floats {
+        blobs.push((
+            name.clone(),
+            Dtype::F32,
+            shape.clone(),
+            bytemuck::cast_slice(v).to_vec(),
+        ));
+    }
+    for (name, p) in packed {
+        table.insert(
+            name.clone(),
+            PackedInfo {
+                format: p.format.name(),
+                n: p.n,
+                k: p.k,
+            },
+        );
+        let words = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+        blobs.push((
+            name.clone(),
+            Dtype::U32,
+            vec![p.n, p.row_words()],
+            words(&p.data),
+        ));
+        if !p.scales.is_empty() {
+            blobs.push((
+                format!("{name}.scales"),
+                Dtype::U32,
+                vec![p.scales.len()],
+                words(&p.scales),
+            ));
+        }
+        if !p.zeros.is_empty() {
+            blobs.push((
+                format!("{name}.zeros"),
+                Dtype::U32,
+                vec![p.zeros.len()],
+                words(&p.zeros),
+            ));
+        }
+    }
+    if !table.is_empty() {
+        metadata.insert(
+            PACKED_KEY.into(),
+            serde_json::to_string(&table).map_err(|e| Error::Config(e.to_string()))?,
+        );
+    }
+    let views: Vec<(String, TensorView<'_>)> = blobs
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(views, Some(metadata), path)?;
+    Ok(())
+}

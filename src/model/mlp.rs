@@ -1,0 +1,101 @@
+//! An MLP classifier on the GPU: `Linear → activation → … → Linear` to logits, then softmax
+//! to probabilities. Tensors `layers.{i}.weight` (`out × in`) and `layers.{i}.bias`.
+
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::gpu::Gpu;
+use crate::model::Plan;
+use crate::model::arena::Arena;
+use crate::model::config::MlpConfig;
+use crate::model::dense::Dense;
+use crate::model::loader::WeightFile;
+use crate::model::ops;
+use crate::tensor::stride_of;
+
+/// The classifier's layers on the device.
+pub struct Mlp {
+    /// Its configuration.
+    pub config: MlpConfig,
+    layers: Vec<Dense>,
+}
+
+impl Mlp {
+    /// Uploads the layers of `file`, weights in `format` (packed tensors as stored).
+    pub fn load(
+        gpu: &Gpu,
+        file: &WeightFile,
+        config: MlpConfig,
+        format: WeightFormat,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut layers = Vec::new();
+        for (i, w) in config.sizes.windows(2).enumerate() {
+            let (k, n) = (w[0], w[1]);
+            let m = file.matrix(&format!("layers.{i}.weight"), n, k, format)?;
+            let b = file.floats(&format!("layers.{i}.bias"), &[n])?;
+            layers.push(Dense::new(gpu, &m, Some(&b))?);
+        }
+        let extra = format!("layers.{}.weight", layers.len());
+        if file.contains(&extra) {
+            return Err(Error::BadTensor {
+                tensor: extra,
+                expected: format!("no such tensor: the config has {} layers", layers.len()),
+                found: "an extra layer".into(),
+            });
+        }
+        Ok(Mlp { config, layers })
+    }
+
+    /// Input features.
+    pub fn inputs(&self) -> usize {
+        self.config.sizes[0]
+    }
+
+    /// Classes.
+    pub fn classes(&self) -> usize {
+        *self.config.sizes.last().expect("validated")
+    }
+
+    /// Plans a forward pass of `batch` rows: outputs logits and probabilities.
+    pub fn plan(&self, gpu: &Gpu, arena: &mut Arena, batch: usize) -> Result<Plan> {
+        let widest = self
+            .config
+            .sizes
+            .iter()
+            .map(|&s| stride_of(s))
+            .max()
+            .unwrap_or(4);
+        // Reserve first: views of one slot at different widths must share one buffer.
+        for slot in ["mlp_a", "mlp_b"] {
+            arena.reserve(gpu, slot, (batch * widest * 4) as u64)?;
+        }
+        let input = arena.tensor(gpu, "mlp_input", batch, self.inputs())?;
+        let mut d = Vec::new();
+        let mut x = super::view(&input);
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            let y = arena.tensor(gpu, "mlp_a", batch, l.n())?;
+            d.extend(l.plan(gpu, &x, &y)?);
+            x = if i < last {
+                let z = arena.tensor(gpu, "mlp_b", batch, l.n())?;
+                d.push(ops::elementwise(
+                    gpu,
+                    Some(self.config.activation),
+                    &y,
+                    None,
+                    &z,
+                )?);
+                z
+            } else {
+                y
+            };
+        }
+        let probs = arena.tensor(gpu, "mlp_probs", batch, self.classes())?;
+        d.push(ops::softmax(gpu, &x, &probs)?);
+        Ok(Plan {
+            dispatches: d,
+            input: input.buffer,
+            outputs: vec![x, probs],
+        })
+    }
+}

@@ -1,0 +1,487 @@
+//! The model runtime: load a model (weights, architecture, tokenizer) and run whole forward
+//! passes on the GPU.
+//!
+//! ```no_run
+//! use sparq::model::{Batch, Model};
+//! # fn main() -> sparq::Result<()> {
+//! let gpu = sparq::Gpu::from_env()?;
+//! let model = Model::load("models/all-MiniLM-L6-v2", &gpu)?;
+//! let out = model.forward(&Batch::text(["A sentence.", "Another one."]))?;
+//! println!("{} vectors of {}", out.rows, out.cols);
+//! # Ok(()) }
+//! ```
+//!
+//! A forward pass is planned once per (batch, padded sequence length): the dispatches with
+//! their bind groups, over intermediate buffers from an [`arena::Arena`] that every layer and
+//! every later call shares. Each call then writes its inputs, records the whole pass into one
+//! command encoder with the copy of the results, and submits once. Sequence lengths are
+//! padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
+
+pub mod arena;
+pub mod bench;
+pub mod bert;
+pub mod config;
+pub mod dense;
+pub mod loader;
+pub mod mlp;
+pub mod ops;
+pub mod reference;
+
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::gpu::{Dispatch, Gpu, record_pass};
+use crate::tensor::Tensor;
+use config::Architecture;
+use loader::WeightFile;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Sequence lengths are padded up to a multiple of this.
+pub const SEQ_BUCKET: usize = 8;
+/// Plans kept at once (least recently built dropped first).
+const MAX_PLANS: usize = 16;
+
+/// A planned forward pass.
+pub struct Plan {
+    /// Every dispatch, in order.
+    pub dispatches: Vec<Dispatch>,
+    /// Where the inputs are written (token rows or features).
+    pub input: wgpu::Buffer,
+    /// Results read back after the pass.
+    pub outputs: Vec<Tensor>,
+}
+
+/// An input batch.
+#[derive(Clone, Debug)]
+pub enum Batch {
+    /// Sentences, tokenised with the model's tokenizer.
+    Text(Vec<String>),
+    /// Token ids per sequence (any lengths), with optional token types.
+    Tokens {
+        /// Ids.
+        ids: Vec<Vec<u32>>,
+        /// Token types (segments); zeros when absent.
+        types: Option<Vec<Vec<u32>>>,
+    },
+    /// Feature rows (`rows × cols`, row-major) for a classifier.
+    Features {
+        /// Rows.
+        rows: usize,
+        /// Features per row.
+        cols: usize,
+        /// Values.
+        data: Vec<f32>,
+    },
+}
+
+impl Batch {
+    /// A batch of sentences.
+    pub fn text<S: AsRef<str>>(s: impl IntoIterator<Item = S>) -> Self {
+        Batch::Text(s.into_iter().map(|s| s.as_ref().to_string()).collect())
+    }
+}
+
+/// Results of a forward pass: one row per input.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Output {
+    /// Inputs.
+    pub rows: usize,
+    /// Width of a result (embedding size or classes).
+    pub cols: usize,
+    /// Sentence vectors (encoder) or logits (classifier), `rows × cols`.
+    pub values: Vec<f32>,
+    /// Class probabilities (classifier only).
+    pub probabilities: Option<Vec<f32>>,
+}
+
+impl Output {
+    /// Row `i` of the values.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// Counters of the execution machinery (for tests and reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Forward passes run.
+    pub forwards: u64,
+    /// Queue submissions made by forward passes.
+    pub submits: u64,
+    /// Plans built (cache misses).
+    pub plans_built: u64,
+    /// Dispatches in the last forward pass.
+    pub last_dispatches: usize,
+    /// Bytes of the intermediate-buffer arena.
+    pub arena_bytes: u64,
+}
+
+enum Net {
+    Bert(Box<bert::Bert>),
+    Mlp(mlp::Mlp),
+}
+
+#[derive(Default)]
+struct State {
+    arena: arena::Arena,
+    plans: HashMap<(usize, usize), Plan>,
+    order: Vec<(usize, usize)>,
+    staging: Option<wgpu::Buffer>,
+    stats: Stats,
+}
+
+/// Options of [`Model::load_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Format of linear weights stored as floats (packed weights stay as stored).
+    pub format: WeightFormat,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            format: WeightFormat::F32,
+        }
+    }
+}
+
+/// A loaded model on a device.
+pub struct Model<'g> {
+    gpu: &'g Gpu,
+    /// Its architecture.
+    pub arch: Architecture,
+    /// Format of its linear weights.
+    pub format: WeightFormat,
+    net: Net,
+    tokenizer: Option<tokenizers::Tokenizer>,
+    state: Mutex<State>,
+}
+
+/// Where a model's files are: the weights file and the directory of its companions.
+fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if path.is_dir() {
+        let w = path.join("model.safetensors");
+        if !w.is_file() {
+            return Err(Error::Config(format!(
+                "{} has no model.safetensors",
+                path.display()
+            )));
+        }
+        Ok((w, path.to_path_buf()))
+    } else if path.is_file() {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok((path.to_path_buf(), dir))
+    } else {
+        Err(Error::Config(format!("{} does not exist", path.display())))
+    }
+}
+
+/// A tensor view sharing `t`'s buffer.
+pub(crate) fn view(t: &Tensor) -> Tensor {
+    Tensor {
+        buffer: t.buffer.clone(),
+        rows: t.rows,
+        cols: t.cols,
+        dtype: t.dtype,
+    }
+}
+
+impl<'g> Model<'g> {
+    /// Loads the model at `path` (a directory with `model.safetensors`, or the file itself)
+    /// with f32 linear weights.
+    pub fn load(path: impl AsRef<Path>, gpu: &'g Gpu) -> Result<Self> {
+        Self::load_with(path, gpu, LoadOptions::default())
+    }
+
+    /// Loads the model at `path` with `options`. The architecture comes from sparq's JSON in
+    /// the file's metadata, else from `config.json` beside it; a `tokenizer.json` beside it
+    /// is loaded for text input.
+    pub fn load_with(path: impl AsRef<Path>, gpu: &'g Gpu, options: LoadOptions) -> Result<Self> {
+        let (weights, dir) = locate(path.as_ref())?;
+        let file = WeightFile::open(&weights)?;
+        let arch = match file.metadata(loader::CONFIG_KEY) {
+            Some(json) => Architecture::from_sparq_json(json)?,
+            None => Architecture::from_hf_dir(&dir)?,
+        };
+        let net = match &arch {
+            Architecture::Bert(c) => Net::Bert(Box::new(bert::Bert::load(
+                gpu,
+                &file,
+                c.clone(),
+                options.format,
+            )?)),
+            Architecture::Mlp(c) => {
+                Net::Mlp(mlp::Mlp::load(gpu, &file, c.clone(), options.format)?)
+            }
+        };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = match (&arch, tok_path.is_file()) {
+            (Architecture::Bert(c), true) => Some(load_tokenizer(&tok_path, c)?),
+            _ => None,
+        };
+        gpu.check()?;
+        Ok(Model {
+            gpu,
+            arch,
+            format: options.format,
+            net,
+            tokenizer,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Width of the results.
+    pub fn output_dim(&self) -> usize {
+        match &self.net {
+            Net::Bert(b) => b.config.hidden_size,
+            Net::Mlp(m) => m.classes(),
+        }
+    }
+
+    /// Bytes of parameters on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        match &self.net {
+            Net::Bert(b) => b.weight_bytes(),
+            Net::Mlp(_) => 0,
+        }
+    }
+
+    /// Execution counters.
+    pub fn stats(&self) -> Stats {
+        self.state.lock().unwrap().stats
+    }
+
+    /// Tokenises `texts` with the model's tokenizer (ids and types per sentence).
+    #[allow(clippy::type_complexity)]
+    pub fn tokenize(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Config("the model has no tokenizer.json: pass token ids".into())
+        })?;
+        let enc = tok
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
+        Ok(enc
+            .iter()
+            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+            .unzip())
+    }
+
+    /// Runs one forward pass of `batch` (one command encoder, one submission).
+    pub fn forward(&self, batch: &Batch) -> Result<Output> {
+        match (&self.net, batch) {
+            (Net::Bert(b), Batch::Text(texts)) => {
+                if texts.is_empty() {
+                    return Err(Error::Invalid("empty batch".into()));
+                }
+                let (ids, types) = self.tokenize(texts)?;
+                self.run_bert(b, &ids, Some(&types))
+            }
+            (Net::Bert(b), Batch::Tokens { ids, types }) => self.run_bert(b, ids, types.as_deref()),
+            (Net::Mlp(m), Batch::Features { rows, cols, data }) => {
+                self.run_mlp(m, *rows, *cols, data)
+            }
+            (Net::Bert(_), Batch::Features { .. }) => Err(Error::Invalid(
+                "an encoder takes text or token ids, not feature rows".into(),
+            )),
+            (Net::Mlp(_), _) => Err(Error::Invalid(
+                "a classifier takes feature rows, not text or tokens".into(),
+            )),
+        }
+    }
+
+    fn run_bert(
+        &self,
+        b: &bert::Bert,
+        ids: &[Vec<u32>],
+        types: Option<&[Vec<u32>]>,
+    ) -> Result<Output> {
+        b.check_tokens(ids, types)?;
+        let batch = ids.len();
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let seq = bucket(longest);
+        let mut rows = vec![[0u32; 4]; batch * seq];
+        for (s, seq_ids) in ids.iter().enumerate() {
+            for (p, &id) in seq_ids.iter().enumerate() {
+                let ty = types.map_or(0, |t| t[s][p]);
+                rows[s * seq + p] = [id, p as u32, ty, 1];
+            }
+        }
+        let input = bytemuck::cast_slice(&rows).to_vec();
+        let out = self.execute((batch, seq), &input, |gpu, arena| {
+            b.plan(gpu, arena, batch, seq)
+        })?;
+        Ok(Output {
+            rows: batch,
+            cols: b.config.hidden_size,
+            values: out.into_iter().next().expect("one output"),
+            probabilities: None,
+        })
+    }
+
+    fn run_mlp(&self, m: &mlp::Mlp, rows: usize, cols: usize, data: &[f32]) -> Result<Output> {
+        if rows == 0 {
+            return Err(Error::Invalid("empty batch".into()));
+        }
+        if cols != m.inputs() || data.len() != rows * cols {
+            return Err(Error::Shape(format!(
+                "{rows} × {cols} features ({} values) for a classifier of {} inputs",
+                data.len(),
+                m.inputs()
+            )));
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!("feature {i} is {}", data[i])));
+        }
+        let s = crate::tensor::stride_of(cols);
+        let mut padded = vec![0f32; rows * s];
+        for r in 0..rows {
+            padded[r * s..r * s + cols].copy_from_slice(&data[r * cols..(r + 1) * cols]);
+        }
+        let input = bytemuck::cast_slice(&padded).to_vec();
+        let mut out = self.execute((rows, 0), &input, |gpu, arena| m.plan(gpu, arena, rows))?;
+        let probs = out.pop();
+        Ok(Output {
+            rows,
+            cols: m.classes(),
+            values: out.pop().expect("logits"),
+            probabilities: probs,
+        })
+    }
+
+    /// Plans (or reuses the plan of) `key`, writes `input`, runs the pass with the copies of
+    /// its outputs in one submission, and reads the outputs back.
+    fn execute(
+        &self,
+        key: (usize, usize),
+        input: &[u8],
+        plan: impl FnOnce(&Gpu, &mut arena::Arena) -> Result<Plan>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let gpu = self.gpu;
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
+        if !st.plans.contains_key(&key) {
+            let generation = st.arena.generation();
+            let p = plan(gpu, &mut st.arena)?;
+            if st.arena.generation() != generation {
+                // Older plans bind buffers the arena has replaced.
+                st.plans.clear();
+                st.order.clear();
+            }
+            if st.order.len() >= MAX_PLANS {
+                let old = st.order.remove(0);
+                st.plans.remove(&old);
+            }
+            st.plans.insert(key, p);
+            st.order.push(key);
+            st.stats.plans_built += 1;
+        }
+        let p = &st.plans[&key];
+        let sizes: Vec<u64> = p.outputs.iter().map(|t| t.bytes()).collect();
+        let total: u64 = sizes.iter().sum();
+        if st.staging.as_ref().is_none_or(|s| s.size() < total) {
+            st.staging = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("model read-back"),
+                size: total.next_multiple_of(16),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let staging = st.staging.as_ref().expect("just made");
+        gpu.queue.write_buffer(&p.input, 0, input);
+        let mut enc = gpu.encoder("model forward");
+        record_pass(&mut enc, &p.dispatches, None);
+        let mut offset = 0;
+        for (t, &bytes) in p.outputs.iter().zip(&sizes) {
+            enc.copy_buffer_to_buffer(&t.buffer, 0, staging, offset, bytes);
+            offset += bytes;
+        }
+        gpu.queue.submit([enc.finish()]);
+        st.stats.submits += 1;
+        st.stats.forwards += 1;
+        st.stats.last_dispatches = p.dispatches.len();
+        st.stats.arena_bytes = st.arena.bytes();
+        let raw = map_read(gpu, staging, total)?;
+        let floats: &[f32] = bytemuck::cast_slice(&raw);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for t in &p.outputs {
+            let s = t.stride();
+            out.push(
+                (0..t.rows)
+                    .flat_map(|r| floats[at + r * s..at + r * s + t.cols].iter().copied())
+                    .collect(),
+            );
+            at += t.rows * s;
+        }
+        Ok(out)
+    }
+
+    /// The planned dispatches of a (batch, sequence) shape, for benchmarks: `record` gets
+    /// them after the inputs (zero tokens of mask 1) were written.
+    pub fn with_plan<R>(
+        &self,
+        batch: usize,
+        seq: usize,
+        record: impl FnOnce(&[Dispatch]) -> Result<R>,
+    ) -> Result<R> {
+        let Net::Bert(b) = &self.net else {
+            return Err(Error::Invalid("with_plan is for encoders".into()));
+        };
+        let ids = vec![vec![0u32; seq]; batch];
+        self.run_bert(b, &ids, None)?;
+        let st = self.state.lock().unwrap();
+        let p = st
+            .plans
+            .get(&(batch, bucket(seq)))
+            .ok_or_else(|| Error::Invalid("plan missing".into()))?;
+        record(&p.dispatches)
+    }
+}
+
+/// The padded length of a batch whose longest sequence has `longest` tokens.
+fn bucket(longest: usize) -> usize {
+    longest
+        .next_multiple_of(SEQ_BUCKET)
+        .min(ops::MAX_SEQ)
+        .max(longest)
+}
+
+fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let outcome = std::sync::Arc::new(Mutex::new(None));
+    let o = outcome.clone();
+    let slice = staging.slice(..bytes);
+    slice.map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
+    gpu.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu.check()?;
+    match outcome.lock().unwrap().take() {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(Error::Gpu(format!("mapping results: {e}"))),
+        None => return Err(Error::Gpu("result mapping never completed".into())),
+    }
+    let data = slice
+        .get_mapped_range()
+        .map_err(|e| Error::Gpu(e.to_string()))?
+        .to_vec();
+    staging.unmap();
+    Ok(data)
+}
+
+fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
+    let mut t = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    // sparq pads itself (per batch, to its bucket); the tokenizer only truncates.
+    t.with_padding(None);
+    let max = c
+        .max_seq_length
+        .unwrap_or(c.max_position_embeddings)
+        .min(c.max_position_embeddings);
+    t.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: max,
+        ..Default::default()
+    }))
+    .map_err(|e| Error::Config(format!("tokenizer truncation: {e}")))?;
+    Ok(t)
+}

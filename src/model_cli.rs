@@ -1,0 +1,327 @@
+//! The model subcommands of `sparq`: `run`, `embed`, `pack` and `model-bench`.
+
+use clap::Subcommand;
+use sparq::formats::WeightFormat;
+use sparq::gpu::AdapterSelector;
+use sparq::model::config::Architecture;
+use sparq::model::loader::{self, WeightFile};
+use sparq::model::{Batch, LoadOptions, Model, Output, bert};
+use sparq::{Error, Gpu, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Run a model on a JSON input file and print JSON results.
+    ///
+    /// Input: {"texts": ["..."]}, {"ids": [[101, ...]], "types": [[0, ...]]} or
+    /// {"features": [[...], ...]}. Output: the embeddings or logits (and probabilities and
+    /// predicted classes of a classifier).
+    Run {
+        /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
+        model: PathBuf,
+        /// Format of the linear weights: f32, f16, int8, int4 (= int4g32), int4g64, int4g32a, ...
+        #[arg(long, default_value = "f32")]
+        format: String,
+        /// JSON input file (`-` for standard input).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the JSON here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Embed sentences with an encoder and print one JSON array per sentence.
+    Embed {
+        /// Model directory or .safetensors file.
+        model: PathBuf,
+        /// The sentences.
+        #[arg(required = true)]
+        sentences: Vec<String>,
+        /// Format of the linear weights.
+        #[arg(long, default_value = "f32")]
+        format: String,
+    },
+    /// Write a compressed, self-describing model file: linear weights packed in FORMAT,
+    /// the architecture in the metadata.
+    Pack {
+        /// Model directory or .safetensors file (float weights).
+        model: PathBuf,
+        /// Target format of the linear weights.
+        #[arg(long)]
+        format: String,
+        /// Output .safetensors file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Time whole forward passes of an encoder (GPU timestamps), optionally beside PyTorch.
+    ModelBench {
+        /// Model directory or .safetensors file.
+        model: PathBuf,
+        /// Weight formats, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "f32,f16,int8,int4")]
+        formats: Vec<String>,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        batch: Vec<usize>,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        /// Timed forward passes per case.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+        /// PyTorch timings (JSON from benches/torch_minilm.py) to compare with.
+        #[arg(long)]
+        torch: Option<PathBuf>,
+        /// Also write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
+    match cmd {
+        ModelCommand::Run {
+            model,
+            format,
+            input,
+            output,
+        } => {
+            let gpu = Gpu::new(selector)?;
+            let m = load(&model, &gpu, &format)?;
+            let text = if input.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&input)?
+            };
+            let out = m.forward(&parse_input(&text)?)?;
+            let json = output_json(&m, &out);
+            match output {
+                Some(p) => std::fs::write(p, json.to_string() + "\n")?,
+                None => println!("{json}"),
+            }
+            Ok(())
+        }
+        ModelCommand::Embed {
+            model,
+            sentences,
+            format,
+        } => {
+            let gpu = Gpu::new(selector)?;
+            let m = load(&model, &gpu, &format)?;
+            let out = m.forward(&Batch::Text(sentences))?;
+            for i in 0..out.rows {
+                println!(
+                    "{}",
+                    serde_json::to_string(out.row(i)).expect("floats serialise")
+                );
+            }
+            Ok(())
+        }
+        ModelCommand::Pack {
+            model,
+            format,
+            output,
+        } => pack(&model, WeightFormat::parse(&format)?, &output),
+        ModelCommand::ModelBench {
+            model,
+            formats,
+            batch,
+            seq,
+            iters,
+            torch,
+            json,
+        } => model_bench(
+            selector,
+            &model,
+            &formats,
+            &batch,
+            seq,
+            iters,
+            torch.as_deref(),
+            json.as_deref(),
+        ),
+    }
+}
+
+fn load<'g>(path: &Path, gpu: &'g Gpu, format: &str) -> Result<Model<'g>> {
+    Model::load_with(
+        path,
+        gpu,
+        LoadOptions {
+            format: WeightFormat::parse(format)?,
+        },
+    )
+}
+
+fn parse_input(text: &str) -> Result<Batch> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::Invalid(format!("input JSON: {e}")))?;
+    let bad = |m: &str| Error::Invalid(format!("input JSON: {m}"));
+    if let Some(t) = v.get("texts") {
+        let texts: Vec<String> = serde_json::from_value(t.clone())
+            .map_err(|_| bad("\"texts\" must be an array of strings"))?;
+        return Ok(Batch::Text(texts));
+    }
+    if let Some(ids) = v.get("ids") {
+        let ids: Vec<Vec<u32>> = serde_json::from_value(ids.clone())
+            .map_err(|_| bad("\"ids\" must be arrays of token ids"))?;
+        let types: Option<Vec<Vec<u32>>> = match v.get("types") {
+            Some(t) => Some(
+                serde_json::from_value(t.clone())
+                    .map_err(|_| bad("\"types\" must be arrays of integers"))?,
+            ),
+            None => None,
+        };
+        return Ok(Batch::Tokens { ids, types });
+    }
+    if let Some(f) = v.get("features") {
+        let rows: Vec<Vec<f32>> = serde_json::from_value(f.clone())
+            .map_err(|_| bad("\"features\" must be arrays of numbers"))?;
+        let cols = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|r| r.len() != cols) {
+            return Err(bad("feature rows differ in length"));
+        }
+        return Ok(Batch::Features {
+            rows: rows.len(),
+            cols,
+            data: rows.concat(),
+        });
+    }
+    Err(bad("expected a \"texts\", \"ids\" or \"features\" field"))
+}
+
+fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
+    let rows: Vec<&[f32]> = (0..out.rows).map(|i| out.row(i)).collect();
+    let mut j = serde_json::json!({
+        "format": m.format.name(),
+        "rows": out.rows,
+        "cols": out.cols,
+    });
+    match &out.probabilities {
+        None => j["embeddings"] = serde_json::json!(rows),
+        Some(p) => {
+            j["logits"] = serde_json::json!(rows);
+            let probs: Vec<&[f32]> = p.chunks(out.cols).collect();
+            j["probabilities"] = serde_json::json!(probs);
+            let pred: Vec<usize> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                        .unwrap_or(0)
+                })
+                .collect();
+            j["predictions"] = serde_json::json!(pred);
+        }
+    }
+    j
+}
+
+fn pack(path: &Path, format: WeightFormat, output: &Path) -> Result<()> {
+    let (weights, dir) = if path.is_dir() {
+        (path.join("model.safetensors"), path.to_path_buf())
+    } else {
+        (
+            path.to_path_buf(),
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        )
+    };
+    let file = WeightFile::open(&weights)?;
+    let arch = match file.metadata(loader::CONFIG_KEY) {
+        Some(j) => Architecture::from_sparq_json(j)?,
+        None => Architecture::from_hf_dir(&dir)?,
+    };
+    let Architecture::Bert(c) = &arch else {
+        return Err(Error::Invalid("pack supports BERT encoders".into()));
+    };
+    let (floats, packed) = bert::pack(&file, c, format)?;
+    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    loader::save(output, &floats, &packed, meta)?;
+    eprintln!(
+        "wrote {} ({:.1} MB, linear weights {})",
+        output.display(),
+        std::fs::metadata(output)?.len() as f64 / 1e6,
+        format.name()
+    );
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct TorchRow {
+    dtype: String,
+    batch: usize,
+    seq: usize,
+    us: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn model_bench(
+    selector: &AdapterSelector,
+    path: &Path,
+    formats: &[String],
+    batches: &[usize],
+    seq: usize,
+    iters: usize,
+    torch: Option<&Path>,
+    json: Option<&Path>,
+) -> Result<()> {
+    let gpu = Gpu::new(selector)?;
+    let torch: Vec<TorchRow> = match torch {
+        Some(p) => {
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+            serde_json::from_value(v["rows"].clone())
+                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
+        }
+        None => Vec::new(),
+    };
+    let find = |dtype: &str, b: usize| {
+        torch
+            .iter()
+            .find(|t| t.dtype == dtype && t.batch == b && t.seq == seq)
+            .map(|t| t.us)
+    };
+    eprintln!(
+        "model benchmark on {} ({})",
+        gpu.caps.name, gpu.caps.backend
+    );
+    let mut all = Vec::new();
+    for f in formats {
+        let m = load(path, &gpu, f)?;
+        for mut row in sparq::model::bench::run(&m, &gpu, batches, seq, iters)? {
+            row.torch_fp32_us = find("fp32", row.batch);
+            row.torch_fp16_us = find("fp16", row.batch);
+            all.push(row);
+        }
+    }
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+    println!(
+        "| format | batch | seq | forward µs | seq/s | dispatches | Σ kernels µs | overhead µs/dispatch | torch fp32 µs | torch fp16 µs | vs fp16 |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &all {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {} | {} | {} |",
+            r.format,
+            r.batch,
+            r.seq,
+            r.forward_us,
+            r.seqs_per_s,
+            r.dispatches,
+            r.kernels_us,
+            r.overhead_per_dispatch_us,
+            opt(r.torch_fp32_us),
+            opt(r.torch_fp16_us),
+            r.torch_fp16_us
+                .map_or("-".into(), |t| format!("{:.2}×", t / r.forward_us)),
+        );
+    }
+    for r in &all {
+        eprintln!("{} b={} slowest: {:?}", r.format, r.batch, r.slowest);
+    }
+    if let Some(p) = json {
+        let v = serde_json::json!({ "adapter": gpu.caps, "rows": all });
+        std::fs::write(p, serde_json::to_string_pretty(&v).expect("serialises"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The BERT encoder end to end on a small random model against the f64 CPU reference, in
+//! every weight format, with ragged batches; the one-submit / plan-cache / arena machinery;
+//! packed (compressed) model files.
+
+mod common;
+
+use common::{all_gpus, random, rng};
+use rand::Rng;
+use rand::rngs::StdRng;
+use sparq::formats::WeightFormat;
+use sparq::model::bert;
+use sparq::model::config::{Architecture, BertConfig, Pooling};
+use sparq::model::loader::{self, WeightFile};
+use sparq::model::{Batch, LoadOptions, Model, reference};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn config() -> BertConfig {
+    BertConfig {
+        vocab_size: 50,
+        hidden_size: 24,
+        num_hidden_layers: 2,
+        num_attention_heads: 3,
+        intermediate_size: 40,
+        hidden_act: "gelu".into(),
+        max_position_embeddings: 40,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        pooling: Pooling::Mean,
+        normalize: true,
+        max_seq_length: None,
+    }
+}
+
+/// Random BERT tensors with Hugging Face names (`prefix` + name).
+pub fn random_bert(
+    r: &mut StdRng,
+    c: &BertConfig,
+    prefix: &str,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let (h, i) = (c.hidden_size, c.intermediate_size);
+    let mut t = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let v = random(r, n).iter().map(|x| x * scale + offset).collect();
+        t.push((format!("{prefix}{name}"), shape, v));
+    };
+    add(
+        "embeddings.word_embeddings.weight".into(),
+        vec![c.vocab_size, h],
+        1.0,
+        0.0,
+    );
+    add(
+        "embeddings.position_embeddings.weight".into(),
+        vec![c.max_position_embeddings, h],
+        0.5,
+        0.0,
+    );
+    add(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![c.type_vocab_size, h],
+        0.5,
+        0.0,
+    );
+    add("embeddings.LayerNorm.weight".into(), vec![h], 0.2, 1.0);
+    add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
+    for l in 0..c.num_hidden_layers {
+        let p = format!("encoder.layer.{l}.");
+        for part in ["query", "key", "value"] {
+            add(
+                format!("{p}attention.self.{part}.weight"),
+                vec![h, h],
+                0.4,
+                0.0,
+            );
+            add(format!("{p}attention.self.{part}.bias"), vec![h], 0.1, 0.0);
+        }
+        add(
+            format!("{p}attention.output.dense.weight"),
+            vec![h, h],
+            0.3,
+            0.0,
+        );
+        add(format!("{p}attention.output.dense.bias"), vec![h], 0.1, 0.0);
+        add(
+            format!("{p}attention.output.LayerNorm.weight"),
+            vec![h],
+            0.2,
+            1.0,
+        );
+        add(
+            format!("{p}attention.output.LayerNorm.bias"),
+            vec![h],
+            0.1,
+            0.0,
+        );
+        add(
+            format!("{p}intermediate.dense.weight"),
+            vec![i, h],
+            0.3,
+            0.0,
+        );
+        add(format!("{p}intermediate.dense.bias"), vec![i], 0.1, 0.0);
+        add(format!("{p}output.dense.weight"), vec![h, i], 0.2, 0.0);
+        add(format!("{p}output.dense.bias"), vec![h], 0.1, 0.0);
+        add(format!("{p}output.LayerNorm.weight"), vec![h], 0.2, 1.0);
+        add(format!("{p}output.LayerNorm.bias"), vec![h], 0.1, 0.0);
+    }
+    t
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sparq-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a self-describing model file (architecture in the metadata).
+pub fn write_model(path: &Path, c: &BertConfig, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let meta = HashMap::from([(
+        loader::CONFIG_KEY.to_string(),
+        Architecture::Bert(c.clone()).to_json(),
+    )]);
+    loader::save(path, tensors, &[], meta).unwrap();
+}
+
+fn ragged(r: &mut StdRng, c: &BertConfig, lens: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    lens.iter()
+        .map(|&n| {
+            let ids = (0..n)
+                .map(|_| r.random_range(0..c.vocab_size as u32))
+                .collect();
+            let types = (0..n)
+                .map(|_| r.random_range(0..c.type_vocab_size as u32))
+                .collect();
+            (ids, types)
+        })
+        .unzip()
+}
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn encoder_matches_cpu_reference_in_every_format() {
+    let mut r = rng("bert");
+    let c = config();
+    let dir = tmp("bert");
+    let path = dir.join("tiny.safetensors");
+    write_model(&path, &c, &random_bert(&mut r, &c, ""));
+    let file = WeightFile::open(&path).unwrap();
+    // Lengths: one token, a bucket edge, ragged, the longest position.
+    let (ids, types) = ragged(&mut r, &c, &[1, 8, 5, 13, 40]);
+    for gpu in all_gpus() {
+        for format in [
+            WeightFormat::F32,
+            WeightFormat::F16,
+            WeightFormat::Int8,
+            WeightFormat::Int4 {
+                group: 32,
+                asymmetric: true,
+            },
+        ] {
+            let model = Model::load_with(&path, &gpu, LoadOptions { format }).unwrap();
+            let host = bert::host_weights(&file, &c, format).unwrap();
+            let out = model
+                .forward(&Batch::Tokens {
+                    ids: ids.clone(),
+                    types: Some(types.clone()),
+                })
+                .unwrap();
+            assert_eq!((out.rows, out.cols), (ids.len(), c.hidden_size));
+            for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
+                let want = reference::bert(&c, &host, i, t);
+                let got = out.row(s);
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (*g as f64 - w).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    err < 2e-5,
+                    "{} on {}: sequence {s} (len {}): max error {err:.2e}, cosine {:.8}",
+                    format.name(),
+                    gpu.caps.name,
+                    i.len(),
+                    cosine(got, &want)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_submit_per_forward_and_plans_reused() {
+    let mut r = rng("bert-exec");
+    let c = config();
+    let dir = tmp("exec");
+    let path = dir.join("tiny.safetensors");
+    write_model(&path, &c, &random_bert(&mut r, &c, ""));
+    for gpu in all_gpus() {
+        let model = Model::load(&path, &gpu).unwrap();
+        let (ids, _) = ragged(&mut r, &c, &[9, 3]);
+        let first = model
+            .forward(&Batch::Tokens {
+                ids: ids.clone(),
+                types: None,
+            })
+            .unwrap();
+        let s1 = model.stats();
+        let pipelines = gpu.pipelines.len();
+        assert_eq!((s1.forwards, s1.submits, s1.plans_built), (1, 1, 1));
+        // embed, LN, 8 per layer, pool: every layer in one pass.
+        assert!(s1.last_dispatches >= 3 + 8 * c.num_hidden_layers, "{s1:?}");
+        // Same batch size and bucket (lengths 9..16 pad to 16): the plan is reused.
+        let (ids2, _) = ragged(&mut r, &c, &[16, 12]);
+        model
+            .forward(&Batch::Tokens {
+                ids: ids2,
+                types: None,
+            })
+            .unwrap();
+        let again = model
+            .forward(&Batch::Tokens {
+                ids: ids.clone(),
+                types: None,
+            })
+            .unwrap();
+        let s2 = model.stats();
+        assert_eq!((s2.forwards, s2.submits, s2.plans_built), (3, 3, 1));
+        assert_eq!(
+            gpu.pipelines.len(),
+            pipelines,
+            "no pipeline compiled after the first pass"
+        );
+        assert_eq!(
+            first.values, again.values,
+            "replayed plan gives the same result"
+        );
+        // A larger batch grows the arena and builds a plan; a smaller one after it reuses
+        // the arena without growing it.
+        let (big, _) = ragged(&mut r, &c, &[30, 2, 7, 19]);
+        model
+            .forward(&Batch::Tokens {
+                ids: big,
+                types: None,
+            })
+            .unwrap();
+        let bytes = model.stats().arena_bytes;
+        let (small, _) = ragged(&mut r, &c, &[4]);
+        model
+            .forward(&Batch::Tokens {
+                ids: small,
+                types: None,
+            })
+            .unwrap();
+        let s3 = model.stats();
+        assert_eq!(s3.plans_built, 3);
+        assert_eq!(s3.arena_bytes, bytes, "smaller batch reuses the arena");
+        assert_eq!(s3.submits, s3.forwards);
+    }
+}
+
+#[test]
+fn packed_model_file_roundtrip() {
+    let mut r = rng("bert-pack");
+    let c = config();
+    let dir = tmp("pack");
+    let src = dir.join("float.safetensors");
+    // A Hugging Face style checkpoint: `bert.` prefix, config in config.json.
+    let tensors = random_bert(&mut r, &c, "bert.");
+    loader::save(&src, &tensors, &[], HashMap::new()).unwrap();
+    let mut hf = serde_json::to_value(&c).unwrap();
+    hf["model_type"] = "bert".into();
+    std::fs::write(dir.join("config.json"), hf.to_string()).unwrap();
+    let format = WeightFormat::Int4 {
+        group: 32,
+        asymmetric: false,
+    };
+    let (floats, packed) = bert::pack(&WeightFile::open(&src).unwrap(), &c, format).unwrap();
+    let dst = dir.join("packed.safetensors");
+    let meta = HashMap::from([(
+        loader::CONFIG_KEY.to_string(),
+        Architecture::Bert(c.clone()).to_json(),
+    )]);
+    loader::save(&dst, &floats, &packed, meta).unwrap();
+    // Every linear weight is stored packed, and the file is smaller than the float one.
+    let pf = WeightFile::open(&dst).unwrap();
+    assert!(pf.is_packed("bert.encoder.layer.1.attention.self.qkv.weight"));
+    assert!(pf.is_packed("bert.encoder.layer.0.output.dense.weight"));
+    assert!(std::fs::metadata(&dst).unwrap().len() < std::fs::metadata(&src).unwrap().len());
+    let (ids, types) = ragged(&mut r, &c, &[6, 11]);
+    let batch = Batch::Tokens {
+        ids,
+        types: Some(types),
+    };
+    for gpu in all_gpus() {
+        let a = Model::load_with(&src, &gpu, LoadOptions { format })
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
+        // The packed file ignores the requested format: its weights are used as stored.
+        let b = Model::load_with(
+            &dst,
+            &gpu,
+            LoadOptions {
+                format: WeightFormat::F32,
+            },
+        )
+        .unwrap()
+        .forward(&batch)
+        .unwrap();
+        for (x, y) in a.values.iter().zip(&b.values) {
+            assert!((x - y).abs() < 1e-6, "packed file differs: {x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn bad_token_inputs_are_refused() {
+    let mut r = rng("bert-inputs");
+    let c = config();
+    let dir = tmp("inputs");
+    let path = dir.join("tiny.safetensors");
+    write_model(&path, &c, &random_bert(&mut r, &c, ""));
+    let gpu = &all_gpus()[0];
+    let model = Model::load(&path, gpu).unwrap();
+    let tokens = |ids: Vec<Vec<u32>>, types: Option<Vec<Vec<u32>>>| Batch::Tokens { ids, types };
+    let cases = [
+        ("empty batch", tokens(vec![], None)),
+        ("empty sequence", tokens(vec![vec![1, 2], vec![]], None)),
+        (
+            "id outside vocabulary",
+            tokens(vec![vec![1, c.vocab_size as u32]], None),
+        ),
+        (
+            "too long",
+            tokens(vec![vec![1; c.max_position_embeddings + 1]], None),
+        ),
+        (
+            "type outside range",
+            tokens(vec![vec![1, 2]], Some(vec![vec![0, 2]])),
+        ),
+        (
+            "types of other length",
+            tokens(vec![vec![1, 2]], Some(vec![vec![0]])),
+        ),
+        (
+            "types for other batch",
+            tokens(vec![vec![1, 2]], Some(vec![])),
+        ),
+        (
+            "features to an encoder",
+            Batch::Features {
+                rows: 1,
+                cols: 24,
+                data: vec![0.0; 24],
+            },
+        ),
+        (
+            "text without tokenizer",
+            Batch::text(["no tokenizer.json here"]),
+        ),
+    ];
+    for (what, b) in cases {
+        match model.forward(&b) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => eprintln!("{what}: {e}"),
+        }
+    }
+    // The model still works after refusing them.
+    model.forward(&tokens(vec![vec![3, 4, 5]], None)).unwrap();
+}

@@ -1,0 +1,114 @@
+//! The MLP classifier trained by scripts/train_digits.py on scikit-learn's 8×8 digits:
+//! sparq's logits and test accuracy against the script's.
+
+mod common;
+
+use common::all_gpus;
+use sparq::formats::WeightFormat;
+use sparq::model::{Batch, LoadOptions, Model};
+use std::path::PathBuf;
+
+#[test]
+fn digits_mlp_matches_training_script() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("digits_mlp.json")).unwrap())
+            .unwrap();
+    let scale = v["x_scale"].as_f64().unwrap() as f32;
+    let x: Vec<f32> = v["x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap() as f32 * scale)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let labels: Vec<usize> = v["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap() as usize)
+        .collect();
+    let logits: Vec<f64> = v["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let script_accuracy = v["test_accuracy"].as_f64().unwrap();
+    let rows = labels.len();
+    for gpu in all_gpus() {
+        for format in [
+            WeightFormat::F32,
+            WeightFormat::F16,
+            WeightFormat::Int8,
+            WeightFormat::Int4 {
+                group: 32,
+                asymmetric: false,
+            },
+        ] {
+            let model = Model::load_with(
+                root.join("digits_mlp.safetensors"),
+                &gpu,
+                LoadOptions { format },
+            )
+            .unwrap();
+            let out = model
+                .forward(&Batch::Features {
+                    rows,
+                    cols: 64,
+                    data: x.clone(),
+                })
+                .unwrap();
+            assert_eq!((out.rows, out.cols), (rows, 10));
+            let pred: Vec<usize> = (0..rows)
+                .map(|i| {
+                    let r = out.row(i);
+                    (0..10).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()
+                })
+                .collect();
+            let acc = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / rows as f64;
+            eprintln!(
+                "{} {}: test accuracy {acc:.4} (script {script_accuracy:.4})",
+                gpu.caps.name,
+                format.name()
+            );
+            let probs = out.probabilities.as_ref().unwrap();
+            for i in 0..rows {
+                let s: f32 = probs[i * 10..i * 10 + 10].iter().sum();
+                assert!(
+                    (s - 1.0).abs() < 1e-5,
+                    "probabilities of row {i} sum to {s}"
+                );
+            }
+            if format == WeightFormat::F32 {
+                for (i, (g, w)) in out.values.iter().zip(&logits).enumerate() {
+                    assert!(
+                        (*g as f64 - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "logit {i}: {g} vs {w}"
+                    );
+                }
+                assert_eq!(
+                    acc, script_accuracy,
+                    "f32 accuracy differs from the script's"
+                );
+            } else {
+                assert!(
+                    acc >= script_accuracy - 0.02,
+                    "{}: accuracy {acc}",
+                    format.name()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Every model kernel (embedding, norms, activations, softmax, attention, pooling) against
+//! its f64 CPU reference at awkward shapes, outputs poisoned first, on every adapter.
+
+mod common;
+
+use common::{all_gpus, random, rng};
+use rand::Rng;
+use sparq::Gpu;
+use sparq::gpu::{Dispatch, record_pass};
+use sparq::model::config::{Activation, Pooling};
+use sparq::model::ops::{self, Norm, Table};
+use sparq::model::reference as cpu;
+use sparq::tensor::{ActDType, Tensor};
+
+fn run(gpu: &Gpu, d: Dispatch) {
+    let mut enc = gpu.encoder("test");
+    record_pass(&mut enc, &[d], None);
+    gpu.submit_and_wait(enc).unwrap();
+}
+
+fn out(gpu: &Gpu, rows: usize, cols: usize) -> Tensor {
+    let t = Tensor::empty(gpu, rows, cols, ActDType::F32).unwrap();
+    t.poison(gpu);
+    t
+}
+
+/// Compares with |got − want| ≤ tol · (1 + |want|) and checks the zero padding.
+fn check(gpu: &Gpu, t: &Tensor, want: &[f64], tol: f64, what: &str) {
+    let padded = t.to_f32_padded(gpu).unwrap();
+    let s = t.stride();
+    for r in 0..t.rows {
+        for c in 0..s {
+            let g = padded[r * s + c];
+            if c >= t.cols {
+                assert_eq!(g, 0.0, "{what}: padding [{r}, {c}] is {g}");
+                continue;
+            }
+            let w = want[r * t.cols + c];
+            assert!(
+                g.is_finite() && (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
+                "{what} on {}: [{r}, {c}] got {g}, want {w}",
+                gpu.caps.name
+            );
+        }
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn tokens(gpu: &Gpu, rows: &[[u32; 4]]) -> wgpu::Buffer {
+    gpu.upload("tokens", rows).unwrap()
+}
+
+#[test]
+fn embedding_lookup_sums_tables() {
+    let mut r = rng("embedding");
+    for gpu in all_gpus() {
+        for (rows, cols, vocab) in [(1, 1, 1), (7, 13, 11), (20, 130, 37)] {
+            let (npos, ntypes) = (9, 2);
+            let w = random(&mut r, vocab * cols);
+            let p = random(&mut r, npos * cols);
+            let ty = random(&mut r, ntypes * cols);
+            let tok: Vec<[u32; 4]> = (0..rows)
+                .map(|_| {
+                    [
+                        r.random_range(0..vocab as u32),
+                        r.random_range(0..npos as u32),
+                        r.random_range(0..ntypes as u32),
+                        1,
+                    ]
+                })
+                .collect();
+            let tw = Table::new(&gpu, "w", &w, vocab, cols).unwrap();
+            let tp = Table::new(&gpu, "p", &p, npos, cols).unwrap();
+            let tt = Table::new(&gpu, "t", &ty, ntypes, cols).unwrap();
+            let tb = tokens(&gpu, &tok);
+            for with_extra in [false, true] {
+                let y = out(&gpu, rows, cols);
+                let (pp, tt2) = if with_extra {
+                    (Some(&tp), Some(&tt))
+                } else {
+                    (None, None)
+                };
+                run(&gpu, ops::embed(&gpu, &tb, &tw, pp, tt2, &y).unwrap());
+                let (w, p, ty) = (&w, &p, &ty);
+                let want: Vec<f64> = tok
+                    .iter()
+                    .flat_map(|t| {
+                        (0..cols).map(move |c| {
+                            let mut v = w[t[0] as usize * cols + c] as f64;
+                            if with_extra {
+                                v += p[t[1] as usize * cols + c] as f64
+                                    + ty[t[2] as usize * cols + c] as f64;
+                            }
+                            v
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                check(
+                    &gpu,
+                    &y,
+                    &want,
+                    1e-6,
+                    &format!("embed {rows}×{cols} extra={with_extra}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_and_rms_norm_with_residual() {
+    let mut r = rng("norm");
+    for gpu in all_gpus() {
+        for (rows, cols) in [(1, 1), (5, 7), (3, 300), (2, 1031)] {
+            let x = random(&mut r, rows * cols);
+            let res = random(&mut r, rows * cols);
+            let gamma = random(&mut r, cols);
+            let beta = random(&mut r, cols);
+            let xt = Tensor::from_f32(&gpu, &x, rows, cols).unwrap();
+            let rt = Tensor::from_f32(&gpu, &res, rows, cols).unwrap();
+            for rms in [false, true] {
+                for with_res in [false, true] {
+                    let eps = 1e-5;
+                    let n = if rms {
+                        Norm::rms(&gpu, &gamma, eps).unwrap()
+                    } else {
+                        Norm::layer(&gpu, &gamma, &beta, eps).unwrap()
+                    };
+                    let y = out(&gpu, rows, cols);
+                    run(
+                        &gpu,
+                        n.plan(&gpu, &xt, with_res.then_some(&rt), &y).unwrap(),
+                    );
+                    let rf = f64s(&res);
+                    let want = cpu::norm(
+                        &f64s(&x),
+                        with_res.then_some(&rf[..]),
+                        &gamma,
+                        (!rms).then_some(&beta[..]),
+                        eps,
+                        cols,
+                    );
+                    // One column is all mean: LayerNorm gives beta, RMSNorm x/sqrt(x²+eps).
+                    check(
+                        &gpu,
+                        &y,
+                        &want,
+                        2e-5,
+                        &format!("norm rms={rms} res={with_res} {rows}×{cols}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn activations_and_residual_add() {
+    let mut r = rng("elementwise");
+    for gpu in all_gpus() {
+        for (rows, cols) in [(1, 1), (3, 5), (17, 129)] {
+            // Spread inputs over [-8, 8) to reach the tails of erf and tanh.
+            let a: Vec<f32> = random(&mut r, rows * cols)
+                .iter()
+                .map(|v| v * 8.0)
+                .collect();
+            let b = random(&mut r, rows * cols);
+            let at = Tensor::from_f32(&gpu, &a, rows, cols).unwrap();
+            let bt = Tensor::from_f32(&gpu, &b, rows, cols).unwrap();
+            let acts = [
+                None,
+                Some(Activation::Relu),
+                Some(Activation::Gelu),
+                Some(Activation::GeluTanh),
+                Some(Activation::Silu),
+            ];
+            for act in acts {
+                for with_b in [false, true] {
+                    let y = out(&gpu, rows, cols);
+                    run(
+                        &gpu,
+                        ops::elementwise(&gpu, act, &at, with_b.then_some(&bt), &y).unwrap(),
+                    );
+                    let want: Vec<f64> = a
+                        .iter()
+                        .zip(&b)
+                        .map(|(&x, &z)| {
+                            let v = x as f64 + if with_b { z as f64 } else { 0.0 };
+                            act.map_or(v, |f| cpu::activate(f, v))
+                        })
+                        .collect();
+                    check(
+                        &gpu,
+                        &y,
+                        &want,
+                        2e-6,
+                        &format!("{act:?} b={with_b} {rows}×{cols}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn row_softmax() {
+    let mut r = rng("softmax");
+    for gpu in all_gpus() {
+        for (rows, cols) in [(1, 1), (6, 3), (2, 257), (3, 1000)] {
+            let x: Vec<f32> = random(&mut r, rows * cols)
+                .iter()
+                .map(|v| v * 20.0)
+                .collect();
+            let xt = Tensor::from_f32(&gpu, &x, rows, cols).unwrap();
+            let y = out(&gpu, rows, cols);
+            run(&gpu, ops::softmax(&gpu, &xt, &y).unwrap());
+            check(
+                &gpu,
+                &y,
+                &cpu::softmax(&f64s(&x), cols),
+                2e-6,
+                &format!("softmax {rows}×{cols}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn attention_with_padding_mask() {
+    let mut r = rng("attention");
+    for gpu in all_gpus() {
+        // (batch, seq, heads, head size): odd sizes, one token, a head of 128, a long sequence.
+        for (batch, seq, heads, d) in [
+            (1, 1, 1, 1),
+            (2, 5, 3, 7),
+            (3, 9, 2, 32),
+            (1, 33, 1, 128),
+            (2, 300, 2, 16),
+            (2, 130, 4, 6),
+        ] {
+            let hidden = heads * d;
+            let rows = batch * seq;
+            let qkv: Vec<f32> = random(&mut r, rows * 3 * hidden)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect();
+            // Each sequence keeps a random prefix (at least one token); the last one none
+            // (all keys masked: zeros).
+            let mut mask = vec![false; rows];
+            for b in 0..batch {
+                let keep = if b == batch - 1 && batch > 1 {
+                    0
+                } else {
+                    r.random_range(1..=seq)
+                };
+                for j in 0..keep {
+                    mask[b * seq + j] = true;
+                }
+            }
+            let tok: Vec<[u32; 4]> = mask.iter().map(|&m| [0, 0, 0, m as u32]).collect();
+            let tb = tokens(&gpu, &tok);
+            let qt = Tensor::from_f32(&gpu, &qkv, rows, 3 * hidden).unwrap();
+            let y = out(&gpu, rows, hidden);
+            run(
+                &gpu,
+                ops::attention(&gpu, &qt, &tb, seq, heads, &y).unwrap(),
+            );
+            let want = cpu::attention(&f64s(&qkv), &mask, seq, heads, hidden);
+            check(
+                &gpu,
+                &y,
+                &want,
+                1e-5,
+                &format!("attention b={batch} s={seq} h={heads} d={d}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn pooling_and_l2_normalisation() {
+    let mut r = rng("pool");
+    for gpu in all_gpus() {
+        for (batch, seq, cols) in [(1, 1, 1), (3, 5, 7), (2, 40, 385)] {
+            let rows = batch * seq;
+            let x = random(&mut r, rows * cols);
+            let mask: Vec<bool> = (0..rows)
+                .map(|i| i % seq == 0 || r.random_bool(0.6))
+                .collect();
+            let tok: Vec<[u32; 4]> = mask.iter().map(|&m| [0, 0, 0, m as u32]).collect();
+            let tb = tokens(&gpu, &tok);
+            let xt = Tensor::from_f32(&gpu, &x, rows, cols).unwrap();
+            for pooling in [Pooling::Mean, Pooling::Cls] {
+                for normalize in [false, true] {
+                    for masked in [false, true] {
+                        let y = out(&gpu, batch, cols);
+                        let d = ops::pool(
+                            &gpu,
+                            &xt,
+                            masked.then_some(&tb),
+                            seq,
+                            pooling,
+                            normalize,
+                            &y,
+                        );
+                        run(&gpu, d.unwrap());
+                        let want = cpu::pool(
+                            &f64s(&x),
+                            masked.then_some(&mask[..]),
+                            seq,
+                            cols,
+                            pooling,
+                            normalize,
+                        );
+                        check(
+                            &gpu,
+                            &y,
+                            &want,
+                            1e-5,
+                            &format!(
+                                "{pooling:?} norm={normalize} mask={masked} {batch}×{seq}×{cols}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        // seq = 1 without a mask: plain row-wise L2 normalisation.
+        let x = random(&mut r, 9 * 5);
+        let xt = Tensor::from_f32(&gpu, &x, 9, 5).unwrap();
+        let y = out(&gpu, 9, 5);
+        run(
+            &gpu,
+            ops::pool(&gpu, &xt, None, 1, Pooling::Mean, true, &y).unwrap(),
+        );
+        let want: Vec<f64> = x
+            .chunks(5)
+            .flat_map(|row| {
+                let n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+                row.iter().map(move |&v| v as f64 / n)
+            })
+            .collect();
+        check(&gpu, &y, &want, 1e-6, "l2 normalise");
+    }
+}
+
+#[test]
+fn shape_errors_are_typed() {
+    let gpu = &all_gpus()[0];
+    let a = Tensor::from_f32(gpu, &[0.0; 12], 3, 4).unwrap();
+    let b = Tensor::from_f32(gpu, &[0.0; 10], 2, 5).unwrap();
+    let tb = tokens(gpu, &[[0, 0, 0, 1]; 3]);
+    assert!(matches!(
+        ops::elementwise(gpu, None, &a, Some(&b), &a),
+        Err(sparq::Error::Shape(_))
+    ));
+    assert!(matches!(
+        ops::softmax(gpu, &a, &b),
+        Err(sparq::Error::Shape(_))
+    ));
+    // 4 columns do not split into 3 heads; qkv 3 × 4 is not 3 × 3H.
+    assert!(matches!(
+        ops::attention(gpu, &a, &tb, 3, 3, &a),
+        Err(sparq::Error::Shape(_))
+    ));
+    assert!(matches!(
+        ops::pool(gpu, &a, Some(&tb), 2, Pooling::Mean, false, &b),
+        Err(sparq::Error::Shape(_))
+    ));
+    let n = Norm::layer(gpu, &[1.0; 5], &[0.0; 5], 1e-5).unwrap();
+    assert!(matches!(
+        n.plan(gpu, &a, None, &a),
+        Err(sparq::Error::Shape(_))
+    ));
+}
