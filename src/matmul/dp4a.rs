@@ -94,23 +94,7 @@ fn quantize(
     words: usize,
 ) -> Result<Dispatch> {
     let layout = gpu.layouts.get_or_create(&gpu.device, "quant_rows", || {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let rw = wgpu::BufferBindingType::Storage { read_only: false };
-        vec![
-            entry(0, wgpu::BufferBindingType::Uniform),
-            entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
-            entry(2, rw),
-            entry(3, rw),
-        ]
+        crate::gpu::uniform_and_storage(1, 2)
     });
     let act = x.dtype;
     let name = format!("quant_rows_{act:?}");

@@ -620,25 +620,6 @@ impl GemmTiling {
 
 fn linear_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
     gpu.layouts.get_or_create(&gpu.device, "linear", || {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let ro = wgpu::BufferBindingType::Storage { read_only: true };
-        vec![
-            entry(0, wgpu::BufferBindingType::Uniform),
-            entry(1, ro),
-            entry(2, ro),
-            entry(3, ro),
-            entry(4, ro),
-            entry(5, ro),
-            entry(6, wgpu::BufferBindingType::Storage { read_only: false }),
-        ]
+        crate::gpu::uniform_and_storage(5, 1)
     })
 }

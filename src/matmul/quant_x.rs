@@ -41,21 +41,7 @@ pub fn quantize_rows(
     let vars = [("PAIRED", paired as i64), ("NATURAL", !paired as i64)];
     let name = format!("quant_q8_{:?}_paired{}", x.dtype, paired as u8);
     let layout = gpu.layouts.get_or_create(&gpu.device, "quant_q8", || {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        vec![
-            entry(0, wgpu::BufferBindingType::Uniform),
-            entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
-            entry(2, wgpu::BufferBindingType::Storage { read_only: false }),
-        ]
+        crate::gpu::uniform_and_storage(1, 1)
     });
     let act = match x.dtype {
         ActDType::F32 => ACT_F32,

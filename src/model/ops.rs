@@ -73,28 +73,7 @@ const K_POOL: Kernel = Kernel {
 
 fn layout(gpu: &Gpu, k: &Kernel) -> std::sync::Arc<crate::gpu::Layout> {
     gpu.layouts.get_or_create(&gpu.device, k.name, || {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let mut v = vec![entry(0, wgpu::BufferBindingType::Uniform)];
-        for i in 0..k.inputs {
-            v.push(entry(
-                1 + i,
-                wgpu::BufferBindingType::Storage { read_only: true },
-            ));
-        }
-        v.push(entry(
-            1 + k.inputs,
-            wgpu::BufferBindingType::Storage { read_only: false },
-        ));
-        v
+        crate::gpu::uniform_and_storage(k.inputs, 1)
     })
 }
 

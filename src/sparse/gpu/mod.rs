@@ -565,23 +565,6 @@ impl SparseLinear {
 
 fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
     gpu.layouts.get_or_create(&gpu.device, "sparse", || {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let ro = wgpu::BufferBindingType::Storage { read_only: true };
-        let mut v = vec![entry(0, wgpu::BufferBindingType::Uniform)];
-        v.extend((1..7).map(|b| entry(b, ro)));
-        v.push(entry(
-            7,
-            wgpu::BufferBindingType::Storage { read_only: false },
-        ));
-        v
+        crate::gpu::uniform_and_storage(6, 1)
     })
 }
