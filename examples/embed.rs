@@ -22,6 +22,7 @@ fn main() -> sparq::Result<()> {
         &gpu,
         LoadOptions {
             format: WeightFormat::F16,
+            ..Default::default()
         },
     )?;
     let out = model.forward(&Batch::Text(sentences.clone()))?;

@@ -29,6 +29,10 @@ pub enum ModelCommand {
         /// Write the JSON here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Spread the texts over several devices: `all`, or adapter selectors such as `0,1`
+        /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
+        #[arg(long)]
+        adapters: Option<String>,
     },
     /// Embed sentences with an encoder and print one JSON array per sentence.
     Embed {
@@ -40,6 +44,10 @@ pub enum ModelCommand {
         /// Format of the linear weights.
         #[arg(long, default_value = "f32")]
         format: String,
+        /// Spread the texts over several devices: `all`, or adapter selectors such as `0,1`
+        /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
+        #[arg(long)]
+        adapters: Option<String>,
     },
     /// Write a compressed, self-describing model file: linear weights packed in FORMAT,
     /// the architecture in the metadata.
@@ -85,14 +93,31 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             format,
             input,
             output,
+            adapters,
         } => {
+            if let Some(adapters) = adapters {
+                let text = read_input(&input)?;
+                let Batch::Text(texts) = parse_input(&text)? else {
+                    return Err(Error::Invalid(
+                        "--adapters takes text input: {\"texts\": [...]}".into(),
+                    ));
+                };
+                let rows = embed_on_cluster(&model, &format, &adapters, &texts)?;
+                let json = serde_json::json!({
+                    "format": WeightFormat::parse(&format)?.name(),
+                    "rows": rows.len(),
+                    "cols": rows.first().map_or(0, Vec::len),
+                    "embeddings": rows,
+                });
+                match output {
+                    Some(p) => std::fs::write(p, json.to_string() + "\n")?,
+                    None => println!("{json}"),
+                }
+                return Ok(());
+            }
             let gpu = Gpu::new(selector)?;
             let m = load(&model, &gpu, &format)?;
-            let text = if input.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&input)?
-            };
+            let text = read_input(&input)?;
             let out = m.forward(&parse_input(&text)?)?;
             let json = output_json(&m, &out);
             match output {
@@ -105,7 +130,14 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             model,
             sentences,
             format,
+            adapters,
         } => {
+            if let Some(adapters) = adapters {
+                for row in embed_on_cluster(&model, &format, &adapters, &sentences)? {
+                    println!("{}", serde_json::to_string(&row).expect("floats serialise"));
+                }
+                return Ok(());
+            }
             let gpu = Gpu::new(selector)?;
             let m = load(&model, &gpu, &format)?;
             let out = m.forward(&Batch::Text(sentences))?;
@@ -149,8 +181,41 @@ fn load<'g>(path: &Path, gpu: &'g Gpu, format: &str) -> Result<Model<'g>> {
         gpu,
         LoadOptions {
             format: WeightFormat::parse(format)?,
+            ..Default::default()
         },
     )
+}
+
+fn read_input(input: &Path) -> Result<String> {
+    Ok(if input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(input)?
+    })
+}
+
+/// Embeds `texts` with one replica of the model per device of `adapters`, split by measured
+/// throughput (`sparq::schedule::Cluster`); prints where the rows and the time went to stderr.
+fn embed_on_cluster(
+    model: &Path,
+    format: &str,
+    adapters: &str,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>> {
+    use sparq::schedule::{Cluster, ModelReplica};
+    let options = LoadOptions {
+        format: WeightFormat::parse(format)?,
+        ..Default::default()
+    };
+    let sample = &texts[..texts.len().min(8)];
+    let mut cluster = Cluster::open(
+        adapters,
+        |g| ModelReplica::load(model, g, options, 32),
+        sample,
+    )?;
+    let out = cluster.run(texts)?;
+    eprintln!("{}", out.report.markdown());
+    Ok(out.outputs)
 }
 
 fn parse_input(text: &str) -> Result<Batch> {

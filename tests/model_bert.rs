@@ -166,7 +166,15 @@ fn encoder_matches_cpu_reference_in_every_format() {
                 asymmetric: true,
             },
         ] {
-            let model = Model::load_with(&path, &gpu, LoadOptions { format }).unwrap();
+            let model = Model::load_with(
+                &path,
+                &gpu,
+                LoadOptions {
+                    format,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             let host = bert::host_weights(&file, &c, format).unwrap();
             let out = model
                 .forward(&Batch::Tokens {
@@ -300,16 +308,24 @@ fn packed_model_file_roundtrip() {
         types: Some(types),
     };
     for gpu in all_gpus() {
-        let a = Model::load_with(&src, &gpu, LoadOptions { format })
-            .unwrap()
-            .forward(&batch)
-            .unwrap();
+        let a = Model::load_with(
+            &src,
+            &gpu,
+            LoadOptions {
+                format,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .forward(&batch)
+        .unwrap();
         // The packed file ignores the requested format: its weights are used as stored.
         let b = Model::load_with(
             &dst,
             &gpu,
             LoadOptions {
                 format: WeightFormat::F32,
+                ..Default::default()
             },
         )
         .unwrap()

@@ -60,7 +60,10 @@ fn digits_mlp_matches_training_script() {
             let model = Model::load_with(
                 root.join("digits_mlp.safetensors"),
                 &gpu,
-                LoadOptions { format },
+                LoadOptions {
+                    format,
+                    ..Default::default()
+                },
             )
             .unwrap();
             let out = model

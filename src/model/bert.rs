@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::Gpu;
+use crate::matmul::KernelChoice;
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::{Activation, BertConfig};
@@ -124,20 +125,22 @@ fn dense(
     name: &str,
     n: usize,
     k: usize,
-    format: WeightFormat,
+    (format, kernel): (WeightFormat, KernelChoice),
 ) -> Result<Dense> {
     let w = file.matrix(&format!("{name}.weight"), n, k, format)?;
     let b = file.floats(&format!("{name}.bias"), &[n])?;
-    Dense::new(gpu, &w, Some(&b))
+    Dense::new(gpu, &w, Some(&b), kernel)
 }
 
 impl Bert {
-    /// Uploads the encoder of `file`, linear weights in `format` (packed tensors as stored).
+    /// Uploads the encoder of `file`, linear weights in `format` (packed tensors as stored),
+    /// planned with `kernel`.
     pub fn load(
         gpu: &Gpu,
         file: &WeightFile,
         config: BertConfig,
         format: WeightFormat,
+        kernel: KernelChoice,
     ) -> Result<Self> {
         config.validate()?;
         let names = Names::detect(file);
@@ -164,14 +167,14 @@ impl Bert {
         for l in 0..config.num_hidden_layers {
             let (qkv_w, qkv_b) = qkv_weights(file, &names, l, h, format)?;
             layers.push(Layer {
-                qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b))?,
+                qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b), kernel)?,
                 out: dense(
                     gpu,
                     file,
                     &names.layer(l, "attention.output.dense"),
                     h,
                     h,
-                    format,
+                    (format, kernel),
                 )?,
                 ln1: norm(
                     gpu,
@@ -186,9 +189,16 @@ impl Bert {
                     &names.layer(l, "intermediate.dense"),
                     i,
                     h,
-                    format,
+                    (format, kernel),
                 )?,
-                ffn_out: dense(gpu, file, &names.layer(l, "output.dense"), h, i, format)?,
+                ffn_out: dense(
+                    gpu,
+                    file,
+                    &names.layer(l, "output.dense"),
+                    h,
+                    i,
+                    (format, kernel),
+                )?,
                 ln2: norm(gpu, file, &names.layer(l, "output.LayerNorm"), h, eps)?,
             });
         }

@@ -10,13 +10,21 @@ use crate::tensor::Tensor;
 /// `y = x · Wᵀ + b` with weights in any [`crate::formats::WeightFormat`].
 pub struct Dense {
     inner: Linear,
+    kernel: KernelChoice,
 }
 
 impl Dense {
     /// Uploads the weights and bias.
-    pub fn new(gpu: &Gpu, weights: &PackedWeights, bias: Option<&[f32]>) -> Result<Self> {
+    /// Uploads the weights and bias; `kernel` picks the strategy of every plan.
+    pub fn new(
+        gpu: &Gpu,
+        weights: &PackedWeights,
+        bias: Option<&[f32]>,
+        kernel: KernelChoice,
+    ) -> Result<Self> {
         Ok(Dense {
             inner: Linear::new(gpu, weights, bias)?,
+            kernel,
         })
     }
 
@@ -37,6 +45,6 @@ impl Dense {
 
     /// Dispatches writing `y = x · Wᵀ + b`.
     pub fn plan(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
-        self.inner.plan(gpu, x, y, KernelChoice::Auto)
+        self.inner.plan(gpu, x, y, self.kernel)
     }
 }

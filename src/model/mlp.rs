@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
+use crate::matmul::KernelChoice;
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::MlpConfig;
@@ -20,12 +21,14 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Uploads the layers of `file`, weights in `format` (packed tensors as stored).
+    /// Uploads the layers of `file`, weights in `format` (packed tensors as stored), planned
+    /// with `kernel`.
     pub fn load(
         gpu: &Gpu,
         file: &WeightFile,
         config: MlpConfig,
         format: WeightFormat,
+        kernel: KernelChoice,
     ) -> Result<Self> {
         config.validate()?;
         let mut layers = Vec::new();
@@ -33,7 +36,7 @@ impl Mlp {
             let (k, n) = (w[0], w[1]);
             let m = file.matrix(&format!("layers.{i}.weight"), n, k, format)?;
             let b = file.floats(&format!("layers.{i}.bias"), &[n])?;
-            layers.push(Dense::new(gpu, &m, Some(&b))?);
+            layers.push(Dense::new(gpu, &m, Some(&b), kernel)?);
         }
         let extra = format!("layers.{}.weight", layers.len());
         if file.contains(&extra) {

@@ -30,6 +30,7 @@ pub mod reference;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu, record_pass};
+use crate::matmul::KernelChoice;
 use crate::tensor::Tensor;
 use config::Architecture;
 use loader::WeightFile;
@@ -136,19 +137,25 @@ struct State {
 pub struct LoadOptions {
     /// Format of linear weights stored as floats (packed weights stay as stored).
     pub format: WeightFormat,
+    /// Kernel of every linear layer. `Auto` picks per shape, so one row's result can change
+    /// in the last bits with the batch around it; a forced strategy (e.g. the tiled GEMM)
+    /// makes each row's result independent of the batch, as the data-parallel scheduler's
+    /// bit-identity needs.
+    pub kernel: KernelChoice,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             format: WeightFormat::F32,
+            kernel: KernelChoice::Auto,
         }
     }
 }
 
 /// A loaded model on a device.
 pub struct Model<'g> {
-    gpu: &'g Gpu,
+    gpu: GpuRef<'g>,
     /// Its architecture.
     pub arch: Architecture,
     /// Format of its linear weights.
@@ -187,6 +194,35 @@ pub(crate) fn view(t: &Tensor) -> Tensor {
     }
 }
 
+impl Model<'static> {
+    /// Like [`Model::load_with`], on a device the model shares ownership of: a model that can
+    /// move to another thread with its device (the data-parallel scheduler's replicas).
+    pub fn load_shared(
+        path: impl AsRef<Path>,
+        gpu: std::sync::Arc<Gpu>,
+        options: LoadOptions,
+    ) -> Result<Self> {
+        Self::load_on(path, GpuRef::Shared(gpu), options)
+    }
+}
+
+/// The device a model runs on: borrowed from the caller, or shared through an `Arc`.
+enum GpuRef<'g> {
+    Borrowed(&'g Gpu),
+    Shared(std::sync::Arc<Gpu>),
+}
+
+impl std::ops::Deref for GpuRef<'_> {
+    type Target = Gpu;
+
+    fn deref(&self) -> &Gpu {
+        match self {
+            GpuRef::Borrowed(g) => g,
+            GpuRef::Shared(g) => g,
+        }
+    }
+}
+
 impl<'g> Model<'g> {
     /// Loads the model at `path` (a directory with `model.safetensors`, or the file itself)
     /// with f32 linear weights.
@@ -198,6 +234,11 @@ impl<'g> Model<'g> {
     /// the file's metadata, else from `config.json` beside it; a `tokenizer.json` beside it
     /// is loaded for text input.
     pub fn load_with(path: impl AsRef<Path>, gpu: &'g Gpu, options: LoadOptions) -> Result<Self> {
+        Self::load_on(path, GpuRef::Borrowed(gpu), options)
+    }
+
+    fn load_on(path: impl AsRef<Path>, gpu_ref: GpuRef<'g>, options: LoadOptions) -> Result<Self> {
+        let gpu: &Gpu = &gpu_ref;
         let (weights, dir) = locate(path.as_ref())?;
         let file = WeightFile::open(&weights)?;
         let arch = match file.metadata(loader::CONFIG_KEY) {
@@ -210,10 +251,15 @@ impl<'g> Model<'g> {
                 &file,
                 c.clone(),
                 options.format,
+                options.kernel,
             )?)),
-            Architecture::Mlp(c) => {
-                Net::Mlp(mlp::Mlp::load(gpu, &file, c.clone(), options.format)?)
-            }
+            Architecture::Mlp(c) => Net::Mlp(mlp::Mlp::load(
+                gpu,
+                &file,
+                c.clone(),
+                options.format,
+                options.kernel,
+            )?),
         };
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = match (&arch, tok_path.is_file()) {
@@ -222,7 +268,7 @@ impl<'g> Model<'g> {
         };
         gpu.check()?;
         Ok(Model {
-            gpu,
+            gpu: gpu_ref,
             arch,
             format: options.format,
             net,
@@ -357,7 +403,7 @@ impl<'g> Model<'g> {
         input: &[u8],
         plan: impl FnOnce(&Gpu, &mut arena::Arena) -> Result<Plan>,
     ) -> Result<Vec<Vec<f32>>> {
-        let gpu = self.gpu;
+        let gpu: &Gpu = &self.gpu;
         let mut guard = self.state.lock().unwrap();
         let st = &mut *guard;
         if !st.plans.contains_key(&key) {

@@ -11,6 +11,7 @@
 //! - [`TaskPool`] is task parallelism: several models placed over the devices (by memory fit and
 //!   measured speed, or pinned), one queue per device, devices running concurrently.
 //!
+//! [`ModelReplica`] runs a loaded text model (sentence embeddings) as a replica.
 //! [`LinearChain`] is a replica made of [`crate::matmul::Linear`] layers, used by the tests and
 //! `sparq bench --adapters`; [`open_devices`] opens the devices a command line names.
 //!
@@ -21,12 +22,14 @@ pub mod bench;
 mod chain;
 mod cluster;
 mod fault;
+mod model;
 mod split;
 mod tasks;
 
 pub use chain::{ChainLayer, LinearChain};
 pub use cluster::{BatchOutput, BatchReport, Cluster, ClusterConfig, DeviceReport, MicroBatch};
 pub use fault::{FaultKind, Injection};
+pub use model::ModelReplica;
 pub use split::SplitPolicy;
 pub use tasks::{ModelHandle, ModelSpec, TaskPool, Ticket, probe_speed};
 
