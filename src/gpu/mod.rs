@@ -178,6 +178,37 @@ impl Gpu {
         }))
     }
 
+    /// A bind group of `layout` binding `params` (as a new uniform buffer) at 0 and `buffers`
+    /// at 1, 2, ...: the shape of every sparq kernel's bindings (see [`uniform_and_storage`]).
+    pub fn bind_params<P: bytemuck::Pod>(
+        &self,
+        label: &str,
+        layout: &Layout,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
+            .chain(buffers.iter().copied())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &layout.bind_group,
+            entries: &entries,
+        })
+    }
+
     /// Refuses a buffer that one storage binding of this device cannot hold.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.caps.max_storage_binding {

@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::Tensor;
-use wgpu::util::DeviceExt;
 
 /// Register tile per invocation (TM = TN) and words (4 k each) per staged slice.
 const T: u32 = 8;
@@ -112,35 +111,7 @@ fn quantize(
         row0: 0,
         pad: [0; 3],
     };
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("quant_rows params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("quant_rows"),
-        layout: &layout.bind_group,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: x.buffer.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: xq.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: xs.as_entire_binding(),
-            },
-        ],
-    });
+    let bind_group = gpu.bind_params("quant_rows", &layout, &params, &[&x.buffer, xq, xs]);
     Ok(Dispatch {
         label: format!("quant_rows m={}", x.rows),
         pipeline,

@@ -21,6 +21,33 @@ use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
 use crate::tensor::{ActDType, Tensor};
 use wgpu::util::DeviceExt;
 
+/// Checks the input and output of a `y = x · Wᵀ` layer with `n` outputs and `k` inputs (any
+/// weight representation): shapes, matching dtypes, at least one row.
+pub fn validate_io(n: usize, k: usize, x: &Tensor, y: &Tensor) -> Result<()> {
+    if x.cols != k {
+        return Err(Error::Shape(format!(
+            "input has {} features, the layer expects {k}",
+            x.cols
+        )));
+    }
+    if y.cols != n || y.rows != x.rows {
+        return Err(Error::Shape(format!(
+            "output is {} × {}, expected {} × {n}",
+            y.rows, y.cols, x.rows
+        )));
+    }
+    if x.dtype != y.dtype {
+        return Err(Error::DType(format!(
+            "input is {:?} but output is {:?}",
+            x.dtype, y.dtype
+        )));
+    }
+    if x.rows == 0 {
+        return Err(Error::Invalid("input has no rows".into()));
+    }
+    Ok(())
+}
+
 /// Most activation rows that the portable choice still sends through GEMV kernels (in
 /// slices of 8).
 pub const GEMV_MAX_ROWS: usize = 64;
@@ -228,28 +255,7 @@ impl Linear {
     }
 
     fn validate(&self, x: &Tensor, y: &Tensor) -> Result<()> {
-        if x.cols != self.k {
-            return Err(Error::Shape(format!(
-                "input has {} features, the layer expects {}",
-                x.cols, self.k
-            )));
-        }
-        if y.cols != self.n || y.rows != x.rows {
-            return Err(Error::Shape(format!(
-                "output is {} × {}, expected {} × {}",
-                y.rows, y.cols, x.rows, self.n
-            )));
-        }
-        if x.dtype != y.dtype {
-            return Err(Error::DType(format!(
-                "input is {:?} but output is {:?}",
-                x.dtype, y.dtype
-            )));
-        }
-        if x.rows == 0 {
-            return Err(Error::Invalid("input has no rows".into()));
-        }
-        Ok(())
+        validate_io(self.n, self.k, x, y)
     }
 
     fn plan_with(

@@ -5,7 +5,6 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::{ActDType, Tensor};
-use wgpu::util::DeviceExt;
 
 const QUANT_Q8: &str = include_str!("../../shaders/quant_q8.wgsl");
 const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
@@ -56,31 +55,7 @@ pub fn quantize_rows(
                 .unwrap_or_else(|e| panic!("bad WGSL template quant_q8: {e}"))
         },
     )?;
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("quant_q8 params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("quant_q8"),
-        layout: &layout.bind_group,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: x.buffer.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: out.as_entire_binding(),
-            },
-        ],
-    });
+    let bind_group = gpu.bind_params("quant_q8", &layout, &params, &[&x.buffer, &out]);
     let dispatch = Dispatch {
         label: format!("quant_q8 m={}", x.rows),
         pipeline,

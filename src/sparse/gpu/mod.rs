@@ -404,27 +404,7 @@ impl SparseLinear {
         y: &Tensor,
         path: SparsePath,
     ) -> Result<Vec<Dispatch>> {
-        if x.cols != self.k {
-            return Err(Error::Shape(format!(
-                "input has {} features, the layer expects {}",
-                x.cols, self.k
-            )));
-        }
-        if y.cols != self.n || y.rows != x.rows {
-            return Err(Error::Shape(format!(
-                "output is {} × {}, expected {} × {}",
-                y.rows, y.cols, x.rows, self.n
-            )));
-        }
-        if x.dtype != y.dtype {
-            return Err(Error::DType(format!(
-                "input is {:?} but output is {:?}",
-                x.dtype, y.dtype
-            )));
-        }
-        if x.rows == 0 {
-            return Err(Error::Invalid("input has no rows".into()));
-        }
+        crate::matmul::validate_io(self.n, self.k, x, y)?;
         let sg = match path {
             SparsePath::Auto => Self::subgroups_usable(gpu),
             SparsePath::Workgroup => false,
