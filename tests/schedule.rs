@@ -371,3 +371,49 @@ fn tasks_are_placed_by_fit_speed_and_pin() {
         13
     );
 }
+
+#[test]
+fn tasks_move_off_a_failed_device() {
+    let mut rng = rng("tasks_move_off_a_failed_device");
+    let l = layers(&mut rng);
+    let mut pool = TaskPool::with_speeds(same_adapter(2), &[1.0, 1.0]).unwrap();
+    let spec = ModelSpec {
+        name: "m".into(),
+        bytes: 0,
+        cost: 1.0,
+        pin: None,
+    };
+    let lc = l.clone();
+    let m = pool
+        .add(spec, move |g: &Arc<Gpu>| LinearChain::new(g, &lc, 8))
+        .unwrap();
+    let first = m.device;
+    let x = rows(&mut rng, 11, 70);
+    // Accepted, then the device is lost before the request runs: it is answered from the other.
+    let lost = pool.gpu(first).clone();
+    lost.device.destroy();
+    let _ = lost.device.poll(wgpu::PollType::wait_indefinitely());
+    let got = pool.submit(&m, x.clone()).unwrap().wait().unwrap();
+    let now = pool.device_of(&m);
+    assert_ne!(now, first, "the model stayed on the failed device");
+    assert!(pool.failure(first).is_some());
+    let mut alone = LinearChain::new(pool.gpu(now), &l, 8).unwrap();
+    let want = run_single(&mut alone, &x).unwrap();
+    assert_eq!(got.len(), x.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(bits(g), bits(w));
+    }
+    // Later requests go straight to the new device.
+    assert_eq!(
+        pool.submit(&m, x.clone()).unwrap().wait().unwrap().len(),
+        11
+    );
+    // With no live device left the request fails with an error naming the devices.
+    let last = pool.gpu(now).clone();
+    last.device.destroy();
+    let _ = last.device.poll(wgpu::PollType::wait_indefinitely());
+    match pool.submit(&m, x).unwrap().wait() {
+        Err(e @ Error::NoDeviceLeft(_)) => assert!(e.to_string().contains("[1]"), "{e}"),
+        other => panic!("expected NoDeviceLeft, got {:?}", other.map(|o| o.len())),
+    }
+}

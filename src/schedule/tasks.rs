@@ -4,8 +4,10 @@
 //! where it fits in the remaining memory budget and where the work already placed plus its
 //! own, divided by the device's measured speed, is smallest. Requests to one model run in
 //! submission order on its device; devices run concurrently. A device that reports a device
-//! fault is marked failed: later placements avoid it and requests to its models return the
-//! error naming it.
+//! fault is marked failed and later placements avoid it. A request whose device fails is not
+//! lost: its model is rebuilt on another live device (placed as above) and the request runs
+//! there, so every accepted request is answered once. A model pinned to the failed device has
+//! nowhere else to go: its requests return the error naming the device.
 
 use super::{ChainLayer, LinearChain, Replica, device_name, is_device_fault, run_single};
 use crate::Gpu;
@@ -35,6 +37,15 @@ pub struct ModelSpec {
 /// The models living on one device thread.
 type Models = HashMap<usize, Box<dyn Any + Send>>;
 type Job = Box<dyn FnOnce(&mut Models) + Send>;
+/// Builds a model on a device (type-erased replica), again after a failover.
+type Factory = Arc<dyn Fn(&Arc<Gpu>) -> Result<Box<dyn Any + Send>> + Send + Sync>;
+
+/// Where a model lives now, and how to build it elsewhere.
+struct Placed {
+    spec: ModelSpec,
+    device: usize,
+    factory: Factory,
+}
 
 struct DeviceQueue {
     name: String,
@@ -52,7 +63,8 @@ struct DeviceQueue {
 #[derive(Debug)]
 pub struct ModelHandle<R> {
     id: usize,
-    /// Device it was placed on.
+    pin: Option<usize>,
+    /// Device it was first placed on (see [`TaskPool::device_of`] after a failover).
     pub device: usize,
     /// The model's name.
     pub name: String,
@@ -60,20 +72,47 @@ pub struct ModelHandle<R> {
 }
 
 /// The pending result of one request.
-pub struct Ticket<O> {
-    rx: mpsc::Receiver<Result<Vec<O>>>,
-    device: String,
+pub struct Ticket<'p, R: Replica> {
+    pool: &'p TaskPool,
+    model: &'p ModelHandle<R>,
+    inputs: Vec<R::In>,
+    device: usize,
+    rx: mpsc::Receiver<Result<Vec<R::Out>>>,
 }
 
-impl<O> Ticket<O> {
-    /// Waits for the outputs (one per input row, in order).
-    pub fn wait(self) -> Result<Vec<O>> {
-        self.rx.recv().unwrap_or_else(|_| {
-            Err(Error::DeviceLost(format!(
-                "the queue of {} stopped before answering",
-                self.device
-            )))
-        })
+impl<R> Ticket<'_, R>
+where
+    R: Replica + 'static,
+    R::In: Clone + Send + 'static,
+    R::Out: 'static,
+{
+    /// Waits for the outputs (one per input row, in order). If the device fails meanwhile,
+    /// the model moves to another live device and the request runs again there.
+    pub fn wait(self) -> Result<Vec<R::Out>> {
+        let Ticket {
+            pool,
+            model,
+            inputs,
+            mut device,
+            mut rx,
+        } = self;
+        loop {
+            let result = rx.recv().unwrap_or_else(|_| {
+                Err(Error::DeviceLost(format!(
+                    "the queue of {} stopped before answering",
+                    pool.queues[device].name
+                )))
+            });
+            match result {
+                Err(e) if is_device_fault(&e) && model.pin.is_none() => {
+                    device = pool.failover(model.id, device).map_err(|f| {
+                        Error::NoDeviceLeft(format!("{e}; no other device for it: {f}"))
+                    })?;
+                    rx = pool.send_request(model, device, inputs.clone())?;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -81,6 +120,7 @@ impl<O> Ticket<O> {
 pub struct TaskPool {
     queues: Vec<DeviceQueue>,
     next_id: usize,
+    placed: Mutex<HashMap<usize, Placed>>,
 }
 
 /// Rows per second of a small f32 layer on `gpu`: the speed placement divides by.
@@ -146,7 +186,11 @@ impl TaskPool {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(TaskPool { queues, next_id: 0 })
+        Ok(TaskPool {
+            queues,
+            next_id: 0,
+            placed: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Limits the device memory placement may give away on device `i` (unlimited by default:
@@ -253,37 +297,91 @@ impl TaskPool {
     }
 
     /// Places `spec`, builds the model there with `factory` (on the device's thread) and
-    /// returns its handle.
+    /// returns its handle. The factory is kept to rebuild the model on another device if
+    /// this one fails.
     pub fn add<R, F>(&mut self, spec: ModelSpec, factory: F) -> Result<ModelHandle<R>>
     where
         R: Replica + 'static,
-        F: FnOnce(&Arc<Gpu>) -> Result<R> + Send + 'static,
+        F: Fn(&Arc<Gpu>) -> Result<R> + Send + Sync + 'static,
     {
         let device = self.place(&spec)?;
         let id = self.next_id;
         self.next_id += 1;
+        let factory: Factory =
+            Arc::new(move |g| factory(g).map(|r| Box::new(r) as Box<dyn Any + Send>));
+        self.build(id, device, &factory)?;
         let q = &mut self.queues[device];
-        let gpu = q.gpu.clone();
+        q.used = q.used.saturating_add(spec.bytes);
+        q.load += spec.cost.max(0.0);
+        let handle = ModelHandle {
+            id,
+            pin: spec.pin,
+            device,
+            name: spec.name.clone(),
+            _replica: PhantomData,
+        };
+        self.placed.lock().unwrap().insert(
+            id,
+            Placed {
+                spec,
+                device,
+                factory,
+            },
+        );
+        Ok(handle)
+    }
+
+    /// Builds model `id` with `factory` on `device`'s thread and waits for it.
+    fn build(&self, id: usize, device: usize, factory: &Factory) -> Result<()> {
+        let q = &self.queues[device];
+        let (gpu, factory) = (q.gpu.clone(), factory.clone());
         let (tx, rx) = mpsc::channel();
         Self::send(
             q,
             Box::new(move |models: &mut Models| {
                 let built = factory(&gpu).map(|r| {
-                    models.insert(id, Box::new(r));
+                    models.insert(id, r);
                 });
                 let _ = tx.send(built);
             }),
         )?;
         rx.recv()
-            .map_err(|_| Error::DeviceLost(format!("the queue of {} stopped", q.name)))??;
-        q.used = q.used.saturating_add(spec.bytes);
-        q.load += spec.cost.max(0.0);
-        Ok(ModelHandle {
-            id,
-            device,
-            name: spec.name,
-            _replica: PhantomData,
-        })
+            .map_err(|_| Error::DeviceLost(format!("the queue of {} stopped", q.name)))?
+    }
+
+    /// The device model `model` lives on now.
+    pub fn device_of<R>(&self, model: &ModelHandle<R>) -> usize {
+        self.placed
+            .lock()
+            .unwrap()
+            .get(&model.id)
+            .map_or(model.device, |p| p.device)
+    }
+
+    /// Moves model `id` off `failed` (unless another request already did) to the device
+    /// placement picks among the live ones, building it there; returns its device.
+    fn failover(&self, id: usize, failed: usize) -> Result<usize> {
+        let mut placed = self.placed.lock().unwrap();
+        let p = placed
+            .get_mut(&id)
+            .ok_or_else(|| Error::Invalid(format!("model {id} is not in this pool")))?;
+        if p.device != failed {
+            return Ok(p.device);
+        }
+        loop {
+            let device = self.place(&p.spec)?;
+            match self.build(id, device, &p.factory) {
+                Ok(()) => {
+                    p.device = device;
+                    return Ok(device);
+                }
+                // That device failed too while building: mark it and try the next.
+                Err(e) if is_device_fault(&e) => {
+                    *self.queues[device].failed.lock().unwrap() = Some(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn send(q: &DeviceQueue, job: Job) -> Result<()> {
@@ -293,15 +391,46 @@ impl TaskPool {
     }
 
     /// Queues `inputs` for `model` on its device; the ticket yields the outputs in order.
-    pub fn submit<R>(&self, model: &ModelHandle<R>, inputs: Vec<R::In>) -> Result<Ticket<R::Out>>
+    pub fn submit<'p, R>(
+        &'p self,
+        model: &'p ModelHandle<R>,
+        inputs: Vec<R::In>,
+    ) -> Result<Ticket<'p, R>>
+    where
+        R: Replica + 'static,
+        R::In: Clone + Send + 'static,
+        R::Out: 'static,
+    {
+        if self.placed.lock().unwrap().get(&model.id).is_none() {
+            return Err(Error::Invalid(format!(
+                "model '{}' is not from this pool",
+                model.name
+            )));
+        }
+        let device = self.device_of(model);
+        let rx = self.send_request(model, device, inputs.clone())?;
+        Ok(Ticket {
+            pool: self,
+            model,
+            inputs,
+            device,
+            rx,
+        })
+    }
+
+    /// Queues one request for `model` on `device`'s thread.
+    fn send_request<R>(
+        &self,
+        model: &ModelHandle<R>,
+        device: usize,
+        inputs: Vec<R::In>,
+    ) -> Result<mpsc::Receiver<Result<Vec<R::Out>>>>
     where
         R: Replica + 'static,
         R::In: Send + 'static,
         R::Out: 'static,
     {
-        let q = self.queues.get(model.device).ok_or_else(|| {
-            Error::Invalid(format!("model '{}' is not from this pool", model.name))
-        })?;
+        let q = &self.queues[device];
         let (tx, rx) = mpsc::channel();
         let (id, name, device) = (model.id, model.name.clone(), q.name.clone());
         let failed = q.failed.clone();
@@ -336,10 +465,7 @@ impl TaskPool {
                 let _ = tx.send(result);
             }),
         )?;
-        Ok(Ticket {
-            rx,
-            device: q.name.clone(),
-        })
+        Ok(rx)
     }
 }
 
