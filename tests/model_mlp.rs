@@ -115,3 +115,41 @@ fn digits_mlp_matches_training_script() {
         }
     }
 }
+
+/// Several passes in flight on one device (different batch sizes, so different plans over one
+/// arena, waited for out of order) give exactly what one pass at a time gives.
+#[test]
+fn passes_in_flight_equal_passes_one_at_a_time() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut rng = common::rng("passes_in_flight");
+    let batches: Vec<Batch> = [5usize, 1, 33, 5]
+        .iter()
+        .map(|&rows| Batch::Features {
+            rows,
+            cols: 64,
+            data: common::random(&mut rng, rows * 64),
+        })
+        .collect();
+    for gpu in all_gpus() {
+        let model = Model::load(root.join("digits_mlp.safetensors"), &gpu).unwrap();
+        let alone: Vec<_> = batches.iter().map(|b| model.forward(b).unwrap()).collect();
+        let pending: Vec<_> = batches.iter().map(|b| model.submit(b).unwrap()).collect();
+        let mut overlapped: Vec<_> = pending
+            .into_iter()
+            .rev()
+            .map(|p| model.wait(p).unwrap())
+            .collect();
+        overlapped.reverse();
+        for (i, (a, b)) in alone.iter().zip(&overlapped).enumerate() {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!((a.rows, a.cols), (b.rows, b.cols), "batch {i}");
+            assert_eq!(
+                bits(&a.values),
+                bits(&b.values),
+                "{}: batch {i}",
+                gpu.caps.name
+            );
+            assert_eq!(a.gpu_seconds.is_some(), gpu.caps.timestamps);
+        }
+    }
+}

@@ -22,14 +22,17 @@ pub mod bench;
 pub mod bert;
 pub mod config;
 pub mod dense;
+mod exec;
 pub mod loader;
 pub mod mlp;
 pub mod ops;
 pub mod reference;
 
+pub use exec::Pending;
+
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
-use crate::gpu::{Dispatch, Gpu, record_pass};
+use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::KernelChoice;
 use crate::tensor::Tensor;
 use config::Architecture;
@@ -94,6 +97,9 @@ pub struct Output {
     pub values: Vec<f32>,
     /// Class probabilities (classifier only).
     pub probabilities: Option<Vec<f32>>,
+    /// GPU time of the pass (timestamp queries), where the device has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_seconds: Option<f64>,
 }
 
 impl Output {
@@ -128,7 +134,7 @@ struct State {
     arena: arena::Arena,
     plans: HashMap<(usize, usize), Plan>,
     order: Vec<(usize, usize)>,
-    staging: Option<wgpu::Buffer>,
+    readers: Vec<exec::Reader>,
     stats: Stats,
 }
 
@@ -315,6 +321,12 @@ impl<'g> Model<'g> {
 
     /// Runs one forward pass of `batch` (one command encoder, one submission).
     pub fn forward(&self, batch: &Batch) -> Result<Output> {
+        self.wait(self.submit(batch)?)
+    }
+
+    /// Tokenises and uploads `batch` and submits its forward pass without waiting for it:
+    /// [`Model::wait`] returns the results. Several passes may be in flight at once.
+    pub fn submit(&self, batch: &Batch) -> Result<Pending> {
         match (&self.net, batch) {
             (Net::Bert(b), Batch::Text(texts)) => {
                 if texts.is_empty() {
@@ -341,7 +353,7 @@ impl<'g> Model<'g> {
         b: &bert::Bert,
         ids: &[Vec<u32>],
         types: Option<&[Vec<u32>]>,
-    ) -> Result<Output> {
+    ) -> Result<Pending> {
         b.check_tokens(ids, types)?;
         let batch = ids.len();
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
@@ -354,18 +366,16 @@ impl<'g> Model<'g> {
             }
         }
         let input = bytemuck::cast_slice(&rows).to_vec();
-        let out = self.execute((batch, seq), &input, |gpu, arena| {
-            b.plan(gpu, arena, batch, seq)
-        })?;
-        Ok(Output {
+        let shape = exec::Shape::Vectors {
             rows: batch,
             cols: b.config.hidden_size,
-            values: out.into_iter().next().expect("one output"),
-            probabilities: None,
+        };
+        self.submit_planned((batch, seq), &input, shape, |gpu, arena| {
+            b.plan(gpu, arena, batch, seq)
         })
     }
 
-    fn run_mlp(&self, m: &mlp::Mlp, rows: usize, cols: usize, data: &[f32]) -> Result<Output> {
+    fn run_mlp(&self, m: &mlp::Mlp, rows: usize, cols: usize, data: &[f32]) -> Result<Pending> {
         if rows == 0 {
             return Err(Error::Invalid("empty batch".into()));
         }
@@ -385,82 +395,13 @@ impl<'g> Model<'g> {
             padded[r * s..r * s + cols].copy_from_slice(&data[r * cols..(r + 1) * cols]);
         }
         let input = bytemuck::cast_slice(&padded).to_vec();
-        let mut out = self.execute((rows, 0), &input, |gpu, arena| m.plan(gpu, arena, rows))?;
-        let probs = out.pop();
-        Ok(Output {
+        let shape = exec::Shape::Classes {
             rows,
-            cols: m.classes(),
-            values: out.pop().expect("logits"),
-            probabilities: probs,
+            classes: m.classes(),
+        };
+        self.submit_planned((rows, 0), &input, shape, |gpu, arena| {
+            m.plan(gpu, arena, rows)
         })
-    }
-
-    /// Plans (or reuses the plan of) `key`, writes `input`, runs the pass with the copies of
-    /// its outputs in one submission, and reads the outputs back.
-    fn execute(
-        &self,
-        key: (usize, usize),
-        input: &[u8],
-        plan: impl FnOnce(&Gpu, &mut arena::Arena) -> Result<Plan>,
-    ) -> Result<Vec<Vec<f32>>> {
-        let gpu: &Gpu = &self.gpu;
-        let mut guard = self.state.lock().unwrap();
-        let st = &mut *guard;
-        if !st.plans.contains_key(&key) {
-            let generation = st.arena.generation();
-            let p = plan(gpu, &mut st.arena)?;
-            if st.arena.generation() != generation {
-                // Older plans bind buffers the arena has replaced.
-                st.plans.clear();
-                st.order.clear();
-            }
-            if st.order.len() >= MAX_PLANS {
-                let old = st.order.remove(0);
-                st.plans.remove(&old);
-            }
-            st.plans.insert(key, p);
-            st.order.push(key);
-            st.stats.plans_built += 1;
-        }
-        let p = &st.plans[&key];
-        let sizes: Vec<u64> = p.outputs.iter().map(|t| t.bytes()).collect();
-        let total: u64 = sizes.iter().sum();
-        if st.staging.as_ref().is_none_or(|s| s.size() < total) {
-            st.staging = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("model read-back"),
-                size: total.next_multiple_of(16),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
-        }
-        let staging = st.staging.as_ref().expect("just made");
-        gpu.queue.write_buffer(&p.input, 0, input);
-        let mut enc = gpu.encoder("model forward");
-        record_pass(&mut enc, &p.dispatches, None);
-        let mut offset = 0;
-        for (t, &bytes) in p.outputs.iter().zip(&sizes) {
-            enc.copy_buffer_to_buffer(&t.buffer, 0, staging, offset, bytes);
-            offset += bytes;
-        }
-        gpu.queue.submit([enc.finish()]);
-        st.stats.submits += 1;
-        st.stats.forwards += 1;
-        st.stats.last_dispatches = p.dispatches.len();
-        st.stats.arena_bytes = st.arena.bytes();
-        let raw = map_read(gpu, staging, total)?;
-        let floats: &[f32] = bytemuck::cast_slice(&raw);
-        let mut out = Vec::new();
-        let mut at = 0;
-        for t in &p.outputs {
-            let s = t.stride();
-            out.push(
-                (0..t.rows)
-                    .flat_map(|r| floats[at + r * s..at + r * s + t.cols].iter().copied())
-                    .collect(),
-            );
-            at += t.rows * s;
-        }
-        Ok(out)
     }
 
     /// The planned dispatches of a (batch, sequence) shape, for benchmarks: `record` gets
@@ -475,7 +416,7 @@ impl<'g> Model<'g> {
             return Err(Error::Invalid("with_plan is for encoders".into()));
         };
         let ids = vec![vec![0u32; seq]; batch];
-        self.run_bert(b, &ids, None)?;
+        self.wait(self.run_bert(b, &ids, None)?)?;
         let st = self.state.lock().unwrap();
         let p = st
             .plans
@@ -491,28 +432,6 @@ fn bucket(longest: usize) -> usize {
         .next_multiple_of(SEQ_BUCKET)
         .min(ops::MAX_SEQ)
         .max(longest)
-}
-
-fn map_read(gpu: &Gpu, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    let outcome = std::sync::Arc::new(Mutex::new(None));
-    let o = outcome.clone();
-    let slice = staging.slice(..bytes);
-    slice.map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(e.to_string()))?;
-    gpu.check()?;
-    match outcome.lock().unwrap().take() {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::Gpu(format!("mapping results: {e}"))),
-        None => return Err(Error::Gpu("result mapping never completed".into())),
-    }
-    let data = slice
-        .get_mapped_range()
-        .map_err(|e| Error::Gpu(e.to_string()))?
-        .to_vec();
-    staging.unmap();
-    Ok(data)
 }
 
 fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {

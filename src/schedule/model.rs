@@ -5,11 +5,13 @@ use super::{Finished, Replica};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::matmul::{KernelChoice, Strategy};
-use crate::model::{Batch, LoadOptions, Model};
+use crate::model::{Batch, LoadOptions, Model, Pending};
 use std::path::Path;
 use std::sync::Arc;
 
-/// One copy of a text model on one device.
+/// One copy of a text model on one device, double-buffered: while the GPU runs one
+/// micro-batch, the next is tokenised, uploaded and submitted and the one before is read back
+/// (see [`Model::submit`]).
 ///
 /// Its linear layers run the tiled GEMM whatever the batch (`LoadOptions::kernel`): with
 /// `Auto` the kernel, and so the last bits of a row's result, would depend on how many rows
@@ -17,7 +19,7 @@ use std::sync::Arc;
 pub struct ModelReplica {
     model: Model<'static>,
     max_rows: usize,
-    pending: Option<(Vec<f32>, usize)>,
+    pending: [Option<Pending>; 2],
 }
 
 impl ModelReplica {
@@ -36,7 +38,7 @@ impl ModelReplica {
         Ok(ModelReplica {
             model: Model::load_shared(path, gpu.clone(), options)?,
             max_rows: max_rows.max(1),
-            pending: None,
+            pending: [None, None],
         })
     }
 
@@ -54,24 +56,40 @@ impl Replica for ModelReplica {
         self.max_rows
     }
 
-    fn start(&mut self, _slot: usize, inputs: &[String]) -> Result<()> {
-        // A model pass is one submission that waits for its result: run it here and hand the
-        // rows over in `finish` (so the report counts the whole pass as upload time).
-        let out = self.model.forward(&Batch::Text(inputs.to_vec()))?;
-        self.pending = Some((out.values, out.cols));
+    fn slots(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn start(&mut self, slot: usize, inputs: &[String]) -> Result<()> {
+        let n = self.pending.len();
+        let free = self
+            .pending
+            .get_mut(slot)
+            .ok_or_else(|| Error::Invalid(format!("slot {slot} out of {n}")))?;
+        if free.is_some() {
+            return Err(Error::Invalid(format!("slot {slot} is still in flight")));
+        }
+        *free = Some(self.model.submit(&Batch::Text(inputs.to_vec()))?);
         Ok(())
     }
 
-    fn finish(&mut self, _slot: usize) -> Result<Finished<Vec<f32>>> {
-        let started = std::time::Instant::now();
-        let (values, cols) = self
+    fn finish(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
+        let pending = self
             .pending
-            .take()
-            .ok_or_else(|| Error::Invalid("finish without start".into()))?;
-        let outputs = values.chunks(cols.max(1)).map(<[f32]>::to_vec).collect();
+            .get_mut(slot)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
+        // `wait` blocks until the pass is done: time only the copy out after it.
+        let out = self.model.wait(pending)?;
+        let started = std::time::Instant::now();
+        let outputs = out
+            .values
+            .chunks(out.cols.max(1))
+            .map(<[f32]>::to_vec)
+            .collect();
         Ok(Finished {
             outputs,
-            compute_s: None,
+            compute_s: out.gpu_seconds,
             readback_s: started.elapsed().as_secs_f64(),
         })
     }
