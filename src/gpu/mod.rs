@@ -14,7 +14,7 @@ pub use caps::{Caps, CoopMatrixConfig};
 pub use dispatch::{Dispatch, record_pass};
 pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool, uniform_and_storage};
 pub use readback::read_buffer;
-pub use timer::GpuTimer;
+pub use timer::{GpuTimer, PassStamps};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};

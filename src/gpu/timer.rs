@@ -80,3 +80,71 @@ impl GpuTimer {
             .collect())
     }
 }
+
+/// Begin and end timestamps of one pass that travel to the host inside the pass's read-back
+/// buffer, behind its results, so one mapping brings back both.
+pub struct PassStamps {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+}
+
+impl PassStamps {
+    /// Bytes the stamps take in a read-back buffer.
+    pub const BYTES: u64 = 16;
+
+    /// Stamps for one pass, or `None` where the device has no timestamp queries.
+    pub fn new(gpu: &Gpu, label: &str) -> Option<Self> {
+        gpu.caps.timestamps.then(|| PassStamps {
+            set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some(label),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: Self::BYTES,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+        })
+    }
+
+    /// Where the stamps go in a read-back buffer holding `result_bytes` of results first.
+    pub fn offset(result_bytes: u64) -> u64 {
+        result_bytes.next_multiple_of(8)
+    }
+
+    /// The timestamp writes of the pass to time.
+    pub fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+
+    /// Records, after the pass, the copy of the stamps to `Self::offset(result_bytes)` in
+    /// `staging`.
+    pub fn copy_to(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        staging: &wgpu::Buffer,
+        result_bytes: u64,
+    ) {
+        encoder.resolve_query_set(&self.set, 0..2, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(
+            &self.resolve,
+            0,
+            staging,
+            Self::offset(result_bytes),
+            Self::BYTES,
+        );
+    }
+
+    /// Seconds between the stamps, read from the mapped read-back bytes.
+    pub fn seconds(gpu: &Gpu, mapped: &[u8], result_bytes: u64) -> f64 {
+        let at = Self::offset(result_bytes) as usize;
+        let t: [u64; 2] = bytemuck::pod_read_unaligned(&mapped[at..at + Self::BYTES as usize]);
+        t[1].saturating_sub(t[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9
+    }
+}

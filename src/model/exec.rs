@@ -12,16 +12,16 @@
 
 use super::{Model, Output, Plan, State, arena};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, record_pass};
+use crate::gpu::{Gpu, PassStamps, record_pass};
 use std::sync::{Arc, Mutex};
 
 /// Read-back buffers kept for reuse at most.
 const MAX_READERS: usize = 4;
 
-/// A read-back buffer with, where the device has them, two timestamps for the pass.
+/// A read-back buffer with, where the device has them, timestamps for the pass.
 pub(super) struct Reader {
     staging: wgpu::Buffer,
-    timer: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    stamps: Option<PassStamps>,
 }
 
 /// How the outputs of a pass become an [`Output`].
@@ -43,38 +43,22 @@ pub struct Pending {
     shape: Shape,
 }
 
-/// Where the two timestamps start in a read-back buffer holding `bytes` of results.
-fn timestamp_offset(bytes: u64) -> u64 {
-    bytes.next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT)
-}
-
 impl Reader {
     fn new(gpu: &Gpu, bytes: u64) -> Reader {
-        let timer = gpu.caps.timestamps.then(|| {
-            let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("model pass time"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("model pass time resolve"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (set, resolve)
-        });
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("model read-back"),
-            size: timestamp_offset(bytes) + 16,
+            size: PassStamps::offset(bytes) + PassStamps::BYTES,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Reader { staging, timer }
+        Reader {
+            staging,
+            stamps: PassStamps::new(gpu, "model pass time"),
+        }
     }
 
     fn fits(&self, bytes: u64) -> bool {
-        self.staging.size() >= timestamp_offset(bytes) + 16
+        self.staging.size() >= PassStamps::offset(bytes) + PassStamps::BYTES
     }
 }
 
@@ -108,23 +92,18 @@ impl Model<'_> {
         };
         gpu.queue.write_buffer(&p.input, 0, input);
         let mut enc = gpu.encoder("model forward");
-        let writes = reader
-            .timer
-            .as_ref()
-            .map(|(set, _)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            });
-        record_pass(&mut enc, &p.dispatches, writes);
+        record_pass(
+            &mut enc,
+            &p.dispatches,
+            reader.stamps.as_ref().map(PassStamps::writes),
+        );
         let mut offset = 0;
         for (t, &n) in p.outputs.iter().zip(&sizes) {
             enc.copy_buffer_to_buffer(&t.buffer, 0, &reader.staging, offset, n);
             offset += n;
         }
-        if let Some((set, resolve)) = &reader.timer {
-            enc.resolve_query_set(set, 0..2, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, &reader.staging, timestamp_offset(bytes), 16);
+        if let Some(stamps) = &reader.stamps {
+            stamps.copy_to(&mut enc, &reader.staging, bytes);
         }
         st.stats.last_dispatches = p.dispatches.len();
         let index = gpu.queue.submit([enc.finish()]);
@@ -153,8 +132,8 @@ impl Model<'_> {
             bytes,
             shape,
         } = pending;
-        let end = if reader.timer.is_some() {
-            timestamp_offset(bytes) + 16
+        let end = if reader.stamps.is_some() {
+            PassStamps::offset(bytes) + PassStamps::BYTES
         } else {
             bytes
         };
@@ -190,11 +169,10 @@ impl Model<'_> {
                 );
                 at += rows * stride;
             }
-            let gpu_seconds = reader.timer.as_ref().map(|_| {
-                let ts = timestamp_offset(bytes) as usize;
-                let t: [u64; 2] = bytemuck::pod_read_unaligned(&view[ts..ts + 16]);
-                t[1].saturating_sub(t[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9
-            });
+            let gpu_seconds = reader
+                .stamps
+                .as_ref()
+                .map(|_| PassStamps::seconds(gpu, &view, bytes));
             (tensors, gpu_seconds)
         };
         reader.staging.unmap();

@@ -11,7 +11,7 @@ use super::{Finished, Replica};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::formats::PackedWeights;
-use crate::gpu::record_pass;
+use crate::gpu::{PassStamps, record_pass};
 use crate::matmul::{KernelChoice, Linear, Strategy};
 use crate::tensor::{ActDType, Tensor, stride_of};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ struct Slot {
     x: wgpu::Buffer,
     acts: Vec<wgpu::Buffer>,
     staging: wgpu::Buffer,
-    timer: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+    timer: Option<PassStamps>,
     pending: Option<(wgpu::SubmissionIndex, usize)>,
 }
 
@@ -41,11 +41,6 @@ pub struct LinearChain {
     layers: Vec<Linear>,
     max_rows: usize,
     slots: Vec<Slot>,
-}
-
-/// Where the timestamps sit in a slot's staging buffer.
-fn timestamp_offset(out_bytes: u64) -> u64 {
-    out_bytes.next_multiple_of(8)
 }
 
 impl LinearChain {
@@ -79,7 +74,7 @@ impl LinearChain {
                     .iter()
                     .map(|l| gpu.storage("chain activations", f32_bytes(l.n)))
                     .collect::<Result<Vec<_>>>()?;
-                let staging_bytes = timestamp_offset(out_bytes) + 16;
+                let staging_bytes = PassStamps::offset(out_bytes) + PassStamps::BYTES;
                 gpu.check_binding("chain read-back", staging_bytes)?;
                 let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("chain read-back"),
@@ -87,20 +82,7 @@ impl LinearChain {
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                let timer = gpu.caps.timestamps.then(|| {
-                    let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                        label: Some("chain timer"),
-                        ty: wgpu::QueryType::Timestamp,
-                        count: 2,
-                    });
-                    let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("chain timer resolve"),
-                        size: 16,
-                        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                        mapped_at_creation: false,
-                    });
-                    (set, resolve)
-                });
+                let timer = PassStamps::new(gpu, "chain timer");
                 Ok(Slot {
                     x: gpu.storage("chain input", f32_bytes(linears[0].k))?,
                     acts,
@@ -230,19 +212,12 @@ impl Replica for LinearChain {
             record_pass(
                 &mut enc,
                 &dispatches,
-                s.timer
-                    .as_ref()
-                    .map(|(set, _)| wgpu::ComputePassTimestampWrites {
-                        query_set: set,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }),
+                s.timer.as_ref().map(PassStamps::writes),
             );
             let out_bytes = (m * stride_of(n_out) * 4) as u64;
             enc.copy_buffer_to_buffer(&x.buffer, 0, &s.staging, 0, out_bytes);
-            if let Some((set, resolve)) = &s.timer {
-                enc.resolve_query_set(set, 0..2, resolve, 0);
-                enc.copy_buffer_to_buffer(resolve, 0, &s.staging, timestamp_offset(out_bytes), 16);
+            if let Some(stamps) = &s.timer {
+                stamps.copy_to(&mut enc, &s.staging, out_bytes);
             }
             let index = gpu.queue.submit([enc.finish()]);
             s.pending = Some((index, m));
@@ -262,9 +237,8 @@ impl Replica for LinearChain {
             .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
         let stride = stride_of(n_out);
         let out_bytes = (m * stride * 4) as u64;
-        let ts = timestamp_offset(out_bytes);
         let end = if s.timer.is_some() {
-            ts + 16
+            PassStamps::offset(out_bytes) + PassStamps::BYTES
         } else {
             out_bytes
         };
@@ -297,11 +271,10 @@ impl Replica for LinearChain {
                 .chunks_exact(stride)
                 .map(|r| r[..n_out].to_vec())
                 .collect();
-            let compute_s = s.timer.as_ref().map(|_| {
-                let t: [u64; 2] =
-                    bytemuck::pod_read_unaligned(&view[ts as usize..ts as usize + 16]);
-                t[1].saturating_sub(t[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9
-            });
+            let compute_s = s
+                .timer
+                .as_ref()
+                .map(|_| PassStamps::seconds(&gpu, &view, out_bytes));
             (outputs, compute_s)
         };
         s.staging.unmap();
