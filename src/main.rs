@@ -85,6 +85,9 @@ struct BenchArgs {
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
     #[arg(long, value_delimiter = ',')]
     sparsities: Option<Vec<f64>>,
+    /// BSR block shapes of the sparse sweep, comma-separated RxC (e.g. 1x32,4x32,16x16).
+    #[arg(long, value_delimiter = ',')]
+    bsr_blocks: Option<Vec<String>>,
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -253,6 +256,9 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
             return Err(Error::Invalid("--sparsities must lie in [0, 1]".into()));
         }
         cfg.sparsities = s;
+    }
+    if let Some(b) = &args.bsr_blocks {
+        cfg.block_shapes = b.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;

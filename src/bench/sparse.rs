@@ -2,7 +2,8 @@
 //! a sparsity sweep, with the break-even sparsity and the format chooser's pick.
 //!
 //! Per shape, random weights are pruned three ways: unstructured by magnitude (stored as CSR
-//! f16), by whole 1 × 32 blocks (BSR f16 and int4), and 2:4 (f16, int8, int4). Each case reports
+//! f16), by whole blocks of each shape in the config (BSR f16 and, where the block rows are
+//! whole 16-byte vectors of int4, int4; 1 × 32 by default), and 2:4 (f16, int8, int4). Each case reports
 //! the median GPU time, the effective GB/s of everything the kernel reads (weights with their
 //! indices and scales, x, y), and the speed-up over the dense kernel of the same precision on
 //! the same shape. The chooser's cost model is calibrated from this run's m = 1 figures.
@@ -32,6 +33,8 @@ pub struct SparseBenchConfig {
     pub ms: Vec<usize>,
     /// Timed runs per case.
     pub iters: usize,
+    /// BSR block shapes (rows, columns) to prune by and measure.
+    pub block_shapes: Vec<(usize, usize)>,
 }
 
 impl SparseBenchConfig {
@@ -44,6 +47,7 @@ impl SparseBenchConfig {
                 sparsities,
                 ms: vec![1, 8, 32],
                 iters: 5,
+                block_shapes: vec![(1, 32)],
             }
         } else {
             SparseBenchConfig {
@@ -51,6 +55,7 @@ impl SparseBenchConfig {
                 sparsities,
                 ms: vec![1, 8, 32],
                 iters: 200,
+                block_shapes: vec![(1, 32)],
             }
         }
     }
@@ -62,6 +67,7 @@ impl SparseBenchConfig {
             sparsities: vec![0.0, 0.9, 0.99],
             ms: vec![1, 8],
             iters: 3,
+            block_shapes: vec![(1, 32), (4, 16)],
         }
     }
 }
@@ -226,10 +232,14 @@ pub fn run(
             let wu = magnitude_fast(&w, s);
             let csr = Csr::from_dense(&wu, n, k, ValueType::F16)?;
             sources.push((format!("magnitude {s}"), wu, vec![csr.into()]));
-            let wb = blocks_l2(&w, n, k, 1, 32, s)?.w;
-            let b16 = Bsr::from_dense(&wb, n, k, 1, 32, ValueType::F16)?;
-            let b4 = Bsr::from_dense(&wb, n, k, 1, 32, ValueType::Int4)?;
-            sources.push((format!("1x32 blocks {s}"), wb, vec![b16.into(), b4.into()]));
+            for &(br, bc) in &cfg.block_shapes {
+                let wb = blocks_l2(&w, n, k, br, bc, s)?.w;
+                let mut stored = vec![Bsr::from_dense(&wb, n, k, br, bc, ValueType::F16)?.into()];
+                if (bc * ValueType::Int4.bits()).is_multiple_of(128) {
+                    stored.push(Bsr::from_dense(&wb, n, k, br, bc, ValueType::Int4)?.into());
+                }
+                sources.push((format!("{br}x{bc} blocks {s}"), wb, stored));
+            }
         }
         let w24 = n_of_m(&w, n, k, 2, 4)?.w;
         let tf = [ValueType::F16, ValueType::Int8, ValueType::Int4]
@@ -425,7 +435,7 @@ impl SparseReport {
         let m = &self.model;
         let _ = writeln!(
             s,
-            "\nchooser model ({}): GB/s dense {:.0}, csr {:.0}, bsr1x32 {:.0}, 2:4 {:.0}; launch {:.1} µs",
+            "\nchooser model ({}): GB/s dense {:.0}, csr {:.0}, bsr {:.0}, 2:4 {:.0}; launch {:.1} µs",
             m.source, m.gbps[0], m.gbps[1], m.gbps[2], m.gbps[3], m.launch_us
         );
         s
