@@ -10,8 +10,8 @@ use rand::rngs::StdRng;
 use sparq::matmul::{AnyLinear, KernelChoice, Linear, LinearLayer};
 use sparq::prune::magnitude;
 use sparq::sparse::{
-    Bsr, CostModel, Csr, Representation, SparseLinear, SparsePath, SparseWeights, TwoFour,
-    ValueType, choose,
+    Bsr, CostModel, Csr, Representation, SparseLinear, SparsePath, SparseTuning, SparseWeights,
+    TwoFour, ValueType, choose,
 };
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
@@ -42,6 +42,30 @@ fn check(
     with_bias: bool,
     path: SparsePath,
 ) {
+    check_tuned(
+        gpu,
+        rng,
+        weights,
+        m,
+        act,
+        with_bias,
+        path,
+        SparseTuning::from_env(),
+    );
+}
+
+/// [`check`] with explicit tuning.
+#[allow(clippy::too_many_arguments)]
+fn check_tuned(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    weights: &SparseWeights,
+    m: usize,
+    act: ActDType,
+    with_bias: bool,
+    path: SparsePath,
+    tuning: SparseTuning,
+) {
     let (n, k) = (weights.n(), weights.k());
     let mut x = random(rng, m * k);
     if act == ActDType::F16 {
@@ -49,7 +73,7 @@ fn check(
             .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
     }
     let bias = with_bias.then(|| random(rng, n));
-    let layer = SparseLinear::new(gpu, weights, bias.as_deref()).unwrap();
+    let layer = SparseLinear::with_tuning(gpu, weights, bias.as_deref(), tuning).unwrap();
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
     yt.poison(gpu);
@@ -72,7 +96,7 @@ fn check(
         ActDType::F16 => 2e-3,
     };
     let what = format!(
-        "{} {path:?} {act:?} bias={with_bias} m={m} n={n} k={k} on {}",
+        "{} {path:?} {act:?} {tuning:?} bias={with_bias} m={m} n={n} k={k} on {}",
         weights.name(),
         gpu.caps.name
     );
@@ -167,16 +191,16 @@ fn two_four_matches_reference_for_every_value_type() {
                     let w = sparq::prune::n_of_m(&random(&mut rng, n * k), n, k, 2, 4)
                         .unwrap()
                         .w;
-                    let tf = TwoFour::from_dense(&w, n, k, vt).unwrap();
-                    check(
-                        &gpu,
-                        &mut rng,
-                        &tf.into(),
-                        m,
-                        ActDType::F32,
-                        j % 2 == 0,
-                        path,
-                    );
+                    let tf: SparseWeights = TwoFour::from_dense(&w, n, k, vt).unwrap().into();
+                    // Rows per item: the default, and one or three (not dividing n), in turns.
+                    for rows in [4, if (i + j / 2) % 2 == 0 { 1 } else { 3 }] {
+                        let tuning = SparseTuning {
+                            two_four_rows: rows,
+                            ..SparseTuning::from_env()
+                        };
+                        let bias = (j + rows) % 2 == 0;
+                        check_tuned(&gpu, &mut rng, &tf, m, ActDType::F32, bias, path, tuning);
+                    }
                 }
             }
         }

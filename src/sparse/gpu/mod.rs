@@ -147,6 +147,31 @@ impl BinShape {
     }
 }
 
+/// Construction-time choices of a [`SparseLinear`] that change speed, never results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SparseTuning {
+    /// How items are grouped into bins.
+    pub bins: BinShape,
+    /// Output rows per 2:4 item: a lane loads the x vectors of a unit's columns once and
+    /// picks from them for this many rows (1 ..= 8).
+    pub two_four_rows: usize,
+}
+
+impl SparseTuning {
+    /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
+    /// [`BinShape::from_env`]) and `SPARQ_SPARSE_24_ROWS` for tuning.
+    pub fn from_env() -> Self {
+        SparseTuning {
+            bins: BinShape::from_env(),
+            two_four_rows: std::env::var("SPARQ_SPARSE_24_ROWS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(4)
+                .clamp(1, 8),
+        }
+    }
+}
+
 /// Invocations per workgroup.
 const WG: u32 = 256;
 /// Largest number of partial sums a lane keeps (R × MT).
@@ -244,6 +269,16 @@ impl SparseLinear {
     /// [`Error::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
     /// vectors (block columns a multiple of 128 / bits, at most 128), else [`Error::Invalid`].
     pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
+        Self::with_tuning(gpu, weights, bias, SparseTuning::from_env())
+    }
+
+    /// Like [`SparseLinear::new`], with explicit tuning.
+    pub fn with_tuning(
+        gpu: &Gpu,
+        weights: &SparseWeights,
+        bias: Option<&[f32]>,
+        tuning: SparseTuning,
+    ) -> Result<Self> {
         let (n, k) = (weights.n(), weights.k());
         if let Some(b) = bias
             && b.len() != n
@@ -319,12 +354,13 @@ impl SparseLinear {
             }
             SparseWeights::TwoFour(t) => {
                 let upr = t.row_value_words() / 4;
+                let r = tuning.two_four_rows.clamp(1, 8);
                 (
                     Family::TwoFour,
-                    1,
-                    t.n,
+                    r,
+                    t.n.div_ceil(r),
                     Vec::new(),
-                    vec![upr; t.n],
+                    vec![upr; t.n.div_ceil(r)],
                     padded(&t.meta, 4),
                     padded(&t.values, 4),
                     t.scales.clone(),
@@ -344,7 +380,7 @@ impl SparseLinear {
                 .copied()
                 .chain(std::iter::repeat(0))
                 .take(all_items),
-            BinShape::from_env(),
+            tuning.bins,
         );
         let mut meta = row_ptr;
         let bins_off = meta.len();
