@@ -1,7 +1,10 @@
 // CSR: an item is one output row, a unit is 8 consecutive elements (one vec4 of u16 column
 // indices or two of u32; one vec4 of f16 values or two of f32). Rows are not padded, so a
 // row's first and last units may hold elements of its neighbours: those are masked to zero.
-// Template variables: IDX16 / IDX32, VAL_VEC4 (vec4s of values per unit: 1 f16, 2 f32).
+// Template variables: IDX16 / IDX32, VAL_VEC4 (vec4s of values per unit: 1 f16, 2 f32);
+// XT: x comes transposed per activation tile (shaders/sparse_xt.wgsl), xrow[0] being the
+// tile's first column, so a non-zero reads its MT activations as MTV adjacent vec4s.
+const MTV: u32 = {{MTV}}u;
 var<private> e_lo: u32;
 var<private> e_hi: u32;
 
@@ -40,8 +43,19 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
         let col = ia[{j}u / 4u][{j}u % 4u];
 #end
         let wv = select(0.0, wa[{j}u / 4u][{j}u % 4u], ok && e >= e_lo && e < e_hi);
+#if XT
+        var xq: array<vec4<f32>, MTV>;
+#unroll q MTV
+        xq[{q}] = load_x4((xrow[0] + col) * MTV + {q}u);
+#end
+#unroll m MT
+        acc[{m}] += wv * xq[{m}u / 4u][{m}u % 4u];
+#end
+#end
+#if NOT_XT
 #unroll m MT
         acc[{m}] += wv * x_at(xrow[{m}], col);
+#end
 #end
     }
 #end

@@ -12,7 +12,8 @@
 //
 // Activation rows are taken MT at a time (grid: bins × ceil(m / MT) workgroups); each lane
 // keeps R × MT partial sums in registers (loops unrolled in the text, src/gpu/wgsl.rs).
-// Template variables: MT, R, U (units in flight per lane), SG / NOSG (reduction path).
+// Template variables: MT, R, U (units in flight per lane), SG / NOSG (reduction path), XT
+// (x transposed per tile, see sparse_csr.wgsl).
 struct Params {
     n: u32,         // output features
     k4: u32,        // x vec4s holding data per row: ceil(k / 4)
@@ -162,6 +163,9 @@ fn main(
     let live_tile = mt < p.m_tiles;
 #unroll i MT
     xrow[{i}] = min(m0 + {i}u, p.m - 1u) * p.x_stride4;
+#end
+#if XT
+    xrow[0] = mt * p.k4 * 4u;
 #end
     for (var round = 0u; round < bin.w; round++) {
         let i = round * teams + t;

@@ -125,14 +125,22 @@ fn csr_matches_reference_at_every_sparsity() {
                     let w = pruned(&mut rng, n, k, s);
                     let csr = Csr::from_dense(&w, n, k, vt).unwrap();
                     let m = MS[(i + j) % MS.len()];
-                    check(
+                    // x read row-major, or transposed per tile (the default from m = 2) in
+                    // turns.
+                    let tuning = SparseTuning {
+                        transpose_x_from: if (i / 2 + j) % 2 == 0 { 2 } else { usize::MAX },
+                        ..SparseTuning::from_env()
+                    };
+                    let bias = i % 2 == 0;
+                    check_tuned(
                         &gpu,
                         &mut rng,
                         &csr.into(),
                         m,
                         ActDType::F32,
-                        i % 2 == 0,
+                        bias,
                         path,
+                        tuning,
                     );
                 }
             }
@@ -274,7 +282,7 @@ fn f16_activations() {
                 &gpu,
                 &mut rng,
                 c,
-                MS[i],
+                MS[(i + 2) % MS.len()],
                 ActDType::F16,
                 true,
                 SparsePath::Auto,

@@ -7,7 +7,9 @@
 //! workgroup each, and an item longer than a team can walk quickly gets a whole workgroup to
 //! itself (see [`bins`]). Up to eight activation rows are kept in registers at
 //! once (SpMV for `m ≤ 8`); larger `m` runs tiles of eight rows in the same dispatch (SpMM),
-//! whose weight reads after the first tile come from the cache.
+//! whose weight reads after the first tile come from the cache. CSR with two or more rows per
+//! tile first transposes x per tile (`xt.rs`), so that the activations a non-zero needs are
+//! adjacent.
 //!
 //! Fast and portable paths: [`SparsePath::Subgroup`] reduces with `subgroupAdd` (needs
 //! `SUBGROUP`); [`SparsePath::Workgroup`] reduces through workgroup memory and runs anywhere.
@@ -15,6 +17,7 @@
 //! *activations* do, as for the dense kernels).
 
 mod shader;
+mod xt;
 
 pub use shader::Family;
 
@@ -155,6 +158,9 @@ pub struct SparseTuning {
     /// Output rows per 2:4 item: a lane loads the x vectors of a unit's columns once and
     /// picks from them for this many rows (1 ..= 8).
     pub two_four_rows: usize,
+    /// CSR with at least this many activation rows per tile reads x transposed per tile
+    /// (one small extra dispatch); `usize::MAX` never does.
+    pub transpose_x_from: usize,
 }
 
 impl SparseTuning {
@@ -168,6 +174,11 @@ impl SparseTuning {
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(4)
                 .clamp(1, 8),
+            transpose_x_from: match std::env::var("SPARQ_SPARSE_XT_FROM").ok().as_deref() {
+                Some("off") => usize::MAX,
+                Some(v) => v.parse().unwrap_or(2),
+                None => 2,
+            },
         }
     }
 }
@@ -192,6 +203,7 @@ pub struct SparseLinear {
     vt: ValueType,
     /// Output rows per item.
     r: usize,
+    transpose_x_from: usize,
     items: usize,
     bins: usize,
     bins_off: usize,
@@ -395,6 +407,7 @@ impl SparseLinear {
             family,
             vt,
             r,
+            transpose_x_from: tuning.transpose_x_from,
             items,
             bins: bin_words.len() / 2,
             bins_off,
@@ -480,7 +493,18 @@ impl SparseLinear {
             fb: self.params[1],
             fc: self.params[2],
         };
-        let pipeline = self.pipeline(gpu, x.dtype, mt, sg)?;
+        let transpose = self.family == Family::Csr && mt >= self.transpose_x_from;
+        let mut dispatches = Vec::new();
+        let tiles;
+        let x_bound = if transpose {
+            let (buffer, d) = xt::transpose_tiles(gpu, x, mt)?;
+            dispatches.push(d);
+            tiles = buffer;
+            &tiles
+        } else {
+            &x.buffer
+        };
+        let pipeline = self.pipeline(gpu, x.dtype, mt, sg, transpose)?;
         let uniform = gpu
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -491,7 +515,7 @@ impl SparseLinear {
         let dummy = gpu.dummy();
         let buffers = [
             &uniform,
-            &x.buffer,
+            x_bound,
             &self.meta,
             &self.idx,
             &self.vals,
@@ -512,12 +536,13 @@ impl SparseLinear {
             layout: &sparse_layout(gpu).bind_group,
             entries: &entries,
         });
-        Ok(vec![Dispatch {
+        dispatches.push(Dispatch {
             label: format!("{} m={m}", self.format),
             pipeline,
             bind_group,
             grid: gpu.grid(total as u32),
-        }])
+        });
+        Ok(dispatches)
     }
 
     /// Workgroup size of the portable path: its reduction array must fit 16 KiB.
@@ -537,6 +562,7 @@ impl SparseLinear {
         act: ActDType,
         mt: usize,
         sg: bool,
+        transpose: bool,
     ) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
         let u = std::env::var("SPARQ_SPARSE_U")
             .ok()
@@ -549,6 +575,9 @@ impl SparseLinear {
             ("XSEL", xsel as i64),
             ("XDYN", !xsel as i64),
             ("MT", mt as i64),
+            ("MTV", mt.div_ceil(4) as i64),
+            ("XT", transpose as i64),
+            ("NOT_XT", !transpose as i64),
             ("R", self.r as i64),
             ("U", u),
             ("SG", sg as i64),

@@ -1,0 +1,70 @@
+//! Activation tiles transposed for the CSR SpMM path (`shaders/sparse_xt.wgsl`): with `MT`
+//! activation rows per tile, a non-zero in column `c` needs `x[0..MT][c]`, which row-major x
+//! spreads over `MT` cache lines; transposed per tile they are `ceil(MT / 4)` adjacent vec4s.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::tensor::{ActDType, Tensor};
+
+const XT: &str = include_str!("../../../shaders/sparse_xt.wgsl");
+const ACT_F32: &str = include_str!("../../../shaders/act_f32.wgsl");
+const ACT_F16: &str = include_str!("../../../shaders/act_f16.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct XtParams {
+    m: u32,
+    k4: u32,
+    x_stride4: u32,
+    mt: u32,
+    mtv: u32,
+    total: u32,
+}
+
+/// Allocates the transposed tiles of `x` (`mt` rows per tile, in `x`'s dtype) and the
+/// dispatch that fills them.
+pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer, Dispatch)> {
+    let tiles = x.rows.div_ceil(mt);
+    let mtv = mt.div_ceil(4);
+    let k4 = x.cols.div_ceil(4);
+    let total = tiles as u64 * k4 as u64 * 4 * mtv as u64;
+    let elem = match x.dtype {
+        ActDType::F32 => 4,
+        ActDType::F16 => 2,
+    };
+    let out = gpu.storage("sparse x tiles", total * 4 * elem)?;
+    let params = XtParams {
+        m: x.rows as u32,
+        k4: k4 as u32,
+        x_stride4: (x.stride() / 4) as u32,
+        mt: mt as u32,
+        mtv: mtv as u32,
+        total: u32::try_from(total).map_err(|_| crate::Error::TooLarge {
+            what: "transposed activation tiles".into(),
+            bytes: total * 4 * elem,
+            limit_name: "u32 vec4 index",
+            limit: u32::MAX as u64,
+        })?,
+    };
+    let layout = gpu.layouts.get_or_create(&gpu.device, "sparse_xt", || {
+        crate::gpu::uniform_and_storage(1, 1)
+    });
+    let act = match x.dtype {
+        ActDType::F32 => ACT_F32,
+        ActDType::F16 => ACT_F16,
+    };
+    let pipeline = gpu.pipelines.get_or_create(
+        &gpu.device,
+        &PipelineKey::new(format!("sparse_xt_{:?}", x.dtype), &[]).trusted(),
+        Some(&layout.pipeline),
+        || format!("{act}\n{XT}"),
+    )?;
+    let bind_group = gpu.bind_params("sparse_xt", &layout, &params, &[&x.buffer, &out]);
+    let dispatch = Dispatch {
+        label: format!("sparse x tiles m={}", x.rows),
+        pipeline,
+        bind_group,
+        grid: gpu.grid(params.total.div_ceil(64)),
+    };
+    Ok((out, dispatch))
+}
