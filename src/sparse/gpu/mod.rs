@@ -17,101 +17,19 @@
 //! *activations* do, as for the dense kernels).
 
 mod shader;
+mod tuning;
+mod weights;
 mod xt;
 
 pub use shader::Family;
+pub use tuning::{BinShape, SparseTuning, bins};
+pub use weights::SparseWeights;
 
-use super::{Bsr, Csr, TwoFour, ValueType};
+use super::ValueType;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
 use crate::tensor::{ActDType, Tensor};
 use wgpu::util::DeviceExt;
-
-/// A sparse weight matrix in one of the GPU-supported formats.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SparseWeights {
-    /// Compressed sparse rows (f32 or f16 values).
-    Csr(Csr),
-    /// Block-sparse rows (f32, f16, int8, int4 values).
-    Bsr(Bsr),
-    /// 2:4 compressed (f32, f16, int8, int4 values).
-    TwoFour(TwoFour),
-}
-
-impl From<Csr> for SparseWeights {
-    fn from(w: Csr) -> Self {
-        SparseWeights::Csr(w)
-    }
-}
-
-impl From<Bsr> for SparseWeights {
-    fn from(w: Bsr) -> Self {
-        SparseWeights::Bsr(w)
-    }
-}
-
-impl From<TwoFour> for SparseWeights {
-    fn from(w: TwoFour) -> Self {
-        SparseWeights::TwoFour(w)
-    }
-}
-
-impl SparseWeights {
-    /// Output features.
-    pub fn n(&self) -> usize {
-        match self {
-            SparseWeights::Csr(w) => w.n,
-            SparseWeights::Bsr(w) => w.n,
-            SparseWeights::TwoFour(w) => w.n,
-        }
-    }
-
-    /// Input features.
-    pub fn k(&self) -> usize {
-        match self {
-            SparseWeights::Csr(w) => w.k,
-            SparseWeights::Bsr(w) => w.k,
-            SparseWeights::TwoFour(w) => w.k,
-        }
-    }
-
-    /// Type of the stored values.
-    pub fn value_type(&self) -> ValueType {
-        match self {
-            SparseWeights::Csr(w) => w.value_type,
-            SparseWeights::Bsr(w) => w.value_type,
-            SparseWeights::TwoFour(w) => w.value_type,
-        }
-    }
-
-    /// Short name, e.g. `csr-f16`, `bsr1x32-int4`, `2:4-int8`.
-    pub fn name(&self) -> String {
-        let vt = self.value_type().name();
-        match self {
-            SparseWeights::Csr(_) => format!("csr-{vt}"),
-            SparseWeights::Bsr(b) => format!("bsr{}x{}-{vt}", b.block_rows, b.block_cols),
-            SparseWeights::TwoFour(_) => format!("2:4-{vt}"),
-        }
-    }
-
-    /// The dense matrix the kernel multiplies by (values as stored, dequantized).
-    pub fn to_dense(&self) -> Vec<f32> {
-        match self {
-            SparseWeights::Csr(w) => w.to_dense(),
-            SparseWeights::Bsr(w) => w.to_dense(),
-            SparseWeights::TwoFour(w) => w.to_dense(),
-        }
-    }
-
-    /// `y = x · Wᵀ` on the CPU with f64 accumulation (the reference of the kernels).
-    pub fn matmul_ref(&self, x: &[f32], m: usize) -> Result<Vec<f64>> {
-        match self {
-            SparseWeights::Csr(w) => w.matmul_ref(x, m),
-            SparseWeights::Bsr(w) => w.matmul_ref(x, m),
-            SparseWeights::TwoFour(w) => w.matmul_ref(x, m),
-        }
-    }
-}
 
 /// How a sparse plan reduces its partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -123,64 +41,6 @@ pub enum SparsePath {
     Subgroup,
     /// Workgroup-memory trees: the portable fallback.
     Workgroup,
-}
-
-/// How items are grouped into bins (see [`bins`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BinShape {
-    /// An item of more units than this gets a whole workgroup.
-    pub long_units: usize,
-    /// Most short items in one bin.
-    pub items: usize,
-}
-
-impl BinShape {
-    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)");
-    /// `SPARQ_SPARSE_LONG` and `SPARQ_SPARSE_BIN` override it for tuning on other GPUs.
-    pub fn from_env() -> Self {
-        let env = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-        };
-        BinShape {
-            long_units: env("SPARQ_SPARSE_LONG").unwrap_or(256).max(1),
-            items: env("SPARQ_SPARSE_BIN").unwrap_or(8).clamp(1, 1 << 20),
-        }
-    }
-}
-
-/// Construction-time choices of a [`SparseLinear`] that change speed, never results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SparseTuning {
-    /// How items are grouped into bins.
-    pub bins: BinShape,
-    /// Output rows per 2:4 item: a lane loads the x vectors of a unit's columns once and
-    /// picks from them for this many rows (1 ..= 8).
-    pub two_four_rows: usize,
-    /// CSR with at least this many activation rows per tile reads x transposed per tile
-    /// (one small extra dispatch); `usize::MAX` never does.
-    pub transpose_x_from: usize,
-}
-
-impl SparseTuning {
-    /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
-    /// [`BinShape::from_env`]) and `SPARQ_SPARSE_24_ROWS` for tuning.
-    pub fn from_env() -> Self {
-        SparseTuning {
-            bins: BinShape::from_env(),
-            two_four_rows: std::env::var("SPARQ_SPARSE_24_ROWS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(4)
-                .clamp(1, 8),
-            transpose_x_from: match std::env::var("SPARQ_SPARSE_XT_FROM").ok().as_deref() {
-                Some("off") => usize::MAX,
-                Some(v) => v.parse().unwrap_or(2),
-                None => 2,
-            },
-        }
-    }
 }
 
 /// Invocations per workgroup.
@@ -237,41 +97,6 @@ struct Params {
 fn padded(v: &[u32], words: usize) -> Vec<u32> {
     let mut out = v.to_vec();
     out.resize(v.len().next_multiple_of(words).max(words), 0);
-    out
-}
-
-/// Groups consecutive items into bins: `(first item, count | whole << 31)` word pairs.
-/// An item of more than `shape.long_units` units gets a bin of its own walked by the whole
-/// workgroup; shorter items share bins of at most `shape.items` items, closed early once they
-/// hold `items · long_units / 2` units so that a bin of near-long items stays short.
-pub fn bins(units: impl Iterator<Item = usize>, shape: BinShape) -> Vec<u32> {
-    let bin_units = shape.items * shape.long_units / 2;
-    let mut out = Vec::new();
-    let (mut first, mut count, mut sum) = (0u32, 0u32, 0usize);
-    let close = |out: &mut Vec<u32>, first: u32, count: u32| {
-        if count > 0 {
-            out.extend([first, count]);
-        }
-    };
-    for (i, u) in units.enumerate() {
-        let i = i as u32;
-        if u > shape.long_units {
-            close(&mut out, first, count);
-            out.extend([i, 1 | 1 << 31]);
-            (first, count, sum) = (i + 1, 0, 0);
-            continue;
-        }
-        if count == 0 {
-            first = i;
-        }
-        count += 1;
-        sum += u;
-        if count as usize == shape.items || sum >= bin_units {
-            close(&mut out, first, count);
-            (count, sum) = (0, 0);
-        }
-    }
-    close(&mut out, first, count);
     out
 }
 

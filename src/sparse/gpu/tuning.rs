@@ -1,0 +1,95 @@
+//! Construction-time choices of the sparse kernels (how items are binned into workgroups, rows
+//! per 2:4 item, when x is transposed), with environment overrides for tuning on a new GPU.
+
+/// How items are grouped into bins (see [`bins`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinShape {
+    /// An item of more units than this gets a whole workgroup.
+    pub long_units: usize,
+    /// Most short items in one bin.
+    pub items: usize,
+}
+
+impl BinShape {
+    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)");
+    /// `SPARQ_SPARSE_LONG` and `SPARQ_SPARSE_BIN` override it for tuning on other GPUs.
+    pub fn from_env() -> Self {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        BinShape {
+            long_units: env("SPARQ_SPARSE_LONG").unwrap_or(256).max(1),
+            items: env("SPARQ_SPARSE_BIN").unwrap_or(8).clamp(1, 1 << 20),
+        }
+    }
+}
+
+/// Construction-time choices of a [`super::SparseLinear`] that change speed, never results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SparseTuning {
+    /// How items are grouped into bins.
+    pub bins: BinShape,
+    /// Output rows per 2:4 item: a lane loads the x vectors of a unit's columns once and
+    /// picks from them for this many rows (1 ..= 8).
+    pub two_four_rows: usize,
+    /// CSR with at least this many activation rows per tile reads x transposed per tile
+    /// (one small extra dispatch); `usize::MAX` never does.
+    pub transpose_x_from: usize,
+}
+
+impl SparseTuning {
+    /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
+    /// [`BinShape::from_env`]) and `SPARQ_SPARSE_24_ROWS` for tuning.
+    pub fn from_env() -> Self {
+        SparseTuning {
+            bins: BinShape::from_env(),
+            two_four_rows: std::env::var("SPARQ_SPARSE_24_ROWS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(4)
+                .clamp(1, 8),
+            transpose_x_from: match std::env::var("SPARQ_SPARSE_XT_FROM").ok().as_deref() {
+                Some("off") => usize::MAX,
+                Some(v) => v.parse().unwrap_or(2),
+                None => 2,
+            },
+        }
+    }
+}
+
+/// Groups consecutive items into bins: `(first item, count | whole << 31)` word pairs.
+/// An item of more than `shape.long_units` units gets a bin of its own walked by the whole
+/// workgroup; shorter items share bins of at most `shape.items` items, closed early once they
+/// hold `items · long_units / 2` units so that a bin of near-long items stays short.
+pub fn bins(units: impl Iterator<Item = usize>, shape: BinShape) -> Vec<u32> {
+    let bin_units = shape.items * shape.long_units / 2;
+    let mut out = Vec::new();
+    let (mut first, mut count, mut sum) = (0u32, 0u32, 0usize);
+    let close = |out: &mut Vec<u32>, first: u32, count: u32| {
+        if count > 0 {
+            out.extend([first, count]);
+        }
+    };
+    for (i, u) in units.enumerate() {
+        let i = i as u32;
+        if u > shape.long_units {
+            close(&mut out, first, count);
+            out.extend([i, 1 | 1 << 31]);
+            (first, count, sum) = (i + 1, 0, 0);
+            continue;
+        }
+        if count == 0 {
+            first = i;
+        }
+        count += 1;
+        sum += u;
+        if count as usize == shape.items || sum >= bin_units {
+            close(&mut out, first, count);
+            (count, sum) = (0, 0);
+        }
+    }
+    close(&mut out, first, count);
+    out
+}
