@@ -189,3 +189,60 @@ fn f16_activations() {
         }
     }
 }
+
+/// The tiled GEMM on a grid large enough for 128 × 128 tiles, and the tile rule itself (small
+/// grids take 64 × 64 tiles; the other tests run those).
+#[test]
+fn tiled_gemm_on_a_large_grid() {
+    use sparq::matmul::{GEMM_SMALL_GRID, gemm_tile};
+    assert_eq!(gemm_tile(16 * 1024, 4096, 4096), 64, "memory too small");
+    if std::env::var("SPARQ_GEMM_TILE").is_err() {
+        assert_eq!(gemm_tile(48 * 1024, 128, 384), 64);
+        assert_eq!(gemm_tile(48 * 1024, 130, 128 * GEMM_SMALL_GRID / 2), 128);
+        assert_eq!(
+            gemm_tile(48 * 1024, 256, 128 * (GEMM_SMALL_GRID / 2 - 1)),
+            64
+        );
+    }
+    let mut rng = rng("tiled_gemm_on_a_large_grid");
+    let (m, n, k) = (130, 128 * GEMM_SMALL_GRID / 2 + 9, 40);
+    for gpu in all_gpus() {
+        for format in [WeightFormat::F16, WeightFormat::Int8] {
+            check(
+                &gpu,
+                &mut rng,
+                format,
+                Strategy::GemmTiled,
+                ActDType::F32,
+                m,
+                n,
+                k,
+                true,
+            );
+        }
+        // The same rows alone (a small grid: 64-tiles) give the same bits as inside the
+        // large grid (128-tiles), which the data-parallel scheduler's bit-identity relies on.
+        let w = random(&mut rng, n * k);
+        let x = random(&mut rng, m * k);
+        let layer = Linear::new(
+            &gpu,
+            &PackedWeights::quantize(&w, n, k, WeightFormat::F16).unwrap(),
+            None,
+        )
+        .unwrap();
+        let run = |rows: usize| {
+            let xt = Tensor::from_f32_as(&gpu, &x[..rows * k], rows, k, ActDType::F32).unwrap();
+            let yt = Tensor::empty(&gpu, rows, n, ActDType::F32).unwrap();
+            let plan = layer
+                .plan(&gpu, &xt, &yt, KernelChoice::Force(Strategy::GemmTiled))
+                .unwrap();
+            let mut enc = gpu.encoder("test");
+            sparq::gpu::record_pass(&mut enc, &plan, None);
+            gpu.submit_and_wait(enc).unwrap();
+            yt.to_f32(&gpu).unwrap()
+        };
+        let (all, few) = (run(m), run(3));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&all[..3 * n]), bits(&few), "{}", gpu.caps.name);
+    }
+}

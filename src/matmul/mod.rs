@@ -474,7 +474,7 @@ impl Linear {
                 gpu.grid((n_out as u32).div_ceil(wg / team * r))
             }
             Strategy::GemmTiled => {
-                let t = GemmTiling::for_device(gpu, self.format);
+                let t = GemmTiling::for_shape(gpu, self.format, m, n_out);
                 vars.extend(t.vars());
                 let gx = (n_out as u32).div_ceil(16 * t.tn);
                 let gy = (m as u32).div_ceil(16 * t.tm);
@@ -588,6 +588,27 @@ struct Inputs<'a> {
     binding4: Option<&'a wgpu::Buffer>,
 }
 
+/// Workgroups below which a grid of 128 × 128 GEMM tiles leaves a large GPU mostly idle (one
+/// per compute unit on a 132-SM H100; a reasoned default, not yet tuned by measurement).
+pub const GEMM_SMALL_GRID: usize = 128;
+
+/// Edge of the square tile (64 or 128 outputs) the portable tiled GEMM uses for `m × n`
+/// outputs: 128 where workgroup memory holds it (32 KiB at BK = 32) and the grid of 128-tiles
+/// has at least [`GEMM_SMALL_GRID`] workgroups, else 64, which gives the GPU four times as
+/// many. Either tile sums each output over k in the same order, so the choice never changes
+/// a result. `SPARQ_GEMM_TILE=64|128` overrides it (within the memory limit).
+pub fn gemm_tile(workgroup_storage: u32, m: usize, n: usize) -> usize {
+    if workgroup_storage < 32 * 1024 {
+        return 64;
+    }
+    match std::env::var("SPARQ_GEMM_TILE").ok().as_deref() {
+        Some("64") => 64,
+        Some("128") => 128,
+        _ if n.div_ceil(128) * m.div_ceil(128) < GEMM_SMALL_GRID => 64,
+        _ => 128,
+    }
+}
+
 /// GEMM register and workgroup tiling.
 struct GemmTiling {
     tm: u32,
@@ -597,11 +618,9 @@ struct GemmTiling {
 }
 
 impl GemmTiling {
-    fn for_device(gpu: &Gpu, format: WeightFormat) -> Self {
+    fn for_shape(gpu: &Gpu, format: WeightFormat, m: usize, n: usize) -> Self {
         let block_k = format.block_k() as u32;
-        // 128 × 128 tiles need 32 KiB of workgroup memory at BK = 32.
-        let big = gpu.caps.workgroup_storage >= 32 * 1024;
-        let t = if big { 8 } else { 4 };
+        let t = gemm_tile(gpu.caps.workgroup_storage, m, n) as u32 / 16;
         GemmTiling {
             tm: t,
             tn: t,
