@@ -429,3 +429,75 @@ fn refusals_use_the_right_variant() {
     let c = Csr::from_dense(&ok, 2, 3, ValueType::F32).unwrap();
     assert!(matches!(c.matmul_ref(&ok, 3), Err(Error::Shape(_))));
 }
+
+/// Matrices built from dense ones validate; each kind of damage a file could carry is refused
+/// with an error naming the array.
+#[test]
+fn validation_refuses_damaged_arrays() {
+    use sparq::sparse::SparseWeights;
+    let mut rng = rng("validation");
+    let (n, k) = (9, 70);
+    let w = two_four(&mut rng, n, k, 0.5);
+    let csr = Csr::from_dense(&w, n, k, ValueType::F16).unwrap();
+    let bsr = Bsr::from_dense(&w, n, k, 2, 32, ValueType::Int4).unwrap();
+    let bsr8 = Bsr::from_dense(&w, n, k, 1, 16, ValueType::Int8).unwrap();
+    let tf = TwoFour::from_dense(&w, n, k, ValueType::Int4).unwrap();
+    for ok in [
+        SparseWeights::from(csr.clone()),
+        bsr.clone().into(),
+        bsr8.clone().into(),
+        tf.clone().into(),
+    ] {
+        ok.validate().unwrap();
+    }
+    let refused = |w: SparseWeights, what: &str| {
+        let e = w.validate().expect_err(what).to_string();
+        assert!(e.contains(what), "'{e}' does not name {what}");
+    };
+    let mut c = csr.clone();
+    c.row_ptr[3] = c.row_ptr[2] - 1;
+    refused(c.into(), "CSR row pointers");
+    let mut c = csr.clone();
+    c.row_ptr.pop();
+    refused(c.into(), "CSR row pointers");
+    let mut c = csr.clone();
+    c.col_idx[0] = (c.col_idx[0] & 0xFFFF_0000) | k as u32;
+    refused(c.into(), "CSR column indices");
+    let mut c = csr.clone();
+    c.values.truncate(c.values.len() - 1);
+    refused(c.into(), "CSR values");
+    let mut c = csr.clone();
+    c.values[0] = 0x7C00; // +inf in the low half
+    refused(c.into(), "CSR values");
+    let mut c = csr;
+    c.value_type = ValueType::Int8;
+    refused(c.into(), "CSR");
+    let mut b = bsr.clone();
+    b.block_col[0] = 3; // k = 70 has 3 block columns of 32
+    refused(b.into(), "BSR block columns");
+    let mut b = bsr.clone();
+    b.values.push(0);
+    refused(b.into(), "BSR values");
+    let mut b = bsr.clone();
+    b.scales[0] = 0x7E00; // NaN in the low half
+    refused(b.into(), "BSR scales");
+    let mut b = bsr;
+    let last = b.row_ptr.len() - 1;
+    b.row_ptr[last] += 1;
+    refused(b.into(), "BSR block columns");
+    let mut b = bsr8;
+    b.scales.pop();
+    refused(b.into(), "BSR scales");
+    let mut t = tf.clone();
+    t.meta[0] = (t.meta[0] & !0xF) | 0b0101; // both slots at position 1
+    refused(t.into(), "2:4 positions");
+    let mut t = tf.clone();
+    t.meta.pop();
+    refused(t.into(), "2:4 positions");
+    let mut t = tf.clone();
+    t.scales.push(0);
+    refused(t.into(), "2:4 scales");
+    let mut t = tf;
+    t.n = 0;
+    refused(t.into(), "matrix");
+}

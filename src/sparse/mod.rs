@@ -78,6 +78,7 @@ mod choose;
 mod csr;
 pub mod gpu;
 mod two_four;
+mod validate;
 mod values;
 
 pub use bsr::Bsr;
