@@ -22,7 +22,8 @@ fn zeros(w: &[f32]) -> usize {
     w.iter().filter(|&&v| v == 0.0).count()
 }
 
-/// Relative Frobenius error computed directly, for comparison with the reports.
+/// Relative Frobenius error computed directly, for comparison with the reports (0 for an
+/// all-zero original, as the reports define it).
 fn rel_error(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a
         .iter()
@@ -30,7 +31,7 @@ fn rel_error(a: &[f32], b: &[f32]) -> f64 {
         .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
         .sum();
     let den: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
-    (num / den).sqrt()
+    if den == 0.0 { 0.0 } else { (num / den).sqrt() }
 }
 
 fn assert_report(r: &PruneReport, original: &[f32], pruned: &[f32]) {
