@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
 use sparq::gpu::AdapterSelector;
+use sparq::model::compress::{Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::{Batch, LoadOptions, Model, Output, bert};
@@ -54,9 +55,14 @@ pub enum ModelCommand {
     Pack {
         /// Model directory or .safetensors file (float weights).
         model: PathBuf,
-        /// Target format of the linear weights.
+        /// Target format of the linear weights (of their values when pruned).
         #[arg(long)]
         format: String,
+        /// Prune every linear weight and store it sparse: `2:4` (2:4 format), `magnitude:S`
+        /// or `random:S` (CSR, f32 or f16 values) or `blocks:RxC:S` (BSR), S the fraction
+        /// pruned.
+        #[arg(long)]
+        prune: Option<String>,
         /// Output .safetensors file.
         #[arg(short, long)]
         output: PathBuf,
@@ -152,8 +158,15 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
         ModelCommand::Pack {
             model,
             format,
+            prune,
             output,
-        } => pack(&model, WeightFormat::parse(&format)?, &output),
+        } => {
+            let compression = Compression {
+                format: WeightFormat::parse(&format)?,
+                sparse: prune.as_deref().map(SparseStorage::parse).transpose()?,
+            };
+            pack(&model, compression, &output)
+        }
         ModelCommand::ModelBench {
             model,
             formats,
@@ -282,7 +295,7 @@ fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
     j
 }
 
-fn pack(path: &Path, format: WeightFormat, output: &Path) -> Result<()> {
+fn pack(path: &Path, compression: Compression, output: &Path) -> Result<()> {
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
     } else {
@@ -299,14 +312,30 @@ fn pack(path: &Path, format: WeightFormat, output: &Path) -> Result<()> {
     let Architecture::Bert(c) = &arch else {
         return Err(Error::Invalid("pack supports BERT encoders".into()));
     };
-    let (floats, packed) = bert::pack(&file, c, format)?;
+    let (mut pairs, mut zeros, mut len) = (Vec::new(), 0, 0);
+    let (floats, packed) = bert::pack(&file, c, &mut |w: &[f32], n, k| {
+        let (stored, pruning) = compression.store(w, n, k)?;
+        (zeros, len) = (zeros + pruning.zeros, len + pruning.len);
+        pairs.push((w.to_vec(), stored.dequantize()));
+        Ok(stored)
+    })?;
     let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
     loader::save(output, &floats, &packed, meta)?;
+    let formats: std::collections::BTreeSet<String> =
+        packed.iter().map(|(_, w)| w.format_name()).collect();
+    let pairs: Vec<(&[f32], &[f32])> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .collect();
+    let error = sparq::prune::PruneReport::measure_many(&pairs).relative_error;
     eprintln!(
-        "wrote {} ({:.1} MB, linear weights {})",
+        "wrote {} ({:.1} MB): {} linear weights as {}; {:.1} % of their weights zero after \
+         pruning; relative weight error ‖W − Ŵ‖/‖W‖ {error:.4} (pruning and quantization)",
         output.display(),
         std::fs::metadata(output)?.len() as f64 / 1e6,
-        format.name()
+        packed.len(),
+        formats.into_iter().collect::<Vec<_>>().join(", "),
+        100.0 * zeros as f64 / len.max(1) as f64,
     );
     Ok(())
 }

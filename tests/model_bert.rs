@@ -290,7 +290,12 @@ fn packed_model_file_roundtrip() {
         group: 32,
         asymmetric: false,
     };
-    let (floats, packed) = bert::pack(&WeightFile::open(&src).unwrap(), &c, format).unwrap();
+    let (floats, packed) = bert::pack(
+        &WeightFile::open(&src).unwrap(),
+        &c,
+        &mut bert::quantizer(format),
+    )
+    .unwrap();
     let dst = dir.join("packed.safetensors");
     let meta = HashMap::from([(
         loader::CONFIG_KEY.to_string(),
@@ -333,6 +338,70 @@ fn packed_model_file_roundtrip() {
         .unwrap();
         for (x, y) in a.values.iter().zip(&b.values) {
             assert!((x - y).abs() < 1e-6, "packed file differs: {x} vs {y}");
+        }
+    }
+}
+
+/// Encoders packed with pruned, sparse linear weights (2:4, CSR, BSR; float and integer
+/// values) load from their one self-describing file and match the CPU reference run on the
+/// weights as stored.
+#[test]
+fn sparse_model_files_match_cpu_reference() {
+    use sparq::model::compress::{Compression, SparseStorage};
+    let mut r = rng("bert-sparse");
+    let c = config();
+    let dir = tmp("sparse");
+    let src = dir.join("float.safetensors");
+    write_model(&src, &c, &random_bert(&mut r, &c, ""));
+    let file = WeightFile::open(&src).unwrap();
+    let int4 = WeightFormat::Int4 {
+        group: 32,
+        asymmetric: false,
+    };
+    let cases = [
+        ("2:4", int4, "2:4-int4"),
+        ("2:4", WeightFormat::F16, "2:4-f16"),
+        ("magnitude:0.7", WeightFormat::F16, "csr-f16"),
+        ("blocks:1x32:0.5", WeightFormat::Int8, "bsr1x32-int8"),
+        ("blocks:2x32:0.5", int4, "bsr2x32-int4"),
+    ];
+    let (ids, types) = ragged(&mut r, &c, &[3, 9, 17]);
+    let batch = Batch::Tokens {
+        ids: ids.clone(),
+        types: Some(types.clone()),
+    };
+    for (prune, format, name) in cases {
+        let compression = Compression {
+            format,
+            sparse: Some(SparseStorage::parse(prune).unwrap()),
+        };
+        let mut store = |w: &[f32], n, k| Ok(compression.store(w, n, k)?.0);
+        let (floats, packed) = bert::pack(&file, &c, &mut store).unwrap();
+        assert!(packed.iter().all(|(_, w)| w.format_name() == name));
+        let dst = dir.join(format!("{}.safetensors", name.replace(':', "_")));
+        let meta = HashMap::from([(
+            loader::CONFIG_KEY.to_string(),
+            Architecture::Bert(c.clone()).to_json(),
+        )]);
+        loader::save(&dst, &floats, &packed, meta).unwrap();
+        let host =
+            bert::host_weights(&WeightFile::open(&dst).unwrap(), &c, WeightFormat::F32).unwrap();
+        for gpu in all_gpus() {
+            let out = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
+            for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
+                let want = reference::bert(&c, &host, i, t);
+                let err = out
+                    .row(s)
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (*g as f64 - w).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    err < 2e-5,
+                    "{name} on {}: sequence {s}: max error {err:.2e}",
+                    gpu.caps.name
+                );
+            }
         }
     }
 }

@@ -176,7 +176,7 @@ fn wrong_dtype_is_named() {
     loader::save(
         &p,
         &tensors,
-        &[("layers.0.bias".into(), packed)],
+        &[("layers.0.bias".into(), packed.into())],
         mlp_meta(&[5, 3, 2]),
     )
     .unwrap();
@@ -200,7 +200,7 @@ fn corrupt_packed_layout_is_refused() {
     loader::save(
         &p,
         &tensors,
-        &[("layers.0.weight".into(), packed)],
+        &[("layers.0.weight".into(), packed.into())],
         mlp_meta(&[5, 3, 2]),
     )
     .unwrap();
@@ -217,7 +217,7 @@ fn corrupt_packed_layout_is_refused() {
     loader::save(
         &p,
         &tensors,
-        &[("layers.1.weight".into(), ok)],
+        &[("layers.1.weight".into(), ok.into())],
         mlp_meta(&[5, 3, 2]),
     )
     .unwrap();
@@ -226,6 +226,71 @@ fn corrupt_packed_layout_is_refused() {
         matches!(e, Error::BadTensor { .. }) && e.to_string().contains("layers.1.weight"),
         "{e}"
     );
+}
+
+/// A model file whose sparse weights were damaged: each case is refused with an error naming
+/// the tensor; the undamaged file loads and runs.
+#[test]
+fn corrupt_sparse_layout_is_refused() {
+    use sparq::matmul::LayerWeights;
+    use sparq::sparse::{Csr, SparseWeights, TwoFour, ValueType};
+    let gpu = &all_gpus()[0];
+    let mut rng = rng("corrupt_sparse_layout_is_refused");
+    let (n, k) = (3, 5);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                rng.random_range(-1.0..1.0)
+            }
+        })
+        .collect();
+    let csr = Csr::from_dense(&w, n, k, ValueType::F16).unwrap();
+    let w24 = sparq::prune::n_of_m(&w, n, k, 2, 4).unwrap().w;
+    let tf = TwoFour::from_dense(&w24, n, k, ValueType::Int4).unwrap();
+    let save = |file: &str, weights: SparseWeights| {
+        let mut tensors = mlp_tensors();
+        tensors.retain(|t| t.0 != "layers.0.weight");
+        let p = tmp(file);
+        let packed: Vec<(String, LayerWeights)> = vec![("layers.0.weight".into(), weights.into())];
+        loader::save(&p, &tensors, &packed, mlp_meta(&[5, 3, 2])).unwrap();
+        p
+    };
+    let fine = save("sparse-ok.safetensors", csr.clone().into());
+    let out = Model::load(&fine, gpu)
+        .unwrap()
+        .forward(&Batch::Features {
+            rows: 1,
+            cols: 5,
+            data: vec![1.0; 5],
+        })
+        .unwrap();
+    assert_eq!(out.cols, 2);
+    let mut bad_col = csr.clone();
+    bad_col.col_idx[0] |= 9; // column ≥ 5
+    let mut bad_ptr = csr.clone();
+    bad_ptr.row_ptr[1] = bad_ptr.row_ptr[3] + 1;
+    let mut bad_meta = tf.clone();
+    bad_meta.meta[0] = 0xF; // positions 3 and 3
+    let mut short = tf.clone();
+    short.values.truncate(2);
+    for (i, damaged) in [
+        bad_col.into(),
+        bad_ptr.into(),
+        bad_meta.into(),
+        short.into(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = save(&format!("sparse-bad{i}.safetensors"), damaged);
+        let e = load_err(gpu, &p);
+        assert!(
+            matches!(e, Error::BadTensor { .. }) && e.to_string().contains("layers.0.weight"),
+            "case {i}: {e}"
+        );
+    }
 }
 
 #[test]

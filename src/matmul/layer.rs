@@ -2,9 +2,10 @@
 //! dense and sparse weights without its caller changing.
 
 use crate::error::Result;
+use crate::formats::PackedWeights;
 use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::{KernelChoice, Linear};
-use crate::sparse::{SparseLinear, SparsePath};
+use crate::sparse::{SparseLinear, SparsePath, SparseWeights};
 use crate::tensor::Tensor;
 
 /// A linear layer `y = x · Wᵀ (+ bias)` whatever its weight format.
@@ -102,5 +103,69 @@ impl From<Linear> for AnyLinear {
 impl From<SparseLinear> for AnyLinear {
     fn from(l: SparseLinear) -> Self {
         AnyLinear::Sparse(l)
+    }
+}
+
+/// A linear layer's weights on the host, dense (packed) or sparse: what a model file holds
+/// for one layer.
+#[derive(Clone, Debug)]
+pub enum LayerWeights {
+    /// Dense weights in any [`crate::formats::WeightFormat`].
+    Dense(PackedWeights),
+    /// Sparse weights in any GPU-supported sparse format.
+    Sparse(SparseWeights),
+}
+
+impl LayerWeights {
+    /// Output features.
+    pub fn n(&self) -> usize {
+        match self {
+            LayerWeights::Dense(w) => w.n,
+            LayerWeights::Sparse(w) => w.n(),
+        }
+    }
+
+    /// Input features.
+    pub fn k(&self) -> usize {
+        match self {
+            LayerWeights::Dense(w) => w.k,
+            LayerWeights::Sparse(w) => w.k(),
+        }
+    }
+
+    /// Format name: `int4g32`, `csr-f16`, `2:4-int8`, ...
+    pub fn format_name(&self) -> String {
+        match self {
+            LayerWeights::Dense(w) => w.format.name(),
+            LayerWeights::Sparse(w) => w.name(),
+        }
+    }
+
+    /// The dense `n × k` matrix the kernels multiply by.
+    pub fn dequantize(&self) -> Vec<f32> {
+        match self {
+            LayerWeights::Dense(w) => w.dequantize(),
+            LayerWeights::Sparse(w) => w.to_dense(),
+        }
+    }
+
+    /// Uploads the weights (and an optional bias of `n` values) as a layer of the matching kind.
+    pub fn upload(&self, gpu: &Gpu, bias: Option<&[f32]>) -> Result<AnyLinear> {
+        Ok(match self {
+            LayerWeights::Dense(w) => Linear::new(gpu, w, bias)?.into(),
+            LayerWeights::Sparse(w) => SparseLinear::new(gpu, w, bias)?.into(),
+        })
+    }
+}
+
+impl From<PackedWeights> for LayerWeights {
+    fn from(w: PackedWeights) -> Self {
+        LayerWeights::Dense(w)
+    }
+}
+
+impl From<SparseWeights> for LayerWeights {
+    fn from(w: SparseWeights) -> Self {
+        LayerWeights::Sparse(w)
     }
 }

@@ -12,7 +12,7 @@ mod quant_x;
 mod shader;
 
 pub use coop::CoopTiling;
-pub use layer::{AnyLinear, LinearLayer};
+pub use layer::{AnyLinear, LayerWeights, LinearLayer};
 pub use shader::Strategy;
 
 use crate::error::{Error, Result};

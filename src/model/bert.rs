@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::Gpu;
-use crate::matmul::KernelChoice;
+use crate::matmul::{KernelChoice, LayerWeights};
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::{Activation, BertConfig};
@@ -73,19 +73,44 @@ impl Names {
     }
 }
 
-/// Reads the fused `3H × H` QKV weight and bias of layer `l`: stored packed, or the three
-/// float matrices stacked and packed into `format`.
+/// Turns a float matrix (`n × k`) into stored weights: quantized for loading, or compressed
+/// (and its pruning recorded) for `sparq pack`.
+pub type Store<'a> = dyn FnMut(&[f32], usize, usize) -> Result<LayerWeights> + 'a;
+
+/// A store that quantizes into `format`.
+pub fn quantizer(format: WeightFormat) -> impl FnMut(&[f32], usize, usize) -> Result<LayerWeights> {
+    move |w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
+}
+
+/// The linear weight `name` (`n × k`): as stored where the file holds it packed or sparse,
+/// else its float tensor through `store`.
+fn linear(
+    file: &WeightFile,
+    name: &str,
+    n: usize,
+    k: usize,
+    store: &mut Store<'_>,
+) -> Result<LayerWeights> {
+    if file.is_packed(name) {
+        file.matrix(name, n, k, WeightFormat::F32)
+    } else {
+        store(&file.floats(name, &[n, k])?, n, k)
+    }
+}
+
+/// Reads the fused `3H × H` QKV weight and bias of layer `l`: as stored, or the three float
+/// matrices stacked and stored through `store`.
 pub fn qkv_weights(
     file: &WeightFile,
     names: &Names,
     l: usize,
     h: usize,
-    format: WeightFormat,
-) -> Result<(PackedWeights, Vec<f32>)> {
+    store: &mut Store<'_>,
+) -> Result<(LayerWeights, Vec<f32>)> {
     let fused = names.qkv(l);
     let bias_name = names.layer(l, "attention.self.qkv.bias");
     if file.contains(&fused) {
-        let w = file.matrix(&fused, 3 * h, h, format)?;
+        let w = linear(file, &fused, 3 * h, h, store)?;
         return Ok((w, file.floats(&bias_name, &[3 * h])?));
     }
     let mut w = Vec::with_capacity(3 * h * h);
@@ -100,7 +125,7 @@ pub fn qkv_weights(
             &[h],
         )?);
     }
-    Ok((PackedWeights::quantize(&w, 3 * h, h, format)?, b))
+    Ok((store(&w, 3 * h, h)?, b))
 }
 
 fn norm(gpu: &Gpu, file: &WeightFile, name: &str, h: usize, eps: f64) -> Result<Norm> {
@@ -127,7 +152,13 @@ fn dense(
     k: usize,
     (format, kernel): (WeightFormat, KernelChoice),
 ) -> Result<Dense> {
-    let w = file.matrix(&format!("{name}.weight"), n, k, format)?;
+    let w = linear(
+        file,
+        &format!("{name}.weight"),
+        n,
+        k,
+        &mut quantizer(format),
+    )?;
     let b = file.floats(&format!("{name}.bias"), &[n])?;
     Dense::new(gpu, &w, Some(&b), kernel)
 }
@@ -165,7 +196,7 @@ impl Bert {
         let emb_ln = norm(gpu, file, &names.get("embeddings.LayerNorm"), h, eps)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
-            let (qkv_w, qkv_b) = qkv_weights(file, &names, l, h, format)?;
+            let (qkv_w, qkv_b) = qkv_weights(file, &names, l, h, &mut quantizer(format))?;
             layers.push(Layer {
                 qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b), kernel)?,
                 out: dense(
@@ -347,8 +378,14 @@ pub fn host_weights(
     let vec = |name: String, shape: &[usize]| file.floats(&name, shape);
     let lin = |name: String, n: usize, k: usize| -> Result<(Vec<f32>, Vec<f32>)> {
         Ok((
-            file.matrix(&format!("{name}.weight"), n, k, format)?
-                .dequantize(),
+            linear(
+                file,
+                &format!("{name}.weight"),
+                n,
+                k,
+                &mut quantizer(format),
+            )?
+            .dequantize(),
             vec(format!("{name}.bias"), &[n])?,
         ))
     };
@@ -360,7 +397,7 @@ pub fn host_weights(
     };
     let mut layers = Vec::new();
     for l in 0..c.num_hidden_layers {
-        let (qw, qb) = qkv_weights(file, &names, l, h, format)?;
+        let (qw, qb) = qkv_weights(file, &names, l, h, &mut quantizer(format))?;
         layers.push(BertLayerWeights {
             qkv: (qw.dequantize(), qb),
             out: lin(names.layer(l, "attention.output.dense"), h, h)?,
@@ -389,15 +426,16 @@ pub fn host_weights(
 }
 
 /// Every linear weight of a BERT checkpoint with its packed replacement name (Q, K and V
-/// fused), packed into `format`; the other tensors as f32. What `sparq pack` writes.
+/// fused), stored through `store` (weights the file already holds packed stay as they are);
+/// the other tensors as f32. What `sparq pack` writes.
 #[allow(clippy::type_complexity)]
 pub fn pack(
     file: &WeightFile,
     c: &BertConfig,
-    format: WeightFormat,
+    store: &mut Store<'_>,
 ) -> Result<(
     Vec<(String, Vec<usize>, Vec<f32>)>,
-    Vec<(String, PackedWeights)>,
+    Vec<(String, LayerWeights)>,
 )> {
     let names = Names::detect(file);
     let (h, i) = (c.hidden_size, c.intermediate_size);
@@ -422,7 +460,7 @@ pub fn pack(
     floats.push(float(names.get("embeddings.LayerNorm.weight"), vec![h])?);
     floats.push(float(names.get("embeddings.LayerNorm.bias"), vec![h])?);
     for l in 0..c.num_hidden_layers {
-        let (qw, qb) = qkv_weights(file, &names, l, h, format)?;
+        let (qw, qb) = qkv_weights(file, &names, l, h, store)?;
         packed.push((names.qkv(l), qw));
         floats.push((names.layer(l, "attention.self.qkv.bias"), vec![3 * h], qb));
         for (rest, n, k) in [
@@ -431,10 +469,9 @@ pub fn pack(
             ("output.dense", h, i),
         ] {
             let name = names.layer(l, rest);
-            packed.push((
-                format!("{name}.weight"),
-                file.matrix(&format!("{name}.weight"), n, k, format)?,
-            ));
+            let weight = format!("{name}.weight");
+            let w = linear(file, &weight, n, k, store)?;
+            packed.push((weight, w));
             floats.push(float(format!("{name}.bias"), vec![n])?);
         }
         for rest in ["attention.output.LayerNorm", "output.LayerNorm"] {

@@ -1,50 +1,53 @@
-//! The one place the model runtime calls a linear layer: swapping [`crate::matmul::Linear`]
-//! for another layer type (sparse, say) changes this file only.
+//! The one place the model runtime calls a linear layer, dense or sparse.
 
 use crate::error::Result;
-use crate::formats::PackedWeights;
 use crate::gpu::{Dispatch, Gpu};
-use crate::matmul::{KernelChoice, Linear};
+use crate::matmul::{AnyLinear, KernelChoice, LayerWeights, LinearLayer};
+use crate::sparse::SparsePath;
 use crate::tensor::Tensor;
 
-/// `y = x · Wᵀ + b` with weights in any [`crate::formats::WeightFormat`].
+/// `y = x · Wᵀ + b` with dense weights in any [`crate::formats::WeightFormat`] or sparse
+/// weights in any [`crate::sparse::SparseWeights`] format.
 pub struct Dense {
-    inner: Linear,
+    inner: AnyLinear,
     kernel: KernelChoice,
 }
 
 impl Dense {
-    /// Uploads the weights and bias.
-    /// Uploads the weights and bias; `kernel` picks the strategy of every plan.
+    /// Uploads the weights and bias; `kernel` picks the strategy of every plan of dense
+    /// weights (sparse weights have one kernel per format).
     pub fn new(
         gpu: &Gpu,
-        weights: &PackedWeights,
+        weights: &LayerWeights,
         bias: Option<&[f32]>,
         kernel: KernelChoice,
     ) -> Result<Self> {
         Ok(Dense {
-            inner: Linear::new(gpu, weights, bias)?,
+            inner: weights.upload(gpu, bias)?,
             kernel,
         })
     }
 
     /// Output features.
     pub fn n(&self) -> usize {
-        self.inner.n
+        self.inner.n()
     }
 
     /// Input features.
     pub fn k(&self) -> usize {
-        self.inner.k
+        self.inner.k()
     }
 
-    /// Bytes of weights on the device.
+    /// Bytes of weights (and sparse metadata) on the device.
     pub fn weight_bytes(&self) -> u64 {
-        self.inner.weight_bytes
+        self.inner.weight_bytes()
     }
 
     /// Dispatches writing `y = x · Wᵀ + b`.
     pub fn plan(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
-        self.inner.plan(gpu, x, y, self.kernel)
+        match &self.inner {
+            AnyLinear::Dense(l) => l.plan(gpu, x, y, self.kernel),
+            AnyLinear::Sparse(l) => l.plan(gpu, x, y, SparsePath::Auto),
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat, row_words};
+use crate::matmul::LayerWeights;
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
@@ -166,6 +167,24 @@ impl WeightFile {
         Ok(v)
     }
 
+    /// Reads a one-dimensional U32 tensor of any length (an array of a sparse layout).
+    pub(crate) fn words_any(&self, name: &str) -> Result<Vec<u32>> {
+        let expected = "a one-dimensional U32 tensor";
+        let info = self.info(name, expected)?;
+        if info.dtype != Dtype::U32 || info.shape.len() != 1 {
+            return Err(Error::BadTensor {
+                tensor: name.to_string(),
+                expected: expected.into(),
+                found: format!("{:?} of shape {:?}", info.dtype, info.shape),
+            });
+        }
+        Ok(self
+            .bytes(info)
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
     /// Reads a U32 tensor of `len` words (a part of a packed layout).
     fn words(&self, name: &str, len: usize) -> Result<Vec<u32>> {
         let expected = format!("U32 with {len} elements");
@@ -185,20 +204,23 @@ impl WeightFile {
             .collect())
     }
 
-    /// Reads the weight matrix `name` (`n × k`): a packed layout as stored, or a float tensor
-    /// packed into `format` here.
+    /// Reads the weight matrix `name` (`n × k`): a packed or sparse layout as stored, or a
+    /// float tensor packed into `format` here.
     pub fn matrix(
         &self,
         name: &str,
         n: usize,
         k: usize,
         format: WeightFormat,
-    ) -> Result<PackedWeights> {
+    ) -> Result<LayerWeights> {
         match self.packed.get(name) {
-            Some(p) => self.packed_matrix(name, p, n, k),
+            Some(p) if super::sparse_file::is_sparse_name(&p.format) => {
+                Ok(super::sparse_file::read(self, name, p, n, k)?.into())
+            }
+            Some(p) => Ok(self.packed_matrix(name, p, n, k)?.into()),
             None => {
                 let w = self.floats(name, &[n, k])?;
-                PackedWeights::quantize(&w, n, k, format)
+                Ok(PackedWeights::quantize(&w, n, k, format)?.into())
             }
         }
     }
@@ -273,7 +295,7 @@ impl WeightFile {
 pub fn save(
     path: &Path,
     floats: &[(String, Vec<usize>, Vec<f32>)],
-    packed: &[(String, PackedWeights)],
+    packed: &[(String, LayerWeights)],
     mut metadata: HashMap<String, String>,
 ) -> Result<()> {
     use safetensors::tensor::TensorView;
@@ -287,16 +309,25 @@ pub fn save(
             bytemuck::cast_slice(v).to_vec(),
         ));
     }
-    for (name, p) in packed {
+    let words = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+    for (name, w) in packed {
         table.insert(
             name.clone(),
             PackedInfo {
-                format: p.format.name(),
-                n: p.n,
-                k: p.k,
+                format: w.format_name(),
+                n: w.n(),
+                k: w.k(),
             },
         );
-        let words = |v: &[u32]| bytemuck::cast_slice::<u32, u8>(v).to_vec();
+        let p = match w {
+            LayerWeights::Dense(p) => p,
+            LayerWeights::Sparse(s) => {
+                for (part, v) in super::sparse_file::arrays(name, s) {
+                    blobs.push((part, Dtype::U32, vec![v.len()], words(&v)));
+                }
+                continue;
+            }
+        };
         blobs.push((
             name.clone(),
             Dtype::U32,

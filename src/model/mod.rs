@@ -20,6 +20,7 @@
 pub mod arena;
 pub mod bench;
 pub mod bert;
+pub mod compress;
 pub mod config;
 pub mod dense;
 mod exec;
@@ -27,6 +28,7 @@ pub mod loader;
 pub mod mlp;
 pub mod ops;
 pub mod reference;
+pub mod sparse_file;
 
 pub use exec::Pending;
 

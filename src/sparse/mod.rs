@@ -115,6 +115,19 @@ impl ValueType {
         }
     }
 
+    /// The value type named `s` ([`ValueType::name`]).
+    pub fn parse(s: &str) -> Result<Self> {
+        [
+            ValueType::F32,
+            ValueType::F16,
+            ValueType::Int8,
+            ValueType::Int4,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
+        .ok_or_else(|| Error::Invalid(format!("unknown value type '{s}' (f32, f16, int8, int4)")))
+    }
+
     /// Short name: `f32`, `f16`, `int8`, `int4`.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,0 +1,215 @@
+//! How `sparq pack` stores each float linear weight: quantized dense, or pruned and stored in
+//! a sparse format whose values are quantized the same way.
+//!
+//! | `--prune` | pruning | storage |
+//! | --- | --- | --- |
+//! | (none) | – | dense, `--format` |
+//! | `2:4` | [`crate::prune::n_of_m`] 2 of 4 | [`TwoFour`], values in `--format` |
+//! | `magnitude:S` | [`crate::prune::magnitude`], fraction `S` | [`Csr`], f32 or f16 values |
+//! | `random:S` | [`crate::prune::random`], fraction `S`, seed 0 (the baseline) | [`Csr`] |
+//! | `blocks:RxC:S` | [`crate::prune::blocks_l2`], fraction `S` of `R × C` blocks | [`Bsr`] |
+//!
+//! Sparse int4 is symmetric with the sparse formats' own groups (a 2:4 scale per 32 kept
+//! values, a BSR scale per block row), so `--format int4` stands for any int4 group there.
+
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::matmul::LayerWeights;
+use crate::prune::{PruneReport, blocks_l2, magnitude, n_of_m, random};
+use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
+
+/// Pruning followed by a sparse format.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SparseStorage {
+    /// 2:4 pruning, stored as 2:4.
+    TwoFour,
+    /// Unstructured magnitude pruning to `sparsity`, stored as CSR.
+    Csr {
+        /// Fraction of weights zeroed.
+        sparsity: f64,
+    },
+    /// Random pruning to `sparsity` (seed 0), stored as CSR: the baseline magnitude pruning
+    /// must beat.
+    Random {
+        /// Fraction of weights zeroed.
+        sparsity: f64,
+    },
+    /// Pruning of whole `rows × cols` blocks by L2 norm, stored as BSR.
+    Bsr {
+        /// Block rows.
+        rows: usize,
+        /// Block columns.
+        cols: usize,
+        /// Fraction of blocks zeroed.
+        sparsity: f64,
+    },
+}
+
+/// How a float linear weight is stored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compression {
+    /// Dense format, or value type of the sparse format.
+    pub format: WeightFormat,
+    /// Pruning and sparse format, if any.
+    pub sparse: Option<SparseStorage>,
+}
+
+impl SparseStorage {
+    /// Parses `2:4`, `magnitude:S`, `random:S` or `blocks:RxC:S`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Invalid(format!(
+                "pruning '{s}' is not 2:4, magnitude:S, random:S or blocks:RxC:S (S a fraction in \
+                 [0, 1])"
+            ))
+        };
+        let fraction = |v: &str| -> Result<f64> {
+            let f: f64 = v.parse().map_err(|_| bad())?;
+            if (0.0..=1.0).contains(&f) {
+                Ok(f)
+            } else {
+                Err(bad())
+            }
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["2", "4"] => Ok(SparseStorage::TwoFour),
+            ["magnitude", f] => Ok(SparseStorage::Csr {
+                sparsity: fraction(f)?,
+            }),
+            ["random", f] => Ok(SparseStorage::Random {
+                sparsity: fraction(f)?,
+            }),
+            ["blocks", shape, f] => {
+                let (r, c) = shape.split_once(['x', 'X']).ok_or_else(bad)?;
+                let (rows, cols) = (r.parse().map_err(|_| bad())?, c.parse().map_err(|_| bad())?);
+                if rows == 0 || cols == 0 {
+                    return Err(bad());
+                }
+                Ok(SparseStorage::Bsr {
+                    rows,
+                    cols,
+                    sparsity: fraction(f)?,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Compression {
+    /// Dense weights in `format`.
+    pub fn dense(format: WeightFormat) -> Self {
+        Compression {
+            format,
+            sparse: None,
+        }
+    }
+
+    /// The value type of the sparse formats for this format.
+    fn value_type(&self) -> Result<ValueType> {
+        Ok(match self.format {
+            WeightFormat::F32 => ValueType::F32,
+            WeightFormat::F16 => ValueType::F16,
+            WeightFormat::Int8 => ValueType::Int8,
+            WeightFormat::Int4 {
+                asymmetric: false, ..
+            } => ValueType::Int4,
+            WeightFormat::Int4 { .. } => {
+                return Err(Error::Invalid(
+                    "sparse int4 values are symmetric: use int4 without a zero point".into(),
+                ));
+            }
+        })
+    }
+
+    /// Stores `w` (`n × k`, row-major), returning the weights and what pruning cost (a zero
+    /// report when nothing was pruned).
+    pub fn store(&self, w: &[f32], n: usize, k: usize) -> Result<(LayerWeights, PruneReport)> {
+        let Some(sparse) = self.sparse else {
+            let p = crate::formats::PackedWeights::quantize(w, n, k, self.format)?;
+            return Ok((p.into(), PruneReport::measure(w, w)));
+        };
+        let vt = self.value_type()?;
+        let (weights, report): (SparseWeights, PruneReport) = match sparse {
+            SparseStorage::TwoFour => {
+                let p = n_of_m(w, n, k, 2, 4)?;
+                (TwoFour::from_dense(&p.w, n, k, vt)?.into(), p.report)
+            }
+            SparseStorage::Csr { sparsity } => {
+                let p = magnitude(w, n, k, sparsity)?;
+                (Csr::from_dense(&p.w, n, k, vt)?.into(), p.report)
+            }
+            SparseStorage::Random { sparsity } => {
+                let p = random(w, n, k, sparsity, 0)?;
+                (Csr::from_dense(&p.w, n, k, vt)?.into(), p.report)
+            }
+            SparseStorage::Bsr {
+                rows,
+                cols,
+                sparsity,
+            } => {
+                let p = blocks_l2(w, n, k, rows, cols, sparsity)?;
+                (
+                    Bsr::from_dense(&p.w, n, k, rows, cols, vt)?.into(),
+                    p.report,
+                )
+            }
+        };
+        Ok((weights.into(), report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_specs_parse_or_are_refused() {
+        assert_eq!(SparseStorage::parse("2:4").unwrap(), SparseStorage::TwoFour);
+        assert_eq!(
+            SparseStorage::parse("magnitude:0.5").unwrap(),
+            SparseStorage::Csr { sparsity: 0.5 }
+        );
+        assert_eq!(
+            SparseStorage::parse("random:0.25").unwrap(),
+            SparseStorage::Random { sparsity: 0.25 }
+        );
+        assert_eq!(
+            SparseStorage::parse("blocks:4x32:0.9").unwrap(),
+            SparseStorage::Bsr {
+                rows: 4,
+                cols: 32,
+                sparsity: 0.9
+            }
+        );
+        for bad in [
+            "",
+            "2:8",
+            "magnitude",
+            "magnitude:1.5",
+            "random:-0.1",
+            "blocks:4:0.5",
+            "blocks:0x32:0.5",
+            "blocks:4x32",
+            "csr:0.5",
+        ] {
+            assert!(SparseStorage::parse(bad).is_err(), "'{bad}' parsed");
+        }
+    }
+
+    #[test]
+    fn sparse_int4_refuses_zero_points() {
+        let c = Compression {
+            format: WeightFormat::Int4 {
+                group: 32,
+                asymmetric: true,
+            },
+            sparse: Some(SparseStorage::TwoFour),
+        };
+        assert!(c.store(&[1.0; 8], 2, 4).is_err());
+        let c = Compression::dense(WeightFormat::Int8);
+        let (w, r) = c.store(&[1.0, 0.0, 2.0, 3.0], 1, 4).unwrap();
+        assert_eq!((w.format_name().as_str(), r.zeros), ("int8", 1));
+    }
+}
