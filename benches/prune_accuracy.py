@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""What pruning costs in accuracy: packs all-MiniLM-L6-v2 with `sparq pack --prune ...` in
+several ways (no fine-tuning afterwards) and reports the cosine of the embeddings of the
+fixture sentences to the PyTorch f32 embeddings in tests/fixtures/minilm.json.
+
+    python3 benches/prune_accuracy.py [--sparq target/release/sparq] [--adapter vulkan]
+
+Needs the model in models/all-MiniLM-L6-v2 (scripts/setup.sh fetches it). Standard library only.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+CASES = [
+    ("f16", None),
+    ("f16", "magnitude:0.1"), ("f16", "random:0.1"),
+    ("f16", "magnitude:0.2"), ("f16", "random:0.2"),
+    ("f16", "magnitude:0.3"), ("f16", "random:0.3"),
+    ("f16", "magnitude:0.5"), ("f16", "random:0.5"),
+    ("f16", "2:4"), ("int4", "2:4"),
+    ("int8", "blocks:1x32:0.2"), ("int8", "blocks:1x32:0.5"),
+]
+
+
+def cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sparq", default="target/release/sparq")
+    ap.add_argument("--adapter", default="best")
+    ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
+    a = ap.parse_args()
+    fixture = json.load(open("tests/fixtures/minilm.json"))
+    sentences, ref = fixture["sentences"], fixture["embeddings"]
+    print("| values | pruning | stored as | zeros | ‖W − Ŵ‖/‖W‖ | cosine min | cosine mean |")
+    print("|---|---|---|--:|--:|--:|--:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(os.path.join(a.model, "tokenizer.json"), tmp)
+        for fmt, prune in CASES:
+            path = os.path.join(tmp, "m.safetensors")
+            cmd = [a.sparq, "pack", a.model, "--format", fmt, "-o", path]
+            if prune:
+                cmd += ["--prune", prune]
+            report = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            line = report.stderr.strip().splitlines()[-1]
+            stored = re.search(r"weights as ([^;]+);", line).group(1)
+            zeros = re.search(r"([0-9.]+) % of their weights zero", line).group(1)
+            error = re.search(r"‖W − Ŵ‖/‖W‖ ([0-9.]+)", line).group(1)
+            out = subprocess.run([a.sparq, "--adapter", a.adapter, "embed", path, *sentences],
+                                 capture_output=True, text=True, check=True)
+            emb = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+            cs = [cosine(e, r) for e, r in zip(emb, ref)]
+            print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {min(cs):.4f} "
+                  f"| {sum(cs) / len(cs):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
