@@ -139,6 +139,13 @@ fn ragged(r: &mut StdRng, c: &BertConfig, lens: &[usize]) -> (Vec<Vec<u32>>, Vec
         .unzip()
 }
 
+fn max_error(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - w).abs())
+        .fold(0.0, f64::max)
+}
+
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -186,11 +193,7 @@ fn encoder_matches_cpu_reference_in_every_format() {
             for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
                 let want = reference::bert(&c, &host, i, t);
                 let got = out.row(s);
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(g, w)| (*g as f64 - w).abs())
-                    .fold(0.0, f64::max);
+                let err = max_error(got, &want);
                 assert!(
                     err < 2e-5,
                     "{} on {}: sequence {s} (len {}): max error {err:.2e}, cosine {:.8}",
@@ -390,12 +393,7 @@ fn sparse_model_files_match_cpu_reference() {
             let out = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
             for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
                 let want = reference::bert(&c, &host, i, t);
-                let err = out
-                    .row(s)
-                    .iter()
-                    .zip(&want)
-                    .map(|(g, w)| (*g as f64 - w).abs())
-                    .fold(0.0, f64::max);
+                let err = max_error(out.row(s), &want);
                 assert!(
                     err < 2e-5,
                     "{name} on {}: sequence {s}: max error {err:.2e}",

@@ -13,7 +13,7 @@ pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
 pub use caps::{Caps, CoopMatrixConfig};
 pub use dispatch::{Dispatch, record_pass};
 pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool, uniform_and_storage};
-pub use readback::read_buffer;
+pub use readback::{map_read, read_buffer};
 pub use timer::{GpuTimer, PassStamps};
 
 use crate::error::{Error, Result};

@@ -19,21 +19,8 @@ pub fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>>
     });
     let mut enc = gpu.encoder("readback");
     enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
-    gpu.submit_and_wait(enc)?;
-    let outcome = Arc::new(Mutex::new(None));
-    let o = outcome.clone();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
-    gpu.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(e.to_string()))?;
-    gpu.check()?;
-    match outcome.lock().unwrap().take() {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::Gpu(format!("mapping read-back buffer: {e}"))),
-        None => return Err(Error::Gpu("read-back mapping never completed".into())),
-    }
+    let index = gpu.queue.submit([enc.finish()]);
+    map_read(gpu, &staging.slice(..), index)?;
     let data = {
         let view = staging
             .slice(..)
@@ -43,4 +30,28 @@ pub fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>>
     };
     staging.unmap();
     Ok(data)
+}
+
+/// Maps `slice` of a `MAP_READ` buffer for reading once submission `index` (the one that
+/// copied into it) is done, waiting for both; the caller reads it and unmaps the buffer.
+pub fn map_read(
+    gpu: &Gpu,
+    slice: &wgpu::BufferSlice<'_>,
+    index: wgpu::SubmissionIndex,
+) -> Result<()> {
+    let outcome = Arc::new(Mutex::new(None));
+    let o = outcome.clone();
+    slice.map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
+    gpu.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
+        .map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu.check()?;
+    match outcome.lock().unwrap().take() {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(Error::Gpu(format!("mapping read-back buffer: {e}"))),
+        None => Err(Error::Gpu("read-back mapping never completed".into())),
+    }
 }

@@ -12,8 +12,7 @@
 
 use super::{Model, Output, Plan, State, arena};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PassStamps, record_pass};
-use std::sync::{Arc, Mutex};
+use crate::gpu::{Gpu, PassStamps, map_read, record_pass};
 
 /// Read-back buffers kept for reuse at most.
 const MAX_READERS: usize = 4;
@@ -138,21 +137,7 @@ impl Model<'_> {
             bytes
         };
         let slice = reader.staging.slice(..end);
-        let outcome = Arc::new(Mutex::new(None));
-        let o = outcome.clone();
-        slice.map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
-        gpu.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        gpu.check()?;
-        match outcome.lock().unwrap().take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("mapping results: {e}"))),
-            None => return Err(Error::Gpu("result mapping never completed".into())),
-        }
+        map_read(gpu, &slice, index)?;
         let (mut tensors, gpu_seconds) = {
             let view = slice
                 .get_mapped_range()

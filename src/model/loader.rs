@@ -178,11 +178,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             });
         }
-        Ok(self
-            .bytes(info)
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(le_words(self.bytes(info)))
     }
 
     /// Reads a U32 tensor of `len` words (a part of a packed layout).
@@ -197,11 +193,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             });
         }
-        Ok(self
-            .bytes(info)
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(le_words(self.bytes(info)))
     }
 
     /// Reads the weight matrix `name` (`n × k`): a packed or sparse layout as stored, or a
@@ -288,6 +280,14 @@ impl WeightFile {
             zeros,
         })
     }
+}
+
+/// Little-endian u32 words of `bytes`.
+fn le_words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Writes `tensors` (float f32 tensors and packed matrices) and `metadata` to a safetensors

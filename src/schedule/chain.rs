@@ -11,10 +11,10 @@ use super::{Finished, Replica};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::formats::PackedWeights;
-use crate::gpu::{PassStamps, record_pass};
+use crate::gpu::{PassStamps, map_read, record_pass};
 use crate::matmul::{KernelChoice, Linear, Strategy};
 use crate::tensor::{ActDType, Tensor, stride_of};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One layer of a chain: packed weights (`n × k`) and an optional bias of length `n`.
@@ -242,23 +242,7 @@ impl Replica for LinearChain {
         } else {
             out_bytes
         };
-        let outcome = Arc::new(Mutex::new(None));
-        let o = outcome.clone();
-        s.staging
-            .slice(..end)
-            .map_async(wgpu::MapMode::Read, move |r| *o.lock().unwrap() = Some(r));
-        gpu.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        gpu.check()?;
-        match outcome.lock().unwrap().take() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("mapping read-back buffer: {e}"))),
-            None => return Err(Error::Gpu("read-back mapping never completed".into())),
-        }
+        map_read(&gpu, &s.staging.slice(..end), index)?;
         let t = Instant::now();
         let (outputs, compute_s) = {
             let view = s
