@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What pruning costs in accuracy: packs all-MiniLM-L6-v2 with `sparq pack --prune ...` in
 several ways (no fine-tuning afterwards) and reports the cosine of the embeddings of the
-fixture sentences to the PyTorch f32 embeddings in tests/fixtures/minilm.json.
+fixture sentences to the PyTorch f32 embeddings in tests/fixtures/minilm.json; then the same
+for the digits classifier (tests/fixtures/digits_mlp.*), reporting its test accuracy.
 
     python3 benches/prune_accuracy.py [--sparq target/release/sparq] [--adapter vulkan]
 
@@ -27,6 +28,23 @@ CASES = [
 ]
 
 
+DIGITS = [
+    ("f32", None),
+    ("f32", "magnitude:0.5"), ("f32", "random:0.5"),
+    ("f32", "magnitude:0.8"), ("f32", "random:0.8"),
+    ("f32", "magnitude:0.9"), ("f32", "random:0.9"),
+    ("f16", "2:4"), ("int4", "2:4"), ("int8", "blocks:1x16:0.5"),
+]
+
+
+def pack_report(stderr):
+    """(stored formats, % zeros, relative error) from the last line `sparq pack` prints."""
+    line = stderr.strip().splitlines()[-1]
+    return (re.search(r"weights as ([^;]+);", line).group(1),
+            re.search(r"([0-9.]+) % of their weights zero", line).group(1),
+            re.search(r"‖W − Ŵ‖/‖W‖ ([0-9.]+)", line).group(1))
+
+
 def cosine(a, b):
     return sum(x * y for x, y in zip(a, b)) / math.sqrt(
         sum(x * x for x in a) * sum(y * y for y in b))
@@ -38,6 +56,11 @@ def main():
     ap.add_argument("--adapter", default="best")
     ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
     a = ap.parse_args()
+    minilm(a)
+    digits(a)
+
+
+def minilm(a):
     fixture = json.load(open("tests/fixtures/minilm.json"))
     sentences, ref = fixture["sentences"], fixture["embeddings"]
     print("| values | pruning | stored as | zeros | ‖W − Ŵ‖/‖W‖ | cosine min | cosine mean |")
@@ -50,16 +73,38 @@ def main():
             if prune:
                 cmd += ["--prune", prune]
             report = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            line = report.stderr.strip().splitlines()[-1]
-            stored = re.search(r"weights as ([^;]+);", line).group(1)
-            zeros = re.search(r"([0-9.]+) % of their weights zero", line).group(1)
-            error = re.search(r"‖W − Ŵ‖/‖W‖ ([0-9.]+)", line).group(1)
+            stored, zeros, error = pack_report(report.stderr)
             out = subprocess.run([a.sparq, "--adapter", a.adapter, "embed", path, *sentences],
                                  capture_output=True, text=True, check=True)
             emb = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
             cs = [cosine(e, r) for e, r in zip(emb, ref)]
             print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {min(cs):.4f} "
                   f"| {sum(cs) / len(cs):.4f} |")
+
+
+def digits(a):
+    fixture = json.load(open("tests/fixtures/digits_mlp.json"))
+    scale, labels = fixture["x_scale"], fixture["labels"]
+    print(f"\ndigits MLP, {len(labels)} test images (accuracy of the f32 model in the training "
+          f"script: {fixture['test_accuracy']:.4f})\n")
+    print("| values | pruning | stored as | zeros | ‖W − Ŵ‖/‖W‖ | test accuracy |")
+    print("|---|---|---|--:|--:|--:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = os.path.join(tmp, "x.json")
+        json.dump({"features": [[v * scale for v in r] for r in fixture["x"]]}, open(inp, "w"))
+        for fmt, prune in DIGITS:
+            path = os.path.join(tmp, "m.safetensors")
+            cmd = [a.sparq, "pack", "tests/fixtures/digits_mlp.safetensors", "--format", fmt,
+                   "-o", path]
+            if prune:
+                cmd += ["--prune", prune]
+            stored, zeros, error = pack_report(subprocess.run(
+                cmd, capture_output=True, text=True, check=True).stderr)
+            out = json.loads(subprocess.run(
+                [a.sparq, "--adapter", a.adapter, "run", path, "--input", inp],
+                capture_output=True, text=True, check=True).stdout)
+            acc = sum(p == l for p, l in zip(out["predictions"], labels)) / len(labels)
+            print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {acc:.4f} |")
 
 
 if __name__ == "__main__":

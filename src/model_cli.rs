@@ -6,7 +6,7 @@ use sparq::gpu::AdapterSelector;
 use sparq::model::compress::{Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
-use sparq::model::{Batch, LoadOptions, Model, Output, bert};
+use sparq::model::{Batch, LoadOptions, Model, Output, bert, mlp};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -309,16 +309,17 @@ fn pack(path: &Path, compression: Compression, output: &Path) -> Result<()> {
         Some(j) => Architecture::from_sparq_json(j)?,
         None => Architecture::from_hf_dir(&dir)?,
     };
-    let Architecture::Bert(c) = &arch else {
-        return Err(Error::Invalid("pack supports BERT encoders".into()));
-    };
     let (mut pairs, mut zeros, mut len) = (Vec::new(), 0, 0);
-    let (floats, packed) = bert::pack(&file, c, &mut |w: &[f32], n, k| {
+    let mut store = |w: &[f32], n, k| {
         let (stored, pruning) = compression.store(w, n, k)?;
         (zeros, len) = (zeros + pruning.zeros, len + pruning.len);
         pairs.push((w.to_vec(), stored.dequantize()));
         Ok(stored)
-    })?;
+    };
+    let (floats, packed) = match &arch {
+        Architecture::Bert(c) => bert::pack(&file, c, &mut store)?,
+        Architecture::Mlp(c) => mlp::pack(&file, c, &mut store)?,
+    };
     let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
     loader::save(output, &floats, &packed, meta)?;
     let formats: std::collections::BTreeSet<String> =

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
-use crate::matmul::KernelChoice;
+use crate::matmul::{KernelChoice, LayerWeights};
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::MlpConfig;
@@ -101,4 +101,32 @@ impl Mlp {
             outputs: vec![x, probs],
         })
     }
+}
+
+/// Every weight of an MLP file stored through `store` (weights the file already holds packed
+/// stay as they are), the biases as f32: what `sparq pack` writes.
+#[allow(clippy::type_complexity)]
+pub fn pack(
+    file: &WeightFile,
+    config: &MlpConfig,
+    store: &mut crate::model::bert::Store<'_>,
+) -> Result<(
+    Vec<(String, Vec<usize>, Vec<f32>)>,
+    Vec<(String, LayerWeights)>,
+)> {
+    config.validate()?;
+    let (mut floats, mut packed) = (Vec::new(), Vec::new());
+    for (i, w) in config.sizes.windows(2).enumerate() {
+        let (k, n) = (w[0], w[1]);
+        let name = format!("layers.{i}.weight");
+        let weights = if file.is_packed(&name) {
+            file.matrix(&name, n, k, WeightFormat::F32)?
+        } else {
+            store(&file.floats(&name, &[n, k])?, n, k)?
+        };
+        packed.push((name, weights));
+        let bias = format!("layers.{i}.bias");
+        floats.push((bias.clone(), vec![n], file.floats(&bias, &[n])?));
+    }
+    Ok((floats, packed))
 }
