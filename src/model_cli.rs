@@ -271,7 +271,7 @@ fn parse_input(text: &str) -> Result<Batch> {
 fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
     let rows: Vec<&[f32]> = (0..out.rows).map(|i| out.row(i)).collect();
     let mut j = serde_json::json!({
-        "format": m.format.name(),
+        "format": m.layer_formats().join(","),
         "rows": out.rows,
         "cols": out.cols,
     });

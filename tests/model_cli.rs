@@ -107,6 +107,10 @@ fn pack_prunes_a_classifier_into_a_sparse_file() {
     let (ok, json, err) = sparq(&["run", out, "--input", "-"], &input);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["format"], "2:4-f16",
+        "the stored format, not the default request"
+    );
     let same = v["predictions"]
         .as_array()
         .unwrap()

@@ -263,6 +263,14 @@ impl Bert {
                 .sum::<u64>()
     }
 
+    /// Every linear layer, in order.
+    pub fn linear_layers(&self) -> Vec<&Dense> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.out, &l.ffn_in, &l.ffn_out])
+            .collect()
+    }
+
     /// Checks token ids and types against the vocabulary and sequence lengths.
     pub fn check_tokens(&self, ids: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<()> {
         let c = &self.config;

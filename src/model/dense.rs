@@ -38,6 +38,14 @@ impl Dense {
         self.inner.k()
     }
 
+    /// Format of the weights: `int4g32`, `csr-f16`, `2:4-int8`, ...
+    pub fn format_name(&self) -> String {
+        match &self.inner {
+            AnyLinear::Dense(l) => l.format.name(),
+            AnyLinear::Sparse(l) => l.format.clone(),
+        }
+    }
+
     /// Bytes of weights (and sparse metadata) on the device.
     pub fn weight_bytes(&self) -> u64 {
         self.inner.weight_bytes()

@@ -49,6 +49,11 @@ impl Mlp {
         Ok(Mlp { config, layers })
     }
 
+    /// Every linear layer, in order.
+    pub fn linear_layers(&self) -> Vec<&Dense> {
+        self.layers.iter().collect()
+    }
+
     /// Input features.
     pub fn inputs(&self) -> usize {
         self.config.sizes[0]

@@ -293,6 +293,18 @@ impl<'g> Model<'g> {
         }
     }
 
+    /// The formats its linear layers hold, sorted, each once: the requested format for
+    /// weights stored as floats, the stored one for packed and sparse weights.
+    pub fn layer_formats(&self) -> Vec<String> {
+        let layers = match &self.net {
+            Net::Bert(b) => b.linear_layers(),
+            Net::Mlp(m) => m.linear_layers(),
+        };
+        let set: std::collections::BTreeSet<String> =
+            layers.iter().map(|l| l.format_name()).collect();
+        set.into_iter().collect()
+    }
+
     /// Bytes of parameters on the device.
     pub fn weight_bytes(&self) -> u64 {
         match &self.net {
