@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine that re-measures what changed since the last one, each step
+# under its own time limit so that a slow step cannot cost the others (logs and JSON in $OUT):
+#   dense   PyTorch linear + `sparq bench` (every format, m = 1, 8, 32, 256)
+#   sparse  `sparq bench --sparse` (BSR 1x32, 4x32 and 16x16 blocks), then the 2:4 kernel with
+#           one row per item and CSR with row-major x, for the comparison
+#   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
+# Carry: .gl .gpu .dev-model (bash scripts/device_kit.sh gl gpu model; about 60 MiB).
+# Usage there: STEPS="dense sparse model" bash benches/gpu_session.sh
+set -uo pipefail
+for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+S=.gpu/sparq
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/nvidia-smi.txt"
+$S devices > "$OUT/devices.txt" 2>&1; grep -E '^\[' "$OUT/devices.txt"
+
+step() { # name limit command...
+    local name=$1 limit=$2; shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.md" 2> "$OUT/$name.err"
+    echo "== $name: rc=$? in $((SECONDS - t0)) s"
+}
+
+for s in ${STEPS:-dense sparse model}; do
+    case $s in
+    dense)
+        step torch_linear 90 python3 benches/torch_linear.py "$OUT/torch.json" --m 1,8,32,256
+        step dense 200 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json"
+        ;;
+    sparse)
+        step sparse 170 $S --adapter vulkan bench --sparse --bsr-blocks 1x32,4x32,16x16 \
+            --json "$OUT/sparse.json"
+        SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off step sparse_before 60 \
+            $S --adapter vulkan bench --sparse --shapes 8192x8192 --sparsities 0.9 \
+            --json "$OUT/sparse_before.json"
+        ;;
+    model)
+        step torch_minilm 120 python3 benches/torch_minilm.py .dev-model/minilm \
+            --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
+        step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
+            --torch "$OUT/torch_minilm.json" --json "$OUT/model.json"
+        ;;
+    *) echo "unknown step $s" ;;
+    esac
+done
+tail -n 3 "$OUT"/*.err
