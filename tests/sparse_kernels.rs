@@ -494,3 +494,43 @@ fn bins_group_short_items_and_isolate_long_ones() {
     assert_eq!(bins([8, 8, 1].into_iter(), shape), vec![0, 2, 2, 1]);
     assert!(bins(std::iter::empty(), shape).is_empty());
 }
+
+/// A row's result does not depend on the rows around it (m = 1, 3, 17 and 64 take different
+/// tile sizes, and CSR a transposed x from m = 2): the data-parallel scheduler returns
+/// split runs bit-identical to whole ones only if this holds.
+#[test]
+fn rows_do_not_depend_on_the_batch() {
+    let mut rng = rng("rows_do_not_depend_on_the_batch");
+    let (n, k) = (45, 300);
+    let w = pruned(&mut rng, n, k, 0.5);
+    let w24 = sparq::prune::n_of_m(&w, n, k, 2, 4).unwrap().w;
+    let cases: Vec<SparseWeights> = vec![
+        Csr::from_dense(&w, n, k, ValueType::F16).unwrap().into(),
+        Bsr::from_dense(&w, n, k, 4, 16, ValueType::F16)
+            .unwrap()
+            .into(),
+        TwoFour::from_dense(&w24, n, k, ValueType::Int4)
+            .unwrap()
+            .into(),
+    ];
+    let x = random(&mut rng, 64 * k);
+    for gpu in all_gpus() {
+        for c in &cases {
+            let layer = SparseLinear::new(&gpu, c, None).unwrap();
+            let run = |m: usize| {
+                let xt = Tensor::from_f32_as(&gpu, &x[..m * k], m, k, ActDType::F32).unwrap();
+                let yt = Tensor::empty(&gpu, m, n, ActDType::F32).unwrap();
+                let plan = layer.plan(&gpu, &xt, &yt, SparsePath::Auto).unwrap();
+                let mut enc = gpu.encoder("test");
+                sparq::gpu::record_pass(&mut enc, &plan, None);
+                gpu.submit_and_wait(enc).unwrap();
+                let y = yt.to_f32(&gpu).unwrap();
+                y[..n].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let one = run(1);
+            for m in [3, 17, 64] {
+                assert_eq!(one, run(m), "{} m={m} on {}", c.name(), gpu.caps.name);
+            }
+        }
+    }
+}
