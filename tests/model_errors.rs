@@ -413,3 +413,37 @@ fn bad_inputs_are_refused() {
         assert!(m.forward(&b).is_err(), "{b:?}");
     }
 }
+
+/// A device lost under a loaded model (dense and sparse layers): forward passes, in flight or
+/// new, return `Error::DeviceLost`, never a panic.
+#[test]
+fn lost_device_is_an_error() {
+    use sparq::sparse::{Csr, ValueType};
+    let mut tensors = mlp_tensors();
+    tensors.retain(|t| t.0 != "layers.1.weight");
+    let sparse = Csr::from_dense(&[0.2; 6], 2, 3, ValueType::F16).unwrap();
+    let p = tmp("lost.safetensors");
+    let packed: Vec<(String, sparq::matmul::LayerWeights)> = vec![(
+        "layers.1.weight".into(),
+        sparq::sparse::SparseWeights::from(sparse).into(),
+    )];
+    loader::save(&p, &tensors, &packed, mlp_meta(&[5, 3, 2])).unwrap();
+    for gpu in all_gpus() {
+        let model = Model::load(&p, &gpu).unwrap();
+        let batch = Batch::Features {
+            rows: 2,
+            cols: 5,
+            data: vec![0.5; 10],
+        };
+        model.forward(&batch).unwrap();
+        let in_flight = model.submit(&batch).unwrap();
+        gpu.device.destroy();
+        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+        for r in [model.wait(in_flight), model.forward(&batch)] {
+            match r {
+                Err(Error::DeviceLost(_)) => {}
+                other => panic!("{}: {other:?}", gpu.caps.name),
+            }
+        }
+    }
+}
