@@ -2,7 +2,7 @@
 # Prepares here what a call on the lent GPU machine needs (../shared/gpu/GPU.md), in ignored
 # folders that `run` carries (64 MiB per call in all, so carry one kit at a time):
 #   gl     .gl/              the NVIDIA Vulkan loader debs (from ../shared/gpu/vulkan-debs)
-#   gpu    .gpu/             release `sparq`, torch_baseline.py and the release test binaries
+#   gpu    .gpu/             release `sparq`, torch_baseline.py, torch_linear.py and the release test binaries
 #                            named in $TESTS (e.g. TESTS="sparse_kernels coop_gemm"; none by
 #                            default, to stay under the carry limit beside the model kit)
 #   lvp    .dev-sched/       release `sparq`, the `schedule` test binary and Mesa's lavapipe with
@@ -34,7 +34,7 @@ for kit in "${kits[@]}"; do
         cargo build --release --bin sparq
         mkdir -p .gpu && cp target/release/sparq .gpu/
         for t in ${TESTS:-}; do cp "$(test_binary "$t")" ".gpu/$t"; done
-        cp ../shared/gpu/torch_baseline.py .gpu/
+        cp ../shared/gpu/torch_baseline.py benches/torch_linear.py .gpu/
         ;;
     lvp)
         cargo build --release --bin sparq
