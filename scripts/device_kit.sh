@@ -2,9 +2,9 @@
 # Prepares here what a call on the lent GPU machine needs (../shared/gpu/GPU.md), in ignored
 # folders that `run` carries (64 MiB per call in all, so carry one kit at a time):
 #   gl     .gl/              the NVIDIA Vulkan loader debs (from ../shared/gpu/vulkan-debs)
-#   gpu    .gpu/             release `sparq`, torch_baseline.py, torch_linear.py and the release test binaries
-#                            named in $TESTS (e.g. TESTS="sparse_kernels coop_gemm"; none by
-#                            default, to stay under the carry limit beside the model kit)
+#   gpu    .gpu/             release `sparq`, torch_baseline.py, torch_linear.py and the
+#                            release test binaries named in $TESTS (e.g. TESTS="coop_gemm";
+#                            none by default, to stay under the carry limit beside the model)
 #   lvp    .dev-sched/       release `sparq`, the `schedule` test binary and Mesa's lavapipe with
 #                            the libraries it needs (benches/schedule/h100.sh: GPU + lavapipe)
 #   model  .dev-model/minilm all-MiniLM-L6-v2 with f16 weights, names unchanged so that both
