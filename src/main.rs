@@ -95,6 +95,11 @@ struct BenchArgs {
     /// adapter selectors (a selector named twice opens two devices on it).
     #[arg(long)]
     adapters: Option<String>,
+    /// With --adapters: a text model (directory or .safetensors) to run data-parallel instead
+    /// of the chained layers, one report per batch size of --m (default 64,256,1024 sentences;
+    /// --formats takes the weight format, --quick runs 8 and 24 short sentences).
+    #[arg(long, requires = "adapters")]
+    model: Option<PathBuf>,
 }
 
 fn main() {
@@ -148,6 +153,9 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
 }
 
 fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
+    if let (Some(adapters), Some(model)) = (&args.adapters, &args.model) {
+        return bench_model(adapters, model, &args);
+    }
     if let Some(adapters) = &args.adapters {
         return sparq::schedule::bench::cli(
             adapters,
@@ -228,6 +236,38 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Result<()> {
+    let format = match args.formats.as_deref() {
+        Some([f]) => WeightFormat::parse(f)?,
+        Some(_) => return Err(Error::Invalid("--model takes one --formats value".into())),
+        None => WeightFormat::F16,
+    };
+    let options = sparq::model::LoadOptions {
+        format,
+        ..Default::default()
+    };
+    let (batches, words, max_rows) = match (&args.m, args.quick) {
+        (Some(m), _) if m.contains(&0) => {
+            return Err(Error::Invalid("--m values must be at least 1".into()));
+        }
+        (Some(m), q) => (m.clone(), if q { 12 } else { 100 }, 64),
+        (None, true) => (vec![8, 24], 12, 4),
+        (None, false) => (vec![64, 256, 1024], 100, 64),
+    };
+    let reports =
+        sparq::schedule::bench::run_model(adapters, model, options, &batches, words, max_rows)?;
+    for r in &reports {
+        println!("{}", r.markdown());
+    }
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&reports).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(path, text)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

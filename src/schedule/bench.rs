@@ -2,7 +2,7 @@
 //! devices: each device alone, all together, the scaling efficiency (together ÷ sum of
 //! alone) and the split the scheduler chose.
 
-use super::{ChainLayer, Cluster, ClusterConfig, LinearChain, open_devices};
+use super::{ChainLayer, Cluster, ClusterConfig, LinearChain, Replica, open_devices};
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -125,12 +125,16 @@ impl DataParallelReport {
         s += &format!(
             "\n| together rows/s | Σ alone rows/s | scaling efficiency | speed-up over best alone | TFLOP/s together | max abs diff vs [0] alone | rows not bit-identical |\n\
              | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
-             | {:.0} | {:.0} | {:.1}% | {:.2}× | {:.2} | {:.2e} | {} |\n\n",
+             | {:.0} | {:.0} | {:.1}% | {:.2}× | {} | {:.2e} | {} |\n\n",
             self.together_rows_per_s,
             sum,
             self.efficiency * 100.0,
             self.speedup_over_best,
-            self.together_tflops,
+            if self.together_tflops > 0.0 {
+                format!("{:.2}", self.together_tflops)
+            } else {
+                "–".into()
+            },
             self.max_abs_diff_vs_device0,
             self.rows_not_bit_identical,
         );
@@ -188,7 +192,42 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     let inputs: Vec<Vec<f32>> = (0..cfg.batch)
         .map(|_| (0..cfg.k).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
-    let sample = &inputs[..cfg.calibration_rows.clamp(1, cfg.batch)];
+    measure(
+        &mut cluster,
+        &inputs,
+        &Measure {
+            model,
+            flops_per_row: cfg.flops_per_row(),
+            repeats: cfg.repeats,
+            calibration_rows: cfg.calibration_rows,
+            alone_seconds: cfg.alone_seconds,
+        },
+    )
+}
+
+/// How [`measure`] runs.
+struct Measure {
+    model: String,
+    flops_per_row: f64,
+    repeats: usize,
+    calibration_rows: usize,
+    alone_seconds: f64,
+}
+
+/// Calibrates `cluster` on the first rows of `inputs`, times each device alone and all
+/// together, and compares the together run with device 0's alone run.
+fn measure<R: Replica<Out = Vec<f32>>>(
+    cluster: &mut Cluster<R>,
+    inputs: &[R::In],
+    cfg: &Measure,
+) -> Result<DataParallelReport> {
+    let batch = inputs.len();
+    if batch == 0 {
+        return Err(Error::Invalid(
+            "the benchmark needs at least one row".into(),
+        ));
+    }
+    let sample = &inputs[..cfg.calibration_rows.clamp(1, batch)];
     cluster.calibrate(sample)?;
     eprintln!("calibrated rows/s: {:?}", cluster.rates());
 
@@ -198,16 +237,12 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
         // The whole batch, unless that takes a device much longer than `alone_seconds`: slow
         // devices measure on fewer rows (whole micro-batches), so the benchmark ends in time.
         let rate = cluster.rates()[i];
-        let rows = if cfg.batch as f64 <= 4.0 * rate * cfg.alone_seconds {
-            cfg.batch
+        let rows = if batch as f64 <= 4.0 * rate * cfg.alone_seconds {
+            batch
         } else {
-            ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), cfg.batch)
+            ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), batch)
         };
-        let repeats = if rows < cfg.batch {
-            1
-        } else {
-            cfg.repeats.max(1)
-        };
+        let repeats = if rows < batch { 1 } else { cfg.repeats.max(1) };
         let mut best = 0f64;
         for _ in 0..repeats {
             let out = cluster.run_on(&[i], &inputs[..rows])?;
@@ -228,8 +263,8 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     }
     let mut best: Option<(f64, super::BatchOutput<Vec<f32>>)> = None;
     for _ in 0..cfg.repeats.max(1) {
-        let out = cluster.run(&inputs)?;
-        let rate = cfg.batch as f64 / out.report.wall_s;
+        let out = cluster.run(inputs)?;
+        let rate = batch as f64 / out.report.wall_s;
         if best.as_ref().is_none_or(|(r, _)| rate > *r) {
             best = Some((rate, out));
         }
@@ -265,8 +300,8 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     let sum: f64 = alone.iter().map(|a| a.rows_per_s).sum();
     let best_alone = alone.iter().map(|a| a.rows_per_s).fold(0f64, f64::max);
     Ok(DataParallelReport {
-        model,
-        together_tflops: together * cfg.flops_per_row() / 1e12,
+        model: cfg.model.clone(),
+        together_tflops: together * cfg.flops_per_row / 1e12,
         alone,
         together_rows_per_s: together,
         efficiency: together / sum.max(1e-9),
@@ -275,6 +310,86 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
         rows_not_bit_identical: not_identical,
         split: out.report,
     })
+}
+
+/// `count` sentences of about `words` words each (lengths vary from a quarter of it to all of
+/// it), deterministic: the text input of the model benchmark.
+pub fn sentences(count: usize, words: usize) -> Vec<String> {
+    const VOCAB: [&str; 24] = [
+        "the",
+        "model",
+        "runs",
+        "on",
+        "every",
+        "device",
+        "and",
+        "a",
+        "batch",
+        "of",
+        "sentences",
+        "is",
+        "split",
+        "into",
+        "parts",
+        "that",
+        "each",
+        "GPU",
+        "takes",
+        "when",
+        "it",
+        "has",
+        "room",
+        "quickly",
+    ];
+    let words = words.max(1);
+    (0..count)
+        .map(|i| {
+            let len = words / 4 + (i * 37) % (words - words / 4 + 1);
+            (0..len.max(1))
+                .map(|j| VOCAB[(i * 7 + j * 5 + j / 3) % VOCAB.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Data-parallel throughput of a text model (sentence embeddings) over the devices of
+/// `adapters`, one report per batch size: `sparq bench --adapters ... --model DIR`.
+pub fn run_model(
+    adapters: &str,
+    model: &std::path::Path,
+    options: crate::model::LoadOptions,
+    batches: &[usize],
+    words: usize,
+    max_rows: usize,
+) -> Result<Vec<DataParallelReport>> {
+    let gpus = open_devices(adapters)?;
+    let mut cluster = Cluster::new(
+        gpus,
+        |g| super::ModelReplica::load(model, g, options, max_rows),
+        ClusterConfig::default(),
+    )?;
+    let mut reports = Vec::new();
+    for &batch in batches {
+        let inputs = sentences(batch, words);
+        let name = format!(
+            "{} ({} weights), batch {batch} sentences of ≤ {words} words, micro-batches ≤ {max_rows}",
+            model.display(),
+            options.format.name()
+        );
+        reports.push(measure(
+            &mut cluster,
+            &inputs,
+            &Measure {
+                model: name,
+                flops_per_row: 0.0,
+                repeats: 2,
+                calibration_rows: max_rows.min(batch),
+                alone_seconds: 2.0,
+            },
+        )?);
+    }
+    Ok(reports)
 }
 
 /// The `sparq bench --adapters` command: `formats` one per layer, the first of `shapes`

@@ -5,8 +5,10 @@
 //! stealing. Any device but the fastest takes at most what it is predicted to finish, after
 //! its own backlog, well before the cluster as a whole is predicted to finish everything
 //! left, and declines when that is less than the smallest chunk (a slow CPU adapter next to a
-//! GPU then gets a sliver or nothing rather than holding up the end of the batch); the
-//! fastest device never declines, so the batch always completes.
+//! GPU then gets a sliver or nothing rather than holding up the end of the batch), unless it
+//! would end them before the fastest device could, after their backlogs; the fastest device
+//! never declines while it holds nothing, so the batch always completes. A device that
+//! already holds a micro-batch leaves the last rows to idle devices.
 
 /// Parameters of the split.
 #[derive(Clone, Debug)]
@@ -76,6 +78,16 @@ impl SplitPolicy {
             // The only device worth using: take whole micro-batches to the end.
             return Some(remaining.min(max_rows));
         }
+        // A second micro-batch while one is in flight (double buffering) only hides transfers;
+        // when an idle device could take all that is left, leave it to that device.
+        let idle = rates
+            .iter()
+            .enumerate()
+            .filter(|&(i, &r)| i != me && useful(r) && in_flight[i] == 0)
+            .count();
+        if in_flight[me] > 0 && remaining <= idle * max_rows {
+            return None;
+        }
         let share = remaining as f64 * mine / total / self.granularity.max(1.0);
         let rows = (share.ceil() as usize)
             .max(self.min_rows)
@@ -89,7 +101,16 @@ impl SplitPolicy {
         let cluster_end = (remaining + in_flight.iter().sum::<usize>()) as f64 / total;
         let in_time = (self.margin.clamp(0.0, 1.0) * cluster_end * mine).floor() as usize;
         let in_time = in_time.saturating_sub(in_flight[me]);
-        if in_time >= rows {
+        // Whether this device, after its backlog, ends the rows before the fastest device
+        // would after its own: then taking them can only shorten the batch (near-equal
+        // devices at the end of a small batch).
+        let (f, fast) = rates
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((me, mine), |b, (i, r)| if r > b.1 { (i, r) } else { b });
+        let sooner = (in_flight[me] + rows) as f64 / mine < (in_flight[f] + rows) as f64 / fast;
+        if in_time >= rows || sooner {
             Some(rows)
         } else if in_time >= self.min_rows.min(remaining).max(1) {
             Some(in_time)
@@ -158,6 +179,19 @@ mod tests {
             Some(100)
         );
         assert_eq!(p.next_rows(5000, &[0], &[1.0], 0, 2048), Some(2048));
+    }
+
+    #[test]
+    fn no_second_micro_batch_while_another_device_idles_at_the_end() {
+        let p = SplitPolicy::default();
+        // Device 0 holds 4 rows; the 4 left fit device 1's next micro-batch: leave them.
+        assert_eq!(p.next_rows(4, &[4, 0], &[5.0, 5.0], 0, 4), None);
+        assert_eq!(p.next_rows(4, &[4, 0], &[5.0, 5.0], 1, 4), Some(4));
+        // A hair slower but idle: it still ends the rows before the busy fastest one would.
+        assert_eq!(p.next_rows(4, &[4, 0], &[5.7, 5.6], 1, 4), Some(4));
+        // Plenty left, or the other device busy too: prefetch as usual.
+        assert_eq!(p.next_rows(960, &[64, 0], &[5.0, 5.0], 0, 64), Some(64));
+        assert_eq!(p.next_rows(4, &[4, 4], &[5.0, 5.0], 0, 4), Some(4));
     }
 
     #[test]
