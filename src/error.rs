@@ -88,6 +88,32 @@ pub enum Error {
     /// File system errors.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A file that could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}
+
+/// The text of the file at `path`, or an error naming it.
+pub fn read_text(path: impl AsRef<std::path::Path>) -> Result<String> {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).map_err(|source| Error::File {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes `contents` to the file at `path`, or returns an error naming it.
+pub fn write_file(path: impl AsRef<std::path::Path>, contents: impl AsRef<[u8]>) -> Result<()> {
+    let path = path.as_ref();
+    std::fs::write(path, contents).map_err(|source| Error::File {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl From<safetensors::SafeTensorError> for Error {

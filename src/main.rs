@@ -214,7 +214,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     }
     println!("{}", report.markdown());
     if let Some(path) = args.json {
-        std::fs::write(&path, report.json())?;
+        sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -235,7 +235,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     if let Some(path) = args.json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(&path, text)?;
+        sparq::error::write_file(&path, text)?;
     }
     Ok(())
 }
@@ -266,7 +266,7 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&reports).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(path, text)?;
+        sparq::error::write_file(path, text)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -304,7 +304,7 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
     println!("{}", report.markdown());
     if let Some(path) = args.json {
-        std::fs::write(&path, report.json())?;
+        sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

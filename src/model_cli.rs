@@ -116,7 +116,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                     "embeddings": rows,
                 });
                 match output {
-                    Some(p) => std::fs::write(p, json.to_string() + "\n")?,
+                    Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
                     None => println!("{json}"),
                 }
                 return Ok(());
@@ -127,7 +127,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             let out = m.forward(&parse_input(&text)?)?;
             let json = output_json(&m, &out);
             match output {
-                Some(p) => std::fs::write(p, json.to_string() + "\n")?,
+                Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
                 None => println!("{json}"),
             }
             Ok(())
@@ -203,7 +203,7 @@ fn read_input(input: &Path) -> Result<String> {
     Ok(if input.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
-        std::fs::read_to_string(input)?
+        sparq::error::read_text(input)?
     })
 }
 
@@ -363,7 +363,7 @@ fn model_bench(
     let gpu = Gpu::new(selector)?;
     let torch: Vec<TorchRow> = match torch {
         Some(p) => {
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)
+            let v: serde_json::Value = serde_json::from_str(&sparq::error::read_text(p)?)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
             serde_json::from_value(v["rows"].clone())
                 .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
@@ -416,7 +416,7 @@ fn model_bench(
     }
     if let Some(p) = json {
         let v = serde_json::json!({ "adapter": gpu.caps, "rows": all });
-        std::fs::write(p, serde_json::to_string_pretty(&v).expect("serialises"))?;
+        sparq::error::write_file(p, serde_json::to_string_pretty(&v).expect("serialises"))?;
     }
     Ok(())
 }

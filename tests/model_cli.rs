@@ -71,6 +71,9 @@ fn run_classifier_json_in_json_out() {
     }
     let (ok, _, err) = sparq(&["run", &model, "--format", "int3", "--input", "-"], &input);
     assert!(!ok && err.contains("int3"), "{err}");
+    // A missing input file is named.
+    let (ok, _, err) = sparq(&["run", &model, "--input", "/no/such/input.json"], "");
+    assert!(!ok && err.contains("/no/such/input.json"), "{err}");
 }
 
 /// `sparq pack --prune` on the classifier writes a sparse file that `sparq run` serves with

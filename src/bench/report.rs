@@ -73,7 +73,7 @@ pub struct TorchLinear {
 impl TorchBaseline {
     /// Reads the JSON written by the torch script.
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)?;
+        let text = crate::error::read_text(path)?;
         serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
     }
 }

@@ -425,7 +425,7 @@ pub fn cli(
     let report = run(&cfg)?;
     println!("{}", report.markdown());
     if let Some(path) = json {
-        std::fs::write(
+        crate::error::write_file(
             path,
             serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?,
         )?;
