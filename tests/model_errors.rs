@@ -80,10 +80,35 @@ fn broken_files_are_refused() {
 fn random_corruption_never_panics() {
     let gpu = &all_gpus()[0];
     let mut r = rng("corrupt");
+    // A float file, and one with a sparse (2:4 int4) and a packed (int8) layer.
     let good = tmp("fuzz-src.safetensors");
     loader::save(&good, &mlp_tensors(), &[], mlp_meta(&[5, 3, 2])).unwrap();
-    let bytes = std::fs::read(&good).unwrap();
-    let p = tmp("fuzz.safetensors");
+    let sparse = tmp("fuzz-sparse-src.safetensors");
+    let w = vec![
+        0.5f32, 0.0, -0.25, 0.0, 1.0, 0.0, 0.75, 0.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.3, 0.2,
+    ];
+    let two_four =
+        sparq::sparse::TwoFour::from_dense(&w, 3, 5, sparq::sparse::ValueType::Int4).unwrap();
+    let dense = PackedWeights::quantize(&[0.2; 6], 2, 3, WeightFormat::Int8).unwrap();
+    let mut floats = mlp_tensors();
+    floats.retain(|t| !t.0.ends_with("weight"));
+    let packed: Vec<(String, sparq::matmul::LayerWeights)> = vec![
+        (
+            "layers.0.weight".into(),
+            sparq::sparse::SparseWeights::from(two_four).into(),
+        ),
+        ("layers.1.weight".into(), dense.into()),
+    ];
+    loader::save(&sparse, &floats, &packed, mlp_meta(&[5, 3, 2])).unwrap();
+    Model::load(&sparse, gpu).unwrap();
+    for (i, src) in [good, sparse].iter().enumerate() {
+        fuzz(gpu, &mut r, src, &tmp(&format!("fuzz{i}.safetensors")));
+    }
+}
+
+/// Loads and runs 150 copies of `src` with a few random bytes changed, written to `p`.
+fn fuzz(gpu: &sparq::Gpu, r: &mut rand::rngs::StdRng, src: &std::path::Path, p: &std::path::Path) {
+    let bytes = std::fs::read(src).unwrap();
     let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize + 8;
     for _ in 0..150 {
         let mut b = bytes.clone();
@@ -96,9 +121,9 @@ fn random_corruption_never_panics() {
             };
             b[i] = r.random();
         }
-        std::fs::write(&p, &b).unwrap();
+        std::fs::write(p, &b).unwrap();
         // Any outcome but a panic is fine: corrupted data can still be a valid model.
-        if let Ok(m) = Model::load(&p, gpu) {
+        if let Ok(m) = Model::load(p, gpu) {
             let _ = m.forward(&Batch::Features {
                 rows: 1,
                 cols: 5,
