@@ -10,10 +10,13 @@ pub mod dp4a;
 pub mod layer;
 mod quant_x;
 mod shader;
+mod tuning;
 
 pub use coop::CoopTiling;
 pub use layer::{AnyLinear, LayerWeights, LinearLayer};
 pub use shader::Strategy;
+pub use tuning::{GEMM_SMALL_GRID, coop_min_rows, gemm_tile};
+use tuning::{GemmTiling, GemvTuning};
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
@@ -513,134 +516,12 @@ impl Linear {
     }
 }
 
-/// Activation rows from which `Auto` uses the tensor-core GEMM where available, per weight
-/// format: where it beat GEMV run in slices of 8 rows on an H100 at n = k = 4096
-/// (docs/notes/tensor_cores.md, "Crossover"). Below it GEMV wins, as the GEMM's work per
-/// workgroup is too small to hide its staging.
-pub fn coop_min_rows(format: WeightFormat) -> usize {
-    match format {
-        WeightFormat::F32 | WeightFormat::F16 => 32,
-        WeightFormat::Int8 => 48,
-        WeightFormat::Int4 { .. } => 64,
-    }
-}
-
-/// GEMV shape: invocations per workgroup and weight rows each team (subgroup) walks at once.
-struct GemvTuning {
-    workgroup: u32,
-    rows_per_team: u32,
-    unroll: u32,
-    x_staged: bool,
-}
-
-impl GemvTuning {
-    /// The shape measured fastest on an H100 (BENCHMARKS.md, "GEMV tuning"); the
-    /// `SPARQ_GEMV_{WG,R,U,XSTAGE}` variables override it for tuning on other GPUs.
-    fn for_rows(format: WeightFormat, m: usize, subgroups: bool) -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-        // (rows per team, blocks in flight, x staged) for one or two activation rows / more.
-        let (r, u, staged) = match (format, m <= 2) {
-            (WeightFormat::F32, _) => (4, 1, false),
-            (WeightFormat::F16, true) => (2, 1, false),
-            (WeightFormat::F16, false) => (4, 1, false),
-            (WeightFormat::Int8, true) => (2, 1, false),
-            (WeightFormat::Int8, false) => (4, 1, true),
-            (WeightFormat::Int4 { .. }, true) => (4, 1, false),
-            (WeightFormat::Int4 { .. }, false) => (4, 2, true),
-        };
-        // Without subgroups the partial sums of every row go through workgroup memory,
-        // which one row per team keeps small.
-        let r = if subgroups { r } else { 1 };
-        GemvTuning {
-            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
-            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
-            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
-            x_staged: env("SPARQ_GEMV_XSTAGE").map_or(staged, |v| v != 0),
-        }
-    }
-}
-
-impl GemvTuning {
-    /// The int8-activation GEMV (no x staging: its x blocks are small and coalesced).
-    /// Defaults from an H100 sweep (R ∈ {1, 2, 4, 8}, U ∈ {1, 2, 4}) at 8192² and 14336×4096.
-    fn for_q8(format: WeightFormat, m: usize, subgroups: bool) -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-        let (r, u) = match (format, m <= 2) {
-            (WeightFormat::Int4 { .. }, true) => (1, 4),
-            (WeightFormat::Int4 { .. }, false) => (4, 1),
-            _ => (2, 1),
-        };
-        let r = if subgroups { r } else { 1 };
-        GemvTuning {
-            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
-            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
-            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
-            x_staged: false,
-        }
-    }
-}
-
 /// Buffers a dispatch binds in place of the usual ones: quantized activations at binding 1,
 /// and at binding 4 (zero points otherwise) the DP4A GEMM's row scales.
 #[derive(Clone, Copy, Default)]
 struct Inputs<'a> {
     x: Option<&'a wgpu::Buffer>,
     binding4: Option<&'a wgpu::Buffer>,
-}
-
-/// Workgroups below which a grid of 128 × 128 GEMM tiles leaves a large GPU mostly idle (one
-/// per compute unit on a 132-SM H100; a reasoned default, not yet tuned by measurement).
-pub const GEMM_SMALL_GRID: usize = 128;
-
-/// Edge of the square tile (64 or 128 outputs) the portable tiled GEMM uses for `m × n`
-/// outputs: 128 where workgroup memory holds it (32 KiB at BK = 32) and the grid of 128-tiles
-/// has at least [`GEMM_SMALL_GRID`] workgroups, else 64, which gives the GPU four times as
-/// many. Either tile sums each output over k in the same order, so the choice never changes
-/// a result. `SPARQ_GEMM_TILE=64|128` overrides it (within the memory limit).
-pub fn gemm_tile(workgroup_storage: u32, m: usize, n: usize) -> usize {
-    if workgroup_storage < 32 * 1024 {
-        return 64;
-    }
-    match std::env::var("SPARQ_GEMM_TILE").ok().as_deref() {
-        Some("64") => 64,
-        Some("128") => 128,
-        _ if n.div_ceil(128) * m.div_ceil(128) < GEMM_SMALL_GRID => 64,
-        _ => 128,
-    }
-}
-
-/// GEMM register and workgroup tiling.
-struct GemmTiling {
-    tm: u32,
-    tn: u32,
-    bk: u32,
-    block_k: u32,
-}
-
-impl GemmTiling {
-    fn for_shape(gpu: &Gpu, format: WeightFormat, m: usize, n: usize) -> Self {
-        let block_k = format.block_k() as u32;
-        let t = gemm_tile(gpu.caps.workgroup_storage, m, n) as u32 / 16;
-        GemmTiling {
-            tm: t,
-            tn: t,
-            bk: 32,
-            block_k,
-        }
-    }
-
-    fn vars(&self) -> Vec<(&'static str, i64)> {
-        let (bm, bn) = (16 * self.tm, 16 * self.tn);
-        vec![
-            ("TM", self.tm as i64),
-            ("TN", self.tn as i64),
-            ("TM4", (self.tm / 4) as i64),
-            ("TN4", (self.tn / 4) as i64),
-            ("BK", self.bk as i64),
-            ("XLOADS", (bm * self.bk / 4).div_ceil(256) as i64),
-            ("WLOADS", (bn * self.bk / self.block_k).div_ceil(256) as i64),
-        ]
-    }
 }
 
 fn linear_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
