@@ -25,6 +25,7 @@ mod fault;
 mod model;
 mod split;
 mod tasks;
+mod worker;
 
 pub use chain::{ChainLayer, LinearChain};
 pub use cluster::{BatchOutput, BatchReport, Cluster, ClusterConfig, DeviceReport, MicroBatch};
