@@ -381,8 +381,13 @@ fn model_bench(
         gpu.caps.name, gpu.caps.backend
     );
     let mut all = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for f in formats {
         let m = load(path, &gpu, f)?;
+        // A packed or sparse file runs as stored whatever the requested format: once.
+        if !seen.insert(m.layer_formats()) {
+            continue;
+        }
         for mut row in sparq::model::bench::run(&m, &gpu, batches, seq, iters)? {
             row.torch_fp32_us = find("fp32", row.batch);
             row.torch_fp16_us = find("fp16", row.batch);

@@ -54,7 +54,7 @@ pub fn run(
             slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
             slowest.truncate(5);
             Ok(ModelBenchRow {
-                format: model.format.name(),
+                format: model.layer_formats().join(","),
                 batch,
                 seq,
                 forward_us,
