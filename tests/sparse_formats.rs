@@ -485,9 +485,12 @@ fn validation_refuses_damaged_arrays() {
     let last = b.row_ptr.len() - 1;
     b.row_ptr[last] += 1;
     refused(b.into(), "BSR block columns");
-    let mut b = bsr8;
+    let mut b = bsr8.clone();
     b.scales.pop();
     refused(b.into(), "BSR scales");
+    let mut b = bsr8;
+    b.block_rows = usize::MAX / 2;
+    refused(b.into(), "BSR");
     let mut t = tf.clone();
     t.meta[0] = (t.meta[0] & !0xF) | 0b0101; // both slots at position 1
     refused(t.into(), "2:4 positions");

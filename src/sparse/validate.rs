@@ -26,6 +26,9 @@ impl SparseWeights {
     }
 }
 
+/// Largest BSR block side accepted from outside (keeps every size computation in range).
+const MAX_BLOCK: usize = 1 << 16;
+
 fn bad(what: &str, msg: String) -> Error {
     Error::Invalid(format!("sparse {what}: {msg}"))
 }
@@ -118,8 +121,11 @@ impl Csr {
 impl Bsr {
     fn validate(&self) -> Result<()> {
         let (br, bc) = (self.block_rows, self.block_cols);
-        if br == 0 || bc == 0 {
-            return Err(bad("BSR", format!("empty block shape ({br} × {bc})")));
+        if br == 0 || bc == 0 || br > MAX_BLOCK || bc > MAX_BLOCK {
+            return Err(bad(
+                "BSR",
+                format!("block shape {br} × {bc} (each side 1 ..= {MAX_BLOCK})"),
+            ));
         }
         let blocks = check_ptr("BSR row pointers", &self.row_ptr, self.n.div_ceil(br))?;
         check_len("BSR block columns", self.block_col.len(), blocks)?;
