@@ -21,8 +21,8 @@ CASES = [
     ("f16", None),
     ("f16", "magnitude:0.1"), ("f16", "random:0.1"),
     ("f16", "magnitude:0.2"), ("f16", "random:0.2"),
-    ("f16", "magnitude:0.3"), ("f16", "random:0.3"),
-    ("f16", "magnitude:0.5"), ("f16", "random:0.5"),
+    ("f16", "magnitude:0.3"), ("f16", "global:0.3"), ("f16", "random:0.3"),
+    ("f16", "magnitude:0.5"), ("f16", "global:0.5"), ("f16", "random:0.5"),
     ("f16", "2:4"), ("int4", "2:4"),
     ("int8", "blocks:1x32:0.2"), ("int8", "blocks:1x32:0.5"),
 ]
@@ -30,8 +30,8 @@ CASES = [
 
 DIGITS = [
     ("f32", None),
-    ("f32", "magnitude:0.5"), ("f32", "random:0.5"),
-    ("f32", "magnitude:0.8"), ("f32", "random:0.8"),
+    ("f32", "magnitude:0.5"), ("f32", "global:0.5"), ("f32", "random:0.5"),
+    ("f32", "magnitude:0.8"), ("f32", "global:0.8"), ("f32", "random:0.8"),
     ("f32", "magnitude:0.9"), ("f32", "random:0.9"),
     ("f16", "2:4"), ("int4", "2:4"), ("int8", "blocks:1x16:0.5"),
 ]

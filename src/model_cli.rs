@@ -3,10 +3,10 @@
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
 use sparq::gpu::AdapterSelector;
-use sparq::model::compress::{Compression, SparseStorage};
+use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
-use sparq::model::{Batch, LoadOptions, Model, Output, bert, mlp};
+use sparq::model::{Batch, LoadOptions, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,9 +58,9 @@ pub enum ModelCommand {
         /// Target format of the linear weights (of their values when pruned).
         #[arg(long)]
         format: String,
-        /// Prune every linear weight and store it sparse: `2:4` (2:4 format), `magnitude:S`
-        /// or `random:S` (CSR, f32 or f16 values) or `blocks:RxC:S` (BSR), S the fraction
-        /// pruned.
+        /// Prune every linear weight and store it sparse: `2:4` (2:4 format), `magnitude:S`,
+        /// `random:S` or `global:S` (one threshold over all layers) (CSR, f32 or f16 values),
+        /// or `blocks:RxC:S` (BSR), S the fraction pruned.
         #[arg(long)]
         prune: Option<String>,
         /// Output .safetensors file.
@@ -309,34 +309,18 @@ fn pack(path: &Path, compression: Compression, output: &Path) -> Result<()> {
         Some(j) => Architecture::from_sparq_json(j)?,
         None => Architecture::from_hf_dir(&dir)?,
     };
-    let (mut pairs, mut zeros, mut len) = (Vec::new(), 0, 0);
-    let mut store = |w: &[f32], n, k| {
-        let (stored, pruning) = compression.store(w, n, k)?;
-        (zeros, len) = (zeros + pruning.zeros, len + pruning.len);
-        pairs.push((w.to_vec(), stored.dequantize()));
-        Ok(stored)
-    };
-    let (floats, packed) = match &arch {
-        Architecture::Bert(c) => bert::pack(&file, c, &mut store)?,
-        Architecture::Mlp(c) => mlp::pack(&file, c, &mut store)?,
-    };
+    let (floats, packed, report) = compress::pack_model(&file, &arch, &compression)?;
     let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
     loader::save(output, &floats, &packed, meta)?;
-    let formats: std::collections::BTreeSet<String> =
-        packed.iter().map(|(_, w)| w.format_name()).collect();
-    let pairs: Vec<(&[f32], &[f32])> = pairs
-        .iter()
-        .map(|(a, b)| (a.as_slice(), b.as_slice()))
-        .collect();
-    let error = sparq::prune::PruneReport::measure_many(&pairs).relative_error;
     eprintln!(
         "wrote {} ({:.1} MB): {} linear weights as {}; {:.1} % of their weights zero after \
-         pruning; relative weight error ‖W − Ŵ‖/‖W‖ {error:.4} (pruning and quantization)",
+         pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4} (pruning and quantization)",
         output.display(),
         std::fs::metadata(output)?.len() as f64 / 1e6,
-        packed.len(),
-        formats.into_iter().collect::<Vec<_>>().join(", "),
-        100.0 * zeros as f64 / len.max(1) as f64,
+        report.layers,
+        report.formats.join(", "),
+        100.0 * report.zeros as f64 / report.len.max(1) as f64,
+        report.relative_error,
     );
     Ok(())
 }

@@ -153,3 +153,43 @@ fn passes_in_flight_equal_passes_one_at_a_time() {
         }
     }
 }
+
+/// Global magnitude pruning through `compress::pack_model`: one threshold over both layers,
+/// exactly the requested share of all weights zeroed (but not of each layer), stored as CSR,
+/// and the packed file loads with those formats.
+#[test]
+fn global_pruning_packs_a_classifier() {
+    use sparq::model::compress::{Compression, SparseStorage, pack_model};
+    use sparq::model::config::Architecture;
+    use sparq::model::loader::{self, WeightFile};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let file = WeightFile::open(&root.join("digits_mlp.safetensors")).unwrap();
+    let arch = Architecture::from_sparq_json(file.metadata(loader::CONFIG_KEY).unwrap()).unwrap();
+    let c = Compression {
+        format: WeightFormat::F32,
+        sparse: Some(SparseStorage::parse("global:0.6").unwrap()),
+    };
+    let (floats, packed, report) = pack_model(&file, &arch, &c).unwrap();
+    assert_eq!(report.formats, ["csr-f32"]);
+    let total = 64 * 64 + 10 * 64;
+    assert_eq!(report.len, total);
+    assert_eq!(report.zeros, (0.6 * total as f64).round() as usize);
+    let per_layer: Vec<f64> = packed
+        .iter()
+        .map(|(_, w)| {
+            let d = w.dequantize();
+            d.iter().filter(|v| **v == 0.0).count() as f64 / d.len() as f64
+        })
+        .collect();
+    assert!(
+        per_layer.iter().any(|s| (s - 0.6).abs() > 0.01),
+        "one threshold should not zero 60 % of every layer: {per_layer:?}"
+    );
+    let dst = std::env::temp_dir().join(format!("sparq-global-{}.safetensors", std::process::id()));
+    let meta = std::collections::HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    loader::save(&dst, &floats, &packed, meta).unwrap();
+    let gpu = &all_gpus()[0];
+    let model = Model::load(&dst, gpu).unwrap();
+    assert_eq!(model.layer_formats(), ["csr-f32"]);
+    let _ = std::fs::remove_file(&dst);
+}

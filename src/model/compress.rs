@@ -7,6 +7,7 @@
 //! | `2:4` | [`crate::prune::n_of_m`] 2 of 4 | [`TwoFour`], values in `--format` |
 //! | `magnitude:S` | [`crate::prune::magnitude`], fraction `S` | [`Csr`], f32 or f16 values |
 //! | `random:S` | [`crate::prune::random`], fraction `S`, seed 0 (the baseline) | [`Csr`] |
+//! | `global:S` | [`crate::prune::magnitude_global`]: one threshold over all linear weights | [`Csr`] |
 //! | `blocks:RxC:S` | [`crate::prune::blocks_l2`], fraction `S` of `R × C` blocks | [`Bsr`] |
 //!
 //! Sparse int4 is symmetric with the sparse formats' own groups (a 2:4 scale per 32 kept
@@ -15,7 +16,10 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::matmul::LayerWeights;
-use crate::prune::{PruneReport, blocks_l2, magnitude, n_of_m, random};
+use crate::model::config::Architecture;
+use crate::model::loader::WeightFile;
+use crate::model::{bert, mlp};
+use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
 
 /// Pruning followed by a sparse format.
@@ -32,6 +36,12 @@ pub enum SparseStorage {
     /// must beat.
     Random {
         /// Fraction of weights zeroed.
+        sparsity: f64,
+    },
+    /// Magnitude pruning with one threshold over every linear weight of the model, so that
+    /// layers of small weights lose more, stored as CSR ([`pack_model`] only).
+    Global {
+        /// Fraction of all linear weights zeroed.
         sparsity: f64,
     },
     /// Pruning of whole `rows × cols` blocks by L2 norm, stored as BSR.
@@ -55,12 +65,12 @@ pub struct Compression {
 }
 
 impl SparseStorage {
-    /// Parses `2:4`, `magnitude:S`, `random:S` or `blocks:RxC:S`.
+    /// Parses `2:4`, `magnitude:S`, `random:S`, `global:S` or `blocks:RxC:S`.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
             Error::Invalid(format!(
-                "pruning '{s}' is not 2:4, magnitude:S, random:S or blocks:RxC:S (S a fraction in \
-                 [0, 1])"
+                "pruning '{s}' is not 2:4, magnitude:S, random:S, global:S or blocks:RxC:S (S a \
+                 fraction in [0, 1])"
             ))
         };
         let fraction = |v: &str| -> Result<f64> {
@@ -78,6 +88,9 @@ impl SparseStorage {
                 sparsity: fraction(f)?,
             }),
             ["random", f] => Ok(SparseStorage::Random {
+                sparsity: fraction(f)?,
+            }),
+            ["global", f] => Ok(SparseStorage::Global {
                 sparsity: fraction(f)?,
             }),
             ["blocks", shape, f] => {
@@ -144,6 +157,11 @@ impl Compression {
                 let p = random(w, n, k, sparsity, 0)?;
                 (Csr::from_dense(&p.w, n, k, vt)?.into(), p.report)
             }
+            SparseStorage::Global { .. } => {
+                return Err(Error::Invalid(
+                    "global pruning needs every layer at once: use compress::pack_model".into(),
+                ));
+            }
             SparseStorage::Bsr {
                 rows,
                 cols,
@@ -158,6 +176,95 @@ impl Compression {
         };
         Ok((weights.into(), report))
     }
+}
+
+/// Float tensors (name, shape, values) of a packed model file.
+pub type Floats = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// Linear weights of a packed model file, by tensor name.
+pub type Linears = Vec<(String, LayerWeights)>;
+
+/// What [`pack_model`] did to the linear weights stored from floats.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackReport {
+    /// Linear weights in the file.
+    pub layers: usize,
+    /// Their formats, sorted, each once.
+    pub formats: Vec<String>,
+    /// Weights pruned to zero (pre-existing zeros included) and weights in all.
+    pub zeros: usize,
+    /// Weights in all.
+    pub len: usize,
+    /// ‖W − Ŵ‖/‖W‖ over all of them, pruning and quantization together.
+    pub relative_error: f64,
+}
+
+/// Every weight of the model in `file` (architecture `arch`) as `c` stores it: the linear
+/// weights compressed (already packed ones as they are), the rest as f32; with a report.
+pub fn pack_model(
+    file: &WeightFile,
+    arch: &Architecture,
+    c: &Compression,
+) -> Result<(Floats, Linears, PackReport)> {
+    type Packed = (Floats, Linears);
+    let pack = |store: &mut bert::Store<'_>| -> Result<Packed> {
+        match arch {
+            Architecture::Bert(b) => bert::pack(file, b, store),
+            Architecture::Mlp(m) => mlp::pack(file, m, store),
+        }
+    };
+    // Global pruning: collect every float linear weight first, prune them together.
+    let mut global: std::collections::VecDeque<Vec<f32>> = match c.sparse {
+        Some(SparseStorage::Global { sparsity }) => {
+            let mut all: Vec<(Vec<f32>, usize, usize)> = Vec::new();
+            pack(&mut |w: &[f32], n, k| {
+                all.push((w.to_vec(), n, k));
+                Ok(
+                    crate::formats::PackedWeights::quantize(&[0.0], 1, 1, WeightFormat::F32)?
+                        .into(),
+                )
+            })?;
+            let views: Vec<(&[f32], usize, usize)> =
+                all.iter().map(|(w, n, k)| (w.as_slice(), *n, *k)).collect();
+            magnitude_global(&views, sparsity)?
+                .layers
+                .into_iter()
+                .map(|p| p.w)
+                .collect()
+        }
+        _ => Default::default(),
+    };
+    let (mut pairs, mut zeros, mut len) = (Vec::new(), 0, 0);
+    let (floats, packed) = pack(&mut |w: &[f32], n, k| {
+        let (stored, pruning) = match c.sparse {
+            Some(SparseStorage::Global { .. }) => {
+                let p = global
+                    .pop_front()
+                    .ok_or_else(|| Error::Invalid("global pruning lost a layer".into()))?;
+                let report = PruneReport::measure(w, &p);
+                let csr: SparseWeights = Csr::from_dense(&p, n, k, c.value_type()?)?.into();
+                (csr.into(), report)
+            }
+            _ => c.store(w, n, k)?,
+        };
+        (zeros, len) = (zeros + pruning.zeros, len + pruning.len);
+        pairs.push((w.to_vec(), stored.dequantize()));
+        Ok(stored)
+    })?;
+    let views: Vec<(&[f32], &[f32])> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .collect();
+    let formats: std::collections::BTreeSet<String> =
+        packed.iter().map(|(_, w)| w.format_name()).collect();
+    let report = PackReport {
+        layers: packed.len(),
+        formats: formats.into_iter().collect(),
+        zeros,
+        len,
+        relative_error: PruneReport::measure_many(&views).relative_error,
+    };
+    Ok((floats, packed, report))
 }
 
 #[cfg(test)]
