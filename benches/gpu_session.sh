@@ -6,7 +6,8 @@
 #           one row per item and CSR with row-major x, for the comparison
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 # Carry: .gl .gpu .dev-model (bash scripts/device_kit.sh gl gpu model; about 60 MiB).
-# Usage there: STEPS="dense sparse model" bash benches/gpu_session.sh
+# A call may run 600 s: run `STEPS=dense` in one call and `STEPS="sparse model"` in the next
+# (the machine stays warm for a short while between calls).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -22,11 +23,11 @@ step() { # name limit command...
     echo "== $name: rc=$? in $((SECONDS - t0)) s"
 }
 
-for s in ${STEPS:-dense sparse model}; do
+for s in ${STEPS:-sparse model}; do
     case $s in
     dense)
         step torch_linear 90 python3 benches/torch_linear.py "$OUT/torch.json" --m 1,8,32,256
-        step dense 200 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json"
+        step dense 420 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json"
         ;;
     sparse)
         step sparse 170 $S --adapter vulkan bench --sparse --bsr-blocks 1x32,4x32,16x16 \
