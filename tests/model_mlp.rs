@@ -171,6 +171,7 @@ fn global_pruning_packs_a_classifier() {
     };
     let (floats, packed, report) = pack_model(&file, &arch, &c).unwrap();
     assert_eq!(report.formats, ["csr-f32"]);
+    assert_eq!(report.kept, 0);
     let total = 64 * 64 + 10 * 64;
     assert_eq!(report.len, total);
     assert_eq!(report.zeros, (0.6 * total as f64).round() as usize);

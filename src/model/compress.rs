@@ -189,6 +189,9 @@ pub type Linears = Vec<(String, LayerWeights)>;
 pub struct PackReport {
     /// Linear weights in the file.
     pub layers: usize,
+    /// Of those, weights the input already held packed or sparse, kept as they were (not
+    /// pruned again, not counted below).
+    pub kept: usize,
     /// Their formats, sorted, each once.
     pub formats: Vec<String>,
     /// Weights pruned to zero (pre-existing zeros included) and weights in all.
@@ -259,6 +262,7 @@ pub fn pack_model(
         packed.iter().map(|(_, w)| w.format_name()).collect();
     let report = PackReport {
         layers: packed.len(),
+        kept: packed.len() - views.len(),
         formats: formats.into_iter().collect(),
         zeros,
         len,
