@@ -25,6 +25,7 @@ CASES = [
     ("f16", "magnitude:0.5"), ("f16", "global:0.5"), ("f16", "random:0.5"),
     ("f16", "2:4"), ("int4", "2:4"),
     ("int8", "blocks:1x32:0.2"), ("int8", "blocks:1x32:0.5"),
+    ("f16", "neurons:0.1"), ("f16", "neurons:0.3"),
 ]
 
 
@@ -34,13 +35,21 @@ DIGITS = [
     ("f32", "magnitude:0.8"), ("f32", "global:0.8"), ("f32", "random:0.8"),
     ("f32", "magnitude:0.9"), ("f32", "random:0.9"),
     ("f16", "2:4"), ("int4", "2:4"), ("int8", "blocks:1x16:0.5"),
+    ("f32", "neurons:0.25"), ("f32", "neurons:0.5"),
 ]
 
 
 def pack_report(stderr):
-    """(stored formats, % zeros, relative error) from the last line `sparq pack` prints."""
-    line = stderr.strip().splitlines()[-1]
-    return (re.search(r"weights as ([^;]+);", line).group(1),
+    """(stored formats, % zeros, relative error) from what `sparq pack` prints; for neuron
+    pruning, the share of weights removed and the error of the cut."""
+    text = stderr.strip()
+    line = text.splitlines()[-1]
+    stored = re.search(r"weights as ([^;]+);", line).group(1)
+    cut = re.search(r"\(([0-9.]+) % of the weights of the layers around them, ‖W − Ŵ‖/‖W‖ "
+                    r"([0-9.]+)\)", text)
+    if cut:
+        return f"{stored}, smaller", cut.group(1), cut.group(2)
+    return (stored,
             re.search(r"([0-9.]+) % of their weights zero", line).group(1),
             re.search(r"‖W − Ŵ‖/‖W‖ ([0-9.]+)", line).group(1))
 

@@ -6,6 +6,7 @@ use sparq::gpu::AdapterSelector;
 use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
+use sparq::model::shrink;
 use sparq::model::{Batch, LoadOptions, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
@@ -60,7 +61,8 @@ pub enum ModelCommand {
         format: String,
         /// Prune every linear weight and store it sparse: `2:4` (2:4 format), `magnitude:S`,
         /// `random:S` or `global:S` (one threshold over all layers) (CSR, f32 or f16 values),
-        /// or `blocks:RxC:S` (BSR), S the fraction pruned.
+        /// or `blocks:RxC:S` (BSR), S the fraction pruned; or `neurons:S`: drop that fraction
+        /// of every FFN's (MLP's) hidden neurons, a smaller dense model.
         #[arg(long)]
         prune: Option<String>,
         /// Output .safetensors file.
@@ -161,11 +163,19 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             prune,
             output,
         } => {
-            let compression = Compression {
-                format: WeightFormat::parse(&format)?,
-                sparse: prune.as_deref().map(SparseStorage::parse).transpose()?,
+            let format = WeightFormat::parse(&format)?;
+            // `neurons:S` shrinks the model (structured); the other specs prune into sparse formats.
+            let neurons = match prune.as_deref().and_then(|p| p.strip_prefix("neurons:")) {
+                Some(f) => Some(f.parse::<f64>().map_err(|_| {
+                    Error::Invalid(format!("pruning 'neurons:{f}' needs a fraction"))
+                })?),
+                None => None,
             };
-            pack(&model, compression, &output)
+            let sparse = match neurons {
+                Some(_) => None,
+                None => prune.as_deref().map(SparseStorage::parse).transpose()?,
+            };
+            pack(&model, Compression { format, sparse }, neurons, &output)
         }
         ModelCommand::ModelBench {
             model,
@@ -295,7 +305,7 @@ fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
     j
 }
 
-fn pack(path: &Path, compression: Compression, output: &Path) -> Result<()> {
+fn pack(path: &Path, compression: Compression, neurons: Option<f64>, output: &Path) -> Result<()> {
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
     } else {
@@ -309,7 +319,31 @@ fn pack(path: &Path, compression: Compression, output: &Path) -> Result<()> {
         Some(j) => Architecture::from_sparq_json(j)?,
         None => Architecture::from_hf_dir(&dir)?,
     };
-    let (floats, packed, report) = compress::pack_model(&file, &arch, &compression)?;
+    let (file, arch, shrunk) = match neurons {
+        None => (file, arch, None),
+        Some(s) => {
+            // The smaller float model goes through a file of its own, then packs as any other.
+            let (arch, tensors, cut) = shrink::drop_neurons(&file, &arch, s)?;
+            let tmp = std::env::temp_dir()
+                .join(format!("sparq-shrunk-{}.safetensors", std::process::id()));
+            let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+            loader::save(&tmp, &tensors, &[], meta)?;
+            eprintln!(
+                "dropped {:.0} % of the hidden neurons ({:.1} % of the weights of the layers \
+                 around them, ‖W − Ŵ‖/‖W‖ {:.4}): {}",
+                100.0 * s,
+                100.0 * cut.sparsity,
+                cut.relative_error,
+                arch.to_json()
+            );
+            (WeightFile::open(&tmp)?, arch, Some(tmp))
+        }
+    };
+    let packed = compress::pack_model(&file, &arch, &compression);
+    if let Some(tmp) = shrunk {
+        let _ = std::fs::remove_file(tmp);
+    }
+    let (floats, packed, report) = packed?;
     let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
     loader::save(output, &floats, &packed, meta)?;
     eprintln!(

@@ -459,3 +459,67 @@ fn bad_token_inputs_are_refused() {
     // The model still works after refusing them.
     model.forward(&tokens(vec![vec![3, 4, 5]], None)).unwrap();
 }
+
+/// Dropping FFN neurons (`shrink::drop_neurons`) makes a smaller encoder that computes exactly
+/// what the original computes with those neurons' input rows and biases zeroed (GELU(0) = 0).
+#[test]
+fn dropped_neurons_equal_zeroed_neurons() {
+    use sparq::model::shrink::drop_neurons;
+    let mut r = rng("bert-shrink");
+    let c = config();
+    let dir = tmp("shrink");
+    let src = dir.join("float.safetensors");
+    let tensors = random_bert(&mut r, &c, "");
+    write_model(&src, &c, &tensors);
+    let file = WeightFile::open(&src).unwrap();
+    let (arch, small, cut) = drop_neurons(&file, &Architecture::Bert(c.clone()), 0.5).unwrap();
+    let Architecture::Bert(sc) = &arch else {
+        panic!("not an encoder")
+    };
+    assert_eq!(sc.intermediate_size, c.intermediate_size / 2);
+    assert!(cut.sparsity > 0.49 && cut.sparsity < 0.51, "{cut:?}");
+    // The original with the dropped neurons zeroed: rows of the input weights not kept.
+    let mut zeroed = tensors.clone();
+    let h = c.hidden_size;
+    for l in 0..c.num_hidden_layers {
+        let name = format!("encoder.layer.{l}.intermediate.dense.weight");
+        let kept = &small.iter().find(|t| t.0 == name).unwrap().2;
+        let (w, b) = {
+            let w = zeroed.iter().position(|t| t.0 == name).unwrap();
+            let b = zeroed
+                .iter()
+                .position(|t| t.0 == format!("encoder.layer.{l}.intermediate.dense.bias"))
+                .unwrap();
+            (w, b)
+        };
+        for row in 0..c.intermediate_size {
+            let orig = zeroed[w].2[row * h..(row + 1) * h].to_vec();
+            if !kept.chunks(h).any(|k| k == orig.as_slice()) {
+                zeroed[w].2[row * h..(row + 1) * h].fill(0.0);
+                zeroed[b].2[row] = 0.0;
+            }
+        }
+    }
+    let zsrc = dir.join("zeroed.safetensors");
+    write_model(&zsrc, &c, &zeroed);
+    let ssrc = dir.join("small.safetensors");
+    write_model(&ssrc, sc, &small);
+    let (ids, types) = ragged(&mut r, &c, &[5, 12]);
+    let batch = Batch::Tokens {
+        ids,
+        types: Some(types),
+    };
+    for gpu in all_gpus() {
+        let a = Model::load(&zsrc, &gpu).unwrap().forward(&batch).unwrap();
+        let b = Model::load(&ssrc, &gpu).unwrap().forward(&batch).unwrap();
+        let err = max_error(
+            &b.values,
+            &a.values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert!(
+            err < 1e-5,
+            "{}: shrunk vs zeroed differ by {err:.2e}",
+            gpu.caps.name
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub mod loader;
 pub mod mlp;
 pub mod ops;
 pub mod reference;
+pub mod shrink;
 pub mod sparse_file;
 
 pub use exec::Pending;
