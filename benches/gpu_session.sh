@@ -5,9 +5,11 @@
 #   sparse  `sparq bench --sparse` (BSR 1x32, 4x32 and 16x16 blocks), then the 2:4 kernel with
 #           one row per item and CSR with row-major x, for the comparison
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
+#   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
+#           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
 # Carry: .gl .gpu .dev-model (bash scripts/device_kit.sh gl gpu model; about 60 MiB).
-# A call may run 600 s: run `STEPS=dense` in one call and `STEPS="sparse model"` in the next
-# (the machine stays warm for a short while between calls).
+# A call may run 600 s: run the default `STEPS="sparse model"` in one call, then `STEPS=dense`
+# and `STEPS="model model_pruned"` in the next ones (the machine stays warm a short while).
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -41,6 +43,17 @@ for s in ${STEPS:-sparse model}; do
             --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
         step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
             --torch "$OUT/torch_minilm.json" --json "$OUT/model.json"
+        ;;
+    model_pruned)
+        # Pruned MiniLMs packed here (the binary runs on this machine), timed at batch 8 and 64.
+        P=/tmp/pruned; mkdir -p $P; cp .dev-model/minilm/tokenizer.json $P/
+        for spec in "int4 2:4" "f16 2:4" "f16 magnitude:0.7" "f16 neurons:0.5"; do
+            set -- $spec
+            f=$P/$(echo "$1-$2" | tr ':' '_').safetensors
+            $S pack .dev-model/minilm --format "$1" --prune "$2" -o "$f" 2>> "$OUT/pack.err"
+        done
+        step model_pruned 150 bash -c "for f in $P/*.safetensors; do echo \$f; \
+            $S --adapter vulkan model-bench \$f --batch 8,64 --iters 50 --torch $OUT/torch_minilm.json; done"
         ;;
     *) echo "unknown step $s" ;;
     esac
