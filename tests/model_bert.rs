@@ -296,7 +296,7 @@ fn packed_model_file_roundtrip() {
     let (floats, packed) = bert::pack(
         &WeightFile::open(&src).unwrap(),
         &c,
-        &mut bert::quantizer(format),
+        &mut loader::quantizer(format),
     )
     .unwrap();
     let dst = dir.join("packed.safetensors");
@@ -378,7 +378,7 @@ fn sparse_model_files_match_cpu_reference() {
             format,
             sparse: Some(SparseStorage::parse(prune).unwrap()),
         };
-        let mut store = |w: &[f32], n, k| Ok(compression.store(w, n, k)?.0);
+        let mut store = |_: &str, w: &[f32], n, k| Ok(compression.store(w, n, k)?.0);
         let (floats, packed) = bert::pack(&file, &c, &mut store).unwrap();
         assert!(packed.iter().all(|(_, w)| w.format_name() == name));
         let dst = dir.join(format!("{}.safetensors", name.replace(':', "_")));

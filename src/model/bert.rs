@@ -5,14 +5,14 @@
 //! FFN out, add+LayerNorm.
 
 use crate::error::{Error, Result};
-use crate::formats::{PackedWeights, WeightFormat};
+use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
 use crate::matmul::{KernelChoice, LayerWeights};
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::{Activation, BertConfig};
 use crate::model::dense::Dense;
-use crate::model::loader::WeightFile;
+use crate::model::loader::{Store, WeightFile, quantizer};
 use crate::model::ops::{self, Norm, Table};
 use crate::model::reference::{BertLayerWeights, BertWeights};
 
@@ -73,31 +73,6 @@ impl Names {
     }
 }
 
-/// Turns a float matrix (`n × k`) into stored weights: quantized for loading, or compressed
-/// (and its pruning recorded) for `sparq pack`.
-pub type Store<'a> = dyn FnMut(&[f32], usize, usize) -> Result<LayerWeights> + 'a;
-
-/// A store that quantizes into `format`.
-pub fn quantizer(format: WeightFormat) -> impl FnMut(&[f32], usize, usize) -> Result<LayerWeights> {
-    move |w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
-}
-
-/// The linear weight `name` (`n × k`): as stored where the file holds it packed or sparse,
-/// else its float tensor through `store`.
-fn linear(
-    file: &WeightFile,
-    name: &str,
-    n: usize,
-    k: usize,
-    store: &mut Store<'_>,
-) -> Result<LayerWeights> {
-    if file.is_packed(name) {
-        file.matrix(name, n, k, WeightFormat::F32)
-    } else {
-        store(&file.floats(name, &[n, k])?, n, k)
-    }
-}
-
 /// Reads the fused `3H × H` QKV weight and bias of layer `l`: as stored, or the three float
 /// matrices stacked and stored through `store`.
 pub fn qkv_weights(
@@ -110,7 +85,7 @@ pub fn qkv_weights(
     let fused = names.qkv(l);
     let bias_name = names.layer(l, "attention.self.qkv.bias");
     if file.contains(&fused) {
-        let w = linear(file, &fused, 3 * h, h, store)?;
+        let w = file.matrix_with(&fused, 3 * h, h, store)?;
         return Ok((w, file.floats(&bias_name, &[3 * h])?));
     }
     let mut w = Vec::with_capacity(3 * h * h);
@@ -125,7 +100,7 @@ pub fn qkv_weights(
             &[h],
         )?);
     }
-    Ok((store(&w, 3 * h, h)?, b))
+    Ok((store(&fused, &w, 3 * h, h)?, b))
 }
 
 fn norm(gpu: &Gpu, file: &WeightFile, name: &str, h: usize, eps: f64) -> Result<Norm> {
@@ -152,13 +127,7 @@ fn dense(
     k: usize,
     (format, kernel): (WeightFormat, KernelChoice),
 ) -> Result<Dense> {
-    let w = linear(
-        file,
-        &format!("{name}.weight"),
-        n,
-        k,
-        &mut quantizer(format),
-    )?;
+    let w = file.matrix(&format!("{name}.weight"), n, k, format)?;
     let b = file.floats(&format!("{name}.bias"), &[n])?;
     Dense::new(gpu, &w, Some(&b), kernel)
 }
@@ -386,14 +355,8 @@ pub fn host_weights(
     let vec = |name: String, shape: &[usize]| file.floats(&name, shape);
     let lin = |name: String, n: usize, k: usize| -> Result<(Vec<f32>, Vec<f32>)> {
         Ok((
-            linear(
-                file,
-                &format!("{name}.weight"),
-                n,
-                k,
-                &mut quantizer(format),
-            )?
-            .dequantize(),
+            file.matrix(&format!("{name}.weight"), n, k, format)?
+                .dequantize(),
             vec(format!("{name}.bias"), &[n])?,
         ))
     };
@@ -478,7 +441,7 @@ pub fn pack(
         ] {
             let name = names.layer(l, rest);
             let weight = format!("{name}.weight");
-            let w = linear(file, &weight, n, k, store)?;
+            let w = file.matrix_with(&weight, n, k, store)?;
             packed.push((weight, w));
             floats.push(float(format!("{name}.bias"), vec![n])?);
         }

@@ -14,7 +14,7 @@
 //! values, a BSR scale per block row), so `--format int4` stands for any int4 group there.
 
 use crate::error::{Error, Result};
-use crate::formats::WeightFormat;
+use crate::formats::{PackedWeights, WeightFormat};
 use crate::matmul::LayerWeights;
 use crate::model::config::Architecture;
 use crate::model::loader::WeightFile;
@@ -140,7 +140,7 @@ impl Compression {
     /// report when nothing was pruned).
     pub fn store(&self, w: &[f32], n: usize, k: usize) -> Result<(LayerWeights, PruneReport)> {
         let Some(sparse) = self.sparse else {
-            let p = crate::formats::PackedWeights::quantize(w, n, k, self.format)?;
+            let p = PackedWeights::quantize(w, n, k, self.format)?;
             return Ok((p.into(), PruneReport::measure(w, w)));
         };
         let vt = self.value_type()?;
@@ -194,7 +194,7 @@ pub struct PackReport {
     pub kept: usize,
     /// Their formats, sorted, each once.
     pub formats: Vec<String>,
-    /// Weights pruned to zero (pre-existing zeros included) and weights in all.
+    /// Weights that are zero after pruning (pre-existing zeros included).
     pub zeros: usize,
     /// Weights in all.
     pub len: usize,
@@ -209,63 +209,55 @@ pub fn pack_model(
     arch: &Architecture,
     c: &Compression,
 ) -> Result<(Floats, Linears, PackReport)> {
-    type Packed = (Floats, Linears);
-    let pack = |store: &mut bert::Store<'_>| -> Result<Packed> {
-        match arch {
-            Architecture::Bert(b) => bert::pack(file, b, store),
-            Architecture::Mlp(m) => mlp::pack(file, m, store),
-        }
+    let global = match c.sparse {
+        Some(SparseStorage::Global { sparsity }) => Some(sparsity),
+        _ => None,
     };
-    // Global pruning: collect every float linear weight first, prune them together.
-    let mut global: std::collections::VecDeque<Vec<f32>> = match c.sparse {
-        Some(SparseStorage::Global { sparsity }) => {
-            let mut all: Vec<(Vec<f32>, usize, usize)> = Vec::new();
-            pack(&mut |w: &[f32], n, k| {
-                all.push((w.to_vec(), n, k));
-                Ok(
-                    crate::formats::PackedWeights::quantize(&[0.0], 1, 1, WeightFormat::F32)?
-                        .into(),
-                )
-            })?;
-            let views: Vec<(&[f32], usize, usize)> =
-                all.iter().map(|(w, n, k)| (w.as_slice(), *n, *k)).collect();
-            magnitude_global(&views, sparsity)?
-                .layers
-                .into_iter()
-                .map(|p| p.w)
-                .collect()
+    // Per float layer: (name, original, n, k) and (the weights as stored, dequantized; what
+    // pruning did). Global pruning stores every layer once it has seen them all, so its pass
+    // keeps the floats (as f32 weights) and replaces them below.
+    let mut seen: Vec<(String, Vec<f32>, usize, usize)> = Vec::new();
+    let mut stored: Vec<(Vec<f32>, PruneReport)> = Vec::new();
+    let mut store = |name: &str, w: &[f32], n: usize, k: usize| -> Result<LayerWeights> {
+        seen.push((name.to_string(), w.to_vec(), n, k));
+        if global.is_some() {
+            return Ok(PackedWeights::quantize(w, n, k, WeightFormat::F32)?.into());
         }
-        _ => Default::default(),
+        let (weights, pruning) = c.store(w, n, k)?;
+        stored.push((weights.dequantize(), pruning));
+        Ok(weights)
     };
-    let (mut pairs, mut zeros, mut len) = (Vec::new(), 0, 0);
-    let (floats, packed) = pack(&mut |w: &[f32], n, k| {
-        let (stored, pruning) = match c.sparse {
-            Some(SparseStorage::Global { .. }) => {
-                let p = global
-                    .pop_front()
-                    .ok_or_else(|| Error::Invalid("global pruning lost a layer".into()))?;
-                let report = PruneReport::measure(w, &p);
-                let csr: SparseWeights = Csr::from_dense(&p, n, k, c.value_type()?)?.into();
-                (csr.into(), report)
+    let (floats, mut packed) = match arch {
+        Architecture::Bert(b) => bert::pack(file, b, &mut store)?,
+        Architecture::Mlp(m) => mlp::pack(file, m, &mut store)?,
+    };
+    if let Some(sparsity) = global {
+        let views: Vec<(&[f32], usize, usize)> = seen
+            .iter()
+            .map(|(_, w, n, k)| (w.as_slice(), *n, *k))
+            .collect();
+        let pruned = magnitude_global(&views, sparsity)?;
+        for ((name, w, n, k), p) in seen.iter().zip(pruned.layers) {
+            let csr: SparseWeights = Csr::from_dense(&p.w, *n, *k, c.value_type()?)?.into();
+            stored.push((csr.to_dense(), PruneReport::measure(w, &p.w)));
+            if let Some(slot) = packed.iter_mut().find(|(m, _)| m == name) {
+                slot.1 = csr.into();
             }
-            _ => c.store(w, n, k)?,
-        };
-        (zeros, len) = (zeros + pruning.zeros, len + pruning.len);
-        pairs.push((w.to_vec(), stored.dequantize()));
-        Ok(stored)
-    })?;
-    let views: Vec<(&[f32], &[f32])> = pairs
+        }
+    }
+    let views: Vec<(&[f32], &[f32])> = seen
         .iter()
-        .map(|(a, b)| (a.as_slice(), b.as_slice()))
+        .zip(&stored)
+        .map(|((_, a, _, _), (b, _))| (a.as_slice(), b.as_slice()))
         .collect();
     let formats: std::collections::BTreeSet<String> =
         packed.iter().map(|(_, w)| w.format_name()).collect();
     let report = PackReport {
         layers: packed.len(),
-        kept: packed.len() - views.len(),
+        kept: packed.len() - seen.len(),
         formats: formats.into_iter().collect(),
-        zeros,
-        len,
+        zeros: stored.iter().map(|(_, r)| r.zeros).sum(),
+        len: stored.iter().map(|(_, r)| r.len).sum(),
         relative_error: PruneReport::measure_many(&views).relative_error,
     };
     Ok((floats, packed, report))

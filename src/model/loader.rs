@@ -33,6 +33,17 @@ pub struct PackedInfo {
     pub k: usize,
 }
 
+/// Turns the float matrix `name` (`n × k`) into stored weights: quantized when a model loads,
+/// compressed (and its pruning recorded) by `sparq pack`.
+pub type Store<'a> = dyn FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> + 'a;
+
+/// A [`Store`] that quantizes into `format`.
+pub fn quantizer(
+    format: WeightFormat,
+) -> impl FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> {
+    move |_, w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
+}
+
 /// An open, validated safetensors file.
 pub struct WeightFile {
     path: PathBuf,
@@ -205,15 +216,24 @@ impl WeightFile {
         k: usize,
         format: WeightFormat,
     ) -> Result<LayerWeights> {
+        self.matrix_with(name, n, k, &mut quantizer(format))
+    }
+
+    /// Reads the weight matrix `name` (`n × k`): a packed or sparse layout as stored, or a
+    /// float tensor turned into stored weights by `store`.
+    pub fn matrix_with(
+        &self,
+        name: &str,
+        n: usize,
+        k: usize,
+        store: &mut Store<'_>,
+    ) -> Result<LayerWeights> {
         match self.packed.get(name) {
             Some(p) if super::sparse_file::is_sparse_name(&p.format) => {
                 Ok(super::sparse_file::read(self, name, p, n, k)?.into())
             }
             Some(p) => Ok(self.packed_matrix(name, p, n, k)?.into()),
-            None => {
-                let w = self.floats(name, &[n, k])?;
-                Ok(PackedWeights::quantize(&w, n, k, format)?.into())
-            }
+            None => store(name, &self.floats(name, &[n, k])?, n, k),
         }
     }
 

@@ -114,7 +114,7 @@ impl Mlp {
 pub fn pack(
     file: &WeightFile,
     config: &MlpConfig,
-    store: &mut crate::model::bert::Store<'_>,
+    store: &mut crate::model::loader::Store<'_>,
 ) -> Result<(
     Vec<(String, Vec<usize>, Vec<f32>)>,
     Vec<(String, LayerWeights)>,
@@ -124,11 +124,7 @@ pub fn pack(
     for (i, w) in config.sizes.windows(2).enumerate() {
         let (k, n) = (w[0], w[1]);
         let name = format!("layers.{i}.weight");
-        let weights = if file.is_packed(&name) {
-            file.matrix(&name, n, k, WeightFormat::F32)?
-        } else {
-            store(&file.floats(&name, &[n, k])?, n, k)?
-        };
+        let weights = file.matrix_with(&name, n, k, store)?;
         packed.push((name, weights));
         let bias = format!("layers.{i}.bias");
         floats.push((bias.clone(), vec![n], file.floats(&bias, &[n])?));
