@@ -110,8 +110,22 @@ impl PassStamps {
     }
 
     /// Where the stamps go in a read-back buffer holding `result_bytes` of results first.
-    pub fn offset(result_bytes: u64) -> u64 {
+    fn offset(result_bytes: u64) -> u64 {
         result_bytes.next_multiple_of(8)
+    }
+
+    /// Size of a read-back buffer for `result_bytes` of results and the stamps behind them.
+    pub fn staging_bytes(result_bytes: u64) -> u64 {
+        Self::offset(result_bytes) + Self::BYTES
+    }
+
+    /// Bytes to map after a pass: the results, and the stamps behind them where `stamps`
+    /// timed it.
+    pub fn mapped_bytes(stamps: Option<&Self>, result_bytes: u64) -> u64 {
+        match stamps {
+            Some(_) => Self::staging_bytes(result_bytes),
+            None => result_bytes,
+        }
     }
 
     /// The timestamp writes of the pass to time.

@@ -46,7 +46,7 @@ impl Reader {
     fn new(gpu: &Gpu, bytes: u64) -> Reader {
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("model read-back"),
-            size: PassStamps::offset(bytes) + PassStamps::BYTES,
+            size: PassStamps::staging_bytes(bytes),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -57,7 +57,7 @@ impl Reader {
     }
 
     fn fits(&self, bytes: u64) -> bool {
-        self.staging.size() >= PassStamps::offset(bytes) + PassStamps::BYTES
+        self.staging.size() >= PassStamps::staging_bytes(bytes)
     }
 }
 
@@ -131,11 +131,7 @@ impl Model<'_> {
             bytes,
             shape,
         } = pending;
-        let end = if reader.stamps.is_some() {
-            PassStamps::offset(bytes) + PassStamps::BYTES
-        } else {
-            bytes
-        };
+        let end = PassStamps::mapped_bytes(reader.stamps.as_ref(), bytes);
         let slice = reader.staging.slice(..end);
         map_read(gpu, &slice, index)?;
         let (mut tensors, gpu_seconds) = {

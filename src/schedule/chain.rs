@@ -74,7 +74,7 @@ impl LinearChain {
                     .iter()
                     .map(|l| gpu.storage("chain activations", f32_bytes(l.n)))
                     .collect::<Result<Vec<_>>>()?;
-                let staging_bytes = PassStamps::offset(out_bytes) + PassStamps::BYTES;
+                let staging_bytes = PassStamps::staging_bytes(out_bytes);
                 gpu.check_binding("chain read-back", staging_bytes)?;
                 let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("chain read-back"),
@@ -237,11 +237,7 @@ impl Replica for LinearChain {
             .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
         let stride = stride_of(n_out);
         let out_bytes = (m * stride * 4) as u64;
-        let end = if s.timer.is_some() {
-            PassStamps::offset(out_bytes) + PassStamps::BYTES
-        } else {
-            out_bytes
-        };
+        let end = PassStamps::mapped_bytes(s.timer.as_ref(), out_bytes);
         map_read(&gpu, &s.staging.slice(..end), index)?;
         let t = Instant::now();
         let (outputs, compute_s) = {
