@@ -59,7 +59,13 @@ impl SplitPolicy {
         }
         let total: f64 = rates.iter().sum();
         let mine = rates[me];
-        let fastest = rates.iter().all(|&r| r <= mine);
+        // The fastest device (this one on a tie).
+        let (f, fast) = rates
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((me, mine), |b, (i, r)| if r > b.1 { (i, r) } else { b });
+        let fastest = f == me;
         if rates.len() == 1 {
             // Alone: nothing to balance, so no reason to cut the tail into small pieces.
             return Some(remaining.min(max_rows));
@@ -104,11 +110,6 @@ impl SplitPolicy {
         // Whether this device, after its backlog, ends the rows before the fastest device
         // would after its own: then taking them can only shorten the batch (near-equal
         // devices at the end of a small batch).
-        let (f, fast) = rates
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((me, mine), |b, (i, r)| if r > b.1 { (i, r) } else { b });
         let sooner = (in_flight[me] + rows) as f64 / mine < (in_flight[f] + rows) as f64 / fast;
         if in_time >= rows || sooner {
             Some(rows)
