@@ -29,7 +29,6 @@ impl GemvTuning {
     /// The shape measured fastest on an H100 (BENCHMARKS.md, "GEMV tuning"); the
     /// `SPARQ_GEMV_{WG,R,U,XSTAGE}` variables override it for tuning on other GPUs.
     pub(super) fn for_rows(format: WeightFormat, m: usize, subgroups: bool) -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
         // (rows per team, blocks in flight, x staged) for one or two activation rows / more.
         let (r, u, staged) = match (format, m <= 2) {
             (WeightFormat::F32, _) => (4, 1, false),
@@ -40,34 +39,34 @@ impl GemvTuning {
             (WeightFormat::Int4 { .. }, true) => (4, 1, false),
             (WeightFormat::Int4 { .. }, false) => (4, 2, true),
         };
-        // Without subgroups the partial sums of every row go through workgroup memory,
-        // which one row per team keeps small.
+        Self::with_env(r, u, subgroups, staged)
+    }
+
+    /// The int8-activation GEMV (no x staging: its x blocks are small and coalesced).
+    /// Defaults from an H100 sweep (R ∈ {1, 2, 4, 8}, U ∈ {1, 2, 4}) at 8192² and 14336×4096.
+    pub(super) fn for_q8(format: WeightFormat, m: usize, subgroups: bool) -> Self {
+        let (r, u) = match (format, m <= 2) {
+            (WeightFormat::Int4 { .. }, true) => (1, 4),
+            (WeightFormat::Int4 { .. }, false) => (4, 1),
+            _ => (2, 1),
+        };
+        GemvTuning {
+            x_staged: false,
+            ..Self::with_env(r, u, subgroups, false)
+        }
+    }
+
+    /// `r` rows per team (one without subgroups: then every row's partial sums go through
+    /// workgroup memory, which one row keeps small), `u` blocks in flight, x staged or not,
+    /// each overridden by its `SPARQ_GEMV_*` variable.
+    fn with_env(r: u32, u: u32, subgroups: bool, staged: bool) -> Self {
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
         let r = if subgroups { r } else { 1 };
         GemvTuning {
             workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
             rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
             unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
             x_staged: env("SPARQ_GEMV_XSTAGE").map_or(staged, |v| v != 0),
-        }
-    }
-}
-
-impl GemvTuning {
-    /// The int8-activation GEMV (no x staging: its x blocks are small and coalesced).
-    /// Defaults from an H100 sweep (R ∈ {1, 2, 4, 8}, U ∈ {1, 2, 4}) at 8192² and 14336×4096.
-    pub(super) fn for_q8(format: WeightFormat, m: usize, subgroups: bool) -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-        let (r, u) = match (format, m <= 2) {
-            (WeightFormat::Int4 { .. }, true) => (1, 4),
-            (WeightFormat::Int4 { .. }, false) => (4, 1),
-            _ => (2, 1),
-        };
-        let r = if subgroups { r } else { 1 };
-        GemvTuning {
-            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
-            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
-            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
-            x_staged: false,
         }
     }
 }
