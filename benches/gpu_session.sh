@@ -2,8 +2,8 @@
 # One call on the lent GPU machine that re-measures what changed since the last one, each step
 # under its own time limit so that a slow step cannot cost the others (logs and JSON in $OUT):
 #   dense   PyTorch linear + `sparq bench` (every format, m = 1, 8, 32, 256)
-#   sparse  `sparq bench --sparse` (BSR 1x32, 4x32 and 16x16 blocks), then the 2:4 kernel with
-#           one row per item and CSR with row-major x, for the comparison
+#   sparse  `sparq bench --sparse`, BSR 1x32, 4x32 and 16x16 blocks at 8192², then the 2:4
+#           kernel with one row per item and CSR with row-major x, for the comparison
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
 #           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
@@ -32,8 +32,9 @@ for s in ${STEPS:-sparse model}; do
         step dense 420 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json"
         ;;
     sparse)
-        step sparse 170 $S --adapter vulkan bench --sparse --bsr-blocks 1x32,4x32,16x16 \
-            --json "$OUT/sparse.json"
+        step sparse 240 $S --adapter vulkan bench --sparse --json "$OUT/sparse.json"
+        step sparse_blocks 120 $S --adapter vulkan bench --sparse --shapes 8192x8192 \
+            --sparsities 0.5,0.9 --bsr-blocks 1x32,4x32,16x16 --json "$OUT/sparse_blocks.json"
         SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off step sparse_before 60 \
             $S --adapter vulkan bench --sparse --shapes 8192x8192 --sparsities 0.9 \
             --json "$OUT/sparse_before.json"
@@ -43,6 +44,9 @@ for s in ${STEPS:-sparse model}; do
             --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
         step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
             --torch "$OUT/torch_minilm.json" --json "$OUT/model.json"
+        # The coop GEMM's smallest tiles everywhere: does the grid or the K loop bound b = 1, 8?
+        SPARQ_COOP=1,4,1,1,32 step model_small_tiles 60 $S --adapter vulkan model-bench \
+            .dev-model/minilm --formats f16 --batch 1,8
         ;;
     model_pruned)
         # Pruned MiniLMs packed here (the binary runs on this machine), timed at batch 8 and 64.
@@ -59,3 +63,6 @@ for s in ${STEPS:-sparse model}; do
     esac
 done
 tail -n 3 "$OUT"/*.err
+# At most 8 files come back: everything goes in one archive, the summaries stay beside it.
+tar -C "$OUT" -czf /tmp/results.tgz . && mv /tmp/results.tgz "$OUT/" &&
+    find "$OUT" -type f ! -name results.tgz ! -name '*.md' -delete

@@ -32,14 +32,16 @@ for kit in "${kits[@]}"; do
         ;;
     gpu)
         cargo build --release --bin sparq
-        mkdir -p .gpu && cp target/release/sparq .gpu/
-        for t in ${TESTS:-}; do cp "$(test_binary "$t")" ".gpu/$t"; done
+        mkdir -p .gpu && cp target/release/sparq .gpu/ && strip .gpu/sparq
+        for t in ${TESTS:-}; do cp "$(test_binary "$t")" ".gpu/$t" && strip ".gpu/$t"; done
         cp ../shared/gpu/torch_baseline.py benches/torch_linear.py .gpu/
         ;;
     lvp)
         cargo build --release --bin sparq
         mkdir -p .dev-sched && cp target/release/sparq .dev-sched/
         cp "$(test_binary schedule)" .dev-sched/schedule-test
+        # Symbols stripped: the kit and the tree must stay under the 64 MiB a call carries.
+        strip .dev-sched/sparq .dev-sched/schedule-test
         lvp=$(find /usr/lib -name libvulkan_lvp.so | head -1)
         [[ -n $lvp ]] || { echo "no lavapipe here: apt-get install mesa-vulkan-drivers" >&2; exit 1; }
         k=$(mktemp -d)/lvpkit

@@ -1,5 +1,5 @@
 // y = act(a (+ b)) over every element, padding included (each activation maps 0 to 0, so
-// zero padding stays zero). ACT: 0 identity, 1 ReLU, 2 GELU (erf), 3 GELU (tanh), 4 SiLU.
+// zero padding stays zero); `activate` and its ACT code come from activation.wgsl.
 struct Params {
     len: u32,
     _p0: u32,
@@ -7,43 +7,12 @@ struct Params {
     _p2: u32,
 }
 
-override ACT: u32 = 0u;
 override HAS_B: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below f32 resolution of GELU's output).
-fn erf(x: f32) -> f32 {
-    let z = abs(x);
-    let t = 1.0 / (1.0 + 0.3275911 * z);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(x) * (1.0 - poly * exp(-z * z));
-}
-
-fn act(x: f32) -> f32 {
-    switch ACT {
-        case 1u: {
-            return max(x, 0.0);
-        }
-        case 2u: {
-            return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
-        }
-        case 3u: {
-            // tanh of a large argument can be inf / inf on some drivers: clamp it.
-            let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
-            return 0.5 * x * (1.0 + tanh(u));
-        }
-        case 4u: {
-            return x / (1.0 + exp(-x));
-        }
-        default: {
-            return x;
-        }
-    }
-}
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -56,5 +25,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (HAS_B) {
         v += b[i];
     }
-    y[i] = act(v);
+    y[i] = activate(v);
 }

@@ -25,7 +25,8 @@ override HAS_BIAS: bool = false;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<act>;
 
-// Writes one output; rows past n are the zero padding of y.
+// Writes one output (scaled, biased, activated: the epilogue every strategy shares); rows
+// past n are the zero padding of y.
 fn write_y(m: u32, row: u32, total: f32) {
     let col = p.y_offset + row;
     var v = 0.0;
@@ -34,6 +35,7 @@ fn write_y(m: u32, row: u32, total: f32) {
         if (HAS_BIAS) {
             v += bias[col];
         }
+        v = activate(v);
     }
     y[(p.row0 + m) * p.y_stride + col] = to_act(v);
 }

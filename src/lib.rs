@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod activation;
 pub mod bench;
 pub mod error;
 pub mod formats;

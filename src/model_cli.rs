@@ -441,7 +441,13 @@ fn model_bench(
         );
     }
     for r in &all {
-        eprintln!("{} b={} slowest: {:?}", r.format, r.batch, r.slowest);
+        let top: Vec<String> = r
+            .by_kernel
+            .iter()
+            .take(6)
+            .map(|(l, n, us)| format!("{l} ×{n} {us:.0} µs"))
+            .collect();
+        eprintln!("{} b={}: {}", r.format, r.batch, top.join(" | "));
     }
     if let Some(p) = json {
         let v = serde_json::json!({ "adapter": gpu.caps, "rows": all });

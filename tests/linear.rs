@@ -3,8 +3,10 @@
 mod common;
 
 use common::{all_gpus, assert_close, random, rng};
+use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{KernelChoice, Linear, Strategy};
+use sparq::model::reference::activate;
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
 
@@ -21,11 +23,27 @@ fn check(
     k: usize,
     with_bias: bool,
 ) {
+    check_activated(gpu, rng, format, strategy, act, (m, n, k), with_bias, None);
+}
+
+/// [`check`] with an activation fused into the layer's epilogue.
+#[allow(clippy::too_many_arguments)]
+fn check_activated(
+    gpu: &Gpu,
+    rng: &mut rand::rngs::StdRng,
+    format: WeightFormat,
+    strategy: Strategy,
+    act: ActDType,
+    (m, n, k): (usize, usize, usize),
+    with_bias: bool,
+    activation: Option<Activation>,
+) {
     let w = random(rng, n * k);
     let mut x = random(rng, m * k);
     let bias = with_bias.then(|| random(rng, n));
     let packed = PackedWeights::quantize(&w, n, k, format).unwrap();
-    let layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    let mut layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    layer.set_activation(activation);
     if act == ActDType::F16 {
         x.iter_mut()
             .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
@@ -47,7 +65,7 @@ fn check(
         ActDType::F16 => 2e-3,
     };
     let what = format!(
-        "{} {} {:?} {act:?} m={m} n={n} k={k} on {}",
+        "{} {} {:?} {act:?} {activation:?} m={m} n={n} k={k} on {}",
         format.name(),
         strategy.name(),
         with_bias,
@@ -89,6 +107,11 @@ fn check(
         (want, scale)
     } else {
         (want, scale)
+    };
+    // Every activation here has |f'| ≤ 1.13, so the linear output's error scale bounds it.
+    let want = match activation {
+        Some(a) => want.iter().map(|&v| activate(a, v)).collect(),
+        None => want,
     };
     let padded = yt.to_f32_padded(gpu).unwrap();
     let s = yt.stride();
@@ -142,6 +165,53 @@ fn every_format_and_kernel_matches_reference() {
                             n,
                             k,
                             (n + m) % 2 == 0,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The activation fused into the epilogue (`Linear::set_activation`), every kind, on every
+/// strategy the adapter has, f32 and f16 activations.
+#[test]
+fn fused_activation_matches_reference() {
+    let mut rng = rng("fused_activation_matches_reference");
+    let kinds = [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Silu,
+    ];
+    for gpu in all_gpus() {
+        let dtypes: &[ActDType] = if gpu.caps.f16 {
+            &[ActDType::F32, ActDType::F16]
+        } else {
+            &[ActDType::F32]
+        };
+        for format in [
+            WeightFormat::F32,
+            WeightFormat::F16,
+            WeightFormat::Int4 {
+                group: 32,
+                asymmetric: false,
+            },
+        ] {
+            for m in [1, 17] {
+                for s in strategies(&gpu, format, m) {
+                    for (i, &a) in kinds.iter().enumerate() {
+                        let dtype = dtypes[i % dtypes.len()];
+                        let shape = (m, 37, 100);
+                        check_activated(
+                            &gpu,
+                            &mut rng,
+                            format,
+                            s,
+                            dtype,
+                            shape,
+                            i % 2 == 0,
+                            Some(a),
                         );
                     }
                 }

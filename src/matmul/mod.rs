@@ -18,6 +18,7 @@ pub use shader::Strategy;
 pub use tuning::{GEMM_SMALL_GRID, coop_min_rows, gemm_tile};
 use tuning::{GemmTiling, GemvTuning};
 
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
@@ -88,6 +89,7 @@ pub struct Linear {
     groups: usize,
     chunks: Vec<Chunk>,
     bias: Option<wgpu::Buffer>,
+    activation: Option<Activation>,
 }
 
 #[repr(C)]
@@ -180,6 +182,7 @@ impl Linear {
             row_blocks: weights.row_words() / 4,
             groups: weights.groups(),
             chunks,
+            activation: None,
             bias,
         })
     }
@@ -239,6 +242,17 @@ impl Linear {
         record_pass(&mut enc, &plan, None);
         gpu.submit_and_wait(enc)?;
         Ok(y)
+    }
+
+    /// Applies `act` to every output in the kernels' epilogue: `y = act(x · Wᵀ + b)` saves
+    /// the elementwise pass (a read and a write of y) that would follow.
+    pub fn set_activation(&mut self, act: Option<Activation>) {
+        self.activation = act;
+    }
+
+    /// The activation fused into the epilogue, if any.
+    pub fn activation(&self) -> Option<Activation> {
+        self.activation
     }
 
     /// Validates shapes and builds the dispatches that write `y = x · Wᵀ (+ bias)`.
@@ -400,7 +414,13 @@ impl Linear {
             entries: &entries,
         });
         Ok(Dispatch {
-            label: format!("{} {} m={m}", strategy.name(), self.format.name()),
+            label: format!(
+                "{} {} {m}×{}×{}",
+                strategy.name(),
+                self.format.name(),
+                self.n,
+                self.k
+            ),
             pipeline,
             bind_group,
             grid,
@@ -427,7 +447,10 @@ impl Linear {
         m: usize,
         n_out: usize,
     ) -> Result<(std::sync::Arc<wgpu::ComputePipeline>, (u32, u32))> {
-        let mut constants: Vec<(&str, f64)> = vec![("HAS_BIAS", self.bias.is_some() as u8 as f64)];
+        let mut constants: Vec<(&str, f64)> = vec![
+            ("HAS_BIAS", self.bias.is_some() as u8 as f64),
+            ("ACT", self.activation.map_or(0, Activation::code) as f64),
+        ];
         if let WeightFormat::Int4 { group, asymmetric } = self.format {
             constants.push(("GROUP", group as f64));
             constants.push(("ASYM", asymmetric as u8 as f64));

@@ -7,6 +7,7 @@ use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
 const LINEAR_IO: &str = include_str!("../../shaders/linear_io.wgsl");
+const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
 const ACT_F16: &str = include_str!("../../shaders/act_f16.wgsl");
 const W_F32: &str = include_str!("../../shaders/w_f32.wgsl");
@@ -157,7 +158,7 @@ pub fn source(
     all.push(("ACT_F16", (act == ActDType::F16) as i64));
     all.push(("ACT_F32", (act == ActDType::F32) as i64));
     expand(
-        &format!("{enables}{act_src}\n{LINEAR_IO}\n{w_src}\n{body}"),
+        &format!("{enables}{act_src}\n{ACTIVATION}\n{LINEAR_IO}\n{w_src}\n{body}"),
         &all,
     )
 }

@@ -26,8 +26,9 @@ pub struct ModelBenchRow {
     pub kernels_us: f64,
     /// (forward − Σ kernels) / dispatches, µs: what chaining costs per dispatch.
     pub overhead_per_dispatch_us: f64,
-    /// The five slowest dispatches (label, µs).
-    pub slowest: Vec<(String, f64)>,
+    /// Where the time goes: each kind of dispatch (label), how many of it one forward runs
+    /// and their summed µs alone, the largest sum first.
+    pub by_kernel: Vec<(String, usize, f64)>,
     /// PyTorch eager fp32 forward on the same GPU, µs (from `--torch`).
     pub torch_fp32_us: Option<f64>,
     /// PyTorch eager fp16 forward, µs.
@@ -49,10 +50,7 @@ pub fn run(
             let forward_us = median(&whole);
             let (per, labels) = per_dispatch(gpu, d, 5)?;
             let kernels_us: f64 = per.iter().sum();
-            let mut slowest: Vec<(String, f64)> =
-                labels.into_iter().zip(per.iter().copied()).collect();
-            slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
-            slowest.truncate(5);
+            let by_kernel = sum_by_label(&labels, &per);
             Ok(ModelBenchRow {
                 format: model.layer_formats().join(","),
                 batch,
@@ -62,7 +60,7 @@ pub fn run(
                 dispatches: d.len(),
                 kernels_us,
                 overhead_per_dispatch_us: (forward_us - kernels_us) / d.len() as f64,
-                slowest,
+                by_kernel,
                 torch_fp32_us: None,
                 torch_fp16_us: None,
             })
@@ -70,6 +68,22 @@ pub fn run(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Sums the times of dispatches with the same label (the layers of a model repeat shapes).
+fn sum_by_label(labels: &[String], us: &[f64]) -> Vec<(String, usize, f64)> {
+    let mut sums: Vec<(String, usize, f64)> = Vec::new();
+    for (l, &t) in labels.iter().zip(us) {
+        match sums.iter_mut().find(|s| &s.0 == l) {
+            Some(s) => {
+                s.1 += 1;
+                s.2 += t;
+            }
+            None => sums.push((l.clone(), 1, t)),
+        }
+    }
+    sums.sort_by(|a, b| b.2.total_cmp(&a.2));
+    sums
 }
 
 /// Each dispatch alone in its own timed pass, `reps` times; medians in µs and labels.

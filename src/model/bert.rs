@@ -21,6 +21,8 @@ struct Layer {
     out: Dense,
     ln1: Norm,
     ffn_in: Dense,
+    /// Whether `ffn_in` applies the activation itself (dense weights).
+    ffn_in_activates: bool,
     ffn_out: Dense,
     ln2: Norm,
 }
@@ -163,9 +165,19 @@ impl Bert {
             config.type_vocab_size,
         )?;
         let emb_ln = norm(gpu, file, &names.get("embeddings.LayerNorm"), h, eps)?;
+        let act = config.activation()?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let (qkv_w, qkv_b) = qkv_weights(file, &names, l, h, &mut quantizer(format))?;
+            let mut ffn_in = dense(
+                gpu,
+                file,
+                &names.layer(l, "intermediate.dense"),
+                i,
+                h,
+                (format, kernel),
+            )?;
+            let ffn_in_activates = ffn_in.fuse_activation(act);
             layers.push(Layer {
                 qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b), kernel)?,
                 out: dense(
@@ -183,14 +195,8 @@ impl Bert {
                     h,
                     eps,
                 )?,
-                ffn_in: dense(
-                    gpu,
-                    file,
-                    &names.layer(l, "intermediate.dense"),
-                    i,
-                    h,
-                    (format, kernel),
-                )?,
+                ffn_in,
+                ffn_in_activates,
                 ffn_out: dense(
                     gpu,
                     file,
@@ -203,7 +209,7 @@ impl Bert {
             });
         }
         Ok(Bert {
-            act: config.activation()?,
+            act,
             config,
             word,
             pos,
@@ -321,8 +327,12 @@ impl Bert {
             d.push(ops::attention(gpu, &qkv, &tokens, seq, heads, &ctx)?);
             d.extend(l.out.plan(gpu, &ctx, &proj)?);
             d.push(l.ln1.plan(gpu, &proj, Some(&x), &a)?);
-            d.extend(l.ffn_in.plan(gpu, &a, &f1)?);
-            d.push(ops::elementwise(gpu, Some(self.act), &f1, None, &f2)?);
+            if l.ffn_in_activates {
+                d.extend(l.ffn_in.plan(gpu, &a, &f2)?);
+            } else {
+                d.extend(l.ffn_in.plan(gpu, &a, &f1)?);
+                d.push(ops::elementwise(gpu, Some(self.act), &f1, None, &f2)?);
+            }
             d.extend(l.ffn_out.plan(gpu, &f2, &proj)?);
             d.push(l.ln2.plan(gpu, &proj, Some(&a), &x)?);
         }

@@ -6,42 +6,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Elementwise activation functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// max(x, 0).
-    Relu,
-    /// x · Φ(x) with the exact error function (BERT's `gelu`).
-    Gelu,
-    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    /// x · sigmoid(x) (`silu`, `swish`).
-    Silu,
-}
-
-impl Activation {
-    /// Parses the names Hugging Face configs use.
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "relu" => Activation::Relu,
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
-            "silu" | "swish" => Activation::Silu,
-            _ => return Err(Error::Config(format!("unknown activation '{s}'"))),
-        })
-    }
-
-    /// The kernel's code for it (see shaders/elementwise.wgsl).
-    pub fn code(self) -> u32 {
-        match self {
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-            Activation::GeluTanh => 3,
-            Activation::Silu => 4,
-        }
-    }
-}
+pub use crate::activation::Activation;
 
 /// How token vectors become one sentence vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! The one place the model runtime calls a linear layer, dense or sparse.
 
+use crate::activation::Activation;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::{AnyLinear, KernelChoice, LayerWeights, LinearLayer};
@@ -51,7 +52,19 @@ impl Dense {
         self.inner.weight_bytes()
     }
 
-    /// Dispatches writing `y = x · Wᵀ + b`.
+    /// Fuses `act` into the kernels' epilogue where the weights are dense (`y = act(x · Wᵀ +
+    /// b)`); false for sparse weights, whose caller keeps the separate elementwise pass.
+    pub fn fuse_activation(&mut self, act: Activation) -> bool {
+        match &mut self.inner {
+            AnyLinear::Dense(l) => {
+                l.set_activation(Some(act));
+                true
+            }
+            AnyLinear::Sparse(_) => false,
+        }
+    }
+
+    /// Dispatches writing `y = x · Wᵀ + b` (then the fused activation, if any).
     pub fn plan(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
         match &self.inner {
             AnyLinear::Dense(l) => l.plan(gpu, x, y, self.kernel),

@@ -18,6 +18,8 @@ pub struct Mlp {
     /// Its configuration.
     pub config: MlpConfig,
     layers: Vec<Dense>,
+    /// Per layer: whether it applies the activation itself (dense weights, not the last).
+    activates: Vec<bool>,
 }
 
 impl Mlp {
@@ -46,7 +48,17 @@ impl Mlp {
                 found: "an extra layer".into(),
             });
         }
-        Ok(Mlp { config, layers })
+        let last = layers.len().saturating_sub(1);
+        let activates = layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| i < last && l.fuse_activation(config.activation))
+            .collect();
+        Ok(Mlp {
+            config,
+            layers,
+            activates,
+        })
     }
 
     /// Every linear layer, in order.
@@ -82,9 +94,11 @@ impl Mlp {
         let mut x = super::view(&input);
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            let y = arena.tensor(gpu, "mlp_a", batch, l.n())?;
+            // Outputs alternate between two buffers: a layer that activates in its epilogue
+            // hands its own output to the next one.
+            let y = arena.tensor(gpu, ["mlp_a", "mlp_c"][i % 2], batch, l.n())?;
             d.extend(l.plan(gpu, &x, &y)?);
-            x = if i < last {
+            x = if i < last && !self.activates[i] {
                 let z = arena.tensor(gpu, "mlp_b", batch, l.n())?;
                 d.push(ops::elementwise(
                     gpu,

@@ -22,7 +22,10 @@ pub const MAX_SEQ: usize = 512;
 const REDUCE: &str = include_str!("../../shaders/model_reduce.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
-const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+const ELEMENTWISE: &str = concat!(
+    include_str!("../../shaders/activation.wgsl"),
+    include_str!("../../shaders/elementwise.wgsl")
+);
 const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const POOL: &str = include_str!("../../shaders/pool.wgsl");
@@ -384,9 +387,9 @@ pub fn elementwise(
         gpu,
         &K_ELEMENTWISE,
         format!(
-            "{}{:?} {}×{}",
+            "{}{} {}×{}",
             if b.is_some() { "add+" } else { "" },
-            act,
+            act.map_or("copy".into(), |a| format!("{a:?}").to_lowercase()),
             a.rows,
             a.cols
         ),

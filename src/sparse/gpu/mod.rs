@@ -362,7 +362,7 @@ impl SparseLinear {
             entries: &entries,
         });
         dispatches.push(Dispatch {
-            label: format!("{} m={m}", self.format),
+            label: format!("{} {m}×{}×{}", self.format, self.n, self.k),
             pipeline,
             bind_group,
             grid: gpu.grid(total as u32),
