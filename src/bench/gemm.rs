@@ -156,7 +156,13 @@ impl Case<'_> {
         let (plan, t) = match (strategy, tiling) {
             (Strategy::GemmCoop, Some(t)) => (self.layer.plan_coop(gpu, self.x, self.y, t)?, t),
             (Strategy::GemmCoop, None) => {
-                let t = coop::tiling_for(gpu, self.layer.format, self.x.dtype, self.x.rows);
+                let t = coop::tiling_for(
+                    gpu,
+                    self.layer.format,
+                    self.x.dtype,
+                    self.x.rows,
+                    self.layer.n,
+                );
                 (self.layer.plan_coop(gpu, self.x, self.y, t)?, t)
             }
             _ => {

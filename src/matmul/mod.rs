@@ -516,7 +516,7 @@ impl Linear {
                 (gx, gy)
             }
             Strategy::GemmCoop => {
-                let t = tiling.unwrap_or_else(|| coop::tiling_for(gpu, self.format, act, m));
+                let t = tiling.unwrap_or_else(|| coop::tiling_for(gpu, self.format, act, m, n_out));
                 coop::prepare(gpu, self.format, &t, m, n_out, &mut vars)?
             }
             Strategy::GemmDp4a => {
