@@ -394,8 +394,15 @@ fn sparse_model_files_match_cpu_reference() {
             for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
                 let want = reference::bert(&c, &host, i, t);
                 let err = max_error(out.row(s), &want);
+                // Integer values go through the dense path here (29 rows): value × scale
+                // rounded to f16, relative error ≤ 2⁻¹¹ per weight.
+                let tol = if name.ends_with("int4") || name.ends_with("int8") {
+                    1e-3
+                } else {
+                    2e-5
+                };
                 assert!(
-                    err < 2e-5,
+                    err < tol,
                     "{name} on {}: sequence {s}: max error {err:.2e}",
                     gpu.caps.name
                 );

@@ -266,16 +266,21 @@ pub fn run(
                     layers.push(SparseLinear::new(gpu, &sw, None)?);
                 }
                 drop(sw);
-                let plans = xs
-                    .iter()
-                    .map(|(m, x, y)| {
-                        let p = layers
-                            .iter()
-                            .map(|l| l.plan(gpu, x, y, SparsePath::Auto))
-                            .collect::<Result<Vec<_>>>()?;
-                        Ok((*m, p))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                // The sparse kernel at every m, and from 8 rows the dense path beside it (the
+                // weights written out dense each pass, then the dense GEMM).
+                let plan_all = |path: SparsePath, from: usize| {
+                    xs.iter()
+                        .filter(|(m, _, _)| *m >= from)
+                        .map(|(m, x, y)| {
+                            let p = layers
+                                .iter()
+                                .map(|l| l.plan(gpu, x, y, path))
+                                .collect::<Result<Vec<_>>>()?;
+                            Ok((*m, p))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                };
+                let dense_path = plan_all(SparsePath::Dense, 8)?;
                 cases.push(Case {
                     format: layers[0].format.clone(),
                     precision: vt,
@@ -284,8 +289,20 @@ pub fn run(
                     bytes,
                     rep,
                     pick_of: Some((mi, vt)),
-                    plans,
+                    plans: plan_all(SparsePath::Kernel, 1)?,
                 });
+                if !dense_path.is_empty() {
+                    cases.push(Case {
+                        format: format!("{} →dense", layers[0].format),
+                        precision: vt,
+                        pruning: pruning.clone(),
+                        sparsity,
+                        bytes,
+                        rep,
+                        pick_of: None,
+                        plans: dense_path,
+                    });
+                }
             }
         }
         // Time everything of this shape (its weights are all resident now), after a second of

@@ -187,6 +187,51 @@ impl Linear {
         })
     }
 
+    /// A layer over dense weights already on the device, laid out as [`PackedWeights`] of
+    /// `format` F32 or F16 lay them out (rows of `ceil(k / block_k)` 16-byte blocks), in one
+    /// binding: e.g. sparse weights written out dense for a pass of many rows.
+    pub fn over_buffer(
+        gpu: &Gpu,
+        weights: wgpu::Buffer,
+        format: WeightFormat,
+        (n, k): (usize, usize),
+        bias: Option<wgpu::Buffer>,
+    ) -> Result<Self> {
+        if !matches!(format, WeightFormat::F32 | WeightFormat::F16) {
+            return Err(Error::Invalid(format!(
+                "a layer over a device buffer takes f32 or f16 weights, not {}",
+                format.name()
+            )));
+        }
+        let row_blocks = k.div_ceil(format.block_k());
+        let bytes = (n * row_blocks * 16) as u64;
+        gpu.check_binding("dense weights", bytes)?;
+        if weights.size() < bytes {
+            return Err(Error::Shape(format!(
+                "{} bytes of weights, {n} × {k} {} needs {bytes}",
+                weights.size(),
+                format.name()
+            )));
+        }
+        Ok(Linear {
+            format,
+            n,
+            k,
+            weight_bytes: bytes,
+            row_blocks,
+            groups: 0,
+            chunks: vec![Chunk {
+                row0: 0,
+                rows: n,
+                weights,
+                scales: None,
+                zeros: None,
+            }],
+            bias,
+            activation: None,
+        })
+    }
+
     /// Number of weight chunks (1 unless the weights exceed one binding).
     pub fn chunks(&self) -> usize {
         self.chunks.len()

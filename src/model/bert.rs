@@ -310,6 +310,18 @@ impl Bert {
         let f1 = arena.tensor(gpu, "ffn", rows, i)?;
         let f2 = arena.tensor(gpu, "ffn_act", rows, i)?;
         let out = arena.tensor(gpu, "pooled", batch, h)?;
+        let scratch_bytes = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.out, &l.ffn_in, &l.ffn_out])
+            .map(|d| d.scratch_bytes(rows))
+            .max()
+            .unwrap_or(0);
+        let scratch = match scratch_bytes {
+            0 => None,
+            b => Some(arena.buffer(gpu, "dense_weights", b)?),
+        };
+        let s = scratch.as_ref();
         let mut d = vec![
             ops::embed(
                 gpu,
@@ -323,17 +335,17 @@ impl Bert {
         ];
         let heads = self.config.num_attention_heads;
         for l in &self.layers {
-            d.extend(l.qkv.plan(gpu, &x, &qkv)?);
+            d.extend(l.qkv.plan_in(gpu, &x, &qkv, s)?);
             d.push(ops::attention(gpu, &qkv, &tokens, seq, heads, &ctx)?);
-            d.extend(l.out.plan(gpu, &ctx, &proj)?);
+            d.extend(l.out.plan_in(gpu, &ctx, &proj, s)?);
             d.push(l.ln1.plan(gpu, &proj, Some(&x), &a)?);
             if l.ffn_in_activates {
-                d.extend(l.ffn_in.plan(gpu, &a, &f2)?);
+                d.extend(l.ffn_in.plan_in(gpu, &a, &f2, s)?);
             } else {
-                d.extend(l.ffn_in.plan(gpu, &a, &f1)?);
+                d.extend(l.ffn_in.plan_in(gpu, &a, &f1, s)?);
                 d.push(ops::elementwise(gpu, Some(self.act), &f1, None, &f2)?);
             }
-            d.extend(l.ffn_out.plan(gpu, &f2, &proj)?);
+            d.extend(l.ffn_out.plan_in(gpu, &f2, &proj, s)?);
             d.push(l.ln2.plan(gpu, &proj, Some(&a), &x)?);
         }
         d.push(ops::pool(

@@ -64,11 +64,42 @@ impl Dense {
         }
     }
 
+    /// Bytes of scratch a plan of `m` rows writes the weights into: sparse weights take the
+    /// dense path for many rows (see `sparse/gpu/densify.rs`); 0 otherwise.
+    pub fn scratch_bytes(&self, m: usize) -> u64 {
+        match &self.inner {
+            AnyLinear::Sparse(l) if self.kernel == KernelChoice::Auto && l.densifies(m) => {
+                l.dense_bytes()
+            }
+            _ => 0,
+        }
+    }
+
     /// Dispatches writing `y = x · Wᵀ + b` (then the fused activation, if any).
     pub fn plan(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
+        self.plan_in(gpu, x, y, None)
+    }
+
+    /// [`Self::plan`] with a scratch buffer of at least [`Self::scratch_bytes`] that layers
+    /// run one after another share (a plan of its own allocates one when None).
+    pub fn plan_in(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        scratch: Option<&wgpu::Buffer>,
+    ) -> Result<Vec<Dispatch>> {
         match &self.inner {
             AnyLinear::Dense(l) => l.plan(gpu, x, y, self.kernel),
-            AnyLinear::Sparse(l) => l.plan(gpu, x, y, SparsePath::Auto),
+            // A forced dense kernel asks for rows independent of the batch: the sparse
+            // kernel then never hands many rows to the dense path.
+            AnyLinear::Sparse(l) => {
+                let path = match self.kernel {
+                    KernelChoice::Auto => SparsePath::Auto,
+                    KernelChoice::Force(_) => SparsePath::Kernel,
+                };
+                l.plan_in(gpu, x, y, path, scratch)
+            }
         }
     }
 }

@@ -86,10 +86,14 @@ impl Mlp {
             .max()
             .unwrap_or(4);
         // Reserve first: views of one slot at different widths must share one buffer.
-        for slot in ["mlp_a", "mlp_b"] {
+        for slot in ["mlp_a", "mlp_b", "mlp_c"] {
             arena.reserve(gpu, slot, (batch * widest * 4) as u64)?;
         }
         let input = arena.tensor(gpu, "mlp_input", batch, self.inputs())?;
+        let scratch = match self.layers.iter().map(|l| l.scratch_bytes(batch)).max() {
+            Some(b) if b > 0 => Some(arena.buffer(gpu, "dense_weights", b)?),
+            _ => None,
+        };
         let mut d = Vec::new();
         let mut x = super::view(&input);
         let last = self.layers.len() - 1;
@@ -97,7 +101,7 @@ impl Mlp {
             // Outputs alternate between two buffers: a layer that activates in its epilogue
             // hands its own output to the next one.
             let y = arena.tensor(gpu, ["mlp_a", "mlp_c"][i % 2], batch, l.n())?;
-            d.extend(l.plan(gpu, &x, &y)?);
+            d.extend(l.plan_in(gpu, &x, &y, scratch.as_ref())?);
             x = if i < last && !self.activates[i] {
                 let z = arena.tensor(gpu, "mlp_b", batch, l.n())?;
                 d.push(ops::elementwise(

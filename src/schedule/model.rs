@@ -16,8 +16,9 @@ use std::sync::Arc;
 /// Its dense linear layers run the tiled GEMM whatever the batch (`LoadOptions::kernel`): with
 /// `Auto` the kernel, and so the last bits of a row's result, would depend on how many rows
 /// share the micro-batch, and the scheduler promises results independent of the split. Sparse
-/// layers keep their one kernel per format, whose rows do not depend on the batch either
-/// (`tests/sparse_kernels.rs`, `rows_do_not_depend_on_the_batch`).
+/// layers then keep their one kernel per format (`SparsePath::Kernel`, never the dense path),
+/// whose rows do not depend on the batch either (`tests/sparse_kernels.rs`,
+/// `rows_do_not_depend_on_the_batch`).
 pub struct ModelReplica {
     model: Model<'static>,
     max_rows: usize,

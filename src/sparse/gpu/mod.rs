@@ -16,6 +16,7 @@
 //! Values are unpacked from `u32` words, so f16 values never need `SHADER_F16` (f16
 //! *activations* do, as for the dense kernels).
 
+mod densify;
 mod shader;
 mod tuning;
 mod weights;
@@ -34,13 +35,20 @@ use wgpu::util::DeviceExt;
 /// How a sparse plan reduces its partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SparsePath {
-    /// Subgroups where the adapter has them, else workgroup memory.
+    /// Subgroups where the adapter has them, else workgroup memory; for many rows
+    /// ([`SparseLinear::densifies`]) the dense path.
     #[default]
     Auto,
+    /// Like `Auto` but never the dense path: one kernel whatever the number of rows, so a
+    /// row's result does not depend on the rows around it (as the scheduler needs).
+    Kernel,
     /// `subgroupAdd` (an error without `SUBGROUP`).
     Subgroup,
     /// Workgroup-memory trees: the portable fallback.
     Workgroup,
+    /// The weights written out dense, then the dense GEMM (what `Auto` does for many rows,
+    /// see [`SparseLinear::densifies`]).
+    Dense,
 }
 
 /// Invocations per workgroup.
@@ -64,6 +72,7 @@ pub struct SparseLinear {
     /// Output rows per item.
     r: usize,
     transpose_x_from: usize,
+    dense_from: usize,
     items: usize,
     bins: usize,
     bins_off: usize,
@@ -233,6 +242,10 @@ impl SparseLinear {
             vt,
             r,
             transpose_x_from: tuning.transpose_x_from,
+            dense_from: tuning.dense_from.unwrap_or(match family {
+                Family::Csr => 32,
+                Family::Bsr | Family::TwoFour => 8,
+            }),
             items,
             bins: bin_words.len() / 2,
             bins_off,
@@ -270,7 +283,7 @@ impl SparseLinear {
         m.min(8).min((MAX_ACC / self.r).max(1))
     }
 
-    /// Validates shapes and builds the dispatch that writes `y = x · Wᵀ (+ bias)`.
+    /// Validates shapes and builds the dispatches that write `y = x · Wᵀ (+ bias)`.
     pub fn plan(
         &self,
         gpu: &Gpu,
@@ -278,9 +291,33 @@ impl SparseLinear {
         y: &Tensor,
         path: SparsePath,
     ) -> Result<Vec<Dispatch>> {
+        self.plan_in(gpu, x, y, path, None)
+    }
+
+    /// [`Self::plan`], the dense path writing its copy of the weights into `scratch` when it
+    /// is given and large enough ([`Self::dense_bytes`]): layers run one after another can
+    /// share one.
+    pub fn plan_in(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        path: SparsePath,
+        scratch: Option<&wgpu::Buffer>,
+    ) -> Result<Vec<Dispatch>> {
         crate::matmul::validate_io(self.n, self.k, x, y)?;
+        let dense = match path {
+            SparsePath::Dense => true,
+            SparsePath::Auto => self.densifies(x.rows),
+            _ => false,
+        };
+        if dense {
+            return self.plan_dense(gpu, x, y, scratch);
+        }
         let sg = match path {
-            SparsePath::Auto => Self::subgroups_usable(gpu),
+            SparsePath::Auto | SparsePath::Kernel | SparsePath::Dense => {
+                Self::subgroups_usable(gpu)
+            }
             SparsePath::Workgroup => false,
             SparsePath::Subgroup => {
                 if !Self::subgroups_usable(gpu) {

@@ -37,11 +37,16 @@ pub struct SparseTuning {
     /// CSR with at least this many activation rows per tile reads x transposed per tile
     /// (one small extra dispatch); `usize::MAX` never does.
     pub transpose_x_from: usize,
+    /// Activation rows from which the automatic path writes the weights out dense and runs
+    /// the dense GEMM (see `densify.rs`); None: the format's default (CSR 32, BSR and 2:4 8,
+    /// from the H200 sweep where those formats fell below dense), `usize::MAX`: never.
+    pub dense_from: Option<usize>,
 }
 
 impl SparseTuning {
     /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
-    /// [`BinShape::from_env`]) and `SPARQ_SPARSE_24_ROWS` for tuning.
+    /// [`BinShape::from_env`]), `SPARQ_SPARSE_24_ROWS`, `SPARQ_SPARSE_XT_FROM` and
+    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`) for tuning.
     pub fn from_env() -> Self {
         SparseTuning {
             bins: BinShape::from_env(),
@@ -54,6 +59,11 @@ impl SparseTuning {
                 Some("off") => usize::MAX,
                 Some(v) => v.parse().unwrap_or(2),
                 None => 2,
+            },
+            dense_from: match std::env::var("SPARQ_SPARSE_DENSE_FROM").ok().as_deref() {
+                Some("off") => Some(usize::MAX),
+                Some(v) => v.parse().ok(),
+                None => None,
             },
         }
     }
