@@ -85,6 +85,10 @@ struct BenchArgs {
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
     #[arg(long, value_delimiter = ',')]
     sparsities: Option<Vec<f64>>,
+    /// Sweep the sparse kernels' tuning knobs on one shape (the first of --shapes, 8192x8192
+    /// by default) at --m rows (1,8) instead: src/bench/sparse_tune.rs.
+    #[arg(long)]
+    sparse_tune: bool,
     /// BSR block shapes of the sparse sweep, comma-separated RxC (e.g. 1x32,4x32,16x16).
     #[arg(long, value_delimiter = ',')]
     bsr_blocks: Option<Vec<String>>,
@@ -167,6 +171,9 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         );
     }
     let gpu = Gpu::new(selector)?;
+    if args.sparse_tune {
+        return bench_sparse_tune(&gpu, args);
+    }
     if args.sparse {
         return bench_sparse(&gpu, args);
     }
@@ -267,6 +274,32 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
         let text =
             serde_json::to_string_pretty(&reports).map_err(|e| Error::Invalid(e.to_string()))?;
         sparq::error::write_file(path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
+    use sparq::bench::sparse_tune::{markdown, run};
+    let shape = match args.shapes.as_deref() {
+        Some([s, ..]) => parse_shape(s)?,
+        _ if args.quick || gpu.caps.is_cpu() => (256, 512),
+        _ => (8192, 8192),
+    };
+    let ms = args.m.unwrap_or_else(|| vec![1, 8]);
+    if ms.contains(&0) {
+        return Err(Error::Invalid("--m values must be at least 1".into()));
+    }
+    eprintln!(
+        "sparse tuning sweep on {} ({}), {}×{}",
+        gpu.caps.name, gpu.caps.backend, shape.0, shape.1
+    );
+    let rows = run(gpu, shape, &ms, args.iters.unwrap_or(50).clamp(1, 1000))?;
+    println!("{}", markdown(&rows));
+    if let Some(path) = args.json {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
+        sparq::error::write_file(&path, text)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

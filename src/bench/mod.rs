@@ -6,6 +6,7 @@ mod ceiling;
 pub mod gemm;
 mod report;
 pub mod sparse;
+pub mod sparse_tune;
 
 pub use ceiling::stream_read_gbps;
 pub use report::{BenchReport, BenchRow, TorchBaseline};

@@ -86,7 +86,7 @@ pub use choose::{
     Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes,
 };
 pub use csr::Csr;
-pub use gpu::{SparseLinear, SparsePath, SparseTuning, SparseWeights};
+pub use gpu::{BinShape, SparseLinear, SparsePath, SparseTuning, SparseWeights};
 pub use two_four::TwoFour;
 
 use crate::error::{Error, Result};

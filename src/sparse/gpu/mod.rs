@@ -73,6 +73,7 @@ pub struct SparseLinear {
     r: usize,
     transpose_x_from: usize,
     dense_from: usize,
+    unroll: usize,
     items: usize,
     bins: usize,
     bins_off: usize,
@@ -242,6 +243,7 @@ impl SparseLinear {
             vt,
             r,
             transpose_x_from: tuning.transpose_x_from,
+            unroll: tuning.unroll.clamp(1, 8),
             dense_from: tuning.dense_from.unwrap_or(match family {
                 Family::Csr => 32,
                 Family::Bsr | Family::TwoFour => 8,
@@ -426,11 +428,7 @@ impl SparseLinear {
         sg: bool,
         transpose: bool,
     ) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
-        let u = std::env::var("SPARQ_SPARSE_U")
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(2)
-            .clamp(1, 8);
+        let u = self.unroll as i64;
         let xsel = std::env::var("SPARQ_SPARSE_XPICK").map_or(true, |v| v != "dyn");
         let mut vars = self.vars.clone();
         vars.extend([

@@ -41,12 +41,14 @@ pub struct SparseTuning {
     /// the dense GEMM (see `densify.rs`); None: the format's default (CSR 32, BSR and 2:4 8,
     /// from the H200 sweep where those formats fell below dense), `usize::MAX`: never.
     pub dense_from: Option<usize>,
+    /// Units a lane has in flight per loop step (1 ..= 8).
+    pub unroll: usize,
 }
 
 impl SparseTuning {
     /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
     /// [`BinShape::from_env`]), `SPARQ_SPARSE_24_ROWS`, `SPARQ_SPARSE_XT_FROM` and
-    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`) for tuning.
+    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`) and `SPARQ_SPARSE_U` for tuning.
     pub fn from_env() -> Self {
         SparseTuning {
             bins: BinShape::from_env(),
@@ -65,6 +67,11 @@ impl SparseTuning {
                 Some(v) => v.parse().ok(),
                 None => None,
             },
+            unroll: std::env::var("SPARQ_SPARSE_U")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(2)
+                .clamp(1, 8),
         }
     }
 }
