@@ -232,14 +232,21 @@ fn row_softmax() {
 fn attention_with_padding_mask() {
     let mut r = rng("attention");
     for gpu in all_gpus() {
-        // (batch, seq, heads, head size): odd sizes, one token, a head of 128, a long sequence.
+        // (batch, seq, heads, head size): odd sizes, one token, a head of 128, a long sequence,
+        // sequences around the 64-query tile and the 4-key chunk.
         for (batch, seq, heads, d) in [
             (1, 1, 1, 1),
+            (3, 1, 2, 5),
+            (2, 3, 4, 1),
             (2, 5, 3, 7),
             (3, 9, 2, 32),
+            (4, 17, 3, 5),
             (1, 33, 1, 128),
-            (2, 300, 2, 16),
+            (3, 64, 2, 64),
+            (4, 65, 3, 32),
             (2, 130, 4, 6),
+            (3, 130, 2, 64),
+            (2, 300, 2, 16),
         ] {
             let hidden = heads * d;
             let rows = batch * seq;
@@ -247,37 +254,57 @@ fn attention_with_padding_mask() {
                 .iter()
                 .map(|v| v * 2.0)
                 .collect();
-            // Each sequence keeps a random prefix (at least one token); the last one none
-            // (all keys masked: zeros).
+            // Sequences keep a random prefix (at least one token), odd ones a random subset
+            // instead, and the last one none (all keys masked: zeros).
             let mut mask = vec![false; rows];
             for b in 0..batch {
-                let keep = if b == batch - 1 && batch > 1 {
-                    0
+                let keys = &mut mask[b * seq..(b + 1) * seq];
+                if b == batch - 1 && batch > 1 {
+                    continue;
+                }
+                if b % 2 == 1 {
+                    keys.iter_mut().for_each(|k| *k = r.random_bool(0.5));
                 } else {
-                    r.random_range(1..=seq)
-                };
-                for j in 0..keep {
-                    mask[b * seq + j] = true;
+                    let keep = r.random_range(1..=seq);
+                    keys[..keep].iter_mut().for_each(|k| *k = true);
                 }
             }
             let tok: Vec<[u32; 4]> = mask.iter().map(|&m| [0, 0, 0, m as u32]).collect();
             let tb = tokens(&gpu, &tok);
             let qt = Tensor::from_f32(&gpu, &qkv, rows, 3 * hidden).unwrap();
-            let y = out(&gpu, rows, hidden);
-            run(
-                &gpu,
-                ops::attention(&gpu, &qt, &tb, seq, heads, &y).unwrap(),
-            );
             let want = cpu::attention(&f64s(&qkv), &mask, seq, heads, hidden);
-            check(
-                &gpu,
-                &y,
-                &want,
-                1e-5,
-                &format!("attention b={batch} s={seq} h={heads} d={d}"),
-            );
+            // Every key split, then the one `attention` picks for the shape.
+            for split in [1, 2, 4, 8, 0] {
+                let y = out(&gpu, rows, hidden);
+                let disp = if split == 0 {
+                    ops::attention(&gpu, &qt, &tb, seq, heads, &y)
+                } else {
+                    ops::attention_with_split(&gpu, &qt, &tb, seq, heads, &y, split)
+                };
+                run(&gpu, disp.unwrap());
+                check(
+                    &gpu,
+                    &y,
+                    &want,
+                    1e-5,
+                    &format!("attention b={batch} s={seq} h={heads} d={d} split={split}"),
+                );
+            }
         }
     }
+}
+
+#[test]
+fn attention_split_follows_the_grid() {
+    // MiniLM (12 heads, 128 tokens): one sequence has 24 plain workgroups, sixteen 384.
+    assert_eq!(ops::attention_split(1, 128, 12), 8);
+    assert_eq!(ops::attention_split(4, 128, 12), 4);
+    assert_eq!(ops::attention_split(8, 128, 12), 2);
+    assert_eq!(ops::attention_split(16, 128, 12), 1);
+    assert_eq!(ops::attention_split(64, 128, 12), 1);
+    // Short sequences leave each invocation at least two chunks of keys.
+    assert_eq!(ops::attention_split(1, 20, 1), 2);
+    assert_eq!(ops::attention_split(1, 5, 1), 1);
 }
 
 #[test]
@@ -365,6 +392,10 @@ fn shape_errors_are_typed() {
     assert!(matches!(
         ops::attention(gpu, &a, &tb, 3, 3, &a),
         Err(sparq::Error::Shape(_))
+    ));
+    assert!(matches!(
+        ops::attention_with_split(gpu, &a, &tb, 3, 1, &a, 3),
+        Err(sparq::Error::Invalid(_))
     ));
     assert!(matches!(
         ops::pool(gpu, &a, Some(&tb), 2, Pooling::Mean, false, &b),

@@ -32,8 +32,14 @@ const POOL: &str = include_str!("../../shaders/pool.wgsl");
 
 /// Invocations per workgroup of the row kernels.
 const WG: u32 = 128;
-/// Queries per workgroup of the attention kernel.
+/// Invocations per workgroup of the attention kernel (queries × split).
 const ATT_WG: u32 = 64;
+/// Keys an attention invocation scores together (one softmax rescale per chunk).
+const ATT_CHUNK: usize = 4;
+/// Invocations that may share one attention query.
+const ATT_SPLITS: [usize; 4] = [1, 2, 4, 8];
+/// Attention grids smaller than this split each query's keys across invocations.
+const ATT_SMALL_GRID: usize = 256;
 
 /// One kernel of the family: its name, source, and read-only storage inputs (binding 0 is the
 /// uniform, then the inputs, then the one output).
@@ -425,6 +431,10 @@ pub fn softmax(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
 
 /// Self-attention of `batch` sequences of `seq` tokens: `qkv` is `batch·seq × 3H` (Q, K, V
 /// blocks), `out` is `batch·seq × H`; keys whose token mask is 0 are ignored.
+///
+/// Each query's keys are split across [`attention_split`] invocations (1, 2, 4 or 8) when
+/// the plain grid is small; `SPARQ_ATTENTION_SPLIT=1|2|4|8` overrides that choice, for
+/// comparing splits on a GPU. Use [`attention_with_split`] to pick it in code.
 pub fn attention(
     gpu: &Gpu,
     qkv: &Tensor,
@@ -433,8 +443,50 @@ pub fn attention(
     heads: usize,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    let split = std::env::var("SPARQ_ATTENTION_SPLIT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|s| ATT_SPLITS.contains(s))
+        .unwrap_or_else(|| attention_split(qkv.rows.checked_div(seq).unwrap_or(0), seq, heads));
+    attention_with_split(gpu, qkv, tokens, seq, heads, out, split)
+}
+
+/// The key split [`attention`] uses for `seqs` sequences of `seq` tokens with `heads`
+/// heads: 1 (one invocation per query) unless that grid has fewer than
+/// `ATT_SMALL_GRID` (256) workgroups, then the smallest of 2, 4, 8 that reaches it (or the
+/// largest allowed), while every invocation still gets two chunks of keys per query.
+pub fn attention_split(seqs: usize, seq: usize, heads: usize) -> usize {
+    let grid = |s: usize| seqs * heads * seq.div_ceil(ATT_WG as usize / s);
+    let most = ATT_SPLITS
+        .into_iter()
+        .rev()
+        .find(|&s| s * 2 * ATT_CHUNK <= seq)
+        .unwrap_or(1);
+    ATT_SPLITS
+        .into_iter()
+        .take_while(|&s| s <= most)
+        .find(|&s| grid(s) >= ATT_SMALL_GRID)
+        .unwrap_or(most)
+}
+
+/// [`attention`] with `split` (1, 2, 4 or 8) invocations sharing each query, each scoring an
+/// interleaved `split`-th of the keys; their partial softmaxes are merged in the workgroup.
+pub fn attention_with_split(
+    gpu: &Gpu,
+    qkv: &Tensor,
+    tokens: &wgpu::Buffer,
+    seq: usize,
+    heads: usize,
+    out: &Tensor,
+    split: usize,
+) -> Result<Dispatch> {
     need_f32(qkv, "qkv")?;
     need_f32(out, "attention output")?;
+    if !ATT_SPLITS.contains(&split) {
+        return Err(Error::Invalid(format!(
+            "attention split {split} is not one of {ATT_SPLITS:?}"
+        )));
+    }
     let hidden = out.cols;
     if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(Error::Shape(format!(
@@ -473,26 +525,35 @@ pub fn attention(
         out.stride() as u32,
     ]);
     params.extend(words(&[(1.0 / (d as f32).sqrt()).to_bits()]));
-    // Keys staged per step: as many as 16 KiB of workgroup memory holds (K and V).
+    // Keys staged per step: as many whole chunks as 16 KiB of workgroup memory holds (K and
+    // V, plus 256 bytes of mask flags). The split's merge reuses the K/V array and needs WG
+    // vec4s in each half, which the budget always gives (128-wide heads stage 12 × 32).
+    let wg = ATT_WG as usize;
     let dp4 = d.div_ceil(4);
     let budget = (gpu.caps.workgroup_storage as usize).min(16 * 1024) - 256;
-    let kc = (budget / (dp4 * 32)).clamp(1, 64);
+    let fit = budget / (dp4 * 32) / ATT_CHUNK * ATT_CHUNK;
+    let kc = fit.clamp(wg.div_ceil(dp4).next_multiple_of(ATT_CHUNK), 64);
+    let kcdp4 = kc * dp4;
     let seqs = qkv.rows / seq;
     dispatch(
         gpu,
         &K_ATTENTION,
-        format!("attention {}×{heads}h×{d}", qkv.rows),
+        format!("attention {}×{heads}h×{d} split {split}", qkv.rows),
         &[
             ("WG", ATT_WG as i64),
             ("DP4", dp4 as i64),
             ("KC", kc as i64),
-            ("KCDP4", (kc * dp4) as i64),
+            ("KCDP4", kcdp4 as i64),
+            ("KVDP4", 2 * kcdp4 as i64),
+            ("CH", ATT_CHUNK as i64),
+            ("SPLIT", split as i64),
+            ("MERGE", (split > 1) as i64),
         ],
         &[],
         &params,
         &[Some(&qkv.buffer), Some(tokens)],
         &out.buffer,
-        (seqs * heads * seq.div_ceil(ATT_WG as usize)) as u32,
+        (seqs * heads * seq.div_ceil(wg / split)) as u32,
     )
 }
 
