@@ -4,7 +4,7 @@
 #   dense   PyTorch linear + `sparq bench` (every format, m = 1, 8, 32, 256)
 #   sparse  `sparq bench --sparse`, BSR 1x32, 4x32 and 16x16 blocks at 8192², then the 2:4
 #           kernel with one row per item and CSR with row-major x, for the comparison
-#   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1, 8)
+#   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
 #           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
@@ -41,8 +41,8 @@ for s in ${STEPS:-sparse model}; do
             --json "$OUT/sparse_before.json"
         ;;
     sparse_tune)
-        step sparse_tune 240 $S --adapter vulkan bench --sparse-tune --shapes 8192x8192 \
-            --m 1,8 --json "$OUT/sparse_tune.json"
+        step sparse_tune 150 $S --adapter vulkan bench --sparse-tune --shapes 8192x8192 \
+            --m 1 --json "$OUT/sparse_tune.json"
         ;;
     model)
         step torch_minilm 120 python3 benches/torch_minilm.py .dev-model/minilm \

@@ -86,7 +86,7 @@ struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     sparsities: Option<Vec<f64>>,
     /// Sweep the sparse kernels' tuning knobs on one shape (the first of --shapes, 8192x8192
-    /// by default) at --m rows (1,8) instead: src/bench/sparse_tune.rs.
+    /// by default) at --m rows (1) instead: src/bench/sparse_tune.rs.
     #[arg(long)]
     sparse_tune: bool,
     /// BSR block shapes of the sparse sweep, comma-separated RxC (e.g. 1x32,4x32,16x16).
@@ -286,7 +286,7 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         _ if args.quick || gpu.caps.is_cpu() => (256, 512),
         _ => (8192, 8192),
     };
-    let ms = args.m.unwrap_or_else(|| vec![1, 8]);
+    let ms = args.m.unwrap_or_else(|| vec![1]);
     if ms.contains(&0) {
         return Err(Error::Invalid("--m values must be at least 1".into()));
     }

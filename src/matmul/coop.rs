@@ -2,7 +2,7 @@
 //! autotuner whose choices are cached per adapter (in memory, and on disk when
 //! `SPARQ_TUNE_CACHE` names a JSON file).
 
-use super::{GEMM_SMALL_GRID, Linear, Strategy};
+use super::{Linear, Strategy};
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
@@ -10,6 +10,11 @@ use crate::tensor::{ActDType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// Workgroups below which the tensor-core GEMM's default tile is too large for the shape: a
+/// few workgroups then walk all of k one slice after another (measured, see
+/// [`CoopTiling::default_for`]).
+pub const COOP_TINY_GRID: usize = 32;
 
 /// Tile shape of the cooperative-matrix GEMM: a workgroup of `sgm × sgn` subgroups, each
 /// owning `fm × fn_` 16 × 16 accumulator fragments, staging `bk`-deep slices of x and W.
@@ -95,9 +100,12 @@ impl CoopTiling {
     }
 
     /// The tiling used when none was tuned for `m × n` outputs: the fastest of the H100
-    /// sweeps for `m` rows (docs/notes/tensor_cores.md), then smaller tiles while its grid
-    /// has fewer than [`GEMM_SMALL_GRID`] workgroups. MiniLM at 128 rows (H200) had 6 to 24
-    /// workgroups of 64 × 128; 16 × 64 tiles made its forward pass 1.8× faster.
+    /// sweeps for `m` rows (docs/notes/tensor_cores.md); where that leaves fewer than
+    /// [`COOP_TINY_GRID`] workgroups, the largest smaller tile (64 × 64, 32 × 64, 16 × 64)
+    /// whose grid reaches three times that, else the smallest. H200, MiniLM
+    /// layers: at 128 rows 6 to 24 workgroups of 64 × 128 took 22-54 µs, 16 × 64 tiles 9-17
+    /// µs; at 1024 rows 64 × 64 tiles lost to 72-96 workgroups of 128 × 128 (35-43 µs vs
+    /// 25 µs), and int8 at 8192 rows to 96 of 256 × 128.
     pub fn default_for(format: WeightFormat, m: usize, n: usize) -> Self {
         let t = |sgm, sgn, fm, fn_, bk, buffers| CoopTiling {
             sgm,
@@ -132,10 +140,15 @@ impl CoopTiling {
             }))
             .collect();
         // The first (largest) tile with grid enough, else the smallest.
+        if grid(&large) >= COOP_TINY_GRID {
+            return large;
+        }
+        // Three times the trigger: 1024 × 384 then takes 96 tiles of 64 × 64 (42 µs measured)
+        // rather than 192 of 32 × 64.
         tiles
             .iter()
             .copied()
-            .find(|t| grid(t) >= GEMM_SMALL_GRID)
+            .find(|t| grid(t) >= 3 * COOP_TINY_GRID)
             .unwrap_or(tiles[tiles.len() - 1])
     }
 
@@ -447,10 +460,14 @@ mod tests {
         assert_eq!(tile(WeightFormat::F16, 8192, 384), (128, 128));
         assert_eq!(tile(int4, 8192, 1536), (128, 128));
         assert_eq!(tile(WeightFormat::Int8, 4096, 4096), (256, 128));
-        // 1024 × 1536: 96 workgroups of 128 × 128, 384 of 64 × 64.
-        assert_eq!(tile(WeightFormat::F16, 1024, 1536), (64, 64));
-        // 128 × 1536: 24 of 64 × 128, 48 of 64 × 64, 96 of 32 × 64, 192 of 16 × 64.
-        assert_eq!(tile(WeightFormat::F16, 128, 1536), (16, 64));
+        // 1024 × 1536: 96 workgroups of 128 × 128 are enough; 1024 × 384 has 24, 96 of 64 × 64.
+        assert_eq!(tile(WeightFormat::F16, 1024, 1536), (128, 128));
+        assert_eq!(tile(WeightFormat::F16, 1024, 384), (64, 64));
+        // int8 at 8192 rows: 96 workgroups of 256 × 128.
+        assert_eq!(tile(WeightFormat::Int8, 8192, 384), (256, 128));
+        // 128 × 1536: 24 of 64 × 128, 48 of 64 × 64, 96 of 32 × 64.
+        assert_eq!(tile(WeightFormat::F16, 128, 1536), (32, 64));
+        assert_eq!(tile(WeightFormat::F16, 128, 1152), (16, 64));
         // Nothing reaches the threshold: the smallest.
         assert_eq!(tile(int4, 128, 384), (16, 64));
         assert_eq!(tile(WeightFormat::F16, 1, 64), (16, 64));

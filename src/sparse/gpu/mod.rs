@@ -110,6 +110,25 @@ fn padded(v: &[u32], words: usize) -> Vec<u32> {
     out
 }
 
+/// Activation rows from which the dense path beats the sparse kernel, by the H200 sweep at
+/// 8192² (BENCHMARKS.md): 2:4 and BSR blocks of fewer than 8 rows walk their structure once
+/// per 8-row tile and lose from 8 rows on; CSR and tall BSR blocks keep up while
+/// density × rows stays small (CSR at 90 % won through 32 rows, at 50 % lost at 32).
+fn default_dense_from(w: &SparseWeights) -> usize {
+    let (n, k) = (w.n(), w.k());
+    let (stored, per_density) = match w {
+        SparseWeights::TwoFour(_) => return 8,
+        SparseWeights::Bsr(b) if b.block_rows < 8 => return 8,
+        SparseWeights::Bsr(b) => (b.block_col.len() * b.block_rows * b.block_cols, 4.0),
+        SparseWeights::Csr(c) => (c.nnz(), 8.0),
+    };
+    if stored == 0 {
+        return usize::MAX;
+    }
+    let density = stored as f64 / (n * k) as f64;
+    ((per_density / density).ceil() as usize).max(8)
+}
+
 impl SparseLinear {
     /// Uploads `weights` (and an optional `bias` of length `n`). Unlike the dense layer, the
     /// arrays are not split across bindings: an array larger than one storage binding is an
@@ -244,10 +263,9 @@ impl SparseLinear {
             r,
             transpose_x_from: tuning.transpose_x_from,
             unroll: tuning.unroll.clamp(1, 8),
-            dense_from: tuning.dense_from.unwrap_or(match family {
-                Family::Csr => 32,
-                Family::Bsr | Family::TwoFour => 8,
-            }),
+            dense_from: tuning
+                .dense_from
+                .unwrap_or_else(|| default_dense_from(weights)),
             items,
             bins: bin_words.len() / 2,
             bins_off,

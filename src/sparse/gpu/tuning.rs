@@ -38,8 +38,9 @@ pub struct SparseTuning {
     /// (one small extra dispatch); `usize::MAX` never does.
     pub transpose_x_from: usize,
     /// Activation rows from which the automatic path writes the weights out dense and runs
-    /// the dense GEMM (see `densify.rs`); None: the format's default (CSR 32, BSR and 2:4 8,
-    /// from the H200 sweep where those formats fell below dense), `usize::MAX`: never.
+    /// the dense GEMM (see `densify.rs`); None: the default for the weights (2:4 and short
+    /// BSR blocks 8, CSR and tall blocks by density; see `default_dense_from`), `usize::MAX`:
+    /// never.
     pub dense_from: Option<usize>,
     /// Units a lane has in flight per loop step (1 ..= 8).
     pub unroll: usize,
