@@ -13,7 +13,8 @@
 // Activation rows are taken MT at a time (grid: bins × ceil(m / MT) workgroups); each lane
 // keeps R × MT partial sums in registers (loops unrolled in the text, src/gpu/wgsl.rs).
 // Template variables: MT, R, U (units in flight per lane), SG / NOSG (reduction path), XT
-// (x transposed per tile, see sparse_csr.wgsl).
+// (x transposed per tile, see sparse_csr.wgsl), XSM (x staged in workgroup memory: its
+// length, CSR with MT = 1) / NOT_XSM.
 struct Params {
     n: u32,         // output features
     k4: u32,        // x vec4s holding data per row: ceil(k / 4)
@@ -74,13 +75,24 @@ fn half_of(w: u32, i: u32) -> f32 {
     return select(h.x, h.y, i == 1u);
 }
 
+#if XSM
+// CSR with one activation row: x staged whole in workgroup memory, since gathers by column
+// index from global memory touch a different cache line per lane.
+var<workgroup> xs: array<f32, {{XSM}}>;
+#end
+
 // x[row][col] for the activation row whose vec4 offset is `base4`: one scalar load.
 fn x_at(base4: u32, col: u32) -> f32 {
+#if XSM
+    return xs[col];
+#end
+#if NOT_XSM
 #if XSEL
     return f32(x[base4 + (col >> 2u)][col & 3u]);
 #end
 #if XDYN
     return load_x4(base4 + (col >> 2u))[col & 3u];
+#end
 #end
 }
 
@@ -166,6 +178,16 @@ fn main(
 #end
 #if XT
     xrow[0] = mt * p.k4 * 4u;
+#end
+#if XSM
+    for (var i = li; i < p.k4; i += WG) {
+        let v = load_x4(xrow[0] + i);
+        xs[4u * i] = v.x;
+        xs[4u * i + 1u] = v.y;
+        xs[4u * i + 2u] = v.z;
+        xs[4u * i + 3u] = v.w;
+    }
+    workgroupBarrier();
 #end
     for (var round = 0u; round < bin.w; round++) {
         let i = round * teams + t;

@@ -427,6 +427,20 @@ impl SparseLinear {
         Ok(dispatches)
     }
 
+    /// Floats of x staged in workgroup memory (0: none): CSR with one activation row per tile
+    /// whose x fits beside the reduction array (`SPARQ_SPARSE_XSM=off` turns it off).
+    fn staged_x(&self, gpu: &Gpu, mt: usize, sg: bool, wg: u32, transpose: bool) -> usize {
+        let len = self.k.next_multiple_of(4);
+        let red = if sg { 64 } else { wg as usize } * self.r * mt * 4;
+        let off = std::env::var("SPARQ_SPARSE_XSM").is_ok_and(|v| v == "off");
+        let fits = len * 4 + red + 64 <= gpu.caps.workgroup_storage as usize;
+        if self.family == Family::Csr && mt == 1 && !transpose && fits && !off {
+            len
+        } else {
+            0
+        }
+    }
+
     /// Workgroup size of the portable path: its reduction array must fit 16 KiB.
     fn nosg_workgroup(&self, gpu: &Gpu, mt: usize) -> u32 {
         let acc = (self.r * mt) as u32;
@@ -466,6 +480,8 @@ impl SparseLinear {
         } else {
             self.nosg_workgroup(gpu, mt)
         };
+        let xsm = self.staged_x(gpu, mt, sg, wg, transpose);
+        vars.extend([("XSM", xsm as i64), ("NOT_XSM", (xsm == 0) as i64)]);
         let mut constants = vec![
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("WG", wg as f64),
