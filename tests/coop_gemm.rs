@@ -5,8 +5,10 @@
 mod common;
 
 use common::{all_gpus, assert_close, random, rng};
+use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{CoopTiling, KernelChoice, Linear, Strategy, coop};
+use sparq::model::reference::activate;
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
 
@@ -73,6 +75,7 @@ fn check(
     n: usize,
     k: usize,
     with_bias: bool,
+    activation: Option<Activation>,
 ) {
     let w = random(rng, n * k);
     let mut x = random(rng, m * k);
@@ -81,7 +84,8 @@ fn check(
         .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
     let bias = with_bias.then(|| random(rng, n));
     let packed = PackedWeights::quantize(&w, n, k, format).unwrap();
-    let layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    let mut layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    layer.set_activation(activation);
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
     yt.poison(gpu);
@@ -100,7 +104,11 @@ fn check(
         wq.iter_mut()
             .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
     }
-    let want = reference::linear(&x, &wq, bias.as_deref(), m, n, k);
+    let mut want = reference::linear(&x, &wq, bias.as_deref(), m, n, k);
+    if let Some(a) = activation {
+        // |f'| ≤ 1.13 for every activation: the linear output's error scale still bounds it.
+        want.iter_mut().for_each(|v| *v = activate(a, *v));
+    }
     let scale = reference::linear_abs(&x, &wq, bias.as_deref(), m, n, k);
     // f32 accumulation of exact f16 products; f16 outputs round once more.
     let tol = match act {
@@ -108,7 +116,7 @@ fn check(
         ActDType::F16 => 2e-3,
     };
     let what = format!(
-        "{} {act:?} {} m={m} n={n} k={k} bias={with_bias} on {}",
+        "{} {act:?} {} {activation:?} m={m} n={n} k={k} bias={with_bias} on {}",
         format.name(),
         tiling.map_or("default".into(), |t| t.label()),
         gpu.caps.name
@@ -157,8 +165,37 @@ fn matches_reference_at_awkward_shapes() {
                     (300, 200, 1000),
                     (129, 520, 4100),
                 ] {
-                    check(&gpu, &mut rng, format, act, None, m, n, k, (m + n) % 2 == 0);
+                    let bias = (m + n) % 2 == 0;
+                    check(&gpu, &mut rng, format, act, None, m, n, k, bias, None);
                 }
+            }
+        }
+    }
+}
+
+/// The activation fused into the epilogue (`Linear::set_activation`), as BERT's FFN uses it.
+#[test]
+fn fused_activation_matches_reference() {
+    let mut rng = rng("coop fused_activation_matches_reference");
+    for gpu in coop_gpus() {
+        for (i, a) in [Activation::Gelu, Activation::Silu, Activation::Relu]
+            .into_iter()
+            .enumerate()
+        {
+            for format in formats() {
+                let act = [ActDType::F16, ActDType::F32][i % 2];
+                check(
+                    &gpu,
+                    &mut rng,
+                    format,
+                    act,
+                    None,
+                    130,
+                    259,
+                    300,
+                    true,
+                    Some(a),
+                );
             }
         }
     }
@@ -183,6 +220,7 @@ fn every_tiling_matches_reference() {
                     300,
                     333,
                     true,
+                    None,
                 );
             }
         }
