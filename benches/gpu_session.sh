@@ -2,9 +2,11 @@
 # One call on the lent GPU machine that re-measures what changed since the last one, each step
 # under its own time limit so that a slow step cannot cost the others (logs and JSON in $OUT):
 #   dense   PyTorch linear + `sparq bench` (every format, m = 1, 8, 32, 256)
-#   sparse  `sparq bench --sparse`, BSR 1x32, 4x32 and 16x16 blocks at 8192², then the 2:4
-#           kernel with one row per item and CSR with row-major x, for the comparison
+#   sparse  `sparq bench --sparse`, then the 2:4 kernel with one row per item and CSR with
+#           row-major x from global memory, for the comparison
+#   sparse_blocks  BSR 1x32, 4x32 and 16x16 blocks at 8192²
 #   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1)
+#   coop_tests  the tensor-core GEMM's tests (kit built with TESTS=coop_gemm)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
 #           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
@@ -34,11 +36,17 @@ for s in ${STEPS:-sparse model}; do
         ;;
     sparse)
         step sparse 240 $S --adapter vulkan bench --sparse --json "$OUT/sparse.json"
-        step sparse_blocks 120 $S --adapter vulkan bench --sparse --shapes 8192x8192 \
-            --sparsities 0.5,0.9 --bsr-blocks 1x32,4x32,16x16 --json "$OUT/sparse_blocks.json"
-        SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off step sparse_before 60 \
+        SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off SPARQ_SPARSE_XSM=off step sparse_before 60 \
             $S --adapter vulkan bench --sparse --shapes 8192x8192 --sparsities 0.9 \
             --json "$OUT/sparse_before.json"
+        ;;
+    coop_tests)
+        # The tensor-core GEMM's tests (CI has no adapter with cooperative matrices).
+        [[ -x .gpu/coop_gemm ]] && step coop_tests 120 .gpu/coop_gemm --test-threads 1
+        ;;
+    sparse_blocks)
+        step sparse_blocks 120 $S --adapter vulkan bench --sparse --shapes 8192x8192 \
+            --sparsities 0.5,0.9 --bsr-blocks 1x32,4x32,16x16 --json "$OUT/sparse_blocks.json"
         ;;
     sparse_tune)
         step sparse_tune 150 $S --adapter vulkan bench --sparse-tune --shapes 8192x8192 \
@@ -49,9 +57,9 @@ for s in ${STEPS:-sparse model}; do
             --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
         step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
             --torch "$OUT/torch_minilm.json" --json "$OUT/model.json"
-        # The coop GEMM's smallest tiles everywhere: does the grid or the K loop bound b = 1, 8?
-        SPARQ_COOP=1,4,1,1,32 step model_small_tiles 60 $S --adapter vulkan model-bench \
-            .dev-model/minilm --formats f16 --batch 1,8
+        # Attention without key splitting (b = 1) and with one query per invocation (b = 64).
+        SPARQ_ATTENTION_SPLIT=1 SPARQ_ATTENTION_QPI=1 step model_attention_before 60 \
+            $S --adapter vulkan model-bench .dev-model/minilm --formats f16 --batch 1,64
         ;;
     model_pruned)
         # Pruned MiniLMs packed here (the binary runs on this machine), timed at batch 8 and 64.
@@ -70,4 +78,5 @@ done
 tail -n 3 "$OUT"/*.err
 # At most 8 files come back: everything goes in one archive, the summaries stay beside it.
 tar -C "$OUT" -czf /tmp/results.tgz . && mv /tmp/results.tgz "$OUT/" &&
-    find "$OUT" -type f ! -name results.tgz ! -name '*.md' -delete
+    find "$OUT" -type f ! -name results.tgz ! -name model.md ! -name model_pruned.md \
+        ! -name sparse.md ! -name sparse_tune.md -delete
