@@ -8,6 +8,7 @@
 #   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1)
 #   coop_tests  the tensor-core GEMM's tests (kit built with TESTS=coop_gemm)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
+#   model_check  `sparq embed` per weight format against the PyTorch fixture (cosine)
 #   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
 #           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
 # Carry: .gl .gpu .dev-model (bash scripts/device_kit.sh gl gpu model; about 60 MiB).
@@ -61,6 +62,9 @@ for s in ${STEPS:-sparse model}; do
         SPARQ_ATTENTION_SPLIT=1 SPARQ_ATTENTION_QPI=1 step model_attention_before 60 \
             $S --adapter vulkan model-bench .dev-model/minilm --formats f16 --batch 1,64
         ;;
+    model_check)
+        step model_check 60 python3 benches/check_minilm.py $S .dev-model/minilm
+        ;;
     model_pruned)
         # Pruned MiniLMs packed here (the binary runs on this machine), timed at batch 8 and 64.
         P=/tmp/pruned; mkdir -p $P; cp .dev-model/minilm/tokenizer.json $P/
@@ -79,4 +83,4 @@ tail -n 3 "$OUT"/*.err
 # At most 8 files come back: everything goes in one archive, the summaries stay beside it.
 tar -C "$OUT" -czf /tmp/results.tgz . && mv /tmp/results.tgz "$OUT/" &&
     find "$OUT" -type f ! -name results.tgz ! -name model.md ! -name model_pruned.md \
-        ! -name sparse.md ! -name sparse_tune.md -delete
+        ! -name sparse.md ! -name sparse_tune.md ! -name model_check.md -delete
