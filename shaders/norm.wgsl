@@ -1,7 +1,7 @@
 // LayerNorm or RMSNorm of a row, optionally of the sum with a residual row:
 //   v = x (+ r);  y = (v - mean) / sqrt(var + eps) * gamma (+ beta)   (RMS: no mean, no beta)
-// Statistics in f32 over a workgroup; two passes over the row keep the variance exact enough
-// for eps = 1e-12 (BERT). The padding of y is written as zeros.
+// Statistics in f32 over the row's invocations; two passes over the row keep the variance
+// exact enough for eps = 1e-12 (BERT). The padding of y is written as zeros.
 struct Params {
     rows: u32,
     cols: u32,
@@ -32,30 +32,52 @@ fn value(i: u32) -> f32 {
     return v;
 }
 
+// TPR invocations per row, WG / TPR rows per workgroup: narrow rows (BERT's 384) then share
+// one workgroup and its barriers instead of leaving most of a 128-wide workgroup idle.
+const TPR: u32 = {{TPR}}u;
+
+// Sum of v over the TPR invocations of this row (every invocation must call it).
+fn row_sum(v: f32, t: u32) -> f32 {
+    workgroupBarrier();
+    red[t] = v;
+    workgroupBarrier();
+    let lt = t % TPR;
+    for (var s = TPR / 2u; s > 0u; s = s / 2u) {
+        if (lt < s) {
+            red[t] += red[t + s];
+        }
+        workgroupBarrier();
+    }
+    return red[t - lt];
+}
+
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) t: u32) {
-    let row = row_of(wg, nwg);
-    if (row >= p.rows) {
-        return;
-    }
-    let base = row * p.stride;
+    let row = row_of(wg, nwg) * ({{WG}}u / TPR) + t / TPR;
+    let lt = t % TPR;
+    // Rows past the end still take part in the reductions' barriers.
+    let cols = select(0u, p.cols, row < p.rows);
+    let base = min(row, p.rows - 1u) * p.stride;
     let n = f32(p.cols);
     var mean = 0.0;
     if (!RMS) {
         var s = 0.0;
-        for (var c = t; c < p.cols; c += {{WG}}u) {
+        for (var c = lt; c < cols; c += TPR) {
             s += value(base + c);
         }
-        mean = wg_sum(s, t) / n;
+        mean = row_sum(s, t) / n;
     }
     var s2 = 0.0;
-    for (var c = t; c < p.cols; c += {{WG}}u) {
+    for (var c = lt; c < cols; c += TPR) {
         let d = value(base + c) - mean;
         s2 += d * d;
     }
-    let inv = inverseSqrt(wg_sum(s2, t) / n + p.eps);
-    for (var c = t; c < p.stride; c += {{WG}}u) {
+    let inv = inverseSqrt(row_sum(s2, t) / n + p.eps);
+    if (row >= p.rows) {
+        return;
+    }
+    for (var c = lt; c < p.stride; c += TPR) {
         var o = 0.0;
         if (c < p.cols) {
             o = (value(base + c) - mean) * inv * gamma[c];

@@ -344,6 +344,9 @@ impl Norm {
         }
         let mut params = words(&[x.rows as u32, x.cols as u32, x.stride() as u32, 0]);
         params.extend(words(&[self.eps.to_bits(), 0, 0, 0]));
+        // About 8 columns per invocation, 32 to 128 invocations per row.
+        let tpr = (x.cols.div_ceil(8).next_power_of_two()).clamp(32, WG as usize);
+        let rows_per_wg = WG as usize / tpr;
         dispatch(
             gpu,
             &K_NORM,
@@ -354,7 +357,7 @@ impl Norm {
                 x.rows,
                 x.cols
             ),
-            &[],
+            &[("TPR", tpr as i64)],
             &[
                 ("RMS", self.rms as u8 as f64),
                 ("HAS_RES", residual.is_some() as u8 as f64),
@@ -368,7 +371,7 @@ impl Norm {
                 self.beta.as_ref(),
             ],
             &out.buffer,
-            x.rows as u32,
+            x.rows.div_ceil(rows_per_wg) as u32,
         )
     }
 }
