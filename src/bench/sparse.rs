@@ -55,7 +55,9 @@ impl SparseBenchConfig {
                 sparsities,
                 ms: vec![1, 8, 32],
                 iters: 200,
-                block_shapes: vec![(1, 32)],
+                // The fastest of 1×32, 4×32 and 16×16 on the H200 (8192², 50 and 90 %):
+                // 4×32 at m = 1, 16×16 from m = 8.
+                block_shapes: vec![(4, 32), (16, 16)],
             }
         }
     }
