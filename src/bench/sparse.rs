@@ -3,7 +3,7 @@
 //!
 //! Per shape, random weights are pruned three ways: unstructured by magnitude (stored as CSR
 //! f16), by whole blocks of each shape in the config (BSR f16 and, where the block rows are
-//! whole 16-byte vectors of int4, int4; 1 × 32 by default), and 2:4 (f16, int8, int4). Each case reports
+//! whole 16-byte vectors of int4, int4; 4 × 32 and 16 × 16 on GPUs), and 2:4 (f16, int8, int4). Each case reports
 //! the median GPU time, the effective GB/s of everything the kernel reads (weights with their
 //! indices and scales, x, y), and the speed-up over the dense kernel of the same precision on
 //! the same shape. The chooser's cost model is calibrated from this run's m = 1 figures.
