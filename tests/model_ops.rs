@@ -8,7 +8,7 @@ use rand::Rng;
 use sparq::Gpu;
 use sparq::gpu::{Dispatch, record_pass};
 use sparq::model::config::{Activation, Pooling};
-use sparq::model::ops::{self, Norm, Table};
+use sparq::model::ops::{self, AttentionLayout, Norm, Table};
 use sparq::model::reference as cpu;
 use sparq::tensor::{ActDType, Tensor};
 
@@ -232,8 +232,8 @@ fn row_softmax() {
 fn attention_with_padding_mask() {
     let mut r = rng("attention");
     for gpu in all_gpus() {
-        // (batch, seq, heads, head size): odd sizes, one token, a head of 128, a long sequence,
-        // sequences around the 64-query tile and the 4-key chunk.
+        // (batch, seq, heads, head size): odd sizes, one token, heads of 128, long sequences,
+        // sequences around the 64·QPI/split-query tiles and the 4-key chunk.
         for (batch, seq, heads, d) in [
             (1, 1, 1, 1),
             (3, 1, 2, 5),
@@ -246,7 +246,9 @@ fn attention_with_padding_mask() {
             (4, 65, 3, 32),
             (2, 130, 4, 6),
             (3, 130, 2, 64),
-            (2, 300, 2, 16),
+            (2, 130, 1, 128),
+            (2, 257, 1, 32),
+            (2, 300, 2, 5),
         ] {
             let hidden = heads * d;
             let rows = batch * seq;
@@ -273,13 +275,19 @@ fn attention_with_padding_mask() {
             let tb = tokens(&gpu, &tok);
             let qt = Tensor::from_f32(&gpu, &qkv, rows, 3 * hidden).unwrap();
             let want = cpu::attention(&f64s(&qkv), &mask, seq, heads, hidden);
-            // Every key split, then the one `attention` picks for the shape.
-            for split in [1, 2, 4, 8, 0] {
+            // Every key split with every QPI the head size allows, then the layout
+            // `attention` picks for the shape (None).
+            let layouts = [1, 2, 4, 8].into_iter().flat_map(|split| {
+                [1, 2, 4]
+                    .into_iter()
+                    .filter(move |&qpi| qpi <= AttentionLayout::max_qpi(d))
+                    .map(move |qpi| Some(AttentionLayout { split, qpi }))
+            });
+            for layout in layouts.chain([None]) {
                 let y = out(&gpu, rows, hidden);
-                let disp = if split == 0 {
-                    ops::attention(&gpu, &qt, &tb, seq, heads, &y)
-                } else {
-                    ops::attention_with_split(&gpu, &qt, &tb, seq, heads, &y, split)
+                let disp = match layout {
+                    Some(l) => ops::attention_with(&gpu, &qt, &tb, seq, heads, &y, l),
+                    None => ops::attention(&gpu, &qt, &tb, seq, heads, &y),
                 };
                 run(&gpu, disp.unwrap());
                 check(
@@ -287,7 +295,7 @@ fn attention_with_padding_mask() {
                     &y,
                     &want,
                     1e-5,
-                    &format!("attention b={batch} s={seq} h={heads} d={d} split={split}"),
+                    &format!("attention b={batch} s={seq} h={heads} d={d} {layout:?}"),
                 );
             }
         }
@@ -305,6 +313,22 @@ fn attention_split_follows_the_grid() {
     // Short sequences leave each invocation at least two chunks of keys.
     assert_eq!(ops::attention_split(1, 20, 1), 2);
     assert_eq!(ops::attention_split(1, 5, 1), 1);
+}
+
+#[test]
+fn attention_layout_follows_the_grid_and_head_size() {
+    let layout = |split, qpi| AttentionLayout { split, qpi };
+    // MiniLM: batch 64 has 1536 plain workgroups, so two queries per invocation; batch 16
+    // (384) keeps one, batch 1 splits keys instead.
+    assert_eq!(AttentionLayout::for_shape(64, 128, 12, 32), layout(1, 2));
+    assert_eq!(AttentionLayout::for_shape(16, 128, 12, 32), layout(1, 1));
+    assert_eq!(AttentionLayout::for_shape(1, 128, 12, 32), layout(8, 1));
+    // Heads over 64 keep one query per invocation (registers).
+    assert_eq!(AttentionLayout::for_shape(64, 128, 12, 64), layout(1, 2));
+    assert_eq!(AttentionLayout::for_shape(64, 128, 12, 65), layout(1, 1));
+    for (d, most) in [(1, 4), (32, 4), (33, 2), (64, 2), (65, 1), (128, 1)] {
+        assert_eq!(AttentionLayout::max_qpi(d), most, "head size {d}");
+    }
 }
 
 #[test]
@@ -394,9 +418,18 @@ fn shape_errors_are_typed() {
         Err(sparq::Error::Shape(_))
     ));
     assert!(matches!(
-        ops::attention_with_split(gpu, &a, &tb, 3, 1, &a, 3),
+        ops::attention_with(gpu, &a, &tb, 3, 1, &a, AttentionLayout { split: 3, qpi: 1 }),
         Err(sparq::Error::Invalid(_))
     ));
+    // QPI 3 is not a choice; 128-wide heads take only QPI 1.
+    let qkv128 = Tensor::from_f32(gpu, &[0.0; 3 * 384], 3, 384).unwrap();
+    let out128 = Tensor::from_f32(gpu, &[0.0; 3 * 128], 3, 128).unwrap();
+    for (x, y, qpi) in [(&a, &a, 3), (&qkv128, &out128, 2)] {
+        assert!(matches!(
+            ops::attention_with(gpu, x, &tb, 3, 1, y, AttentionLayout { split: 1, qpi }),
+            Err(sparq::Error::Invalid(_))
+        ));
+    }
     assert!(matches!(
         ops::pool(gpu, &a, Some(&tb), 2, Pooling::Mean, false, &b),
         Err(sparq::Error::Shape(_))
