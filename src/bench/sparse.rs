@@ -249,6 +249,8 @@ pub fn run(
             .map(|vt| TwoFour::from_dense(&w24, n, k, vt).map(SparseWeights::from))
             .collect::<Result<Vec<_>>>()?;
         sources.push(("2:4".into(), w24, tf));
+        // f32 values make the largest dense copy: k rounded to 4, 4 bytes each.
+        let scratch = gpu.storage("dense path scratch", (n * k.next_multiple_of(4) * 4) as u64)?;
         for (pruning, wp, formats) in sources {
             let sparsity = sparsity_of(&wp);
             let mi = matrices.len();
@@ -270,13 +272,15 @@ pub fn run(
                 drop(sw);
                 // The sparse kernel at every m, and from 8 rows the dense path beside it (the
                 // weights written out dense each pass, then the dense GEMM).
+                // All dense-path plans share one scratch, as a model's layers do: they run
+                // one after another, and a copy per plan would not fit the GPU.
                 let plan_all = |path: SparsePath, from: usize| {
                     xs.iter()
                         .filter(|(m, _, _)| *m >= from)
                         .map(|(m, x, y)| {
                             let p = layers
                                 .iter()
-                                .map(|l| l.plan(gpu, x, y, path))
+                                .map(|l| l.plan_in(gpu, x, y, path, Some(&scratch)))
                                 .collect::<Result<Vec<_>>>()?;
                             Ok((*m, p))
                         })
