@@ -131,9 +131,10 @@ fn csr_matches_reference_at_every_sparsity() {
                     let csr = Csr::from_dense(&w, n, k, vt).unwrap();
                     let m = MS[(i + j) % MS.len()];
                     // x read row-major, or transposed per tile (the default from m = 2) in
-                    // turns.
+                    // turns; with one row, from global memory or staged in workgroup memory.
                     let tuning = SparseTuning {
                         transpose_x_from: if (i / 2 + j) % 2 == 0 { 2 } else { usize::MAX },
+                        stage_x: (i + j / 2) % 2 == 0,
                         ..SparseTuning::from_env()
                     };
                     let bias = i % 2 == 0;
@@ -206,9 +207,12 @@ fn two_four_matches_reference_for_every_value_type() {
                         .w;
                     let tf: SparseWeights = TwoFour::from_dense(&w, n, k, vt).unwrap().into();
                     // Rows per item: the default, and one or three (not dividing n), in turns.
-                    for rows in [4, if (i + j / 2) % 2 == 0 { 1 } else { 3 }] {
+                    for rows in [
+                        if i % 2 == 0 { 8 } else { 4 },
+                        if (i + j / 2) % 2 == 0 { 1 } else { 3 },
+                    ] {
                         let tuning = SparseTuning {
-                            two_four_rows: rows,
+                            two_four_rows: Some(rows),
                             ..SparseTuning::from_env()
                         };
                         let bias = (j + rows) % 2 == 0;

@@ -81,7 +81,7 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
                                 long_units,
                                 items: bin_items,
                             },
-                            two_four_rows: r,
+                            two_four_rows: Some(r),
                             unroll,
                             ..default
                         };
@@ -97,7 +97,7 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
                                 bin_items,
                                 unroll,
                                 us,
-                                default: (!two_four || r == default.two_four_rows)
+                                default: (!two_four || Some(r) == default.two_four_rows)
                                     && tuning.bins == default.bins
                                     && unroll == default.unroll,
                             });

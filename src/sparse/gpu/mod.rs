@@ -74,6 +74,7 @@ pub struct SparseLinear {
     transpose_x_from: usize,
     dense_from: usize,
     unroll: usize,
+    stage_x: bool,
     items: usize,
     bins: usize,
     bins_off: usize,
@@ -220,7 +221,8 @@ impl SparseLinear {
             }
             SparseWeights::TwoFour(t) => {
                 let upr = t.row_value_words() / 4;
-                let r = tuning.two_four_rows.clamp(1, 8);
+                let default = if vt == ValueType::F16 { 8 } else { 4 };
+                let r = tuning.two_four_rows.unwrap_or(default).clamp(1, 8);
                 (
                     Family::TwoFour,
                     r,
@@ -263,6 +265,7 @@ impl SparseLinear {
             r,
             transpose_x_from: tuning.transpose_x_from,
             unroll: tuning.unroll.clamp(1, 8),
+            stage_x: tuning.stage_x,
             dense_from: tuning
                 .dense_from
                 .unwrap_or_else(|| default_dense_from(weights)),
@@ -427,14 +430,17 @@ impl SparseLinear {
         Ok(dispatches)
     }
 
-    /// Floats of x staged in workgroup memory (0: none): CSR with one activation row per tile
-    /// whose x fits beside the reduction array (`SPARQ_SPARSE_XSM=off` turns it off).
+    /// Floats of x staged in workgroup memory (0: none), on request only
+    /// ([`SparseTuning::stage_x`]): CSR with one activation row per tile whose x fits beside the
+    /// reduction array. On the H200 at 8192² it lost with 8 rows per bin (90 %: 27.6 µs
+    /// against 16.7; 99 %: 20.9 against 7.6, every workgroup reading all of x) and won with
+    /// 32 rows per bin at 90 % (13.3 µs); other densities are not measured yet.
     fn staged_x(&self, gpu: &Gpu, mt: usize, sg: bool, wg: u32, transpose: bool) -> usize {
         let len = self.k.next_multiple_of(4);
         let red = if sg { 64 } else { wg as usize } * self.r * mt * 4;
-        let off = std::env::var("SPARQ_SPARSE_XSM").is_ok_and(|v| v == "off");
+        let on = self.stage_x;
         let fits = len * 4 + red + 64 <= gpu.caps.workgroup_storage as usize;
-        if self.family == Family::Csr && mt == 1 && !transpose && fits && !off {
+        if self.family == Family::Csr && mt == 1 && !transpose && fits && on {
             len
         } else {
             0

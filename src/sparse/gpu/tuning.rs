@@ -32,8 +32,10 @@ pub struct SparseTuning {
     /// How items are grouped into bins.
     pub bins: BinShape,
     /// Output rows per 2:4 item: a lane loads the x vectors of a unit's columns once and
-    /// picks from them for this many rows (1 ..= 8).
-    pub two_four_rows: usize,
+    /// picks from them for this many rows (1 ..= 8); None: 8 for f16 values, 4 for the others
+    /// (H200 at 8192², m = 1: f16 27.9 µs with 8 rows, 32.9 with 4; int4 29.8 with 4, 34.3
+    /// with 8).
+    pub two_four_rows: Option<usize>,
     /// CSR with at least this many activation rows per tile reads x transposed per tile
     /// (one small extra dispatch); `usize::MAX` never does.
     pub transpose_x_from: usize,
@@ -44,20 +46,23 @@ pub struct SparseTuning {
     pub dense_from: Option<usize>,
     /// Units a lane has in flight per loop step (1 ..= 8).
     pub unroll: usize,
+    /// CSR with one activation row stages x in workgroup memory where it fits (off by
+    /// default: see `SparseLinear::staged_x`).
+    pub stage_x: bool,
 }
 
 impl SparseTuning {
     /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
     /// [`BinShape::from_env`]), `SPARQ_SPARSE_24_ROWS`, `SPARQ_SPARSE_XT_FROM` and
-    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`) and `SPARQ_SPARSE_U` for tuning.
+    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`), `SPARQ_SPARSE_U` and `SPARQ_SPARSE_XSM=on`
+    /// for tuning.
     pub fn from_env() -> Self {
         SparseTuning {
             bins: BinShape::from_env(),
             two_four_rows: std::env::var("SPARQ_SPARSE_24_ROWS")
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(4)
-                .clamp(1, 8),
+                .map(|r| r.clamp(1, 8)),
             transpose_x_from: match std::env::var("SPARQ_SPARSE_XT_FROM").ok().as_deref() {
                 Some("off") => usize::MAX,
                 Some(v) => v.parse().unwrap_or(2),
@@ -73,6 +78,7 @@ impl SparseTuning {
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(2)
                 .clamp(1, 8),
+            stage_x: std::env::var("SPARQ_SPARSE_XSM").is_ok_and(|v| v == "on"),
         }
     }
 }
