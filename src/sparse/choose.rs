@@ -22,7 +22,7 @@ pub enum Representation {
     Dense,
     /// Compressed sparse rows.
     Csr,
-    /// Block-sparse rows with `1 × 32` blocks.
+    /// Block-sparse rows (bytes estimated for `1 × 32` blocks).
     Bsr,
     /// 2:4 compressed.
     TwoFour,
@@ -34,7 +34,7 @@ impl Representation {
         match self {
             Representation::Dense => "dense",
             Representation::Csr => "csr",
-            Representation::Bsr => "bsr1x32",
+            Representation::Bsr => "bsr",
             Representation::TwoFour => "2:4",
         }
     }

@@ -111,15 +111,16 @@ fn padded(v: &[u32], words: usize) -> Vec<u32> {
     out
 }
 
-/// Activation rows from which the dense path beats the sparse kernel, by the H200 sweep at
-/// 8192² (BENCHMARKS.md): 2:4 and BSR blocks of fewer than 8 rows walk their structure once
-/// per 8-row tile and lose from 8 rows on; CSR and tall BSR blocks keep up while
-/// density × rows stays small (CSR at 90 % won through 32 rows, at 50 % lost at 32).
+/// Activation rows from which the dense path beats the sparse kernel, by the H200 sweeps at
+/// 8192² (BENCHMARKS.md): 2:4 and short f16/f32 BSR blocks (whose values and 32 partial sums
+/// per lane crowd the registers) lose from 8 rows on (2:4 f16 at 8 rows: 300 µs, dense path
+/// 149); CSR and the other BSR blocks keep up while density × rows stays small (CSR at 90 %
+/// won through 32 rows, at 50 % lost at 32; 4 × 32 int4 at 90 % 256 µs against 363 at 32).
 fn default_dense_from(w: &SparseWeights) -> usize {
     let (n, k) = (w.n(), w.k());
     let (stored, per_density) = match w {
         SparseWeights::TwoFour(_) => return 8,
-        SparseWeights::Bsr(b) if b.block_rows < 8 => return 8,
+        SparseWeights::Bsr(b) if b.block_rows < 8 && b.value_type.bits() >= 16 => return 8,
         SparseWeights::Bsr(b) => (b.block_col.len() * b.block_rows * b.block_cols, 4.0),
         SparseWeights::Csr(c) => (c.nnz(), 8.0),
     };
