@@ -6,7 +6,7 @@
 //! 2:4 int4 weights at 8192 rows: 130 ms through the sparse kernel for one FFN layer).
 //! Storage stays sparse: the copy lives in a scratch buffer a model shares between its layers.
 
-use super::shader::Family;
+use super::shader::{self, Family};
 use super::{SparseLinear, ValueType};
 use crate::error::Result;
 use crate::formats::WeightFormat;
@@ -16,10 +16,6 @@ use crate::matmul::{KernelChoice, Linear};
 use crate::tensor::Tensor;
 
 const DENSIFY: &str = include_str!("../../../shaders/sparse_densify.wgsl");
-const V_F32: &str = include_str!("../../../shaders/sparse_v_f32.wgsl");
-const V_F16: &str = include_str!("../../../shaders/sparse_v_f16.wgsl");
-const V_INT8: &str = include_str!("../../../shaders/sparse_v_int8.wgsl");
-const V_INT4: &str = include_str!("../../../shaders/sparse_v_int4.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -90,16 +86,11 @@ impl SparseLinear {
             ("TWO_FOUR", flag(self.family == Family::TwoFour)),
             ("IDX16", get("IDX16")),
             ("IDX32", get("IDX32")),
-            ("VF16", flag(vt == ValueType::F16)),
-            ("VF32", flag(vt == ValueType::F32)),
-            ("INT4", flag(vt == ValueType::Int4)),
-            ("NOT_INT4", flag(vt != ValueType::Int4)),
-            ("INT8", flag(vt == ValueType::Int8)),
-            ("NOT_INT8", flag(vt != ValueType::Int8)),
             ("CPB", format.block_k() as i64),
             ("OUT_F16", flag(format == WeightFormat::F16)),
             ("OUT_F32", flag(format == WeightFormat::F32)),
         ];
+        vars.extend(shader::value_vars(vt));
         if self.family == Family::Bsr {
             vars.extend([
                 ("R", self.r as i64),
@@ -114,12 +105,7 @@ impl SparseLinear {
             .get_or_create(&gpu.device, "sparse_densify", || {
                 crate::gpu::uniform_and_storage(4, 1)
             });
-        let v_src = match vt {
-            ValueType::F32 => V_F32,
-            ValueType::F16 => V_F16,
-            ValueType::Int8 => V_INT8,
-            ValueType::Int4 => V_INT4,
-        };
+        let v_src = shader::value_file(vt);
         let pipeline = gpu.pipelines.get_or_create(
             &gpu.device,
             &PipelineKey::new(format!("sparse_densify{name}"), &[]).trusted(),

@@ -46,22 +46,33 @@ pub fn source(
         ActDType::F32 => ACT_F32,
         ActDType::F16 => ACT_F16,
     };
-    let v_src = match vt {
-        ValueType::F32 => V_F32,
-        ValueType::F16 => V_F16,
-        ValueType::Int8 => V_INT8,
-        ValueType::Int4 => V_INT4,
-    };
+    let v_src = value_file(vt);
     let f_src = match family {
         Family::Csr => CSR,
         Family::Bsr => BSR,
         Family::TwoFour => TWO_FOUR,
     };
-    let flag = |b: bool| b as i64;
     let mut all = vars.to_vec();
     let get = |name: &str| vars.iter().find(|(n, _)| *n == name).map_or(1, |(_, v)| *v);
-    all.extend([
-        ("RM", get("R") * get("MT")),
+    all.push(("RM", get("R") * get("MT")));
+    all.extend(value_vars(vt));
+    expand(&format!("{act_src}\n{ROWS}\n{v_src}\n{f_src}"), &all)
+}
+
+/// The value decoder file for `vt` (`shaders/sparse_v_*.wgsl`: `EPV4` and `dec4`).
+pub fn value_file(vt: ValueType) -> &'static str {
+    match vt {
+        ValueType::F32 => V_F32,
+        ValueType::F16 => V_F16,
+        ValueType::Int8 => V_INT8,
+        ValueType::Int4 => V_INT4,
+    }
+}
+
+/// The value-type flags every sparse kernel's templates test.
+pub fn value_vars(vt: ValueType) -> [(&'static str, i64); 9] {
+    let flag = |b: bool| b as i64;
+    [
         ("EPV4", (32 / vt.bits()) as i64),
         ("VF16", flag(vt == ValueType::F16)),
         ("VF32", flag(vt == ValueType::F32)),
@@ -71,6 +82,5 @@ pub fn source(
         ("NOT_INT8", flag(vt != ValueType::Int8)),
         ("META2", flag(vt == ValueType::Int4)),
         ("NOT_META2", flag(vt != ValueType::Int4)),
-    ]);
-    expand(&format!("{act_src}\n{ROWS}\n{v_src}\n{f_src}"), &all)
+    ]
 }
