@@ -32,6 +32,10 @@ pub struct Bert {
     /// Its configuration.
     pub config: BertConfig,
     act: Activation,
+    /// Whether a row's result must not depend on the batch around it (a forced kernel, as
+    /// the data-parallel scheduler asks): attention then keeps one layout whatever the
+    /// batch, since its key split (chosen by grid size) changes the summation order.
+    batch_independent: bool,
     word: Table,
     pos: Table,
     types: Table,
@@ -210,6 +214,7 @@ impl Bert {
         }
         Ok(Bert {
             act,
+            batch_independent: matches!(kernel, KernelChoice::Force(_)),
             config,
             word,
             pos,
@@ -336,7 +341,12 @@ impl Bert {
         let heads = self.config.num_attention_heads;
         for l in &self.layers {
             d.extend(l.qkv.plan_in(gpu, &x, &qkv, s)?);
-            d.push(ops::attention(gpu, &qkv, &tokens, seq, heads, &ctx)?);
+            d.push(if self.batch_independent {
+                let layout = ops::AttentionLayout { split: 1, qpi: 1 };
+                ops::attention_with(gpu, &qkv, &tokens, seq, heads, &ctx, layout)?
+            } else {
+                ops::attention(gpu, &qkv, &tokens, seq, heads, &ctx)?
+            });
             d.extend(l.out.plan_in(gpu, &ctx, &proj, s)?);
             d.push(l.ln1.plan(gpu, &proj, Some(&x), &a)?);
             if l.ffn_in_activates {

@@ -149,7 +149,8 @@ pub struct LoadOptions {
     /// Kernel of every linear layer. `Auto` picks per shape, so one row's result can change
     /// in the last bits with the batch around it; a forced strategy (e.g. the tiled GEMM)
     /// makes each row's result independent of the batch, as the data-parallel scheduler's
-    /// bit-identity needs.
+    /// bit-identity needs (sparse layers then keep their sparse kernel and attention one
+    /// layout).
     pub kernel: KernelChoice,
 }
 
