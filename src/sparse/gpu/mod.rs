@@ -514,3 +514,39 @@ fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
         crate::gpu::uniform_and_storage(6, 1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sparse::{Bsr, Csr, TwoFour};
+
+    /// `n × k` with one non-zero in every `every`-th place.
+    fn spaced(n: usize, k: usize, every: usize) -> Vec<f32> {
+        (0..n * k)
+            .map(|i| if i % every == 0 { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    #[test]
+    fn dense_path_threshold_follows_format_and_density() {
+        let (n, k) = (64, 256);
+        let tf = TwoFour::from_dense(&spaced(n, k, 4), n, k, ValueType::Int4).unwrap();
+        assert_eq!(default_dense_from(&tf.into()), 8);
+        // Short f16 blocks: from 8 rows whatever the density.
+        let w = spaced(n, k, 2);
+        let short = Bsr::from_dense(&w, n, k, 4, 32, ValueType::F16).unwrap();
+        assert_eq!(default_dense_from(&short.into()), 8);
+        // Short int4 blocks, all stored (density 1): 4 / 1 → at least 8.
+        let int4 = Bsr::from_dense(&w, n, k, 4, 32, ValueType::Int4).unwrap();
+        assert_eq!(default_dense_from(&int4.into()), 8);
+        // CSR at density 1/10: 8 / 0.1 = 80 rows.
+        let csr = Csr::from_dense(&spaced(n, k, 10), n, k, ValueType::F16).unwrap();
+        let density = csr.nnz() as f64 / (n * k) as f64;
+        let want = (8.0 / density).ceil() as usize;
+        assert!((75..=85).contains(&want));
+        assert_eq!(default_dense_from(&csr.into()), want);
+        // Nothing stored: never.
+        let empty = Csr::from_dense(&vec![0.0; n * k], n, k, ValueType::F16).unwrap();
+        assert_eq!(default_dense_from(&empty.into()), usize::MAX);
+    }
+}
