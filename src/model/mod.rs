@@ -18,6 +18,7 @@
 //! padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
 
 pub mod arena;
+mod attention;
 pub mod bench;
 pub mod bert;
 pub mod compress;
