@@ -75,9 +75,24 @@ impl CostModel {
         }
     }
 
+    /// Figures measured on an NVIDIA H200 (Vulkan) at m = 1, 2026-12-01 (BENCHMARKS.md,
+    /// "Sparse (issue 3) on the H200"): dense and 2:4 from the last sweep, CSR from the first
+    /// one (x read from global memory, as by default; the last staged x), BSR from the 4 × 32
+    /// and 16 × 16 blocks the bench now sweeps.
+    pub fn h200() -> Self {
+        CostModel {
+            gbps: [2610.0, 2112.0, 762.0, 1224.0],
+            launch_us: 5.0,
+            source: "H200 sweeps (m = 1), 2026-12-01".into(),
+        }
+    }
+
     /// The measured figures for the adapter when sparq has them, else the H100's scaled to a
     /// typical bandwidth of the device type (the ratios between formats are what matter).
     pub fn for_caps(caps: &Caps) -> Self {
+        if caps.name.contains("H200") {
+            return Self::h200();
+        }
         let h = Self::h100();
         if caps.name.contains("H100") {
             return h;
@@ -223,4 +238,41 @@ pub fn choose(
         .map(|c| c.representation)
         .unwrap_or(Representation::Dense);
     Ok(FormatChoice { pick, candidates })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(name: &str, device_type: &str) -> Caps {
+        Caps {
+            name: name.into(),
+            backend: "Vulkan".into(),
+            device_type: device_type.into(),
+            driver: String::new(),
+            f16: true,
+            subgroups: true,
+            subgroup_min: 32,
+            subgroup_max: 32,
+            timestamps: true,
+            dot4_i8: true,
+            coop_matrix: Vec::new(),
+            max_buffer: 1 << 30,
+            max_storage_binding: 1 << 30,
+            workgroup_storage: 48 * 1024,
+            max_invocations: 1024,
+            max_workgroups_per_dim: 65535,
+        }
+    }
+
+    #[test]
+    fn measured_gpus_get_their_figures_others_scaled_ones() {
+        let h200 = CostModel::for_caps(&caps("NVIDIA H200", "DiscreteGpu"));
+        assert_eq!(h200.gbps, CostModel::h200().gbps);
+        let h100 = CostModel::for_caps(&caps("NVIDIA H100 80GB HBM3", "DiscreteGpu"));
+        assert_eq!(h100.gbps, CostModel::h100().gbps);
+        let cpu = CostModel::for_caps(&caps("llvmpipe (LLVM 15.0.6, 256 bits)", "Cpu"));
+        assert!(cpu.gbps.iter().zip(h100.gbps).all(|(c, h)| *c < h));
+        assert!(cpu.source.contains("H100 ratios"));
+    }
 }
