@@ -16,6 +16,15 @@ pub enum ActDType {
 }
 
 impl ActDType {
+    /// The WGSL file that binds activations of this type (`act`, `act4`, `load_x4`, `to_act`):
+    /// every kernel that reads or writes activations starts with it.
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            ActDType::F32 => include_str!("../shaders/act_f32.wgsl"),
+            ActDType::F16 => include_str!("../shaders/act_f16.wgsl"),
+        }
+    }
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {

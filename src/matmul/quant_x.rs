@@ -4,11 +4,9 @@
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
-use crate::tensor::{ActDType, Tensor};
+use crate::tensor::Tensor;
 
 const QUANT_Q8: &str = include_str!("../../shaders/quant_q8.wgsl");
-const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
-const ACT_F16: &str = include_str!("../../shaders/act_f16.wgsl");
 
 /// Bytes of one quantized block of 32 values: 8 words of i8, step, sum, 2 words padding.
 pub const BLOCK_BYTES: u64 = 48;
@@ -42,10 +40,7 @@ pub fn quantize_rows(
     let layout = gpu.layouts.get_or_create(&gpu.device, "quant_q8", || {
         crate::gpu::uniform_and_storage(1, 1)
     });
-    let act = match x.dtype {
-        ActDType::F32 => ACT_F32,
-        ActDType::F16 => ACT_F16,
-    };
+    let act = x.dtype.wgsl();
     let pipeline = gpu.pipelines.get_or_create(
         &gpu.device,
         &PipelineKey::new(name, &[]).trusted(),

@@ -8,8 +8,6 @@ use crate::tensor::ActDType;
 
 const LINEAR_IO: &str = include_str!("../../shaders/linear_io.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
-const ACT_F32: &str = include_str!("../../shaders/act_f32.wgsl");
-const ACT_F16: &str = include_str!("../../shaders/act_f16.wgsl");
 const W_F32: &str = include_str!("../../shaders/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/w_f16.wgsl");
 const W_INT8: &str = include_str!("../../shaders/w_int8.wgsl");
@@ -115,8 +113,7 @@ pub fn source(
     let int8_x = strategy.quantizes_activations() || strategy == Strategy::GemmDp4a;
     let act_src = match (act, int8_x) {
         (_, true) => ACT_Q8,
-        (ActDType::F32, false) => ACT_F32,
-        (ActDType::F16, false) => ACT_F16,
+        (act, false) => act.wgsl(),
     };
     let mut w_src = match format {
         WeightFormat::F32 => W_F32,
@@ -165,9 +162,6 @@ pub fn source(
 
 /// The per-row int8 quantization kernel for activations of type `act`.
 pub fn quant_rows_source(act: ActDType) -> String {
-    let act_src = match act {
-        ActDType::F32 => ACT_F32,
-        ActDType::F16 => ACT_F16,
-    };
+    let act_src = act.wgsl();
     format!("{act_src}\n{QUANT_ROWS}")
 }

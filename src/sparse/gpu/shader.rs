@@ -6,8 +6,6 @@ use crate::error::Result;
 use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
-const ACT_F32: &str = include_str!("../../../shaders/act_f32.wgsl");
-const ACT_F16: &str = include_str!("../../../shaders/act_f16.wgsl");
 const ROWS: &str = include_str!("../../../shaders/sparse_rows.wgsl");
 const CSR: &str = include_str!("../../../shaders/sparse_csr.wgsl");
 const BSR: &str = include_str!("../../../shaders/sparse_bsr.wgsl");
@@ -42,10 +40,7 @@ pub fn source(
     act: ActDType,
     vars: &[(&str, i64)],
 ) -> Result<String> {
-    let act_src = match act {
-        ActDType::F32 => ACT_F32,
-        ActDType::F16 => ACT_F16,
-    };
+    let act_src = act.wgsl();
     let v_src = value_file(vt);
     let f_src = match family {
         Family::Csr => CSR,

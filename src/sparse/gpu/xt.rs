@@ -7,8 +7,6 @@ use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::{ActDType, Tensor};
 
 const XT: &str = include_str!("../../../shaders/sparse_xt.wgsl");
-const ACT_F32: &str = include_str!("../../../shaders/act_f32.wgsl");
-const ACT_F16: &str = include_str!("../../../shaders/act_f16.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -49,10 +47,7 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
     let layout = gpu.layouts.get_or_create(&gpu.device, "sparse_xt", || {
         crate::gpu::uniform_and_storage(1, 1)
     });
-    let act = match x.dtype {
-        ActDType::F32 => ACT_F32,
-        ActDType::F16 => ACT_F16,
-    };
+    let act = x.dtype.wgsl();
     let pipeline = gpu.pipelines.get_or_create(
         &gpu.device,
         &PipelineKey::new(format!("sparse_xt_{:?}", x.dtype), &[]).trusted(),
