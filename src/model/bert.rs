@@ -21,8 +21,6 @@ struct Layer {
     out: Dense,
     ln1: Norm,
     ffn_in: Dense,
-    /// Whether `ffn_in` applies the activation itself (dense weights).
-    ffn_in_activates: bool,
     ffn_out: Dense,
     ln2: Norm,
 }
@@ -181,7 +179,7 @@ impl Bert {
                 h,
                 (format, kernel),
             )?;
-            let ffn_in_activates = ffn_in.fuse_activation(act);
+            ffn_in.fuse_activation(act);
             layers.push(Layer {
                 qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b), kernel)?,
                 out: dense(
@@ -200,7 +198,6 @@ impl Bert {
                     eps,
                 )?,
                 ffn_in,
-                ffn_in_activates,
                 ffn_out: dense(
                     gpu,
                     file,
@@ -349,7 +346,7 @@ impl Bert {
             });
             d.extend(l.out.plan_in(gpu, &ctx, &proj, s)?);
             d.push(l.ln1.plan(gpu, &proj, Some(&x), &a)?);
-            if l.ffn_in_activates {
+            if l.ffn_in.activates() {
                 d.extend(l.ffn_in.plan_in(gpu, &a, &f2, s)?);
             } else {
                 d.extend(l.ffn_in.plan_in(gpu, &a, &f1, s)?);

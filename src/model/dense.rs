@@ -53,15 +53,17 @@ impl Dense {
     }
 
     /// Fuses `act` into the kernels' epilogue where the weights are dense (`y = act(x · Wᵀ +
-    /// b)`); false for sparse weights, whose caller keeps the separate elementwise pass.
-    pub fn fuse_activation(&mut self, act: Activation) -> bool {
-        match &mut self.inner {
-            AnyLinear::Dense(l) => {
-                l.set_activation(Some(act));
-                true
-            }
-            AnyLinear::Sparse(_) => false,
+    /// b)`); sparse weights stay as they are, and their caller keeps the separate elementwise
+    /// pass (see [`Self::activates`]).
+    pub fn fuse_activation(&mut self, act: Activation) {
+        if let AnyLinear::Dense(l) = &mut self.inner {
+            l.set_activation(Some(act));
         }
+    }
+
+    /// Whether the layer applies an activation itself.
+    pub fn activates(&self) -> bool {
+        matches!(&self.inner, AnyLinear::Dense(l) if l.activation().is_some())
     }
 
     /// Bytes of scratch a plan of `m` rows writes the weights into: sparse weights take the

@@ -18,8 +18,6 @@ pub struct Mlp {
     /// Its configuration.
     pub config: MlpConfig,
     layers: Vec<Dense>,
-    /// Per layer: whether it applies the activation itself (dense weights, not the last).
-    activates: Vec<bool>,
 }
 
 impl Mlp {
@@ -48,17 +46,12 @@ impl Mlp {
                 found: "an extra layer".into(),
             });
         }
+        // Every layer but the last applies the activation in its epilogue where it can.
         let last = layers.len().saturating_sub(1);
-        let activates = layers
-            .iter_mut()
-            .enumerate()
-            .map(|(i, l)| i < last && l.fuse_activation(config.activation))
-            .collect();
-        Ok(Mlp {
-            config,
-            layers,
-            activates,
-        })
+        for l in &mut layers[..last] {
+            l.fuse_activation(config.activation);
+        }
+        Ok(Mlp { config, layers })
     }
 
     /// Every linear layer, in order.
@@ -102,7 +95,7 @@ impl Mlp {
             // hands its own output to the next one.
             let y = arena.tensor(gpu, ["mlp_a", "mlp_c"][i % 2], batch, l.n())?;
             d.extend(l.plan_in(gpu, &x, &y, scratch.as_ref())?);
-            x = if i < last && !self.activates[i] {
+            x = if i < last && !l.activates() {
                 let z = arena.tensor(gpu, "mlp_b", batch, l.n())?;
                 d.push(ops::elementwise(
                     gpu,
