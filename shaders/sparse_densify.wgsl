@@ -9,8 +9,8 @@
 // (CSR: a binary search of the row's sorted columns; BSR: of the block row's sorted block
 // columns, a block holding all CPB columns since block widths are multiples of CPB; 2:4: the
 // groups are at fixed places) and decodes them with the value file's dec4.
-// Template variables: CSR / BSR / TWO_FOUR, IDX16 / IDX32, VF16 / VF32, INT4, INT8, CPB,
-// OUT_F16 / OUT_F32; BSR: R (block rows), BC, RV, BV; 2:4: GPU_ (groups per value vec4).
+// Template variables: CSR / BSR / TWO_FOUR, SEARCH (CSR or BSR), IDX16 / IDX32, VF16 / VF32,
+// INT4, INT8, CPB, OUT_F16 / OUT_F32; BSR: R (block rows), BC, RV, BV.
 struct Params {
     n: u32,          // rows
     k: u32,          // columns holding data
@@ -52,6 +52,24 @@ fn row_scale(row: u32) -> f32 {
 #end
 }
 
+#if SEARCH
+// The first entry in [lo, hi) whose sorted_key (defined by CSR and BSR below) is at least
+// `want`, or hi: a binary search, since a row's entries are sorted.
+fn first_at_least(lo0: u32, hi0: u32, want: u32) -> u32 {
+    var lo = lo0;
+    var hi = hi0;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (sorted_key(mid) < want) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+#end
+
 #if CSR
 fn csr_col(e: u32) -> u32 {
 #if IDX16
@@ -60,6 +78,11 @@ fn csr_col(e: u32) -> u32 {
 #if IDX32
     return idx_word(e);
 #end
+}
+
+// The entries' columns, sorted within a row: what first_at_least searches.
+fn sorted_key(e: u32) -> u32 {
+    return csr_col(e);
 }
 
 fn csr_val(e: u32) -> f32 {
@@ -73,17 +96,7 @@ fn csr_val(e: u32) -> f32 {
 
 fn fill(row: u32, c0: u32) {
     let end = ptrs[row + 1u];
-    var lo = ptrs[row];
-    var hi = end;
-    while (lo < hi) {
-        let mid = (lo + hi) / 2u;
-        if (csr_col(mid) < c0) {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
-    }
-    for (var e = lo; e < end; e++) {
+    for (var e = first_at_least(ptrs[row], end, c0); e < end; e++) {
         let c = csr_col(e);
         if (c >= c0 + CPB) {
             break;
@@ -99,25 +112,20 @@ const BC: u32 = {{BC}}u;
 const RV: u32 = {{RV}}u;
 const BV: u32 = {{BV}}u;
 
+// The blocks' columns, sorted within a block row: what first_at_least searches.
+fn sorted_key(b: u32) -> u32 {
+    return idx_word(b);
+}
+
 fn fill(row: u32, c0: u32) {
     let br = row / R;
     let r = row % R;
     let want = c0 / BC;
     let end = ptrs[br + 1u];
-    var lo = ptrs[br];
-    var hi = end;
-    while (lo < hi) {
-        let mid = (lo + hi) / 2u;
-        if (idx_word(mid) < want) {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
-    }
-    if (lo >= end || idx_word(lo) != want) {
+    let b = first_at_least(ptrs[br], end, want);
+    if (b >= end || sorted_key(b) != want) {
         return;
     }
-    let b = lo;
 #if INT4
     let sr = b * R + r;
     let s = half_at(scales[sr >> 1u], sr & 1u);

@@ -84,6 +84,7 @@ impl SparseLinear {
             ("CSR", flag(self.family == Family::Csr)),
             ("BSR", flag(self.family == Family::Bsr)),
             ("TWO_FOUR", flag(self.family == Family::TwoFour)),
+            ("SEARCH", flag(self.family != Family::TwoFour)),
             ("IDX16", get("IDX16")),
             ("IDX32", get("IDX32")),
             ("CPB", format.block_k() as i64),
