@@ -18,6 +18,12 @@ use sparq::{Gpu, reference};
 
 const MS: [usize; 4] = [1, 3, 17, 64];
 const SPARSITIES: [f64; 5] = [0.0, 0.5, 0.9, 0.99, 1.0];
+const VALUE_TYPES: [ValueType; 4] = [
+    ValueType::F32,
+    ValueType::F16,
+    ValueType::Int8,
+    ValueType::Int4,
+];
 
 fn paths(gpu: &Gpu) -> Vec<SparsePath> {
     let mut v = vec![SparsePath::Workgroup];
@@ -157,12 +163,7 @@ fn csr_matches_reference_at_every_sparsity() {
 #[test]
 fn bsr_matches_reference_for_every_value_type_and_block() {
     let mut rng = rng("bsr");
-    let vts = [
-        ValueType::F32,
-        ValueType::F16,
-        ValueType::Int8,
-        ValueType::Int4,
-    ];
+    let vts = VALUE_TYPES;
     let blocks = [(1, 32), (4, 32), (16, 32), (2, 64)];
     for gpu in all_gpus() {
         for path in paths(&gpu) {
@@ -191,12 +192,7 @@ fn bsr_matches_reference_for_every_value_type_and_block() {
 #[test]
 fn two_four_matches_reference_for_every_value_type() {
     let mut rng = rng("2:4");
-    let vts = [
-        ValueType::F32,
-        ValueType::F16,
-        ValueType::Int8,
-        ValueType::Int4,
-    ];
+    let vts = VALUE_TYPES;
     for gpu in all_gpus() {
         for path in paths(&gpu) {
             for (i, vt) in vts.into_iter().enumerate() {
@@ -230,12 +226,7 @@ fn two_four_matches_reference_for_every_value_type() {
 #[test]
 fn dense_path_matches_reference() {
     let mut rng = rng("dense path");
-    let vts = [
-        ValueType::F32,
-        ValueType::F16,
-        ValueType::Int8,
-        ValueType::Int4,
-    ];
+    let vts = VALUE_TYPES;
     for gpu in all_gpus() {
         for (i, &s) in [0.0, 0.5, 0.99, 1.0].iter().enumerate() {
             let (n, k) = (29 + i, 197 + 64 * i);
