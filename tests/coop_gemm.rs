@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_gpus, assert_close, random, rng};
+use common::{all_gpus, assert_tensor, random, rng};
 use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{CoopTiling, KernelChoice, Linear, Strategy, coop};
@@ -121,18 +121,7 @@ fn check(
         tiling.map_or("default".into(), |t| t.label()),
         gpu.caps.name
     );
-    let padded = yt.to_f32_padded(gpu).unwrap();
-    let s = yt.stride();
-    for r in 0..m {
-        for c in n..s {
-            assert_eq!(
-                padded[r * s + c],
-                0.0,
-                "{what}: padding [{r}, {c}] not zero"
-            );
-        }
-    }
-    assert_close(&yt.to_f32(gpu).unwrap(), &want, &scale, tol, &what);
+    assert_tensor(gpu, &yt, &want, &scale, tol, &what);
 }
 
 fn coop_gpus() -> Vec<Gpu> {

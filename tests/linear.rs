@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{all_gpus, assert_close, random, rng};
+use common::{all_gpus, assert_tensor, random, rng};
 use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{KernelChoice, Linear, Strategy};
@@ -113,18 +113,7 @@ fn check_activated(
         Some(a) => want.iter().map(|&v| activate(a, v)).collect(),
         None => want,
     };
-    let padded = yt.to_f32_padded(gpu).unwrap();
-    let s = yt.stride();
-    for r in 0..m {
-        for c in n..s {
-            assert_eq!(
-                padded[r * s + c],
-                0.0,
-                "{what}: padding [{r}, {c}] not zero"
-            );
-        }
-    }
-    assert_close(&yt.to_f32(gpu).unwrap(), &want, &scale, tol, &what);
+    assert_tensor(gpu, &yt, &want, &scale, tol, &what);
 }
 
 fn strategies(gpu: &Gpu, format: WeightFormat, m: usize) -> Vec<Strategy> {

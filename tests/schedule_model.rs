@@ -4,59 +4,21 @@
 
 mod common;
 
-use common::all_gpus;
+use common::minilm::{fixture, model_dir};
+use common::{all_gpus, cosine};
 use sparq::Gpu;
 use sparq::gpu::instance;
 use sparq::model::LoadOptions;
 use sparq::schedule::{Cluster, ClusterConfig, ModelReplica, run_single};
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `bash scripts/setup.sh`",
-        dir.display()
-    );
-    dir
-}
-
-fn fixture() -> (Vec<String>, Vec<Vec<f64>>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let sentences = v["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
-    let embeddings = v["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
-    (sentences, embeddings)
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
 
 #[test]
 fn minilm_split_over_devices_equals_single_device_runs() {
-    let (sentences, want) = fixture();
+    let common::minilm::Fixture {
+        sentences,
+        embeddings: want,
+        ..
+    } = fixture();
     // Two rounds of the fixture, so every device gets several micro-batches of mixed lengths.
     let inputs: Vec<String> = sentences.iter().chain(&sentences).cloned().collect();
     // Every adapter, plus a second device on the first one.
@@ -107,7 +69,11 @@ fn minilm_split_over_devices_equals_single_device_runs() {
 #[test]
 fn minilm_survives_a_lost_device() {
     use sparq::schedule::{FaultKind, Injection};
-    let (sentences, want) = fixture();
+    let common::minilm::Fixture {
+        sentences,
+        embeddings: want,
+        ..
+    } = fixture();
     let inputs: Vec<String> = (0..4).flat_map(|_| sentences.iter().cloned()).collect();
     let first = Arc::new(all_gpus().into_iter().next().unwrap());
     let second = Arc::new(Gpu::from_adapter(first.adapter.clone(), &instance()).unwrap());

@@ -1,6 +1,8 @@
 //! Test helpers: every adapter on the machine, seeded random data, tolerance checks.
 #![allow(dead_code)]
 
+pub mod minilm;
+
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sparq::Gpu;
 use sparq::gpu::{enumerate_adapters, instance};
@@ -65,4 +67,37 @@ pub fn assert_close(got: &[f32], want: &[f64], scale: &[f64], tol: f64, what: &s
             "{what}: element {i}: got {g}, want {w}, error {err:.3e} > {tol:.1e} × {s:.3e}"
         );
     }
+}
+
+/// Reads `y` back and checks it: the row padding beyond `y.cols` must be exactly zero (every
+/// kernel writes it, so layers chain without clean-up), and the values must pass
+/// [`assert_close`].
+pub fn assert_tensor(
+    gpu: &Gpu,
+    y: &sparq::Tensor,
+    want: &[f64],
+    scale: &[f64],
+    tol: f64,
+    what: &str,
+) {
+    let padded = y.to_f32_padded(gpu).unwrap();
+    let s = y.stride();
+    for r in 0..y.rows {
+        for c in y.cols..s {
+            assert_eq!(
+                padded[r * s + c],
+                0.0,
+                "{what}: padding [{r}, {c}] not zero"
+            );
+        }
+    }
+    assert_close(&y.to_f32(gpu).unwrap(), want, scale, tol, what);
+}
+
+/// Cosine similarity of an f32 row and an f64 reference, accumulated in f64.
+pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
 }
