@@ -64,14 +64,14 @@ struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Weight formats, comma-separated (f32, f16, int8, int4g32, int4g64, int4g128, int4g32a).
-    #[arg(long, value_delimiter = ',')]
-    formats: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = WeightFormat::parse)]
+    formats: Option<Vec<WeightFormat>>,
     /// Activation rows, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = rows_arg)]
     m: Option<Vec<usize>>,
     /// Weight shapes NxK, comma-separated (e.g. 4096x4096,8192x8192).
-    #[arg(long, value_delimiter = ',')]
-    shapes: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = shape_arg)]
+    shapes: Option<Vec<(usize, usize)>>,
     /// Timed runs per case.
     #[arg(long)]
     iters: Option<usize>,
@@ -83,15 +83,15 @@ struct BenchArgs {
     #[arg(long)]
     sparse: bool,
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = fraction_arg)]
     sparsities: Option<Vec<f64>>,
     /// Sweep the sparse kernels' tuning knobs on one shape (the first of --shapes, 8192x8192
     /// by default) at --m rows (1) instead: src/bench/sparse_tune.rs.
     #[arg(long)]
     sparse_tune: bool,
     /// BSR block shapes of the sparse sweep, comma-separated RxC (e.g. 1x32,4x32,16x16).
-    #[arg(long, value_delimiter = ',')]
-    bsr_blocks: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = shape_arg)]
+    bsr_blocks: Option<Vec<(usize, usize)>>,
     /// PyTorch timings of the same shapes (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
@@ -145,8 +145,9 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
-fn parse_shape(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::Invalid(format!("shape '{s}' is not NxK"));
+/// `--shapes` and `--bsr-blocks`: `NxK`, both at least 1.
+fn shape_arg(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("'{s}' is not NxK with N, K ≥ 1");
     let (n, k) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let n: usize = n.trim().parse().map_err(|_| bad())?;
     let k: usize = k.trim().parse().map_err(|_| bad())?;
@@ -154,6 +155,22 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
         return Err(bad());
     }
     Ok((n, k))
+}
+
+/// `--m`: a number of activation rows, at least 1.
+fn rows_arg(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(m) if m >= 1 => Ok(m),
+        _ => Err(format!("'{s}' is not a whole number ≥ 1")),
+    }
+}
+
+/// `--sparsities`: a fraction in [0, 1].
+fn fraction_arg(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a fraction in [0, 1]")),
+    }
 }
 
 fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
@@ -182,20 +199,14 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     } else {
         BenchConfig::default_for(&gpu)
     };
-    if let Some(f) = &args.formats {
-        cfg.formats = f
-            .iter()
-            .map(|s| WeightFormat::parse(s))
-            .collect::<Result<_>>()?;
+    if let Some(f) = args.formats {
+        cfg.formats = f;
     }
     if let Some(m) = args.m {
-        if m.contains(&0) {
-            return Err(Error::Invalid("--m values must be at least 1".into()));
-        }
         cfg.ms = m;
     }
-    if let Some(s) = &args.shapes {
-        cfg.shapes = s.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    if let Some(s) = args.shapes {
+        cfg.shapes = s;
     }
     if let Some(i) = args.iters {
         cfg.iters = i.clamp(1, 1000);
@@ -249,7 +260,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
 
 fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Result<()> {
     let format = match args.formats.as_deref() {
-        Some([f]) => WeightFormat::parse(f)?,
+        Some(&[f]) => f,
         Some(_) => return Err(Error::Invalid("--model takes one --formats value".into())),
         None => WeightFormat::F16,
     };
@@ -258,9 +269,6 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
         ..Default::default()
     };
     let (batches, words, max_rows) = match (&args.m, args.quick) {
-        (Some(m), _) if m.contains(&0) => {
-            return Err(Error::Invalid("--m values must be at least 1".into()));
-        }
         (Some(m), q) => (m.clone(), if q { 12 } else { 100 }, 64),
         (None, true) => (vec![8, 24], 12, 4),
         (None, false) => (vec![64, 256, 1024], 100, 64),
@@ -282,14 +290,11 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
 fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     use sparq::bench::sparse_tune::{markdown, run};
     let shape = match args.shapes.as_deref() {
-        Some([s, ..]) => parse_shape(s)?,
+        Some(&[s, ..]) => s,
         _ if args.quick || gpu.caps.is_cpu() => (256, 512),
         _ => (8192, 8192),
     };
     let ms = args.m.unwrap_or_else(|| vec![1]);
-    if ms.contains(&0) {
-        return Err(Error::Invalid("--m values must be at least 1".into()));
-    }
     eprintln!(
         "sparse tuning sweep on {} ({}), {}×{}",
         gpu.caps.name, gpu.caps.backend, shape.0, shape.1
@@ -313,25 +318,19 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         SparseBenchConfig::default_for(gpu)
     };
     if let Some(m) = args.m {
-        if m.contains(&0) {
-            return Err(Error::Invalid("--m values must be at least 1".into()));
-        }
         cfg.ms = m;
     }
-    if let Some(s) = &args.shapes {
-        cfg.shapes = s.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    if let Some(s) = args.shapes {
+        cfg.shapes = s;
     }
     if let Some(i) = args.iters {
         cfg.iters = i.clamp(1, 1000);
     }
     if let Some(s) = args.sparsities {
-        if s.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Err(Error::Invalid("--sparsities must lie in [0, 1]".into()));
-        }
         cfg.sparsities = s;
     }
-    if let Some(b) = &args.bsr_blocks {
-        cfg.block_shapes = b.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    if let Some(b) = args.bsr_blocks {
+        cfg.block_shapes = b;
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;

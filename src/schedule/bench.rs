@@ -393,12 +393,12 @@ pub fn run_model(
 }
 
 /// The `sparq bench --adapters` command: `formats` one per layer, the first of `shapes`
-/// (`NxK`) for the widths, the first of `ms` for the batch; prints Markdown, optionally JSON.
+/// (`(n, k)`) for the widths, the first of `ms` for the batch; prints Markdown, optionally JSON.
 pub fn cli(
     adapters: &str,
     quick: bool,
-    formats: Option<&[String]>,
-    shapes: Option<&[String]>,
+    formats: Option<&[WeightFormat]>,
+    shapes: Option<&[(usize, usize)]>,
     ms: Option<&[usize]>,
     json: Option<&std::path::Path>,
 ) -> Result<()> {
@@ -408,16 +408,10 @@ pub fn cli(
         DataParallelConfig::gpu(adapters)
     };
     if let Some(f) = formats {
-        cfg.formats = f
-            .iter()
-            .map(|s| WeightFormat::parse(s))
-            .collect::<Result<_>>()?;
+        cfg.formats = f.to_vec();
     }
-    if let Some(s) = shapes.and_then(|s| s.first()) {
-        let bad = || Error::Invalid(format!("shape '{s}' is not NxK"));
-        let (n, k) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-        cfg.n = n.trim().parse().map_err(|_| bad())?;
-        cfg.k = k.trim().parse().map_err(|_| bad())?;
+    if let Some(&(n, k)) = shapes.and_then(|s| s.first()) {
+        (cfg.n, cfg.k) = (n, k);
     }
     if let Some(&m) = ms.and_then(|m| m.first()) {
         cfg.batch = m;
