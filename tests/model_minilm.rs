@@ -80,13 +80,20 @@ fn minilm_matches_pytorch() {
                     gpu.caps.name
                 );
             }
-            // Alone, a sentence gives the same vector as inside the padded batch.
+            // Alone, a sentence gives the same vector as inside the padded batch. Its few
+            // token rows take the GEMV kernels, which for int8/int4 weights quantize the
+            // activations to int8 as well (the batch's GEMM does not): hence the looser bound.
             let one = model.forward(&Batch::text([&fx.sentences[1]])).unwrap();
             let c = cosine(
                 one.row(0),
                 &out.row(1).iter().map(|&v| v as f64).collect::<Vec<_>>(),
             );
-            assert!(c > 0.99999, "batch padding changes the result: cosine {c}");
+            let same = if format.bits() >= 16 { 0.99999 } else { 0.999 };
+            assert!(
+                c > same,
+                "{}: batch padding changes the result: cosine {c}",
+                format.name()
+            );
         }
     }
 }
