@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 
 CASES = [
-    ("f16", None),
+    ("f16", None), ("int8", None), ("int4", None), ("int4g32a", None),
     ("f16", "magnitude:0.1"), ("f16", "random:0.1"),
     ("f16", "magnitude:0.2"), ("f16", "random:0.2"),
     ("f16", "magnitude:0.3"), ("f16", "global:0.3"), ("f16", "random:0.3"),
@@ -30,7 +30,7 @@ CASES = [
 
 
 DIGITS = [
-    ("f32", None),
+    ("f32", None), ("int8", None), ("int4", None),
     ("f32", "magnitude:0.5"), ("f32", "global:0.5"), ("f32", "random:0.5"),
     ("f32", "magnitude:0.8"), ("f32", "global:0.8"), ("f32", "random:0.8"),
     ("f32", "magnitude:0.9"), ("f32", "random:0.9"),

@@ -47,15 +47,10 @@ fn int8_rows(w: &[f32], n: usize, k: usize) -> Vec<f32> {
         .dequantize()
 }
 
-/// Symmetric int4 of a list of values sharing one f16 scale, as the module docs specify.
+/// Symmetric int4 of a list of values sharing one f16 scale: the dense formats' scale
+/// (tested in tests/formats.rs), each value rounded to the nearest code.
 fn int4_group(vals: &[f32]) -> Vec<f32> {
-    let amax = vals.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let s = f16::from_f32(if amax > 0.0 { amax / 7.0 } else { 1.0 }).to_f32();
-    let s = if s > 0.0 {
-        s
-    } else {
-        f16::MIN_POSITIVE_SUBNORMAL.to_f32()
-    };
+    let s = sparq::formats::int4::symmetric_scale(vals).to_f32();
     vals.iter()
         .map(|v| (v / s).round().clamp(-8.0, 7.0) * s)
         .collect()

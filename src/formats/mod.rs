@@ -18,8 +18,11 @@
 //! Scales of int4 are `n × groups` f16 values packed two per `u32` (even index low);
 //! asymmetric zero points are `n × groups` nibbles packed eight per `u32`. A weight
 //! decodes as `(q - z) · s`. `k` need not be a multiple of the group: the last group of a
-//! row is partial and its scale is computed from the weights it really has.
+//! row is partial and its scale is computed from the weights it really has. Each group's
+//! scale (and zero point) is the one of a few clipped ranges with the least squared error
+//! ([`int4`]); int8 scales each row to its largest magnitude.
 
+pub mod int4;
 mod pack;
 
 use crate::error::{Error, Result};

@@ -1,6 +1,7 @@
-//! Per-format packing and unpacking (round to nearest everywhere).
+//! Per-format packing and unpacking (round to nearest everywhere; int4 scales from
+//! [`super::int4`]).
 
-use super::{PackedWeights, WeightFormat, row_words};
+use super::{PackedWeights, WeightFormat, int4, row_words};
 use half::f16;
 
 pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
@@ -39,6 +40,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         WeightFormat::Int4 { group, asymmetric } => {
             let g = group as usize;
             let groups = k.div_ceil(g);
+            let params = int4::all_group_params(w, n, k, g, asymmetric);
             let mut halves = Vec::with_capacity(n * groups);
             let mut nibbles = Vec::with_capacity(n * groups);
             for r in 0..n {
@@ -46,7 +48,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
                     let c0 = gi * g;
                     let c1 = (c0 + g).min(k);
                     let vals = &w[r * k + c0..r * k + c1];
-                    let (s, z) = group_params(vals, asymmetric);
+                    let (s, z) = params[r * groups + gi];
                     halves.push(s.to_bits());
                     nibbles.push(z as u32);
                     let sf = s.to_f32();
@@ -75,32 +77,6 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         data,
         scales,
         zeros,
-    }
-}
-
-/// Scale (as stored, f16) and zero point of one int4 group.
-fn group_params(vals: &[f32], asymmetric: bool) -> (f16, u8) {
-    if asymmetric {
-        // The range always includes 0 so that zero weights stay exactly zero.
-        let lo = vals.iter().fold(0f32, |m, &v| m.min(v));
-        let hi = vals.iter().fold(0f32, |m, &v| m.max(v));
-        let s = f16::from_f32(if hi > lo { (hi - lo) / 15.0 } else { 1.0 });
-        let s = if s.to_f32() > 0.0 {
-            s
-        } else {
-            f16::MIN_POSITIVE_SUBNORMAL
-        };
-        let z = (-lo / s.to_f32()).round().clamp(0.0, 15.0) as u8;
-        (s, z)
-    } else {
-        let amax = vals.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = f16::from_f32(if amax > 0.0 { amax / 7.0 } else { 1.0 });
-        let s = if s.to_f32() > 0.0 {
-            s
-        } else {
-            f16::MIN_POSITIVE_SUBNORMAL
-        };
-        (s, 8)
     }
 }
 

@@ -104,7 +104,7 @@ impl Bsr {
                 let s = match vt {
                     ValueType::Int8 if r < n => f32::from_bits(self.scales[r]),
                     ValueType::Int4 => {
-                        let s = values::int4_scale(values::amax(row.iter().copied()));
+                        let s = values::int4_scale(row);
                         int4_scales.push(s.to_bits() as u32);
                         s.to_f32()
                     }

@@ -103,7 +103,7 @@ impl TwoFour {
                     for s in 0..sg {
                         let c0 = r * spr + s * Self::INT4_GROUP;
                         let c1 = (c0 + Self::INT4_GROUP).min((r + 1) * spr);
-                        let h = values::int4_scale(values::amax(slots[c0..c1].iter().copied()));
+                        let h = values::int4_scale(&slots[c0..c1]);
                         values::put(&mut self.scales, 16, r * sg + s, h.to_bits() as u32);
                     }
                 }

@@ -56,15 +56,10 @@ pub(super) fn int8_scale(amax: f32) -> f32 {
     if amax > 0.0 { amax / 127.0 } else { 1.0 }
 }
 
-/// int4 scale (as stored) of values whose largest magnitude is `amax`; never zero, so that
-/// decoding never divides by or multiplies with a flushed scale.
-pub(super) fn int4_scale(amax: f32) -> f16 {
-    let s = f16::from_f32(if amax > 0.0 { amax / 7.0 } else { 1.0 });
-    if s.to_f32() > 0.0 {
-        s
-    } else {
-        f16::MIN_POSITIVE_SUBNORMAL
-    }
+/// int4 scale (as stored) of values sharing one scale: the dense formats' choice
+/// ([`crate::formats::int4::symmetric_scale`]), so sparse and dense int4 decode alike.
+pub(super) fn int4_scale(vals: &[f32]) -> f16 {
+    crate::formats::int4::symmetric_scale(vals)
 }
 
 /// Largest magnitude of `vals` (0 when empty).
