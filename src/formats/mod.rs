@@ -22,6 +22,7 @@
 //! scale (and zero point) is the one of a few clipped ranges with the least squared error
 //! ([`int4`]); int8 scales each row to its largest magnitude.
 
+pub mod gptq;
 pub mod int4;
 mod pack;
 

@@ -8,7 +8,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
     let rw = row_words(format, k);
     let mut data = vec![0u32; n * rw];
     let mut scales = Vec::new();
-    let mut zeros = Vec::new();
+    let zeros = Vec::new();
     match format {
         WeightFormat::F32 => {
             for r in 0..n {
@@ -38,36 +38,8 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
             }
         }
         WeightFormat::Int4 { group, asymmetric } => {
-            let g = group as usize;
-            let groups = k.div_ceil(g);
-            let params = int4::all_group_params(w, n, k, g, asymmetric);
-            let mut halves = Vec::with_capacity(n * groups);
-            let mut nibbles = Vec::with_capacity(n * groups);
-            for r in 0..n {
-                for gi in 0..groups {
-                    let c0 = gi * g;
-                    let c1 = (c0 + g).min(k);
-                    let vals = &w[r * k + c0..r * k + c1];
-                    let (s, z) = params[r * groups + gi];
-                    halves.push(s.to_bits());
-                    nibbles.push(z as u32);
-                    let sf = s.to_f32();
-                    for (j, v) in vals.iter().enumerate() {
-                        let q = ((v / sf).round() + z as f32).clamp(0.0, 15.0) as u32;
-                        let c = c0 + j;
-                        data[r * rw + c / 8] |= q << (4 * (c % 8));
-                    }
-                }
-                // Padding decodes to zero: its nibble must equal the zero point of its group.
-                for c in k..k.next_multiple_of(32) {
-                    let z = nibbles[r * groups + (groups - 1).min(c / g)];
-                    data[r * rw + c / 8] |= z << (4 * (c % 8));
-                }
-            }
-            scales = pack_halves(&halves);
-            if asymmetric {
-                zeros = pack_nibbles(&nibbles);
-            }
+            let params = int4::all_group_params(w, n, k, group as usize, asymmetric);
+            return pack_int4(w, n, k, format, &params);
         }
     }
     PackedWeights {
@@ -77,6 +49,59 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         data,
         scales,
         zeros,
+    }
+}
+
+/// Packs `w` into the int4 `format` with the given scale and zero point of every group
+/// (row-major by group), each weight rounded to its nearest code.
+pub(super) fn pack_int4(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    format: WeightFormat,
+    params: &[(f16, u8)],
+) -> PackedWeights {
+    let WeightFormat::Int4 { group, asymmetric } = format else {
+        unreachable!("pack_int4 packs int4 formats")
+    };
+    let rw = row_words(format, k);
+    let mut data = vec![0u32; n * rw];
+    let g = group as usize;
+    let groups = k.div_ceil(g);
+    let mut halves = Vec::with_capacity(n * groups);
+    let mut nibbles = Vec::with_capacity(n * groups);
+    for r in 0..n {
+        for gi in 0..groups {
+            let c0 = gi * g;
+            let c1 = (c0 + g).min(k);
+            let vals = &w[r * k + c0..r * k + c1];
+            let (s, z) = params[r * groups + gi];
+            halves.push(s.to_bits());
+            nibbles.push(z as u32);
+            let sf = s.to_f32();
+            for (j, v) in vals.iter().enumerate() {
+                let q = ((v / sf).round() + z as f32).clamp(0.0, 15.0) as u32;
+                let c = c0 + j;
+                data[r * rw + c / 8] |= q << (4 * (c % 8));
+            }
+        }
+        // Padding decodes to zero: its nibble must equal the zero point of its group.
+        for c in k..k.next_multiple_of(32) {
+            let z = nibbles[r * groups + (groups - 1).min(c / g)];
+            data[r * rw + c / 8] |= z << (4 * (c % 8));
+        }
+    }
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales: pack_halves(&halves),
+        zeros: if asymmetric {
+            pack_nibbles(&nibbles)
+        } else {
+            Vec::new()
+        },
     }
 }
 

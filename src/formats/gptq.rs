@@ -1,0 +1,293 @@
+//! Calibrated int4 rounding (GPTQ: Frantar et al., "GPTQ: Accurate Post-Training Quantization
+//! for Generative Pre-trained Transformers", 2022). Rounding each weight to its nearest code
+//! minimises the error of the weights; what matters is the error of the layer's outputs
+//! `x · Wᵀ` on the inputs it really sees. With `H = E[x xᵀ]` over calibration inputs, GPTQ
+//! rounds the columns of `W` in order and moves each column's rounding error onto the columns
+//! not yet rounded, in the proportions `H⁻¹` gives, so that later columns absorb it.
+//!
+//! The result is an ordinary [`PackedWeights`] of the same int4 format: the kernels do not
+//! know how its codes were chosen. Each group's scale is chosen ([`super::int4`]) from the
+//! weights as updated when the group's first column comes up. The inputs come from a host
+//! model (see `crate::model::calibrate`); the cost is `O(n k²)` per layer plus two `O(k³)`
+//! factorizations, seconds for a 384-wide encoder.
+
+use super::{PackedWeights, WeightFormat, int4, pack};
+use crate::error::{Error, Result};
+use half::f16;
+
+/// Damping of the Hessian, as a fraction of its mean diagonal.
+const DAMP: f64 = 0.1;
+
+/// Sum of `x xᵀ` over the calibration inputs of one layer (`k` wide).
+#[derive(Clone, Debug)]
+pub struct Hessian {
+    k: usize,
+    /// The lower triangle, row by row: row `i` holds columns `0..=i` from `i (i + 1) / 2`.
+    sum: Vec<f64>,
+    rows: usize,
+}
+
+impl Hessian {
+    /// An empty sum for inputs of width `k`.
+    pub fn new(k: usize) -> Self {
+        Hessian {
+            k,
+            sum: vec![0.0; k * (k + 1) / 2],
+            rows: 0,
+        }
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Inputs added so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds the inputs `x` (`rows × k`, row-major).
+    pub fn add(&mut self, x: &[f64]) {
+        let k = self.k;
+        for row in x.chunks_exact(k) {
+            for (i, &xi) in row.iter().enumerate() {
+                if xi != 0.0 {
+                    let start = i * (i + 1) / 2;
+                    let dst = &mut self.sum[start..=start + i];
+                    for (d, &xj) in dst.iter_mut().zip(&row[..=i]) {
+                        *d += xi * xj;
+                    }
+                }
+            }
+            self.rows += 1;
+        }
+    }
+
+    /// Adds another sum of the same width.
+    pub fn merge(&mut self, other: &Hessian) {
+        debug_assert_eq!(self.k, other.k);
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a += b;
+        }
+        self.rows += other.rows;
+    }
+
+    /// The mean `x xᵀ`, symmetric and full, with `damp` times its mean diagonal added to the
+    /// diagonal (and 1 where an input was always zero) so that it is positive definite.
+    fn damped(&self, damp: f64) -> Vec<f64> {
+        let k = self.k;
+        let scale = 1.0 / self.rows.max(1) as f64;
+        let mut h = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..=i {
+                let v = self.sum[i * (i + 1) / 2 + j] * scale;
+                h[i * k + j] = v;
+                h[j * k + i] = v;
+            }
+        }
+        let mean_diag = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k as f64;
+        for i in 0..k {
+            h[i * k + i] += if h[i * k + i] > 0.0 {
+                damp * mean_diag
+            } else {
+                1.0
+            };
+        }
+        h
+    }
+}
+
+/// Lower Cholesky factor `L` (`a = L Lᵀ`) of the symmetric `k × k` matrix `a`, or `None` where
+/// `a` is not positive definite.
+fn cholesky(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let dot: f64 = (0..j).map(|p| l[i * k + p] * l[j * k + p]).sum();
+            if i == j {
+                let d = a[i * k + i] - dot;
+                if d.is_nan() || d <= 0.0 || d.is_infinite() {
+                    return None;
+                }
+                l[i * k + i] = d.sqrt();
+            } else {
+                l[i * k + j] = (a[i * k + j] - dot) / l[j * k + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Inverse of the lower triangular `l` (lower triangular too). Row `i` of the inverse is
+/// `−(Σ_{p<i} l[i][p] · row p) / l[i][i]` plus `1 / l[i][i]` on the diagonal: rows only, so
+/// every access is contiguous.
+fn lower_inverse(l: &[f64], k: usize) -> Vec<f64> {
+    let mut x = vec![0.0; k * k];
+    for i in 0..k {
+        let (done, rest) = x.split_at_mut(i * k);
+        let row = &mut rest[..k];
+        for p in 0..i {
+            let f = l[i * k + p];
+            if f != 0.0 {
+                for (r, &v) in row[..=p].iter_mut().zip(&done[p * k..=p * k + p]) {
+                    *r += f * v;
+                }
+            }
+        }
+        let d = 1.0 / l[i * k + i];
+        for r in &mut row[..i] {
+            *r *= -d;
+        }
+        row[i] = d;
+    }
+    x
+}
+
+/// Upper triangular `U` with `H⁻¹ = Uᵀ U`, the factor GPTQ's updates use. Reversing the order of
+/// the inputs makes it one factorization and one triangular inverse: with `P` the reversal and
+/// `P H P = L Lᵀ`, `H⁻¹ = (P L⁻¹ P)ᵀ (P L⁻¹ P)`, and `P L⁻¹ P` is upper triangular.
+fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f64>> {
+    let rev = |m: &[f64]| -> Vec<f64> {
+        (0..k * k)
+            .map(|idx| m[(k - 1 - idx / k) * k + (k - 1 - idx % k)])
+            .collect()
+    };
+    let l = cholesky(&rev(h), k)?;
+    Some(rev(&lower_inverse(&l, k)))
+}
+
+/// Quantizes `w` (`n × k`, row-major) into the int4 `format`, rounding with GPTQ against the
+/// calibration inputs summed in `h`. Other formats are refused.
+pub fn quantize_calibrated(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    format: WeightFormat,
+    h: &Hessian,
+) -> Result<PackedWeights> {
+    let WeightFormat::Int4 { group, asymmetric } = format else {
+        return Err(Error::Invalid(format!(
+            "calibrated rounding is for int4 formats, not {}",
+            format.name()
+        )));
+    };
+    super::check_group(group)?;
+    if w.len() != n * k || n == 0 {
+        return Err(Error::Shape(format!(
+            "weights of {} values for {n} × {k}",
+            w.len()
+        )));
+    }
+    if h.k() != k || h.rows() == 0 {
+        return Err(Error::Shape(format!(
+            "calibration of {} inputs of width {} for weights of width {k}",
+            h.rows(),
+            h.k()
+        )));
+    }
+    // GPTQ's paper damps by 1 % of the mean diagonal; with fewer calibration tokens than inputs
+    // (MiniLM's 1536-wide FFN output against ~900 built-in tokens) 10 % generalises better
+    // (40 held-out sentences, int4 g32: mean cosine to f32 0.9869 at 1 %, 0.9890 at 10 %,
+    // 0.9878 at 30 %). More where that is still not definite.
+    let u = [DAMP, 1.0]
+        .iter()
+        .find_map(|&damp| inverse_factor(&h.damped(damp), k))
+        .ok_or_else(|| Error::Invalid("calibration inputs give no usable Hessian".into()))?;
+    let g = group as usize;
+    let groups = k.div_ceil(g);
+    let mut rounded = vec![0f32; n * k];
+    let mut params = vec![(f16::ONE, 0u8); n * groups];
+    // Rows are independent: each thread takes a band of them.
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let band = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for ((rows_w, rows_out), rows_params) in w
+            .chunks(band * k)
+            .zip(rounded.chunks_mut(band * k))
+            .zip(params.chunks_mut(band * groups))
+        {
+            let u = &u;
+            scope.spawn(move || {
+                for ((row, out), p) in rows_w
+                    .chunks(k)
+                    .zip(rows_out.chunks_mut(k))
+                    .zip(rows_params.chunks_mut(groups))
+                {
+                    round_row(row, out, p, u, k, g, asymmetric);
+                }
+            });
+        }
+    });
+    Ok(pack::pack_int4(&rounded, n, k, format, &params))
+}
+
+/// GPTQ for one weight row: writes its rounded weights and its groups' parameters.
+fn round_row(
+    row: &[f32],
+    out: &mut [f32],
+    params: &mut [(f16, u8)],
+    u: &[f64],
+    k: usize,
+    g: usize,
+    asymmetric: bool,
+) {
+    let mut w: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+    let (mut s, mut z) = (1f32, 8f32);
+    for j in 0..k {
+        if j % g == 0 {
+            let vals: Vec<f32> = w[j..(j + g).min(k)].iter().map(|&v| v as f32).collect();
+            let (sh, zq) = if asymmetric {
+                int4::asymmetric_params(&vals)
+            } else {
+                (int4::symmetric_scale(&vals), 8)
+            };
+            params[j / g] = (sh, zq);
+            (s, z) = (sh.to_f32(), zq as f32);
+        }
+        let v = w[j] as f32;
+        let q = (((v / s).round() + z).clamp(0.0, 15.0) - z) * s;
+        out[j] = q;
+        let err = (w[j] - q as f64) / u[j * k + j];
+        let u_row = &u[j * k + j + 1..(j + 1) * k];
+        for (wc, &uc) in w[j + 1..].iter_mut().zip(u_row) {
+            *wc -= err * uc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    #[test]
+    fn inverse_factor_inverts() {
+        let k = 7;
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut h = Hessian::new(k);
+        let x: Vec<f64> = (0..20 * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        h.add(&x);
+        let a = h.damped(0.01);
+        let u = inverse_factor(&a, k).unwrap();
+        for i in 0..k {
+            for j in 0..i {
+                assert_eq!(u[i * k + j], 0.0, "U not upper triangular at [{i}, {j}]");
+            }
+        }
+        // Uᵀ U A = I.
+        for i in 0..k {
+            for j in 0..k {
+                let v: f64 = (0..k)
+                    .map(|m| {
+                        let utu: f64 = (0..k).map(|p| u[p * k + i] * u[p * k + m]).sum();
+                        utu * a[m * k + j]
+                    })
+                    .sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((v - want).abs() < 1e-9, "[{i}, {j}] = {v}");
+            }
+        }
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none(), "indefinite");
+    }
+}
