@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
 use sparq::gpu::AdapterSelector;
+use sparq::model::calibrate;
 use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
@@ -65,6 +66,11 @@ pub enum ModelCommand {
         /// of every FFN's (MLP's) hidden neurons, a smaller dense model.
         #[arg(long)]
         prune: Option<String>,
+        /// Round int4 weights by GPTQ, calibrated on the sentences of FILE (one per line;
+        /// `builtin`, or no value, for 64 built-in sentences): lower output error than
+        /// rounding to nearest. Text models (BERT with tokenizer.json), dense int4 only.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
+        calibrate: Option<PathBuf>,
         /// Output .safetensors file.
         #[arg(short, long)]
         output: PathBuf,
@@ -161,6 +167,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             model,
             format,
             prune,
+            calibrate,
             output,
         } => {
             let format = WeightFormat::parse(&format)?;
@@ -175,7 +182,14 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 Some(_) => None,
                 None => prune.as_deref().map(SparseStorage::parse).transpose()?,
             };
-            pack(&model, Compression { format, sparse }, neurons, &output)
+            let calibrate = calibrate.map(|p| (p.as_os_str() != "builtin").then_some(p));
+            pack(
+                &model,
+                Compression { format, sparse },
+                neurons,
+                calibrate,
+                &output,
+            )
         }
         ModelCommand::ModelBench {
             model,
@@ -305,7 +319,14 @@ fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
     j
 }
 
-fn pack(path: &Path, compression: Compression, neurons: Option<f64>, output: &Path) -> Result<()> {
+/// `sparq pack`; `calibrate`: `Some(None)` for the built-in calibration text.
+fn pack(
+    path: &Path,
+    compression: Compression,
+    neurons: Option<f64>,
+    calibrate: Option<Option<PathBuf>>,
+    output: &Path,
+) -> Result<()> {
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
     } else {
@@ -339,7 +360,29 @@ fn pack(path: &Path, compression: Compression, neurons: Option<f64>, output: &Pa
             (WeightFile::open(&tmp)?, arch, Some(tmp))
         }
     };
-    let packed = compress::pack_model(&file, &arch, &compression);
+    let hessians = match (&calibrate, &arch) {
+        (None, _) => None,
+        (Some(text), Architecture::Bert(c)) => {
+            compression.check_calibrated()?;
+            let start = std::time::Instant::now();
+            let texts = calibrate::texts(text.as_deref())?;
+            let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), c, &texts)?;
+            let h = calibrate::bert_hessians(&file, c, &tokens)?;
+            eprintln!(
+                "calibrated on {} sentences ({} tokens) in {:.1} s",
+                texts.len(),
+                tokens.iter().map(|(ids, _)| ids.len()).sum::<usize>(),
+                start.elapsed().as_secs_f64()
+            );
+            Some(h)
+        }
+        (Some(_), _) => {
+            return Err(Error::Invalid(
+                "--calibrate needs a text model (BERT with tokenizer.json)".into(),
+            ));
+        }
+    };
+    let packed = compress::pack_model(&file, &arch, &compression, hessians.as_ref());
     if let Some(tmp) = shrunk {
         let _ = std::fs::remove_file(tmp);
     }

@@ -4,140 +4,14 @@
 
 mod common;
 
-use common::{all_gpus, cosine, random, rng};
-use rand::Rng;
-use rand::rngs::StdRng;
+use common::bert::{config, ragged, random_bert, tmp, write_model};
+use common::{all_gpus, cosine, rng};
 use sparq::formats::WeightFormat;
 use sparq::model::bert;
-use sparq::model::config::{Architecture, BertConfig, Pooling};
+use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::{Batch, LoadOptions, Model, reference};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-fn config() -> BertConfig {
-    BertConfig {
-        vocab_size: 50,
-        hidden_size: 24,
-        num_hidden_layers: 2,
-        num_attention_heads: 3,
-        intermediate_size: 40,
-        hidden_act: "gelu".into(),
-        max_position_embeddings: 40,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        pooling: Pooling::Mean,
-        normalize: true,
-        max_seq_length: None,
-    }
-}
-
-/// Random BERT tensors with Hugging Face names (`prefix` + name).
-pub fn random_bert(
-    r: &mut StdRng,
-    c: &BertConfig,
-    prefix: &str,
-) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let mut t = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
-        let n = shape.iter().product();
-        let v = random(r, n).iter().map(|x| x * scale + offset).collect();
-        t.push((format!("{prefix}{name}"), shape, v));
-    };
-    add(
-        "embeddings.word_embeddings.weight".into(),
-        vec![c.vocab_size, h],
-        1.0,
-        0.0,
-    );
-    add(
-        "embeddings.position_embeddings.weight".into(),
-        vec![c.max_position_embeddings, h],
-        0.5,
-        0.0,
-    );
-    add(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![c.type_vocab_size, h],
-        0.5,
-        0.0,
-    );
-    add("embeddings.LayerNorm.weight".into(), vec![h], 0.2, 1.0);
-    add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
-    for l in 0..c.num_hidden_layers {
-        let p = format!("encoder.layer.{l}.");
-        for part in ["query", "key", "value"] {
-            add(
-                format!("{p}attention.self.{part}.weight"),
-                vec![h, h],
-                0.4,
-                0.0,
-            );
-            add(format!("{p}attention.self.{part}.bias"), vec![h], 0.1, 0.0);
-        }
-        add(
-            format!("{p}attention.output.dense.weight"),
-            vec![h, h],
-            0.3,
-            0.0,
-        );
-        add(format!("{p}attention.output.dense.bias"), vec![h], 0.1, 0.0);
-        add(
-            format!("{p}attention.output.LayerNorm.weight"),
-            vec![h],
-            0.2,
-            1.0,
-        );
-        add(
-            format!("{p}attention.output.LayerNorm.bias"),
-            vec![h],
-            0.1,
-            0.0,
-        );
-        add(
-            format!("{p}intermediate.dense.weight"),
-            vec![i, h],
-            0.3,
-            0.0,
-        );
-        add(format!("{p}intermediate.dense.bias"), vec![i], 0.1, 0.0);
-        add(format!("{p}output.dense.weight"), vec![h, i], 0.2, 0.0);
-        add(format!("{p}output.dense.bias"), vec![h], 0.1, 0.0);
-        add(format!("{p}output.LayerNorm.weight"), vec![h], 0.2, 1.0);
-        add(format!("{p}output.LayerNorm.bias"), vec![h], 0.1, 0.0);
-    }
-    t
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparq-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Writes a self-describing model file (architecture in the metadata).
-pub fn write_model(path: &Path, c: &BertConfig, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let meta = HashMap::from([(
-        loader::CONFIG_KEY.to_string(),
-        Architecture::Bert(c.clone()).to_json(),
-    )]);
-    loader::save(path, tensors, &[], meta).unwrap();
-}
-
-fn ragged(r: &mut StdRng, c: &BertConfig, lens: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
-    lens.iter()
-        .map(|&n| {
-            let ids = (0..n)
-                .map(|_| r.random_range(0..c.vocab_size as u32))
-                .collect();
-            let types = (0..n)
-                .map(|_| r.random_range(0..c.type_vocab_size as u32))
-                .collect();
-            (ids, types)
-        })
-        .unzip()
-}
 
 fn max_error(got: &[f32], want: &[f64]) -> f64 {
     got.iter()
@@ -522,4 +396,82 @@ fn dropped_neurons_equal_zeroed_neurons() {
             gpu.caps.name
         );
     }
+}
+
+/// An int4 encoder rounded by GPTQ on calibration sequences (`sparq pack --calibrate`) is an
+/// ordinary int4 file: every layer's codes differ from rounding to nearest, and it loads and
+/// matches the CPU reference run on its weights as stored. What calibration cannot do is
+/// refused.
+#[test]
+fn calibrated_int4_file_matches_cpu_reference() {
+    use sparq::Error;
+    use sparq::model::calibrate;
+    use sparq::model::compress::{Compression, SparseStorage, pack_model};
+    let mut r = rng("bert-calibrate");
+    let c = config();
+    let dir = tmp("calibrate");
+    let src = dir.join("float.safetensors");
+    write_model(&src, &c, &random_bert(&mut r, &c, ""));
+    let file = WeightFile::open(&src).unwrap();
+    let arch = Architecture::Bert(c.clone());
+    let (ids, types) = ragged(&mut r, &c, &[12, 30, 7, 25, 40, 18, 33]);
+    let sequences: Vec<_> = ids.into_iter().zip(types).collect();
+    let tokens: usize = sequences.iter().map(|(i, _)| i.len()).sum();
+    let hessians = calibrate::bert_hessians(&file, &c, &sequences).unwrap();
+    assert_eq!(hessians.len(), 4 * c.num_hidden_layers);
+    assert!(hessians.values().all(|h| h.rows() == tokens));
+    let int4 = WeightFormat::Int4 {
+        group: 32,
+        asymmetric: true,
+    };
+    let plain = Compression::dense(int4);
+    let (_, rounded, _) = pack_model(&file, &arch, &plain, None).unwrap();
+    let (floats, packed, report) = pack_model(&file, &arch, &plain, Some(&hessians)).unwrap();
+    assert_eq!(report.layers, 4 * c.num_hidden_layers);
+    for ((name, a), (_, b)) in packed.iter().zip(&rounded) {
+        assert_eq!(a.format_name(), "int4g32a");
+        assert_ne!(
+            a.dequantize(),
+            b.dequantize(),
+            "{name}: calibration changed nothing"
+        );
+    }
+    let dst = dir.join("calibrated.safetensors");
+    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    loader::save(&dst, &floats, &packed, meta).unwrap();
+    let host = bert::host_weights(&WeightFile::open(&dst).unwrap(), &c, WeightFormat::F32).unwrap();
+    // Over 64 token rows, so that int4 runs the GEMM with exact activations (fewer rows take
+    // the GEMV, which rounds activations to int8 for int4 weights).
+    let (ids, types) = ragged(&mut r, &c, &[5, 40, 24]);
+    let batch = Batch::Tokens {
+        ids: ids.clone(),
+        types: Some(types.clone()),
+    };
+    for gpu in all_gpus() {
+        let out = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
+        for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
+            let err = max_error(out.row(s), &reference::bert(&c, &host, i, t));
+            assert!(
+                err < 2e-5,
+                "on {}: sequence {s}: max error {err:.2e}",
+                gpu.caps.name
+            );
+        }
+    }
+    // Calibration rounds dense int4 only, and needs tokens.
+    for refused in [
+        Compression::dense(WeightFormat::Int8),
+        Compression {
+            format: WeightFormat::Int4 {
+                group: 32,
+                asymmetric: false,
+            },
+            sparse: Some(SparseStorage::TwoFour),
+        },
+    ] {
+        let e = pack_model(&file, &arch, &refused, Some(&hessians)).err();
+        assert!(matches!(e, Some(Error::Invalid(_))), "{refused:?}: {e:?}");
+    }
+    let e = calibrate::bert_hessians(&file, &c, &[(vec![], vec![])]).err();
+    assert!(matches!(e, Some(Error::Invalid(_))), "{e:?}");
 }

@@ -169,7 +169,7 @@ fn global_pruning_packs_a_classifier() {
         format: WeightFormat::F32,
         sparse: Some(SparseStorage::parse("global:0.6").unwrap()),
     };
-    let (floats, packed, report) = pack_model(&file, &arch, &c).unwrap();
+    let (floats, packed, report) = pack_model(&file, &arch, &c, None).unwrap();
     assert_eq!(report.formats, ["csr-f32"]);
     assert_eq!(report.kept, 0);
     let total = 64 * 64 + 10 * 64;

@@ -14,6 +14,7 @@
 //! values, a BSR scale per block row), so `--format int4` stands for any int4 group there.
 
 use crate::error::{Error, Result};
+use crate::formats::gptq::{self, Hessian};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::matmul::LayerWeights;
 use crate::model::config::Architecture;
@@ -21,6 +22,7 @@ use crate::model::loader::WeightFile;
 use crate::model::{bert, mlp};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
+use std::collections::HashMap;
 
 /// Pruning followed by a sparse format.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,6 +138,18 @@ impl Compression {
         })
     }
 
+    /// Whether calibrated (GPTQ) rounding applies: to dense int4 weights only.
+    pub fn check_calibrated(&self) -> Result<()> {
+        if self.sparse.is_none() && matches!(self.format, WeightFormat::Int4 { .. }) {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "calibrated rounding is for dense int4 weights, not {}{}",
+            if self.sparse.is_some() { "pruned " } else { "" },
+            self.format.name(),
+        )))
+    }
+
     /// Stores `w` (`n × k`, row-major), returning the weights and what pruning cost (a zero
     /// report when nothing was pruned).
     pub fn store(&self, w: &[f32], n: usize, k: usize) -> Result<(LayerWeights, PruneReport)> {
@@ -204,11 +218,18 @@ pub struct PackReport {
 
 /// Every weight of the model in `file` (architecture `arch`) as `c` stores it: the linear
 /// weights compressed (already packed ones as they are), the rest as f32; with a report.
+/// With `calibration` (sums of each layer's inputs by tensor name, from
+/// [`crate::model::calibrate`]), dense int4 weights are rounded by GPTQ
+/// ([`crate::formats::gptq`]) instead of to the nearest code.
 pub fn pack_model(
     file: &WeightFile,
     arch: &Architecture,
     c: &Compression,
+    calibration: Option<&HashMap<String, Hessian>>,
 ) -> Result<(Floats, Linears, PackReport)> {
+    if calibration.is_some() {
+        c.check_calibrated()?;
+    }
     let global = match c.sparse {
         Some(SparseStorage::Global { sparsity }) => Some(sparsity),
         _ => None,
@@ -223,7 +244,13 @@ pub fn pack_model(
         if global.is_some() {
             return Ok(PackedWeights::quantize(w, n, k, WeightFormat::F32)?.into());
         }
-        let (weights, pruning) = c.store(w, n, k)?;
+        let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
+            Some(h) => (
+                gptq::quantize_calibrated(w, n, k, c.format, h)?.into(),
+                PruneReport::measure(w, w),
+            ),
+            None => c.store(w, n, k)?,
+        };
         stored.push((weights.dequantize(), pruning));
         Ok(weights)
     };

@@ -21,6 +21,7 @@ pub mod arena;
 mod attention;
 pub mod bench;
 pub mod bert;
+pub mod calibrate;
 pub mod compress;
 pub mod config;
 pub mod dense;

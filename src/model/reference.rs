@@ -203,6 +203,41 @@ pub struct BertLayerWeights {
 
 /// A whole BERT forward pass of one sequence (`ids`, `types`) to its pooled vector.
 pub fn bert(c: &BertConfig, w: &BertWeights, ids: &[u32], types: &[u32]) -> Vec<f64> {
+    bert_observed(c, w, ids, types, &mut |_, _, _| {})
+}
+
+/// The input of one of a BERT layer's linear weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearSite {
+    /// The fused Q, K, V projection.
+    Qkv,
+    /// The attention output projection.
+    Out,
+    /// The feed-forward input.
+    FfnIn,
+    /// The feed-forward output.
+    FfnOut,
+}
+
+impl LinearSite {
+    /// All four, in the order a layer runs them.
+    pub const ALL: [LinearSite; 4] = [
+        LinearSite::Qkv,
+        LinearSite::Out,
+        LinearSite::FfnIn,
+        LinearSite::FfnOut,
+    ];
+}
+
+/// [`bert`], showing `observe` the input of every linear weight (layer, site, `seq × k`
+/// row-major) before it is multiplied: what calibration collects.
+pub fn bert_observed(
+    c: &BertConfig,
+    w: &BertWeights,
+    ids: &[u32],
+    types: &[u32],
+    observe: &mut dyn FnMut(usize, LinearSite, &[f64]),
+) -> Vec<f64> {
     let (h, i) = (c.hidden_size, c.intermediate_size);
     let s = ids.len();
     let mut x = Vec::with_capacity(s * h);
@@ -219,15 +254,19 @@ pub fn bert(c: &BertConfig, w: &BertWeights, ids: &[u32], types: &[u32]) -> Vec<
     let mut x = norm(&x, None, &w.emb_ln.0, Some(&w.emb_ln.1), eps, h);
     let mask = vec![true; s];
     let act = c.activation().expect("validated config");
-    for l in &w.layers {
+    for (li, l) in w.layers.iter().enumerate() {
+        observe(li, LinearSite::Qkv, &x);
         let qkv = dense(&x, &l.qkv.0, Some(&l.qkv.1), 3 * h, h);
         let ctx = attention(&qkv, &mask, s, c.num_attention_heads, h);
+        observe(li, LinearSite::Out, &ctx);
         let o = dense(&ctx, &l.out.0, Some(&l.out.1), h, h);
         let a = norm(&o, Some(&x), &l.ln1.0, Some(&l.ln1.1), eps, h);
+        observe(li, LinearSite::FfnIn, &a);
         let f: Vec<f64> = dense(&a, &l.ffn_in.0, Some(&l.ffn_in.1), i, h)
             .into_iter()
             .map(|v| activate(act, v))
             .collect();
+        observe(li, LinearSite::FfnOut, &f);
         let f = dense(&f, &l.ffn_out.0, Some(&l.ffn_out.1), h, i);
         x = norm(&f, Some(&a), &l.ln2.0, Some(&l.ln2.1), eps, h);
     }

@@ -1,6 +1,7 @@
 //! Test helpers: every adapter on the machine, seeded random data, tolerance checks.
 #![allow(dead_code)]
 
+pub mod bert;
 pub mod minilm;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};

@@ -1,0 +1,125 @@
+//! Calibration for GPTQ rounding ([`crate::formats::gptq`]): the inputs every linear weight of
+//! a BERT encoder sees on a set of sentences, summed into one [`Hessian`] per weight. They
+//! come from the host reference forward pass ([`reference::bert_observed`]) with the float
+//! weights, so calibrating needs no GPU; the sentences are spread over the machine's cores.
+
+use crate::error::{Error, Result};
+use crate::formats::WeightFormat;
+use crate::formats::gptq::Hessian;
+use crate::model::bert::{self, Names};
+use crate::model::config::BertConfig;
+use crate::model::loader::WeightFile;
+use crate::model::reference::{self, LinearSite};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The built-in calibration text: 64 everyday English sentences (none of them in the tests'
+/// fixtures), one per line.
+pub const DEFAULT_TEXT: &str = include_str!("calibration.txt");
+
+/// Calibration sentences: the lines of `path` that are not blank, or [`DEFAULT_TEXT`]'s for
+/// `None`.
+pub fn texts(path: Option<&Path>) -> Result<Vec<String>> {
+    let text = match path {
+        Some(p) => crate::error::read_text(p)?,
+        None => DEFAULT_TEXT.to_string(),
+    };
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if lines.is_empty() {
+        return Err(Error::Invalid(
+            "the calibration text has no sentences".into(),
+        ));
+    }
+    Ok(lines)
+}
+
+/// Token ids and types of `texts` by the model's `tokenizer.json` at `path` (truncated to the
+/// model's longest sequence, as [`crate::model::Model`] does).
+pub fn tokenize(
+    path: &Path,
+    c: &BertConfig,
+    texts: &[String],
+) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let tok = super::load_tokenizer(path, c)?;
+    let enc = tok
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
+    Ok(enc
+        .iter()
+        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+        .collect())
+}
+
+/// One [`Hessian`] per linear weight of the BERT encoder in `file`, keyed by the tensor name
+/// `sparq pack` stores it under, summed over the tokens of `sequences` (token ids and types).
+pub fn bert_hessians(
+    file: &WeightFile,
+    c: &BertConfig,
+    sequences: &[(Vec<u32>, Vec<u32>)],
+) -> Result<HashMap<String, Hessian>> {
+    if sequences.iter().all(|(ids, _)| ids.is_empty()) {
+        return Err(Error::Invalid("no calibration tokens".into()));
+    }
+    c.validate()?;
+    let weights = bert::host_weights(file, c, WeightFormat::F32)?;
+    let layers = c.num_hidden_layers;
+    let width = |site| match site {
+        LinearSite::FfnOut => c.intermediate_size,
+        _ => c.hidden_size,
+    };
+    let empty = || -> Vec<Hessian> {
+        (0..layers)
+            .flat_map(|_| LinearSite::ALL.map(|s| Hessian::new(width(s))))
+            .collect()
+    };
+    let slot = |l: usize, site| l * 4 + LinearSite::ALL.iter().position(|s| *s == site).unwrap();
+    // Each thread sums its share of the sentences; four threads at most, as each holds a full
+    // set of sums (about 70 MB for a 384-wide, 6-layer encoder).
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
+    let share = sequences.len().div_ceil(threads).max(1);
+    let partial: Vec<Vec<Hessian>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sequences
+            .chunks(share)
+            .map(|part| {
+                let weights = &weights;
+                scope.spawn(move || {
+                    let mut sums = empty();
+                    for (ids, types) in part.iter().filter(|(ids, _)| !ids.is_empty()) {
+                        reference::bert_observed(c, weights, ids, types, &mut |l, site, x| {
+                            sums[slot(l, site)].add(x)
+                        });
+                    }
+                    sums
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("calibration thread"))
+            .collect()
+    });
+    let mut total = empty();
+    for sums in &partial {
+        for (t, s) in total.iter_mut().zip(sums) {
+            t.merge(s);
+        }
+    }
+    let names = Names::detect(file);
+    let mut out = HashMap::new();
+    for (i, h) in total.into_iter().enumerate() {
+        let (l, site) = (i / 4, LinearSite::ALL[i % 4]);
+        let name = match site {
+            LinearSite::Qkv => names.qkv(l),
+            LinearSite::Out => names.layer(l, "attention.output.dense.weight"),
+            LinearSite::FfnIn => names.layer(l, "intermediate.dense.weight"),
+            LinearSite::FfnOut => names.layer(l, "output.dense.weight"),
+        };
+        out.insert(name, h);
+    }
+    Ok(out)
+}
