@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""What pruning costs in accuracy: packs all-MiniLM-L6-v2 with `sparq pack --prune ...` in
-several ways (no fine-tuning afterwards) and reports the cosine of the embeddings of the
-fixture sentences to the PyTorch f32 embeddings in tests/fixtures/minilm.json; then the same
-for the digits classifier (tests/fixtures/digits_mlp.*), reporting its test accuracy.
+"""What quantization and pruning cost in accuracy: packs all-MiniLM-L6-v2 with `sparq pack
+--format F [--prune P] [--calibrate]` in several ways (no fine-tuning afterwards) and reports
+the cosine of the embeddings of the fixture sentences to the PyTorch f32 embeddings in
+tests/fixtures/minilm.json, and of 40 held-out everyday sentences (benches/heldout_sentences.txt,
+none of them in the calibration text) to sparq's own f32 embeddings (which match PyTorch's to
+1e-6); then the same for the digits classifier (tests/fixtures/digits_mlp.*), reporting its
+test accuracy.
 
     python3 benches/prune_accuracy.py [--sparq target/release/sparq] [--adapter vulkan]
 
@@ -18,7 +21,9 @@ import subprocess
 import tempfile
 
 CASES = [
-    ("f16", None), ("int8", None), ("int4", None), ("int4g32a", None),
+    ("f16", None), ("int8", None),
+    ("int4", None), ("int4", "calibrate"), ("int4g32a", None), ("int4g32a", "calibrate"),
+    ("int4g128", None), ("int4g128", "calibrate"),
     ("f16", "magnitude:0.1"), ("f16", "random:0.1"),
     ("f16", "magnitude:0.2"), ("f16", "random:0.2"),
     ("f16", "magnitude:0.3"), ("f16", "global:0.3"), ("f16", "random:0.3"),
@@ -59,6 +64,21 @@ def cosine(a, b):
         sum(x * x for x in a) * sum(y * y for y in b))
 
 
+def embed(a, path, sentences):
+    out = subprocess.run([a.sparq, "--adapter", a.adapter, "embed", path, *sentences],
+                         capture_output=True, text=True, check=True)
+    return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+
+
+def pack_args(prune):
+    """`sparq pack` arguments of a case's second field: a pruning spec, or `calibrate`."""
+    if prune is None:
+        return []
+    if prune == "calibrate":
+        return ["--calibrate"]
+    return ["--prune", prune]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sparq", default="target/release/sparq")
@@ -72,23 +92,22 @@ def main():
 def minilm(a):
     fixture = json.load(open("tests/fixtures/minilm.json"))
     sentences, ref = fixture["sentences"], fixture["embeddings"]
-    print("| values | pruning | stored as | zeros | ‖W − Ŵ‖/‖W‖ | cosine min | cosine mean |")
-    print("|---|---|---|--:|--:|--:|--:|")
+    heldout = [l.strip() for l in open("benches/heldout_sentences.txt") if l.strip()]
+    heldout_ref = embed(a, a.model, heldout)
+    print("| values | pruning / rounding | stored as | zeros | ‖W − Ŵ‖/‖W‖ | fixture cosine min "
+          "| mean | held-out cosine min | mean |")
+    print("|---|---|---|--:|--:|--:|--:|--:|--:|")
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(os.path.join(a.model, "tokenizer.json"), tmp)
         for fmt, prune in CASES:
             path = os.path.join(tmp, "m.safetensors")
-            cmd = [a.sparq, "pack", a.model, "--format", fmt, "-o", path]
-            if prune:
-                cmd += ["--prune", prune]
+            cmd = [a.sparq, "pack", a.model, "--format", fmt, "-o", path, *pack_args(prune)]
             report = subprocess.run(cmd, capture_output=True, text=True, check=True)
             stored, zeros, error = pack_report(report.stderr)
-            out = subprocess.run([a.sparq, "--adapter", a.adapter, "embed", path, *sentences],
-                                 capture_output=True, text=True, check=True)
-            emb = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
-            cs = [cosine(e, r) for e, r in zip(emb, ref)]
+            cs = [cosine(e, r) for e, r in zip(embed(a, path, sentences), ref)]
+            hs = [cosine(e, r) for e, r in zip(embed(a, path, heldout), heldout_ref)]
             print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {min(cs):.4f} "
-                  f"| {sum(cs) / len(cs):.4f} |")
+                  f"| {sum(cs) / len(cs):.4f} | {min(hs):.4f} | {sum(hs) / len(hs):.4f} |")
 
 
 def digits(a):
@@ -104,9 +123,7 @@ def digits(a):
         for fmt, prune in DIGITS:
             path = os.path.join(tmp, "m.safetensors")
             cmd = [a.sparq, "pack", "tests/fixtures/digits_mlp.safetensors", "--format", fmt,
-                   "-o", path]
-            if prune:
-                cmd += ["--prune", prune]
+                   "-o", path, *pack_args(prune)]
             stored, zeros, error = pack_report(subprocess.run(
                 cmd, capture_output=True, text=True, check=True).stderr)
             out = json.loads(subprocess.run(
