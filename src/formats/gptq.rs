@@ -8,8 +8,8 @@
 //! The result is an ordinary [`PackedWeights`] of the same int4 format: the kernels do not
 //! know how its codes were chosen. Each group's scale is chosen ([`super::int4`]) from the
 //! weights as updated when the group's first column comes up. The inputs come from a host
-//! model (see `crate::model::calibrate`); the cost is `O(n k²)` per layer plus two `O(k³)`
-//! factorizations, seconds for a 384-wide encoder.
+//! model (see `crate::model::calibrate`); the cost is `O(n k²)` per layer plus a Cholesky
+//! factorization and a triangular inverse of `H` (`O(k³)` each): seconds for MiniLM.
 
 use super::{PackedWeights, WeightFormat, int4, pack};
 use crate::error::{Error, Result};
