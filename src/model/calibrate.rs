@@ -45,14 +45,7 @@ pub fn tokenize(
     c: &BertConfig,
     texts: &[String],
 ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-    let tok = super::load_tokenizer(path, c)?;
-    let enc = tok
-        .encode_batch(texts.to_vec(), true)
-        .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
-    Ok(enc
-        .iter()
-        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-        .collect())
+    super::encode(&super::load_tokenizer(path, c)?, texts)
 }
 
 /// One [`Hessian`] per linear weight of the BERT encoder in `file`, keyed by the tensor name

@@ -328,13 +328,7 @@ impl<'g> Model<'g> {
         let tok = self.tokenizer.as_ref().ok_or_else(|| {
             Error::Config("the model has no tokenizer.json: pass token ids".into())
         })?;
-        let enc = tok
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
-        Ok(enc
-            .iter()
-            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-            .unzip())
+        Ok(encode(tok, texts)?.into_iter().unzip())
     }
 
     /// Runs one forward pass of `batch` (one command encoder, one submission).
@@ -450,6 +444,17 @@ fn bucket(longest: usize) -> usize {
         .next_multiple_of(SEQ_BUCKET)
         .min(ops::MAX_SEQ)
         .max(longest)
+}
+
+/// Token ids and types of each of `texts`.
+fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let enc = tok
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
+    Ok(enc
+        .iter()
+        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+        .collect())
 }
 
 fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
