@@ -139,3 +139,95 @@ fn pack_prunes_a_classifier_into_a_sparse_file() {
     );
     let _ = std::fs::remove_file(out);
 }
+
+/// `sparq pack --calibrate FILE` on the real MiniLM writes an int4 file that `sparq embed`
+/// runs close to PyTorch; calibration of a format or model it cannot serve is one error line.
+#[test]
+fn pack_calibrates_int4_on_sentences() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = format!("{root}/models/all-MiniLM-L6-v2");
+    assert!(
+        std::path::Path::new(&model)
+            .join("model.safetensors")
+            .is_file(),
+        "{model} is missing: run `bash scripts/setup.sh`"
+    );
+    let dir = std::env::temp_dir().join(format!("sparq-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A few sentences keep the test short; `--calibrate` alone takes the built-in 64.
+    let text = dir.join("calibration.txt");
+    std::fs::write(
+        &text,
+        "The weather turned cold overnight.\n\nA cat sat by the warm stove.\n\
+         Markets rallied after the central bank's decision.\nHow do I renew a library card?\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        format!("{model}/tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    let out = dir.join("m.safetensors");
+    let (text, out) = (text.to_str().unwrap(), out.to_str().unwrap());
+    let (ok, _, err) = sparq(
+        &[
+            "pack",
+            &model,
+            "--format",
+            "int4",
+            "--calibrate",
+            text,
+            "-o",
+            out,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("calibrated on 4 sentences"), "{err}");
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/tests/fixtures/minilm.json")).unwrap(),
+    )
+    .unwrap();
+    let (sentence, want) = (&fx["sentences"][3], &fx["embeddings"][3]);
+    let (ok, json, err) = sparq(&["embed", out, sentence.as_str().unwrap()], "");
+    assert!(ok, "{err}");
+    let got: Vec<f64> = serde_json::from_str(json.trim()).unwrap();
+    let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+    let dot: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+    let norms = got.iter().map(|a| a * a).sum::<f64>() * want.iter().map(|b| b * b).sum::<f64>();
+    let cosine = dot / norms.sqrt();
+    assert!(cosine > 0.95, "int4 calibrated: cosine to PyTorch {cosine}");
+    for bad in [
+        vec!["pack", &model, "--format", "f16", "--calibrate", "-o", out],
+        vec![
+            "pack",
+            &model,
+            "--format",
+            "int4",
+            "--prune",
+            "2:4",
+            "--calibrate",
+            "-o",
+            out,
+        ],
+        vec![
+            "pack",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/digits_mlp.safetensors"
+            ),
+            "--format",
+            "int4",
+            "--calibrate",
+            "-o",
+            out,
+        ],
+    ] {
+        let (ok, _, err) = sparq(&bad, "");
+        assert!(
+            !ok && err.contains("calibrat") && err.trim().lines().count() == 1,
+            "{bad:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
