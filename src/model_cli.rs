@@ -66,9 +66,10 @@ pub enum ModelCommand {
         /// of every FFN's (MLP's) hidden neurons, a smaller dense model.
         #[arg(long)]
         prune: Option<String>,
-        /// Round int4 weights by GPTQ, calibrated on the sentences of FILE (one per line;
-        /// `builtin`, or no value, for 64 built-in sentences): lower output error than
-        /// rounding to nearest. Text models (BERT with tokenizer.json), dense int4 only.
+        /// Calibrate on the sentences of FILE (one per line; `builtin`, or no value, for 64
+        /// built-in sentences): dense int4 is rounded by GPTQ, and `--prune 2:4` or
+        /// `magnitude:S` (then S of every row) prunes by SparseGPT, keeping the layers'
+        /// outputs closer. Text models (BERT with tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
         /// Output .safetensors file.

@@ -398,12 +398,12 @@ fn dropped_neurons_equal_zeroed_neurons() {
     }
 }
 
-/// An int4 encoder rounded by GPTQ on calibration sequences (`sparq pack --calibrate`) is an
-/// ordinary int4 file: every layer's codes differ from rounding to nearest, and it loads and
-/// matches the CPU reference run on its weights as stored. What calibration cannot do is
-/// refused.
+/// An encoder calibrated on token sequences (`sparq pack --calibrate`): int4 rounded by GPTQ,
+/// 2:4 and 50 % CSR pruned by SparseGPT. Each is an ordinary file of its format whose weights
+/// differ from the uncalibrated ones in every layer, and it loads and matches the CPU
+/// reference run on its weights as stored. What calibration cannot do is refused.
 #[test]
-fn calibrated_int4_file_matches_cpu_reference() {
+fn calibrated_files_match_cpu_reference() {
     use sparq::Error;
     use sparq::model::calibrate;
     use sparq::model::compress::{Compression, SparseStorage, pack_model};
@@ -420,26 +420,6 @@ fn calibrated_int4_file_matches_cpu_reference() {
     let hessians = calibrate::bert_hessians(&file, &c, &sequences).unwrap();
     assert_eq!(hessians.len(), 4 * c.num_hidden_layers);
     assert!(hessians.values().all(|h| h.rows() == tokens));
-    let int4 = WeightFormat::Int4 {
-        group: 32,
-        asymmetric: true,
-    };
-    let plain = Compression::dense(int4);
-    let (_, rounded, _) = pack_model(&file, &arch, &plain, None).unwrap();
-    let (floats, packed, report) = pack_model(&file, &arch, &plain, Some(&hessians)).unwrap();
-    assert_eq!(report.layers, 4 * c.num_hidden_layers);
-    for ((name, a), (_, b)) in packed.iter().zip(&rounded) {
-        assert_eq!(a.format_name(), "int4g32a");
-        assert_ne!(
-            a.dequantize(),
-            b.dequantize(),
-            "{name}: calibration changed nothing"
-        );
-    }
-    let dst = dir.join("calibrated.safetensors");
-    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
-    loader::save(&dst, &floats, &packed, meta).unwrap();
-    let host = bert::host_weights(&WeightFile::open(&dst).unwrap(), &c, WeightFormat::F32).unwrap();
     // Over 64 token rows, so that int4 runs the GEMM with exact activations (fewer rows take
     // the GEMV, which rounds activations to int8 for int4 weights).
     let (ids, types) = ragged(&mut r, &c, &[5, 40, 24]);
@@ -447,26 +427,73 @@ fn calibrated_int4_file_matches_cpu_reference() {
         ids: ids.clone(),
         types: Some(types.clone()),
     };
-    for gpu in all_gpus() {
-        let out = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
-        for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
-            let err = max_error(out.row(s), &reference::bert(&c, &host, i, t));
+    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    let cases = [
+        (
+            WeightFormat::Int4 {
+                group: 32,
+                asymmetric: true,
+            },
+            None,
+            "int4g32a",
+        ),
+        (WeightFormat::F16, Some(SparseStorage::TwoFour), "2:4-f16"),
+        (
+            WeightFormat::F16,
+            Some(SparseStorage::Csr { sparsity: 0.5 }),
+            "csr-f16",
+        ),
+    ];
+    for (format, sparse, name) in cases {
+        let compression = Compression { format, sparse };
+        let (_, plain, _) = pack_model(&file, &arch, &compression, None).unwrap();
+        let (floats, packed, report) =
+            pack_model(&file, &arch, &compression, Some(&hessians)).unwrap();
+        assert_eq!(report.layers, 4 * c.num_hidden_layers);
+        if sparse.is_some() {
             assert!(
-                err < 2e-5,
-                "on {}: sequence {s}: max error {err:.2e}",
-                gpu.caps.name
+                (report.zeros as f64 / report.len as f64 - 0.5).abs() < 0.01,
+                "{name}"
             );
         }
+        for ((layer, a), (_, b)) in packed.iter().zip(&plain) {
+            assert_eq!(a.format_name(), name);
+            assert_ne!(
+                a.dequantize(),
+                b.dequantize(),
+                "{name} {layer}: calibration changed nothing"
+            );
+        }
+        let dst = dir.join(format!("calibrated-{}.safetensors", name.replace(':', "_")));
+        loader::save(&dst, &floats, &packed, meta.clone()).unwrap();
+        let host =
+            bert::host_weights(&WeightFile::open(&dst).unwrap(), &c, WeightFormat::F32).unwrap();
+        for gpu in all_gpus() {
+            let out = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
+            for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
+                let err = max_error(out.row(s), &reference::bert(&c, &host, i, t));
+                assert!(
+                    err < 2e-5,
+                    "{name} on {}: sequence {s}: max error {err:.2e}",
+                    gpu.caps.name
+                );
+            }
+        }
     }
-    // Calibration rounds dense int4 only, and needs tokens.
+    // Calibration rounds int4 and prunes to 2:4 or a fraction per row; it needs tokens.
     for refused in [
         Compression::dense(WeightFormat::Int8),
         Compression {
-            format: WeightFormat::Int4 {
-                group: 32,
-                asymmetric: false,
-            },
-            sparse: Some(SparseStorage::TwoFour),
+            format: WeightFormat::F16,
+            sparse: Some(SparseStorage::Random { sparsity: 0.5 }),
+        },
+        Compression {
+            format: WeightFormat::Int8,
+            sparse: Some(SparseStorage::Bsr {
+                rows: 1,
+                cols: 32,
+                sparsity: 0.5,
+            }),
         },
     ] {
         let e = pack_model(&file, &arch, &refused, Some(&hessians)).err();

@@ -141,7 +141,8 @@ fn pack_prunes_a_classifier_into_a_sparse_file() {
 }
 
 /// `sparq pack --calibrate FILE` on the real MiniLM writes an int4 file that `sparq embed`
-/// runs close to PyTorch; calibration of a format or model it cannot serve is one error line.
+/// runs close to PyTorch; calibration of a format, pruning or model it cannot serve is one
+/// error line.
 #[test]
 fn pack_calibrates_int4_on_sentences() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -203,9 +204,9 @@ fn pack_calibrates_int4_on_sentences() {
             "pack",
             &model,
             "--format",
-            "int4",
+            "f16",
             "--prune",
-            "2:4",
+            "random:0.5",
             "--calibrate",
             "-o",
             out,

@@ -12,6 +12,11 @@
 //!
 //! Sparse int4 is symmetric with the sparse formats' own groups (a 2:4 scale per 32 kept
 //! values, a BSR scale per block row), so `--format int4` stands for any int4 group there.
+//!
+//! With `--calibrate` ([`Compression::store_calibrated`]): dense int4 is rounded by GPTQ
+//! ([`crate::formats::gptq`]); `2:4` and `magnitude:S` are pruned by SparseGPT
+//! ([`crate::prune::calibrated`], `magnitude:S` then prunes `S` of every row); the others are
+//! refused.
 
 use crate::error::{Error, Result};
 use crate::formats::gptq::{self, Hessian};
@@ -20,6 +25,7 @@ use crate::matmul::LayerWeights;
 use crate::model::config::Architecture;
 use crate::model::loader::WeightFile;
 use crate::model::{bert, mlp};
+use crate::prune::calibrated::{Pattern, prune_calibrated};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
 use std::collections::HashMap;
@@ -140,14 +146,49 @@ impl Compression {
 
     /// Whether calibrated (GPTQ) rounding applies: to dense int4 weights only.
     pub fn check_calibrated(&self) -> Result<()> {
-        if self.sparse.is_none() && matches!(self.format, WeightFormat::Int4 { .. }) {
-            return Ok(());
+        match self.sparse {
+            None if matches!(self.format, WeightFormat::Int4 { .. }) => Ok(()),
+            Some(SparseStorage::TwoFour | SparseStorage::Csr { .. }) => {
+                self.value_type().map(|_| ())
+            }
+            None => Err(Error::Invalid(format!(
+                "calibration rounds int4 weights, not {}",
+                self.format.name()
+            ))),
+            Some(other) => Err(Error::Invalid(format!(
+                "calibration prunes to 2:4 or magnitude:S, not {other:?}"
+            ))),
         }
-        Err(Error::Invalid(format!(
-            "calibrated rounding is for dense int4 weights, not {}{}",
-            if self.sparse.is_some() { "pruned " } else { "" },
-            self.format.name(),
-        )))
+    }
+
+    /// Stores `w` like [`Compression::store`], with the layer's calibration inputs `h`:
+    /// dense int4 rounded by GPTQ ([`gptq::quantize_calibrated`]), 2:4 and `magnitude:S`
+    /// pruned by SparseGPT ([`prune_calibrated`]; `magnitude:S` then takes the fraction `S`
+    /// of every row).
+    pub fn store_calibrated(
+        &self,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        h: &Hessian,
+    ) -> Result<(LayerWeights, PruneReport)> {
+        self.check_calibrated()?;
+        let pattern = match self.sparse {
+            None => {
+                let p = gptq::quantize_calibrated(w, n, k, self.format, h)?;
+                return Ok((p.into(), PruneReport::measure(w, w)));
+            }
+            Some(SparseStorage::TwoFour) => Pattern::NofM { keep: 2, group: 4 },
+            Some(SparseStorage::Csr { sparsity }) => Pattern::Fraction { sparsity },
+            Some(_) => unreachable!("refused by check_calibrated"),
+        };
+        let p = prune_calibrated(w, n, k, pattern, h)?;
+        let vt = self.value_type()?;
+        let weights: SparseWeights = match pattern {
+            Pattern::NofM { .. } => TwoFour::from_dense(&p.w, n, k, vt)?.into(),
+            Pattern::Fraction { .. } => Csr::from_dense(&p.w, n, k, vt)?.into(),
+        };
+        Ok((weights.into(), p.report))
     }
 
     /// Stores `w` (`n × k`, row-major), returning the weights and what pruning cost (a zero
@@ -219,8 +260,7 @@ pub struct PackReport {
 /// Every weight of the model in `file` (architecture `arch`) as `c` stores it: the linear
 /// weights compressed (already packed ones as they are), the rest as f32; with a report.
 /// With `calibration` (sums of each layer's inputs by tensor name, from
-/// [`crate::model::calibrate`]), dense int4 weights are rounded by GPTQ
-/// ([`crate::formats::gptq`]) instead of to the nearest code.
+/// [`crate::model::calibrate`]), weights are stored by [`Compression::store_calibrated`].
 pub fn pack_model(
     file: &WeightFile,
     arch: &Architecture,
@@ -245,10 +285,7 @@ pub fn pack_model(
             return Ok(PackedWeights::quantize(w, n, k, WeightFormat::F32)?.into());
         }
         let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
-            Some(h) => (
-                gptq::quantize_calibrated(w, n, k, c.format, h)?.into(),
-                PruneReport::measure(w, w),
-            ),
+            Some(h) => c.store_calibrated(w, n, k, h)?,
             None => c.store(w, n, k)?,
         };
         stored.push((weights.dequantize(), pruning));

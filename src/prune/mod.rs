@@ -10,6 +10,7 @@
 //! | blocks `br × bc` | [`blocks_l2`] | same shape, `round(s · blocks)` blocks of smallest L2 norm zeroed |
 //! | structured rows (outputs) | [`rows_l2`] | fewer rows, kept by largest L2 norm |
 //! | structured columns (inputs) | [`columns_l2`] | fewer columns, kept by largest L2 norm |
+//! | N:M or a fraction per row, calibrated (SparseGPT) | [`calibrated::prune_calibrated`] | same shape, chosen by output error, kept weights adjusted |
 //!
 //! [`prune`] runs any of them from a [`PruneMethod`]. Ties are broken by index (the lower
 //! index is pruned first among equal magnitudes, kept first among equal norms), so a result
@@ -34,6 +35,7 @@
 //! ```
 
 mod block;
+pub mod calibrated;
 mod nm;
 mod structured;
 mod unstructured;

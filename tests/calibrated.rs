@@ -1,6 +1,7 @@
-//! Calibrated int4 rounding (`formats::gptq`) on the host: with uncorrelated inputs it is plain
-//! rounding, with correlated ones it lowers the error of the layer's outputs (also on inputs it
-//! was not calibrated on), its codes stay on each group's grid, and bad calls are refused.
+//! Calibrated int4 rounding (`formats::gptq`) and pruning (`prune::calibrated`) on the host:
+//! with uncorrelated inputs they are plain rounding and magnitude pruning, with correlated ones
+//! they lower the error of the layer's outputs (also on inputs they were not calibrated on),
+//! codes stay on each group's grid, patterns hold, and bad calls are refused.
 
 mod common;
 
@@ -11,6 +12,9 @@ use rand::rngs::StdRng;
 use sparq::Error;
 use sparq::formats::gptq::{Hessian, quantize_calibrated};
 use sparq::formats::{PackedWeights, WeightFormat};
+use sparq::prune::calibrated::{FRACTION_BLOCK, Pattern, prune_calibrated};
+use sparq::prune::{magnitude, n_of_m};
+use sparq::sparse::{TwoFour, ValueType};
 
 fn int4(group: u32, asymmetric: bool) -> WeightFormat {
     WeightFormat::Int4 { group, asymmetric }
@@ -64,13 +68,8 @@ fn uncorrelated_inputs_give_plain_rounding() {
     let mut r = rng("uncorrelated_inputs_give_plain_rounding");
     let (n, k) = (5, 100);
     let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
-    // The unit vectors: H is a multiple of the identity, so no error moves to other columns.
-    let mut h = Hessian::new(k);
-    for i in 0..k {
-        let mut x = vec![0.0; k];
-        x[i] = 1.0;
-        h.add(&x);
-    }
+    // H is a multiple of the identity, so no error moves to other columns.
+    let h = identity_hessian(k);
     for format in [int4(32, false), int4(64, true)] {
         let got = quantize_calibrated(&w, n, k, format, &h).unwrap();
         let want = PackedWeights::quantize(&w, n, k, format).unwrap();
@@ -165,4 +164,135 @@ fn bad_calls_are_refused() {
     }
     // One input is a rank-one sum: damping alone makes it usable.
     assert!(quantize_calibrated(&w, 4, 64, int4(32, false), &h).is_ok());
+}
+
+/// Unit vectors as calibration inputs: `H` is a multiple of the identity.
+fn identity_hessian(k: usize) -> Hessian {
+    let mut h = Hessian::new(k);
+    for i in 0..k {
+        let mut x = vec![0.0; k];
+        x[i] = 1.0;
+        h.add(&x);
+    }
+    h
+}
+
+#[test]
+fn uncorrelated_inputs_give_magnitude_pruning() {
+    let mut r = rng("uncorrelated_inputs_give_magnitude_pruning");
+    let (n, k) = (6, 300); // k: a partial block of 44 columns, and 75 groups of 4
+    let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
+    let h = identity_hessian(k);
+    let got = prune_calibrated(&w, n, k, Pattern::NofM { keep: 2, group: 4 }, &h).unwrap();
+    assert_eq!(got.w, n_of_m(&w, n, k, 2, 4).unwrap().w, "2:4");
+    let sparsity = 0.3;
+    let got = prune_calibrated(&w, n, k, Pattern::Fraction { sparsity }, &h).unwrap();
+    for (row, (a, b)) in w.chunks(k).zip(got.w.chunks(k)).enumerate() {
+        // Each row loses round(s · k) weights: within each block, the smallest.
+        let dropped = b.iter().filter(|v| **v == 0.0).count();
+        assert_eq!(dropped, (sparsity * k as f64).round() as usize, "row {row}");
+        for (c0, (ab, bb)) in a
+            .chunks(FRACTION_BLOCK)
+            .zip(b.chunks(FRACTION_BLOCK))
+            .enumerate()
+        {
+            let kept_min = ab
+                .iter()
+                .zip(bb)
+                .filter(|(_, b)| **b != 0.0)
+                .map(|(a, _)| a.abs())
+                .fold(f32::INFINITY, f32::min);
+            for (c, (x, y)) in ab.iter().zip(bb).enumerate() {
+                assert!(
+                    *y == 0.0 && x.abs() <= kept_min || y == x,
+                    "row {row} column {}: {x} stored as {y}",
+                    c0 * FRACTION_BLOCK + c
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn calibrated_pruning_lowers_the_output_error() {
+    let mut r = rng("calibrated_pruning_lowers_the_output_error");
+    let (n, k) = (24, 160);
+    let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
+    let factors = 12;
+    let mix: Vec<f64> = (0..factors * k)
+        .map(|i| r.random_range(-1.0..1.0) * (1.0 + (i % k) as f64 / 40.0))
+        .collect();
+    let calib = correlated_inputs(&mut r, 600, k, &mix);
+    let held_out = correlated_inputs(&mut r, 300, k, &mix);
+    let mut h = Hessian::new(k);
+    h.add(&calib);
+    let cases = [
+        (
+            Pattern::NofM { keep: 2, group: 4 },
+            n_of_m(&w, n, k, 2, 4).unwrap().w,
+        ),
+        (
+            Pattern::Fraction { sparsity: 0.5 },
+            magnitude(&w, n, k, 0.5).unwrap().w,
+        ),
+    ];
+    for (pattern, plain) in cases {
+        let p = prune_calibrated(&w, n, k, pattern, &h).unwrap();
+        assert!(
+            (p.report.sparsity - 0.5).abs() < 0.01,
+            "{pattern:?}: sparsity {}",
+            p.report.sparsity
+        );
+        for (name, x) in [("calibration", &calib), ("held-out", &held_out)] {
+            let (e, e0) = (
+                output_error(x, &w, &p.w, n, k),
+                output_error(x, &w, &plain, n, k),
+            );
+            eprintln!(
+                "{pattern:?} {name}: output error {:.3} of magnitude pruning's",
+                e / e0
+            );
+            assert!(
+                e < 0.6 * e0,
+                "{pattern:?} on {name} inputs: output error {e:.4e}, magnitude pruning {e0:.4e}"
+            );
+        }
+        if let Pattern::NofM { .. } = pattern {
+            for (i, g) in p.w.chunks(4).enumerate() {
+                assert!(
+                    g.iter().filter(|v| **v != 0.0).count() <= 2,
+                    "group {i}: {g:?}"
+                );
+            }
+            TwoFour::from_dense(&p.w, n, k, ValueType::F16).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_pruning_calls_are_refused() {
+    let w = vec![0.5f32; 4 * 64];
+    let mut h = Hessian::new(64);
+    let two_four = Pattern::NofM { keep: 2, group: 4 };
+    let err = |r: sparq::Result<sparq::prune::Pruned>| r.expect_err("refused");
+    assert!(matches!(
+        err(prune_calibrated(&w, 4, 64, two_four, &h)),
+        Error::Shape(_)
+    ));
+    h.add(&[1.0; 64]);
+    assert!(matches!(
+        err(prune_calibrated(&w[..128], 4, 32, two_four, &h)),
+        Error::Shape(_)
+    ));
+    for bad in [
+        Pattern::NofM { keep: 4, group: 4 },
+        Pattern::NofM { keep: 0, group: 4 },
+        Pattern::Fraction { sparsity: 1.5 },
+    ] {
+        assert!(
+            matches!(err(prune_calibrated(&w, 4, 64, bad, &h)), Error::Invalid(_)),
+            "{bad:?}"
+        );
+    }
+    assert!(prune_calibrated(&w, 4, 64, two_four, &h).is_ok());
 }
