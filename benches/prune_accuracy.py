@@ -26,9 +26,11 @@ CASES = [
     ("int4g128", None), ("int4g128", "calibrate"),
     ("f16", "magnitude:0.1"), ("f16", "random:0.1"),
     ("f16", "magnitude:0.2"), ("f16", "random:0.2"),
-    ("f16", "magnitude:0.3"), ("f16", "global:0.3"), ("f16", "random:0.3"),
-    ("f16", "magnitude:0.5"), ("f16", "global:0.5"), ("f16", "random:0.5"),
-    ("f16", "2:4"), ("int4", "2:4"),
+    ("f16", "magnitude:0.3"), ("f16", "magnitude:0.3+calibrate"), ("f16", "global:0.3"),
+    ("f16", "random:0.3"),
+    ("f16", "magnitude:0.5"), ("f16", "magnitude:0.5+calibrate"), ("f16", "global:0.5"),
+    ("f16", "random:0.5"),
+    ("f16", "2:4"), ("f16", "2:4+calibrate"), ("int4", "2:4"), ("int4", "2:4+calibrate"),
     ("int8", "blocks:1x32:0.2"), ("int8", "blocks:1x32:0.5"),
     ("f16", "neurons:0.1"), ("f16", "neurons:0.3"),
 ]
@@ -71,12 +73,13 @@ def embed(a, path, sentences):
 
 
 def pack_args(prune):
-    """`sparq pack` arguments of a case's second field: a pruning spec, or `calibrate`."""
+    """`sparq pack` arguments of a case's second field: a pruning spec, `calibrate`, or a
+    pruning spec + `calibrate`."""
     if prune is None:
         return []
-    if prune == "calibrate":
-        return ["--calibrate"]
-    return ["--prune", prune]
+    spec, _, cal = prune.partition("+")
+    args = ["--calibrate"] if "calibrate" in (spec, cal) else []
+    return args if spec == "calibrate" else ["--prune", spec, *args]
 
 
 def main():
