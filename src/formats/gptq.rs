@@ -9,7 +9,8 @@
 //! know how its codes were chosen. Each group's scale is chosen ([`super::int4`]) from the
 //! weights as updated when the group's first column comes up. The inputs come from a host
 //! model (see `crate::model::calibrate`); the cost is `O(n k²)` per layer plus a Cholesky
-//! factorization and a triangular inverse of `H` (`O(k³)` each): seconds for MiniLM.
+//! factorization and a triangular inverse of `H` (`O(k³)` each): seconds for MiniLM. The
+//! column loop (`compensate_rows`) also prunes, in `crate::prune::calibrated` (SparseGPT).
 
 use super::{PackedWeights, WeightFormat, int4, pack};
 use crate::error::{Error, Result};
