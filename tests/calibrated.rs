@@ -35,6 +35,38 @@ fn correlated_inputs(r: &mut StdRng, rows: usize, k: usize, mix: &[f64]) -> Vec<
     x
 }
 
+/// A 24 × 160 layer (k: five groups of 32, or two and a half of 64) with random weights, and
+/// correlated inputs: 600 to calibrate on (summed in `h`) and 300 held out.
+struct Layer {
+    n: usize,
+    k: usize,
+    w: Vec<f32>,
+    calib: Vec<f64>,
+    held_out: Vec<f64>,
+    h: Hessian,
+}
+
+fn correlated_layer(r: &mut StdRng) -> Layer {
+    let (n, k) = (24, 160);
+    let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
+    let factors = 12;
+    let mix: Vec<f64> = (0..factors * k)
+        .map(|i| r.random_range(-1.0..1.0) * (1.0 + (i % k) as f64 / 40.0))
+        .collect();
+    let calib = correlated_inputs(r, 600, k, &mix);
+    let held_out = correlated_inputs(r, 300, k, &mix);
+    let mut h = Hessian::new(k);
+    h.add(&calib);
+    Layer {
+        n,
+        k,
+        w,
+        calib,
+        held_out,
+        h,
+    }
+}
+
 /// ‖x (W − Ŵ)ᵀ‖² over the rows of `x`.
 fn output_error(x: &[f64], w: &[f32], q: &[f32], n: usize, k: usize) -> f64 {
     x.chunks(k)
@@ -82,16 +114,14 @@ fn uncorrelated_inputs_give_plain_rounding() {
 #[test]
 fn correlated_inputs_lower_the_output_error() {
     let mut r = rng("correlated_inputs_lower_the_output_error");
-    let (n, k) = (24, 160); // k: five groups of 32, or two and a half of 64
-    let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
-    let factors = 12;
-    let mix: Vec<f64> = (0..factors * k)
-        .map(|i| r.random_range(-1.0..1.0) * (1.0 + (i % k) as f64 / 40.0))
-        .collect();
-    let calib = correlated_inputs(&mut r, 600, k, &mix);
-    let held_out = correlated_inputs(&mut r, 300, k, &mix);
-    let mut h = Hessian::new(k);
-    h.add(&calib);
+    let Layer {
+        n,
+        k,
+        w,
+        calib,
+        held_out,
+        h,
+    } = correlated_layer(&mut r);
     assert_eq!(h.rows(), 600);
     for format in [int4(32, false), int4(32, true), int4(64, false)] {
         let plain = PackedWeights::quantize(&w, n, k, format)
@@ -216,16 +246,14 @@ fn uncorrelated_inputs_give_magnitude_pruning() {
 #[test]
 fn calibrated_pruning_lowers_the_output_error() {
     let mut r = rng("calibrated_pruning_lowers_the_output_error");
-    let (n, k) = (24, 160);
-    let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
-    let factors = 12;
-    let mix: Vec<f64> = (0..factors * k)
-        .map(|i| r.random_range(-1.0..1.0) * (1.0 + (i % k) as f64 / 40.0))
-        .collect();
-    let calib = correlated_inputs(&mut r, 600, k, &mix);
-    let held_out = correlated_inputs(&mut r, 300, k, &mix);
-    let mut h = Hessian::new(k);
-    h.add(&calib);
+    let Layer {
+        n,
+        k,
+        w,
+        calib,
+        held_out,
+        h,
+    } = correlated_layer(&mut r);
     let cases = [
         (
             Pattern::NofM { keep: 2, group: 4 },

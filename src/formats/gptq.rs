@@ -75,8 +75,15 @@ impl Hessian {
     }
 
     /// Upper triangular `U` with `H⁻¹ = Uᵀ U` for the damped mean `H`: what
-    /// [`compensate_rows`] moves errors with.
-    pub(crate) fn inverse_factor(&self) -> Result<Vec<f64>> {
+    /// [`compensate_rows`] moves errors with, for weights of width `k` (a [`Error::Shape`]
+    /// when the sum is of another width or empty).
+    pub(crate) fn inverse_factor(&self, k: usize) -> Result<Vec<f64>> {
+        if self.k != k || self.rows == 0 {
+            return Err(Error::Shape(format!(
+                "calibration of {} inputs of width {} for weights of width {k}",
+                self.rows, self.k
+            )));
+        }
         // GPTQ's paper damps by 1 % of the mean diagonal; with fewer calibration tokens than
         // inputs (MiniLM's 1536-wide FFN output against ~900 built-in tokens) 10 % generalises
         // better (40 held-out sentences, int4 g32: mean cosine to f32 0.9869 at 1 %, 0.9890
@@ -193,25 +200,14 @@ pub fn quantize_calibrated(
             w.len()
         )));
     }
-    if h.k() != k || h.rows() == 0 {
-        return Err(Error::Shape(format!(
-            "calibration of {} inputs of width {} for weights of width {k}",
-            h.rows(),
-            h.k()
-        )));
-    }
-    let u = h.inverse_factor()?;
+    let u = h.inverse_factor(k)?;
     let g = group as usize;
     let groups = k.div_ceil(g);
     let mut params = vec![(f16::ONE, 0u8); n * groups];
     let rounded = compensate_rows(w, n, k, &u, &mut params, |params, j, w| {
         if j % g == 0 {
             let vals: Vec<f32> = w[j..(j + g).min(k)].iter().map(|&v| v as f32).collect();
-            params[j / g] = if asymmetric {
-                int4::asymmetric_params(&vals)
-            } else {
-                (int4::symmetric_scale(&vals), 8)
-            };
+            params[j / g] = int4::group_params(&vals, asymmetric);
         }
         let (s, z) = params[j / g];
         let (s, z) = (s.to_f32(), z as f32);

@@ -72,6 +72,16 @@ pub fn asymmetric_params(vals: &[f32]) -> (f16, u8) {
     (best.1, best.2)
 }
 
+/// Scale and zero point of one group: [`asymmetric_params`], or [`symmetric_scale`] with
+/// zero point 8.
+pub fn group_params(vals: &[f32], asymmetric: bool) -> (f16, u8) {
+    if asymmetric {
+        asymmetric_params(vals)
+    } else {
+        (symmetric_scale(vals), 8)
+    }
+}
+
 /// Scale and zero point of every group of `w` (`n × k`, groups of `g` along `k`), row-major by
 /// group. The search costs about twenty passes over the weights, so rows are spread over the
 /// machine's cores.
@@ -94,11 +104,7 @@ pub(super) fn all_group_params(
                     let r = chunk_i * rows_per + i / groups;
                     let c0 = (i % groups) * g;
                     let vals = &w[r * k + c0..r * k + (c0 + g).min(k)];
-                    *p = if asymmetric {
-                        asymmetric_params(vals)
-                    } else {
-                        (symmetric_scale(vals), 8)
-                    };
+                    *p = group_params(vals, asymmetric);
                 }
             });
         }

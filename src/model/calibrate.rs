@@ -1,7 +1,8 @@
-//! Calibration for GPTQ rounding ([`crate::formats::gptq`]): the inputs every linear weight of
-//! a BERT encoder sees on a set of sentences, summed into one [`Hessian`] per weight. They
-//! come from the host reference forward pass ([`reference::bert_observed`]) with the float
-//! weights, so calibrating needs no GPU; the sentences are spread over the machine's cores.
+//! Calibration for GPTQ rounding ([`crate::formats::gptq`]) and SparseGPT pruning
+//! ([`crate::prune::calibrated`]): the inputs every linear weight of a BERT encoder sees on a
+//! set of sentences, summed into one [`Hessian`] per weight. They come from the host reference
+//! forward pass ([`reference::bert_observed`]) with the float weights, so calibrating needs no
+//! GPU; the sentences are spread over the machine's cores.
 
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
@@ -70,7 +71,6 @@ pub fn bert_hessians(
             .flat_map(|_| LinearSite::ALL.map(|s| Hessian::new(width(s))))
             .collect()
     };
-    let slot = |l: usize, site| l * 4 + LinearSite::ALL.iter().position(|s| *s == site).unwrap();
     // Each thread sums its share of the sentences; four threads at most, as each holds a full
     // set of sums (about 70 MB for a 384-wide, 6-layer encoder).
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
@@ -84,7 +84,7 @@ pub fn bert_hessians(
                     let mut sums = empty();
                     for (ids, types) in part.iter().filter(|(ids, _)| !ids.is_empty()) {
                         reference::bert_observed(c, weights, ids, types, &mut |l, site, x| {
-                            sums[slot(l, site)].add(x)
+                            sums[l * 4 + site as usize].add(x)
                         });
                     }
                     sums

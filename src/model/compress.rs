@@ -144,21 +144,33 @@ impl Compression {
         })
     }
 
-    /// Whether calibrated (GPTQ) rounding applies: to dense int4 weights only.
+    /// Whether calibration applies: to dense int4 (GPTQ), and to 2:4 and `magnitude:S`
+    /// pruning with values the sparse formats hold (SparseGPT).
     pub fn check_calibrated(&self) -> Result<()> {
-        match self.sparse {
-            None if matches!(self.format, WeightFormat::Int4 { .. }) => Ok(()),
-            Some(SparseStorage::TwoFour | SparseStorage::Csr { .. }) => {
-                self.value_type().map(|_| ())
+        self.calibrated_pattern().map(|_| ())
+    }
+
+    /// What calibration does: `None` rounds dense int4 by GPTQ, a pattern prunes to it; the
+    /// rest is refused.
+    fn calibrated_pattern(&self) -> Result<Option<Pattern>> {
+        let pattern = match self.sparse {
+            None if matches!(self.format, WeightFormat::Int4 { .. }) => return Ok(None),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "calibration rounds int4 weights, not {}",
+                    self.format.name()
+                )));
             }
-            None => Err(Error::Invalid(format!(
-                "calibration rounds int4 weights, not {}",
-                self.format.name()
-            ))),
-            Some(other) => Err(Error::Invalid(format!(
-                "calibration prunes to 2:4 or magnitude:S, not {other:?}"
-            ))),
-        }
+            Some(SparseStorage::TwoFour) => Pattern::NofM { keep: 2, group: 4 },
+            Some(SparseStorage::Csr { sparsity }) => Pattern::Fraction { sparsity },
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "calibration prunes to 2:4 or magnitude:S, not {other:?}"
+                )));
+            }
+        };
+        self.value_type()?;
+        Ok(Some(pattern))
     }
 
     /// Stores `w` like [`Compression::store`], with the layer's calibration inputs `h`:
@@ -172,15 +184,9 @@ impl Compression {
         k: usize,
         h: &Hessian,
     ) -> Result<(LayerWeights, PruneReport)> {
-        self.check_calibrated()?;
-        let pattern = match self.sparse {
-            None => {
-                let p = gptq::quantize_calibrated(w, n, k, self.format, h)?;
-                return Ok((p.into(), PruneReport::measure(w, w)));
-            }
-            Some(SparseStorage::TwoFour) => Pattern::NofM { keep: 2, group: 4 },
-            Some(SparseStorage::Csr { sparsity }) => Pattern::Fraction { sparsity },
-            Some(_) => unreachable!("refused by check_calibrated"),
+        let Some(pattern) = self.calibrated_pattern()? else {
+            let p = gptq::quantize_calibrated(w, n, k, self.format, h)?;
+            return Ok((p.into(), PruneReport::measure(w, w)));
         };
         let p = prune_calibrated(w, n, k, pattern, h)?;
         let vt = self.value_type()?;

@@ -206,7 +206,7 @@ pub fn bert(c: &BertConfig, w: &BertWeights, ids: &[u32], types: &[u32]) -> Vec<
     bert_observed(c, w, ids, types, &mut |_, _, _| {})
 }
 
-/// The input of one of a BERT layer's linear weights.
+/// The input of one of a BERT layer's linear weights (numbered in [`LinearSite::ALL`]'s order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinearSite {
     /// The fused Q, K, V projection.

@@ -58,14 +58,7 @@ pub fn prune_calibrated(
         }
         _ => {}
     }
-    if h.k() != k || h.rows() == 0 {
-        return Err(Error::Shape(format!(
-            "calibration of {} inputs of width {} for weights of width {k}",
-            h.rows(),
-            h.k()
-        )));
-    }
-    let u = h.inverse_factor()?;
+    let u = h.inverse_factor(k)?;
     // Per row: whether each column of the current block is dropped.
     let mut masks = vec![false; n * k];
     let out = compensate_rows(w, n, k, &u, &mut masks, |mask, j, w| {
