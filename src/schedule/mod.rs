@@ -18,6 +18,7 @@
 //! Every [`Gpu`] is `Send + Sync` (checked at compile time below), so one can be shared with
 //! worker threads behind an `Arc`.
 
+mod batch;
 pub mod bench;
 mod chain;
 mod cluster;
@@ -27,8 +28,9 @@ mod split;
 mod tasks;
 mod worker;
 
+pub use batch::{BatchOutput, BatchReport, ClusterConfig, DeviceReport, MicroBatch};
 pub use chain::{ChainLayer, LinearChain};
-pub use cluster::{BatchOutput, BatchReport, Cluster, ClusterConfig, DeviceReport, MicroBatch};
+pub use cluster::Cluster;
 pub use fault::{FaultKind, Injection};
 pub use model::ModelReplica;
 pub use split::SplitPolicy;

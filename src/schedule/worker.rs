@@ -6,7 +6,7 @@
 //! failure), and every row slot is written once; the batch ends when all rows are delivered
 //! or an input error aborts it.
 
-use super::cluster::{ClusterConfig, DeviceReport, Member, MicroBatch};
+use super::batch::{ClusterConfig, DeviceReport, Member, MicroBatch};
 use super::fault::{self, Injection};
 use super::{Finished, Replica, SplitPolicy, is_device_fault};
 use crate::error::{Error, Result};
