@@ -7,6 +7,7 @@ mod dispatch;
 mod pool;
 mod readback;
 mod timer;
+mod timing;
 pub mod wgsl;
 
 pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
@@ -15,6 +16,7 @@ pub use dispatch::{Dispatch, record_pass};
 pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool, uniform_and_storage};
 pub use readback::{map_read, read_buffer};
 pub use timer::{GpuTimer, PassStamps};
+pub use timing::{keep_busy, median, time_dispatches};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};

@@ -409,10 +409,10 @@ pub fn autotune(
             continue;
         }
         let plan = layer.plan_coop(gpu, &x, &y, t)?;
-        let times = crate::bench::time_dispatches(gpu, &[plan], 2, iters)?;
+        let times = crate::gpu::time_dispatches(gpu, &[plan], 2, iters)?;
         out.push(TuneResult {
             tiling: t,
-            us: crate::bench::median(&times),
+            us: crate::gpu::median(&times),
         });
     }
     out.sort_by(|a, b| a.us.total_cmp(&b.us));

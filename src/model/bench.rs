@@ -2,9 +2,9 @@
 //! timestamp queries, the time of each dispatch alone, and from both the overhead per
 //! dispatch that chaining layers costs. Measured, never asserted.
 
-use crate::bench::{median, time_dispatches};
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTimer};
+use crate::gpu::{median, time_dispatches};
 use crate::model::Model;
 
 /// One measured (format, batch, sequence) case.
