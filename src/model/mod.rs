@@ -28,6 +28,7 @@ pub mod dense;
 mod exec;
 pub mod loader;
 pub mod mlp;
+pub mod names;
 pub mod ops;
 pub mod reference;
 pub mod shrink;

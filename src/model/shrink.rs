@@ -5,10 +5,11 @@
 //! model really shrinks: the result is a smaller float model with its architecture updated,
 //! which the dense kernels run as they are and `sparq pack` can then quantize.
 
-use super::bert::Names;
+use super::bert::BertNames;
 use super::compress::Floats;
 use super::config::Architecture;
 use super::loader::WeightFile;
+use super::reference::LinearSite;
 use crate::error::{Error, Result};
 use crate::prune::{PruneReport, rows_l2, select_columns, select_rows};
 
@@ -38,12 +39,13 @@ pub fn drop_neurons(
     let mut cuts: Vec<(String, String, String)> = Vec::new();
     let (hidden, kept) = match &mut arch {
         Architecture::Bert(c) => {
-            let names = Names::detect(file);
+            let names = BertNames::detect(file);
             for l in 0..c.num_hidden_layers {
+                let ffn_in = names.linear(l, LinearSite::FfnIn);
                 cuts.push((
-                    names.layer(l, "intermediate.dense.weight"),
-                    names.layer(l, "intermediate.dense.bias"),
-                    names.layer(l, "output.dense.weight"),
+                    ffn_in.weight(),
+                    ffn_in.bias(),
+                    names.linear(l, LinearSite::FfnOut).weight(),
                 ));
             }
             let i = c.intermediate_size;

@@ -7,14 +7,19 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
-use crate::matmul::{KernelChoice, LayerWeights};
+use crate::matmul::KernelChoice;
 use crate::model::Plan;
 use crate::model::arena::Arena;
 use crate::model::config::{Activation, BertConfig};
 use crate::model::dense::Dense;
-use crate::model::loader::{Store, WeightFile, quantizer};
+use crate::model::loader::{WeightFile, quantizer};
+use crate::model::names::Names;
 use crate::model::ops::{self, Norm, Table};
-use crate::model::reference::{BertLayerWeights, BertWeights};
+use crate::model::reference::LinearSite;
+
+pub mod weights;
+
+pub use weights::{BertNames, host_weights, pack};
 
 struct Layer {
     qkv: Dense,
@@ -41,98 +46,21 @@ pub struct Bert {
     layers: Vec<Layer>,
 }
 
-/// Tensor names of a BERT checkpoint.
-pub struct Names {
-    prefix: String,
+/// Uploads LayerNorm `at` of width `h`.
+fn norm(gpu: &Gpu, file: &WeightFile, at: &Names, h: usize, eps: f64) -> Result<Norm> {
+    let (g, b) = weights::norm_weights(file, at, h)?;
+    Norm::layer(gpu, &g, &b, eps)
 }
 
-impl Names {
-    /// Detects the prefix (`bert.` or none) from the word embeddings' name.
-    pub fn detect(file: &WeightFile) -> Self {
-        let prefix = if !file.contains("embeddings.word_embeddings.weight")
-            && file.contains("bert.embeddings.word_embeddings.weight")
-        {
-            "bert."
-        } else {
-            ""
-        };
-        Names {
-            prefix: prefix.into(),
-        }
-    }
-
-    /// Full name of `rest`.
-    pub fn get(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
-    }
-
-    /// Full name of `rest` in layer `l`.
-    pub fn layer(&self, l: usize, rest: &str) -> String {
-        format!("{}encoder.layer.{l}.{rest}", self.prefix)
-    }
-
-    /// The fused QKV weight of layer `l` (only in files sparq wrote).
-    pub fn qkv(&self, l: usize) -> String {
-        self.layer(l, "attention.self.qkv.weight")
-    }
-}
-
-/// Reads the fused `3H × H` QKV weight and bias of layer `l`: as stored, or the three float
-/// matrices stacked and stored through `store`.
-pub fn qkv_weights(
-    file: &WeightFile,
-    names: &Names,
-    l: usize,
-    h: usize,
-    store: &mut Store<'_>,
-) -> Result<(LayerWeights, Vec<f32>)> {
-    let fused = names.qkv(l);
-    let bias_name = names.layer(l, "attention.self.qkv.bias");
-    if file.contains(&fused) {
-        let w = file.matrix_with(&fused, 3 * h, h, store)?;
-        return Ok((w, file.floats(&bias_name, &[3 * h])?));
-    }
-    let mut w = Vec::with_capacity(3 * h * h);
-    let mut b = Vec::with_capacity(3 * h);
-    for part in ["query", "key", "value"] {
-        w.extend(file.floats(
-            &names.layer(l, &format!("attention.self.{part}.weight")),
-            &[h, h],
-        )?);
-        b.extend(file.floats(
-            &names.layer(l, &format!("attention.self.{part}.bias")),
-            &[h],
-        )?);
-    }
-    Ok((store(&fused, &w, 3 * h, h)?, b))
-}
-
-fn norm(gpu: &Gpu, file: &WeightFile, name: &str, h: usize, eps: f64) -> Result<Norm> {
-    // Old checkpoints call LayerNorm's parameters gamma and beta.
-    let (g, b) =
-        if file.contains(&format!("{name}.weight")) || !file.contains(&format!("{name}.gamma")) {
-            ("weight", "bias")
-        } else {
-            ("gamma", "beta")
-        };
-    Norm::layer(
-        gpu,
-        &file.floats(&format!("{name}.{g}"), &[h])?,
-        &file.floats(&format!("{name}.{b}"), &[h])?,
-        eps,
-    )
-}
-
+/// Uploads linear `site` of layer `l`, weights in `format`, planned with `kernel`.
 fn dense(
     gpu: &Gpu,
     file: &WeightFile,
-    name: &str,
-    n: usize,
-    k: usize,
+    (c, names, l): (&BertConfig, &BertNames, usize),
+    site: LinearSite,
     (format, kernel): (WeightFormat, KernelChoice),
 ) -> Result<Dense> {
-    let w = file.matrix(&format!("{name}.weight"), n, k, format)?;
-    let b = file.floats(&format!("{name}.bias"), &[n])?;
+    let (w, b) = weights::linear_weights(file, c, names, l, site, &mut quantizer(format))?;
     Dense::new(gpu, &w, Some(&b), kernel)
 }
 
@@ -147,66 +75,31 @@ impl Bert {
         kernel: KernelChoice,
     ) -> Result<Self> {
         config.validate()?;
-        let names = Names::detect(file);
-        let (h, i, eps) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.layer_norm_eps,
-        );
-        let table = |rest: &str, rows: usize| -> Result<Table> {
-            let name = names.get(rest);
+        let names = BertNames::detect(file);
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let table = |which: &str, rows: usize| -> Result<Table> {
+            let name = names.embedding(which);
             Table::new(gpu, &name, &file.floats(&name, &[rows, h])?, rows, h)
         };
-        let word = table("embeddings.word_embeddings.weight", config.vocab_size)?;
-        let pos = table(
-            "embeddings.position_embeddings.weight",
-            config.max_position_embeddings,
-        )?;
-        let types = table(
-            "embeddings.token_type_embeddings.weight",
-            config.type_vocab_size,
-        )?;
-        let emb_ln = norm(gpu, file, &names.get("embeddings.LayerNorm"), h, eps)?;
+        let word = table("word", config.vocab_size)?;
+        let pos = table("position", config.max_position_embeddings)?;
+        let types = table("token_type", config.type_vocab_size)?;
+        let emb_ln = norm(gpu, file, &names.embedding_norm(), h, eps)?;
         let act = config.activation()?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
-            let (qkv_w, qkv_b) = qkv_weights(file, &names, l, h, &mut quantizer(format))?;
-            let mut ffn_in = dense(
-                gpu,
-                file,
-                &names.layer(l, "intermediate.dense"),
-                i,
-                h,
-                (format, kernel),
-            )?;
+            let at = (&config, &names, l);
+            let opts = (format, kernel);
+            let qkv = dense(gpu, file, at, LinearSite::Qkv, opts)?;
+            let mut ffn_in = dense(gpu, file, at, LinearSite::FfnIn, opts)?;
             ffn_in.fuse_activation(act);
             layers.push(Layer {
-                qkv: Dense::new(gpu, &qkv_w, Some(&qkv_b), kernel)?,
-                out: dense(
-                    gpu,
-                    file,
-                    &names.layer(l, "attention.output.dense"),
-                    h,
-                    h,
-                    (format, kernel),
-                )?,
-                ln1: norm(
-                    gpu,
-                    file,
-                    &names.layer(l, "attention.output.LayerNorm"),
-                    h,
-                    eps,
-                )?,
+                qkv,
+                out: dense(gpu, file, at, LinearSite::Out, opts)?,
+                ln1: norm(gpu, file, &names.norm(l, 0), h, eps)?,
                 ffn_in,
-                ffn_out: dense(
-                    gpu,
-                    file,
-                    &names.layer(l, "output.dense"),
-                    h,
-                    i,
-                    (format, kernel),
-                )?,
-                ln2: norm(gpu, file, &names.layer(l, "output.LayerNorm"), h, eps)?,
+                ffn_out: dense(gpu, file, at, LinearSite::FfnOut, opts)?,
+                ln2: norm(gpu, file, &names.norm(l, 1), h, eps)?,
             });
         }
         Ok(Bert {
@@ -370,114 +263,4 @@ impl Bert {
             outputs: vec![out],
         })
     }
-}
-
-/// Reads every BERT weight of `file` to the host, linear weights as `format` would store them
-/// (dequantized): the input of [`crate::model::reference::bert`].
-pub fn host_weights(
-    file: &WeightFile,
-    c: &BertConfig,
-    format: WeightFormat,
-) -> Result<BertWeights> {
-    let names = Names::detect(file);
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let vec = |name: String, shape: &[usize]| file.floats(&name, shape);
-    let lin = |name: String, n: usize, k: usize| -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            file.matrix(&format!("{name}.weight"), n, k, format)?
-                .dequantize(),
-            vec(format!("{name}.bias"), &[n])?,
-        ))
-    };
-    let ln = |name: String| -> Result<(Vec<f32>, Vec<f32>)> {
-        Ok((
-            vec(format!("{name}.weight"), &[h])?,
-            vec(format!("{name}.bias"), &[h])?,
-        ))
-    };
-    let mut layers = Vec::new();
-    for l in 0..c.num_hidden_layers {
-        let (qw, qb) = qkv_weights(file, &names, l, h, &mut quantizer(format))?;
-        layers.push(BertLayerWeights {
-            qkv: (qw.dequantize(), qb),
-            out: lin(names.layer(l, "attention.output.dense"), h, h)?,
-            ln1: ln(names.layer(l, "attention.output.LayerNorm"))?,
-            ffn_in: lin(names.layer(l, "intermediate.dense"), i, h)?,
-            ffn_out: lin(names.layer(l, "output.dense"), h, i)?,
-            ln2: ln(names.layer(l, "output.LayerNorm"))?,
-        });
-    }
-    Ok(BertWeights {
-        word: vec(
-            names.get("embeddings.word_embeddings.weight"),
-            &[c.vocab_size, h],
-        )?,
-        pos: vec(
-            names.get("embeddings.position_embeddings.weight"),
-            &[c.max_position_embeddings, h],
-        )?,
-        types: vec(
-            names.get("embeddings.token_type_embeddings.weight"),
-            &[c.type_vocab_size, h],
-        )?,
-        emb_ln: ln(names.get("embeddings.LayerNorm"))?,
-        layers,
-    })
-}
-
-/// Every linear weight of a BERT checkpoint with its packed replacement name (Q, K and V
-/// fused), stored through `store` (weights the file already holds packed stay as they are);
-/// the other tensors as f32. What `sparq pack` writes.
-#[allow(clippy::type_complexity)]
-pub fn pack(
-    file: &WeightFile,
-    c: &BertConfig,
-    store: &mut Store<'_>,
-) -> Result<(
-    Vec<(String, Vec<usize>, Vec<f32>)>,
-    Vec<(String, LayerWeights)>,
-)> {
-    let names = Names::detect(file);
-    let (h, i) = (c.hidden_size, c.intermediate_size);
-    let mut floats = Vec::new();
-    let mut packed = Vec::new();
-    let float = |name: String, shape: Vec<usize>| -> Result<(String, Vec<usize>, Vec<f32>)> {
-        let v = file.floats(&name, &shape)?;
-        Ok((name, shape, v))
-    };
-    floats.push(float(
-        names.get("embeddings.word_embeddings.weight"),
-        vec![c.vocab_size, h],
-    )?);
-    floats.push(float(
-        names.get("embeddings.position_embeddings.weight"),
-        vec![c.max_position_embeddings, h],
-    )?);
-    floats.push(float(
-        names.get("embeddings.token_type_embeddings.weight"),
-        vec![c.type_vocab_size, h],
-    )?);
-    floats.push(float(names.get("embeddings.LayerNorm.weight"), vec![h])?);
-    floats.push(float(names.get("embeddings.LayerNorm.bias"), vec![h])?);
-    for l in 0..c.num_hidden_layers {
-        let (qw, qb) = qkv_weights(file, &names, l, h, store)?;
-        packed.push((names.qkv(l), qw));
-        floats.push((names.layer(l, "attention.self.qkv.bias"), vec![3 * h], qb));
-        for (rest, n, k) in [
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", i, h),
-            ("output.dense", h, i),
-        ] {
-            let name = names.layer(l, rest);
-            let weight = format!("{name}.weight");
-            let w = file.matrix_with(&weight, n, k, store)?;
-            packed.push((weight, w));
-            floats.push(float(format!("{name}.bias"), vec![n])?);
-        }
-        for rest in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            floats.push(float(names.layer(l, &format!("{rest}.weight")), vec![h])?);
-            floats.push(float(names.layer(l, &format!("{rest}.bias")), vec![h])?);
-        }
-    }
-    Ok((floats, packed))
 }
