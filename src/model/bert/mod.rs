@@ -8,11 +8,13 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
 use crate::matmul::KernelChoice;
-use crate::model::Plan;
-use crate::model::arena::Arena;
-use crate::model::config::{Activation, BertConfig};
+use crate::graph::{Pass, Readout, Signature, Slots};
+use crate::model::compress::{Floats, Linears};
+use crate::model::config::{Activation, Architecture, BertConfig};
 use crate::model::dense::Dense;
-use crate::model::loader::{WeightFile, quantizer};
+use crate::model::loader::{Store, WeightFile, quantizer};
+use crate::model::network::{Family, Network, NeuronCuts, Request};
+use crate::model::{Batch, LoadOptions, Output};
 use crate::model::names::Names;
 use crate::model::ops::{self, Norm, Table};
 use crate::model::reference::LinearSite;
@@ -193,7 +195,7 @@ impl Bert {
     }
 
     /// Plans a forward pass of `batch` sequences padded to `seq` tokens.
-    pub fn plan(&self, gpu: &Gpu, arena: &mut Arena, batch: usize, seq: usize) -> Result<Plan> {
+    pub fn plan(&self, gpu: &Gpu, arena: &mut Slots, batch: usize, seq: usize) -> Result<Pass> {
         let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
         let rows = batch * seq;
         let tokens = arena.buffer(gpu, "tokens", (rows * 16) as u64)?;
@@ -257,10 +259,157 @@ impl Bert {
             self.config.normalize,
             &out,
         )?);
-        Ok(Plan {
-            dispatches: d,
-            input: tokens,
-            outputs: vec![out],
+        Ok(Pass::compute(d, tokens, vec![out]))
+    }
+}
+
+/// The encoder with its tokenizer: BERT's [`Network`].
+struct Encoder {
+    bert: Bert,
+    tokenizer: Option<tokenizers::Tokenizer>,
+}
+
+impl Encoder {
+    /// The request of token `ids` (and `types`): one row `[id, position, type, mask]` per
+    /// token, sequences padded to their bucket.
+    fn tokens(&self, ids: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Request> {
+        self.bert.check_tokens(ids, types)?;
+        let batch = ids.len();
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let seq = crate::model::bucket(longest);
+        let mut rows = vec![[0u32; 4]; batch * seq];
+        for (s, seq_ids) in ids.iter().enumerate() {
+            for (p, &id) in seq_ids.iter().enumerate() {
+                let ty = types.map_or(0, |t| t[s][p]);
+                rows[s * seq + p] = [id, p as u32, ty, 1];
+            }
+        }
+        Ok(Request {
+            signature: Signature::new(batch, seq),
+            inputs: vec![bytemuck::cast_slice(&rows).to_vec()],
+            rows: batch,
         })
+    }
+}
+
+impl Network for Encoder {
+    fn output_dim(&self) -> usize {
+        self.bert.config.hidden_size
+    }
+
+    fn linear_layers(&self) -> Vec<&Dense> {
+        self.bert.linear_layers()
+    }
+
+    fn weight_bytes(&self) -> u64 {
+        self.bert.weight_bytes()
+    }
+
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    fn request(&self, batch: &Batch) -> Result<Request> {
+        match batch {
+            Batch::Text(texts) => {
+                if texts.is_empty() {
+                    return Err(Error::Invalid("empty batch".into()));
+                }
+                let tok = self.tokenizer.as_ref().ok_or_else(|| {
+                    Error::Config("the model has no tokenizer.json: pass token ids".into())
+                })?;
+                let (ids, types): (Vec<_>, Vec<_>) =
+                    crate::model::encode(tok, texts)?.into_iter().unzip();
+                self.tokens(&ids, Some(&types))
+            }
+            Batch::Tokens { ids, types } => self.tokens(ids, types.as_deref()),
+            Batch::Features { .. } => Err(Error::Invalid(
+                "an encoder takes text or token ids, not feature rows".into(),
+            )),
+        }
+    }
+
+    fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass> {
+        self.bert.plan(gpu, slots, signature.batch, signature.seq)
+    }
+
+    fn output(&self, rows: usize, readout: Readout) -> Result<Output> {
+        let values = readout
+            .tensors
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Gpu("output missing".into()))?;
+        Ok(Output {
+            rows,
+            cols: self.bert.config.hidden_size,
+            values,
+            probabilities: None,
+            gpu_seconds: readout.gpu_seconds,
+        })
+    }
+
+    fn bench_request(&self, batch: usize, seq: usize) -> Option<Request> {
+        self.tokens(&vec![vec![0u32; seq]; batch], None).ok()
+    }
+}
+
+impl Family for BertConfig {
+    fn validate(&self) -> Result<()> {
+        BertConfig::validate(self)
+    }
+
+    fn load(
+        &self,
+        gpu: &Gpu,
+        file: &WeightFile,
+        dir: &std::path::Path,
+        options: LoadOptions,
+    ) -> Result<Box<dyn Network>> {
+        let bert = Bert::load(gpu, file, self.clone(), options.format, options.kernel)?;
+        let path = dir.join("tokenizer.json");
+        let tokenizer = match path.is_file() {
+            true => Some(crate::model::load_tokenizer(&path, self)?),
+            false => None,
+        };
+        Ok(Box::new(Encoder { bert, tokenizer }))
+    }
+
+    fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)> {
+        weights::pack(file, self, store)
+    }
+
+    fn neuron_cuts(&self, file: &WeightFile, sparsity: f64) -> Result<NeuronCuts> {
+        let names = BertNames::detect(file);
+        let layers = self.num_hidden_layers;
+        let tensors = (0..layers)
+            .map(|l| {
+                let ffn_in = names.linear(l, LinearSite::FfnIn);
+                (
+                    ffn_in.weight(),
+                    ffn_in.bias(),
+                    names.linear(l, LinearSite::FfnOut).weight(),
+                )
+            })
+            .collect();
+        let mut c = self.clone();
+        c.intermediate_size = crate::model::shrink::kept_of(self.intermediate_size, sparsity)?;
+        Ok(NeuronCuts {
+            tensors,
+            hidden: vec![self.intermediate_size; layers],
+            kept: vec![c.intermediate_size; layers],
+            arch: Architecture::Bert(c),
+        })
+    }
+
+    fn calibrate(
+        &self,
+        file: &WeightFile,
+        dir: &std::path::Path,
+        texts: &[String],
+    ) -> Result<(std::collections::HashMap<String, crate::formats::gptq::Hessian>, usize)> {
+        use crate::model::calibrate;
+        let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), self, texts)?;
+        let sums = calibrate::bert_hessians(file, self, &tokens)?;
+        Ok((sums, tokens.iter().map(|(ids, _)| ids.len()).sum()))
     }
 }
