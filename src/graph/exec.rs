@@ -75,6 +75,8 @@ pub struct Readout {
     pub tensors: Vec<Vec<f32>>,
     /// GPU time of the pass (timestamp queries), where the device has them.
     pub gpu_seconds: Option<f64>,
+    /// Host time spent copying the results out once the pass was done.
+    pub copy_seconds: f64,
 }
 
 impl Submitted {
@@ -92,7 +94,8 @@ impl Submitted {
         let end = PassStamps::mapped_bytes(stamps, bytes);
         let slice = reader.staging.slice(..end.max(4));
         map_read(gpu, &slice, index)?;
-        let readout = {
+        let started = std::time::Instant::now();
+        let mut readout = {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu(e.to_string()))?;
@@ -111,9 +114,11 @@ impl Submitted {
             Readout {
                 tensors,
                 gpu_seconds: stamps.map(|_| PassStamps::seconds(gpu, &view, bytes)),
+                copy_seconds: 0.0,
             }
         };
         reader.staging.unmap();
+        readout.copy_seconds = started.elapsed().as_secs_f64();
         Ok((readout, reader))
     }
 }
