@@ -548,14 +548,21 @@ fn gamma_beta_checkpoints_pack_and_match() {
             format: WeightFormat::F16,
             ..Default::default()
         };
-        let a = Model::load_with(&src, &gpu, f16).unwrap().forward(&batch).unwrap();
+        let a = Model::load_with(&src, &gpu, f16)
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
         let b = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
         for (x, y) in a.values.iter().zip(&b.values) {
             assert!((x - y).abs() < 1e-6, "packed file differs: {x} vs {y}");
         }
         for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
             let err = max_error(b.row(s), &reference::bert(&c, &host, i, t));
-            assert!(err < 2e-5, "on {}: sequence {s}: max error {err:.2e}", gpu.caps.name);
+            assert!(
+                err < 2e-5,
+                "on {}: sequence {s}: max error {err:.2e}",
+                gpu.caps.name
+            );
         }
     }
 }

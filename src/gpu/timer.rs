@@ -139,7 +139,11 @@ impl PassStamps {
 
     /// The timestamp writes of one of several compute passes timed as one: the beginning of
     /// the `first`, the end of the `last`; `None` for a pass in between.
-    pub fn writes_of(&self, first: bool, last: bool) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+    pub fn writes_of(
+        &self,
+        first: bool,
+        last: bool,
+    ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
         (first || last).then(|| wgpu::ComputePassTimestampWrites {
             query_set: &self.set,
             beginning_of_pass_write_index: first.then_some(0),

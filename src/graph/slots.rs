@@ -57,7 +57,12 @@ impl Slots {
     /// The persistent slot `name`, allocated with `bytes` on first use. It is never
     /// reallocated: asking for more than it was allocated with is an error, since growing it
     /// would lose its contents and invalidate the plans that bind it.
-    pub fn persistent(&mut self, gpu: &Gpu, name: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub fn persistent(
+        &mut self,
+        gpu: &Gpu,
+        name: &'static str,
+        bytes: u64,
+    ) -> Result<wgpu::Buffer> {
         if let Some(b) = self.persistent.get(name) {
             if b.size() < bytes {
                 return Err(Error::Shape(format!(

@@ -345,7 +345,10 @@ pub(crate) fn bucket(longest: usize) -> usize {
 }
 
 /// Token ids and types of each of `texts`.
-pub(crate) fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+pub(crate) fn encode(
+    tok: &tokenizers::Tokenizer,
+    texts: &[String],
+) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     let enc = tok
         .encode_batch(texts.to_vec(), true)
         .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;

@@ -95,8 +95,16 @@ mod tests {
     #[test]
     fn scopes_join_with_dots_and_spell_norms_once() {
         let root = Names::new("bert.");
-        let ln = root.pp("encoder").pp("layer").pp(2).pp("output").pp("LayerNorm");
-        assert_eq!(ln.norm_scale(), "bert.encoder.layer.2.output.LayerNorm.weight");
+        let ln = root
+            .pp("encoder")
+            .pp("layer")
+            .pp(2)
+            .pp("output")
+            .pp("LayerNorm");
+        assert_eq!(
+            ln.norm_scale(),
+            "bert.encoder.layer.2.output.LayerNorm.weight"
+        );
         let old = Names::new("").with_norm(NormSpelling::GammaBeta);
         let ln = old.pp("embeddings").pp("LayerNorm");
         assert_eq!(

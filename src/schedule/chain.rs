@@ -110,19 +110,19 @@ impl LinearChain {
 
     /// The pass of `m` rows: every layer with the tiled GEMM, outputs alternating between
     /// the two activation slots.
-    fn plan(layers: &[Linear], gpu: &Gpu, slots: &mut crate::graph::Slots, m: usize) -> Result<Pass> {
+    fn plan(
+        layers: &[Linear],
+        gpu: &Gpu,
+        slots: &mut crate::graph::Slots,
+        m: usize,
+    ) -> Result<Pass> {
         let k = layers[0].k;
         let mut x = slots.tensor(gpu, INPUT, m, k)?;
         let input = x.buffer.clone();
         let mut dispatches = Vec::new();
         for (i, layer) in layers.iter().enumerate() {
             let y = slots.tensor(gpu, ACTS[i % 2], m, layer.n)?;
-            dispatches.extend(layer.plan(
-                gpu,
-                &x,
-                &y,
-                KernelChoice::Force(Strategy::GemmTiled),
-            )?);
+            dispatches.extend(layer.plan(gpu, &x, &y, KernelChoice::Force(Strategy::GemmTiled))?);
             x = y;
         }
         Ok(Pass {

@@ -7,17 +7,17 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
-use crate::matmul::KernelChoice;
 use crate::graph::{Pass, Readout, Signature, Slots};
+use crate::matmul::KernelChoice;
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Activation, Architecture, BertConfig};
 use crate::model::dense::Dense;
 use crate::model::loader::{Store, WeightFile, quantizer};
-use crate::model::network::{Family, Network, NeuronCuts, Request};
-use crate::model::{Batch, LoadOptions, Output};
 use crate::model::names::Names;
+use crate::model::network::{Family, Network, NeuronCuts, Request};
 use crate::model::ops::{self, Norm, Table};
 use crate::model::reference::LinearSite;
+use crate::model::{Batch, LoadOptions, Output};
 
 pub mod weights;
 
@@ -406,7 +406,10 @@ impl Family for BertConfig {
         file: &WeightFile,
         dir: &std::path::Path,
         texts: &[String],
-    ) -> Result<(std::collections::HashMap<String, crate::formats::gptq::Hessian>, usize)> {
+    ) -> Result<(
+        std::collections::HashMap<String, crate::formats::gptq::Hessian>,
+        usize,
+    )> {
         use crate::model::calibrate;
         let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), self, texts)?;
         let sums = calibrate::bert_hessians(file, self, &tokens)?;

@@ -197,7 +197,10 @@ pub fn pack(file: &WeightFile, c: &BertConfig, store: &mut Store<'_>) -> Result<
         Ok(())
     };
     float(names.embedding("word"), vec![c.vocab_size, h])?;
-    float(names.embedding("position"), vec![c.max_position_embeddings, h])?;
+    float(
+        names.embedding("position"),
+        vec![c.max_position_embeddings, h],
+    )?;
     float(names.embedding("token_type"), vec![c.type_vocab_size, h])?;
     let norms = |l: Option<usize>| match l {
         None => vec![names.embedding_norm()],

@@ -4,15 +4,15 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
-use crate::matmul::KernelChoice;
 use crate::graph::{Pass, Readout, Signature, Slots};
+use crate::matmul::KernelChoice;
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Architecture, MlpConfig};
 use crate::model::dense::Dense;
 use crate::model::loader::{Store, WeightFile};
 use crate::model::network::{Family, Network, NeuronCuts, Request};
-use crate::model::{Batch, LoadOptions, Output};
 use crate::model::ops;
+use crate::model::{Batch, LoadOptions, Output};
 use crate::tensor::stride_of;
 
 /// The classifier's layers on the device.
