@@ -20,6 +20,7 @@ pub mod bench;
 pub mod error;
 pub mod formats;
 pub mod gpu;
+pub mod graph;
 pub mod matmul;
 pub mod model;
 pub mod prune;

@@ -361,26 +361,19 @@ fn pack(
             (WeightFile::open(&tmp)?, arch, Some(tmp))
         }
     };
-    let hessians = match (&calibrate, &arch) {
-        (None, _) => None,
-        (Some(text), Architecture::Bert(c)) => {
+    let hessians = match &calibrate {
+        None => None,
+        Some(text) => {
             compression.check_calibrated()?;
             let start = std::time::Instant::now();
             let texts = calibrate::texts(text.as_deref())?;
-            let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), c, &texts)?;
-            let h = calibrate::bert_hessians(&file, c, &tokens)?;
+            let (h, tokens) = arch.family().calibrate(&file, &dir, &texts)?;
             eprintln!(
-                "calibrated on {} sentences ({} tokens) in {:.1} s",
+                "calibrated on {} sentences ({tokens} tokens) in {:.1} s",
                 texts.len(),
-                tokens.iter().map(|(ids, _)| ids.len()).sum::<usize>(),
                 start.elapsed().as_secs_f64()
             );
             Some(h)
-        }
-        (Some(_), _) => {
-            return Err(Error::Invalid(
-                "--calibrate needs a text model (BERT with tokenizer.json)".into(),
-            ));
         }
     };
     let packed = compress::pack_model(&file, &arch, &compression, hessians.as_ref());

@@ -502,3 +502,67 @@ fn calibrated_files_match_cpu_reference() {
     let e = calibrate::bert_hessians(&file, &c, &[(vec![], vec![])]).err();
     assert!(matches!(e, Some(Error::Invalid(_))), "{e:?}");
 }
+
+/// A checkpoint whose LayerNorms are spelled `gamma`/`beta` (older TensorFlow conversions)
+/// loads, packs through the library's pack entry point, and the packed file loads and matches
+/// both the float model and the CPU reference: loading, packing and the host reference read
+/// names through one accessor.
+#[test]
+fn gamma_beta_checkpoints_pack_and_match() {
+    use sparq::model::compress::{Compression, pack_model};
+    let mut r = rng("bert-gamma-beta");
+    let c = config();
+    let dir = tmp("gamma-beta");
+    let src = dir.join("float.safetensors");
+    let tensors: Vec<_> = random_bert(&mut r, &c, "bert.")
+        .into_iter()
+        .map(|(name, shape, v)| {
+            let name = match name.strip_suffix("LayerNorm.weight") {
+                Some(stem) => format!("{stem}LayerNorm.gamma"),
+                None => match name.strip_suffix("LayerNorm.bias") {
+                    Some(stem) => format!("{stem}LayerNorm.beta"),
+                    None => name,
+                },
+            };
+            (name, shape, v)
+        })
+        .collect();
+    assert!(tensors.iter().any(|t| t.0.ends_with("LayerNorm.gamma")));
+    write_model(&src, &c, &tensors);
+    let file = WeightFile::open(&src).unwrap();
+    let arch = Architecture::Bert(c.clone());
+    let (floats, packed, report) =
+        pack_model(&file, &arch, &Compression::dense(WeightFormat::F16), None).unwrap();
+    assert_eq!(report.layers, 4 * c.num_hidden_layers);
+    let dst = dir.join("packed.safetensors");
+    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    loader::save(&dst, &floats, &packed, meta).unwrap();
+    let host = bert::host_weights(&WeightFile::open(&dst).unwrap(), &c, WeightFormat::F32).unwrap();
+    let (ids, types) = ragged(&mut r, &c, &[4, 13]);
+    let batch = Batch::Tokens {
+        ids: ids.clone(),
+        types: Some(types.clone()),
+    };
+    for gpu in all_gpus() {
+        let f16 = LoadOptions {
+            format: WeightFormat::F16,
+            ..Default::default()
+        };
+        let a = Model::load_with(&src, &gpu, f16)
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
+        let b = Model::load(&dst, &gpu).unwrap().forward(&batch).unwrap();
+        for (x, y) in a.values.iter().zip(&b.values) {
+            assert!((x - y).abs() < 1e-6, "packed file differs: {x} vs {y}");
+        }
+        for (s, (i, t)) in ids.iter().zip(&types).enumerate() {
+            let err = max_error(b.row(s), &reference::bert(&c, &host, i, t));
+            assert!(
+                err < 2e-5,
+                "on {}: sequence {s}: max error {err:.2e}",
+                gpu.caps.name
+            );
+        }
+    }
+}

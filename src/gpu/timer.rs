@@ -137,6 +137,20 @@ impl PassStamps {
         }
     }
 
+    /// The timestamp writes of one of several compute passes timed as one: the beginning of
+    /// the `first`, the end of the `last`; `None` for a pass in between.
+    pub fn writes_of(
+        &self,
+        first: bool,
+        last: bool,
+    ) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        (first || last).then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: first.then_some(0),
+            end_of_pass_write_index: last.then_some(1),
+        })
+    }
+
     /// Records, after the pass, the copy of the stamps to `Self::offset(result_bytes)` in
     /// `staging`.
     pub fn copy_to(

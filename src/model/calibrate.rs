@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::formats::gptq::Hessian;
-use crate::model::bert::{self, Names};
+use crate::model::bert::{self, BertNames};
 use crate::model::config::BertConfig;
 use crate::model::loader::WeightFile;
 use crate::model::reference::{self, LinearSite};
@@ -102,17 +102,11 @@ pub fn bert_hessians(
             t.merge(s);
         }
     }
-    let names = Names::detect(file);
+    let names = BertNames::detect(file);
     let mut out = HashMap::new();
     for (i, h) in total.into_iter().enumerate() {
         let (l, site) = (i / 4, LinearSite::ALL[i % 4]);
-        let name = match site {
-            LinearSite::Qkv => names.qkv(l),
-            LinearSite::Out => names.layer(l, "attention.output.dense.weight"),
-            LinearSite::FfnIn => names.layer(l, "intermediate.dense.weight"),
-            LinearSite::FfnOut => names.layer(l, "output.dense.weight"),
-        };
-        out.insert(name, h);
+        out.insert(names.linear(l, site).weight(), h);
     }
     Ok(out)
 }

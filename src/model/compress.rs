@@ -24,7 +24,6 @@ use crate::formats::{PackedWeights, WeightFormat};
 use crate::matmul::LayerWeights;
 use crate::model::config::Architecture;
 use crate::model::loader::WeightFile;
-use crate::model::{bert, mlp};
 use crate::prune::calibrated::{Pattern, prune_calibrated};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
@@ -297,10 +296,7 @@ pub fn pack_model(
         stored.push((weights.dequantize(), pruning));
         Ok(weights)
     };
-    let (floats, mut packed) = match arch {
-        Architecture::Bert(b) => bert::pack(file, b, &mut store)?,
-        Architecture::Mlp(m) => mlp::pack(file, m, &mut store)?,
-    };
+    let (floats, mut packed) = arch.family().pack(file, &mut store)?;
     if let Some(sparsity) = global {
         let views: Vec<(&[f32], usize, usize)> = seen
             .iter()

@@ -225,9 +225,15 @@ impl Architecture {
 
     /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
+        self.family().validate()
+    }
+
+    /// What this architecture's folder implements: loading, packing, shrinking, calibration.
+    /// The one place that names every architecture.
+    pub fn family(&self) -> &dyn crate::model::network::Family {
         match self {
-            Architecture::Bert(c) => c.validate(),
-            Architecture::Mlp(c) => c.validate(),
+            Architecture::Bert(c) => c,
+            Architecture::Mlp(c) => c,
         }
     }
 

@@ -11,11 +11,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A forward pass is planned once per (batch, padded sequence length): the dispatches with
-//! their bind groups, over intermediate buffers from an [`arena::Arena`] that every layer and
-//! every later call shares. Each call then writes its inputs, records the whole pass into one
-//! command encoder with the copy of the results, and submits once. Sequence lengths are
-//! padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
+//! Each architecture is a folder (`bert/`, `mlp/`) implementing [`network::Network`] (the net
+//! on the device) and [`network::Family`] (load, pack, shrink, calibrate). A forward pass is
+//! planned once per shape signature (batch, padded sequence length) by the graph executor
+//! ([`crate::graph`]): the dispatches with their bind groups, over scratch buffers that every
+//! layer and every later call shares. Each call then writes its inputs, records the whole pass
+//! into one command encoder with the copy of the results, and submits once. Sequence lengths
+//! are padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
 
 pub mod arena;
 mod attention;
@@ -28,6 +30,8 @@ pub mod dense;
 mod exec;
 pub mod loader;
 pub mod mlp;
+pub mod names;
+pub mod network;
 pub mod ops;
 pub mod reference;
 pub mod shrink;
@@ -38,28 +42,19 @@ pub use exec::Pending;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
+use crate::graph::{Executor, Signature};
 use crate::matmul::KernelChoice;
 use crate::tensor::Tensor;
 use config::Architecture;
 use loader::WeightFile;
-use std::collections::HashMap;
+use network::Network;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Sequence lengths are padded up to a multiple of this.
 pub const SEQ_BUCKET: usize = 8;
-/// Plans kept at once (least recently built dropped first).
+/// Plans kept at once (least recently used dropped first).
 const MAX_PLANS: usize = 16;
-
-/// A planned forward pass.
-pub struct Plan {
-    /// Every dispatch, in order.
-    pub dispatches: Vec<Dispatch>,
-    /// Where the inputs are written (token rows or features).
-    pub input: wgpu::Buffer,
-    /// Results read back after the pass.
-    pub outputs: Vec<Tensor>,
-}
 
 /// An input batch.
 #[derive(Clone, Debug)]
@@ -129,18 +124,9 @@ pub struct Stats {
     pub arena_bytes: u64,
 }
 
-enum Net {
-    Bert(Box<bert::Bert>),
-    Mlp(mlp::Mlp),
-}
-
-#[derive(Default)]
 struct State {
-    arena: arena::Arena,
-    plans: HashMap<(usize, usize), Plan>,
-    order: Vec<(usize, usize)>,
-    readers: Vec<exec::Reader>,
-    stats: Stats,
+    exec: Executor<Signature>,
+    forwards: u64,
 }
 
 /// Options of [`Model::load_with`].
@@ -172,8 +158,7 @@ pub struct Model<'g> {
     pub arch: Architecture,
     /// Format of its linear weights.
     pub format: WeightFormat,
-    net: Net,
-    tokenizer: Option<tokenizers::Tokenizer>,
+    net: Box<dyn Network>,
     state: Mutex<State>,
 }
 
@@ -257,75 +242,59 @@ impl<'g> Model<'g> {
             Some(json) => Architecture::from_sparq_json(json)?,
             None => Architecture::from_hf_dir(&dir)?,
         };
-        let net = match &arch {
-            Architecture::Bert(c) => Net::Bert(Box::new(bert::Bert::load(
-                gpu,
-                &file,
-                c.clone(),
-                options.format,
-                options.kernel,
-            )?)),
-            Architecture::Mlp(c) => Net::Mlp(mlp::Mlp::load(
-                gpu,
-                &file,
-                c.clone(),
-                options.format,
-                options.kernel,
-            )?),
-        };
-        let tok_path = dir.join("tokenizer.json");
-        let tokenizer = match (&arch, tok_path.is_file()) {
-            (Architecture::Bert(c), true) => Some(load_tokenizer(&tok_path, c)?),
-            _ => None,
-        };
+        let net = arch.family().load(gpu, &file, &dir, options)?;
         gpu.check()?;
         Ok(Model {
             gpu: gpu_ref,
             arch,
             format: options.format,
             net,
-            tokenizer,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                exec: Executor::new(MAX_PLANS),
+                forwards: 0,
+            }),
         })
     }
 
     /// Width of the results.
     pub fn output_dim(&self) -> usize {
-        match &self.net {
-            Net::Bert(b) => b.config.hidden_size,
-            Net::Mlp(m) => m.classes(),
-        }
+        self.net.output_dim()
     }
 
     /// The formats its linear layers hold, sorted, each once: the requested format for
     /// weights stored as floats, the stored one for packed and sparse weights.
     pub fn layer_formats(&self) -> Vec<String> {
-        let layers = match &self.net {
-            Net::Bert(b) => b.linear_layers(),
-            Net::Mlp(m) => m.linear_layers(),
-        };
-        let set: std::collections::BTreeSet<String> =
-            layers.iter().map(|l| l.format_name()).collect();
+        let set: std::collections::BTreeSet<String> = self
+            .net
+            .linear_layers()
+            .iter()
+            .map(|l| l.format_name())
+            .collect();
         set.into_iter().collect()
     }
 
     /// Bytes of parameters on the device.
     pub fn weight_bytes(&self) -> u64 {
-        match &self.net {
-            Net::Bert(b) => b.weight_bytes(),
-            Net::Mlp(_) => 0,
-        }
+        self.net.weight_bytes()
     }
 
     /// Execution counters.
     pub fn stats(&self) -> Stats {
-        self.state.lock().unwrap().stats
+        let st = self.state.lock().unwrap();
+        let e = st.exec.stats();
+        Stats {
+            forwards: st.forwards,
+            submits: e.submits,
+            plans_built: e.plans_built,
+            last_dispatches: e.last_dispatches,
+            arena_bytes: st.exec.slots().bytes(),
+        }
     }
 
     /// Tokenises `texts` with the model's tokenizer (ids and types per sentence).
     #[allow(clippy::type_complexity)]
     pub fn tokenize(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
-        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+        let tok = self.net.tokenizer().ok_or_else(|| {
             Error::Config("the model has no tokenizer.json: pass token ids".into())
         })?;
         Ok(encode(tok, texts)?.into_iter().unzip())
@@ -339,81 +308,8 @@ impl<'g> Model<'g> {
     /// Tokenises and uploads `batch` and submits its forward pass without waiting for it:
     /// [`Model::wait`] returns the results. Several passes may be in flight at once.
     pub fn submit(&self, batch: &Batch) -> Result<Pending> {
-        match (&self.net, batch) {
-            (Net::Bert(b), Batch::Text(texts)) => {
-                if texts.is_empty() {
-                    return Err(Error::Invalid("empty batch".into()));
-                }
-                let (ids, types) = self.tokenize(texts)?;
-                self.run_bert(b, &ids, Some(&types))
-            }
-            (Net::Bert(b), Batch::Tokens { ids, types }) => self.run_bert(b, ids, types.as_deref()),
-            (Net::Mlp(m), Batch::Features { rows, cols, data }) => {
-                self.run_mlp(m, *rows, *cols, data)
-            }
-            (Net::Bert(_), Batch::Features { .. }) => Err(Error::Invalid(
-                "an encoder takes text or token ids, not feature rows".into(),
-            )),
-            (Net::Mlp(_), _) => Err(Error::Invalid(
-                "a classifier takes feature rows, not text or tokens".into(),
-            )),
-        }
-    }
-
-    fn run_bert(
-        &self,
-        b: &bert::Bert,
-        ids: &[Vec<u32>],
-        types: Option<&[Vec<u32>]>,
-    ) -> Result<Pending> {
-        b.check_tokens(ids, types)?;
-        let batch = ids.len();
-        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
-        let seq = bucket(longest);
-        let mut rows = vec![[0u32; 4]; batch * seq];
-        for (s, seq_ids) in ids.iter().enumerate() {
-            for (p, &id) in seq_ids.iter().enumerate() {
-                let ty = types.map_or(0, |t| t[s][p]);
-                rows[s * seq + p] = [id, p as u32, ty, 1];
-            }
-        }
-        let input = bytemuck::cast_slice(&rows).to_vec();
-        let shape = exec::Shape::Vectors {
-            rows: batch,
-            cols: b.config.hidden_size,
-        };
-        self.submit_planned((batch, seq), &input, shape, |gpu, arena| {
-            b.plan(gpu, arena, batch, seq)
-        })
-    }
-
-    fn run_mlp(&self, m: &mlp::Mlp, rows: usize, cols: usize, data: &[f32]) -> Result<Pending> {
-        if rows == 0 {
-            return Err(Error::Invalid("empty batch".into()));
-        }
-        if cols != m.inputs() || data.len() != rows * cols {
-            return Err(Error::Shape(format!(
-                "{rows} × {cols} features ({} values) for a classifier of {} inputs",
-                data.len(),
-                m.inputs()
-            )));
-        }
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!("feature {i} is {}", data[i])));
-        }
-        let s = crate::tensor::stride_of(cols);
-        let mut padded = vec![0f32; rows * s];
-        for r in 0..rows {
-            padded[r * s..r * s + cols].copy_from_slice(&data[r * cols..(r + 1) * cols]);
-        }
-        let input = bytemuck::cast_slice(&padded).to_vec();
-        let shape = exec::Shape::Classes {
-            rows,
-            classes: m.classes(),
-        };
-        self.submit_planned((rows, 0), &input, shape, |gpu, arena| {
-            m.plan(gpu, arena, rows)
-        })
+        let request = self.net.request(batch)?;
+        self.submit_request(request)
     }
 
     /// The planned dispatches of a (batch, sequence) shape, for benchmarks: `record` gets
@@ -424,22 +320,24 @@ impl<'g> Model<'g> {
         seq: usize,
         record: impl FnOnce(&[Dispatch]) -> Result<R>,
     ) -> Result<R> {
-        let Net::Bert(b) = &self.net else {
-            return Err(Error::Invalid("with_plan is for encoders".into()));
-        };
-        let ids = vec![vec![0u32; seq]; batch];
-        self.wait(self.run_bert(b, &ids, None)?)?;
+        let request = self
+            .net
+            .bench_request(batch, seq)
+            .ok_or_else(|| Error::Invalid("with_plan is for encoders".into()))?;
+        let key = request.signature;
+        self.wait(self.submit_request(request)?)?;
         let st = self.state.lock().unwrap();
-        let p = st
-            .plans
-            .get(&(batch, bucket(seq)))
+        let dispatches = st
+            .exec
+            .plan(&key)
+            .and_then(|p| p.only_dispatches())
             .ok_or_else(|| Error::Invalid("plan missing".into()))?;
-        record(&p.dispatches)
+        record(dispatches)
     }
 }
 
 /// The padded length of a batch whose longest sequence has `longest` tokens.
-fn bucket(longest: usize) -> usize {
+pub(crate) fn bucket(longest: usize) -> usize {
     longest
         .next_multiple_of(SEQ_BUCKET)
         .min(ops::MAX_SEQ)
@@ -447,7 +345,10 @@ fn bucket(longest: usize) -> usize {
 }
 
 /// Token ids and types of each of `texts`.
-fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+pub(crate) fn encode(
+    tok: &tokenizers::Tokenizer,
+    texts: &[String],
+) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     let enc = tok
         .encode_batch(texts.to_vec(), true)
         .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
@@ -457,7 +358,8 @@ fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>
         .collect())
 }
 
-fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
+/// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding.
+pub(crate) fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
     let mut t = tokenizers::Tokenizer::from_file(path)
         .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     // sparq pads itself (per batch, to its bucket); the tokenizer only truncates.

@@ -5,7 +5,6 @@
 //! model really shrinks: the result is a smaller float model with its architecture updated,
 //! which the dense kernels run as they are and `sparq pack` can then quantize.
 
-use super::bert::Names;
 use super::compress::Floats;
 use super::config::Architecture;
 use super::loader::WeightFile;
@@ -33,43 +32,8 @@ pub fn drop_neurons(
             tensors.push((name, shape, v));
         }
     }
-    let mut arch = arch.clone();
-    // (rows to cut: weight and bias of width `hidden`, matching columns: weight `out × hidden`)
-    let mut cuts: Vec<(String, String, String)> = Vec::new();
-    let (hidden, kept) = match &mut arch {
-        Architecture::Bert(c) => {
-            let names = Names::detect(file);
-            for l in 0..c.num_hidden_layers {
-                cuts.push((
-                    names.layer(l, "intermediate.dense.weight"),
-                    names.layer(l, "intermediate.dense.bias"),
-                    names.layer(l, "output.dense.weight"),
-                ));
-            }
-            let i = c.intermediate_size;
-            c.intermediate_size = kept_of(i, sparsity)?;
-            (
-                vec![i; c.num_hidden_layers],
-                vec![c.intermediate_size; c.num_hidden_layers],
-            )
-        }
-        Architecture::Mlp(c) => {
-            let hidden: Vec<usize> = c.sizes[1..c.sizes.len() - 1].to_vec();
-            for i in 0..hidden.len() {
-                cuts.push((
-                    format!("layers.{i}.weight"),
-                    format!("layers.{i}.bias"),
-                    format!("layers.{}.weight", i + 1),
-                ));
-            }
-            let kept = hidden
-                .iter()
-                .map(|&h| kept_of(h, sparsity))
-                .collect::<Result<Vec<_>>>()?;
-            c.sizes[1..1 + kept.len()].copy_from_slice(&kept);
-            (hidden, kept)
-        }
-    };
+    let cuts = arch.family().neuron_cuts(file, sparsity)?;
+    let (hidden, kept) = (cuts.hidden, cuts.kept);
     let find = |tensors: &Floats, name: &str| {
         tensors
             .iter()
@@ -81,7 +45,7 @@ pub fn drop_neurons(
     };
     // (original, the same with the removed weights zeroed) of every matrix cut.
     let mut pairs: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    for ((w_in, b_in, w_out), (&h, &keep)) in cuts.iter().zip(hidden.iter().zip(&kept)) {
+    for ((w_in, b_in, w_out), (&h, &keep)) in cuts.tensors.iter().zip(hidden.iter().zip(&kept)) {
         let (wi, bi, wo) = (
             find(&tensors, w_in)?,
             find(&tensors, b_in)?,
@@ -114,11 +78,11 @@ pub fn drop_neurons(
         .iter()
         .map(|(a, b)| (a.as_slice(), b.as_slice()))
         .collect();
-    Ok((arch, tensors, PruneReport::measure_many(&views)))
+    Ok((cuts.arch, tensors, PruneReport::measure_many(&views)))
 }
 
 /// Neurons kept of `n` when a fraction `sparsity` is dropped (at least one).
-fn kept_of(n: usize, sparsity: f64) -> Result<usize> {
+pub(crate) fn kept_of(n: usize, sparsity: f64) -> Result<usize> {
     if !(0.0..1.0).contains(&sparsity) {
         return Err(Error::Invalid(format!(
             "neuron pruning takes a fraction in [0, 1), got {sparsity}"

@@ -3,19 +3,26 @@
 //!
 //! Every layer runs the tiled GEMM kernel whatever the micro-batch size: its result for a
 //! row does not depend on the other rows of the micro-batch, which the schedulers need to
-//! return results bit-identical to a single-device run. Each of the two buffer slots has its
-//! own input, activation and read-back buffers, so one micro-batch can be uploaded and another
-//! read back while a third computes.
+//! return results bit-identical to a single-device run. The chain is a graph of linear steps
+//! on the one executor ([`crate::graph::Executor`]): one plan per micro-batch size over
+//! scratch slots reserved for `max_rows` up front, activations alternating between two of
+//! them; two passes may be in flight, each read back through its own reader.
 
 use super::{Finished, Replica};
 use crate::Gpu;
 use crate::error::{Error, Result};
 use crate::formats::PackedWeights;
-use crate::gpu::{PassStamps, map_read, record_pass};
+use crate::graph::{Executor, Pass, Step, Submitted};
 use crate::matmul::{KernelChoice, Linear, Strategy};
-use crate::tensor::{ActDType, Tensor, stride_of};
+use crate::tensor::stride_of;
 use std::sync::Arc;
-use std::time::Instant;
+
+/// Plans kept at once: micro-batch sizes seen recently.
+const MAX_PLANS: usize = 16;
+
+/// Scratch slots: the input, and the two the layers' outputs alternate between.
+const INPUT: &str = "chain_input";
+const ACTS: [&str; 2] = ["chain_a", "chain_b"];
 
 /// One layer of a chain: packed weights (`n × k`) and an optional bias of length `n`.
 #[derive(Clone, Debug)]
@@ -26,21 +33,14 @@ pub struct ChainLayer {
     pub bias: Option<Vec<f32>>,
 }
 
-/// The buffers of one in-flight micro-batch.
-struct Slot {
-    x: wgpu::Buffer,
-    acts: Vec<wgpu::Buffer>,
-    staging: wgpu::Buffer,
-    timer: Option<PassStamps>,
-    pending: Option<(wgpu::SubmissionIndex, usize)>,
-}
-
 /// Chained linear layers on one device, double-buffered.
 pub struct LinearChain {
     gpu: Arc<Gpu>,
     layers: Vec<Linear>,
     max_rows: usize,
-    slots: Vec<Slot>,
+    exec: Executor<usize>,
+    /// The pass in flight in each of the two slots, with its rows.
+    pending: [Option<(Submitted, usize)>; 2],
 }
 
 impl LinearChain {
@@ -67,37 +67,23 @@ impl LinearChain {
             .map(|l| Linear::new(gpu, &l.weights, l.bias.as_deref()))
             .collect::<Result<Vec<_>>>()?;
         let f32_bytes = |cols: usize| (max_rows * stride_of(cols) * 4) as u64;
+        let widest = linears.iter().map(|l| l.n).max().unwrap_or(0);
+        // Every slot at its largest up front: no plan is ever invalidated by growth.
+        let mut exec = Executor::new(MAX_PLANS);
+        let slots = exec.slots_mut();
+        slots.reserve(gpu, INPUT, f32_bytes(linears[0].k))?;
+        for name in ACTS {
+            slots.reserve(gpu, name, f32_bytes(widest))?;
+        }
         let out_bytes = f32_bytes(linears.last().map_or(0, |l| l.n));
-        let slots = (0..2)
-            .map(|_| {
-                let acts = linears
-                    .iter()
-                    .map(|l| gpu.storage("chain activations", f32_bytes(l.n)))
-                    .collect::<Result<Vec<_>>>()?;
-                let staging_bytes = PassStamps::staging_bytes(out_bytes);
-                gpu.check_binding("chain read-back", staging_bytes)?;
-                let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("chain read-back"),
-                    size: staging_bytes,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                let timer = PassStamps::new(gpu, "chain timer");
-                Ok(Slot {
-                    x: gpu.storage("chain input", f32_bytes(linears[0].k))?,
-                    acts,
-                    staging,
-                    timer,
-                    pending: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        exec.reserve_readers(gpu, 2, out_bytes)?;
         gpu.check()?;
         Ok(LinearChain {
             gpu: gpu.clone(),
             layers: linears,
             max_rows,
-            slots,
+            exec,
+            pending: [None, None],
         })
     }
 
@@ -119,20 +105,31 @@ impl LinearChain {
     /// Fills every activation and read-back buffer with NaN bit patterns (for tests: a row
     /// the kernels fail to write cannot pass for a result).
     pub fn poison(&self) {
-        for s in &self.slots {
-            for b in s.acts.iter().chain([&s.staging]) {
-                self.gpu
-                    .queue
-                    .write_buffer(b, 0, &vec![0xFFu8; b.size() as usize]);
-            }
-        }
+        self.exec.poison(&self.gpu);
     }
 
-    fn slot(&mut self, slot: usize) -> Result<&mut Slot> {
-        let n = self.slots.len();
-        self.slots
-            .get_mut(slot)
-            .ok_or_else(|| Error::Invalid(format!("slot {slot} out of {n}")))
+    /// The pass of `m` rows: every layer with the tiled GEMM, outputs alternating between
+    /// the two activation slots.
+    fn plan(
+        layers: &[Linear],
+        gpu: &Gpu,
+        slots: &mut crate::graph::Slots,
+        m: usize,
+    ) -> Result<Pass> {
+        let k = layers[0].k;
+        let mut x = slots.tensor(gpu, INPUT, m, k)?;
+        let input = x.buffer.clone();
+        let mut dispatches = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let y = slots.tensor(gpu, ACTS[i % 2], m, layer.n)?;
+            dispatches.extend(layer.plan(gpu, &x, &y, KernelChoice::Force(Strategy::GemmTiled))?);
+            x = y;
+        }
+        Ok(Pass {
+            steps: vec![Step::Compute(dispatches)],
+            inputs: vec![input],
+            outputs: vec![x],
+        })
     }
 }
 
@@ -145,11 +142,11 @@ impl Replica for LinearChain {
     }
 
     fn slots(&self) -> usize {
-        self.slots.len()
+        self.pending.len()
     }
 
     fn start(&mut self, slot: usize, inputs: &[Vec<f32>]) -> Result<()> {
-        let (k, n_out, max_rows) = (self.in_features(), self.out_features(), self.max_rows);
+        let (k, max_rows) = (self.in_features(), self.max_rows);
         let m = inputs.len();
         if m == 0 || m > max_rows {
             return Err(Error::Invalid(format!(
@@ -162,106 +159,45 @@ impl Replica for LinearChain {
                 r.len()
             )));
         }
+        let n = self.pending.len();
+        match self.pending.get(slot) {
+            None => return Err(Error::Invalid(format!("slot {slot} out of {n}"))),
+            Some(Some(_)) => return Err(Error::Invalid(format!("slot {slot} is still in flight"))),
+            Some(None) => {}
+        }
         let gpu = self.gpu.clone();
         // A lost device makes wgpu panic on buffer creation: report it before planning.
         gpu.check()?;
-        let layers = std::mem::take(&mut self.layers);
-        let result = (|| {
-            let s = self.slot(slot)?;
-            if s.pending.is_some() {
-                return Err(Error::Invalid(format!("slot {slot} is still in flight")));
-            }
-            // Rows go straight into wgpu's staging memory (one host copy, padding zeroed).
-            let row_bytes = stride_of(k) * 4;
-            let size = wgpu::BufferSize::new((m * row_bytes) as u64)
-                .ok_or_else(|| Error::Invalid("empty micro-batch".into()))?;
-            let mut staged = gpu
-                .queue
-                .write_buffer_with(&s.x, 0, size)
-                .ok_or_else(|| Error::Gpu("could not stage the input upload".into()))?;
-            let zeros = [0u8; 16];
-            for (r, src) in inputs.iter().enumerate() {
-                let at = r * row_bytes;
-                staged
-                    .slice(at..at + k * 4)
-                    .copy_from_slice(bytemuck::cast_slice(src));
-                staged
-                    .slice(at + k * 4..at + row_bytes)
-                    .copy_from_slice(&zeros[..row_bytes - k * 4]);
-            }
-            drop(staged);
-            let view = |buffer: &wgpu::Buffer, cols| Tensor {
-                buffer: buffer.clone(),
-                rows: m,
-                cols,
-                dtype: ActDType::F32,
-            };
-            let mut dispatches = Vec::new();
-            let mut x = view(&s.x, k);
-            for (layer, act) in layers.iter().zip(&s.acts) {
-                let y = view(act, layer.n);
-                dispatches.extend(layer.plan(
-                    &gpu,
-                    &x,
-                    &y,
-                    KernelChoice::Force(Strategy::GemmTiled),
-                )?);
-                x = y;
-            }
-            let mut enc = gpu.encoder("chain");
-            record_pass(
-                &mut enc,
-                &dispatches,
-                s.timer.as_ref().map(PassStamps::writes),
-            );
-            let out_bytes = (m * stride_of(n_out) * 4) as u64;
-            enc.copy_buffer_to_buffer(&x.buffer, 0, &s.staging, 0, out_bytes);
-            if let Some(stamps) = &s.timer {
-                stamps.copy_to(&mut enc, &s.staging, out_bytes);
-            }
-            let index = gpu.queue.submit([enc.finish()]);
-            s.pending = Some((index, m));
-            gpu.check()
-        })();
-        self.layers = layers;
-        result
+        let layers = &self.layers;
+        self.exec
+            .prepare(&gpu, &m, |gpu, slots| Self::plan(layers, gpu, slots, m))?;
+        // Rows padded to the kernels' stride with zeros.
+        let row = stride_of(k);
+        let mut x = vec![0f32; m * row];
+        for (r, src) in inputs.iter().enumerate() {
+            x[r * row..r * row + k].copy_from_slice(src);
+        }
+        let submitted = self.exec.submit(&gpu, &m, &[bytemuck::cast_slice(&x)])?;
+        self.pending[slot] = Some((submitted, m));
+        Ok(())
     }
 
     fn finish(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
-        let gpu = self.gpu.clone();
-        let n_out = self.out_features();
-        let s = self.slot(slot)?;
-        let (index, m) = s
+        let (submitted, _) = self
             .pending
-            .take()
+            .get_mut(slot)
+            .and_then(Option::take)
             .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
-        let stride = stride_of(n_out);
-        let out_bytes = (m * stride * 4) as u64;
-        let end = PassStamps::mapped_bytes(s.timer.as_ref(), out_bytes);
-        map_read(&gpu, &s.staging.slice(..end), index)?;
-        let t = Instant::now();
-        let (outputs, compute_s) = {
-            let view = s
-                .staging
-                .slice(..end)
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(e.to_string()))?;
-            let vals: &[f32] = bytemuck::cast_slice(&view[..out_bytes as usize]);
-            let outputs: Vec<Vec<f32>> = vals
-                .chunks_exact(stride)
-                .map(|r| r[..n_out].to_vec())
-                .collect();
-            let compute_s = s
-                .timer
-                .as_ref()
-                .map(|_| PassStamps::seconds(&gpu, &view, out_bytes));
-            (outputs, compute_s)
-        };
-        s.staging.unmap();
+        let (readout, reader) = submitted.read(&self.gpu)?;
+        self.exec.recycle(reader);
+        let started = std::time::Instant::now();
+        let n_out = self.out_features();
+        let values = readout.tensors.into_iter().next().unwrap_or_default();
+        let outputs = values.chunks_exact(n_out).map(<[f32]>::to_vec).collect();
         Ok(Finished {
             outputs,
-            compute_s,
-            readback_s: t.elapsed().as_secs_f64(),
+            compute_s: readout.gpu_seconds,
+            readback_s: readout.copy_seconds + started.elapsed().as_secs_f64(),
         })
     }
 }

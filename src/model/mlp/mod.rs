@@ -4,13 +4,15 @@
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
-use crate::matmul::{KernelChoice, LayerWeights};
-use crate::model::Plan;
-use crate::model::arena::Arena;
-use crate::model::config::MlpConfig;
+use crate::graph::{Pass, Readout, Signature, Slots};
+use crate::matmul::KernelChoice;
+use crate::model::compress::{Floats, Linears};
+use crate::model::config::{Architecture, MlpConfig};
 use crate::model::dense::Dense;
-use crate::model::loader::WeightFile;
+use crate::model::loader::{Store, WeightFile};
+use crate::model::network::{Family, Network, NeuronCuts, Request};
 use crate::model::ops;
+use crate::model::{Batch, LoadOptions, Output};
 use crate::tensor::stride_of;
 
 /// The classifier's layers on the device.
@@ -70,7 +72,7 @@ impl Mlp {
     }
 
     /// Plans a forward pass of `batch` rows: outputs logits and probabilities.
-    pub fn plan(&self, gpu: &Gpu, arena: &mut Arena, batch: usize) -> Result<Plan> {
+    pub fn plan(&self, gpu: &Gpu, arena: &mut Slots, batch: usize) -> Result<Pass> {
         let widest = self
             .config
             .sizes
@@ -88,7 +90,7 @@ impl Mlp {
             _ => None,
         };
         let mut d = Vec::new();
-        let mut x = super::view(&input);
+        let mut x = crate::model::view(&input);
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
             // Outputs alternate between two buffers: a layer that activates in its epilogue
@@ -111,25 +113,17 @@ impl Mlp {
         }
         let probs = arena.tensor(gpu, "mlp_probs", batch, self.classes())?;
         d.push(ops::softmax(gpu, &x, &probs)?);
-        Ok(Plan {
-            dispatches: d,
-            input: input.buffer,
-            outputs: vec![x, probs],
-        })
+        Ok(Pass::compute(d, input.buffer, vec![x, probs]))
     }
 }
 
 /// Every weight of an MLP file stored through `store` (weights the file already holds packed
 /// stay as they are), the biases as f32: what `sparq pack` writes.
-#[allow(clippy::type_complexity)]
 pub fn pack(
     file: &WeightFile,
     config: &MlpConfig,
-    store: &mut crate::model::loader::Store<'_>,
-) -> Result<(
-    Vec<(String, Vec<usize>, Vec<f32>)>,
-    Vec<(String, LayerWeights)>,
-)> {
+    store: &mut Store<'_>,
+) -> Result<(Floats, Linears)> {
     config.validate()?;
     let (mut floats, mut packed) = (Vec::new(), Vec::new());
     for (i, w) in config.sizes.windows(2).enumerate() {
@@ -141,4 +135,114 @@ pub fn pack(
         floats.push((bias.clone(), vec![n], file.floats(&bias, &[n])?));
     }
     Ok((floats, packed))
+}
+
+impl Network for Mlp {
+    fn output_dim(&self) -> usize {
+        self.classes()
+    }
+
+    fn linear_layers(&self) -> Vec<&Dense> {
+        self.layers.iter().collect()
+    }
+
+    fn weight_bytes(&self) -> u64 {
+        self.layers.iter().map(Dense::weight_bytes).sum()
+    }
+
+    fn request(&self, batch: &Batch) -> Result<Request> {
+        let Batch::Features { rows, cols, data } = batch else {
+            return Err(Error::Invalid(
+                "a classifier takes feature rows, not text or tokens".into(),
+            ));
+        };
+        let (rows, cols) = (*rows, *cols);
+        if rows == 0 {
+            return Err(Error::Invalid("empty batch".into()));
+        }
+        if cols != self.inputs() || data.len() != rows * cols {
+            return Err(Error::Shape(format!(
+                "{rows} × {cols} features ({} values) for a classifier of {} inputs",
+                data.len(),
+                self.inputs()
+            )));
+        }
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!("feature {i} is {}", data[i])));
+        }
+        let s = stride_of(cols);
+        let mut padded = vec![0f32; rows * s];
+        for r in 0..rows {
+            padded[r * s..r * s + cols].copy_from_slice(&data[r * cols..(r + 1) * cols]);
+        }
+        Ok(Request {
+            signature: Signature::new(rows, 0),
+            inputs: vec![bytemuck::cast_slice(&padded).to_vec()],
+            rows,
+        })
+    }
+
+    fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass> {
+        Mlp::plan(self, gpu, slots, signature.batch)
+    }
+
+    fn output(&self, rows: usize, readout: Readout) -> Result<Output> {
+        let mut tensors = readout.tensors.into_iter();
+        let values = tensors
+            .next()
+            .ok_or_else(|| Error::Gpu("output missing".into()))?;
+        Ok(Output {
+            rows,
+            cols: self.classes(),
+            values,
+            probabilities: tensors.next(),
+            gpu_seconds: readout.gpu_seconds,
+        })
+    }
+}
+
+impl Family for MlpConfig {
+    fn validate(&self) -> Result<()> {
+        MlpConfig::validate(self)
+    }
+
+    fn load(
+        &self,
+        gpu: &Gpu,
+        file: &WeightFile,
+        _dir: &std::path::Path,
+        options: LoadOptions,
+    ) -> Result<Box<dyn Network>> {
+        let mlp = Mlp::load(gpu, file, self.clone(), options.format, options.kernel)?;
+        Ok(Box::new(mlp))
+    }
+
+    fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)> {
+        pack(file, self, store)
+    }
+
+    fn neuron_cuts(&self, _file: &WeightFile, sparsity: f64) -> Result<NeuronCuts> {
+        let hidden: Vec<usize> = self.sizes[1..self.sizes.len() - 1].to_vec();
+        let tensors = (0..hidden.len())
+            .map(|i| {
+                (
+                    format!("layers.{i}.weight"),
+                    format!("layers.{i}.bias"),
+                    format!("layers.{}.weight", i + 1),
+                )
+            })
+            .collect();
+        let kept = hidden
+            .iter()
+            .map(|&h| crate::model::shrink::kept_of(h, sparsity))
+            .collect::<Result<Vec<_>>>()?;
+        let mut c = self.clone();
+        c.sizes[1..1 + kept.len()].copy_from_slice(&kept);
+        Ok(NeuronCuts {
+            tensors,
+            hidden,
+            kept,
+            arch: Architecture::Mlp(c),
+        })
+    }
 }

@@ -1,0 +1,95 @@
+//! The model interface: what the runtime ([`super::Model`]) needs of a network on the device
+//! ([`Network`]), and what the tools need of an architecture ([`Family`]: load, pack, shrink,
+//! calibrate). An architecture is one folder implementing both (see `bert/` and `mlp/`); the
+//! one place that names them all is [`super::config::Architecture::family`].
+
+use super::compress::{Floats, Linears};
+use super::dense::Dense;
+use super::loader::{Store, WeightFile};
+use super::{Batch, LoadOptions, Output};
+use crate::error::{Error, Result};
+use crate::formats::gptq::Hessian;
+use crate::gpu::Gpu;
+use crate::graph::{Pass, Readout, Signature, Slots};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A batch made ready for the device: the plan it runs, its input bytes (one string per input
+/// of the plan) and the rows of results it yields.
+pub struct Request {
+    /// The plan's signature.
+    pub signature: Signature,
+    /// Bytes written to the plan's inputs.
+    pub inputs: Vec<Vec<u8>>,
+    /// Result rows (one per input of the batch).
+    pub rows: usize,
+}
+
+/// A network loaded on a device.
+pub trait Network: Send + Sync {
+    /// Width of a result row.
+    fn output_dim(&self) -> usize;
+    /// Every linear layer, in order.
+    fn linear_layers(&self) -> Vec<&Dense>;
+    /// Bytes of parameters on the device.
+    fn weight_bytes(&self) -> u64;
+    /// The tokenizer for text input, if the network reads text and has one.
+    fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        None
+    }
+    /// Checks `batch` and turns it into a request (typed errors for bad input).
+    fn request(&self, batch: &Batch) -> Result<Request>;
+    /// Plans the pass of `signature` over `slots`.
+    fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass>;
+    /// The results of a request of `rows` rows from its pass's outputs.
+    fn output(&self, rows: usize, readout: Readout) -> Result<Output>;
+    /// A request of `batch` sequences of `seq` tokens, for benchmarks replaying a plan;
+    /// `None` for networks without sequences.
+    fn bench_request(&self, _batch: usize, _seq: usize) -> Option<Request> {
+        None
+    }
+}
+
+/// Neurons that [`super::shrink::drop_neurons`] cuts: per hidden layer, the tensors whose rows
+/// go (weight and bias of `hidden[i]` rows) and the weight whose matching columns go.
+pub struct NeuronCuts {
+    /// (input weight, input bias, output weight) per hidden layer.
+    pub tensors: Vec<(String, String, String)>,
+    /// Neurons of each hidden layer before the cut.
+    pub hidden: Vec<usize>,
+    /// Neurons each keeps.
+    pub kept: Vec<usize>,
+    /// The architecture of the smaller model.
+    pub arch: super::config::Architecture,
+}
+
+/// An architecture's parameters, with what each tool does with them.
+pub trait Family {
+    /// Checks every parameter.
+    fn validate(&self) -> Result<()>;
+    /// Loads the network of `file` (companions such as a tokenizer from `dir`).
+    fn load(
+        &self,
+        gpu: &Gpu,
+        file: &WeightFile,
+        dir: &Path,
+        options: LoadOptions,
+    ) -> Result<Box<dyn Network>>;
+    /// Every tensor `sparq pack` writes: linear weights through `store` (weights the file holds
+    /// packed stay as they are), the rest as f32.
+    fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)>;
+    /// What dropping the fraction `sparsity` of hidden neurons cuts.
+    fn neuron_cuts(&self, file: &WeightFile, sparsity: f64) -> Result<NeuronCuts>;
+    /// Calibration sums of each linear weight's inputs, keyed by the tensor name `pack`
+    /// stores it under, over `texts` tokenised by the tokenizer in `dir`; with the tokens seen.
+    fn calibrate(
+        &self,
+        _file: &WeightFile,
+        _dir: &Path,
+        _texts: &[String],
+    ) -> Result<(HashMap<String, Hessian>, usize)> {
+        Err(Error::Invalid(
+            "--calibrate needs a text model (BERT with tokenizer.json)".into(),
+        ))
+    }
+}
