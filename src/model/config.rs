@@ -223,20 +223,6 @@ impl Architecture {
         Ok(a)
     }
 
-    /// Checks every parameter.
-    pub fn validate(&self) -> Result<()> {
-        self.family().validate()
-    }
-
-    /// What this architecture's folder implements: loading, packing, shrinking, calibration.
-    /// The one place that names every architecture.
-    pub fn family(&self) -> &dyn crate::model::network::Family {
-        match self {
-            Architecture::Bert(c) => c,
-            Architecture::Mlp(c) => c,
-        }
-    }
-
     /// sparq's JSON for this architecture.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serialises")

@@ -23,7 +23,7 @@ pub mod arena;
 mod attention;
 pub mod bench;
 pub mod bert;
-pub mod calibrate;
+pub use bert::calibrate;
 pub mod compress;
 pub mod config;
 pub mod dense;
@@ -35,7 +35,6 @@ pub mod network;
 pub mod ops;
 pub mod reference;
 pub mod shrink;
-pub mod sparse_file;
 
 pub use exec::Pending;
 

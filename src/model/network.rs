@@ -1,9 +1,10 @@
 //! The model interface: what the runtime ([`super::Model`]) needs of a network on the device
 //! ([`Network`]), and what the tools need of an architecture ([`Family`]: load, pack, shrink,
 //! calibrate). An architecture is one folder implementing both (see `bert/` and `mlp/`); the
-//! one place that names them all is [`super::config::Architecture::family`].
+//! one place that names them all is [`Architecture::family`].
 
 use super::compress::{Floats, Linears};
+use super::config::Architecture;
 use super::dense::Dense;
 use super::loader::{Store, WeightFile};
 use super::{Batch, LoadOptions, Output};
@@ -60,7 +61,7 @@ pub struct NeuronCuts {
     /// Neurons each keeps.
     pub kept: Vec<usize>,
     /// The architecture of the smaller model.
-    pub arch: super::config::Architecture,
+    pub arch: Architecture,
 }
 
 /// An architecture's parameters, with what each tool does with them.
@@ -91,5 +92,21 @@ pub trait Family {
         Err(Error::Invalid(
             "--calibrate needs a text model (BERT with tokenizer.json)".into(),
         ))
+    }
+}
+
+impl Architecture {
+    /// Checks every parameter.
+    pub fn validate(&self) -> Result<()> {
+        self.family().validate()
+    }
+
+    /// What this architecture's folder implements: loading, packing, shrinking, calibration.
+    /// The one place that names every architecture.
+    pub fn family(&self) -> &dyn Family {
+        match self {
+            Architecture::Bert(c) => c,
+            Architecture::Mlp(c) => c,
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::model::ops::{self, Norm, Table};
 use crate::model::reference::LinearSite;
 use crate::model::{Batch, LoadOptions, Output};
 
+pub mod calibrate;
 pub mod weights;
 
 pub use weights::{BertNames, host_weights, pack};
@@ -410,7 +411,6 @@ impl Family for BertConfig {
         std::collections::HashMap<String, crate::formats::gptq::Hessian>,
         usize,
     )> {
-        use crate::model::calibrate;
         let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), self, texts)?;
         let sums = calibrate::bert_hessians(file, self, &tokens)?;
         Ok((sums, tokens.iter().map(|(ids, _)| ids.len()).sum()))

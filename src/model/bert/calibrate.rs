@@ -4,10 +4,10 @@
 //! forward pass ([`reference::bert_observed`]) with the float weights, so calibrating needs no
 //! GPU; the sentences are spread over the machine's cores.
 
+use super::{self as bert, BertNames};
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::formats::gptq::Hessian;
-use crate::model::bert::{self, BertNames};
 use crate::model::config::BertConfig;
 use crate::model::loader::WeightFile;
 use crate::model::reference::{self, LinearSite};
@@ -46,7 +46,7 @@ pub fn tokenize(
     c: &BertConfig,
     texts: &[String],
 ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-    super::encode(&super::load_tokenizer(path, c)?, texts)
+    crate::model::encode(&crate::model::load_tokenizer(path, c)?, texts)
 }
 
 /// One [`Hessian`] per linear weight of the BERT encoder in `file`, keyed by the tensor name

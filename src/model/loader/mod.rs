@@ -17,6 +17,8 @@ use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod sparse;
+
 /// Metadata key of the packed-layout table.
 pub const PACKED_KEY: &str = "sparq.packed";
 /// Metadata key of sparq's architecture JSON.
@@ -229,8 +231,8 @@ impl WeightFile {
         store: &mut Store<'_>,
     ) -> Result<LayerWeights> {
         match self.packed.get(name) {
-            Some(p) if super::sparse_file::is_sparse_name(&p.format) => {
-                Ok(super::sparse_file::read(self, name, p, n, k)?.into())
+            Some(p) if sparse::is_sparse_name(&p.format) => {
+                Ok(sparse::read(self, name, p, n, k)?.into())
             }
             Some(p) => Ok(self.packed_matrix(name, p, n, k)?.into()),
             None => store(name, &self.floats(name, &[n, k])?, n, k),
@@ -342,7 +344,7 @@ pub fn save(
         let p = match w {
             LayerWeights::Dense(p) => p,
             LayerWeights::Sparse(s) => {
-                for (part, v) in super::sparse_file::arrays(name, s) {
+                for (part, v) in sparse::arrays(name, s) {
                     blobs.push((part, Dtype::U32, vec![v.len()], words(&v)));
                 }
                 continue;

@@ -6,7 +6,7 @@
 //! `NAME.scales` (2:4). Scales are present only where the value type has them. A matrix read
 //! back is validated ([`SparseWeights::validate`]) before anything uses it.
 
-use super::loader::{PackedInfo, WeightFile};
+use super::{PackedInfo, WeightFile};
 use crate::error::{Error, Result};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
 
