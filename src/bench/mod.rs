@@ -192,14 +192,12 @@ pub fn time_dispatches(
 /// Iterations per timed pass on GPUs.
 const BATCH: usize = 20;
 
-/// Least and most time to run a case untimed before timing it: `SPARQ_WARMUP_MS` (least,
-/// default 500 ms on GPUs, none on CPU adapters) and four times that, at least 3 s (most).
+/// Least and most time to run a case untimed before timing it: the config's warm-up
+/// (`SPARQ_WARMUP_MS`; least, default 500 ms on GPUs, none on CPU adapters) and four times
+/// that, at least 3 s (most).
 fn warm_up_time(gpu: &Gpu) -> (std::time::Duration, std::time::Duration) {
     let default = if gpu.caps.is_cpu() { 0 } else { 500 };
-    let ms = std::env::var("SPARQ_WARMUP_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
+    let ms = gpu.config.bench.warmup_ms.unwrap_or(default);
     let most = if ms == 0 { 0 } else { (4 * ms).max(3000) };
     (
         std::time::Duration::from_millis(ms),
@@ -244,7 +242,7 @@ fn diagnose_placement(
 ) -> Result<()> {
     let Some(packed) = packed else { return Ok(()) };
     let copies = rotations(gpu, packed.bytes());
-    for r in 0..replacements() {
+    for r in 0..gpu.config.bench.replace {
         let layers = (0..copies)
             .map(|_| Linear::new(gpu, packed, None))
             .collect::<Result<Vec<_>>>()?;
@@ -258,20 +256,14 @@ fn diagnose_placement(
     Ok(())
 }
 
-fn replacements() -> usize {
-    std::env::var("SPARQ_BENCH_REPLACE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn packed_for_diag(
+    gpu: &Gpu,
     w: &[f32],
     n: usize,
     k: usize,
     f: WeightFormat,
 ) -> Result<Option<PackedWeights>> {
-    if replacements() == 0 {
+    if gpu.config.bench.replace == 0 {
         return Ok(None);
     }
     PackedWeights::quantize(w, n, k, f).map(Some)
@@ -320,7 +312,7 @@ pub fn run(
                     keep_busy(gpu, &sets, copies, long, long)?;
                 }
                 let times = time_dispatches(gpu, &sets, 3.max(copies), cfg.iters)?;
-                diagnose_placement(gpu, &packed_for_diag(&w, n, k, format)?, &x, &y, cfg)?;
+                diagnose_placement(gpu, &packed_for_diag(gpu, &w, n, k, format)?, &x, &y, cfg)?;
                 let us = median(&times);
                 let weight_bytes = layers[0].weight_bytes;
                 let act_bytes = ((m * k + m * n) * cfg.act.size()) as u64;
