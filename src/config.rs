@@ -3,8 +3,8 @@
 //!
 //! Every field is an override: `None` (or the documented default) keeps the choice the
 //! kernels make themselves, which lives next to the kernel with the measurement behind it
-//! (`matmul/tuning.rs`, `sparse/gpu/tuning.rs`, `model/attention.rs`). Overrides change speed,
-//! never results, except [`GemmConfig::q8`] (int8 activations) and [`Config::checked`].
+//! (`matmul/tuning.rs`, `sparse/gpu/tuning.rs`, `model/attention.rs`). Overrides are for
+//! speed; only [`GemmConfig::q8`] (int8 or exact activations) is meant to change results.
 //!
 //! [`Config::from_env`] is the only reader of the tuning variables; [`Config::from_vars`]
 //! parses any list of pairs, so tests never touch the process environment. A value that does
