@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Formatting and lints: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`.
+# Formatting and lints over the whole workspace: `cargo fmt --all --check` and
+# `cargo clippy --workspace --all-targets -- -D warnings`.
 # Installs the rustup components where they are missing; skips a check (with a message) where
 # they cannot be installed. Exits non-zero when a check that ran fails.
 set -euo pipefail
@@ -22,11 +23,11 @@ have_component() {
 
 status=0
 if have_component fmt rustfmt; then
-    sparq_log "cargo fmt --check"
-    cargo fmt --check || status=1
+    sparq_log "cargo fmt --all --check"
+    cargo fmt --all --check || status=1
 fi
 if have_component clippy clippy; then
-    sparq_log "cargo clippy --all-targets -- -D warnings"
-    cargo clippy --all-targets -- -D warnings || status=1
+    sparq_log "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || status=1
 fi
 exit "$status"

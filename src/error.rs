@@ -85,6 +85,16 @@ pub enum Error {
     /// The model configuration is missing, unreadable or inconsistent.
     #[error("model config: {0}")]
     Config(String),
+    /// A tuning variable (see [`crate::config`]) has a value sparq cannot use.
+    #[error("{var}={value:?} is not valid: expected {expected}")]
+    Setting {
+        /// The variable, e.g. `SPARQ_GEMV_WG`.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What it takes.
+        expected: String,
+    },
     /// File system errors.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -17,6 +17,7 @@
 
 pub mod activation;
 pub mod bench;
+pub mod config;
 pub mod error;
 pub mod formats;
 pub mod gpu;
@@ -29,6 +30,7 @@ pub mod schedule;
 pub mod sparse;
 pub mod tensor;
 
+pub use config::Config;
 pub use error::{Error, Result};
 pub use gpu::{AdapterSelector, Gpu};
 pub use tensor::Tensor;

@@ -56,7 +56,7 @@ fn check(
         act,
         with_bias,
         path,
-        SparseTuning::from_env(),
+        SparseTuning::from_config(&gpu.config().sparse),
     );
 }
 
@@ -130,7 +130,7 @@ fn csr_matches_reference_at_every_sparsity() {
                     let tuning = SparseTuning {
                         transpose_x_from: if (i / 2 + j) % 2 == 0 { 2 } else { usize::MAX },
                         stage_x: (i + j / 2) % 2 == 0,
-                        ..SparseTuning::from_env()
+                        ..SparseTuning::from_config(&gpu.config().sparse)
                     };
                     let bias = i % 2 == 0;
                     check_tuned(
@@ -198,7 +198,7 @@ fn two_four_matches_reference_for_every_value_type() {
                     ] {
                         let tuning = SparseTuning {
                             two_four_rows: Some(rows),
-                            ..SparseTuning::from_env()
+                            ..SparseTuning::from_config(&gpu.config().sparse)
                         };
                         let bias = (j + rows) % 2 == 0;
                         check_tuned(&gpu, &mut rng, &tf, m, ActDType::F32, bias, path, tuning);

@@ -104,7 +104,7 @@ fn diagnose_placement(
 ) -> Result<()> {
     let Some(packed) = packed else { return Ok(()) };
     let copies = rotations(gpu, packed.bytes());
-    for r in 0..replacements() {
+    for r in 0..gpu.config.bench.replace {
         let layers = (0..copies)
             .map(|_| Linear::new(gpu, packed, None))
             .collect::<Result<Vec<_>>>()?;
@@ -118,20 +118,14 @@ fn diagnose_placement(
     Ok(())
 }
 
-fn replacements() -> usize {
-    std::env::var("SPARQ_BENCH_REPLACE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn packed_for_diag(
+    gpu: &Gpu,
     w: &[f32],
     n: usize,
     k: usize,
     f: WeightFormat,
 ) -> Result<Option<PackedWeights>> {
-    if replacements() == 0 {
+    if gpu.config.bench.replace == 0 {
         return Ok(None);
     }
     PackedWeights::quantize(w, n, k, f).map(Some)
@@ -180,7 +174,7 @@ pub fn run(
                     keep_busy(gpu, &sets, copies, long, long)?;
                 }
                 let times = time_dispatches(gpu, &sets, 3.max(copies), cfg.iters)?;
-                diagnose_placement(gpu, &packed_for_diag(&w, n, k, format)?, &x, &y, cfg)?;
+                diagnose_placement(gpu, &packed_for_diag(gpu, &w, n, k, format)?, &x, &y, cfg)?;
                 let us = median(&times);
                 let weight_bytes = layers[0].weight_bytes;
                 let act_bytes = ((m * k + m * n) * cfg.act.size()) as u64;

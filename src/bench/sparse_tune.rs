@@ -65,7 +65,7 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
             Ok((m, xt, Tensor::empty(gpu, m, n, ActDType::F32)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    let default = SparseTuning::from_env();
+    let default = SparseTuning::from_config(&gpu.config().sparse);
     let mut rows = Vec::new();
     for sw in &formats {
         let two_four = matches!(sw, SparseWeights::TwoFour(_));

@@ -8,6 +8,7 @@ mod pool;
 mod readback;
 mod timer;
 mod timing;
+mod tune;
 pub mod wgsl;
 
 pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
@@ -17,7 +18,9 @@ pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool, uniform_and_storag
 pub use readback::{map_read, read_buffer};
 pub use timer::{GpuTimer, PassStamps};
 pub use timing::{keep_busy, median, time_dispatches};
+pub use tune::TuneCache;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -43,16 +46,26 @@ pub struct Gpu {
     pub pipelines: PipelinePool,
     /// Cache of bind-group and pipeline layouts.
     pub layouts: LayoutPool,
+    /// The tuning knobs this device was opened with (see [`Gpu::config`]).
+    pub(crate) config: Config,
+    tuned: TuneCache,
     sink: Arc<Mutex<ErrorSink>>,
     dummy: wgpu::Buffer,
 }
 
 impl Gpu {
-    /// Opens the adapter chosen by `selector` (see [`AdapterSelector`]).
+    /// Opens the adapter chosen by `selector` (see [`AdapterSelector`]) with the tuning of
+    /// [`Config::from_env`].
     pub fn new(selector: &AdapterSelector) -> Result<Self> {
+        Self::with_config(selector, Config::from_env()?)
+    }
+
+    /// Opens the adapter chosen by `selector` with an explicit `config` (the environment's
+    /// `SPARQ_*` tuning variables are not read).
+    pub fn with_config(selector: &AdapterSelector, config: Config) -> Result<Self> {
         let inst = instance();
         let adapter = select(enumerate_adapters(&inst), selector)?;
-        Self::from_adapter(adapter, &inst)
+        Self::from_adapter_with(adapter, &inst, config)
     }
 
     /// Opens the adapter named by `SPARQ_ADAPTER`, or the best one.
@@ -60,8 +73,18 @@ impl Gpu {
         Self::new(&AdapterSelector::from_env())
     }
 
-    /// Opens a device on `adapter` with its real limits and every optional feature sparq uses.
+    /// Opens a device on `adapter` with its real limits and every optional feature sparq
+    /// uses, with the tuning of [`Config::from_env`].
     pub fn from_adapter(adapter: wgpu::Adapter, instance: &wgpu::Instance) -> Result<Self> {
+        Self::from_adapter_with(adapter, instance, Config::from_env()?)
+    }
+
+    /// Like [`Gpu::from_adapter`] with an explicit `config`.
+    pub fn from_adapter_with(
+        adapter: wgpu::Adapter,
+        instance: &wgpu::Instance,
+        config: Config,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         let features = Caps::wanted_features(adapter.features());
         let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
@@ -109,11 +132,25 @@ impl Gpu {
             device,
             queue,
             caps,
-            pipelines: PipelinePool::default(),
+            pipelines: PipelinePool::new(config.checked),
             layouts: LayoutPool::default(),
+            tuned: TuneCache::new(config.gemm.tune_cache.clone()),
+            config,
             sink,
             dummy,
         })
+    }
+
+    /// The tuning knobs the device was opened with, fixed for its lifetime (compiled
+    /// pipelines and tuned choices depend on them).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This device's tuned launch choices (the tensor-core GEMM's autotuner keeps its
+    /// winners here), independent of every other device.
+    pub fn tune_cache(&self) -> &TuneCache {
+        &self.tuned
     }
 
     /// Returns the first error the device reported since the last check, or a lost device.

@@ -36,9 +36,10 @@ impl PipelineKey {
 
     /// Marks the shader as trusted: compiled without runtime bounds checks and loop bounding,
     /// which cost kernels up to 100× (wgpu issue 7698). Only for kernels whose indexing the
-    /// test suite covers at awkward shapes; `SPARQ_CHECKED=1` turns the checks back on.
+    /// test suite covers at awkward shapes; a pool made with `checked` (`SPARQ_CHECKED=1`,
+    /// see [`crate::config::Config::checked`]) compiles them with the checks all the same.
     pub fn trusted(mut self) -> Self {
-        self.trusted = std::env::var_os("SPARQ_CHECKED").is_none();
+        self.trusted = true;
         self
     }
 }
@@ -47,9 +48,18 @@ impl PipelineKey {
 #[derive(Default)]
 pub struct PipelinePool {
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    checked: bool,
 }
 
 impl PipelinePool {
+    /// An empty pool; `checked` compiles even trusted keys with runtime bounds checks.
+    pub fn new(checked: bool) -> Self {
+        PipelinePool {
+            pipelines: Mutex::default(),
+            checked,
+        }
+    }
+
     /// Returns the pipeline for `key`, compiling `source()` (entry point `main`) the first time.
     pub fn get_or_create(
         &self,
@@ -67,7 +77,7 @@ impl PipelinePool {
             label: Some(&key.shader),
             source: wgpu::ShaderSource::Wgsl(src.into()),
         };
-        let module = if key.trusted {
+        let module = if key.trusted && !self.checked {
             // SAFETY: trusted keys are only made for kernels whose every index is in bounds
             // for the shapes their launchers accept, which the reference tests check.
             unsafe {

@@ -119,14 +119,12 @@ pub fn time_dispatches(
 /// Iterations per timed pass on GPUs.
 const BATCH: usize = 20;
 
-/// Least and most time to run a case untimed before timing it: `SPARQ_WARMUP_MS` (least,
-/// default 500 ms on GPUs, none on CPU adapters) and four times that, at least 3 s (most).
+/// Least and most time to run a case untimed before timing it: the config's warm-up
+/// (`SPARQ_WARMUP_MS`; least, default 500 ms on GPUs, none on CPU adapters) and four times
+/// that, at least 3 s (most).
 fn warm_up_time(gpu: &Gpu) -> (std::time::Duration, std::time::Duration) {
     let default = if gpu.caps.is_cpu() { 0 } else { 500 };
-    let ms = std::env::var("SPARQ_WARMUP_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
+    let ms = gpu.config.bench.warmup_ms.unwrap_or(default);
     let most = if ms == 0 { 0 } else { (4 * ms).max(3000) };
     (
         std::time::Duration::from_millis(ms),

@@ -1,5 +1,5 @@
 //! Tensor-core GEMM (`shaders/gemm_coop.wgsl`): tile shapes, the adapter check, and a small
-//! autotuner whose choices are cached per adapter (in memory, and on disk when
+//! autotuner whose choices are cached per device (in [`Gpu::tune_cache`], and on disk when
 //! `SPARQ_TUNE_CACHE` names a JSON file).
 
 use super::{Linear, Strategy};
@@ -8,8 +8,6 @@ use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
 use crate::tensor::{ActDType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Workgroups below which the tensor-core GEMM's default tile is too large for the shape: a
 /// few workgroups then walk all of k one slice after another (measured, see
@@ -33,6 +31,19 @@ pub struct CoopTiling {
     /// Staging buffers: 2 (double-buffered) or 1 (deeper slices in the same memory, one
     /// more barrier per slice).
     pub buffers: u32,
+}
+
+impl From<crate::config::CoopTile> for CoopTiling {
+    fn from(t: crate::config::CoopTile) -> Self {
+        CoopTiling {
+            sgm: t.sgm,
+            sgn: t.sgn,
+            fm: t.fm,
+            fn_: t.fn_,
+            bk: t.bk,
+            buffers: t.buffers,
+        }
+    }
 }
 
 impl CoopTiling {
@@ -67,36 +78,9 @@ impl CoopTiling {
 
     /// Parses `SGM,SGN,FM,FN,BK[,BUFFERS]` (as `SPARQ_COOP` takes it; 2 buffers by default).
     pub fn parse(s: &str) -> Result<Self> {
-        let v: Vec<u32> = s
-            .split(',')
-            .map(|p| p.trim().parse::<u32>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::Invalid(format!("bad tiling '{s}' (want SGM,SGN,FM,FN,BK)")))?;
-        let (v, buffers) = match v.len() {
-            6 => (&v[..5], v[5]),
-            _ => (&v[..], 2),
-        };
-        let [sgm, sgn, fm, fn_, bk] = v[..] else {
-            return Err(Error::Invalid(format!(
-                "bad tiling '{s}' (want SGM,SGN,FM,FN,BK)"
-            )));
-        };
-        let t = CoopTiling {
-            sgm,
-            sgn,
-            fm,
-            fn_,
-            bk,
-            buffers,
-        };
-        if [sgm, sgn, fm, fn_].iter().any(|&x| x == 0 || x > 8)
-            || bk == 0
-            || !bk.is_multiple_of(16)
-            || !(1..=2).contains(&buffers)
-        {
-            return Err(Error::Invalid(format!("bad tiling '{s}'")));
-        }
-        Ok(t)
+        crate::config::CoopTile::parse(s)
+            .map(Self::from)
+            .map_err(|want| Error::Invalid(format!("bad tiling '{s}' (want {want})")))
     }
 
     /// The tiling used when none was tuned for `m × n` outputs: the fastest of the H100
@@ -311,10 +295,8 @@ impl TuneKey {
     }
 }
 
-static TUNED: Mutex<Option<HashMap<TuneKey, CoopTiling>>> = Mutex::new(None);
-
-/// The tiling for this case: `SPARQ_COOP` if set, else a tuned choice (memory, then the
-/// `SPARQ_TUNE_CACHE` file), else [`CoopTiling::default_for`].
+/// The tiling for this case: the config's `SPARQ_COOP` tiling if set, else the device's tuned
+/// choice (see [`Gpu::tune_cache`]) where it still fits, else [`CoopTiling::default_for`].
 pub fn tiling_for(
     gpu: &Gpu,
     format: WeightFormat,
@@ -322,59 +304,26 @@ pub fn tiling_for(
     m: usize,
     n: usize,
 ) -> CoopTiling {
-    if let Some(t) = std::env::var("SPARQ_COOP")
-        .ok()
-        .and_then(|s| CoopTiling::parse(&s).ok())
-    {
-        return t;
+    if let Some(t) = gpu.config.gemm.coop {
+        return t.into();
     }
-    let key = TuneKey::new(gpu, format, act, m);
-    let mut guard = TUNED.lock().unwrap();
-    let map = guard.get_or_insert_with(load_disk_cache);
-    map.get(&key)
-        .copied()
+    gpu.tune_cache()
+        .get::<CoopTiling>(&TuneKey::new(gpu, format, act, m).text())
         .filter(|t| t.fits(gpu, format))
         .unwrap_or_else(|| CoopTiling::default_for(format, m, n))
 }
 
-fn load_disk_cache() -> HashMap<TuneKey, CoopTiling> {
-    let Some(path) = std::env::var_os("SPARQ_TUNE_CACHE") else {
-        return HashMap::new();
-    };
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
-    };
-    let raw: HashMap<String, CoopTiling> = serde_json::from_str(&text).unwrap_or_default();
-    raw.into_iter()
-        .filter_map(|(k, t)| {
-            let mut p = k.split('|');
-            let (adapter, format, act, m) = (p.next()?, p.next()?, p.next()?, p.next()?);
-            let act = match act {
-                "F16" => ActDType::F16,
-                "F32" => ActDType::F32,
-                _ => return None,
-            };
-            Some((
-                TuneKey {
-                    adapter: adapter.into(),
-                    format: format.into(),
-                    act,
-                    m_bucket: m.parse().ok()?,
-                },
-                t,
-            ))
-        })
-        .collect()
-}
-
-fn save_disk_cache(map: &HashMap<TuneKey, CoopTiling>) -> Result<()> {
-    let Some(path) = std::env::var_os("SPARQ_TUNE_CACHE") else {
-        return Ok(());
-    };
-    let raw: HashMap<String, CoopTiling> = map.iter().map(|(k, t)| (k.text(), *t)).collect();
-    let text = serde_json::to_string_pretty(&raw).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(path, text)?;
-    Ok(())
+/// Makes `tiling` this device's choice for `format`, `act` and the row bucket of `m`, as
+/// [`autotune`] does with its winner (and writes it to the cache file, if the device has one).
+pub fn remember(
+    gpu: &Gpu,
+    format: WeightFormat,
+    act: ActDType,
+    m: usize,
+    tiling: CoopTiling,
+) -> Result<()> {
+    gpu.tune_cache()
+        .insert(&TuneKey::new(gpu, format, act, m).text(), &tiling)
 }
 
 /// One measured candidate of [`autotune`].
@@ -419,10 +368,7 @@ pub fn autotune(
     let best = out
         .first()
         .ok_or_else(|| Error::Invalid(format!("no tiling fits {}", gpu.caps.name)))?;
-    let mut guard = TUNED.lock().unwrap();
-    let map = guard.get_or_insert_with(load_disk_cache);
-    map.insert(TuneKey::new(gpu, layer.format, act, m), best.tiling);
-    save_disk_cache(map)?;
+    remember(gpu, layer.format, act, m, best.tiling)?;
     Ok(out)
 }
 

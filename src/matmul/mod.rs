@@ -260,7 +260,7 @@ impl Linear {
     /// H100 that made int4 GEMV 1.6× (m = 1) to 2.4× (m = 8) faster than decoding weights to
     /// floats (BENCHMARKS.md), at a cost in accuracy far below int4's own quantization error;
     /// int8 weights at one or two rows ran as fast with exact activations, so they keep them.
-    /// `SPARQ_Q8=0` turns this off (exact f32 activations).
+    /// `SPARQ_Q8=0` ([`crate::config::GemmConfig::q8`]) turns this off (exact f32 activations).
     pub fn portable_strategy(&self, gpu: &Gpu, m: usize) -> Strategy {
         if m > GEMV_MAX_ROWS {
             return Strategy::GemmTiled;
@@ -270,7 +270,7 @@ impl Linear {
             WeightFormat::Int8 => m > 2,
             _ => false,
         };
-        let q8 = int && gpu.caps.dot4_i8 && std::env::var("SPARQ_Q8").map_or(true, |v| v != "0");
+        let q8 = int && gpu.caps.dot4_i8 && gpu.config.gemm.q8;
         match (gpu.caps.subgroups, q8) {
             (true, true) => Strategy::GemvSubgroupQ8,
             (true, false) => Strategy::GemvSubgroup,
@@ -504,9 +504,9 @@ impl Linear {
         let grid = match strategy {
             Strategy::GemvSubgroup | Strategy::GemvSubgroupQ8 => {
                 let t = if strategy.quantizes_activations() {
-                    GemvTuning::for_q8(self.format, m, true)
+                    GemvTuning::for_q8(&gpu.config, self.format, m, true)
                 } else {
-                    GemvTuning::for_rows(self.format, m, true)
+                    GemvTuning::for_rows(&gpu.config, self.format, m, true)
                 };
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
@@ -524,9 +524,9 @@ impl Linear {
             }
             Strategy::GemvWorkgroup | Strategy::GemvWorkgroupQ8 => {
                 let t = if strategy.quantizes_activations() {
-                    GemvTuning::for_q8(self.format, m, false)
+                    GemvTuning::for_q8(&gpu.config, self.format, m, false)
                 } else {
-                    GemvTuning::for_rows(self.format, m, false)
+                    GemvTuning::for_rows(&gpu.config, self.format, m, false)
                 };
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let team = 32u32;

@@ -1,7 +1,8 @@
 //! Launch shapes of the dense kernels: when the tensor-core GEMM takes over, the GEMV's
 //! workgroup and rows per team, the tiled GEMM's tiles. Defaults come from H100 sweeps (or,
-//! where said, reasoning awaiting one); environment variables override them for tuning.
+//! where said, reasoning awaiting one); the device's [`Config`] overrides them for tuning.
 
+use crate::config::{Config, GemvConfig};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
 
@@ -26,9 +27,9 @@ pub(super) struct GemvTuning {
 }
 
 impl GemvTuning {
-    /// The shape measured fastest on an H100 (BENCHMARKS.md, "GEMV tuning"); the
-    /// `SPARQ_GEMV_{WG,R,U,XSTAGE}` variables override it for tuning on other GPUs.
-    pub(super) fn for_rows(format: WeightFormat, m: usize, subgroups: bool) -> Self {
+    /// The shape measured fastest on an H100 (BENCHMARKS.md, "GEMV tuning"); the config's
+    /// [`GemvConfig`] (`SPARQ_GEMV_{WG,R,U,XSTAGE}`) overrides it for tuning on other GPUs.
+    pub(super) fn for_rows(cfg: &Config, format: WeightFormat, m: usize, subgroups: bool) -> Self {
         // (rows per team, blocks in flight, x staged) for one or two activation rows / more.
         let (r, u, staged) = match (format, m <= 2) {
             (WeightFormat::F32, _) => (4, 1, false),
@@ -39,12 +40,12 @@ impl GemvTuning {
             (WeightFormat::Int4 { .. }, true) => (4, 1, false),
             (WeightFormat::Int4 { .. }, false) => (4, 2, true),
         };
-        Self::with_env(r, u, subgroups, staged)
+        Self::with_overrides(&cfg.gemv, r, u, subgroups, staged)
     }
 
     /// The int8-activation GEMV (no x staging: its x blocks are small and coalesced).
     /// Defaults from an H100 sweep (R ∈ {1, 2, 4, 8}, U ∈ {1, 2, 4}) at 8192² and 14336×4096.
-    pub(super) fn for_q8(format: WeightFormat, m: usize, subgroups: bool) -> Self {
+    pub(super) fn for_q8(cfg: &Config, format: WeightFormat, m: usize, subgroups: bool) -> Self {
         let (r, u) = match (format, m <= 2) {
             (WeightFormat::Int4 { .. }, true) => (1, 4),
             (WeightFormat::Int4 { .. }, false) => (4, 1),
@@ -52,21 +53,20 @@ impl GemvTuning {
         };
         GemvTuning {
             x_staged: false,
-            ..Self::with_env(r, u, subgroups, false)
+            ..Self::with_overrides(&cfg.gemv, r, u, subgroups, false)
         }
     }
 
     /// `r` rows per team (one without subgroups: then every row's partial sums go through
     /// workgroup memory, which one row keeps small), `u` blocks in flight, x staged or not,
-    /// each overridden by its `SPARQ_GEMV_*` variable.
-    fn with_env(r: u32, u: u32, subgroups: bool, staged: bool) -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    /// each overridden by its field of `o`.
+    fn with_overrides(o: &GemvConfig, r: u32, u: u32, subgroups: bool, staged: bool) -> Self {
         let r = if subgroups { r } else { 1 };
         GemvTuning {
-            workgroup: env("SPARQ_GEMV_WG").unwrap_or(256),
-            rows_per_team: env("SPARQ_GEMV_R").unwrap_or(r).clamp(1, 8),
-            unroll: env("SPARQ_GEMV_U").unwrap_or(u).clamp(1, 8),
-            x_staged: env("SPARQ_GEMV_XSTAGE").map_or(staged, |v| v != 0),
+            workgroup: o.workgroup.unwrap_or(256),
+            rows_per_team: o.rows_per_team.unwrap_or(r).clamp(1, 8),
+            unroll: o.unroll.unwrap_or(u).clamp(1, 8),
+            x_staged: o.x_staged.unwrap_or(staged),
         }
     }
 }
@@ -79,14 +79,19 @@ pub const GEMM_SMALL_GRID: usize = 128;
 /// outputs: 128 where workgroup memory holds it (32 KiB at BK = 32) and the grid of 128-tiles
 /// has at least [`GEMM_SMALL_GRID`] workgroups, else 64, which gives the GPU four times as
 /// many. Either tile sums each output over k in the same order, so the choice never changes
-/// a result. `SPARQ_GEMM_TILE=64|128` overrides it (within the memory limit).
+/// a result. The config's `gemm.tile` (`SPARQ_GEMM_TILE=64|128`) overrides it within the
+/// memory limit (see [`gemm_tile_for`]).
 pub fn gemm_tile(workgroup_storage: u32, m: usize, n: usize) -> usize {
+    gemm_tile_for(workgroup_storage, m, n, None)
+}
+
+/// [`gemm_tile`] with an optional forced tile, which still needs the 32 KiB of a 128-tile.
+fn gemm_tile_for(workgroup_storage: u32, m: usize, n: usize, forced: Option<u32>) -> usize {
     if workgroup_storage < 32 * 1024 {
         return 64;
     }
-    match std::env::var("SPARQ_GEMM_TILE").ok().as_deref() {
-        Some("64") => 64,
-        Some("128") => 128,
+    match forced {
+        Some(t) => t as usize,
         _ if n.div_ceil(128) * m.div_ceil(128) < GEMM_SMALL_GRID => 64,
         _ => 128,
     }
@@ -103,7 +108,7 @@ pub(super) struct GemmTiling {
 impl GemmTiling {
     pub(super) fn for_shape(gpu: &Gpu, format: WeightFormat, m: usize, n: usize) -> Self {
         let block_k = format.block_k() as u32;
-        let t = gemm_tile(gpu.caps.workgroup_storage, m, n) as u32 / 16;
+        let t = gemm_tile_for(gpu.caps.workgroup_storage, m, n, gpu.config.gemm.tile) as u32 / 16;
         GemmTiling {
             tm: t,
             tn: t,

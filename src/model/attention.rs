@@ -31,9 +31,9 @@ const K_ATTENTION: Kernel = Kernel {
 ///
 /// The kernel's [`AttentionLayout`] comes from [`AttentionLayout::for_shape`]: each query's
 /// keys are split across invocations when the plain grid is small, and each invocation takes
-/// two queries when it is large. `SPARQ_ATTENTION_SPLIT=1|2|4|8` and
-/// `SPARQ_ATTENTION_QPI=1|2|4` override either choice, for comparing layouts on a GPU; a value
-/// that is not one of those, or a QPI over [`AttentionLayout::max_qpi`] for the head size, is
+/// two queries when it is large. The device config's attention split and QPI
+/// (`SPARQ_ATTENTION_SPLIT=1|2|4|8`, `SPARQ_ATTENTION_QPI=1|2|4`) override either choice, for
+/// comparing layouts on a GPU; a QPI over [`AttentionLayout::max_qpi`] for the head size is
 /// ignored. Use [`attention_with`] to pick the layout in code.
 pub fn attention(
     gpu: &Gpu,
@@ -43,14 +43,15 @@ pub fn attention(
     heads: usize,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let env = |name: &str| -> Option<usize> { std::env::var(name).ok()?.trim().parse().ok() };
     let d = out.cols.checked_div(heads).unwrap_or(0);
     let mut layout =
         AttentionLayout::for_shape(qkv.rows.checked_div(seq).unwrap_or(0), seq, heads, d);
-    if let Some(split) = env("SPARQ_ATTENTION_SPLIT").filter(|s| ATT_SPLITS.contains(s)) {
+    let forced = &gpu.config.attention;
+    if let Some(split) = forced.split.filter(|s| ATT_SPLITS.contains(s)) {
         layout.split = split;
     }
-    if let Some(qpi) = env("SPARQ_ATTENTION_QPI")
+    if let Some(qpi) = forced
+        .qpi
         .filter(|q| ATT_QPIS.contains(q) && *q <= AttentionLayout::max_qpi(d))
     {
         layout.qpi = qpi;

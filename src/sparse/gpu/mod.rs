@@ -137,7 +137,12 @@ impl SparseLinear {
     /// [`Error::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
     /// vectors (block columns a multiple of 128 / bits, at most 128), else [`Error::Invalid`].
     pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
-        Self::with_tuning(gpu, weights, bias, SparseTuning::from_env())
+        Self::with_tuning(
+            gpu,
+            weights,
+            bias,
+            SparseTuning::from_config(&gpu.config.sparse),
+        )
     }
 
     /// Like [`SparseLinear::new`], with explicit tuning.
@@ -468,7 +473,7 @@ impl SparseLinear {
         transpose: bool,
     ) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
         let u = self.unroll as i64;
-        let xsel = std::env::var("SPARQ_SPARSE_XPICK").map_or(true, |v| v != "dyn");
+        let xsel = gpu.config.sparse.x_select.unwrap_or(true);
         let mut vars = self.vars.clone();
         vars.extend([
             ("XSEL", xsel as i64),

@@ -1,5 +1,8 @@
 //! Construction-time choices of the sparse kernels (how items are binned into workgroups, rows
-//! per 2:4 item, when x is transposed), with environment overrides for tuning on a new GPU.
+//! per 2:4 item, when x is transposed), with the device config's overrides for tuning on a
+//! new GPU.
+
+use crate::config::SparseConfig;
 
 /// How items are grouped into bins (see [`bins`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,17 +14,13 @@ pub struct BinShape {
 }
 
 impl BinShape {
-    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)");
-    /// `SPARQ_SPARSE_LONG` and `SPARQ_SPARSE_BIN` override it for tuning on other GPUs.
-    pub fn from_env() -> Self {
-        let env = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-        };
+    /// The shape measured best on an H100 (BENCHMARKS.md, "Sparse (issue 3)"); the config's
+    /// `long_units` and `bin_items` (`SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN`) override it for
+    /// tuning on other GPUs.
+    pub fn from_config(c: &SparseConfig) -> Self {
         BinShape {
-            long_units: env("SPARQ_SPARSE_LONG").unwrap_or(256).max(1),
-            items: env("SPARQ_SPARSE_BIN").unwrap_or(8).clamp(1, 1 << 20),
+            long_units: c.long_units.unwrap_or(256).max(1),
+            items: c.bin_items.unwrap_or(8).clamp(1, 1 << 20),
         }
     }
 }
@@ -52,33 +51,17 @@ pub struct SparseTuning {
 }
 
 impl SparseTuning {
-    /// The defaults, overridden by `SPARQ_SPARSE_LONG`, `SPARQ_SPARSE_BIN` (see
-    /// [`BinShape::from_env`]), `SPARQ_SPARSE_24_ROWS`, `SPARQ_SPARSE_XT_FROM` and
-    /// `SPARQ_SPARSE_DENSE_FROM` (rows, or `off`), `SPARQ_SPARSE_U` and `SPARQ_SPARSE_XSM=on`
-    /// for tuning.
-    pub fn from_env() -> Self {
+    /// The defaults (x transposed from 2 rows, 2 units in flight, x not staged), each
+    /// overridden by its field of `c` (the `SPARQ_SPARSE_*` variables, see [`SparseConfig`])
+    /// for tuning. A device's own tuning is `SparseTuning::from_config(&gpu.config().sparse)`.
+    pub fn from_config(c: &SparseConfig) -> Self {
         SparseTuning {
-            bins: BinShape::from_env(),
-            two_four_rows: std::env::var("SPARQ_SPARSE_24_ROWS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .map(|r| r.clamp(1, 8)),
-            transpose_x_from: match std::env::var("SPARQ_SPARSE_XT_FROM").ok().as_deref() {
-                Some("off") => usize::MAX,
-                Some(v) => v.parse().unwrap_or(2),
-                None => 2,
-            },
-            dense_from: match std::env::var("SPARQ_SPARSE_DENSE_FROM").ok().as_deref() {
-                Some("off") => Some(usize::MAX),
-                Some(v) => v.parse().ok(),
-                None => None,
-            },
-            unroll: std::env::var("SPARQ_SPARSE_U")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(2)
-                .clamp(1, 8),
-            stage_x: std::env::var("SPARQ_SPARSE_XSM").is_ok_and(|v| v == "on"),
+            bins: BinShape::from_config(c),
+            two_four_rows: c.two_four_rows.map(|r| r.clamp(1, 8)),
+            transpose_x_from: c.transpose_x_from.unwrap_or(2),
+            dense_from: c.dense_from,
+            unroll: c.unroll.unwrap_or(2).clamp(1, 8),
+            stage_x: c.stage_x.unwrap_or(false),
         }
     }
 }

@@ -3,6 +3,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+/// The workspace root, where the fixtures and models of the library's tests live.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
 fn sparq(args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparq"))
         .args(args)
@@ -27,7 +30,7 @@ fn sparq(args: &[&str], stdin: &str) -> (bool, String, String) {
 
 #[test]
 fn run_classifier_json_in_json_out() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = ROOT;
     let model = format!("{root}/tests/fixtures/digits_mlp.safetensors");
     let fx: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/tests/fixtures/digits_mlp.json")).unwrap(),
@@ -80,7 +83,7 @@ fn run_classifier_json_in_json_out() {
 /// nearly the same predictions; a bad pruning spec is one error line.
 #[test]
 fn pack_prunes_a_classifier_into_a_sparse_file() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = ROOT;
     let model = format!("{root}/tests/fixtures/digits_mlp.safetensors");
     let fx: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/tests/fixtures/digits_mlp.json")).unwrap(),
@@ -145,7 +148,7 @@ fn pack_prunes_a_classifier_into_a_sparse_file() {
 /// error line.
 #[test]
 fn pack_calibrates_int4_on_sentences() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = ROOT;
     let model = format!("{root}/models/all-MiniLM-L6-v2");
     assert!(
         std::path::Path::new(&model)
@@ -215,7 +218,7 @@ fn pack_calibrates_int4_on_sentences() {
             "pack",
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/digits_mlp.safetensors"
+                "/../tests/fixtures/digits_mlp.safetensors"
             ),
             "--format",
             "int4",
