@@ -199,7 +199,7 @@ impl CoopTiling {
     }
 
     /// Template variables of the kernel.
-    fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
+    pub(super) fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
         let wg = self.sgm * self.sgn * sg;
         let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
         let wblocks = bk / format.block_k() as u32;
@@ -217,7 +217,6 @@ impl CoopTiling {
             ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
             ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
             ("WRAW", raw as i64),
-            ("WDECODE", !raw as i64),
         ]
     }
 }

@@ -47,12 +47,11 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
     let layout = gpu.layouts.get_or_create(&gpu.device, "sparse_xt", || {
         crate::gpu::uniform_and_storage(1, 1)
     });
-    let act = x.dtype.wgsl();
     let pipeline = gpu.pipelines.get_or_create(
         &gpu.device,
-        &PipelineKey::new(format!("sparse_xt_{:?}", x.dtype), &[]).trusted(),
+        &PipelineKey::new(variant_name(x.dtype), &[]).trusted(),
         Some(&layout.pipeline),
-        || format!("{act}\n{XT}"),
+        || source(x.dtype),
     )?;
     let bind_group = gpu.bind_params("sparse_xt", &layout, &params, &[&x.buffer, &out]);
     let dispatch = Dispatch {
@@ -62,4 +61,14 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
         grid: gpu.grid(params.total.div_ceil(64)),
     };
     Ok((out, dispatch))
+}
+
+/// Pipeline name of the transpose kernel for `act` activations.
+pub(super) fn variant_name(act: ActDType) -> String {
+    format!("sparse_xt_{act:?}")
+}
+
+/// The WGSL of the transpose kernel for `act` activations (it has no template variables).
+pub(super) fn source(act: ActDType) -> String {
+    format!("{}\n{XT}", act.wgsl())
 }
