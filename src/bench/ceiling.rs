@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 
-const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
+const STREAM_READ: &str = include_str!("../../shaders/bench/stream_read.wgsl");
 
 /// Reads a buffer of about `bytes` bytes `iters` times; returns the median GB/s.
 pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {

@@ -1,4 +1,4 @@
-//! Tensor-core GEMM (`shaders/gemm_coop.wgsl`): tile shapes, the adapter check, and a small
+//! Tensor-core GEMM (`shaders/linear/gemm_coop.wgsl`): tile shapes, the adapter check, and a small
 //! autotuner whose choices are cached per adapter (in memory, and on disk when
 //! `SPARQ_TUNE_CACHE` names a JSON file).
 

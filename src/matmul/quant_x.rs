@@ -1,4 +1,4 @@
-//! Activation rows quantized to int8 in blocks of 32 (`shaders/quant_q8.wgsl`), the input of
+//! Activation rows quantized to int8 in blocks of 32 (`shaders/linear/quant_q8.wgsl`), the input of
 //! the `dot4I8Packed` GEMV strategies. The block layout is written there; this file sizes the
 //! output and records the dispatch.
 
@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::{ActDType, Tensor};
 
-const QUANT_Q8: &str = include_str!("../../shaders/quant_q8.wgsl");
+const QUANT_Q8: &str = include_str!("../../shaders/linear/quant_q8.wgsl");
 
 /// Bytes of one quantized block of 32 values: 8 words of i8, step, sum, 2 words padding.
 pub const BLOCK_BYTES: u64 = 48;

@@ -6,23 +6,23 @@ use crate::formats::WeightFormat;
 use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
-const LINEAR_IO: &str = include_str!("../../shaders/linear_io.wgsl");
-const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
-const W_F32: &str = include_str!("../../shaders/w_f32.wgsl");
-const W_F16: &str = include_str!("../../shaders/w_f16.wgsl");
-const W_INT8: &str = include_str!("../../shaders/w_int8.wgsl");
-const W_INT4: &str = include_str!("../../shaders/w_int4.wgsl");
-const GEMV_ROWS: &str = include_str!("../../shaders/gemv_rows.wgsl");
-const GEMV_SUBGROUP: &str = include_str!("../../shaders/gemv_subgroup.wgsl");
-const GEMV_WORKGROUP: &str = include_str!("../../shaders/gemv_workgroup.wgsl");
-const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
-const GEMM_COOP: &str = include_str!("../../shaders/gemm_coop.wgsl");
-const GEMM_DP4A: &str = include_str!("../../shaders/gemm_dp4a.wgsl");
-const QUANT_ROWS: &str = include_str!("../../shaders/quant_rows.wgsl");
-const ACT_Q8: &str = include_str!("../../shaders/act_q8.wgsl");
-const W_INT8_Q8: &str = include_str!("../../shaders/w_int8_q8.wgsl");
-const W_INT4_Q8: &str = include_str!("../../shaders/w_int4_q8.wgsl");
-const GEMV_Q8: &str = include_str!("../../shaders/gemv_q8.wgsl");
+const LINEAR_IO: &str = include_str!("../../shaders/linear/linear_io.wgsl");
+const ACTIVATION: &str = include_str!("../../shaders/shared/activation.wgsl");
+const W_F32: &str = include_str!("../../shaders/linear/w_f32.wgsl");
+const W_F16: &str = include_str!("../../shaders/linear/w_f16.wgsl");
+const W_INT8: &str = include_str!("../../shaders/linear/w_int8.wgsl");
+const W_INT4: &str = include_str!("../../shaders/linear/w_int4.wgsl");
+const GEMV_ROWS: &str = include_str!("../../shaders/linear/gemv_rows.wgsl");
+const GEMV_SUBGROUP: &str = include_str!("../../shaders/linear/gemv_subgroup.wgsl");
+const GEMV_WORKGROUP: &str = include_str!("../../shaders/linear/gemv_workgroup.wgsl");
+const GEMM_TILED: &str = include_str!("../../shaders/linear/gemm_tiled.wgsl");
+const GEMM_COOP: &str = include_str!("../../shaders/linear/gemm_coop.wgsl");
+const GEMM_DP4A: &str = include_str!("../../shaders/linear/gemm_dp4a.wgsl");
+const QUANT_ROWS: &str = include_str!("../../shaders/linear/quant_rows.wgsl");
+const ACT_Q8: &str = include_str!("../../shaders/linear/act_q8.wgsl");
+const W_INT8_Q8: &str = include_str!("../../shaders/linear/w_int8_q8.wgsl");
+const W_INT4_Q8: &str = include_str!("../../shaders/linear/w_int4_q8.wgsl");
+const GEMV_Q8: &str = include_str!("../../shaders/linear/gemv_q8.wgsl");
 
 /// The kernel strategies of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

@@ -1,4 +1,4 @@
-//! Multi-head self-attention (`shaders/attention.wgsl`): how the kernel lays queries over
+//! Multi-head self-attention (`shaders/model/attention.wgsl`): how the kernel lays queries over
 //! invocations ([`AttentionLayout`]: keys split across invocations for small grids, several
 //! queries per invocation for large ones) and its launcher. Re-exported by `ops`.
 
@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::tensor::Tensor;
 
-const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION: &str = include_str!("../../shaders/model/attention.wgsl");
 
 /// Invocations per workgroup of the attention kernel (it covers 64 · qpi / split queries).
 const ATT_WG: u32 = 64;

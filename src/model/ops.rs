@@ -22,15 +22,15 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Longest sequence the model runtime pads to (BERT's position embeddings end at 512).
 pub const MAX_SEQ: usize = 512;
 
-const REDUCE: &str = include_str!("../../shaders/model_reduce.wgsl");
-const EMBED: &str = include_str!("../../shaders/embed.wgsl");
-const NORM: &str = include_str!("../../shaders/norm.wgsl");
+const REDUCE: &str = include_str!("../../shaders/model/model_reduce.wgsl");
+const EMBED: &str = include_str!("../../shaders/model/embed.wgsl");
+const NORM: &str = include_str!("../../shaders/model/norm.wgsl");
 const ELEMENTWISE: &str = concat!(
-    include_str!("../../shaders/activation.wgsl"),
-    include_str!("../../shaders/elementwise.wgsl")
+    include_str!("../../shaders/shared/activation.wgsl"),
+    include_str!("../../shaders/model/elementwise.wgsl")
 );
-const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
-const POOL: &str = include_str!("../../shaders/pool.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/model/softmax.wgsl");
+const POOL: &str = include_str!("../../shaders/model/pool.wgsl");
 
 /// Invocations per workgroup of the row kernels.
 const WG: u32 = 128;

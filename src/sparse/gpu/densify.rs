@@ -1,5 +1,5 @@
 //! The dense path for many activation rows: the sparse weights are written out dense on the
-//! device (`shaders/sparse_densify.wgsl`), then the dense GEMM multiplies (tensor cores where
+//! device (`shaders/sparse/sparse_densify.wgsl`), then the dense GEMM multiplies (tensor cores where
 //! the adapter has them). The sparse kernels keep x rows in registers eight at a time and walk
 //! the sparse structure again for every tile of eight, so their cost grows with m, while the
 //! dense copy costs one write of `n × k` f16 values per pass whatever m is (H200, MiniLM with
@@ -15,7 +15,7 @@ use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::matmul::{KernelChoice, Linear};
 use crate::tensor::Tensor;
 
-const DENSIFY: &str = include_str!("../../../shaders/sparse_densify.wgsl");
+const DENSIFY: &str = include_str!("../../../shaders/sparse/sparse_densify.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,7 +1,7 @@
 //! Sparse weights on the GPU: `y = x · Wᵀ (+ bias)` with `W` in CSR, BSR or 2:4, through the
 //! same `new` / `forward` / `plan` interface as the dense [`crate::matmul::Linear`].
 //!
-//! All three formats share one kernel core (`shaders/sparse_rows.wgsl`): the weights are cut
+//! All three formats share one kernel core (`shaders/sparse/sparse_rows.wgsl`): the weights are cut
 //! into *items* (a CSR row, a BSR block row, a 2:4 row) made of *units* that the lanes of a
 //! team read side by side; consecutive items are grouped into *bins* of about equal work, one
 //! workgroup each, and an item longer than a team can walk quickly gets a whole workgroup to

@@ -1,28 +1,28 @@
 //! WGSL assembly for the sparse kernels: the activation file, the value decoder, the shared
-//! core (`shaders/sparse_rows.wgsl`) and the format file, glued into one module per variant.
+//! core (`shaders/sparse/sparse_rows.wgsl`) and the format file, glued into one module per variant.
 
 use super::super::ValueType;
 use crate::error::Result;
 use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
-const ROWS: &str = include_str!("../../../shaders/sparse_rows.wgsl");
-const CSR: &str = include_str!("../../../shaders/sparse_csr.wgsl");
-const BSR: &str = include_str!("../../../shaders/sparse_bsr.wgsl");
-const TWO_FOUR: &str = include_str!("../../../shaders/sparse_24.wgsl");
-const V_F32: &str = include_str!("../../../shaders/sparse_v_f32.wgsl");
-const V_F16: &str = include_str!("../../../shaders/sparse_v_f16.wgsl");
-const V_INT8: &str = include_str!("../../../shaders/sparse_v_int8.wgsl");
-const V_INT4: &str = include_str!("../../../shaders/sparse_v_int4.wgsl");
+const ROWS: &str = include_str!("../../../shaders/sparse/sparse_rows.wgsl");
+const CSR: &str = include_str!("../../../shaders/sparse/sparse_csr.wgsl");
+const BSR: &str = include_str!("../../../shaders/sparse/sparse_bsr.wgsl");
+const TWO_FOUR: &str = include_str!("../../../shaders/sparse/sparse_24.wgsl");
+const V_F32: &str = include_str!("../../../shaders/sparse/sparse_v_f32.wgsl");
+const V_F16: &str = include_str!("../../../shaders/sparse/sparse_v_f16.wgsl");
+const V_INT8: &str = include_str!("../../../shaders/sparse/sparse_v_int8.wgsl");
+const V_INT4: &str = include_str!("../../../shaders/sparse/sparse_v_int4.wgsl");
 
 /// Which format file a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// `shaders/sparse_csr.wgsl`.
+    /// `shaders/sparse/sparse_csr.wgsl`.
     Csr,
-    /// `shaders/sparse_bsr.wgsl`.
+    /// `shaders/sparse/sparse_bsr.wgsl`.
     Bsr,
-    /// `shaders/sparse_24.wgsl`.
+    /// `shaders/sparse/sparse_24.wgsl`.
     TwoFour,
 }
 

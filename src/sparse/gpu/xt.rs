@@ -1,4 +1,4 @@
-//! Activation tiles transposed for the CSR SpMM path (`shaders/sparse_xt.wgsl`): with `MT`
+//! Activation tiles transposed for the CSR SpMM path (`shaders/sparse/sparse_xt.wgsl`): with `MT`
 //! activation rows per tile, a non-zero in column `c` needs `x[0..MT][c]`, which row-major x
 //! spreads over `MT` cache lines; transposed per tile they are `ceil(MT / 4)` adjacent vec4s.
 
@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::{ActDType, Tensor};
 
-const XT: &str = include_str!("../../../shaders/sparse_xt.wgsl");
+const XT: &str = include_str!("../../../shaders/sparse/sparse_xt.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -3,7 +3,7 @@
 // row's first and last units may hold elements of its neighbours: those are masked to zero.
 // Template variables: IDX16 (u16 indices, else u32), VAL_VEC4 (vec4s of values per unit:
 // 1 f16, 2 f32);
-// XT: x comes transposed per activation tile (shaders/sparse_xt.wgsl), xrow[0] being the
+// XT: x comes transposed per activation tile (shaders/sparse/sparse_xt.wgsl), xrow[0] being the
 // tile's first column, so a non-zero reads its MT activations as MTV adjacent vec4s.
 const MTV: u32 = {{MTV}}u;
 var<private> e_lo: u32;
