@@ -48,9 +48,12 @@ fn check(name: &str, src: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A family's variant listing: (pipeline name, WGSL or the template error).
+type Listing = fn() -> Vec<(String, sparq::Result<String>)>;
+
 #[test]
 fn every_shader_variant_is_valid_wgsl_and_spirv() {
-    let families: [(&str, fn() -> Vec<(String, sparq::Result<String>)>); 4] = [
+    let families: [(&str, Listing); 4] = [
         ("linear", sparq::matmul::shader_variants),
         ("sparse", sparq::sparse::gpu::shader_variants),
         ("model", sparq::model::ops::shader_variants),

@@ -196,7 +196,7 @@ fn densify_source(vt: ValueType, vars: &[(&str, i64)]) -> Result<String> {
 /// variables), as (pipeline name, WGSL or the template error); several formats may share one.
 pub(super) fn variants(
     vt: ValueType,
-    formats: &[(Family, usize, Vec<(&'static str, i64)>)],
+    formats: &[shader::FormatVars],
 ) -> Vec<(String, Result<String>)> {
     let mut out: Vec<(String, Result<String>)> = Vec::new();
     for (family, r, fvars) in formats {

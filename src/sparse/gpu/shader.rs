@@ -77,6 +77,10 @@ pub fn value_vars(vt: ValueType) -> [(&'static str, i64); 6] {
     ]
 }
 
+/// A sparse format as the variant listings see it: family, output rows per item, the
+/// format's template variables.
+pub type FormatVars = (Family, usize, Vec<(&'static str, i64)>);
+
 /// The CSR format's template variables: u16 (`idx16`) or u32 column indices.
 pub fn csr_vars(idx16: bool) -> Vec<(&'static str, i64)> {
     vec![("IDX16", idx16 as i64)]
@@ -134,7 +138,7 @@ pub fn variants() -> Vec<(String, Result<String>)> {
     for act in [ActDType::F32, ActDType::F16] {
         for vt in vts {
             // (family, rows per item, format variables)
-            let mut formats = Vec::new();
+            let mut formats: Vec<FormatVars> = Vec::new();
             if matches!(vt, ValueType::F32 | ValueType::F16) {
                 formats.push((Family::Csr, 1, csr_vars(true)));
                 formats.push((Family::Csr, 1, csr_vars(false)));
