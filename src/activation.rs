@@ -1,5 +1,5 @@
 //! Elementwise activation functions: the names configs use, the code the kernels take
-//! (`shaders/activation.wgsl`, applied by the elementwise kernel and, fused, by the linear
+//! (`shaders/shared/activation.wgsl`, applied by the elementwise kernel and, fused, by the linear
 //! kernels' epilogue); the f64 reference is `model::reference::activate`.
 
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ impl Activation {
         })
     }
 
-    /// The kernel's code for it (see shaders/activation.wgsl).
+    /// The kernel's code for it (see shaders/shared/activation.wgsl).
     pub fn code(self) -> u32 {
         match self {
             Activation::Relu => 1,

@@ -20,8 +20,8 @@ impl ActDType {
     /// every kernel that reads or writes activations starts with it.
     pub fn wgsl(self) -> &'static str {
         match self {
-            ActDType::F32 => include_str!("../shaders/act_f32.wgsl"),
-            ActDType::F16 => include_str!("../shaders/act_f16.wgsl"),
+            ActDType::F32 => include_str!("../shaders/shared/act_f32.wgsl"),
+            ActDType::F16 => include_str!("../shaders/shared/act_f16.wgsl"),
         }
     }
 

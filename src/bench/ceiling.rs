@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 
-const STREAM_READ: &str = include_str!("../../shaders/stream_read.wgsl");
+const STREAM_READ: &str = include_str!("../../shaders/bench/stream_read.wgsl");
 
 /// Reads a buffer of about `bytes` bytes `iters` times; returns the median GB/s.
 pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
@@ -23,7 +23,7 @@ pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
         &gpu.device,
         &PipelineKey::new("stream_read", &[("WG", WG as f64), ("READS", READS as f64)]),
         None,
-        || STREAM_READ.to_string(),
+        || source().to_string(),
     )?;
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("stream read"),
@@ -47,4 +47,16 @@ pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
     };
     let times = super::time_dispatches(gpu, &[vec![dispatch]], 1, iters)?;
     Ok(bytes as f64 / (super::median(&times) * 1e-6) / 1e9)
+}
+
+/// The WGSL of the streaming-read kernel (no template variables; its shape is override
+/// constants).
+fn source() -> &'static str {
+    STREAM_READ
+}
+
+/// Every WGSL module the bandwidth measurement can ask for, as (pipeline name, WGSL), for
+/// validating them offline (see `tests/shader_variants.rs`).
+pub fn shader_variants() -> Vec<(String, Result<String>)> {
+    vec![("stream_read".to_string(), Ok(source().to_string()))]
 }

@@ -8,7 +8,7 @@ mod report;
 pub mod sparse;
 pub mod sparse_tune;
 
-pub use ceiling::stream_read_gbps;
+pub use ceiling::{shader_variants, stream_read_gbps};
 pub use report::{BenchReport, BenchRow, TorchBaseline};
 
 use crate::error::Result;

@@ -12,16 +12,23 @@
 //!
 //! The count is an integer or the name of a variable passed to [`expand`]; `{{NAME}}` is
 //! replaced by a variable's value anywhere. `#if NAME` ... `#end` keeps its lines when the
-//! variable is non-zero. Blocks nest.
+//! variable is non-zero, `#if !NAME` when it is zero; an `#else` line between them keeps the
+//! lines after it in the other case. One variable per choice, tested both ways, means no
+//! pair of flags that the Rust side must keep opposite. Blocks nest; an `#else` belongs to
+//! the innermost `#if` and may appear once in it.
 
 use crate::error::{Error, Result};
 
-/// Expands `#unroll` blocks and `{{NAME}}` substitutions in `src` using `vars`.
+/// Expands `#unroll` and `#if` blocks and `{{NAME}}` substitutions in `src` using `vars`.
 pub fn expand(src: &str, vars: &[(&str, i64)]) -> Result<String> {
     let lines: Vec<&str> = src.lines().collect();
     let mut out = String::with_capacity(src.len() * 2);
     let mut i = 0;
-    expand_block(&lines, &mut i, vars, &[], &mut out, false)?;
+    match expand_block(&lines, &mut i, vars, &[], &mut out)? {
+        Stop::Eof => {}
+        Stop::End => return Err(Error::Invalid(at(i, "#end without #if or #unroll"))),
+        Stop::Else => return Err(Error::Invalid(at(i, "#else without #if"))),
+    }
     let mut text = out;
     for (name, value) in vars {
         text = text.replace(&format!("{{{{{name}}}}}"), &value.to_string());
@@ -36,6 +43,11 @@ pub fn expand(src: &str, vars: &[(&str, i64)]) -> Result<String> {
     Ok(text)
 }
 
+/// `msg` with the template line number `line` (1-based, as an editor shows it).
+fn at(line: usize, msg: &str) -> String {
+    format!("WGSL template line {line}: {msg}")
+}
+
 fn count_of(token: &str, vars: &[(&str, i64)]) -> Result<i64> {
     token
         .parse()
@@ -43,58 +55,91 @@ fn count_of(token: &str, vars: &[(&str, i64)]) -> Result<i64> {
         .or_else(|| vars.iter().find(|(n, _)| *n == token).map(|(_, v)| *v))
         .ok_or_else(|| {
             Error::Invalid(format!(
-                "#unroll count '{token}' is neither a number nor a variable"
+                "template count or flag '{token}' is neither a number nor a variable"
             ))
         })
 }
 
-/// Expands lines from `*i` up to the matching `#end` (or the end when `nested` is false).
+/// The line that ended a block.
+enum Stop {
+    /// `#end`.
+    End,
+    /// `#else`.
+    Else,
+    /// The end of the text.
+    Eof,
+}
+
+/// Expands lines from `*i` up to the next `#end` or `#else` at this level (or the end of the
+/// text) and says which it was; the caller decides whether that stop is allowed there.
 fn expand_block(
     lines: &[&str],
     i: &mut usize,
     vars: &[(&str, i64)],
     bound: &[(String, i64)],
     out: &mut String,
-    nested: bool,
-) -> Result<()> {
+) -> Result<Stop> {
     while *i < lines.len() {
         let line = lines[*i];
         let t = line.trim_start();
         *i += 1;
+        let opened = *i;
         if let Some(rest) = t.strip_prefix("#if ") {
-            let on = count_of(rest.trim(), vars)? != 0;
+            let rest = rest.trim();
+            let (negate, name) = match rest.strip_prefix('!') {
+                Some(name) => (true, name.trim()),
+                None => (false, rest),
+            };
+            let on = (count_of(name, vars)? != 0) != negate;
             let mut sink = String::new();
-            expand_block(
-                lines,
-                i,
-                vars,
-                bound,
-                if on { out } else { &mut sink },
-                true,
-            )?;
+            let first = expand_block(lines, i, vars, bound, if on { out } else { &mut sink })?;
+            match first {
+                Stop::End => {}
+                Stop::Eof => return Err(Error::Invalid(at(opened, "#if without #end"))),
+                Stop::Else => {
+                    let second =
+                        expand_block(lines, i, vars, bound, if on { &mut sink } else { out })?;
+                    match second {
+                        Stop::End => {}
+                        Stop::Else => {
+                            return Err(Error::Invalid(at(*i, "#else twice in one #if")));
+                        }
+                        Stop::Eof => return Err(Error::Invalid(at(opened, "#if without #end"))),
+                    }
+                }
+            }
         } else if let Some(rest) = t.strip_prefix("#unroll") {
             let mut parts = rest.split_whitespace();
             let (Some(var), Some(count)) = (parts.next(), parts.next()) else {
-                return Err(Error::Invalid(format!("bad #unroll line: {t}")));
+                return Err(Error::Invalid(at(
+                    opened,
+                    &format!("bad #unroll line: {t}"),
+                )));
             };
             let n = count_of(count, vars)?;
             let start = *i;
-            if n <= 0 {
-                // Still consume the block to find its end.
-                let mut sink = String::new();
-                expand_block(lines, i, vars, bound, &mut sink, true)?;
-            }
-            for k in 0..n {
+            // A zero count still walks the block once (into a sink) to find its end.
+            for k in 0..n.max(1) {
                 *i = start;
                 let mut b = bound.to_vec();
                 b.push((var.to_string(), k));
-                expand_block(lines, i, vars, &b, out, true)?;
+                let mut sink = String::new();
+                let dst = if n > 0 { &mut *out } else { &mut sink };
+                match expand_block(lines, i, vars, &b, dst)? {
+                    Stop::End => {}
+                    Stop::Else => {
+                        return Err(Error::Invalid(at(
+                            *i,
+                            "#else inside #unroll, outside an #if",
+                        )));
+                    }
+                    Stop::Eof => return Err(Error::Invalid(at(opened, "#unroll without #end"))),
+                }
             }
         } else if t.starts_with("#end") {
-            if nested {
-                return Ok(());
-            }
-            return Err(Error::Invalid("#end without #unroll".into()));
+            return Ok(Stop::End);
+        } else if t.starts_with("#else") {
+            return Ok(Stop::Else);
         } else {
             let mut l = line.to_string();
             for (name, v) in bound {
@@ -104,10 +149,7 @@ fn expand_block(
             out.push('\n');
         }
     }
-    if nested {
-        return Err(Error::Invalid("#unroll without #end".into()));
-    }
-    Ok(())
+    Ok(Stop::Eof)
 }
 
 #[cfg(test)]
@@ -131,6 +173,58 @@ mod tests {
         assert_eq!(
             expand("#if A\na\n#end\n#if B\nb\n#end", &[("A", 1), ("B", 0)]).unwrap(),
             "a\n"
+        );
+    }
+
+    #[test]
+    fn else_and_negation_pick_one_side() {
+        let src = "#if A\nyes\n#else\nno\n#end\n#if !A\nnot\n#end\nz";
+        assert_eq!(expand(src, &[("A", 1)]).unwrap(), "yes\nz\n");
+        assert_eq!(expand(src, &[("A", 0)]).unwrap(), "no\nnot\nz\n");
+        // A negated test with an #else, and a non-zero value other than 1.
+        let neg = "#if !A\nzero\n#else\nset\n#end";
+        assert_eq!(expand(neg, &[("A", 0)]).unwrap(), "zero\n");
+        assert_eq!(expand(neg, &[("A", 12)]).unwrap(), "set\n");
+        assert_eq!(expand("#if ! A\nx\n#end", &[("A", 0)]).unwrap(), "x\n");
+    }
+
+    #[test]
+    fn else_nests_inside_if_and_unroll() {
+        // The inner #else belongs to the inner #if; the outer one to the outer #if.
+        let src = "#if A\n#if B\nab\n#else\na\n#end\n#else\n#if B\nb\n#else\nnone\n#end\n#end";
+        let run = |a, b| expand(src, &[("A", a), ("B", b)]).unwrap();
+        assert_eq!(run(1, 1), "ab\n");
+        assert_eq!(run(1, 0), "a\n");
+        assert_eq!(run(0, 1), "b\n");
+        assert_eq!(run(0, 0), "none\n");
+        // An #if inside an #unroll, with the loop variable substituted on both sides.
+        let unrolled = "#unroll i 2\n#if A\nx{i}\n#else\ny{i}\n#end\n#end";
+        assert_eq!(expand(unrolled, &[("A", 0)]).unwrap(), "y0\ny1\n");
+        // An #unroll inside the #else side, skipped or expanded.
+        let inner = "#if A\nz\n#else\n#unroll j 2\nw{j}\n#end\n#end";
+        assert_eq!(expand(inner, &[("A", 0)]).unwrap(), "w0\nw1\n");
+        assert_eq!(expand(inner, &[("A", 1)]).unwrap(), "z\n");
+    }
+
+    #[test]
+    fn misplaced_else_is_an_error() {
+        let err = |src: &str| expand(src, &[("A", 1)]).unwrap_err().to_string();
+        assert!(err("#if A\na\n#else\nb\n#else\nc\n#end").contains("#else twice"));
+        assert!(err("a\n#else\nb").contains("#else without #if"));
+        assert!(err("#unroll i 2\na\n#else\nb\n#end").contains("inside #unroll"));
+        // Also when the #unroll count is zero and its body is skipped.
+        assert!(expand("#unroll i 0\n#else\n#end", &[]).is_err());
+        assert!(err("#if A\na\n#else\nb").contains("#if without #end"));
+        assert!(err("#if A\na").contains("#if without #end"));
+        assert!(err("#if !\na\n#end").contains("neither a number nor a variable"));
+        assert!(err("#if !B\na\n#end").contains("'B'"));
+        // An #else that closes an #unroll's inner #if is fine; one more after it is not.
+        assert!(
+            expand(
+                "#unroll i 1\n#if A\na\n#else\nb\n#end\n#else\n#end",
+                &[("A", 1)]
+            )
+            .is_err()
         );
     }
 }

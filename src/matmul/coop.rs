@@ -1,5 +1,5 @@
-//! Tensor-core GEMM (`shaders/gemm_coop.wgsl`): tile shapes, the adapter check, and a small
-//! autotuner whose choices are cached per device (in [`Gpu::tune_cache`], and on disk when
+//! Tensor-core GEMM (`shaders/linear/gemm_coop.wgsl`): tile shapes, the adapter check, and a
+//! small autotuner whose choices are cached per device (in [`Gpu::tune_cache`], and on disk when
 //! `SPARQ_TUNE_CACHE` names a JSON file).
 
 use super::{Linear, Strategy};
@@ -183,7 +183,7 @@ impl CoopTiling {
     }
 
     /// Template variables of the kernel.
-    fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
+    pub(super) fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
         let wg = self.sgm * self.sgn * sg;
         let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
         let wblocks = bk / format.block_k() as u32;
@@ -201,7 +201,6 @@ impl CoopTiling {
             ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
             ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
             ("WRAW", raw as i64),
-            ("WDECODE", !raw as i64),
         ]
     }
 }

@@ -1,5 +1,5 @@
-//! int8 × int8 GEMM with `dot4I8Packed` (`shaders/gemm_dp4a.wgsl`): a first dispatch
-//! quantizes each activation row to int8 with its own scale (`shaders/quant_rows.wgsl`), then
+//! int8 × int8 GEMM with `dot4I8Packed` (`shaders/linear/gemm_dp4a.wgsl`): a first dispatch
+//! quantizes each activation row to int8 with its own scale (`shaders/linear/quant_rows.wgsl`), then
 //! one GEMM dispatch per weight chunk multiplies them with int8 weights.
 
 use super::{Linear, Strategy, shader};

@@ -475,13 +475,8 @@ impl Linear {
     /// x vec4s per activation row that GEMV stages in workgroup memory at once: what fits
     /// beside `other_bytes` of workgroup memory (at most 32 KiB in all), never more than a row.
     fn x_chunk4(&self, gpu: &Gpu, m: usize, other_bytes: u64, staged: bool) -> i64 {
-        let row = ((self.row_blocks * self.format.block_k() / 4) as u64).next_multiple_of(8);
-        if !staged {
-            return row as i64;
-        }
-        let budget = (gpu.caps.workgroup_storage as u64).min(32 * 1024) - other_bytes;
-        let fit = budget / (16 * m as u64) / 8 * 8;
-        fit.min(row).max(8) as i64
+        let row4 = self.row_blocks * self.format.block_k() / 4;
+        tuning::x_chunk4(row4, gpu.caps.workgroup_storage, m, other_bytes, staged)
     }
 
     fn pipeline(
@@ -511,14 +506,7 @@ impl Linear {
                 let wg = t.workgroup.min(gpu.caps.max_invocations);
                 let rows = (wg / gpu.caps.subgroup_min.max(1)).max(1) * t.rows_per_team;
                 let chunk4 = self.x_chunk4(gpu, m, 0, t.x_staged);
-                vars.extend([
-                    ("M", m as i64),
-                    ("R", t.rows_per_team as i64),
-                    ("U", t.unroll as i64),
-                    ("CHUNK4", chunk4),
-                    ("XSTAGE", t.x_staged as i64),
-                    ("XGLOBAL", !t.x_staged as i64),
-                ]);
+                vars.extend(shader::gemv_vars(strategy, m, &t, chunk4));
                 constants.extend([("WG", wg as f64), ("ROWS_PER_WG", rows as f64)]);
                 gpu.grid((n_out as u32).div_ceil(rows))
             }
@@ -532,15 +520,7 @@ impl Linear {
                 let team = 32u32;
                 let r = t.rows_per_team;
                 let chunk4 = self.x_chunk4(gpu, m, (wg * m as u32 * r * 4) as u64, t.x_staged);
-                vars.extend([
-                    ("M", m as i64),
-                    ("R", r as i64),
-                    ("U", t.unroll as i64),
-                    ("PER_LANE", (m as u32 * r) as i64),
-                    ("CHUNK4", chunk4),
-                    ("XSTAGE", t.x_staged as i64),
-                    ("XGLOBAL", !t.x_staged as i64),
-                ]);
+                vars.extend(shader::gemv_vars(strategy, m, &t, chunk4));
                 constants.extend([("WG", wg as f64), ("TEAM", team as f64)]);
                 gpu.grid((n_out as u32).div_ceil(wg / team * r))
             }
@@ -596,4 +576,10 @@ fn linear_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
     gpu.layouts.get_or_create(&gpu.device, "linear", || {
         crate::gpu::uniform_and_storage(5, 1)
     })
+}
+
+/// Every WGSL module the linear kernels can ask for, as (pipeline name, WGSL or the template
+/// error), for validating them offline (see `tests/shader_variants.rs`).
+pub fn shader_variants() -> Vec<(String, Result<String>)> {
+    shader::variants()
 }

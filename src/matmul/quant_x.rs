@@ -1,12 +1,12 @@
-//! Activation rows quantized to int8 in blocks of 32 (`shaders/quant_q8.wgsl`), the input of
+//! Activation rows quantized to int8 in blocks of 32 (`shaders/linear/quant_q8.wgsl`), the input of
 //! the `dot4I8Packed` GEMV strategies. The block layout is written there; this file sizes the
 //! output and records the dispatch.
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
-use crate::tensor::Tensor;
+use crate::tensor::{ActDType, Tensor};
 
-const QUANT_Q8: &str = include_str!("../../shaders/quant_q8.wgsl");
+const QUANT_Q8: &str = include_str!("../../shaders/linear/quant_q8.wgsl");
 
 /// Bytes of one quantized block of 32 values: 8 words of i8, step, sum, 2 words padding.
 pub const BLOCK_BYTES: u64 = 48;
@@ -35,20 +35,15 @@ pub fn quantize_rows(
         blocks: blocks as u32,
         rows: x.rows as u32,
     };
-    let vars = [("PAIRED", paired as i64), ("NATURAL", !paired as i64)];
-    let name = format!("quant_q8_{:?}_paired{}", x.dtype, paired as u8);
+    let name = variant_name(x.dtype, paired);
     let layout = gpu.layouts.get_or_create(&gpu.device, "quant_q8", || {
         crate::gpu::uniform_and_storage(1, 1)
     });
-    let act = x.dtype.wgsl();
     let pipeline = gpu.pipelines.get_or_create(
         &gpu.device,
         &PipelineKey::new(name, &[]).trusted(),
         Some(&layout.pipeline),
-        || {
-            crate::gpu::wgsl::expand(&format!("{act}\n{QUANT_Q8}"), &vars)
-                .unwrap_or_else(|e| panic!("bad WGSL template quant_q8: {e}"))
-        },
+        || source(x.dtype, paired).unwrap_or_else(|e| panic!("bad WGSL template quant_q8: {e}")),
     )?;
     let bind_group = gpu.bind_params("quant_q8", &layout, &params, &[&x.buffer, &out]);
     let dispatch = Dispatch {
@@ -58,4 +53,15 @@ pub fn quantize_rows(
         grid: gpu.grid(((x.rows * blocks) as u32).div_ceil(64)),
     };
     Ok((out, dispatch))
+}
+
+/// Pipeline name of the quantization kernel for `act` activations.
+pub(super) fn variant_name(act: ActDType, paired: bool) -> String {
+    format!("quant_q8_{act:?}_paired{}", paired as u8)
+}
+
+/// The WGSL of the quantization kernel for `act` activations (`paired`: int4 order).
+pub(super) fn source(act: ActDType, paired: bool) -> Result<String> {
+    let vars = [("PAIRED", paired as i64)];
+    crate::gpu::wgsl::expand(&format!("{}\n{QUANT_Q8}", act.wgsl()), &vars)
 }

@@ -107,8 +107,14 @@ pub(super) struct GemmTiling {
 
 impl GemmTiling {
     pub(super) fn for_shape(gpu: &Gpu, format: WeightFormat, m: usize, n: usize) -> Self {
+        let tile = gemm_tile_for(gpu.caps.workgroup_storage, m, n, gpu.config.gemm.tile);
+        Self::with_tile(format, tile)
+    }
+
+    /// The tiling for square tiles of `tile` outputs (one of [`gemm_tile`]'s answers).
+    pub(super) fn with_tile(format: WeightFormat, tile: usize) -> Self {
         let block_k = format.block_k() as u32;
-        let t = gemm_tile_for(gpu.caps.workgroup_storage, m, n, gpu.config.gemm.tile) as u32 / 16;
+        let t = tile as u32 / 16;
         GemmTiling {
             tm: t,
             tn: t,
@@ -129,4 +135,23 @@ impl GemmTiling {
             ("WLOADS", (bn * self.bk / self.block_k).div_ceil(256) as i64),
         ]
     }
+}
+
+/// x vec4s per activation row that GEMV stages in workgroup memory at once, for rows of
+/// `row4` vec4s: what fits beside `other_bytes` of workgroup memory (at most 32 KiB in all),
+/// never more than a row; a whole row (padded to 8 vec4s) when x is not staged.
+pub(super) fn x_chunk4(
+    row4: usize,
+    workgroup_storage: u32,
+    m: usize,
+    other_bytes: u64,
+    staged: bool,
+) -> i64 {
+    let row = (row4 as u64).next_multiple_of(8);
+    if !staged {
+        return row as i64;
+    }
+    let budget = (workgroup_storage as u64).min(32 * 1024) - other_bytes;
+    let fit = budget / (16 * m as u64) / 8 * 8;
+    fit.min(row).max(8) as i64
 }

@@ -1,4 +1,4 @@
-//! Multi-head self-attention (`shaders/attention.wgsl`): how the kernel lays queries over
+//! Multi-head self-attention (`shaders/model/attention.wgsl`): how the kernel lays queries over
 //! invocations ([`AttentionLayout`]: keys split across invocations for small grids, several
 //! queries per invocation for large ones) and its launcher. Re-exported by `ops`.
 
@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::tensor::Tensor;
 
-const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION: &str = include_str!("../../shaders/model/attention.wgsl");
 
 /// Invocations per workgroup of the attention kernel (it covers 64 · qpi / split queries).
 const ATT_WG: u32 = 64;
@@ -20,7 +20,7 @@ const ATT_QPIS: [usize; 3] = [1, 2, 4];
 /// Attention grids smaller than this split each query's keys across invocations.
 const ATT_SMALL_GRID: usize = 256;
 
-const K_ATTENTION: Kernel = Kernel {
+pub(super) const K_ATTENTION: Kernel = Kernel {
     name: "model_attention",
     src: ATTENTION,
     inputs: 2,
@@ -184,15 +184,7 @@ pub fn attention_with(
         out.stride() as u32,
     ]);
     params.extend(words(&[(1.0 / (d as f32).sqrt()).to_bits()]));
-    // Keys staged per step: as many whole chunks as 16 KiB of workgroup memory holds (K and
-    // V, plus 256 bytes of mask flags). The split's merge reuses the K/V array and needs WG
-    // vec4s in each half, which the budget always gives (128-wide heads stage 12 × 32).
     let wg = ATT_WG as usize;
-    let dp4 = d.div_ceil(4);
-    let budget = (gpu.caps.workgroup_storage as usize).min(16 * 1024) - 256;
-    let fit = budget / (dp4 * 32) / ATT_CHUNK * ATT_CHUNK;
-    let kc = fit.clamp(wg.div_ceil(dp4).next_multiple_of(ATT_CHUNK), 64);
-    let kcdp4 = kc * dp4;
     let seqs = qkv.rows / seq;
     dispatch(
         gpu,
@@ -201,21 +193,59 @@ pub fn attention_with(
             "attention {}×{heads}h×{d} split {split} qpi {qpi}",
             qkv.rows
         ),
-        &[
-            ("WG", ATT_WG as i64),
-            ("DP4", dp4 as i64),
-            ("KC", kc as i64),
-            ("KCDP4", kcdp4 as i64),
-            ("KVDP4", 2 * kcdp4 as i64),
-            ("CH", ATT_CHUNK as i64),
-            ("SPLIT", split as i64),
-            ("QPI", qpi as i64),
-            ("MERGE", (split > 1) as i64),
-        ],
+        &attention_vars(d, layout, gpu.caps.workgroup_storage),
         &[],
         &params,
         &[Some(&qkv.buffer), Some(tokens)],
         &out.buffer,
         (seqs * heads * seq.div_ceil(wg / split * qpi)) as u32,
     )
+}
+
+/// Template variables of the attention kernel for heads of `d` with `layout` on
+/// `workgroup_storage` bytes of workgroup memory.
+fn attention_vars(
+    d: usize,
+    layout: AttentionLayout,
+    workgroup_storage: u32,
+) -> Vec<(&'static str, i64)> {
+    // Keys staged per step: as many whole chunks as 16 KiB of workgroup memory holds (K and
+    // V, plus 256 bytes of mask flags). The split's merge reuses the K/V array and needs WG
+    // vec4s in each half, which the budget always gives (128-wide heads stage 12 × 32).
+    let wg = ATT_WG as usize;
+    let dp4 = d.div_ceil(4);
+    let budget = (workgroup_storage as usize).min(16 * 1024) - 256;
+    let fit = budget / (dp4 * 32) / ATT_CHUNK * ATT_CHUNK;
+    let kc = fit.clamp(wg.div_ceil(dp4).next_multiple_of(ATT_CHUNK), 64);
+    let kcdp4 = kc * dp4;
+    vec![
+        ("WG", ATT_WG as i64),
+        ("DP4", dp4 as i64),
+        ("KC", kc as i64),
+        ("KCDP4", kcdp4 as i64),
+        ("KVDP4", 2 * kcdp4 as i64),
+        ("CH", ATT_CHUNK as i64),
+        ("SPLIT", layout.split as i64),
+        ("QPI", layout.qpi as i64),
+        ("MERGE", (layout.split > 1) as i64),
+    ]
+}
+
+/// The template variables of every attention variant: each head size in vec4s up to
+/// [`MAX_HEAD_DIM`], every split, every QPI the head size allows, on 16 and 32 KiB.
+pub(super) fn variant_vars() -> Vec<Vec<(&'static str, i64)>> {
+    let mut out = Vec::new();
+    for d in (4..=MAX_HEAD_DIM).step_by(4) {
+        for split in ATT_SPLITS {
+            for qpi in ATT_QPIS
+                .into_iter()
+                .filter(|&q| q <= AttentionLayout::max_qpi(d))
+            {
+                for storage in [16 * 1024, 32 * 1024] {
+                    out.push(attention_vars(d, AttentionLayout { split, qpi }, storage));
+                }
+            }
+        }
+    }
+    out
 }

@@ -22,18 +22,24 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Longest sequence the model runtime pads to (BERT's position embeddings end at 512).
 pub const MAX_SEQ: usize = 512;
 
-const REDUCE: &str = include_str!("../../shaders/model_reduce.wgsl");
-const EMBED: &str = include_str!("../../shaders/embed.wgsl");
-const NORM: &str = include_str!("../../shaders/norm.wgsl");
+const REDUCE: &str = include_str!("../../shaders/model/model_reduce.wgsl");
+const EMBED: &str = include_str!("../../shaders/model/embed.wgsl");
+const NORM: &str = include_str!("../../shaders/model/norm.wgsl");
 const ELEMENTWISE: &str = concat!(
-    include_str!("../../shaders/activation.wgsl"),
-    include_str!("../../shaders/elementwise.wgsl")
+    include_str!("../../shaders/shared/activation.wgsl"),
+    include_str!("../../shaders/model/elementwise.wgsl")
 );
-const SOFTMAX: &str = include_str!("../../shaders/softmax.wgsl");
-const POOL: &str = include_str!("../../shaders/pool.wgsl");
+const SOFTMAX: &str = include_str!("../../shaders/model/softmax.wgsl");
+const POOL: &str = include_str!("../../shaders/model/pool.wgsl");
 
 /// Invocations per workgroup of the row kernels.
 const WG: u32 = 128;
+
+/// Invocations per row of the norm kernel for rows of `cols`: about 8 columns each, 32 to
+/// 128 per row.
+fn norm_tpr(cols: usize) -> usize {
+    (cols.div_ceil(8).next_power_of_two()).clamp(32, WG as usize)
+}
 
 /// One kernel of the family: its name, source, and read-only storage inputs (binding 0 is the
 /// uniform, then the inputs, then the one output).
@@ -89,19 +95,14 @@ pub(super) fn dispatch(
     workgroups: u32,
 ) -> Result<Dispatch> {
     debug_assert_eq!(inputs.len(), k.inputs as usize);
-    let mut vars = vars.to_vec();
-    if !vars.iter().any(|(n, _)| *n == "WG") {
-        vars.push(("WG", WG as i64));
-    }
-    let name: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
-    let key = PipelineKey::new(format!("{}{name}", k.name), constants).trusted();
+    let vars = kernel_vars(vars);
+    let key = PipelineKey::new(kernel_name(k, &vars), constants).trusted();
     let lay = layout(gpu, k);
     let pipeline = gpu
         .pipelines
         .get_or_create(&gpu.device, &key, Some(&lay.pipeline), || {
             // The templates are part of the crate: a failure here is a bug in sparq.
-            expand(&format!("{REDUCE}\n{}", k.src), &vars)
-                .unwrap_or_else(|e| panic!("bad WGSL template {}: {e}", k.name))
+            kernel_source(k, &vars).unwrap_or_else(|e| panic!("bad WGSL template {}: {e}", k.name))
         })?;
     let uniform = gpu
         .device
@@ -334,7 +335,7 @@ impl Norm {
         let mut params = words(&[x.rows as u32, x.cols as u32, x.stride() as u32, 0]);
         params.extend(words(&[self.eps.to_bits(), 0, 0, 0]));
         // About 8 columns per invocation, 32 to 128 invocations per row.
-        let tpr = (x.cols.div_ceil(8).next_power_of_two()).clamp(32, WG as usize);
+        let tpr = norm_tpr(x.cols);
         let rows_per_wg = WG as usize / tpr;
         dispatch(
             gpu,
@@ -468,4 +469,56 @@ pub fn pool(
         &out.buffer,
         out.rows as u32,
     )
+}
+
+/// `vars` with the row kernels' workgroup size added unless they set one.
+fn kernel_vars(vars: &[(&'static str, i64)]) -> Vec<(&'static str, i64)> {
+    let mut vars = vars.to_vec();
+    if !vars.iter().any(|(n, _)| *n == "WG") {
+        vars.push(("WG", WG as i64));
+    }
+    vars
+}
+
+/// Pipeline name of kernel `k` with `vars` (from [`kernel_vars`]).
+fn kernel_name(k: &Kernel, vars: &[(&str, i64)]) -> String {
+    let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
+    format!("{}{v}", k.name)
+}
+
+/// The WGSL of kernel `k` with `vars` (from [`kernel_vars`]): the shared reductions, then
+/// the kernel.
+fn kernel_source(k: &Kernel, vars: &[(&str, i64)]) -> Result<String> {
+    expand(&format!("{REDUCE}\n{}", k.src), vars)
+}
+
+/// Every module the model kernels can ask for, as (pipeline name, WGSL or the template
+/// error), for tests that validate them offline: the row kernels (LayerNorm with every
+/// threads-per-row its column counts give) and attention for every head size up to
+/// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory.
+pub fn shader_variants() -> Vec<(String, Result<String>)> {
+    let mut sets: Vec<(&Kernel, Vec<(&'static str, i64)>)> = vec![
+        (&K_EMBED, Vec::new()),
+        (&K_ELEMENTWISE, Vec::new()),
+        (&K_SOFTMAX, Vec::new()),
+        (&K_POOL, Vec::new()),
+    ];
+    let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();
+    tprs.dedup();
+    sets.extend(tprs.into_iter().map(|t| (&K_NORM, vec![("TPR", t)])));
+    let attention = super::attention::variant_vars();
+    sets.extend(
+        attention
+            .into_iter()
+            .map(|v| (&super::attention::K_ATTENTION, v)),
+    );
+    let mut out: Vec<(String, Result<String>)> = Vec::new();
+    for (k, vars) in sets {
+        let vars = kernel_vars(&vars);
+        let name = kernel_name(k, &vars);
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, kernel_source(k, &vars)));
+        }
+    }
+    out
 }

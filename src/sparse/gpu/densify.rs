@@ -1,5 +1,5 @@
 //! The dense path for many activation rows: the sparse weights are written out dense on the
-//! device (`shaders/sparse_densify.wgsl`), then the dense GEMM multiplies (tensor cores where
+//! device (`shaders/sparse/sparse_densify.wgsl`), then the dense GEMM multiplies (tensor cores where
 //! the adapter has them). The sparse kernels keep x rows in registers eight at a time and walk
 //! the sparse structure again for every tile of eight, so their cost grows with m, while the
 //! dense copy costs one write of `n × k` f16 values per pass whatever m is (H200, MiniLM with
@@ -15,7 +15,7 @@ use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::matmul::{KernelChoice, Linear};
 use crate::tensor::Tensor;
 
-const DENSIFY: &str = include_str!("../../../shaders/sparse_densify.wgsl");
+const DENSIFY: &str = include_str!("../../../shaders/sparse/sparse_densify.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -34,10 +34,7 @@ impl SparseLinear {
     /// Format of the dense copy: f32 for f32 values (exact), else f16 (exact for f16 values;
     /// int8 and int4 values times their scales are rounded to f16).
     pub fn dense_format(&self) -> WeightFormat {
-        match self.vt {
-            ValueType::F32 => WeightFormat::F32,
-            _ => WeightFormat::F16,
-        }
+        dense_format(self.vt)
     }
 
     /// Bytes of the dense copy the dense path writes.
@@ -72,47 +69,20 @@ impl SparseLinear {
             fc: self.params[2],
             pad: 0,
         };
-        let flag = |b: bool| b as i64;
-        let get = |name: &str| {
-            self.vars
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |v| v.1)
-        };
         let vt = self.vt;
-        let mut vars = vec![
-            ("CSR", flag(self.family == Family::Csr)),
-            ("BSR", flag(self.family == Family::Bsr)),
-            ("TWO_FOUR", flag(self.family == Family::TwoFour)),
-            ("SEARCH", flag(self.family != Family::TwoFour)),
-            ("IDX16", get("IDX16")),
-            ("IDX32", get("IDX32")),
-            ("CPB", format.block_k() as i64),
-            ("OUT_F16", flag(format == WeightFormat::F16)),
-            ("OUT_F32", flag(format == WeightFormat::F32)),
-        ];
-        vars.extend(shader::value_vars(vt));
-        if self.family == Family::Bsr {
-            vars.extend([
-                ("R", self.r as i64),
-                ("BC", get("BC")),
-                ("RV", get("RV")),
-                ("BV", get("BV")),
-            ]);
-        }
-        let name: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
+        let vars = densify_vars(self.family, vt, self.r, &self.vars);
+        let name = densify_name(&vars);
         let layout = gpu
             .layouts
             .get_or_create(&gpu.device, "sparse_densify", || {
                 crate::gpu::uniform_and_storage(4, 1)
             });
-        let v_src = shader::value_file(vt);
         let pipeline = gpu.pipelines.get_or_create(
             &gpu.device,
-            &PipelineKey::new(format!("sparse_densify{name}"), &[]).trusted(),
+            &PipelineKey::new(name, &[]).trusted(),
             Some(&layout.pipeline),
             || {
-                expand(&format!("{v_src}\n{DENSIFY}"), &vars).unwrap_or_else(|e| {
+                densify_source(vt, &vars).unwrap_or_else(|e| {
                     // The template is part of the crate: a failure here is a bug in sparq.
                     panic!("bad densify WGSL template: {e}")
                 })
@@ -169,4 +139,72 @@ impl SparseLinear {
         dispatches.extend(dense.plan(gpu, x, y, KernelChoice::Auto)?);
         Ok(dispatches)
     }
+}
+
+/// Format of the dense copy of `vt` values: f32 for f32 (exact), else f16.
+fn dense_format(vt: ValueType) -> WeightFormat {
+    match vt {
+        ValueType::F32 => WeightFormat::F32,
+        _ => WeightFormat::F16,
+    }
+}
+
+/// Template variables of the densify kernel for `family` with `vt` values, `r` rows per item
+/// and the format's variables `fvars` (see [`shader::csr_vars`], [`shader::bsr_vars`]).
+fn densify_vars(
+    family: Family,
+    vt: ValueType,
+    r: usize,
+    fvars: &[(&'static str, i64)],
+) -> Vec<(&'static str, i64)> {
+    let format = dense_format(vt);
+    let flag = |b: bool| b as i64;
+    let get = |name: &str| fvars.iter().find(|(n, _)| *n == name).map_or(0, |v| v.1);
+    let mut vars = vec![
+        ("CSR", flag(family == Family::Csr)),
+        ("BSR", flag(family == Family::Bsr)),
+        ("TWO_FOUR", flag(family == Family::TwoFour)),
+        ("IDX16", get("IDX16")),
+        ("CPB", format.block_k() as i64),
+        ("OUT_F16", flag(format == WeightFormat::F16)),
+    ];
+    vars.extend(shader::value_vars(vt));
+    if family == Family::Bsr {
+        vars.extend([
+            ("R", r as i64),
+            ("BC", get("BC")),
+            ("RV", get("RV")),
+            ("BV", get("BV")),
+        ]);
+    }
+    vars
+}
+
+/// Pipeline name of a densify variant.
+fn densify_name(vars: &[(&str, i64)]) -> String {
+    let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
+    format!("sparse_densify{v}")
+}
+
+/// The WGSL of the densify kernel for `vt` values.
+fn densify_source(vt: ValueType, vars: &[(&str, i64)]) -> Result<String> {
+    let v_src = shader::value_file(vt);
+    expand(&format!("{v_src}\n{DENSIFY}"), vars)
+}
+
+/// The densify variants for `vt` values over `formats` (family, rows per item, format
+/// variables), as (pipeline name, WGSL or the template error); several formats may share one.
+pub(super) fn variants(
+    vt: ValueType,
+    formats: &[shader::FormatVars],
+) -> Vec<(String, Result<String>)> {
+    let mut out: Vec<(String, Result<String>)> = Vec::new();
+    for (family, r, fvars) in formats {
+        let vars = densify_vars(*family, vt, *r, fvars);
+        let name = densify_name(&vars);
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, densify_source(vt, &vars)));
+        }
+    }
+    out
 }

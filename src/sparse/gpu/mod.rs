@@ -1,7 +1,7 @@
 //! Sparse weights on the GPU: `y = x · Wᵀ (+ bias)` with `W` in CSR, BSR or 2:4, through the
 //! same `new` / `forward` / `plan` interface as the dense [`crate::matmul::Linear`].
 //!
-//! All three formats share one kernel core (`shaders/sparse_rows.wgsl`): the weights are cut
+//! All three formats share one kernel core (`shaders/sparse/sparse_rows.wgsl`): the weights are cut
 //! into *items* (a CSR row, a BSR block row, a 2:4 row) made of *units* that the lanes of a
 //! team read side by side; consecutive items are grouped into *bins* of about equal work, one
 //! workgroup each, and an item longer than a team can walk quickly gets a whole workgroup to
@@ -187,7 +187,7 @@ impl SparseLinear {
                     padded(&c.values, vw.max(4)),
                     Vec::new(),
                     [0, 0, 0],
-                    vec![("IDX16", i16 as i64), ("IDX32", !i16 as i64)],
+                    shader::csr_vars(i16),
                 )
             }
             SparseWeights::Bsr(b) => {
@@ -202,7 +202,6 @@ impl SparseLinear {
                         128 / vt.bits()
                     )));
                 }
-                let rv = row_bits / 128;
                 let units: Vec<usize> = b
                     .row_ptr
                     .windows(2)
@@ -218,11 +217,7 @@ impl SparseLinear {
                     padded(&b.values, 4),
                     b.scales.clone(),
                     [0, 0, 0],
-                    vec![
-                        ("BC", b.block_cols as i64),
-                        ("RV", rv as i64),
-                        ("BV", (rv * b.block_rows) as i64),
-                    ],
+                    shader::bsr_vars(b.block_rows, b.block_cols, vt),
                 )
             }
             SparseWeights::TwoFour(t) => {
@@ -475,25 +470,14 @@ impl SparseLinear {
         let u = self.unroll as i64;
         let xsel = gpu.config.sparse.x_select.unwrap_or(true);
         let mut vars = self.vars.clone();
-        vars.extend([
-            ("XSEL", xsel as i64),
-            ("XDYN", !xsel as i64),
-            ("MT", mt as i64),
-            ("MTV", mt.div_ceil(4) as i64),
-            ("XT", transpose as i64),
-            ("NOT_XT", !transpose as i64),
-            ("R", self.r as i64),
-            ("U", u),
-            ("SG", sg as i64),
-            ("NOSG", !sg as i64),
-        ]);
+        vars.extend(shader::core_vars(xsel, mt, transpose, self.r, u, sg));
         let wg = if sg {
             WG.min(gpu.caps.max_invocations)
         } else {
             self.nosg_workgroup(gpu, mt)
         };
         let xsm = self.staged_x(gpu, mt, sg, wg, transpose);
-        vars.extend([("XSM", xsm as i64), ("NOT_XSM", (xsm == 0) as i64)]);
+        vars.push(("XSM", xsm as i64));
         let mut constants = vec![
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("WG", wg as f64),
@@ -518,6 +502,12 @@ fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
     gpu.layouts.get_or_create(&gpu.device, "sparse", || {
         crate::gpu::uniform_and_storage(6, 1)
     })
+}
+
+/// Every WGSL module the sparse kernels can ask for, as (pipeline name, WGSL or the template
+/// error), for validating them offline (see `tests/shader_variants.rs`).
+pub fn shader_variants() -> Vec<(String, Result<String>)> {
+    shader::variants()
 }
 
 #[cfg(test)]

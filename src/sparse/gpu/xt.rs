@@ -1,4 +1,4 @@
-//! Activation tiles transposed for the CSR SpMM path (`shaders/sparse_xt.wgsl`): with `MT`
+//! Activation tiles transposed for the CSR SpMM path (`shaders/sparse/sparse_xt.wgsl`): with `MT`
 //! activation rows per tile, a non-zero in column `c` needs `x[0..MT][c]`, which row-major x
 //! spreads over `MT` cache lines; transposed per tile they are `ceil(MT / 4)` adjacent vec4s.
 
@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, PipelineKey};
 use crate::tensor::{ActDType, Tensor};
 
-const XT: &str = include_str!("../../../shaders/sparse_xt.wgsl");
+const XT: &str = include_str!("../../../shaders/sparse/sparse_xt.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -47,12 +47,11 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
     let layout = gpu.layouts.get_or_create(&gpu.device, "sparse_xt", || {
         crate::gpu::uniform_and_storage(1, 1)
     });
-    let act = x.dtype.wgsl();
     let pipeline = gpu.pipelines.get_or_create(
         &gpu.device,
-        &PipelineKey::new(format!("sparse_xt_{:?}", x.dtype), &[]).trusted(),
+        &PipelineKey::new(variant_name(x.dtype), &[]).trusted(),
         Some(&layout.pipeline),
-        || format!("{act}\n{XT}"),
+        || source(x.dtype),
     )?;
     let bind_group = gpu.bind_params("sparse_xt", &layout, &params, &[&x.buffer, &out]);
     let dispatch = Dispatch {
@@ -62,4 +61,14 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
         grid: gpu.grid(params.total.div_ceil(64)),
     };
     Ok((out, dispatch))
+}
+
+/// Pipeline name of the transpose kernel for `act` activations.
+pub(super) fn variant_name(act: ActDType) -> String {
+    format!("sparse_xt_{act:?}")
+}
+
+/// The WGSL of the transpose kernel for `act` activations (it has no template variables).
+pub(super) fn source(act: ActDType) -> String {
+    format!("{}\n{XT}", act.wgsl())
 }

@@ -4,8 +4,7 @@
 #if ACT_F16
 enable f16;
 alias act = f16;
-#end
-#if ACT_F32
+#else
 alias act = f32;
 #end
 alias act4 = vec4<u32>;

@@ -49,8 +49,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #if PAIRED
         words[2u * g] = pack4xI8(vec4<i32>(lo.x, lo.z, hi.x, hi.z));
         words[2u * g + 1u] = pack4xI8(vec4<i32>(lo.y, lo.w, hi.y, hi.w));
-#end
-#if NATURAL
+#else
         words[2u * g] = pack4xI8(lo);
         words[2u * g + 1u] = pack4xI8(hi);
 #end

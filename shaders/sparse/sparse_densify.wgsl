@@ -1,5 +1,5 @@
 // Sparse weights (CSR, BSR or 2:4, as the sparse kernels bind them) written out as the dense
-// matrix the dense kernels read: rows of 16-byte blocks, f16 pairs (OUT_F16) or f32 (OUT_F32),
+// matrix the dense kernels read: rows of 16-byte blocks, f16 pairs (OUT_F16) or f32 (!OUT_F16),
 // columns past k zero. For many activation rows a dense GEMM over this copy beats walking the
 // sparse structure once per row tile, and the copy costs one read of the sparse arrays and one
 // write of the dense matrix per forward pass.
@@ -9,8 +9,8 @@
 // (CSR: a binary search of the row's sorted columns; BSR: of the block row's sorted block
 // columns, a block holding all CPB columns since block widths are multiples of CPB; 2:4: the
 // groups are at fixed places) and decodes them with the value file's dec4.
-// Template variables: CSR / BSR / TWO_FOUR, SEARCH (CSR or BSR), IDX16 / IDX32, VF16 / VF32,
-// INT4, INT8, CPB, OUT_F16 / OUT_F32; BSR: R (block rows), BC, RV, BV.
+// Template variables: CSR / BSR / TWO_FOUR (!TWO_FOUR: the search), IDX16 (else u32 indices),
+// VF16 / VF32, INT4, INT8, CPB, OUT_F16 (else f32 out); BSR: R (block rows), BC, RV, BV.
 struct Params {
     n: u32,          // rows
     k: u32,          // columns holding data
@@ -46,13 +46,12 @@ fn idx_word(a: u32) -> u32 {
 fn row_scale(row: u32) -> f32 {
 #if INT8
     return bitcast<f32>(scales[row]);
-#end
-#if NOT_INT8
+#else
     return 1.0;
 #end
 }
 
-#if SEARCH
+#if !TWO_FOUR
 // The first entry in [lo, hi) whose sorted_key (defined by CSR and BSR below) is at least
 // `want`, or hi: a binary search, since a row's entries are sorted.
 fn first_at_least(lo0: u32, hi0: u32, want: u32) -> u32 {
@@ -74,8 +73,7 @@ fn first_at_least(lo0: u32, hi0: u32, want: u32) -> u32 {
 fn csr_col(e: u32) -> u32 {
 #if IDX16
     return (idx[e / 8u][(e % 8u) / 2u] >> (16u * (e % 2u))) & 0xFFFFu;
-#end
-#if IDX32
+#else
     return idx_word(e);
 #end
 }
@@ -129,8 +127,7 @@ fn fill(row: u32, c0: u32) {
 #if INT4
     let sr = b * R + r;
     let s = half_at(scales[sr >> 1u], sr & 1u);
-#end
-#if NOT_INT4
+#else
     let s = 1.0;
 #end
     let cb0 = c0 % BC;
@@ -159,8 +156,7 @@ fn fill(row: u32, c0: u32) {
 #if INT4
         let si = row * p.fc + ul;
         let s = half_at(scales[si >> 1u], si & 1u);
-#end
-#if NOT_INT4
+#else
         let s = 1.0;
 #end
         cols[4u * gl + (nib & 3u)] += select(d.x, d.z, odd) * s;
@@ -192,8 +188,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         pack2x16float(vec2<f32>(cols[4], cols[5])),
         pack2x16float(vec2<f32>(cols[6], cols[7])),
     );
-#end
-#if OUT_F32
+#else
     dense[i] = bitcast<vec4<u32>>(vec4<f32>(cols[0], cols[1], cols[2], cols[3]));
 #end
 }

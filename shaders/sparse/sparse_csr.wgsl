@@ -1,8 +1,9 @@
 // CSR: an item is one output row, a unit is 8 consecutive elements (one vec4 of u16 column
 // indices or two of u32; one vec4 of f16 values or two of f32). Rows are not padded, so a
 // row's first and last units may hold elements of its neighbours: those are masked to zero.
-// Template variables: IDX16 / IDX32, VAL_VEC4 (vec4s of values per unit: 1 f16, 2 f32);
-// XT: x comes transposed per activation tile (shaders/sparse_xt.wgsl), xrow[0] being the
+// Template variables: IDX16 (u16 indices, else u32), VAL_VEC4 (vec4s of values per unit:
+// 1 f16, 2 f32);
+// XT: x comes transposed per activation tile (shaders/sparse/sparse_xt.wgsl), xrow[0] being the
 // tile's first column, so a non-zero reads its MT activations as MTV adjacent vec4s.
 const MTV: u32 = {{MTV}}u;
 var<private> e_lo: u32;
@@ -22,8 +23,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
     let ok = u_raw < end;
 #if IDX16
     let ia = array<vec4<u32>, 1>(idx[u]);
-#end
-#if IDX32
+#else
     let ia = array<vec4<u32>, 2>(idx[2u * u], idx[2u * u + 1u]);
 #end
 #if VF16
@@ -38,8 +38,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
         let e = u * 8u + {j}u;
 #if IDX16
         let col = (ia[0][{j}u / 2u] >> (16u * ({j}u % 2u))) & 0xFFFFu;
-#end
-#if IDX32
+#else
         let col = ia[{j}u / 4u][{j}u % 4u];
 #end
         let wv = select(0.0, wa[{j}u / 4u][{j}u % 4u], ok && e >= e_lo && e < e_hi);
@@ -51,8 +50,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 #unroll m MT
         acc[{m}] += wv * xq[{m}u / 4u][{m}u % 4u];
 #end
-#end
-#if NOT_XT
+#else
 #unroll m MT
         acc[{m}] += wv * x_at(xrow[{m}], col);
 #end

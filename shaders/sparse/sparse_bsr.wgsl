@@ -20,8 +20,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 #if INT4
         let sr = b * R + {r}u;
         let s = half_of(scales[sr >> 1u], sr & 1u) * g;
-#end
-#if NOT_INT4
+#else
         let s = g;
 #end
 #unroll q RV
@@ -49,8 +48,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 fn row_scale(out: u32) -> f32 {
 #if INT8
     return bitcast<f32>(scales[out]);
-#end
-#if NOT_INT8
+#else
     return 1.0;
 #end
 }

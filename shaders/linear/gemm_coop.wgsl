@@ -10,7 +10,7 @@
 // different banks. Edges are handled by staging zeros, so any M, N, K work.
 // Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, NBUF, SINGLE = (NBUF == 1),
 // XLOADS, WLOADS, WRAW (f16
-// weights copied without decoding; WDECODE = !WRAW), KSTEPS = BK / 16, BLOCK_VEC4.
+// weights copied without decoding; else decoded), KSTEPS = BK / 16, BLOCK_VEC4.
 // (Splitting a weight block's decoding over 2-4 invocations, so that all of them work when a
 // slice has fewer blocks than invocations, measured slower on the H100: see
 // docs/notes/tensor_cores.md, v3.)
@@ -85,8 +85,7 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
             ws[o + {q}u * 2u + 1u] = h[1];
         }
 #end
-#end
-#if WDECODE
+#else
 #unroll q BLOCK_VEC4
         {
             let h = vec4<f16>(decode(b.q, {q}u, b.sz.y) * b.sz.x);

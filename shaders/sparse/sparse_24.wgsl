@@ -33,8 +33,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 #if INT4
         let si = row * p.fc + ul;
         let sc = half_of(scales[si >> 1u], si & 1u);
-#end
-#if NOT_INT4
+#else
         let sc = 1.0;
 #end
         s[{r}] = select(0.0, sc, u_raw < end && item * R + {r}u < p.n);
@@ -76,8 +75,7 @@ fn unit_acc(item: u32, u_raw: u32, end: u32) {
 fn row_scale(out: u32) -> f32 {
 #if INT8
     return bitcast<f32>(scales[out]);
-#end
-#if NOT_INT8
+#else
     return 1.0;
 #end
 }

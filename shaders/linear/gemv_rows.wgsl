@@ -12,7 +12,7 @@
 // Loops over U, M, R and the vec4s of a block are unrolled in the text (src/gpu/wgsl.rs) so
 // accumulators and decoded weights stay in registers.
 // Template variables: M (activation rows), R (weight rows per team), U (blocks in flight per
-// lane), BLOCK_VEC4 (format), XSTAGE / XGLOBAL (where x is read from), CHUNK4 (x vec4s per
+// lane), BLOCK_VEC4 (format), XSTAGE (x read from workgroup memory, else global), CHUNK4 (x vec4s per
 // activation row staged at once; a multiple of BLOCK_VEC4 and of 8).
 const CHUNK4: u32 = {{CHUNK4}}u;
 const CHUNK_BLOCKS: u32 = CHUNK4 / BLOCK_VEC4;
@@ -29,8 +29,7 @@ fn swz(i: u32) -> u32 {
 fn x_vec(m: u32, kv0: u32, kv: u32) -> vec4<f32> {
 #if XSTAGE
     return xs[m * CHUNK4 + swz(kv)];
-#end
-#if XGLOBAL
+#else
     if (kv0 + kv < p.k4) {
         return load_x4((p.row0 + m) * p.x_stride4 + kv0 + kv);
     }

@@ -12,9 +12,9 @@
 //
 // Activation rows are taken MT at a time (grid: bins × ceil(m / MT) workgroups); each lane
 // keeps R × MT partial sums in registers (loops unrolled in the text, src/gpu/wgsl.rs).
-// Template variables: MT, R, U (units in flight per lane), SG / NOSG (reduction path), XT
+// Template variables: MT, R, U (units in flight per lane), SG (subgroup reduction, else workgroup memory), XT
 // (x transposed per tile, see sparse_csr.wgsl), XSM (x staged in workgroup memory: its
-// length, CSR with MT = 1) / NOT_XSM.
+// length, CSR with MT = 1; 0: not staged).
 struct Params {
     n: u32,         // output features
     k4: u32,        // x vec4s holding data per row: ceil(k / 4)
@@ -52,19 +52,17 @@ var<private> xrow: array<u32, MT>;
 var<workgroup> bin_wg: vec4<u32>;
 #if SG
 var<workgroup> red: array<f32, 64u * RM>;
-#end
-#if NOSG
+#else
 override TEAM: u32 = 32u;
 var<workgroup> red: array<f32, WG * RM>;
 #end
 
 // Component i of v. With XSEL without a dynamic index into a vector value, which a driver
-// may lower to a round trip through local memory; XDYN keeps the plain index (for comparison).
+// may lower to a round trip through local memory; !XSEL keeps the plain index (for comparison).
 fn pick4(v: vec4<f32>, i: u32) -> f32 {
 #if XSEL
     return select(select(v.x, v.y, i == 1u), select(v.z, v.w, i == 3u), i >= 2u);
-#end
-#if XDYN
+#else
     return v[i];
 #end
 }
@@ -85,12 +83,10 @@ var<workgroup> xs: array<f32, {{XSM}}>;
 fn x_at(base4: u32, col: u32) -> f32 {
 #if XSM
     return xs[col];
-#end
-#if NOT_XSM
+#else
 #if XSEL
     return f32(x[base4 + (col >> 2u)][col & 3u]);
-#end
-#if XDYN
+#else
     return load_x4(base4 + (col >> 2u))[col & 3u];
 #end
 #end
@@ -138,8 +134,7 @@ fn main(
     var teams = 1u;
 #if SG
     teams = nsg;
-#end
-#if NOSG
+#else
     teams = WG / TEAM;
 #end
     if (li == 0u) {
@@ -162,8 +157,7 @@ fn main(
         team = sgs;
         lane = sgl;
         t = sg;
-#end
-#if NOSG
+#else
         team = TEAM;
         lane = li % TEAM;
         t = li / TEAM;
@@ -228,8 +222,7 @@ fn main(
             }
             workgroupBarrier();
         }
-#end
-#if NOSG
+#else
 #unroll j RM
         red[{j}u * WG + li] = acc[{j}];
 #end
