@@ -20,6 +20,8 @@ pub mod bench;
 pub mod error;
 pub mod formats;
 pub mod gpu;
+#[cfg(test)]
+mod kernel_params;
 pub mod matmul;
 pub mod model;
 pub mod prune;

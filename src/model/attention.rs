@@ -2,9 +2,10 @@
 //! invocations ([`AttentionLayout`]: keys split across invocations for small grids, several
 //! queries per invocation for large ones) and its launcher. Re-exported by `ops`.
 
-use super::ops::{Kernel, MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows, words};
+use super::ops::{MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
 
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
@@ -20,11 +21,30 @@ const ATT_QPIS: [usize; 3] = [1, 2, 4];
 /// Attention grids smaller than this split each query's keys across invocations.
 const ATT_SMALL_GRID: usize = 256;
 
-const K_ATTENTION: Kernel = Kernel {
-    name: "model_attention",
-    src: ATTENTION,
-    inputs: 2,
-};
+/// Params of `attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AttentionParams {
+    rows: u32,
+    seq: u32,
+    heads: u32,
+    head_dim: u32,
+    hidden: u32,
+    qkv_stride: u32,
+    out_stride: u32,
+    scale: f32,
+}
+
+const K_ATTENTION: Kernel<AttentionParams> = Kernel::new(
+    "model_attention",
+    &[Read("qkv"), Read("tokens"), ReadWrite("out")],
+);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(K_ATTENTION.name, ATTENTION, "Params", AttentionParams;
+        rows, seq, heads, head_dim, hidden, qkv_stride, out_stride, scale)
+}
 
 /// Self-attention of `batch` sequences of `seq` tokens: `qkv` is `batch·seq × 3H` (Q, K, V
 /// blocks), `out` is `batch·seq × H`; keys whose token mask is 0 are ignored.
@@ -173,16 +193,16 @@ pub fn attention_with(
         )));
     }
     token_rows(tokens, qkv.rows, "attention")?;
-    let mut params = words(&[
-        qkv.rows as u32,
-        seq as u32,
-        heads as u32,
-        d as u32,
-        hidden as u32,
-        qkv.stride() as u32,
-        out.stride() as u32,
-    ]);
-    params.extend(words(&[(1.0 / (d as f32).sqrt()).to_bits()]));
+    let params = AttentionParams {
+        rows: qkv.rows as u32,
+        seq: seq as u32,
+        heads: heads as u32,
+        head_dim: d as u32,
+        hidden: hidden as u32,
+        qkv_stride: qkv.stride() as u32,
+        out_stride: out.stride() as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
     // Keys staged per step: as many whole chunks as 16 KiB of workgroup memory holds (K and
     // V, plus 256 bytes of mask flags). The split's merge reuses the K/V array and needs WG
     // vec4s in each half, which the budget always gives (128-wide heads stage 12 × 32).
@@ -196,6 +216,7 @@ pub fn attention_with(
     dispatch(
         gpu,
         &K_ATTENTION,
+        ATTENTION,
         format!(
             "attention {}×{heads}h×{d} split {split} qpi {qpi}",
             qkv.rows
@@ -213,8 +234,7 @@ pub fn attention_with(
         ],
         &[],
         &params,
-        &[Some(&qkv.buffer), Some(tokens)],
-        &out.buffer,
+        &[Some(&qkv.buffer), Some(tokens), Some(&out.buffer)],
         (seqs * heads * seq.div_ceil(wg / split * qpi)) as u32,
     )
 }
