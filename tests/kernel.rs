@@ -133,8 +133,14 @@ fn shared_params_select_and_rewrite() {
         run(&[d]);
         assert_eq!(read(&gpu, &y2), expect(&x, 3.0, 3.0));
         // A misaligned or out-of-range offset is refused.
-        assert!(matches!(pb.write(o0 + 4, &params(0.0, 0.0)), Err(Error::Invalid(_))));
-        assert!(matches!(pb.write(1 << 20, &params(0.0, 0.0)), Err(Error::Invalid(_))));
+        assert!(matches!(
+            pb.write(o0 + 4, &params(0.0, 0.0)),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            pb.write(1 << 20, &params(0.0, 0.0)),
+            Err(Error::Invalid(_))
+        ));
         gpu.check().unwrap();
     }
 }
@@ -151,7 +157,10 @@ fn mismatches_and_over_limit_grids_are_errors() {
         };
         // Too few and too many buffers.
         let e = base().buffers(&[Some(&xb)]).build().err().unwrap();
-        assert!(matches!(e, Error::Invalid(ref m) if m.contains("1 buffers for 2")), "{e}");
+        assert!(
+            matches!(e, Error::Invalid(ref m) if m.contains("1 buffers for 2")),
+            "{e}"
+        );
         let e = base()
             .buffers(&[Some(&xb), Some(&y), Some(&y)])
             .build()
@@ -195,7 +204,10 @@ fn mismatches_and_over_limit_grids_are_errors() {
             .build()
             .err()
             .unwrap();
-        assert!(matches!(e, Error::Invalid(ref m) if m.contains("WG")), "{e}");
+        assert!(
+            matches!(e, Error::Invalid(ref m) if m.contains("WG")),
+            "{e}"
+        );
         // Nothing of the refused launches reached the device.
         gpu.check().unwrap();
     }

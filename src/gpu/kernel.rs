@@ -38,6 +38,9 @@ impl Slot {
 
 /// A kernel family's declaration: its name (also the name of its layout), its storage slots
 /// and, as `P`, the `#[repr(C)]` struct that mirrors its WGSL params (`()`: no uniform).
+///
+/// The name must be unique among kernels: the layout pool keys layouts by it, so a second
+/// declaration under one name with other slots would get the first one's layout.
 pub struct Kernel<P> {
     /// Family name: the layout's name and the default prefix of its pipelines' names.
     pub name: &'static str,
@@ -68,8 +71,8 @@ impl<P: bytemuck::Pod> Kernel<P> {
 
     fn layout(&self, gpu: &Gpu) -> std::sync::Arc<super::Layout> {
         gpu.layouts.get_or_create(&gpu.device, self.name, || {
-            let entry = |binding, ty, has_dynamic_offset, min_binding_size| {
-                wgpu::BindGroupLayoutEntry {
+            let entry =
+                |binding, ty, has_dynamic_offset, min_binding_size| wgpu::BindGroupLayoutEntry {
                     binding,
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
@@ -78,8 +81,7 @@ impl<P: bytemuck::Pod> Kernel<P> {
                         min_binding_size,
                     },
                     count: None,
-                }
-            };
+                };
             let first = self.first_slot();
             let uniform = self.has_params().then(|| {
                 let size = wgpu::BufferSize::new(std::mem::size_of::<P>() as u64);
@@ -228,7 +230,11 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
                 "{} buffers for {} bindings ({})",
                 self.buffers.len(),
                 k.slots.len(),
-                k.slots.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                k.slots
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         for (s, b) in k.slots.iter().zip(&self.buffers) {
@@ -253,9 +259,8 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
         let pipeline =
             gpu.pipelines
                 .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
-                    source().map_err(|e| {
-                        Error::Invalid(format!("WGSL template {}: {e}", key.shader))
-                    })
+                    source()
+                        .map_err(|e| Error::Invalid(format!("WGSL template {}: {e}", key.shader)))
                 })?;
         let own;
         let mut entries = Vec::with_capacity(k.slots.len() + 1);
@@ -316,7 +321,7 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
         };
         match self.grid {
             Grid::Linear(n) => {
-                if n > max as u64 * max as u64 {
+                if n > (max as u64 * max as u64).min(u32::MAX as u64) {
                     return Err(too_large(n));
                 }
                 Ok(self.gpu.grid(n as u32))
@@ -362,7 +367,11 @@ impl ParamBuffer {
         Ok(ParamBuffer {
             buffer,
             queue: gpu.queue.clone(),
-            align: gpu.device.limits().min_uniform_buffer_offset_alignment.max(4),
+            align: gpu
+                .device
+                .limits()
+                .min_uniform_buffer_offset_alignment
+                .max(4),
             used: 0,
         })
     }

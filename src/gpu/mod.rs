@@ -1,5 +1,6 @@
 //! Device plumbing, all in one place: adapter choice, the device with its real limits and
-//! optional features, error capture, the pipeline pool, buffers, read-back and GPU timing.
+//! optional features, error capture, the pipeline pool, buffers, read-back and GPU timing,
+//! and the one way to launch a kernel ([`Kernel`], [`Launch`], [`ParamBuffer`]).
 
 mod adapter;
 mod caps;

@@ -464,7 +464,11 @@ impl Linear {
         act: ActDType,
         m: usize,
         n_out: usize,
-    ) -> Result<(Vec<(&'static str, i64)>, Vec<(&'static str, f64)>, (u32, u32))> {
+    ) -> Result<(
+        Vec<(&'static str, i64)>,
+        Vec<(&'static str, f64)>,
+        (u32, u32),
+    )> {
         let mut constants: Vec<(&str, f64)> = vec![
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("ACT", self.activation.map_or(0, Activation::code) as f64),

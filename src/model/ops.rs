@@ -118,8 +118,7 @@ const K_NORM: Kernel<NormParams> = Kernel::new(
 );
 const K_ELEMENTWISE: Kernel<ElementwiseParams> =
     Kernel::new("model_elementwise", &[Read("a"), Read("b"), ReadWrite("y")]);
-const K_SOFTMAX: Kernel<SoftmaxParams> =
-    Kernel::new("model_softmax", &[Read("x"), ReadWrite("y")]);
+const K_SOFTMAX: Kernel<SoftmaxParams> = Kernel::new("model_softmax", &[Read("x"), ReadWrite("y")]);
 const K_POOL: Kernel<PoolParams> =
     Kernel::new("model_pool", &[Read("x"), Read("tokens"), ReadWrite("y")]);
 
