@@ -212,3 +212,15 @@ fn mismatches_and_over_limit_grids_are_errors() {
         gpu.check().unwrap();
     }
 }
+
+/// The one kernel without params (the streaming-read ceiling) still launches.
+#[test]
+fn paramless_kernel_runs() {
+    for gpu in common::all_gpus() {
+        if !gpu.caps.timestamps {
+            continue;
+        }
+        let gbps = sparq::bench::stream_read_gbps(&gpu, 1 << 20, 2).unwrap();
+        assert!(gbps > 0.0, "{gbps}");
+    }
+}
