@@ -22,6 +22,8 @@ pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod graph;
+#[cfg(test)]
+mod kernel_params;
 pub mod matmul;
 pub mod model;
 pub mod prune;

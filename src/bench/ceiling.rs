@@ -1,9 +1,13 @@
 //! The adapter's streaming-read bandwidth, measured in the same run as the kernels it judges.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Gpu, Kernel};
 
 const STREAM_READ: &str = include_str!("../../shaders/bench/stream_read.wgsl");
+
+/// The read kernel: no params, the buffer it streams and a sink that keeps the reads alive.
+const STREAM: Kernel<()> = Kernel::new("stream_read", &[Read("src"), ReadWrite("sink")]);
 
 /// Reads a buffer of about `bytes` bytes `iters` times; returns the median GB/s.
 pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
@@ -19,32 +23,14 @@ pub fn stream_read_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
     let src = gpu.upload("stream src", &data)?;
     drop(data);
     let sink = gpu.storage("stream sink", workgroups as u64 * WG * 4)?;
-    let layout = gpu.pipelines.get_or_create(
-        &gpu.device,
-        &PipelineKey::new("stream_read", &[("WG", WG as f64), ("READS", READS as f64)]),
-        None,
-        || source().to_string(),
-    )?;
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("stream read"),
-        layout: &layout.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: src.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: sink.as_entire_binding(),
-            },
-        ],
-    });
-    let dispatch = Dispatch {
-        label: "stream read".into(),
-        pipeline: layout.clone(),
-        bind_group,
-        grid: gpu.grid(workgroups),
-    };
+    let dispatch = STREAM
+        .launch(gpu)
+        .label("stream read")
+        .shader("stream_read", || Ok(source().to_string()))
+        .constants(&[("WG", WG as f64), ("READS", READS as f64)])
+        .buffers(&[Some(&src), Some(&sink)])
+        .workgroups(workgroups as u64)
+        .build()?;
     let times = super::time_dispatches(gpu, &[vec![dispatch]], 1, iters)?;
     Ok(bytes as f64 / (super::median(&times) * 1e-6) / 1e9)
 }

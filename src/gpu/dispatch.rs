@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-/// One compute dispatch with everything bound.
+/// One compute dispatch with everything bound (made by [`super::Launch::build`]).
+#[derive(Clone)]
 pub struct Dispatch {
     /// Label for debugging and profiles.
     pub label: String,
@@ -12,6 +13,8 @@ pub struct Dispatch {
     pub pipeline: Arc<wgpu::ComputePipeline>,
     /// Bind group 0.
     pub bind_group: wgpu::BindGroup,
+    /// Dynamic offsets of bind group 0: the params uniform's offset, if the kernel has params.
+    pub offsets: Vec<u32>,
     /// Workgroups in x and y.
     pub grid: (u32, u32),
 }
@@ -20,7 +23,7 @@ impl Dispatch {
     /// Records the dispatch into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &self.bind_group, &self.offsets);
         pass.dispatch_workgroups(self.grid.0, self.grid.1, 1);
     }
 }

@@ -1,9 +1,11 @@
 //! Device plumbing, all in one place: adapter choice, the device with its real limits and
-//! optional features, error capture, the pipeline pool, buffers, read-back and GPU timing.
+//! optional features, error capture, the pipeline pool, buffers, read-back and GPU timing,
+//! and the one way to launch a kernel ([`Kernel`], [`Launch`], [`ParamBuffer`]).
 
 mod adapter;
 mod caps;
 mod dispatch;
+mod kernel;
 mod pool;
 mod readback;
 mod timer;
@@ -14,7 +16,8 @@ pub mod wgsl;
 pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
 pub use caps::{Caps, CoopMatrixConfig};
 pub use dispatch::{Dispatch, record_pass};
-pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool, uniform_and_storage};
+pub use kernel::{Kernel, Launch, ParamBuffer, ParamsLayout, Slot};
+pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool};
 pub use readback::{map_read, read_buffer};
 pub use timer::{GpuTimer, PassStamps};
 pub use timing::{keep_busy, median, time_dispatches};
@@ -215,37 +218,6 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
-    }
-
-    /// A bind group of `layout` binding `params` (as a new uniform buffer) at 0 and `buffers`
-    /// at 1, 2, ...: the shape of every sparq kernel's bindings (see [`uniform_and_storage`]).
-    pub fn bind_params<P: bytemuck::Pod>(
-        &self,
-        label: &str,
-        layout: &Layout,
-        params: &P,
-        buffers: &[&wgpu::Buffer],
-    ) -> wgpu::BindGroup {
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
-            .chain(buffers.iter().copied())
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(label),
-            layout: &layout.bind_group,
-            entries: &entries,
-        })
     }
 
     /// Refuses a buffer that one storage binding of this device cannot hold.

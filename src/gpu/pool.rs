@@ -60,18 +60,19 @@ impl PipelinePool {
         }
     }
 
-    /// Returns the pipeline for `key`, compiling `source()` (entry point `main`) the first time.
+    /// Returns the pipeline for `key`, compiling `source()` (entry point `main`) the first time;
+    /// an error from `source` is returned as it is.
     pub fn get_or_create(
         &self,
         device: &wgpu::Device,
         key: &PipelineKey,
         layout: Option<&wgpu::PipelineLayout>,
-        source: impl FnOnce() -> String,
+        source: impl FnOnce() -> Result<String>,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(p) = self.pipelines.lock().unwrap().get(key) {
             return Ok(p.clone());
         }
-        let src = source();
+        let src = source()?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&key.shader),
@@ -169,24 +170,4 @@ impl LayoutPool {
             })
             .clone()
     }
-}
-
-/// Bind-group layout entries of the shape every sparq kernel uses: a uniform at binding 0,
-/// then `read_only` storage buffers, then `read_write` storage buffers, numbered in order.
-pub fn uniform_and_storage(read_only: u32, read_write: u32) -> Vec<wgpu::BindGroupLayoutEntry> {
-    let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    };
-    let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
-    std::iter::once(entry(0, wgpu::BufferBindingType::Uniform))
-        .chain((1..=read_only).map(|b| entry(b, storage(true))))
-        .chain((1..=read_write).map(|b| entry(read_only + b, storage(false))))
-        .collect()
 }

@@ -5,7 +5,8 @@
 use super::{Linear, Strategy, shader};
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
 
 /// Register tile per invocation (TM = TN) and words (4 k each) per staged slice.
@@ -21,6 +22,18 @@ struct QParams {
     words: u32,
     row0: u32,
     pad: [u32; 3],
+}
+
+/// Row quantization: activations in, int8 words and one scale per row out.
+const QUANT_ROWS: Kernel<QParams> = Kernel::new(
+    "quant_rows",
+    &[Read("x"), ReadWrite("xq"), ReadWrite("xscale")],
+);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(QUANT_ROWS.name, shader::QUANT_ROWS, "QParams", QParams;
+        m, k4, x_stride4, words, row0, pad)
 }
 
 /// Checks that `gpu` and `format` allow the DP4A GEMM.
@@ -92,17 +105,7 @@ fn quantize(
     xs: &wgpu::Buffer,
     words: usize,
 ) -> Result<Dispatch> {
-    let layout = gpu.layouts.get_or_create(&gpu.device, "quant_rows", || {
-        crate::gpu::uniform_and_storage(1, 2)
-    });
     let act = x.dtype;
-    let name = format!("quant_rows_{act:?}");
-    let key = PipelineKey::new(name, &[]).trusted();
-    let pipeline =
-        gpu.pipelines
-            .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
-                shader::quant_rows_source(act)
-            })?;
     let params = QParams {
         m: x.rows as u32,
         k4: x.cols.div_ceil(4) as u32,
@@ -111,13 +114,17 @@ fn quantize(
         row0: 0,
         pad: [0; 3],
     };
-    let bind_group = gpu.bind_params("quant_rows", &layout, &params, &[&x.buffer, xq, xs]);
-    Ok(Dispatch {
-        label: format!("quant_rows m={}", x.rows),
-        pipeline,
-        bind_group,
-        grid: gpu.grid(x.rows as u32),
-    })
+    QUANT_ROWS
+        .launch(gpu)
+        .label(format!("quant_rows m={}", x.rows))
+        .shader(format!("quant_rows_{act:?}"), move || {
+            Ok(shader::quant_rows_source(act))
+        })
+        .trusted()
+        .params(&params)
+        .buffers(&[Some(&x.buffer), Some(xq), Some(xs)])
+        .workgroups(x.rows as u64)
+        .build()
 }
 
 /// The CPU model of the quantization (what the GPU computes, up to the rounding of the

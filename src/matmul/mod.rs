@@ -21,9 +21,9 @@ use tuning::{GemmTiling, GemvTuning};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
-use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel, record_pass};
 use crate::tensor::{ActDType, Tensor};
-use wgpu::util::DeviceExt;
 
 /// Checks the input and output of a `y = x · Wᵀ` layer with `n` outputs and `k` inputs (any
 /// weight representation): shapes, matching dtypes, at least one row.
@@ -413,63 +413,33 @@ impl Linear {
             row0: m0 as u32,
             pad: 0,
         };
-        let (pipeline, grid) = self.pipeline(gpu, (strategy, tiling), x.dtype, m, n_out)?;
-        let layout = linear_layout(gpu);
-        let uniform = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("linear params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let dummy = gpu.dummy();
-        let entries = [
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: x_buf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: c.weights.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: c.scales.as_ref().unwrap_or(dummy).as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 4,
-                resource: b4.unwrap_or(dummy).as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 5,
-                resource: self.bias.as_ref().unwrap_or(dummy).as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 6,
-                resource: y.buffer.as_entire_binding(),
-            },
-        ];
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("linear"),
-            layout: &layout.bind_group,
-            entries: &entries,
-        });
-        Ok(Dispatch {
-            label: format!(
+        let act = x.dtype;
+        let (vars, constants, grid) = self.variant(gpu, (strategy, tiling), act, m, n_out)?;
+        let name = shader::variant_name(strategy, self.format, act, &vars);
+        let format = self.format;
+        LINEAR
+            .launch(gpu)
+            .label(format!(
                 "{} {} {m}×{}×{}",
                 strategy.name(),
                 self.format.name(),
                 self.n,
                 self.k
-            ),
-            pipeline,
-            bind_group,
-            grid,
-        })
+            ))
+            .shader(name, move || shader::source(strategy, format, act, &vars))
+            .constants(&constants)
+            .trusted()
+            .params(&params)
+            .buffers(&[
+                Some(x_buf),
+                Some(&c.weights),
+                c.scales.as_ref(),
+                b4,
+                self.bias.as_ref(),
+                Some(&y.buffer),
+            ])
+            .grid(grid)
+            .build()
     }
 
     /// x vec4s per activation row that GEMV stages in workgroup memory at once: what fits
@@ -479,14 +449,21 @@ impl Linear {
         tuning::x_chunk4(row4, gpu.caps.workgroup_storage, m, other_bytes, staged)
     }
 
-    fn pipeline(
+    /// The shader variables, override constants and grid of `strategy` for `m` rows and
+    /// `n_out` output columns.
+    #[allow(clippy::type_complexity)]
+    fn variant(
         &self,
         gpu: &Gpu,
         (strategy, tiling): (Strategy, Option<CoopTiling>),
         act: ActDType,
         m: usize,
         n_out: usize,
-    ) -> Result<(std::sync::Arc<wgpu::ComputePipeline>, (u32, u32))> {
+    ) -> Result<(
+        Vec<(&'static str, i64)>,
+        Vec<(&'static str, f64)>,
+        (u32, u32),
+    )> {
         let mut constants: Vec<(&str, f64)> = vec![
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("ACT", self.activation.map_or(0, Activation::code) as f64),
@@ -549,18 +526,7 @@ impl Linear {
                 dp4a::prepare(m, n_out, &mut vars)
             }
         };
-        let name = shader::variant_name(strategy, self.format, act, &vars);
-        let key = PipelineKey::new(name, &constants).trusted();
-        let layout = linear_layout(gpu);
-        let p = gpu
-            .pipelines
-            .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
-                shader::source(strategy, self.format, act, &vars).unwrap_or_else(|e| {
-                    // The templates are part of the crate: a failure here is a bug in sparq.
-                    panic!("bad WGSL template for {strategy:?}: {e}")
-                })
-            })?;
-        Ok((p, grid))
+        Ok((vars, constants, grid))
     }
 }
 
@@ -572,10 +538,30 @@ struct Inputs<'a> {
     binding4: Option<&'a wgpu::Buffer>,
 }
 
-fn linear_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
-    gpu.layouts.get_or_create(&gpu.device, "linear", || {
-        crate::gpu::uniform_and_storage(5, 1)
-    })
+/// Every linear kernel: activations (or their int8 copy), weights, int4 scales, zero points
+/// (or the DP4A GEMM's row scales), bias, output.
+const LINEAR: Kernel<Params> = Kernel::new(
+    "linear",
+    &[
+        Read("x"),
+        Read("w"),
+        Read("scales"),
+        Read("zeros"),
+        Read("bias"),
+        ReadWrite("y"),
+    ],
+);
+
+/// The params layouts of the linear family, for the layout test.
+#[cfg(test)]
+pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
+    use crate::params_layout;
+    vec![
+        params_layout!(LINEAR.name, shader::LINEAR_IO, "Params", Params;
+            n, k, row_blocks, groups, m, x_stride4, y_stride, n_out, y_offset, k4, row0, pad),
+        quant_x::params_layout(),
+        dp4a::params_layout(),
+    ]
 }
 
 /// Every WGSL module the linear kernels can ask for, as (pipeline name, WGSL or the template

@@ -3,7 +3,8 @@
 //! output and records the dispatch.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::{ActDType, Tensor};
 
 const QUANT_Q8: &str = include_str!("../../shaders/linear/quant_q8.wgsl");
@@ -18,6 +19,14 @@ struct QParams {
     x_stride4: u32,
     blocks: u32,
     rows: u32,
+}
+
+const QUANT_Q8_KERNEL: Kernel<QParams> = Kernel::new("quant_q8", &[Read("x"), ReadWrite("xq")]);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(QUANT_Q8_KERNEL.name, QUANT_Q8, "QParams", QParams;
+        k4, x_stride4, blocks, rows)
 }
 
 /// Allocates the quantized copy of `x` (`blocks` of 32 per row) and the dispatch that fills it.
@@ -35,23 +44,16 @@ pub fn quantize_rows(
         blocks: blocks as u32,
         rows: x.rows as u32,
     };
-    let name = variant_name(x.dtype, paired);
-    let layout = gpu.layouts.get_or_create(&gpu.device, "quant_q8", || {
-        crate::gpu::uniform_and_storage(1, 1)
-    });
-    let pipeline = gpu.pipelines.get_or_create(
-        &gpu.device,
-        &PipelineKey::new(name, &[]).trusted(),
-        Some(&layout.pipeline),
-        || source(x.dtype, paired).unwrap_or_else(|e| panic!("bad WGSL template quant_q8: {e}")),
-    )?;
-    let bind_group = gpu.bind_params("quant_q8", &layout, &params, &[&x.buffer, &out]);
-    let dispatch = Dispatch {
-        label: format!("quant_q8 m={}", x.rows),
-        pipeline,
-        bind_group,
-        grid: gpu.grid(((x.rows * blocks) as u32).div_ceil(64)),
-    };
+    let (act, name) = (x.dtype, variant_name(x.dtype, paired));
+    let dispatch = QUANT_Q8_KERNEL
+        .launch(gpu)
+        .label(format!("quant_q8 m={}", x.rows))
+        .shader(name, move || source(act, paired))
+        .trusted()
+        .params(&params)
+        .buffers(&[Some(&x.buffer), Some(&out)])
+        .workgroups(((x.rows * blocks) as u64).div_ceil(64))
+        .build()?;
     Ok((out, dispatch))
 }
 

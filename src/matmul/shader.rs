@@ -6,7 +6,7 @@ use crate::formats::WeightFormat;
 use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
-const LINEAR_IO: &str = include_str!("../../shaders/linear/linear_io.wgsl");
+pub(super) const LINEAR_IO: &str = include_str!("../../shaders/linear/linear_io.wgsl");
 const ACTIVATION: &str = include_str!("../../shaders/shared/activation.wgsl");
 const W_F32: &str = include_str!("../../shaders/linear/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/linear/w_f16.wgsl");
@@ -18,7 +18,7 @@ const GEMV_WORKGROUP: &str = include_str!("../../shaders/linear/gemv_workgroup.w
 const GEMM_TILED: &str = include_str!("../../shaders/linear/gemm_tiled.wgsl");
 const GEMM_COOP: &str = include_str!("../../shaders/linear/gemm_coop.wgsl");
 const GEMM_DP4A: &str = include_str!("../../shaders/linear/gemm_dp4a.wgsl");
-const QUANT_ROWS: &str = include_str!("../../shaders/linear/quant_rows.wgsl");
+pub(super) const QUANT_ROWS: &str = include_str!("../../shaders/linear/quant_rows.wgsl");
 const ACT_Q8: &str = include_str!("../../shaders/linear/act_q8.wgsl");
 const W_INT8_Q8: &str = include_str!("../../shaders/linear/w_int8_q8.wgsl");
 const W_INT4_Q8: &str = include_str!("../../shaders/linear/w_int4_q8.wgsl");

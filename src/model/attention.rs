@@ -2,9 +2,10 @@
 //! invocations ([`AttentionLayout`]: keys split across invocations for small grids, several
 //! queries per invocation for large ones) and its launcher. Re-exported by `ops`.
 
-use super::ops::{Kernel, MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows, words};
+use super::ops::{MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
 
 const ATTENTION: &str = include_str!("../../shaders/model/attention.wgsl");
@@ -20,20 +21,39 @@ const ATT_QPIS: [usize; 3] = [1, 2, 4];
 /// Attention grids smaller than this split each query's keys across invocations.
 const ATT_SMALL_GRID: usize = 256;
 
-pub(super) const K_ATTENTION: Kernel = Kernel {
-    name: "model_attention",
-    src: ATTENTION,
-    inputs: 2,
-};
+/// Params of `attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AttentionParams {
+    rows: u32,
+    seq: u32,
+    heads: u32,
+    head_dim: u32,
+    hidden: u32,
+    qkv_stride: u32,
+    out_stride: u32,
+    scale: f32,
+}
+
+const K_ATTENTION: Kernel<AttentionParams> = Kernel::new(
+    "model_attention",
+    &[Read("qkv"), Read("tokens"), ReadWrite("out")],
+);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(K_ATTENTION.name, ATTENTION, "Params", AttentionParams;
+        rows, seq, heads, head_dim, hidden, qkv_stride, out_stride, scale)
+}
 
 /// Self-attention of `batch` sequences of `seq` tokens: `qkv` is `batch·seq × 3H` (Q, K, V
 /// blocks), `out` is `batch·seq × H`; keys whose token mask is 0 are ignored.
 ///
 /// The kernel's [`AttentionLayout`] comes from [`AttentionLayout::for_shape`]: each query's
 /// keys are split across invocations when the plain grid is small, and each invocation takes
-/// two queries when it is large. The device config's attention split and QPI
-/// (`SPARQ_ATTENTION_SPLIT=1|2|4|8`, `SPARQ_ATTENTION_QPI=1|2|4`) override either choice, for
-/// comparing layouts on a GPU; a QPI over [`AttentionLayout::max_qpi`] for the head size is
+/// two queries when it is large. `SPARQ_ATTENTION_SPLIT=1|2|4|8` and
+/// `SPARQ_ATTENTION_QPI=1|2|4` override either choice, for comparing layouts on a GPU; a value
+/// that is not one of those, or a QPI over [`AttentionLayout::max_qpi`] for the head size, is
 /// ignored. Use [`attention_with`] to pick the layout in code.
 pub fn attention(
     gpu: &Gpu,
@@ -43,15 +63,14 @@ pub fn attention(
     heads: usize,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    let env = |name: &str| -> Option<usize> { std::env::var(name).ok()?.trim().parse().ok() };
     let d = out.cols.checked_div(heads).unwrap_or(0);
     let mut layout =
         AttentionLayout::for_shape(qkv.rows.checked_div(seq).unwrap_or(0), seq, heads, d);
-    let forced = &gpu.config.attention;
-    if let Some(split) = forced.split.filter(|s| ATT_SPLITS.contains(s)) {
+    if let Some(split) = env("SPARQ_ATTENTION_SPLIT").filter(|s| ATT_SPLITS.contains(s)) {
         layout.split = split;
     }
-    if let Some(qpi) = forced
-        .qpi
+    if let Some(qpi) = env("SPARQ_ATTENTION_QPI")
         .filter(|q| ATT_QPIS.contains(q) && *q <= AttentionLayout::max_qpi(d))
     {
         layout.qpi = qpi;
@@ -174,21 +193,22 @@ pub fn attention_with(
         )));
     }
     token_rows(tokens, qkv.rows, "attention")?;
-    let mut params = words(&[
-        qkv.rows as u32,
-        seq as u32,
-        heads as u32,
-        d as u32,
-        hidden as u32,
-        qkv.stride() as u32,
-        out.stride() as u32,
-    ]);
-    params.extend(words(&[(1.0 / (d as f32).sqrt()).to_bits()]));
+    let params = AttentionParams {
+        rows: qkv.rows as u32,
+        seq: seq as u32,
+        heads: heads as u32,
+        head_dim: d as u32,
+        hidden: hidden as u32,
+        qkv_stride: qkv.stride() as u32,
+        out_stride: out.stride() as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
     let wg = ATT_WG as usize;
     let seqs = qkv.rows / seq;
     dispatch(
         gpu,
         &K_ATTENTION,
+        ATTENTION,
         format!(
             "attention {}×{heads}h×{d} split {split} qpi {qpi}",
             qkv.rows
@@ -196,12 +216,15 @@ pub fn attention_with(
         &attention_vars(d, layout, gpu.caps.workgroup_storage),
         &[],
         &params,
-        &[Some(&qkv.buffer), Some(tokens)],
-        &out.buffer,
+        &[Some(&qkv.buffer), Some(tokens), Some(&out.buffer)],
         (seqs * heads * seq.div_ceil(wg / split * qpi)) as u32,
     )
 }
 
+/// The attention kernel's name and template, for the offline variant listing.
+pub(super) fn kernel_source() -> (&'static str, &'static str) {
+    (K_ATTENTION.name, ATTENTION)
+}
 /// Template variables of the attention kernel for heads of `d` with `layout` on
 /// `workgroup_storage` bytes of workgroup memory.
 fn attention_vars(

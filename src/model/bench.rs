@@ -127,6 +127,7 @@ fn copy(d: &[crate::gpu::Dispatch]) -> Vec<crate::gpu::Dispatch> {
             label: x.label.clone(),
             pipeline: x.pipeline.clone(),
             bind_group: x.bind_group.clone(),
+            offsets: x.offsets.clone(),
             grid: x.grid,
         })
         .collect()

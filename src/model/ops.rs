@@ -9,11 +9,10 @@
 //! rows are `vec4<u32>` (id, position, type, mask).
 
 use crate::error::{Error, Result};
-use crate::gpu::wgsl::expand;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::model::config::{Activation, Pooling};
 use crate::tensor::{ActDType, Tensor};
-use wgpu::util::DeviceExt;
 
 pub use super::attention::{AttentionLayout, attention, attention_split, attention_with};
 
@@ -41,114 +40,139 @@ fn norm_tpr(cols: usize) -> usize {
     (cols.div_ceil(8).next_power_of_two()).clamp(32, WG as usize)
 }
 
-/// One kernel of the family: its name, source, and read-only storage inputs (binding 0 is the
-/// uniform, then the inputs, then the one output).
-pub(super) struct Kernel {
-    pub(super) name: &'static str,
-    pub(super) src: &'static str,
-    pub(super) inputs: u32,
+/// Params of `embed.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct EmbedParams {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    vocab: u32,
+    positions: u32,
+    types: u32,
+    _p0: u32,
+    _p1: u32,
 }
 
-const K_EMBED: Kernel = Kernel {
-    name: "model_embed",
-    src: EMBED,
-    inputs: 4,
-};
-const K_NORM: Kernel = Kernel {
-    name: "model_norm",
-    src: NORM,
-    inputs: 4,
-};
-const K_ELEMENTWISE: Kernel = Kernel {
-    name: "model_elementwise",
-    src: ELEMENTWISE,
-    inputs: 2,
-};
-const K_SOFTMAX: Kernel = Kernel {
-    name: "model_softmax",
-    src: SOFTMAX,
-    inputs: 1,
-};
-const K_POOL: Kernel = Kernel {
-    name: "model_pool",
-    src: POOL,
-    inputs: 2,
-};
+/// Params of `norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct NormParams {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    _p0: u32,
+    eps: f32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
 
-fn layout(gpu: &Gpu, k: &Kernel) -> std::sync::Arc<crate::gpu::Layout> {
-    gpu.layouts.get_or_create(&gpu.device, k.name, || {
-        crate::gpu::uniform_and_storage(k.inputs, 1)
-    })
+/// Params of `elementwise.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ElementwiseParams {
+    len: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+/// Params of `softmax.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SoftmaxParams {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    _p0: u32,
+}
+
+/// Params of `pool.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PoolParams {
+    batch: u32,
+    seq: u32,
+    cols: u32,
+    in_stride: u32,
+    out_stride: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+const K_EMBED: Kernel<EmbedParams> = Kernel::new(
+    "model_embed",
+    &[
+        Read("tokens"),
+        Read("word"),
+        Read("pos"),
+        Read("typ"),
+        ReadWrite("y"),
+    ],
+);
+const K_NORM: Kernel<NormParams> = Kernel::new(
+    "model_norm",
+    &[
+        Read("x"),
+        Read("r"),
+        Read("gamma"),
+        Read("beta"),
+        ReadWrite("y"),
+    ],
+);
+const K_ELEMENTWISE: Kernel<ElementwiseParams> =
+    Kernel::new("model_elementwise", &[Read("a"), Read("b"), ReadWrite("y")]);
+const K_SOFTMAX: Kernel<SoftmaxParams> = Kernel::new("model_softmax", &[Read("x"), ReadWrite("y")]);
+const K_POOL: Kernel<PoolParams> =
+    Kernel::new("model_pool", &[Read("x"), Read("tokens"), ReadWrite("y")]);
+
+/// The params layouts of the family's kernels (attention's included), for the layout test.
+#[cfg(test)]
+pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
+    use crate::params_layout;
+    vec![
+        params_layout!(K_EMBED.name, EMBED, "Params", EmbedParams;
+            rows, cols, stride, vocab, positions, types, _p0, _p1),
+        params_layout!(K_NORM.name, NORM, "Params", NormParams;
+            rows, cols, stride, _p0, eps, _p1, _p2, _p3),
+        params_layout!(K_ELEMENTWISE.name, ELEMENTWISE, "Params", ElementwiseParams;
+            len, _p0, _p1, _p2),
+        params_layout!(K_SOFTMAX.name, SOFTMAX, "Params", SoftmaxParams;
+            rows, cols, stride, _p0),
+        params_layout!(K_POOL.name, POOL, "Params", PoolParams;
+            batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
+        super::attention::params_layout(),
+    ]
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Compiles (once) and binds kernel `k`: `inputs` in order (None binds the dummy buffer).
-pub(super) fn dispatch(
+/// Compiles (once) and binds kernel `k` of template `src`: `buffers` in slot order (None
+/// binds the dummy buffer), `WG` defaulting to the row kernels' workgroup size.
+pub(super) fn dispatch<P: bytemuck::Pod>(
     gpu: &Gpu,
-    k: &Kernel,
+    k: &Kernel<P>,
+    src: &'static str,
     label: String,
     vars: &[(&'static str, i64)],
     constants: &[(&str, f64)],
-    params: &[u8],
-    inputs: &[Option<&wgpu::Buffer>],
-    output: &wgpu::Buffer,
+    params: &P,
+    buffers: &[Option<&wgpu::Buffer>],
     workgroups: u32,
 ) -> Result<Dispatch> {
-    debug_assert_eq!(inputs.len(), k.inputs as usize);
     let vars = kernel_vars(vars);
-    let key = PipelineKey::new(kernel_name(k, &vars), constants).trusted();
-    let lay = layout(gpu, k);
-    let pipeline = gpu
-        .pipelines
-        .get_or_create(&gpu.device, &key, Some(&lay.pipeline), || {
-            // The templates are part of the crate: a failure here is a bug in sparq.
-            kernel_source(k, &vars).unwrap_or_else(|e| panic!("bad WGSL template {}: {e}", k.name))
-        })?;
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(k.name),
-            contents: params,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let mut entries = vec![wgpu::BindGroupEntry {
-        binding: 0,
-        resource: uniform.as_entire_binding(),
-    }];
-    for (i, b) in inputs.iter().enumerate() {
-        entries.push(wgpu::BindGroupEntry {
-            binding: 1 + i as u32,
-            resource: b.unwrap_or(gpu.dummy()).as_entire_binding(),
-        });
-    }
-    entries.push(wgpu::BindGroupEntry {
-        binding: 1 + k.inputs,
-        resource: output.as_entire_binding(),
-    });
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(k.name),
-        layout: &lay.bind_group,
-        entries: &entries,
-    });
-    let grid = gpu.grid(workgroups);
-    if grid.1 > gpu.caps.max_workgroups_per_dim {
-        return Err(Error::TooLarge {
-            what: format!("{label}: {workgroups} workgroups"),
-            bytes: workgroups as u64,
-            limit_name: "max_compute_workgroups_per_dimension",
-            limit: gpu.caps.max_workgroups_per_dim as u64,
-        });
-    }
-    Ok(Dispatch {
-        label,
-        pipeline,
-        bind_group,
-        grid,
-    })
-}
-
-pub(super) fn words(v: &[u32]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
+    k.launch(gpu)
+        .label(label)
+        .shader(kernel_name(k.name, &vars), move || {
+            kernel_source(src, &vars)
+        })
+        .constants(constants)
+        .trusted()
+        .params(params)
+        .buffers(buffers)
+        .workgroups(workgroups as u64)
+        .build()
 }
 
 pub(super) fn need_f32(t: &Tensor, what: &str) -> Result<()> {
@@ -233,19 +257,20 @@ pub fn embed(
             out.cols, word.cols
         )));
     }
-    let params = words(&[
-        out.rows as u32,
-        out.cols as u32,
-        out.stride() as u32,
-        word.rows as u32,
-        pos.map_or(1, |t| t.rows) as u32,
-        types.map_or(1, |t| t.rows) as u32,
-        0,
-        0,
-    ]);
+    let params = EmbedParams {
+        rows: out.rows as u32,
+        cols: out.cols as u32,
+        stride: out.stride() as u32,
+        vocab: word.rows as u32,
+        positions: pos.map_or(1, |t| t.rows) as u32,
+        types: types.map_or(1, |t| t.rows) as u32,
+        _p0: 0,
+        _p1: 0,
+    };
     dispatch(
         gpu,
         &K_EMBED,
+        EMBED,
         format!("embed {}×{}", out.rows, out.cols),
         &[],
         &[
@@ -258,8 +283,8 @@ pub fn embed(
             Some(&word.buffer),
             pos.map(|t| &t.buffer),
             types.map(|t| &t.buffer),
+            Some(&out.buffer),
         ],
-        &out.buffer,
         out.rows as u32,
     )
 }
@@ -332,14 +357,23 @@ impl Norm {
                 self.cols, x.cols
             )));
         }
-        let mut params = words(&[x.rows as u32, x.cols as u32, x.stride() as u32, 0]);
-        params.extend(words(&[self.eps.to_bits(), 0, 0, 0]));
+        let params = NormParams {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            stride: x.stride() as u32,
+            _p0: 0,
+            eps: self.eps,
+            _p1: 0,
+            _p2: 0,
+            _p3: 0,
+        };
         // About 8 columns per invocation, 32 to 128 invocations per row.
         let tpr = norm_tpr(x.cols);
         let rows_per_wg = WG as usize / tpr;
         dispatch(
             gpu,
             &K_NORM,
+            NORM,
             format!(
                 "{}{} {}×{}",
                 if residual.is_some() { "add+" } else { "" },
@@ -359,8 +393,8 @@ impl Norm {
                 residual.map(|r| &r.buffer),
                 Some(&self.gamma),
                 self.beta.as_ref(),
+                Some(&out.buffer),
             ],
-            &out.buffer,
             x.rows.div_ceil(rows_per_wg) as u32,
         )
     }
@@ -385,6 +419,7 @@ pub fn elementwise(
     dispatch(
         gpu,
         &K_ELEMENTWISE,
+        ELEMENTWISE,
         format!(
             "{}{} {}×{}",
             if b.is_some() { "add+" } else { "" },
@@ -397,9 +432,13 @@ pub fn elementwise(
             ("ACT", act.map_or(0, |a| a.code()) as f64),
             ("HAS_B", b.is_some() as u8 as f64),
         ],
-        &words(&[len, 0, 0, 0]),
-        &[Some(&a.buffer), b.map(|b| &b.buffer)],
-        &out.buffer,
+        &ElementwiseParams {
+            len,
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
+        },
+        &[Some(&a.buffer), b.map(|b| &b.buffer), Some(&out.buffer)],
         len.div_ceil(WG),
     )
 }
@@ -412,12 +451,17 @@ pub fn softmax(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
     dispatch(
         gpu,
         &K_SOFTMAX,
+        SOFTMAX,
         format!("softmax {}×{}", x.rows, x.cols),
         &[],
         &[],
-        &words(&[x.rows as u32, x.cols as u32, x.stride() as u32, 0]),
-        &[Some(&x.buffer)],
-        &out.buffer,
+        &SoftmaxParams {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            stride: x.stride() as u32,
+            _p0: 0,
+        },
+        &[Some(&x.buffer), Some(&out.buffer)],
         x.rows as u32,
     )
 }
@@ -448,6 +492,7 @@ pub fn pool(
     dispatch(
         gpu,
         &K_POOL,
+        POOL,
         format!("pool {}×{}", out.rows, out.cols),
         &[],
         &[
@@ -455,18 +500,17 @@ pub fn pool(
             ("CLS", (pooling == Pooling::Cls) as u8 as f64),
             ("NORMALIZE", normalize as u8 as f64),
         ],
-        &words(&[
-            out.rows as u32,
-            seq as u32,
-            x.cols as u32,
-            x.stride() as u32,
-            out.stride() as u32,
-            0,
-            0,
-            0,
-        ]),
-        &[Some(&x.buffer), tokens],
-        &out.buffer,
+        &PoolParams {
+            batch: out.rows as u32,
+            seq: seq as u32,
+            cols: x.cols as u32,
+            in_stride: x.stride() as u32,
+            out_stride: out.stride() as u32,
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
+        },
+        &[Some(&x.buffer), tokens, Some(&out.buffer)],
         out.rows as u32,
     )
 }
@@ -480,16 +524,16 @@ fn kernel_vars(vars: &[(&'static str, i64)]) -> Vec<(&'static str, i64)> {
     vars
 }
 
-/// Pipeline name of kernel `k` with `vars` (from [`kernel_vars`]).
-fn kernel_name(k: &Kernel, vars: &[(&str, i64)]) -> String {
+/// Pipeline name of kernel `name` with `vars` (from [`kernel_vars`]).
+fn kernel_name(name: &str, vars: &[(&str, i64)]) -> String {
     let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
-    format!("{}{v}", k.name)
+    format!("{name}{v}")
 }
 
-/// The WGSL of kernel `k` with `vars` (from [`kernel_vars`]): the shared reductions, then
+/// The WGSL of template `src` with `vars` (from [`kernel_vars`]): the shared reductions, then
 /// the kernel.
-fn kernel_source(k: &Kernel, vars: &[(&str, i64)]) -> Result<String> {
-    expand(&format!("{REDUCE}\n{}", k.src), vars)
+fn kernel_source(src: &str, vars: &[(&str, i64)]) -> Result<String> {
+    crate::gpu::wgsl::expand(&format!("{REDUCE}\n{src}"), vars)
 }
 
 /// Every module the model kernels can ask for, as (pipeline name, WGSL or the template
@@ -497,27 +541,30 @@ fn kernel_source(k: &Kernel, vars: &[(&str, i64)]) -> Result<String> {
 /// threads-per-row its column counts give) and attention for every head size up to
 /// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    let mut sets: Vec<(&Kernel, Vec<(&'static str, i64)>)> = vec![
-        (&K_EMBED, Vec::new()),
-        (&K_ELEMENTWISE, Vec::new()),
-        (&K_SOFTMAX, Vec::new()),
-        (&K_POOL, Vec::new()),
+    let mut sets: Vec<(&str, &str, Vec<(&'static str, i64)>)> = vec![
+        (K_EMBED.name, EMBED, Vec::new()),
+        (K_ELEMENTWISE.name, ELEMENTWISE, Vec::new()),
+        (K_SOFTMAX.name, SOFTMAX, Vec::new()),
+        (K_POOL.name, POOL, Vec::new()),
     ];
     let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();
     tprs.dedup();
-    sets.extend(tprs.into_iter().map(|t| (&K_NORM, vec![("TPR", t)])));
-    let attention = super::attention::variant_vars();
     sets.extend(
-        attention
+        tprs.into_iter()
+            .map(|t| (K_NORM.name, NORM, vec![("TPR", t)])),
+    );
+    let (name, src) = super::attention::kernel_source();
+    sets.extend(
+        super::attention::variant_vars()
             .into_iter()
-            .map(|v| (&super::attention::K_ATTENTION, v)),
+            .map(|v| (name, src, v)),
     );
     let mut out: Vec<(String, Result<String>)> = Vec::new();
-    for (k, vars) in sets {
+    for (kernel, src, vars) in sets {
         let vars = kernel_vars(&vars);
-        let name = kernel_name(k, &vars);
+        let name = kernel_name(kernel, &vars);
         if !out.iter().any(|(n, _)| *n == name) {
-            out.push((name, kernel_source(k, &vars)));
+            out.push((name, kernel_source(src, &vars)));
         }
     }
     out

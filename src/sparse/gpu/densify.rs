@@ -10,8 +10,8 @@ use super::shader::{self, Family};
 use super::{SparseLinear, ValueType};
 use crate::error::Result;
 use crate::formats::WeightFormat;
-use crate::gpu::wgsl::expand;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::matmul::{KernelChoice, Linear};
 use crate::tensor::Tensor;
 
@@ -28,6 +28,23 @@ struct DensifyParams {
     fb: u32,
     fc: u32,
     pad: u32,
+}
+
+const DENSIFY_KERNEL: Kernel<DensifyParams> = Kernel::new(
+    "sparse_densify",
+    &[
+        Read("ptrs"),
+        Read("idx"),
+        Read("vals"),
+        Read("scales"),
+        ReadWrite("dense"),
+    ],
+);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(DENSIFY_KERNEL.name, DENSIFY, "Params", DensifyParams;
+        n, k, row_blocks, total, fa, fb, fc, pad)
 }
 
 impl SparseLinear {
@@ -72,41 +89,21 @@ impl SparseLinear {
         let vt = self.vt;
         let vars = densify_vars(self.family, vt, self.r, &self.vars);
         let name = densify_name(&vars);
-        let layout = gpu
-            .layouts
-            .get_or_create(&gpu.device, "sparse_densify", || {
-                crate::gpu::uniform_and_storage(4, 1)
-            });
-        let pipeline = gpu.pipelines.get_or_create(
-            &gpu.device,
-            &PipelineKey::new(name, &[]).trusted(),
-            Some(&layout.pipeline),
-            || {
-                densify_source(vt, &vars).unwrap_or_else(|e| {
-                    // The template is part of the crate: a failure here is a bug in sparq.
-                    panic!("bad densify WGSL template: {e}")
-                })
-            },
-        )?;
-        let dummy = gpu.dummy();
-        let bind_group = gpu.bind_params(
-            "sparse_densify",
-            &layout,
-            &params,
-            &[
-                &self.meta,
-                &self.idx,
-                &self.vals,
-                self.scales.as_ref().unwrap_or(dummy),
-                out,
-            ],
-        );
-        Ok(Dispatch {
-            label: format!("densify {} {}×{}", self.format, self.n, self.k),
-            pipeline,
-            bind_group,
-            grid: gpu.grid(total.div_ceil(64)),
-        })
+        DENSIFY_KERNEL
+            .launch(gpu)
+            .label(format!("densify {} {}×{}", self.format, self.n, self.k))
+            .shader(name, move || densify_source(vt, &vars))
+            .trusted()
+            .params(&params)
+            .buffers(&[
+                Some(&self.meta),
+                Some(&self.idx),
+                Some(&self.vals),
+                self.scales.as_ref(),
+                Some(out),
+            ])
+            .workgroups(total.div_ceil(64) as u64)
+            .build()
     }
 
     /// The dense path: the copy into `scratch` (a new buffer when None), then the dense GEMM.
@@ -189,7 +186,7 @@ fn densify_name(vars: &[(&str, i64)]) -> String {
 /// The WGSL of the densify kernel for `vt` values.
 fn densify_source(vt: ValueType, vars: &[(&str, i64)]) -> Result<String> {
     let v_src = shader::value_file(vt);
-    expand(&format!("{v_src}\n{DENSIFY}"), vars)
+    crate::gpu::wgsl::expand(&format!("{v_src}\n{DENSIFY}"), vars)
 }
 
 /// The densify variants for `vt` values over `formats` (family, rows per item, format

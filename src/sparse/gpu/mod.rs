@@ -28,9 +28,9 @@ pub use weights::SparseWeights;
 
 use super::ValueType;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, PipelineKey, record_pass};
-use crate::tensor::{ActDType, Tensor};
-use wgpu::util::DeviceExt;
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel, record_pass};
+use crate::tensor::Tensor;
 
 /// How a sparse plan reduces its partial sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -390,44 +390,30 @@ impl SparseLinear {
         } else {
             &x.buffer
         };
-        let pipeline = self.pipeline(gpu, x.dtype, mt, sg, transpose)?;
-        let uniform = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("sparse params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let dummy = gpu.dummy();
-        let buffers = [
-            &uniform,
-            x_bound,
-            &self.meta,
-            &self.idx,
-            &self.vals,
-            self.scales.as_ref().unwrap_or(dummy),
-            self.bias.as_ref().unwrap_or(dummy),
-            &y.buffer,
-        ];
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("sparse linear"),
-            layout: &sparse_layout(gpu).bind_group,
-            entries: &entries,
-        });
-        dispatches.push(Dispatch {
-            label: format!("{} {m}×{}×{}", self.format, self.n, self.k),
-            pipeline,
-            bind_group,
-            grid: gpu.grid(total as u32),
-        });
+        let act = x.dtype;
+        let (vars, constants) = self.variant(gpu, mt, sg, transpose);
+        let name = shader::variant_name(self.family, self.vt, act, &vars);
+        let (family, vt) = (self.family, self.vt);
+        dispatches.push(
+            SPARSE
+                .launch(gpu)
+                .label(format!("{} {m}×{}×{}", self.format, self.n, self.k))
+                .shader(name, move || shader::source(family, vt, act, &vars))
+                .constants(&constants)
+                .trusted()
+                .params(&params)
+                .buffers(&[
+                    Some(x_bound),
+                    Some(&self.meta),
+                    Some(&self.idx),
+                    Some(&self.vals),
+                    self.scales.as_ref(),
+                    self.bias.as_ref(),
+                    Some(&y.buffer),
+                ])
+                .workgroups(total)
+                .build()?,
+        );
         Ok(dispatches)
     }
 
@@ -459,14 +445,15 @@ impl SparseLinear {
         wg
     }
 
-    fn pipeline(
+    /// The template variables and override constants of the variant for tiles of `mt` rows.
+    #[allow(clippy::type_complexity)]
+    fn variant(
         &self,
         gpu: &Gpu,
-        act: ActDType,
         mt: usize,
         sg: bool,
         transpose: bool,
-    ) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+    ) -> (Vec<(&'static str, i64)>, Vec<(&'static str, f64)>) {
         let u = self.unroll as i64;
         let xsel = gpu.config.sparse.x_select.unwrap_or(true);
         let mut vars = self.vars.clone();
@@ -485,23 +472,35 @@ impl SparseLinear {
         if !sg {
             constants.push(("TEAM", 32f64.min(wg as f64)));
         }
-        let name = shader::variant_name(self.family, self.vt, act, &vars);
-        let key = PipelineKey::new(name, &constants).trusted();
-        let layout = sparse_layout(gpu);
-        gpu.pipelines
-            .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
-                shader::source(self.family, self.vt, act, &vars).unwrap_or_else(|e| {
-                    // The templates are part of the crate: a failure here is a bug in sparq.
-                    panic!("bad sparse WGSL template: {e}")
-                })
-            })
+        (vars, constants)
     }
 }
 
-fn sparse_layout(gpu: &Gpu) -> std::sync::Arc<crate::gpu::Layout> {
-    gpu.layouts.get_or_create(&gpu.device, "sparse", || {
-        crate::gpu::uniform_and_storage(6, 1)
-    })
+/// Every sparse kernel: activations (or their transposed tiles), item pointers and bins,
+/// indices, values, int4 scales, bias, output.
+const SPARSE: Kernel<Params> = Kernel::new(
+    "sparse",
+    &[
+        Read("x"),
+        Read("ptrs"),
+        Read("idx"),
+        Read("vals"),
+        Read("scales"),
+        Read("bias"),
+        ReadWrite("y"),
+    ],
+);
+
+/// The params layouts of the sparse family, for the layout test.
+#[cfg(test)]
+pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
+    use crate::params_layout;
+    vec![
+        params_layout!(SPARSE.name, shader::ROWS, "Params", Params;
+            n, k4, m, m_tiles, bins, x_stride4, y_stride, bins_off, items, fa, fb, fc),
+        xt::params_layout(),
+        densify::params_layout(),
+    ]
 }
 
 /// Every WGSL module the sparse kernels can ask for, as (pipeline name, WGSL or the template

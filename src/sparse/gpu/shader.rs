@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gpu::wgsl::expand;
 use crate::tensor::ActDType;
 
-const ROWS: &str = include_str!("../../../shaders/sparse/sparse_rows.wgsl");
+pub(super) const ROWS: &str = include_str!("../../../shaders/sparse/sparse_rows.wgsl");
 const CSR: &str = include_str!("../../../shaders/sparse/sparse_csr.wgsl");
 const BSR: &str = include_str!("../../../shaders/sparse/sparse_bsr.wgsl");
 const TWO_FOUR: &str = include_str!("../../../shaders/sparse/sparse_24.wgsl");

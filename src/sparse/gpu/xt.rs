@@ -3,7 +3,8 @@
 //! spreads over `MT` cache lines; transposed per tile they are `ceil(MT / 4)` adjacent vec4s.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, PipelineKey};
+use crate::gpu::Slot::{Read, ReadWrite};
+use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::{ActDType, Tensor};
 
 const XT: &str = include_str!("../../../shaders/sparse/sparse_xt.wgsl");
@@ -17,6 +18,14 @@ struct XtParams {
     mt: u32,
     mtv: u32,
     total: u32,
+}
+
+const SPARSE_XT: Kernel<XtParams> = Kernel::new("sparse_xt", &[Read("x"), ReadWrite("xt")]);
+
+#[cfg(test)]
+pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
+    crate::params_layout!(SPARSE_XT.name, XT, "XtParams", XtParams;
+        m, k4, x_stride4, mt, mtv, total)
 }
 
 /// Allocates the transposed tiles of `x` (`mt` rows per tile, in `x`'s dtype) and the
@@ -44,22 +53,16 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
             limit: u32::MAX as u64,
         })?,
     };
-    let layout = gpu.layouts.get_or_create(&gpu.device, "sparse_xt", || {
-        crate::gpu::uniform_and_storage(1, 1)
-    });
-    let pipeline = gpu.pipelines.get_or_create(
-        &gpu.device,
-        &PipelineKey::new(variant_name(x.dtype), &[]).trusted(),
-        Some(&layout.pipeline),
-        || source(x.dtype),
-    )?;
-    let bind_group = gpu.bind_params("sparse_xt", &layout, &params, &[&x.buffer, &out]);
-    let dispatch = Dispatch {
-        label: format!("sparse x tiles m={}", x.rows),
-        pipeline,
-        bind_group,
-        grid: gpu.grid(params.total.div_ceil(64)),
-    };
+    let (act, name) = (x.dtype, variant_name(x.dtype));
+    let dispatch = SPARSE_XT
+        .launch(gpu)
+        .label(format!("sparse x tiles m={}", x.rows))
+        .shader(name, move || Ok(source(act)))
+        .trusted()
+        .params(&params)
+        .buffers(&[Some(&x.buffer), Some(&out)])
+        .workgroups(params.total.div_ceil(64) as u64)
+        .build()?;
     Ok((out, dispatch))
 }
 
