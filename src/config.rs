@@ -3,7 +3,7 @@
 //!
 //! Every field is an override: `None` (or the documented default) keeps the choice the
 //! kernels make themselves, which lives next to the kernel with the measurement behind it
-//! (`matmul/tuning.rs`, `sparse/gpu/tuning.rs`, `model/attention.rs`). Overrides are for
+//! (`matmul/tuning.rs`, `sparse/gpu/tuning.rs`, `model/ops/attention.rs`). Overrides are for
 //! speed; only [`GemmConfig::q8`] (int8 or exact activations) is meant to change results.
 //!
 //! [`Config::from_env`] is the only reader of the tuning variables; [`Config::from_vars`]

@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod graph;
 #[cfg(test)]
 mod kernel_params;
+pub mod linear;
 pub mod matmul;
 pub mod model;
 pub mod prune;
@@ -31,6 +32,7 @@ pub mod reference;
 pub mod schedule;
 pub mod sparse;
 pub mod tensor;
+pub mod weights;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -7,13 +7,14 @@ mod common;
 use common::{all_gpus, assert_close, assert_tensor, random, rng};
 use rand::Rng;
 use rand::rngs::StdRng;
-use sparq::matmul::{AnyLinear, KernelChoice, Linear, LinearLayer};
+use sparq::linear::{LinearLayer, LinearOptions};
 use sparq::prune::magnitude;
 use sparq::sparse::{
     Bsr, CostModel, Csr, Representation, SparseLinear, SparsePath, SparseTuning, SparseWeights,
     TwoFour, ValueType, choose,
 };
 use sparq::tensor::{ActDType, Tensor};
+use sparq::weights::LayerWeights;
 use sparq::{Gpu, reference};
 
 const MS: [usize; 4] = [1, 3, 17, 64];
@@ -408,44 +409,39 @@ fn bad_input_is_refused() {
     }
 }
 
-/// Dense and sparse layers behind one interface give the same result for the same weights.
+/// Dense and sparse layers behind one interface give the same result for the same weights,
+/// with and without batch invariance.
 #[test]
-fn any_linear_switches_format_without_the_caller_changing() {
-    let mut rng = rng("any linear");
+fn one_linear_layer_switches_format_without_the_caller_changing() {
+    let mut rng = rng("linear layer");
     let (n, k, m) = (40, 96, 3);
     let w = pruned(&mut rng, n, k, 0.7);
     let x = random(&mut rng, m * k);
     let bias = random(&mut rng, n);
+    let packed =
+        sparq::formats::PackedWeights::quantize(&w, n, k, sparq::formats::WeightFormat::F32)
+            .unwrap();
+    let sparse = Csr::from_dense(&w, n, k, ValueType::F32).unwrap();
+    let weights: [LayerWeights; 2] = [packed.into(), SparseWeights::from(sparse).into()];
     for gpu in all_gpus() {
-        let packed =
-            sparq::formats::PackedWeights::quantize(&w, n, k, sparq::formats::WeightFormat::F32)
-                .unwrap();
-        let layers: Vec<AnyLinear> = vec![
-            Linear::new(&gpu, &packed, Some(&bias)).unwrap().into(),
-            SparseLinear::new(
-                &gpu,
-                &Csr::from_dense(&w, n, k, ValueType::F32).unwrap().into(),
-                Some(&bias),
-            )
-            .unwrap()
-            .into(),
-        ];
         let want = reference::linear(&x, &w, Some(&bias), m, n, k);
         let scale = reference::linear_abs(&x, &w, Some(&bias), m, n, k);
         let xt = Tensor::from_f32(&gpu, &x, m, k).unwrap();
-        for l in &layers {
-            assert_eq!((l.n(), l.k()), (n, k));
+        for (weights, batch_invariant) in weights.iter().flat_map(|w| [(w, false), (w, true)]) {
+            let options = LinearOptions { batch_invariant };
+            let l = LinearLayer::new(&gpu, weights, Some(&bias), options).unwrap();
+            let what = format!("{} invariant {batch_invariant}", l.format_name());
+            assert_eq!((l.n(), l.k(), l.options()), (n, k, options));
             let y = l.forward(&gpu, &xt).unwrap();
-            assert_close(&y.to_f32(&gpu).unwrap(), &want, &scale, 2e-5, "any linear");
+            assert_close(&y.to_f32(&gpu).unwrap(), &want, &scale, 2e-5, &what);
             let y2 = Tensor::empty(&gpu, m, n, ActDType::F32).unwrap();
             y2.poison(&gpu);
             let plan = l.plan(&gpu, &xt, &y2).unwrap();
             let mut enc = gpu.encoder("test");
             sparq::gpu::record_pass(&mut enc, &plan, None);
             gpu.submit_and_wait(enc).unwrap();
-            assert_close(&y2.to_f32(&gpu).unwrap(), &want, &scale, 2e-5, "any plan");
+            assert_close(&y2.to_f32(&gpu).unwrap(), &want, &scale, 2e-5, &what);
         }
-        let _ = KernelChoice::Auto;
     }
 }
 

@@ -7,13 +7,12 @@
 
 pub mod coop;
 pub mod dp4a;
-pub mod layer;
 mod quant_x;
 mod shader;
 mod tuning;
+mod variants;
 
 pub use coop::CoopTiling;
-pub use layer::{AnyLinear, LayerWeights, LinearLayer};
 pub use shader::Strategy;
 pub use tuning::{GEMM_SMALL_GRID, coop_min_rows, gemm_tile};
 use tuning::{GemmTiling, GemvTuning};
@@ -567,5 +566,5 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
 /// Every WGSL module the linear kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for validating them offline (see `tests/shader_variants.rs`).
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    shader::variants()
+    variants::variants()
 }

@@ -21,12 +21,12 @@
 use crate::error::{Error, Result};
 use crate::formats::gptq::{self, Hessian};
 use crate::formats::{PackedWeights, WeightFormat};
-use crate::matmul::LayerWeights;
 use crate::model::config::Architecture;
 use crate::model::loader::WeightFile;
 use crate::prune::calibrated::{Pattern, prune_calibrated};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
+use crate::weights::LayerWeights;
 use std::collections::HashMap;
 
 /// Pruning followed by a sparse format.

@@ -8,15 +8,7 @@ use std::path::Path;
 
 pub use crate::activation::Activation;
 
-/// How token vectors become one sentence vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Mean over the tokens of the attention mask.
-    Mean,
-    /// The first token's vector.
-    Cls,
-}
+pub use super::ops::Pooling;
 
 /// A BERT-style encoder (post-LayerNorm transformer).
 #[derive(Clone, Debug, Serialize, Deserialize)]

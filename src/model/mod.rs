@@ -20,13 +20,11 @@
 //! are padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
 
 pub mod arena;
-mod attention;
 pub mod bench;
 pub mod bert;
 pub use bert::calibrate;
 pub mod compress;
 pub mod config;
-pub mod dense;
 mod exec;
 pub mod loader;
 pub mod mlp;
@@ -42,7 +40,6 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
 use crate::graph::{Executor, Signature};
-use crate::matmul::KernelChoice;
 use crate::tensor::Tensor;
 use config::Architecture;
 use loader::WeightFile;
@@ -133,19 +130,18 @@ struct State {
 pub struct LoadOptions {
     /// Format of linear weights stored as floats (packed weights stay as stored).
     pub format: WeightFormat,
-    /// Kernel of every linear layer. `Auto` picks per shape, so one row's result can change
-    /// in the last bits with the batch around it; a forced strategy (e.g. the tiled GEMM)
-    /// makes each row's result independent of the batch, as the data-parallel scheduler's
-    /// bit-identity needs (sparse layers then keep their sparse kernel and attention one
-    /// layout).
-    pub kernel: KernelChoice,
+    /// Each row's result independent of the batch around it, to the last bit, as the
+    /// data-parallel scheduler's bit-identity needs: every linear layer is then
+    /// [`LinearOptions::batch_invariant`] and attention keeps one layout whatever the batch.
+    /// Off, kernels are picked per shape for speed.
+    pub batch_invariant: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             format: WeightFormat::F32,
-            kernel: KernelChoice::Auto,
+            batch_invariant: false,
         }
     }
 }

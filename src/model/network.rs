@@ -5,13 +5,13 @@
 
 use super::compress::{Floats, Linears};
 use super::config::Architecture;
-use super::dense::Dense;
 use super::loader::{Store, WeightFile};
 use super::{Batch, LoadOptions, Output};
 use crate::error::{Error, Result};
 use crate::formats::gptq::Hessian;
 use crate::gpu::Gpu;
 use crate::graph::{Pass, Readout, Signature, Slots};
+use crate::linear::LinearLayer;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -31,7 +31,7 @@ pub trait Network: Send + Sync {
     /// Width of a result row.
     fn output_dim(&self) -> usize;
     /// Every linear layer, in order.
-    fn linear_layers(&self) -> Vec<&Dense>;
+    fn linear_layers(&self) -> Vec<&LinearLayer>;
     /// Bytes of parameters on the device.
     fn weight_bytes(&self) -> u64;
     /// The tokenizer for text input, if the network reads text and has one.

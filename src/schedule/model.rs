@@ -4,7 +4,6 @@
 use super::{Finished, Replica};
 use crate::Gpu;
 use crate::error::{Error, Result};
-use crate::matmul::{KernelChoice, Strategy};
 use crate::model::{Batch, LoadOptions, Model, Pending};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,12 +12,11 @@ use std::sync::Arc;
 /// micro-batch, the next is tokenised, uploaded and submitted and the one before is read back
 /// (see [`Model::submit`]).
 ///
-/// Its dense linear layers run the tiled GEMM whatever the batch (`LoadOptions::kernel`): with
-/// `Auto` the kernel, and so the last bits of a row's result, would depend on how many rows
-/// share the micro-batch, and the scheduler promises results independent of the split. Sparse
-/// layers then keep their one kernel per format (`SparsePath::Kernel`, never the dense path),
-/// whose rows do not depend on the batch either (`tests/sparse_kernels.rs`,
-/// `rows_do_not_depend_on_the_batch`).
+/// It is loaded batch-invariant (`LoadOptions::batch_invariant`): with kernels picked per
+/// shape, the last bits of a row's result would depend on how many rows share the
+/// micro-batch, and the scheduler promises results independent of the split (dense layers
+/// then run the tiled GEMM, sparse layers their one kernel per format, whose rows do not
+/// depend on the batch either: `tests/sparse_kernels.rs`, `rows_do_not_depend_on_the_batch`).
 pub struct ModelReplica {
     model: Model<'static>,
     max_rows: usize,
@@ -35,7 +33,7 @@ impl ModelReplica {
         max_rows: usize,
     ) -> Result<Self> {
         let options = LoadOptions {
-            kernel: KernelChoice::Force(Strategy::GemmTiled),
+            batch_invariant: true,
             ..options
         };
         Ok(ModelReplica {

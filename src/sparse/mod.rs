@@ -80,14 +80,16 @@ pub mod gpu;
 mod two_four;
 mod validate;
 mod values;
+mod weights;
 
 pub use bsr::Bsr;
 pub use choose::{
     Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes,
 };
 pub use csr::Csr;
-pub use gpu::{BinShape, SparseLinear, SparsePath, SparseTuning, SparseWeights};
+pub use gpu::{BinShape, SparseLinear, SparsePath, SparseTuning};
 pub use two_four::TwoFour;
+pub use weights::SparseWeights;
 
 use crate::error::{Error, Result};
 

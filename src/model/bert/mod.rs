@@ -8,10 +8,9 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
 use crate::graph::{Pass, Readout, Signature, Slots};
-use crate::matmul::KernelChoice;
+use crate::linear::{LinearLayer, LinearOptions};
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Activation, Architecture, BertConfig};
-use crate::model::dense::Dense;
 use crate::model::loader::{Store, WeightFile, quantizer};
 use crate::model::names::Names;
 use crate::model::network::{Family, Network, NeuronCuts, Request};
@@ -25,11 +24,11 @@ pub mod weights;
 pub use weights::{BertNames, host_weights, pack};
 
 struct Layer {
-    qkv: Dense,
-    out: Dense,
+    qkv: LinearLayer,
+    out: LinearLayer,
     ln1: Norm,
-    ffn_in: Dense,
-    ffn_out: Dense,
+    ffn_in: LinearLayer,
+    ffn_out: LinearLayer,
     ln2: Norm,
 }
 
@@ -38,8 +37,8 @@ pub struct Bert {
     /// Its configuration.
     pub config: BertConfig,
     act: Activation,
-    /// Whether a row's result must not depend on the batch around it (a forced kernel, as
-    /// the data-parallel scheduler asks): attention then keeps one layout whatever the
+    /// Whether a row's result must not depend on the batch around it (as the data-parallel
+    /// scheduler asks): attention then keeps one layout whatever the
     /// batch, since its key split (chosen by grid size) changes the summation order.
     batch_independent: bool,
     word: Table,
@@ -55,27 +54,27 @@ fn norm(gpu: &Gpu, file: &WeightFile, at: &Names, h: usize, eps: f64) -> Result<
     Norm::layer(gpu, &g, &b, eps)
 }
 
-/// Uploads linear `site` of layer `l`, weights in `format`, planned with `kernel`.
-fn dense(
+/// Uploads linear `site` of layer `l`, weights in `format`, with `options`.
+fn linear(
     gpu: &Gpu,
     file: &WeightFile,
     (c, names, l): (&BertConfig, &BertNames, usize),
     site: LinearSite,
-    (format, kernel): (WeightFormat, KernelChoice),
-) -> Result<Dense> {
+    (format, options): (WeightFormat, LinearOptions),
+) -> Result<LinearLayer> {
     let (w, b) = weights::linear_weights(file, c, names, l, site, &mut quantizer(format))?;
-    Dense::new(gpu, &w, Some(&b), kernel)
+    LinearLayer::new(gpu, &w, Some(&b), options)
 }
 
 impl Bert {
-    /// Uploads the encoder of `file`, linear weights in `format` (packed tensors as stored),
-    /// planned with `kernel`.
+    /// Uploads the encoder of `file`, linear weights in `format` (packed tensors as stored);
+    /// `batch_invariant` as in [`LoadOptions::batch_invariant`].
     pub fn load(
         gpu: &Gpu,
         file: &WeightFile,
         config: BertConfig,
         format: WeightFormat,
-        kernel: KernelChoice,
+        batch_invariant: bool,
     ) -> Result<Self> {
         config.validate()?;
         let names = BertNames::detect(file);
@@ -92,22 +91,22 @@ impl Bert {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let at = (&config, &names, l);
-            let opts = (format, kernel);
-            let qkv = dense(gpu, file, at, LinearSite::Qkv, opts)?;
-            let mut ffn_in = dense(gpu, file, at, LinearSite::FfnIn, opts)?;
+            let opts = (format, LinearOptions { batch_invariant });
+            let qkv = linear(gpu, file, at, LinearSite::Qkv, opts)?;
+            let mut ffn_in = linear(gpu, file, at, LinearSite::FfnIn, opts)?;
             ffn_in.fuse_activation(act);
             layers.push(Layer {
                 qkv,
-                out: dense(gpu, file, at, LinearSite::Out, opts)?,
+                out: linear(gpu, file, at, LinearSite::Out, opts)?,
                 ln1: norm(gpu, file, &names.norm(l, 0), h, eps)?,
                 ffn_in,
-                ffn_out: dense(gpu, file, at, LinearSite::FfnOut, opts)?,
+                ffn_out: linear(gpu, file, at, LinearSite::FfnOut, opts)?,
                 ln2: norm(gpu, file, &names.norm(l, 1), h, eps)?,
             });
         }
         Ok(Bert {
             act,
-            batch_independent: matches!(kernel, KernelChoice::Force(_)),
+            batch_independent: batch_invariant,
             config,
             word,
             pos,
@@ -137,7 +136,7 @@ impl Bert {
     }
 
     /// Every linear layer, in order.
-    pub fn linear_layers(&self) -> Vec<&Dense> {
+    pub fn linear_layers(&self) -> Vec<&LinearLayer> {
         self.layers
             .iter()
             .flat_map(|l| [&l.qkv, &l.out, &l.ffn_in, &l.ffn_out])
@@ -298,7 +297,7 @@ impl Network for Encoder {
         self.bert.config.hidden_size
     }
 
-    fn linear_layers(&self) -> Vec<&Dense> {
+    fn linear_layers(&self) -> Vec<&LinearLayer> {
         self.bert.linear_layers()
     }
 
@@ -366,7 +365,13 @@ impl Family for BertConfig {
         dir: &std::path::Path,
         options: LoadOptions,
     ) -> Result<Box<dyn Network>> {
-        let bert = Bert::load(gpu, file, self.clone(), options.format, options.kernel)?;
+        let bert = Bert::load(
+            gpu,
+            file,
+            self.clone(),
+            options.format,
+            options.batch_invariant,
+        )?;
         let path = dir.join("tokenizer.json");
         let tokenizer = match path.is_file() {
             true => Some(crate::model::load_tokenizer(&path, self)?),

@@ -3,12 +3,12 @@
 //! ([`host_weights`]), packing ([`pack`]), calibration and neuron pruning.
 
 use crate::error::Result;
-use crate::matmul::LayerWeights;
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::BertConfig;
 use crate::model::loader::{Store, WeightFile};
 use crate::model::names::{Names, NormSpelling};
 use crate::model::reference::{BertLayerWeights, BertWeights, LinearSite};
+use crate::weights::LayerWeights;
 
 /// The tensor names of one BERT checkpoint: Hugging Face names with or without the `bert.`
 /// prefix, LayerNorm parameters as `weight`/`bias` or `gamma`/`beta`.

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat, row_words};
-use crate::matmul::LayerWeights;
+use crate::weights::LayerWeights;
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};

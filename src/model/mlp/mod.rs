@@ -5,10 +5,9 @@ use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
 use crate::graph::{Pass, Readout, Signature, Slots};
-use crate::matmul::KernelChoice;
+use crate::linear::{LinearLayer, LinearOptions};
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Architecture, MlpConfig};
-use crate::model::dense::Dense;
 use crate::model::loader::{Store, WeightFile};
 use crate::model::network::{Family, Network, NeuronCuts, Request};
 use crate::model::ops;
@@ -19,18 +18,18 @@ use crate::tensor::stride_of;
 pub struct Mlp {
     /// Its configuration.
     pub config: MlpConfig,
-    layers: Vec<Dense>,
+    layers: Vec<LinearLayer>,
 }
 
 impl Mlp {
-    /// Uploads the layers of `file`, weights in `format` (packed tensors as stored), planned
-    /// with `kernel`.
+    /// Uploads the layers of `file`, weights in `format` (packed tensors as stored);
+    /// `batch_invariant` as in [`crate::model::LoadOptions::batch_invariant`].
     pub fn load(
         gpu: &Gpu,
         file: &WeightFile,
         config: MlpConfig,
         format: WeightFormat,
-        kernel: KernelChoice,
+        batch_invariant: bool,
     ) -> Result<Self> {
         config.validate()?;
         let mut layers = Vec::new();
@@ -38,7 +37,12 @@ impl Mlp {
             let (k, n) = (w[0], w[1]);
             let m = file.matrix(&format!("layers.{i}.weight"), n, k, format)?;
             let b = file.floats(&format!("layers.{i}.bias"), &[n])?;
-            layers.push(Dense::new(gpu, &m, Some(&b), kernel)?);
+            layers.push(LinearLayer::new(
+                gpu,
+                &m,
+                Some(&b),
+                LinearOptions { batch_invariant },
+            )?);
         }
         let extra = format!("layers.{}.weight", layers.len());
         if file.contains(&extra) {
@@ -57,7 +61,7 @@ impl Mlp {
     }
 
     /// Every linear layer, in order.
-    pub fn linear_layers(&self) -> Vec<&Dense> {
+    pub fn linear_layers(&self) -> Vec<&LinearLayer> {
         self.layers.iter().collect()
     }
 
@@ -142,12 +146,12 @@ impl Network for Mlp {
         self.classes()
     }
 
-    fn linear_layers(&self) -> Vec<&Dense> {
+    fn linear_layers(&self) -> Vec<&LinearLayer> {
         self.layers.iter().collect()
     }
 
     fn weight_bytes(&self) -> u64 {
-        self.layers.iter().map(Dense::weight_bytes).sum()
+        self.layers.iter().map(LinearLayer::weight_bytes).sum()
     }
 
     fn request(&self, batch: &Batch) -> Result<Request> {
@@ -213,7 +217,13 @@ impl Family for MlpConfig {
         _dir: &std::path::Path,
         options: LoadOptions,
     ) -> Result<Box<dyn Network>> {
-        let mlp = Mlp::load(gpu, file, self.clone(), options.format, options.kernel)?;
+        let mlp = Mlp::load(
+            gpu,
+            file,
+            self.clone(),
+            options.format,
+            options.batch_invariant,
+        )?;
         Ok(Box::new(mlp))
     }
 

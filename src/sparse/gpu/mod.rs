@@ -19,12 +19,11 @@
 mod densify;
 mod shader;
 mod tuning;
-mod weights;
 mod xt;
 
+pub use super::SparseWeights;
 pub use shader::Family;
 pub use tuning::{BinShape, SparseTuning, bins};
-pub use weights::SparseWeights;
 
 use super::ValueType;
 use crate::error::{Error, Result};
@@ -506,7 +505,20 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
 /// Every WGSL module the sparse kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for validating them offline (see `tests/shader_variants.rs`).
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    shader::variants()
+    let mut out = shader::variants();
+    for vt in [
+        ValueType::F32,
+        ValueType::F16,
+        ValueType::Int8,
+        ValueType::Int4,
+    ] {
+        // The dense copy does not depend on the activation type.
+        out.extend(densify::variants(vt, &shader::listed_formats(vt)));
+    }
+    for act in [crate::tensor::ActDType::F32, crate::tensor::ActDType::F16] {
+        out.push((xt::variant_name(act), Ok(xt::source(act))));
+    }
+    out
 }
 
 #[cfg(test)]

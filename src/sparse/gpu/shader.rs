@@ -137,18 +137,7 @@ pub fn variants() -> Vec<(String, Result<String>)> {
     ];
     for act in [ActDType::F32, ActDType::F16] {
         for vt in vts {
-            // (family, rows per item, format variables)
-            let mut formats: Vec<FormatVars> = Vec::new();
-            if matches!(vt, ValueType::F32 | ValueType::F16) {
-                formats.push((Family::Csr, 1, csr_vars(true)));
-                formats.push((Family::Csr, 1, csr_vars(false)));
-            }
-            for rows in [1, 4, 16] {
-                for cols in [128 / vt.bits(), 128] {
-                    formats.push((Family::Bsr, rows, bsr_vars(rows, cols, vt)));
-                }
-            }
-            formats.extend([1, 4, 8].map(|r| (Family::TwoFour, r, Vec::new())));
+            let formats = listed_formats(vt);
             for (family, r, fvars) in &formats {
                 let most = 8.min(super::MAX_ACC / r).max(1);
                 let mut tiles = vec![1, 2, most];
@@ -184,12 +173,24 @@ pub fn variants() -> Vec<(String, Result<String>)> {
                     }
                 }
             }
-            // The dense copy does not depend on the activation type.
-            if act == ActDType::F32 {
-                out.extend(super::densify::variants(vt, &formats));
-            }
         }
-        out.push((super::xt::variant_name(act), Ok(super::xt::source(act))));
     }
     out
+}
+
+/// The format variants the listing covers for values of `vt`: (family, rows per item, format
+/// variables), shared by the sparse kernels' listing and the densify kernel's.
+pub(super) fn listed_formats(vt: ValueType) -> Vec<FormatVars> {
+    let mut formats: Vec<FormatVars> = Vec::new();
+    if matches!(vt, ValueType::F32 | ValueType::F16) {
+        formats.push((Family::Csr, 1, csr_vars(true)));
+        formats.push((Family::Csr, 1, csr_vars(false)));
+    }
+    for rows in [1, 4, 16] {
+        for cols in [128 / vt.bits(), 128] {
+            formats.push((Family::Bsr, rows, bsr_vars(rows, cols, vt)));
+        }
+    }
+    formats.extend([1, 4, 8].map(|r| (Family::TwoFour, r, Vec::new())));
+    formats
 }

@@ -8,28 +8,41 @@
 //! Activations are f32 [`Tensor`]s (rows padded to a multiple of four, padding zero); token
 //! rows are `vec4<u32>` (id, position, type, mask).
 
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel};
-use crate::model::config::{Activation, Pooling};
 use crate::tensor::{ActDType, Tensor};
+use serde::{Deserialize, Serialize};
 
-pub use super::attention::{AttentionLayout, attention, attention_split, attention_with};
+mod attention;
+
+pub use attention::{AttentionLayout, attention, attention_split, attention_with};
 
 /// Largest head size the attention kernel takes (q and the output live in registers).
 pub const MAX_HEAD_DIM: usize = 128;
 /// Longest sequence the model runtime pads to (BERT's position embeddings end at 512).
 pub const MAX_SEQ: usize = 512;
 
-const REDUCE: &str = include_str!("../../shaders/model/model_reduce.wgsl");
-const EMBED: &str = include_str!("../../shaders/model/embed.wgsl");
-const NORM: &str = include_str!("../../shaders/model/norm.wgsl");
+const REDUCE: &str = include_str!("../../../shaders/model/model_reduce.wgsl");
+const EMBED: &str = include_str!("../../../shaders/model/embed.wgsl");
+const NORM: &str = include_str!("../../../shaders/model/norm.wgsl");
 const ELEMENTWISE: &str = concat!(
-    include_str!("../../shaders/shared/activation.wgsl"),
-    include_str!("../../shaders/model/elementwise.wgsl")
+    include_str!("../../../shaders/shared/activation.wgsl"),
+    include_str!("../../../shaders/model/elementwise.wgsl")
 );
-const SOFTMAX: &str = include_str!("../../shaders/model/softmax.wgsl");
-const POOL: &str = include_str!("../../shaders/model/pool.wgsl");
+const SOFTMAX: &str = include_str!("../../../shaders/model/softmax.wgsl");
+const POOL: &str = include_str!("../../../shaders/model/pool.wgsl");
+
+/// How token vectors become one sentence vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over the tokens of the attention mask.
+    Mean,
+    /// The first token's vector.
+    Cls,
+}
 
 /// Invocations per workgroup of the row kernels.
 const WG: u32 = 128;
@@ -143,7 +156,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             rows, cols, stride, _p0),
         params_layout!(K_POOL.name, POOL, "Params", PoolParams;
             batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
-        super::attention::params_layout(),
+        attention::params_layout(),
     ]
 }
 
@@ -541,7 +554,9 @@ fn kernel_source(src: &str, vars: &[(&str, i64)]) -> Result<String> {
 /// threads-per-row its column counts give) and attention for every head size up to
 /// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    let mut sets: Vec<(&str, &str, Vec<(&'static str, i64)>)> = vec![
+    // (kernel name, template, variables)
+    type Listed = (&'static str, &'static str, Vec<(&'static str, i64)>);
+    let mut sets: Vec<Listed> = vec![
         (K_EMBED.name, EMBED, Vec::new()),
         (K_ELEMENTWISE.name, ELEMENTWISE, Vec::new()),
         (K_SOFTMAX.name, SOFTMAX, Vec::new()),
@@ -553,9 +568,9 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         tprs.into_iter()
             .map(|t| (K_NORM.name, NORM, vec![("TPR", t)])),
     );
-    let (name, src) = super::attention::kernel_source();
+    let (name, src) = attention::kernel_source();
     sets.extend(
-        super::attention::variant_vars()
+        attention::variant_vars()
             .into_iter()
             .map(|v| (name, src, v)),
     );

@@ -1,6 +1,6 @@
-//! The sparse formats the GPU kernels take, as one type.
+//! The sparse formats the GPU kernels take, as one host-side type.
 
-use super::super::{Bsr, Csr, TwoFour, ValueType};
+use super::{Bsr, Csr, TwoFour, ValueType};
 use crate::error::Result;
 
 /// A sparse weight matrix in one of the GPU-supported formats.

@@ -2,13 +2,13 @@
 //! invocations ([`AttentionLayout`]: keys split across invocations for small grids, several
 //! queries per invocation for large ones) and its launcher. Re-exported by `ops`.
 
-use super::ops::{MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows};
+use super::{MAX_HEAD_DIM, MAX_SEQ, dispatch, need_f32, token_rows};
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::Tensor;
 
-const ATTENTION: &str = include_str!("../../shaders/model/attention.wgsl");
+const ATTENTION: &str = include_str!("../../../shaders/model/attention.wgsl");
 
 /// Invocations per workgroup of the attention kernel (it covers 64 · qpi / split queries).
 const ATT_WG: u32 = 64;
