@@ -92,7 +92,7 @@ fn random_corruption_never_panics() {
     let dense = PackedWeights::quantize(&[0.2; 6], 2, 3, WeightFormat::Int8).unwrap();
     let mut floats = mlp_tensors();
     floats.retain(|t| !t.0.ends_with("weight"));
-    let packed: Vec<(String, sparq::matmul::LayerWeights)> = vec![
+    let packed: Vec<(String, sparq::weights::LayerWeights)> = vec![
         (
             "layers.0.weight".into(),
             sparq::sparse::SparseWeights::from(two_four).into(),
@@ -257,7 +257,7 @@ fn corrupt_packed_layout_is_refused() {
 /// the tensor; the undamaged file loads and runs.
 #[test]
 fn corrupt_sparse_layout_is_refused() {
-    use sparq::matmul::LayerWeights;
+    use sparq::weights::LayerWeights;
     use sparq::sparse::{Csr, SparseWeights, TwoFour, ValueType};
     let gpu = &all_gpus()[0];
     let mut rng = rng("corrupt_sparse_layout_is_refused");
@@ -448,7 +448,7 @@ fn lost_device_is_an_error() {
     tensors.retain(|t| t.0 != "layers.1.weight");
     let sparse = Csr::from_dense(&[0.2; 6], 2, 3, ValueType::F16).unwrap();
     let p = tmp("lost.safetensors");
-    let packed: Vec<(String, sparq::matmul::LayerWeights)> = vec![(
+    let packed: Vec<(String, sparq::weights::LayerWeights)> = vec![(
         "layers.1.weight".into(),
         sparq::sparse::SparseWeights::from(sparse).into(),
     )];
