@@ -33,6 +33,6 @@ pub mod sparse;
 pub mod tensor;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{DeviceError, Error, ErrorKind, InputError, InternalError, Result};
 pub use gpu::{AdapterSelector, Gpu};
 pub use tensor::Tensor;
