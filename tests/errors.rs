@@ -395,3 +395,30 @@ fn missing_adapter() {
         "index 99: {e:?}"
     );
 }
+
+/// A buffer the driver rejects as invalid is a bug in sparq, not the device's fault: the
+/// device's error sink reports it as `InternalError::Validation` (HTTP 500), and only once.
+#[test]
+fn validation_error_is_internal() {
+    for gpu in all_gpus() {
+        let name = gpu.adapter.get_info().name;
+        gpu.check().unwrap();
+        // MAP_READ may only be combined with COPY_DST, as in the scheduler's injected fault.
+        let _ = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid on purpose"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+        let e = err(gpu.check(), &name);
+        assert!(
+            matches!(e, Error::Internal(sparq::InternalError::Validation(_))),
+            "{name}: {e:?}"
+        );
+        assert_eq!(e.kind(), sparq::ErrorKind::Internal, "{name}");
+        assert_eq!(e.http_status(), 500, "{name}");
+        assert!(e.to_string().starts_with("GPU error: "), "{name}: {e}");
+        gpu.check().unwrap();
+    }
+}
