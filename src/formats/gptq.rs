@@ -75,8 +75,8 @@ impl Hessian {
     }
 
     /// Upper triangular `U` with `H⁻¹ = Uᵀ U` for the damped mean `H`: what
-    /// [`compensate_rows`] moves errors with, for weights of width `k` (a [`crate::InputError::Shape`]
-    /// when the sum is of another width or empty).
+    /// [`compensate_rows`] moves errors with, for weights of width `k` (a
+    /// [`crate::InputError::Shape`] when the sum is of another width or empty).
     pub(crate) fn inverse_factor(&self, k: usize) -> Result<Vec<f64>> {
         if self.k != k || self.rows == 0 {
             return Err(Error::shape(format!(

@@ -136,8 +136,9 @@ fn default_dense_from(w: &SparseWeights) -> usize {
 impl SparseLinear {
     /// Uploads `weights` (and an optional `bias` of length `n`). Unlike the dense layer, the
     /// arrays are not split across bindings: an array larger than one storage binding is an
-    /// [`crate::InputError::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
-    /// vectors (block columns a multiple of 128 / bits, at most 128), else [`crate::InputError::Invalid`].
+    /// [`crate::InputError::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are
+    /// whole 16-byte vectors (block columns a multiple of 128 / bits, at most 128), else
+    /// [`crate::InputError::Invalid`].
     pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
         Self::with_tuning(
             gpu,
