@@ -27,7 +27,7 @@ impl Activation {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
             "silu" | "swish" => Activation::Silu,
-            _ => return Err(Error::Config(format!("unknown activation '{s}'"))),
+            _ => return Err(Error::config(format!("unknown activation '{s}'"))),
         })
     }
 

@@ -8,7 +8,7 @@
 //!
 //! [`Config::from_env`] is the only reader of the tuning variables; [`Config::from_vars`]
 //! parses any list of pairs, so tests never touch the process environment. A value that does
-//! not parse, or is out of range, is an [`Error::Setting`] naming the variable: a typo in a
+//! not parse, or is out of range, is an [`crate::InputError::Setting`] naming the variable: a typo in a
 //! tuning run must not silently measure the default. An unknown `SPARQ_*` name is only a
 //! warning (`log::warn`), as scripts and shells set names sparq does not own.
 //!
@@ -16,6 +16,7 @@
 //! [`crate::AdapterSelector::from_env`]) and the test harness's `SPARQ_TEST_ADAPTERS`,
 //! `SPARQ_SEED` and `SPARQ_MINILM_ALL` (read in `tests/`).
 
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 
@@ -221,10 +222,12 @@ impl Config {
             let Some(name) = name.to_str().filter(|n| n.starts_with("SPARQ_")) else {
                 continue;
             };
-            let value = value.into_string().map_err(|v| Error::Setting {
-                var: name.to_string(),
-                value: v.to_string_lossy().into_owned(),
-                expected: "UTF-8 text".into(),
+            let value = value.into_string().map_err(|v| {
+                Error::Input(InputError::Setting {
+                    var: name.to_string(),
+                    value: v.to_string_lossy().into_owned(),
+                    expected: "UTF-8 text".into(),
+                })
             })?;
             vars.push((name.to_string(), value));
         }
@@ -273,10 +276,12 @@ impl Config {
     }
 
     fn set(&mut self, var: &str, v: &str) -> Result<()> {
-        let bad = |expected: &str| Error::Setting {
-            var: var.to_string(),
-            value: v.to_string(),
-            expected: expected.to_string(),
+        let bad = |expected: &str| {
+            Error::Input(InputError::Setting {
+                var: var.to_string(),
+                value: v.to_string(),
+                expected: expected.to_string(),
+            })
         };
         let int = |lo: u64, hi: u64, expected: &str| -> Result<u64> {
             v.parse::<u64>()

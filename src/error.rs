@@ -1,12 +1,44 @@
-//! The one error type of the library: every failure a caller can meet is a variant here,
-//! so the binary can print one clear line and a server can decide what to retry.
+//! The one error type of the library, split by what a caller should do about it.
+//!
+//! Every failure is one of three groups; [`Error::kind`] names the group and
+//! [`Error::http_status`] the answer a server gives for it:
+//!
+//! - [`Error::Input`] ([`InputError`]): the request or its files are wrong (a shape, a dtype,
+//!   a setting, a weights file, a size over a device limit, an adapter selector that matches
+//!   nothing). Report it to the caller; never retry, every device would fail the same way.
+//!   HTTP 400, or 413 for [`InputError::TooLarge`].
+//! - [`Error::Device`] ([`DeviceError`]): the device failed (lost, out of memory, a missing
+//!   feature, it could not be opened, none is left). Take the device out and retry the work
+//!   on another one. HTTP 503.
+//! - [`Error::Internal`] ([`InternalError`]): sparq did something wrong (a kernel or binding
+//!   the driver rejected as invalid, a broken invariant, a panic caught in a replica).
+//!   Retrying elsewhere is allowed, but it is a bug to report. HTTP 500.
+//!
+//! `Error` is `Clone` (file errors are shared behind an [`Arc`]), so the scheduler can hand
+//! the same error to every caller waiting on a failed batch.
+
+use std::sync::Arc;
 
 /// Result alias used across sparq.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in sparq, from bad input to a lost GPU.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// The caller's input is at fault: report it, do not retry.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The device failed: take it out and retry elsewhere.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A bug in sparq: retrying elsewhere is allowed, but report it.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+/// Errors caused by what the caller asked for or gave (see the [module docs](self)).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InputError {
     /// No adapter matched the selection (index, name or backend).
     #[error("no adapter matches '{selector}'; available: {available}")]
     NoAdapter {
@@ -14,14 +46,6 @@ pub enum Error {
         selector: String,
         /// One-line list of the adapters that exist.
         available: String,
-    },
-    /// The driver refused to create a device.
-    #[error("could not open a device on '{adapter}': {reason}")]
-    RequestDevice {
-        /// Adapter name.
-        adapter: String,
-        /// Driver's reason.
-        reason: String,
     },
     /// Shapes of inputs do not fit together.
     #[error("shape mismatch: {0}")]
@@ -32,15 +56,7 @@ pub enum Error {
     /// Wrong element type for the operation.
     #[error("wrong dtype: {0}")]
     DType(String),
-    /// The adapter lacks a feature the request needs.
-    #[error("the adapter '{adapter}' does not support {feature}")]
-    MissingFeature {
-        /// Adapter name.
-        adapter: String,
-        /// Missing feature.
-        feature: String,
-    },
-    /// A buffer would exceed one of the device's limits.
+    /// A buffer would exceed one of the device's limits (a 413 for a server).
     #[error("{what} needs {bytes} bytes, over the device limit {limit_name} = {limit} bytes")]
     TooLarge {
         /// Which buffer.
@@ -52,15 +68,6 @@ pub enum Error {
         /// Value of the limit on this device.
         limit: u64,
     },
-    /// Validation or out-of-memory error reported by wgpu.
-    #[error("GPU error: {0}")]
-    Gpu(String),
-    /// The device was lost (driver reset, removal, destroy).
-    #[error("GPU device lost: {0}")]
-    DeviceLost(String),
-    /// Every device of a multi-device run failed, so the work could not be finished.
-    #[error("no device left to run on: {0}")]
-    NoDeviceLeft(String),
     /// A safetensors file could not be read or is inconsistent.
     #[error("safetensors: {0}")]
     SafeTensors(String),
@@ -97,37 +104,293 @@ pub enum Error {
     },
     /// File system errors.
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(Arc<std::io::Error>),
     /// A file that could not be read or written.
     #[error("{path}: {source}")]
     File {
         /// The file.
         path: String,
         /// What went wrong.
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
+}
+
+/// Errors of a device rather than of the input (see the [module docs](self)).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeviceError {
+    /// The device was lost (driver reset, removal, destroy).
+    #[error("GPU device lost: {0}")]
+    Lost(String),
+    /// The device ran out of memory.
+    #[error("GPU error: {0}")]
+    OutOfMemory(String),
+    /// The device failed an operation (a buffer mapping, a wait) without being lost.
+    #[error("GPU error: {0}")]
+    Failed(String),
+    /// The adapter lacks a feature the request needs.
+    #[error("the adapter '{adapter}' does not support {feature}")]
+    MissingFeature {
+        /// Adapter name.
+        adapter: String,
+        /// Missing feature.
+        feature: String,
+    },
+    /// The driver refused to create a device.
+    #[error("could not open a device on '{adapter}': {reason}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// Driver's reason.
+        reason: String,
+    },
+    /// Every device of a multi-device run failed, so the work could not be finished.
+    #[error("no device left to run on: {0}")]
+    NoDeviceLeft(String),
+}
+
+/// Bugs in sparq (see the [module docs](self)).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InternalError {
+    /// The driver rejected a kernel, pipeline or binding as invalid.
+    #[error("GPU error: {0}")]
+    Validation(String),
+    /// An invariant of sparq's own code does not hold (an output that should exist is absent).
+    #[error("internal error: {0}")]
+    Invariant(String),
+    /// A panic caught at a replica or model boundary.
+    #[error("internal error: {0}")]
+    Panic(String),
+}
+
+/// The group of an [`Error`], which says what a caller does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Report to the caller, never retry (HTTP 400, or 413 for a size over a device limit).
+    Input,
+    /// Take the device out and retry elsewhere (HTTP 503).
+    Device,
+    /// Retrying elsewhere is allowed, but it is a bug in sparq (HTTP 500).
+    Internal,
+}
+
+impl Error {
+    /// Which group the error belongs to: the caller's decision (report, retry elsewhere,
+    /// report a bug) follows from it alone.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Input(_) => ErrorKind::Input,
+            Error::Device(_) => ErrorKind::Device,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The HTTP status a server answers with: 400 for input (413 when a size is over a device
+    /// limit), 503 for a device failure, 500 for a bug.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Input(InputError::TooLarge { .. }) => 413,
+            Error::Input(_) => 400,
+            Error::Device(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// [`InputError::Shape`].
+    pub fn shape(msg: impl Into<String>) -> Self {
+        InputError::Shape(msg.into()).into()
+    }
+
+    /// [`InputError::Invalid`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        InputError::Invalid(msg.into()).into()
+    }
+
+    /// [`InputError::DType`].
+    pub fn dtype(msg: impl Into<String>) -> Self {
+        InputError::DType(msg.into()).into()
+    }
+
+    /// [`InputError::Config`].
+    pub fn config(msg: impl Into<String>) -> Self {
+        InputError::Config(msg.into()).into()
+    }
+
+    /// [`InputError::SafeTensors`].
+    pub fn safetensors(msg: impl Into<String>) -> Self {
+        InputError::SafeTensors(msg.into()).into()
+    }
+
+    /// [`DeviceError::Lost`].
+    pub fn device_lost(msg: impl Into<String>) -> Self {
+        DeviceError::Lost(msg.into()).into()
+    }
+
+    /// [`DeviceError::OutOfMemory`].
+    pub fn out_of_memory(msg: impl Into<String>) -> Self {
+        DeviceError::OutOfMemory(msg.into()).into()
+    }
+
+    /// [`DeviceError::Failed`].
+    pub fn device_failed(msg: impl Into<String>) -> Self {
+        DeviceError::Failed(msg.into()).into()
+    }
+
+    /// [`DeviceError::NoDeviceLeft`].
+    pub fn no_device_left(msg: impl Into<String>) -> Self {
+        DeviceError::NoDeviceLeft(msg.into()).into()
+    }
+
+    /// [`InternalError::Validation`].
+    pub fn validation(msg: impl Into<String>) -> Self {
+        InternalError::Validation(msg.into()).into()
+    }
+
+    /// [`InternalError::Invariant`].
+    pub fn invariant(msg: impl Into<String>) -> Self {
+        InternalError::Invariant(msg.into()).into()
+    }
+
+    /// [`InternalError::Panic`].
+    pub fn panicked(msg: impl Into<String>) -> Self {
+        InternalError::Panic(msg.into()).into()
+    }
+
+    /// `self` with `prefix` (e.g. the device it happened on) before its message, in the same
+    /// group and variant: a lost device stays a lost device.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        self.map_message(|m| format!("{prefix}: {m}"))
+    }
+
+    /// `self` with its message passed through `f`, in the same group and variant. Struct
+    /// payloads name their subject in their fields and stay as they are, except the driver's
+    /// reason of [`DeviceError::RequestDevice`].
+    pub(crate) fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Error::Device(DeviceError::Lost(m)) => Error::device_lost(f(m)),
+            Error::Device(DeviceError::OutOfMemory(m)) => Error::out_of_memory(f(m)),
+            Error::Device(DeviceError::Failed(m)) => Error::device_failed(f(m)),
+            Error::Device(DeviceError::NoDeviceLeft(m)) => Error::no_device_left(f(m)),
+            Error::Device(DeviceError::RequestDevice { adapter, reason }) => {
+                DeviceError::RequestDevice {
+                    adapter,
+                    reason: f(reason),
+                }
+                .into()
+            }
+            Error::Internal(InternalError::Validation(m)) => Error::validation(f(m)),
+            Error::Internal(InternalError::Invariant(m)) => Error::invariant(f(m)),
+            Error::Internal(InternalError::Panic(m)) => Error::panicked(f(m)),
+            Error::Input(InputError::Shape(m)) => Error::shape(f(m)),
+            Error::Input(InputError::Invalid(m)) => Error::invalid(f(m)),
+            Error::Input(InputError::DType(m)) => Error::dtype(f(m)),
+            Error::Input(InputError::Config(m)) => Error::config(f(m)),
+            Error::Input(InputError::SafeTensors(m)) => Error::safetensors(f(m)),
+            other => other,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        InputError::Io(Arc::new(e)).into()
+    }
 }
 
 /// The text of the file at `path`, or an error naming it.
 pub fn read_text(path: impl AsRef<std::path::Path>) -> Result<String> {
     let path = path.as_ref();
-    std::fs::read_to_string(path).map_err(|source| Error::File {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| file_error(path, source))
 }
 
 /// Writes `contents` to the file at `path`, or returns an error naming it.
 pub fn write_file(path: impl AsRef<std::path::Path>, contents: impl AsRef<[u8]>) -> Result<()> {
     let path = path.as_ref();
-    std::fs::write(path, contents).map_err(|source| Error::File {
+    std::fs::write(path, contents).map_err(|source| file_error(path, source))
+}
+
+fn file_error(path: &std::path::Path, source: std::io::Error) -> Error {
+    InputError::File {
         path: path.display().to_string(),
-        source,
-    })
+        source: Arc::new(source),
+    }
+    .into()
 }
 
 impl From<safetensors::SafeTensorError> for Error {
     fn from(e: safetensors::SafeTensorError) -> Self {
-        Error::SafeTensors(e.to_string())
+        Error::safetensors(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn too_large() -> Error {
+        InputError::TooLarge {
+            what: "x".into(),
+            bytes: 2,
+            limit_name: "max_buffer_size",
+            limit: 1,
+        }
+        .into()
+    }
+
+    #[test]
+    fn kinds_and_statuses_follow_the_table() {
+        let cases: Vec<(Error, ErrorKind, u16)> = vec![
+            (Error::shape("a"), ErrorKind::Input, 400),
+            (Error::invalid("a"), ErrorKind::Input, 400),
+            (Error::dtype("a"), ErrorKind::Input, 400),
+            (Error::config("a"), ErrorKind::Input, 400),
+            (Error::safetensors("a"), ErrorKind::Input, 400),
+            (too_large(), ErrorKind::Input, 413),
+            (std::io::Error::other("disk").into(), ErrorKind::Input, 400),
+            (Error::device_lost("a"), ErrorKind::Device, 503),
+            (Error::out_of_memory("a"), ErrorKind::Device, 503),
+            (Error::device_failed("a"), ErrorKind::Device, 503),
+            (Error::no_device_left("a"), ErrorKind::Device, 503),
+            (
+                DeviceError::MissingFeature {
+                    adapter: "a".into(),
+                    feature: "f".into(),
+                }
+                .into(),
+                ErrorKind::Device,
+                503,
+            ),
+            (Error::validation("a"), ErrorKind::Internal, 500),
+            (Error::invariant("a"), ErrorKind::Internal, 500),
+            (Error::panicked("a"), ErrorKind::Internal, 500),
+        ];
+        for (e, kind, status) in cases {
+            assert_eq!(e.kind(), kind, "{e:?}");
+            assert_eq!(e.http_status(), status, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn messages_keep_their_text() {
+        assert_eq!(Error::shape("2 vs 3").to_string(), "shape mismatch: 2 vs 3");
+        assert_eq!(Error::invalid("empty").to_string(), "invalid input: empty");
+        assert_eq!(
+            Error::device_lost("gone").to_string(),
+            "GPU device lost: gone"
+        );
+        assert_eq!(
+            too_large().to_string(),
+            "x needs 2 bytes, over the device limit max_buffer_size = 1 bytes"
+        );
+    }
+
+    #[test]
+    fn clones_and_prefixes_keep_the_variant() {
+        let e: Error = std::io::Error::other("disk").into();
+        assert_eq!(e.clone().to_string(), e.to_string());
+        let lost = Error::device_lost("destroyed").prefixed("gpu0");
+        assert!(matches!(&lost, Error::Device(DeviceError::Lost(m)) if m == "gpu0: destroyed"));
+        let bad = Error::invalid("x").prefixed("gpu0");
+        assert_eq!(bad.kind(), ErrorKind::Input);
+        assert_eq!(too_large().prefixed("gpu0").http_status(), 413);
     }
 }

@@ -35,6 +35,6 @@ pub mod tensor;
 pub mod weights;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{DeviceError, Error, ErrorKind, InputError, InternalError, Result};
 pub use gpu::{AdapterSelector, Gpu};
 pub use tensor::Tensor;

@@ -2,6 +2,7 @@
 //! elements (so kernels read whole `vec4`s) with the padding kept at zero. Every kernel that
 //! writes a tensor writes its padding too, so layers can be chained without clean-up passes.
 
+use crate::error::DeviceError;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, read_buffer};
 use half::f16;
@@ -71,7 +72,7 @@ impl Tensor {
         dtype: ActDType,
     ) -> Result<Self> {
         if data.len() != rows * cols {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "tensor data has {} values, expected {rows} × {cols} = {}",
                 data.len(),
                 rows * cols
@@ -152,10 +153,10 @@ pub fn stride_of(cols: usize) -> usize {
 
 fn check_dtype(gpu: &Gpu, dtype: ActDType) -> Result<()> {
     if dtype == ActDType::F16 && !gpu.caps.f16 {
-        return Err(Error::MissingFeature {
+        return Err(Error::Device(DeviceError::MissingFeature {
             adapter: gpu.caps.name.clone(),
             feature: "SHADER_F16 (f16 activations)".into(),
-        });
+        }));
     }
     Ok(())
 }

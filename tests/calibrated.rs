@@ -10,6 +10,7 @@ use half::f16;
 use rand::Rng;
 use rand::rngs::StdRng;
 use sparq::Error;
+use sparq::InputError;
 use sparq::formats::gptq::{Hessian, quantize_calibrated};
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::prune::calibrated::{FRACTION_BLOCK, Pattern, prune_calibrated};
@@ -175,21 +176,21 @@ fn bad_calls_are_refused() {
     // No inputs yet, the wrong width, the wrong weight count, formats other than int4.
     assert!(matches!(
         err(quantize_calibrated(&w, 4, 64, int4(32, false), &h)),
-        Error::Shape(_)
+        Error::Input(InputError::Shape(_))
     ));
     h.add(&[1.0; 64]);
     assert!(matches!(
         err(quantize_calibrated(&w[..128], 4, 32, int4(32, false), &h)),
-        Error::Shape(_)
+        Error::Input(InputError::Shape(_))
     ));
     assert!(matches!(
         err(quantize_calibrated(&w[..100], 4, 64, int4(32, false), &h)),
-        Error::Shape(_)
+        Error::Input(InputError::Shape(_))
     ));
     for format in [WeightFormat::F16, WeightFormat::Int8, int4(48, false)] {
         assert!(matches!(
             err(quantize_calibrated(&w, 4, 64, format, &h)),
-            Error::Invalid(_)
+            Error::Input(InputError::Invalid(_))
         ));
     }
     // One input is a rank-one sum: damping alone makes it usable.
@@ -305,12 +306,12 @@ fn bad_pruning_calls_are_refused() {
     let err = |r: sparq::Result<sparq::prune::Pruned>| r.expect_err("refused");
     assert!(matches!(
         err(prune_calibrated(&w, 4, 64, two_four, &h)),
-        Error::Shape(_)
+        Error::Input(InputError::Shape(_))
     ));
     h.add(&[1.0; 64]);
     assert!(matches!(
         err(prune_calibrated(&w[..128], 4, 32, two_four, &h)),
-        Error::Shape(_)
+        Error::Input(InputError::Shape(_))
     ));
     for bad in [
         Pattern::NofM { keep: 4, group: 4 },
@@ -318,7 +319,10 @@ fn bad_pruning_calls_are_refused() {
         Pattern::Fraction { sparsity: 1.5 },
     ] {
         assert!(
-            matches!(err(prune_calibrated(&w, 4, 64, bad, &h)), Error::Invalid(_)),
+            matches!(
+                err(prune_calibrated(&w, 4, 64, bad, &h)),
+                Error::Input(InputError::Invalid(_))
+            ),
             "{bad:?}"
         );
     }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::all_gpus;
+use sparq::InputError;
 use sparq::config::{Config, CoopTile};
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::gpu::instance;
@@ -128,9 +129,9 @@ fn bad_values_are_errors_naming_the_variable() {
     ] {
         let e = parse(&[("SPARQ_Q8", "1"), (var, value)]).unwrap_err();
         match &e {
-            Error::Setting {
+            Error::Input(InputError::Setting {
                 var: v, value: got, ..
-            } => {
+            }) => {
                 assert_eq!((v.as_str(), got.as_str()), (var, value));
             }
             other => panic!("{var}={value}: {other:?}"),

@@ -4,6 +4,8 @@
 mod common;
 
 use common::{all_gpus, assert_tensor, random, rng};
+use sparq::DeviceError;
+use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{KernelChoice, Linear, Strategy};
 use sparq::tensor::{ActDType, Tensor};
@@ -28,9 +30,15 @@ fn bad_weights() {
         let name = format.name();
         for (n, k) in [(0, 8), (8, 0), (0, 0)] {
             let e = err(PackedWeights::quantize(&[], n, k, format), &name);
-            assert!(matches!(e, Error::Invalid(_)), "{name} {n}×{k}: {e:?}");
+            assert!(
+                matches!(e, Error::Input(InputError::Invalid(_))),
+                "{name} {n}×{k}: {e:?}"
+            );
             let e = err(PackedWeights::quantize_bf16(&[], n, k, format), &name);
-            assert!(matches!(e, Error::Invalid(_)), "{name} bf16 {n}×{k}: {e:?}");
+            assert!(
+                matches!(e, Error::Input(InputError::Invalid(_))),
+                "{name} bf16 {n}×{k}: {e:?}"
+            );
         }
         for len in [0, 11, 13, 24] {
             let e = err(
@@ -38,7 +46,7 @@ fn bad_weights() {
                 &name,
             );
             assert!(
-                matches!(e, Error::Shape(ref m) if m.contains(&len.to_string())),
+                matches!(e, Error::Input(InputError::Shape(ref m)) if m.contains(&len.to_string())),
                 "{name} {len} values for 3×4: {e:?}"
             );
         }
@@ -47,7 +55,7 @@ fn bad_weights() {
             w[4 + 2] = bad;
             let e = err(PackedWeights::quantize(&w, 3, 4, format), &name);
             assert!(
-                matches!(e, Error::Invalid(ref m) if m.contains("[1, 2]")),
+                matches!(e, Error::Input(InputError::Invalid(ref m)) if m.contains("[1, 2]")),
                 "{name} {bad} at [1, 2]: {e:?}"
             );
         }
@@ -64,7 +72,10 @@ fn bad_layer_and_plan_inputs() {
         let p = PackedWeights::quantize(&w, n, k, WeightFormat::Int8).unwrap();
         for len in [0, n - 1, n + 1] {
             let e = err(Linear::new(&gpu, &p, Some(&vec![0.0; len])), on);
-            assert!(matches!(e, Error::Shape(_)), "bias of {len} on {on}: {e:?}");
+            assert!(
+                matches!(e, Error::Input(InputError::Shape(_))),
+                "bias of {len} on {on}: {e:?}"
+            );
         }
         let layer = Linear::new(&gpu, &p, Some(&random(&mut rng, n))).unwrap();
         let x = Tensor::from_f32(&gpu, &random(&mut rng, 2 * k), 2, k).unwrap();
@@ -76,14 +87,14 @@ fn bad_layer_and_plan_inputs() {
         let x13 = Tensor::from_f32(&gpu, &random(&mut rng, 2 * 13), 2, 13).unwrap();
         let e = err(layer.plan(&gpu, &x13, &y, auto), on);
         assert!(
-            matches!(e, Error::Shape(_)),
+            matches!(e, Error::Input(InputError::Shape(_))),
             "x.cols 13 != k on {on}: {e:?}"
         );
         for (rows, cols) in [(2, 4), (2, 6), (3, n), (1, n)] {
             let yb = Tensor::empty(&gpu, rows, cols, ActDType::F32).unwrap();
             let e = err(layer.plan(&gpu, &x, &yb, auto), on);
             assert!(
-                matches!(e, Error::Shape(_)),
+                matches!(e, Error::Input(InputError::Shape(_))),
                 "y {rows}×{cols} on {on}: {e:?}"
             );
         }
@@ -97,7 +108,7 @@ fn bad_layer_and_plan_inputs() {
         ] {
             let e = err(layer.plan(&gpu, &x0, &y0, choice), on);
             assert!(
-                matches!(e, Error::Invalid(_)),
+                matches!(e, Error::Input(InputError::Invalid(_))),
                 "0 rows {choice:?} on {on}: {e:?}"
             );
         }
@@ -105,11 +116,17 @@ fn bad_layer_and_plan_inputs() {
         if gpu.caps.f16 {
             let y16 = Tensor::empty(&gpu, 2, n, ActDType::F16).unwrap();
             let e = err(layer.plan(&gpu, &x, &y16, auto), on);
-            assert!(matches!(e, Error::DType(_)), "x f32, y f16 on {on}: {e:?}");
+            assert!(
+                matches!(e, Error::Input(InputError::DType(_))),
+                "x f32, y f16 on {on}: {e:?}"
+            );
             let x16 =
                 Tensor::from_f32_as(&gpu, &random(&mut rng, 2 * k), 2, k, ActDType::F16).unwrap();
             let e = err(layer.plan(&gpu, &x16, &y, auto), on);
-            assert!(matches!(e, Error::DType(_)), "x f16, y f32 on {on}: {e:?}");
+            assert!(
+                matches!(e, Error::Input(InputError::DType(_))),
+                "x f16, y f32 on {on}: {e:?}"
+            );
             assert!(
                 layer.plan(&gpu, &x16, &y16, auto).is_ok(),
                 "f16 plan on {on}"
@@ -125,7 +142,7 @@ fn bad_layer_and_plan_inputs() {
         } else {
             let e = err(layer.plan(&gpu, &x, &y, sg), on);
             assert!(
-                matches!(e, Error::MissingFeature { ref feature, .. } if feature.contains("SUBGROUP")),
+                matches!(e, Error::Device(DeviceError::MissingFeature { ref feature, .. }) if feature.contains("SUBGROUP")),
                 "forced subgroups on {on}: {e:?}"
             );
         }
@@ -138,7 +155,7 @@ fn bad_layer_and_plan_inputs() {
         let f16_layer = Linear::new(&gpu, &pf, None).unwrap();
         let e = err(f16_layer.plan(&gpu, &x, &y, q8), on);
         assert!(
-            matches!(e, Error::Invalid(_)),
+            matches!(e, Error::Input(InputError::Invalid(_))),
             "q8 on f16 weights, {on}: {e:?}"
         );
         gpu.check().unwrap();
@@ -152,7 +169,7 @@ fn bad_tensors() {
         for (len, rows, cols) in [(5, 2, 3), (7, 2, 3), (1, 0, 3), (0, 1, 1)] {
             let e = err(Tensor::from_f32(&gpu, &vec![1.0; len], rows, cols), on);
             assert!(
-                matches!(e, Error::Shape(_)),
+                matches!(e, Error::Input(InputError::Shape(_))),
                 "{len} values as {rows}×{cols} on {on}: {e:?}"
             );
         }
@@ -163,12 +180,12 @@ fn bad_tensors() {
         } else {
             let e = err(Tensor::from_f32_as(&gpu, &data, 2, 3, ActDType::F16), on);
             assert!(
-                matches!(e, Error::MissingFeature { .. }),
+                matches!(e, Error::Device(DeviceError::MissingFeature { .. })),
                 "f16 tensor on {on}: {e:?}"
             );
             let e = err(Tensor::empty(&gpu, 2, 3, ActDType::F16), on);
             assert!(
-                matches!(e, Error::MissingFeature { .. }),
+                matches!(e, Error::Device(DeviceError::MissingFeature { .. })),
                 "empty f16 tensor on {on}: {e:?}"
             );
         }
@@ -179,12 +196,12 @@ fn bad_tensors() {
         let cols = (limit / 4 + 1) as usize;
         let e = err(Tensor::empty(&gpu, 1, cols, ActDType::F32), on);
         match e {
-            Error::TooLarge {
+            Error::Input(InputError::TooLarge {
                 bytes,
                 limit_name,
                 limit: l,
                 ..
-            } => {
+            }) => {
                 assert_eq!(limit_name, "max_storage_buffer_binding_size", "{on}");
                 assert_eq!(l, limit, "{on}");
                 assert_eq!(bytes, 4 * cols.next_multiple_of(4) as u64, "{on}");
@@ -197,7 +214,7 @@ fn bad_tensors() {
             on,
         );
         assert!(
-            matches!(e, Error::TooLarge { .. }),
+            matches!(e, Error::Input(InputError::TooLarge { .. })),
             "many rows on {on}: {e:?}"
         );
         gpu.check().unwrap();
@@ -215,12 +232,12 @@ fn row_over_binding_limit() {
             let e = err(Linear::with_binding_limit(&gpu, &p, None, 16), &what);
             let msg = e.to_string();
             match e {
-                Error::TooLarge {
+                Error::Input(InputError::TooLarge {
                     bytes,
                     limit_name,
                     limit,
                     ..
-                } => {
+                }) => {
                     assert_eq!(limit_name, "max_storage_buffer_binding_size", "{what}");
                     assert_eq!((bytes, limit), ((p.row_words() * 4) as u64, 16), "{what}");
                     assert!(msg.contains("max_storage_buffer_binding_size"), "{msg}");
@@ -359,10 +376,10 @@ fn missing_adapter() {
     );
     let msg = e.to_string();
     match e {
-        Error::NoAdapter {
+        Error::Input(InputError::NoAdapter {
             selector,
             available,
-        } => {
+        }) => {
             assert!(selector.contains("no-such-gpu"), "{msg}");
             assert!(!available.is_empty(), "{msg}");
             for name in &names {
@@ -374,7 +391,34 @@ fn missing_adapter() {
     }
     let e = err(Gpu::new(&AdapterSelector::Index(99)), "index 99");
     assert!(
-        matches!(e, Error::NoAdapter { ref selector, .. } if selector.contains("99")),
+        matches!(e, Error::Input(InputError::NoAdapter { ref selector, .. }) if selector.contains("99")),
         "index 99: {e:?}"
     );
+}
+
+/// A buffer the driver rejects as invalid is a bug in sparq, not the device's fault: the
+/// device's error sink reports it as `InternalError::Validation` (HTTP 500), and only once.
+#[test]
+fn validation_error_is_internal() {
+    for gpu in all_gpus() {
+        let name = gpu.adapter.get_info().name;
+        gpu.check().unwrap();
+        // MAP_READ may only be combined with COPY_DST, as in the scheduler's injected fault.
+        let _ = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid on purpose"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+        let e = err(gpu.check(), &name);
+        assert!(
+            matches!(e, Error::Internal(sparq::InternalError::Validation(_))),
+            "{name}: {e:?}"
+        );
+        assert_eq!(e.kind(), sparq::ErrorKind::Internal, "{name}");
+        assert_eq!(e.http_status(), 500, "{name}");
+        assert!(e.to_string().starts_with("GPU error: "), "{name}: {e}");
+        gpu.check().unwrap();
+    }
 }

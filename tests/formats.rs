@@ -7,6 +7,7 @@ use common::{random, rng};
 use half::{bf16, f16};
 use rand::Rng;
 use sparq::Error;
+use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat, row_words};
 
 /// Shapes that cover k = 1, k below one block, k not a multiple of any group, odd group
@@ -528,7 +529,10 @@ fn names_round_trip() {
         "bf16",
     ] {
         let r = WeightFormat::parse(bad);
-        assert!(matches!(r, Err(Error::Invalid(_))), "'{bad}' gave {r:?}");
+        assert!(
+            matches!(r, Err(Error::Input(InputError::Invalid(_)))),
+            "'{bad}' gave {r:?}"
+        );
     }
 }
 
@@ -539,7 +543,7 @@ fn bad_group_is_invalid() {
         for group in [0, 16, 48, 96, 256] {
             let r = PackedWeights::quantize(&w, 2, 96, int4(group, asymmetric));
             assert!(
-                matches!(r, Err(Error::Invalid(ref m)) if m.contains("group")),
+                matches!(r, Err(Error::Input(InputError::Invalid(ref m))) if m.contains("group")),
                 "group {group}: {r:?}"
             );
         }
@@ -573,7 +577,13 @@ fn bf16_input_equals_widened_f32() {
     }
     // bf16 input is validated like f32 input.
     let r = PackedWeights::quantize_bf16(&[0x3f80, 0x7fc0], 1, 2, WeightFormat::F16);
-    assert!(matches!(r, Err(Error::Invalid(_))), "bf16 NaN: {r:?}");
+    assert!(
+        matches!(r, Err(Error::Input(InputError::Invalid(_)))),
+        "bf16 NaN: {r:?}"
+    );
     let r = PackedWeights::quantize_bf16(&[0x3f80; 3], 2, 2, WeightFormat::F16);
-    assert!(matches!(r, Err(Error::Shape(_))), "bf16 length: {r:?}");
+    assert!(
+        matches!(r, Err(Error::Input(InputError::Shape(_)))),
+        "bf16 length: {r:?}"
+    );
 }

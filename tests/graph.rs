@@ -58,9 +58,15 @@ fn plans_are_cached_by_signature_and_evicted_least_recently_used() {
         assert_eq!(out.tensors[0], [0.0, 2.0, 0.0, 4.0, 5.0, 0.0, 7.0, 0.0]);
         // Bad input is a typed error, not a device error.
         let e = exec.submit(&gpu, &b, &[&floats(&[0.0; 64])]).err();
-        assert!(matches!(e, Some(sparq::Error::Shape(_))), "{e:?}");
+        assert!(
+            matches!(e, Some(sparq::Error::Input(sparq::InputError::Shape(_)))),
+            "{e:?}"
+        );
         let e = exec.submit(&gpu, &Signature::new(9, 9), &[]).err();
-        assert!(matches!(e, Some(sparq::Error::Invalid(_))), "{e:?}");
+        assert!(
+            matches!(e, Some(sparq::Error::Input(sparq::InputError::Invalid(_)))),
+            "{e:?}"
+        );
     }
 }
 
@@ -114,7 +120,10 @@ fn scratch_growth_rebuilds_plans_but_keeps_persistent_slots() {
         assert_eq!(out.tensors[1], state);
         // A persistent slot never grows: asking for more is an error.
         let e = exec.slots_mut().persistent(&gpu, "state", 64).err();
-        assert!(matches!(e, Some(sparq::Error::Shape(_))), "{e:?}");
+        assert!(
+            matches!(e, Some(sparq::Error::Input(sparq::InputError::Shape(_)))),
+            "{e:?}"
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 use sparq::Error;
+use sparq::InputError;
 use sparq::gpu::Slot::{Read, ReadWrite};
 use sparq::gpu::{Kernel, ParamBuffer, read_buffer, record_pass};
 
@@ -135,11 +136,11 @@ fn shared_params_select_and_rewrite() {
         // A misaligned or out-of-range offset is refused.
         assert!(matches!(
             pb.write(o0 + 4, &params(0.0, 0.0)),
-            Err(Error::Invalid(_))
+            Err(Error::Input(InputError::Invalid(_)))
         ));
         assert!(matches!(
             pb.write(1 << 20, &params(0.0, 0.0)),
-            Err(Error::Invalid(_))
+            Err(Error::Input(InputError::Invalid(_)))
         ));
         gpu.check().unwrap();
     }
@@ -158,7 +159,7 @@ fn mismatches_and_over_limit_grids_are_errors() {
         // Too few and too many buffers.
         let e = base().buffers(&[Some(&xb)]).build().err().unwrap();
         assert!(
-            matches!(e, Error::Invalid(ref m) if m.contains("1 buffers for 2")),
+            matches!(e, Error::Input(InputError::Invalid(ref m)) if m.contains("1 buffers for 2")),
             "{e}"
         );
         let e = base()
@@ -166,10 +167,13 @@ fn mismatches_and_over_limit_grids_are_errors() {
             .build()
             .err()
             .unwrap();
-        assert!(matches!(e, Error::Invalid(_)), "{e}");
+        assert!(matches!(e, Error::Input(InputError::Invalid(_))), "{e}");
         // An unbound output.
         let e = base().buffers(&[Some(&xb), None]).build().err().unwrap();
-        assert!(matches!(e, Error::Invalid(ref m) if m.contains("y")), "{e}");
+        assert!(
+            matches!(e, Error::Input(InputError::Invalid(ref m)) if m.contains("y")),
+            "{e}"
+        );
         // Missing params.
         let e = K
             .launch(&gpu)
@@ -178,7 +182,7 @@ fn mismatches_and_over_limit_grids_are_errors() {
             .build()
             .err()
             .unwrap();
-        assert!(matches!(e, Error::Invalid(_)), "{e}");
+        assert!(matches!(e, Error::Input(InputError::Invalid(_))), "{e}");
         // Grids past the device limit, folded or explicit.
         let max = gpu.caps.max_workgroups_per_dim;
         let e = base()
@@ -187,14 +191,20 @@ fn mismatches_and_over_limit_grids_are_errors() {
             .build()
             .err()
             .unwrap();
-        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Input(InputError::TooLarge { .. })),
+            "{e}"
+        );
         let e = base()
             .buffers(&[Some(&xb), Some(&y)])
             .grid((max + 1, 1))
             .build()
             .err()
             .unwrap();
-        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Input(InputError::TooLarge { .. })),
+            "{e}"
+        );
         // A template variable without a value is an error, not a panic.
         let e = K
             .launch(&gpu)
@@ -205,7 +215,7 @@ fn mismatches_and_over_limit_grids_are_errors() {
             .err()
             .unwrap();
         assert!(
-            matches!(e, Error::Invalid(ref m) if m.contains("WG")),
+            matches!(e, Error::Input(InputError::Invalid(ref m)) if m.contains("WG")),
             "{e}"
         );
         // Nothing of the refused launches reached the device.

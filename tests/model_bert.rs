@@ -405,6 +405,7 @@ fn dropped_neurons_equal_zeroed_neurons() {
 #[test]
 fn calibrated_files_match_cpu_reference() {
     use sparq::Error;
+    use sparq::InputError;
     use sparq::model::calibrate;
     use sparq::model::compress::{Compression, SparseStorage, pack_model};
     let mut r = rng("bert-calibrate");
@@ -497,10 +498,16 @@ fn calibrated_files_match_cpu_reference() {
         },
     ] {
         let e = pack_model(&file, &arch, &refused, Some(&hessians)).err();
-        assert!(matches!(e, Some(Error::Invalid(_))), "{refused:?}: {e:?}");
+        assert!(
+            matches!(e, Some(Error::Input(InputError::Invalid(_)))),
+            "{refused:?}: {e:?}"
+        );
     }
     let e = calibrate::bert_hessians(&file, &c, &[(vec![], vec![])]).err();
-    assert!(matches!(e, Some(Error::Invalid(_))), "{e:?}");
+    assert!(
+        matches!(e, Some(Error::Input(InputError::Invalid(_)))),
+        "{e:?}"
+    );
 }
 
 /// A checkpoint whose LayerNorms are spelled `gamma`/`beta` (older TensorFlow conversions)

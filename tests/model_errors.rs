@@ -4,7 +4,9 @@ mod common;
 
 use common::{all_gpus, random, rng};
 use rand::Rng;
+use sparq::DeviceError;
 use sparq::Error;
+use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::model::config::{Activation, Architecture, BertConfig, MlpConfig, Pooling};
 use sparq::model::loader;
@@ -59,7 +61,10 @@ fn broken_files_are_refused() {
         let p = tmp(&format!("cut{cut}.safetensors"));
         std::fs::write(&p, &bytes[..cut]).unwrap();
         let e = load_err(gpu, &p);
-        assert!(matches!(e, Error::SafeTensors(_)), "cut at {cut}: {e}");
+        assert!(
+            matches!(e, Error::Input(InputError::SafeTensors(_))),
+            "cut at {cut}: {e}"
+        );
     }
     // Garbage.
     let p = tmp("garbage.safetensors");
@@ -68,11 +73,14 @@ fn broken_files_are_refused() {
         b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a safetensors file",
     )
     .unwrap();
-    assert!(matches!(load_err(gpu, &p), Error::SafeTensors(_)));
+    assert!(matches!(
+        load_err(gpu, &p),
+        Error::Input(InputError::SafeTensors(_))
+    ));
     // A file that does not exist.
     assert!(matches!(
         load_err(gpu, &tmp("absent.safetensors")),
-        Error::Config(_)
+        Error::Input(InputError::Config(_))
     ));
 }
 
@@ -178,8 +186,11 @@ fn missing_and_mismatched_tensors_are_named() {
         loader::save(&p, &tensors, &[], mlp_meta(&[5, 3, 2])).unwrap();
         let e = load_err(gpu, &p);
         assert!(
-            matches!(e, Error::MissingTensor { .. } | Error::BadTensor { .. })
-                && e.to_string().contains(name),
+            matches!(
+                e,
+                Error::Input(InputError::MissingTensor { .. })
+                    | Error::Input(InputError::BadTensor { .. })
+            ) && e.to_string().contains(name),
             "{what}: {e}"
         );
     }
@@ -187,7 +198,10 @@ fn missing_and_mismatched_tensors_are_named() {
     let p = tmp("extra.safetensors");
     loader::save(&p, &mlp_tensors(), &[], mlp_meta(&[5, 3])).unwrap();
     let e = load_err(gpu, &p);
-    assert!(matches!(e, Error::BadTensor { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Input(InputError::BadTensor { .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -231,7 +245,8 @@ fn corrupt_packed_layout_is_refused() {
     .unwrap();
     let e = load_err(gpu, &p);
     assert!(
-        matches!(e, Error::MissingTensor { .. }) && e.to_string().contains("layers.0.weight.zeros"),
+        matches!(e, Error::Input(InputError::MissingTensor { .. }))
+            && e.to_string().contains("layers.0.weight.zeros"),
         "{e}"
     );
     // Described with the wrong shape.
@@ -248,7 +263,8 @@ fn corrupt_packed_layout_is_refused() {
     .unwrap();
     let e = load_err(gpu, &p);
     assert!(
-        matches!(e, Error::BadTensor { .. }) && e.to_string().contains("layers.1.weight"),
+        matches!(e, Error::Input(InputError::BadTensor { .. }))
+            && e.to_string().contains("layers.1.weight"),
         "{e}"
     );
 }
@@ -312,7 +328,8 @@ fn corrupt_sparse_layout_is_refused() {
         let p = save(&format!("sparse-bad{i}.safetensors"), damaged);
         let e = load_err(gpu, &p);
         assert!(
-            matches!(e, Error::BadTensor { .. }) && e.to_string().contains("layers.0.weight"),
+            matches!(e, Error::Input(InputError::BadTensor { .. }))
+                && e.to_string().contains("layers.0.weight"),
             "case {i}: {e}"
         );
     }
@@ -366,7 +383,7 @@ fn bad_configs_are_refused() {
         assert!(
             matches!(
                 Architecture::Bert(c.clone()).validate(),
-                Err(Error::Config(_))
+                Err(Error::Input(InputError::Config(_)))
             ),
             "{c:?}"
         );
@@ -385,7 +402,10 @@ fn bad_configs_are_refused() {
             HashMap::from([(loader::CONFIG_KEY.to_string(), meta.to_string())]),
         )
         .unwrap();
-        assert!(matches!(load_err(gpu, &p), Error::Config(_)), "{meta}");
+        assert!(
+            matches!(load_err(gpu, &p), Error::Input(InputError::Config(_))),
+            "{meta}"
+        );
     }
     let dir = tmp("noconfig");
     std::fs::create_dir_all(&dir).unwrap();
@@ -396,7 +416,10 @@ fn bad_configs_are_refused() {
         HashMap::new(),
     )
     .unwrap();
-    assert!(matches!(load_err(gpu, &dir), Error::Config(_)));
+    assert!(matches!(
+        load_err(gpu, &dir),
+        Error::Input(InputError::Config(_))
+    ));
 }
 
 #[test]
@@ -440,7 +463,7 @@ fn bad_inputs_are_refused() {
 }
 
 /// A device lost under a loaded model (dense and sparse layers): forward passes, in flight or
-/// new, return `Error::DeviceLost`, never a panic.
+/// new, return `sparq::DeviceError::Lost`, never a panic.
 #[test]
 fn lost_device_is_an_error() {
     use sparq::sparse::{Csr, ValueType};
@@ -466,7 +489,7 @@ fn lost_device_is_an_error() {
         let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
         for r in [model.wait(in_flight), model.forward(&batch)] {
             match r {
-                Err(Error::DeviceLost(_)) => {}
+                Err(Error::Device(DeviceError::Lost(_))) => {}
                 other => panic!("{}: {other:?}", gpu.caps.name),
             }
         }

@@ -406,20 +406,20 @@ fn shape_errors_are_typed() {
     let tb = tokens(gpu, &[[0, 0, 0, 1]; 3]);
     assert!(matches!(
         ops::elementwise(gpu, None, &a, Some(&b), &a),
-        Err(sparq::Error::Shape(_))
+        Err(sparq::Error::Input(sparq::InputError::Shape(_)))
     ));
     assert!(matches!(
         ops::softmax(gpu, &a, &b),
-        Err(sparq::Error::Shape(_))
+        Err(sparq::Error::Input(sparq::InputError::Shape(_)))
     ));
     // 4 columns do not split into 3 heads; qkv 3 × 4 is not 3 × 3H.
     assert!(matches!(
         ops::attention(gpu, &a, &tb, 3, 3, &a),
-        Err(sparq::Error::Shape(_))
+        Err(sparq::Error::Input(sparq::InputError::Shape(_)))
     ));
     assert!(matches!(
         ops::attention_with(gpu, &a, &tb, 3, 1, &a, AttentionLayout { split: 3, qpi: 1 }),
-        Err(sparq::Error::Invalid(_))
+        Err(sparq::Error::Input(sparq::InputError::Invalid(_)))
     ));
     // QPI 3 is not a choice; 128-wide heads take only QPI 1.
     let qkv128 = Tensor::from_f32(gpu, &[0.0; 3 * 384], 3, 384).unwrap();
@@ -427,16 +427,16 @@ fn shape_errors_are_typed() {
     for (x, y, qpi) in [(&a, &a, 3), (&qkv128, &out128, 2)] {
         assert!(matches!(
             ops::attention_with(gpu, x, &tb, 3, 1, y, AttentionLayout { split: 1, qpi }),
-            Err(sparq::Error::Invalid(_))
+            Err(sparq::Error::Input(sparq::InputError::Invalid(_)))
         ));
     }
     assert!(matches!(
         ops::pool(gpu, &a, Some(&tb), 2, Pooling::Mean, false, &b),
-        Err(sparq::Error::Shape(_))
+        Err(sparq::Error::Input(sparq::InputError::Shape(_)))
     ));
     let n = Norm::layer(gpu, &[1.0; 5], &[0.0; 5], 1e-5).unwrap();
     assert!(matches!(
         n.plan(gpu, &a, None, &a),
-        Err(sparq::Error::Shape(_))
+        Err(sparq::Error::Input(sparq::InputError::Shape(_)))
     ));
 }

@@ -6,6 +6,7 @@ use common::{random, rng};
 use rand::Rng;
 use rand::rngs::StdRng;
 use sparq::Error;
+use sparq::InputError;
 use sparq::prune::{self, PruneMethod, PruneReport};
 use sparq::reference::linear;
 
@@ -183,11 +184,11 @@ fn n_of_m_patterns_are_valid_and_keep_the_largest() {
     }
     assert!(matches!(
         prune::n_of_m(&[1.0; 8], 2, 4, 4, 4),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         prune::n_of_m(&[1.0; 8], 2, 4, 0, 4),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
 }
 
@@ -275,11 +276,11 @@ fn structured_row_pruning_keeps_the_next_layer_consistent() {
     }
     assert!(matches!(
         prune::select_rows(&b1, n1, 1, &[n1]),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         prune::select_columns(&w2, n2, n1 + 1, &[0]),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
 }
 
@@ -339,28 +340,34 @@ fn bad_inputs_are_refused() {
     let w = [1.0f32; 6];
     for s in [-0.1, 1.1, f64::NAN] {
         assert!(
-            matches!(prune::magnitude(&w, 2, 3, s), Err(Error::Invalid(_))),
+            matches!(
+                prune::magnitude(&w, 2, 3, s),
+                Err(Error::Input(InputError::Invalid(_)))
+            ),
             "{s}"
         );
         assert!(
-            matches!(prune::rows_l2(&w, 2, 3, s), Err(Error::Invalid(_))),
+            matches!(
+                prune::rows_l2(&w, 2, 3, s),
+                Err(Error::Input(InputError::Invalid(_)))
+            ),
             "{s}"
         );
     }
     assert!(matches!(
         prune::magnitude(&w, 2, 4, 0.5),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
     assert!(matches!(
         prune::random(&w, 0, 3, 0.5, 1),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         prune::magnitude(&[f32::NAN, 1.0], 1, 2, 0.5),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         prune::magnitude_global(&[(&w, 3, 3)], 0.5),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
 }

@@ -6,6 +6,8 @@ mod common;
 
 use common::{all_gpus, random, rng};
 use rand::rngs::StdRng;
+use sparq::DeviceError;
+use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::gpu::instance;
 use sparq::schedule::{
@@ -258,7 +260,7 @@ fn no_device_left_is_a_clear_error() {
         },
     );
     match cluster.run(&x) {
-        Err(Error::NoDeviceLeft(msg)) => {
+        Err(Error::Device(DeviceError::NoDeviceLeft(msg))) => {
             assert!(msg.contains("[0]") && msg.contains("[1]"), "{msg}");
             assert!(
                 msg.contains("lost") && msg.contains("Out of Memory"),
@@ -267,7 +269,10 @@ fn no_device_left_is_a_clear_error() {
         }
         other => panic!("expected NoDeviceLeft, got {:?}", other.map(|o| o.report)),
     }
-    assert!(matches!(cluster.run(&x), Err(Error::NoDeviceLeft(_))));
+    assert!(matches!(
+        cluster.run(&x),
+        Err(Error::Device(DeviceError::NoDeviceLeft(_)))
+    ));
 }
 
 #[test]
@@ -277,13 +282,19 @@ fn bad_input_aborts_without_blaming_devices() {
     let mut cluster = build(same_adapter(2), &layers, 8);
     let mut x = rows(&mut rng, 30, 70);
     x[17].pop();
-    assert!(matches!(cluster.run(&x), Err(Error::Shape(_))));
+    assert!(matches!(
+        cluster.run(&x),
+        Err(Error::Input(InputError::Shape(_)))
+    ));
     assert!(cluster.failures().iter().all(Option::is_none));
     x[17].push(0.5);
     let refs = per_device(&mut cluster, &x);
     let out = cluster.run(&x).unwrap();
     check_batch(&out, &refs, &cpu_chain(&layers, &x), "after bad input");
-    assert!(matches!(cluster.run_on(&[5], &x), Err(Error::Invalid(_))));
+    assert!(matches!(
+        cluster.run_on(&[5], &x),
+        Err(Error::Input(InputError::Invalid(_)))
+    ));
 }
 
 #[test]
@@ -320,11 +331,11 @@ fn tasks_are_placed_by_fit_speed_and_pin() {
     assert_eq!(pinned.device, n - 1);
     assert!(matches!(
         pool.add(spec("huge", 3_000, Some(fast)), make(&a_layers)),
-        Err(Error::TooLarge { .. })
+        Err(Error::Input(InputError::TooLarge { .. }))
     ));
     assert!(matches!(
         pool.add(spec("nowhere", 1_000, Some(n)), make(&a_layers)),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     // All requests in flight at once; each equals the model run alone on its device.
     let x = rows(&mut rng, 13, 70);
@@ -353,7 +364,7 @@ fn tasks_are_placed_by_fit_speed_and_pin() {
     lost.device.destroy();
     let _ = lost.device.poll(wgpu::PollType::wait_indefinitely());
     match pool.submit(&pinned, x.clone()).unwrap().wait() {
-        Err(e @ Error::DeviceLost(_)) => {
+        Err(e @ Error::Device(DeviceError::Lost(_))) => {
             let msg = e.to_string();
             assert!(
                 msg.contains("lost") && msg.contains(&format!("[{}]", pinned.device)),
@@ -413,7 +424,9 @@ fn tasks_move_off_a_failed_device() {
     last.device.destroy();
     let _ = last.device.poll(wgpu::PollType::wait_indefinitely());
     match pool.submit(&m, x).unwrap().wait() {
-        Err(e @ Error::NoDeviceLeft(_)) => assert!(e.to_string().contains("[1]"), "{e}"),
+        Err(e @ Error::Device(DeviceError::NoDeviceLeft(_))) => {
+            assert!(e.to_string().contains("[1]"), "{e}")
+        }
         other => panic!("expected NoDeviceLeft, got {:?}", other.map(|o| o.len())),
     }
 }

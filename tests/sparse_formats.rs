@@ -7,6 +7,7 @@ use common::{random, rng};
 use half::f16;
 use rand::rngs::StdRng;
 use sparq::Error;
+use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::prune;
 use sparq::reference::{linear, linear_abs};
@@ -360,69 +361,74 @@ fn refusals_use_the_right_variant() {
     let mut w3 = vec![0f32; 2 * 11];
     w3[11 + 8..11 + 11].fill(1.0);
     match TwoFour::from_dense(&w3, 2, 11, ValueType::F16) {
-        Err(Error::Invalid(msg)) => assert!(msg.contains("row 1, group 2"), "{msg}"),
+        Err(Error::Input(InputError::Invalid(msg))) => {
+            assert!(msg.contains("row 1, group 2"), "{msg}")
+        }
         other => panic!("expected Invalid, got {other:?}"),
     }
     let ok = [1.0f32; 6];
     assert!(matches!(
         Csr::from_dense(&ok, 2, 4, ValueType::F32),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
     assert!(matches!(
         Bsr::from_dense(&ok, 3, 3, 1, 4, ValueType::F32),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
     assert!(matches!(
         TwoFour::from_dense(&ok, 1, 5, ValueType::F32),
-        Err(Error::Shape(_))
+        Err(Error::Input(InputError::Shape(_)))
     ));
     assert!(matches!(
         Csr::from_dense(&[], 0, 4, ValueType::F32),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         Bsr::from_dense(&[], 4, 0, 1, 4, ValueType::F32),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         TwoFour::from_dense(&[], 0, 0, ValueType::F32),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         Csr::from_dense(&ok, 2, 3, ValueType::Int8),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         Csr::from_dense(&ok, 2, 3, ValueType::Int4),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     assert!(matches!(
         Bsr::from_dense(&ok, 2, 3, 0, 4, ValueType::F32),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     let nan = [1.0, f32::NAN];
     assert!(matches!(
         Csr::from_dense(&nan, 1, 2, ValueType::F32),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     let big = [1.0e6f32, 0.0];
     for vt in [ValueType::F16, ValueType::Int4] {
         assert!(matches!(
             Bsr::from_dense(&big, 1, 2, 1, 2, vt),
-            Err(Error::Invalid(_))
+            Err(Error::Input(InputError::Invalid(_)))
         ));
         assert!(matches!(
             TwoFour::from_dense(&big, 1, 2, vt),
-            Err(Error::Invalid(_))
+            Err(Error::Input(InputError::Invalid(_)))
         ));
     }
     assert!(Bsr::from_dense(&big, 1, 2, 1, 2, ValueType::Int8).is_ok());
     assert!(matches!(
         Csr::from_dense(&big, 1, 2, ValueType::F16),
-        Err(Error::Invalid(_))
+        Err(Error::Input(InputError::Invalid(_)))
     ));
     let c = Csr::from_dense(&ok, 2, 3, ValueType::F32).unwrap();
-    assert!(matches!(c.matmul_ref(&ok, 3), Err(Error::Shape(_))));
+    assert!(matches!(
+        c.matmul_ref(&ok, 3),
+        Err(Error::Input(InputError::Shape(_)))
+    ));
 }
 
 /// Matrices built from dense ones validate; each kind of damage a file could carry is refused

@@ -377,25 +377,27 @@ fn bad_input_is_refused() {
         let csr: SparseWeights = Csr::from_dense(&w, n, k, ValueType::F16).unwrap().into();
         assert!(matches!(
             SparseLinear::new(&gpu, &csr, Some(&[1.0; 3])),
-            Err(sparq::Error::Shape(_))
+            Err(sparq::Error::Input(sparq::InputError::Shape(_)))
         ));
         let layer = SparseLinear::new(&gpu, &csr, None).unwrap();
         let x = Tensor::from_f32(&gpu, &random(&mut rng, 2 * 63), 2, 63).unwrap();
         assert!(matches!(
             layer.forward(&gpu, &x),
-            Err(sparq::Error::Shape(_))
+            Err(sparq::Error::Input(sparq::InputError::Shape(_)))
         ));
         let x = Tensor::from_f32(&gpu, &random(&mut rng, 2 * k), 2, k).unwrap();
         let y = Tensor::empty(&gpu, 3, n, ActDType::F32).unwrap();
         assert!(matches!(
             layer.plan(&gpu, &x, &y, SparsePath::Auto),
-            Err(sparq::Error::Shape(_))
+            Err(sparq::Error::Input(sparq::InputError::Shape(_)))
         ));
         if !SparseLinear::subgroups_usable(&gpu) {
             let y = Tensor::empty(&gpu, 2, n, ActDType::F32).unwrap();
             assert!(matches!(
                 layer.plan(&gpu, &x, &y, SparsePath::Subgroup),
-                Err(sparq::Error::MissingFeature { .. })
+                Err(sparq::Error::Device(
+                    sparq::DeviceError::MissingFeature { .. }
+                ))
             ));
         }
         // int4 blocks narrower than 32 columns have no kernel.
@@ -404,7 +406,7 @@ fn bad_input_is_refused() {
             .into();
         assert!(matches!(
             SparseLinear::new(&gpu, &bsr, None),
-            Err(sparq::Error::Invalid(_))
+            Err(sparq::Error::Input(sparq::InputError::Invalid(_)))
         ));
     }
 }

@@ -3,6 +3,7 @@
 mod model_cli;
 
 use clap::{Parser, Subcommand};
+use sparq::InputError;
 use sparq::bench::{BenchConfig, TorchBaseline};
 use sparq::formats::WeightFormat;
 use sparq::gpu::{AdapterSelector, Caps, enumerate_adapters, instance};
@@ -133,10 +134,10 @@ fn devices() -> Result<()> {
     let inst = instance();
     let adapters = enumerate_adapters(&inst);
     if adapters.is_empty() {
-        return Err(Error::NoAdapter {
+        return Err(Error::Input(InputError::NoAdapter {
             selector: "any".into(),
             available: "none (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into(),
-        });
+        }));
     }
     for (i, a) in adapters.iter().enumerate() {
         let c = Caps::of_adapter(a, &inst);
@@ -252,7 +253,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     println!("{}", gemm::markdown(&gpu, &rows));
     if let Some(path) = args.json {
         let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
         sparq::error::write_file(&path, text)?;
     }
     Ok(())
@@ -261,7 +262,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
 fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Result<()> {
     let format = match args.formats.as_deref() {
         Some(&[f]) => f,
-        Some(_) => return Err(Error::Invalid("--model takes one --formats value".into())),
+        Some(_) => return Err(Error::invalid("--model takes one --formats value")),
         None => WeightFormat::F16,
     };
     let options = sparq::model::LoadOptions {
@@ -280,7 +281,7 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
     }
     if let Some(path) = &args.json {
         let text =
-            serde_json::to_string_pretty(&reports).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_string_pretty(&reports).map_err(|e| Error::invalid(e.to_string()))?;
         sparq::error::write_file(path, text)?;
         eprintln!("wrote {}", path.display());
     }
@@ -303,7 +304,7 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     println!("{}", markdown(&rows));
     if let Some(path) = args.json {
         let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
         sparq::error::write_file(&path, text)?;
         eprintln!("wrote {}", path.display());
     }

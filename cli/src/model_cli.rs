@@ -113,8 +113,8 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             if let Some(adapters) = adapters {
                 let text = read_input(&input)?;
                 let Batch::Text(texts) = parse_input(&text)? else {
-                    return Err(Error::Invalid(
-                        "--adapters takes text input: {\"texts\": [...]}".into(),
+                    return Err(Error::invalid(
+                        "--adapters takes text input: {\"texts\": [...]}",
                     ));
                 };
                 let rows = embed_on_cluster(&model, &format, &adapters, &texts)?;
@@ -175,7 +175,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             // `neurons:S` shrinks the model (structured); the other specs prune into sparse formats.
             let neurons = match prune.as_deref().and_then(|p| p.strip_prefix("neurons:")) {
                 Some(f) => Some(f.parse::<f64>().map_err(|_| {
-                    Error::Invalid(format!("pruning 'neurons:{f}' needs a fraction"))
+                    Error::invalid(format!("pruning 'neurons:{f}' needs a fraction"))
                 })?),
                 None => None,
             };
@@ -258,8 +258,8 @@ fn embed_on_cluster(
 
 fn parse_input(text: &str) -> Result<Batch> {
     let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::Invalid(format!("input JSON: {e}")))?;
-    let bad = |m: &str| Error::Invalid(format!("input JSON: {m}"));
+        serde_json::from_str(text).map_err(|e| Error::invalid(format!("input JSON: {e}")))?;
+    let bad = |m: &str| Error::invalid(format!("input JSON: {m}"));
     if let Some(t) = v.get("texts") {
         let texts: Vec<String> = serde_json::from_value(t.clone())
             .map_err(|_| bad("\"texts\" must be an array of strings"))?;
@@ -425,9 +425,9 @@ fn model_bench(
     let torch: Vec<TorchRow> = match torch {
         Some(p) => {
             let v: serde_json::Value = serde_json::from_str(&sparq::error::read_text(p)?)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+                .map_err(|e| Error::invalid(format!("{}: {e}", p.display())))?;
             serde_json::from_value(v["rows"].clone())
-                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
+                .map_err(|e| Error::invalid(format!("{}: {e}", p.display())))?
         }
         None => Vec::new(),
     };

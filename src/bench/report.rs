@@ -74,7 +74,7 @@ impl TorchBaseline {
     /// Reads the JSON written by the torch script.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let text = crate::error::read_text(path)?;
-        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
 }
 

@@ -75,11 +75,11 @@ impl Hessian {
     }
 
     /// Upper triangular `U` with `H⁻¹ = Uᵀ U` for the damped mean `H`: what
-    /// [`compensate_rows`] moves errors with, for weights of width `k` (a [`Error::Shape`]
-    /// when the sum is of another width or empty).
+    /// [`compensate_rows`] moves errors with, for weights of width `k` (a
+    /// [`crate::InputError::Shape`] when the sum is of another width or empty).
     pub(crate) fn inverse_factor(&self, k: usize) -> Result<Vec<f64>> {
         if self.k != k || self.rows == 0 {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "calibration of {} inputs of width {} for weights of width {k}",
                 self.rows, self.k
             )));
@@ -91,7 +91,7 @@ impl Hessian {
         [DAMP, 1.0]
             .iter()
             .find_map(|&damp| inverse_factor(&self.damped(damp), self.k))
-            .ok_or_else(|| Error::Invalid("calibration inputs give no usable Hessian".into()))
+            .ok_or_else(|| Error::invalid("calibration inputs give no usable Hessian"))
     }
 
     /// The mean `x xᵀ`, symmetric and full, with `damp` times its mean diagonal added to the
@@ -188,14 +188,14 @@ pub fn quantize_calibrated(
     h: &Hessian,
 ) -> Result<PackedWeights> {
     let WeightFormat::Int4 { group, asymmetric } = format else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "calibrated rounding is for int4 formats, not {}",
             format.name()
         )));
     };
     super::check_group(group)?;
     if w.len() != n * k || n == 0 {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "weights of {} values for {n} × {k}",
             w.len()
         )));

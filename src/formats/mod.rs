@@ -99,14 +99,14 @@ impl WeightFormat {
             _ => {
                 let rest = s
                     .strip_prefix("int4g")
-                    .ok_or_else(|| Error::Invalid(format!("unknown weight format '{s}'")))?;
+                    .ok_or_else(|| Error::invalid(format!("unknown weight format '{s}'")))?;
                 let (digits, asymmetric) = match rest.strip_suffix('a') {
                     Some(d) => (d, true),
                     None => (rest, false),
                 };
                 let group = digits
                     .parse()
-                    .map_err(|_| Error::Invalid(format!("unknown weight format '{s}'")))?;
+                    .map_err(|_| Error::invalid(format!("unknown weight format '{s}'")))?;
                 check_group(group)?;
                 WeightFormat::Int4 { group, asymmetric }
             }
@@ -123,7 +123,7 @@ fn check_group(group: u32) -> Result<()> {
     if matches!(group, 32 | 64 | 128) {
         Ok(())
     } else {
-        Err(Error::Invalid(format!(
+        Err(Error::invalid(format!(
             "int4 group size must be 32, 64 or 128, got {group}"
         )))
     }
@@ -159,17 +159,17 @@ impl PackedWeights {
     /// Quantizes and packs `w` (`n × k`, row-major f32) into `format`.
     pub fn quantize(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Result<Self> {
         if n == 0 || k == 0 {
-            return Err(Error::Invalid(format!("empty weight matrix ({n} × {k})")));
+            return Err(Error::invalid(format!("empty weight matrix ({n} × {k})")));
         }
         if w.len() != n * k {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "weight data has {} values, expected {n} × {k} = {}",
                 w.len(),
                 n * k
             )));
         }
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "weight [{}, {}] is {} (not finite)",
                 i / k,
                 i % k,

@@ -1,6 +1,7 @@
 //! Finding adapters on every backend and choosing one: by index, name substring or backend,
 //! or the best by device type (discrete > integrated > virtual > CPU).
 
+use crate::error::InputError;
 use crate::error::{Error, Result};
 
 /// How the caller names the adapter to use.
@@ -111,13 +112,15 @@ pub fn select(adapters: Vec<wgpu::Adapter>, selector: &AdapterSelector) -> Resul
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let not_found = || Error::NoAdapter {
-        selector: selector.to_string(),
-        available: if available.is_empty() {
-            "none (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into()
-        } else {
-            available.clone()
-        },
+    let not_found = || {
+        Error::Input(InputError::NoAdapter {
+            selector: selector.to_string(),
+            available: if available.is_empty() {
+                "none (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into()
+            } else {
+                available.clone()
+            },
+        })
     };
     let best = |cands: Vec<wgpu::Adapter>| cands.into_iter().max_by_key(|a| rank(&a.get_info()));
     match selector {

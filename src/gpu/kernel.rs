@@ -9,6 +9,7 @@
 //! ([`Launch::params_in`]) that an executor rewrites per call without rebuilding bind groups.
 
 use super::{Dispatch, Gpu, PipelineKey};
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
 use wgpu::util::DeviceExt;
@@ -224,7 +225,7 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
     pub fn build(self) -> Result<Dispatch> {
         let gpu = self.gpu;
         let k = self.kernel;
-        let what = |msg: String| Error::Invalid(format!("kernel {}: {msg}", k.name));
+        let what = |msg: String| Error::invalid(format!("kernel {}: {msg}", k.name));
         if self.buffers.len() != k.slots.len() {
             return Err(what(format!(
                 "{} buffers for {} bindings ({})",
@@ -260,7 +261,7 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
             gpu.pipelines
                 .get_or_create(&gpu.device, &key, Some(&layout.pipeline), || {
                     source()
-                        .map_err(|e| Error::Invalid(format!("WGSL template {}: {e}", key.shader)))
+                        .map_err(|e| Error::invalid(format!("WGSL template {}: {e}", key.shader)))
                 })?;
         let own;
         let mut entries = Vec::with_capacity(k.slots.len() + 1);
@@ -313,11 +314,13 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
 
     fn checked_grid(&self) -> Result<(u32, u32)> {
         let max = self.gpu.caps.max_workgroups_per_dim.max(1);
-        let too_large = |n: u64| Error::TooLarge {
-            what: format!("kernel {}: grid of {n} workgroups", self.kernel.name),
-            bytes: n,
-            limit_name: "max_compute_workgroups_per_dimension",
-            limit: max as u64,
+        let too_large = |n: u64| {
+            Error::Input(InputError::TooLarge {
+                what: format!("kernel {}: grid of {n} workgroups", self.kernel.name),
+                bytes: n,
+                limit_name: "max_compute_workgroups_per_dimension",
+                limit: max as u64,
+            })
         };
         match self.grid {
             Grid::Linear(n) => {
@@ -351,12 +354,12 @@ impl ParamBuffer {
     pub fn new(gpu: &Gpu, capacity: u64) -> Result<Self> {
         let max = gpu.device.limits().max_buffer_size;
         if capacity > max {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: "param buffer".into(),
                 bytes: capacity,
                 limit_name: "max_buffer_size",
                 limit: max,
-            });
+            }));
         }
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sparq params"),
@@ -381,12 +384,12 @@ impl ParamBuffer {
         let offset = self.used.next_multiple_of(self.align as u64);
         let size = std::mem::size_of::<P>() as u64;
         if offset + size > self.buffer.size() {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: "params in the param buffer".into(),
                 bytes: offset + size,
                 limit_name: "param buffer capacity",
                 limit: self.buffer.size(),
-            });
+            }));
         }
         let offset = offset as u32;
         self.used = offset as u64 + size;
@@ -405,7 +408,7 @@ impl ParamBuffer {
     fn check<P>(&self, offset: u32) -> Result<()> {
         let size = std::mem::size_of::<P>() as u64;
         if !offset.is_multiple_of(self.align) || offset as u64 + size > self.buffer.size() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "param offset {offset} ({size} bytes) is not an aligned place in a buffer of {}",
                 self.buffer.size()
             )));

@@ -24,6 +24,8 @@ pub use timing::{keep_busy, median, time_dispatches};
 pub use tune::TuneCache;
 
 use crate::config::Config;
+use crate::error::DeviceError;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -31,8 +33,20 @@ use wgpu::util::DeviceExt;
 /// Errors the driver reported outside an error scope, kept until [`Gpu::check`] returns them.
 #[derive(Default)]
 struct ErrorSink {
-    errors: Vec<String>,
+    /// Each already in its group, by what wgpu said it was.
+    errors: Vec<Error>,
     lost: Option<String>,
+}
+
+/// The driver's error as a sparq error: running out of memory is the device's fault, an
+/// invalid kernel or binding (or wgpu's own internal failure) is a bug in sparq.
+fn classify(e: &wgpu::Error) -> Error {
+    match e {
+        wgpu::Error::OutOfMemory { .. } => Error::out_of_memory(e.to_string()),
+        wgpu::Error::Validation { .. } | wgpu::Error::Internal { .. } => {
+            Error::validation(e.to_string())
+        }
+    }
 }
 
 /// An opened device: the handle every sparq operation takes.
@@ -105,9 +119,11 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
+        .map_err(|e| {
+            Error::Device(DeviceError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })
         })?;
         let mut caps = Caps::of_adapter(&adapter, instance);
         caps.f16 = device.features().contains(wgpu::Features::SHADER_F16);
@@ -118,7 +134,7 @@ impl Gpu {
         let sink = Arc::new(Mutex::new(ErrorSink::default()));
         let s = sink.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            s.lock().unwrap().errors.push(e.to_string());
+            s.lock().unwrap().errors.push(classify(&e));
         }));
         let s = sink.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -160,17 +176,17 @@ impl Gpu {
     pub fn check(&self) -> Result<()> {
         let mut s = self.sink.lock().unwrap();
         if let Some(l) = &s.lost {
-            return Err(Error::DeviceLost(l.clone()));
+            return Err(Error::device_lost(l.clone()));
         }
         if !s.errors.is_empty() {
             let first = s.errors.remove(0);
             let more = s.errors.len();
             s.errors.clear();
-            return Err(Error::Gpu(if more > 0 {
-                format!("{first} (and {more} more)")
+            return Err(if more > 0 {
+                first.map_message(|m| format!("{m} (and {more} more)"))
             } else {
                 first
-            }));
+            });
         }
         Ok(())
     }
@@ -223,20 +239,20 @@ impl Gpu {
     /// Refuses a buffer that one storage binding of this device cannot hold.
     pub fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
         if bytes > self.caps.max_storage_binding {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: what.to_string(),
                 bytes,
                 limit_name: "max_storage_buffer_binding_size",
                 limit: self.caps.max_storage_binding,
-            });
+            }));
         }
         if bytes > self.caps.max_buffer {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: what.to_string(),
                 bytes,
                 limit_name: "max_buffer_size",
                 limit: self.caps.max_buffer,
-            });
+            }));
         }
         Ok(())
     }
@@ -249,7 +265,7 @@ impl Gpu {
                 submission_index: Some(idx),
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+            .map_err(|e| Error::device_failed(e.to_string()))?;
         self.check()
     }
 

@@ -4,7 +4,8 @@
 //! Sound because a compute pipeline is immutable once created: the same key always denotes
 //! the same program, so handing out one `Arc` to every caller cannot change any result.
 //! Shader compilation runs inside a validation error scope, so a shader the device rejects
-//! becomes an [`Error::Gpu`] naming the shader instead of a panic in the error handler.
+//! becomes an [`InternalError::Validation`](crate::InternalError::Validation) (a bug in
+//! sparq) naming the shader instead of a panic in the error handler.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ impl PipelinePool {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("compiling {}: {e}", key.shader)));
+            return Err(Error::validation(format!("compiling {}: {e}", key.shader)));
         }
         let p = Arc::new(pipeline);
         self.pipelines

@@ -25,7 +25,7 @@ pub fn read_buffer(gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>>
         let view = staging
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+            .map_err(|e| Error::device_failed(e.to_string()))?;
         view[..bytes as usize].to_vec()
     };
     staging.unmap();
@@ -47,11 +47,13 @@ pub fn map_read(
             submission_index: Some(index),
             timeout: None,
         })
-        .map_err(|e| Error::Gpu(e.to_string()))?;
+        .map_err(|e| Error::device_failed(e.to_string()))?;
     gpu.check()?;
     match outcome.lock().unwrap().take() {
         Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(Error::Gpu(format!("mapping read-back buffer: {e}"))),
-        None => Err(Error::Gpu("read-back mapping never completed".into())),
+        Some(Err(e)) => Err(Error::device_failed(format!(
+            "mapping read-back buffer: {e}"
+        ))),
+        None => Err(Error::device_failed("read-back mapping never completed")),
     }
 }

@@ -2,6 +2,7 @@
 //! end timestamp, so host scheduling and submission gaps are excluded.
 
 use super::{Gpu, read_buffer};
+use crate::error::DeviceError;
 use crate::error::{Error, Result};
 
 /// A set of timestamp pairs, one pair per timed pass.
@@ -17,10 +18,10 @@ impl GpuTimer {
     /// Room for `passes` timed passes; fails when the device has no timestamp queries.
     pub fn new(gpu: &Gpu, passes: u32) -> Result<Self> {
         if !gpu.caps.timestamps {
-            return Err(Error::MissingFeature {
+            return Err(Error::Device(DeviceError::MissingFeature {
                 adapter: gpu.caps.name.clone(),
                 feature: "TIMESTAMP_QUERY".into(),
-            });
+            }));
         }
         let count = (passes * 2).clamp(2, 4096);
         let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {

@@ -62,7 +62,7 @@ pub fn time_dispatches(
     iters: usize,
 ) -> Result<Vec<f64>> {
     if sets.is_empty() || iters == 0 {
-        return Err(Error::Invalid("nothing to time".into()));
+        return Err(Error::invalid("nothing to time"));
     }
     let (min_time, max_time) = warm_up_time(gpu);
     let per_iter = keep_busy(gpu, sets, warmup, min_time, max_time)?;

@@ -42,7 +42,7 @@ impl TuneCache {
     /// Stores `value` under `key` and, when the cache has a file, writes it there too (merged
     /// with what the file holds now, so devices sharing one file keep each other's entries).
     pub fn insert<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let value = serde_json::to_value(value).map_err(|e| Error::Invalid(e.to_string()))?;
+        let value = serde_json::to_value(value).map_err(|e| Error::invalid(e.to_string()))?;
         let mut guard = self.entries.lock().unwrap();
         let map = guard.get_or_insert_with(|| self.load());
         map.insert(key.to_string(), value.clone());
@@ -52,7 +52,7 @@ impl TuneCache {
         let mut on_disk = self.load();
         on_disk.insert(key.to_string(), value);
         let text =
-            serde_json::to_string_pretty(&on_disk).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_string_pretty(&on_disk).map_err(|e| Error::invalid(e.to_string()))?;
         crate::error::write_file(path, text)
     }
 

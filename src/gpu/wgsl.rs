@@ -26,8 +26,8 @@ pub fn expand(src: &str, vars: &[(&str, i64)]) -> Result<String> {
     let mut i = 0;
     match expand_block(&lines, &mut i, vars, &[], &mut out)? {
         Stop::Eof => {}
-        Stop::End => return Err(Error::Invalid(at(i, "#end without #if or #unroll"))),
-        Stop::Else => return Err(Error::Invalid(at(i, "#else without #if"))),
+        Stop::End => return Err(Error::invalid(at(i, "#end without #if or #unroll"))),
+        Stop::Else => return Err(Error::invalid(at(i, "#else without #if"))),
     }
     let mut text = out;
     for (name, value) in vars {
@@ -35,7 +35,7 @@ pub fn expand(src: &str, vars: &[(&str, i64)]) -> Result<String> {
     }
     if let Some(pos) = text.find("{{") {
         let end = text[pos..].find("}}").map_or(pos + 20, |e| pos + e + 2);
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "WGSL template variable {} has no value",
             &text[pos..end.min(text.len())]
         )));
@@ -54,7 +54,7 @@ fn count_of(token: &str, vars: &[(&str, i64)]) -> Result<i64> {
         .ok()
         .or_else(|| vars.iter().find(|(n, _)| *n == token).map(|(_, v)| *v))
         .ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::invalid(format!(
                 "template count or flag '{token}' is neither a number nor a variable"
             ))
         })
@@ -95,23 +95,23 @@ fn expand_block(
             let first = expand_block(lines, i, vars, bound, if on { out } else { &mut sink })?;
             match first {
                 Stop::End => {}
-                Stop::Eof => return Err(Error::Invalid(at(opened, "#if without #end"))),
+                Stop::Eof => return Err(Error::invalid(at(opened, "#if without #end"))),
                 Stop::Else => {
                     let second =
                         expand_block(lines, i, vars, bound, if on { &mut sink } else { out })?;
                     match second {
                         Stop::End => {}
                         Stop::Else => {
-                            return Err(Error::Invalid(at(*i, "#else twice in one #if")));
+                            return Err(Error::invalid(at(*i, "#else twice in one #if")));
                         }
-                        Stop::Eof => return Err(Error::Invalid(at(opened, "#if without #end"))),
+                        Stop::Eof => return Err(Error::invalid(at(opened, "#if without #end"))),
                     }
                 }
             }
         } else if let Some(rest) = t.strip_prefix("#unroll") {
             let mut parts = rest.split_whitespace();
             let (Some(var), Some(count)) = (parts.next(), parts.next()) else {
-                return Err(Error::Invalid(at(
+                return Err(Error::invalid(at(
                     opened,
                     &format!("bad #unroll line: {t}"),
                 )));
@@ -128,12 +128,12 @@ fn expand_block(
                 match expand_block(lines, i, vars, &b, dst)? {
                     Stop::End => {}
                     Stop::Else => {
-                        return Err(Error::Invalid(at(
+                        return Err(Error::invalid(at(
                             *i,
                             "#else inside #unroll, outside an #if",
                         )));
                     }
-                    Stop::Eof => return Err(Error::Invalid(at(opened, "#unroll without #end"))),
+                    Stop::Eof => return Err(Error::invalid(at(opened, "#unroll without #end"))),
                 }
             }
         } else if t.starts_with("#end") {

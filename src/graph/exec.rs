@@ -98,7 +98,7 @@ impl Submitted {
         let mut readout = {
             let view = slice
                 .get_mapped_range()
-                .map_err(|e| Error::Gpu(e.to_string()))?;
+                .map_err(|e| Error::device_failed(e.to_string()))?;
             let floats: &[f32] = bytemuck::cast_slice(&view[..bytes as usize]);
             let mut tensors = Vec::with_capacity(layout.len());
             let mut at = 0;
@@ -199,9 +199,9 @@ impl<K: Hash + Eq + Clone> Executor<K> {
         let pass = self
             .plans
             .get(key)
-            .ok_or_else(|| Error::Invalid("no plan for this signature: prepare it first".into()))?;
+            .ok_or_else(|| Error::invalid("no plan for this signature: prepare it first"))?;
         if inputs.len() != pass.inputs.len() {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "{} inputs for a pass of {}",
                 inputs.len(),
                 pass.inputs.len()
@@ -209,7 +209,7 @@ impl<K: Hash + Eq + Clone> Executor<K> {
         }
         for (i, (bytes, buffer)) in inputs.iter().zip(&pass.inputs).enumerate() {
             if bytes.len() as u64 > buffer.size() || bytes.len() % 4 != 0 {
-                return Err(Error::Shape(format!(
+                return Err(Error::shape(format!(
                     "input {i} has {} bytes; its buffer takes a multiple of 4 up to {}",
                     bytes.len(),
                     buffer.size()

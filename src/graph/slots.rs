@@ -65,7 +65,7 @@ impl Slots {
     ) -> Result<wgpu::Buffer> {
         if let Some(b) = self.persistent.get(name) {
             if b.size() < bytes {
-                return Err(Error::Shape(format!(
+                return Err(Error::shape(format!(
                     "persistent slot {name} holds {} bytes, {bytes} were asked for",
                     b.size()
                 )));

@@ -3,6 +3,8 @@
 //! `SPARQ_TUNE_CACHE` names a JSON file).
 
 use super::{Linear, Strategy};
+use crate::error::DeviceError;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::{Dispatch, Gpu};
@@ -80,7 +82,7 @@ impl CoopTiling {
     pub fn parse(s: &str) -> Result<Self> {
         crate::config::CoopTile::parse(s)
             .map(Self::from)
-            .map_err(|want| Error::Invalid(format!("bad tiling '{s}' (want {want})")))
+            .map_err(|want| Error::invalid(format!("bad tiling '{s}' (want {want})")))
     }
 
     /// The tiling used when none was tuned for `m × n` outputs: the fastest of the H100
@@ -233,18 +235,18 @@ pub(super) fn prepare(
     vars: &mut Vec<(&'static str, i64)>,
 ) -> Result<(u32, u32)> {
     if !available(gpu) {
-        return Err(Error::MissingFeature {
+        return Err(Error::Device(DeviceError::MissingFeature {
             adapter: gpu.caps.name.clone(),
             feature: "EXPERIMENTAL_COOPERATIVE_MATRIX (f16 16x16x16, f32 accumulator)".into(),
-        });
+        }));
     }
     if format == WeightFormat::F32 {
-        return Err(Error::Invalid(
-            "the cooperative-matrix GEMM takes f16, int8 or int4 weights, not f32".into(),
+        return Err(Error::invalid(
+            "the cooperative-matrix GEMM takes f16, int8 or int4 weights, not f32",
         ));
     }
     if !tiling.fits(gpu, format) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "tiling {} does not fit {} for {}",
             tiling.label(),
             gpu.caps.name,
@@ -256,12 +258,12 @@ pub(super) fn prepare(
     let gy = (m as u32).div_ceil(tiling.bm());
     let max = gpu.caps.max_workgroups_per_dim;
     if gx > max || gy > max {
-        return Err(Error::TooLarge {
+        return Err(Error::Input(InputError::TooLarge {
             what: format!("GEMM grid {gx} × {gy} workgroups"),
             bytes: gx.max(gy) as u64,
             limit_name: "max_compute_workgroups_per_dimension",
             limit: max as u64,
-        });
+        }));
     }
     Ok((gx, gy))
 }
@@ -366,7 +368,7 @@ pub fn autotune(
     out.sort_by(|a, b| a.us.total_cmp(&b.us));
     let best = out
         .first()
-        .ok_or_else(|| Error::Invalid(format!("no tiling fits {}", gpu.caps.name)))?;
+        .ok_or_else(|| Error::invalid(format!("no tiling fits {}", gpu.caps.name)))?;
     remember(gpu, layer.format, act, m, best.tiling)?;
     Ok(out)
 }

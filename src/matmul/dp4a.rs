@@ -3,6 +3,7 @@
 //! one GEMM dispatch per weight chunk multiplies them with int8 weights.
 
 use super::{Linear, Strategy, shader};
+use crate::error::DeviceError;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Slot::{Read, ReadWrite};
@@ -39,13 +40,13 @@ pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
 /// Checks that `gpu` and `format` allow the DP4A GEMM.
 pub(super) fn check(gpu: &Gpu, format: WeightFormat) -> Result<()> {
     if !gpu.caps.dot4_i8 {
-        return Err(Error::MissingFeature {
+        return Err(Error::Device(DeviceError::MissingFeature {
             adapter: gpu.caps.name.clone(),
             feature: "WGSL language feature packed_4x8_integer_dot_product".into(),
-        });
+        }));
     }
     if format != WeightFormat::Int8 {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "the DP4A GEMM takes int8 weights, not {}",
             format.name()
         )));

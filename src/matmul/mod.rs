@@ -18,6 +18,8 @@ pub use tuning::{GEMM_SMALL_GRID, coop_min_rows, gemm_tile};
 use tuning::{GemmTiling, GemvTuning};
 
 use crate::activation::Activation;
+use crate::error::DeviceError;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::Slot::{Read, ReadWrite};
@@ -28,25 +30,25 @@ use crate::tensor::{ActDType, Tensor};
 /// weight representation): shapes, matching dtypes, at least one row.
 pub fn validate_io(n: usize, k: usize, x: &Tensor, y: &Tensor) -> Result<()> {
     if x.cols != k {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "input has {} features, the layer expects {k}",
             x.cols
         )));
     }
     if y.cols != n || y.rows != x.rows {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "output is {} × {}, expected {} × {n}",
             y.rows, y.cols, x.rows
         )));
     }
     if x.dtype != y.dtype {
-        return Err(Error::DType(format!(
+        return Err(Error::dtype(format!(
             "input is {:?} but output is {:?}",
             x.dtype, y.dtype
         )));
     }
     if x.rows == 0 {
-        return Err(Error::Invalid("input has no rows".into()));
+        return Err(Error::invalid("input has no rows"));
     }
     Ok(())
 }
@@ -125,7 +127,7 @@ impl Linear {
         if let Some(b) = bias
             && b.len() != n
         {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "bias has {} values, the layer has {n} outputs",
                 b.len()
             )));
@@ -134,12 +136,12 @@ impl Linear {
         let row_bytes = (weights.row_words() * 4) as u64;
         let rows_per_chunk = (limit / row_bytes) as usize;
         if rows_per_chunk == 0 {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: format!("one weight row ({n} × {k} {})", weights.format.name()),
                 bytes: row_bytes,
                 limit_name: "max_storage_buffer_binding_size",
                 limit,
-            });
+            }));
         }
         // Never round up to more rows than fit: `PackedWeights::rows` re-packs int4 scales
         // and zero points from index 0, so a chunk may start at any row, and a row's scales
@@ -197,7 +199,7 @@ impl Linear {
         bias: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         if !matches!(format, WeightFormat::F32 | WeightFormat::F16) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "a layer over a device buffer takes f32 or f16 weights, not {}",
                 format.name()
             )));
@@ -206,7 +208,7 @@ impl Linear {
         let bytes = (n * row_blocks * 16) as u64;
         gpu.check_binding("dense weights", bytes)?;
         if weights.size() < bytes {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "{} bytes of weights, {n} × {k} {} needs {bytes}",
                 weights.size(),
                 format.name()
@@ -331,10 +333,10 @@ impl Linear {
             return self.plan_dp4a(gpu, x, y);
         }
         if strategy.needs_subgroups() && !gpu.caps.subgroups {
-            return Err(Error::MissingFeature {
+            return Err(Error::Device(DeviceError::MissingFeature {
                 adapter: gpu.caps.name.clone(),
                 feature: "SUBGROUP".into(),
-            });
+            }));
         }
         let mut out = Vec::new();
         // Int8-activation GEMV reads a quantized copy of x that a first dispatch writes.
@@ -343,17 +345,17 @@ impl Linear {
                 WeightFormat::Int4 { .. } => true,
                 WeightFormat::Int8 => false,
                 f => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "{} weights have no int8-activation kernel",
                         f.name()
                     )));
                 }
             };
             if !gpu.caps.dot4_i8 {
-                return Err(Error::MissingFeature {
+                return Err(Error::Device(DeviceError::MissingFeature {
                     adapter: gpu.caps.name.clone(),
                     feature: "WGSL dot4I8Packed".into(),
-                });
+                }));
             }
             let (buf, d) = quant_x::quantize_rows(gpu, x, self.k.div_ceil(32), paired)?;
             out.push(d);
@@ -507,12 +509,12 @@ impl Linear {
                 let gy = (m as u32).div_ceil(16 * t.tm);
                 let max = gpu.caps.max_workgroups_per_dim;
                 if gx > max || gy > max {
-                    return Err(Error::TooLarge {
+                    return Err(Error::Input(InputError::TooLarge {
                         what: format!("GEMM grid {gx} × {gy} workgroups"),
                         bytes: gx.max(gy) as u64,
                         limit_name: "max_compute_workgroups_per_dimension",
                         limit: max as u64,
-                    });
+                    }));
                 }
                 (gx, gy)
             }

@@ -127,7 +127,7 @@ pub fn source(
             WeightFormat::Int8 => W_INT8_Q8,
             WeightFormat::Int4 { .. } => W_INT4_Q8,
             _ => {
-                return Err(crate::Error::Invalid(format!(
+                return Err(crate::Error::invalid(format!(
                     "{} weights have no int8-activation kernel",
                     format.name()
                 )));

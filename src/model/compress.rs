@@ -75,7 +75,7 @@ impl SparseStorage {
     /// Parses `2:4`, `magnitude:S`, `random:S`, `global:S` or `blocks:RxC:S`.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
-            Error::Invalid(format!(
+            Error::invalid(format!(
                 "pruning '{s}' is not 2:4, magnitude:S, random:S, global:S or blocks:RxC:S (S a \
                  fraction in [0, 1])"
             ))
@@ -136,8 +136,8 @@ impl Compression {
                 asymmetric: false, ..
             } => ValueType::Int4,
             WeightFormat::Int4 { .. } => {
-                return Err(Error::Invalid(
-                    "sparse int4 values are symmetric: use int4 without a zero point".into(),
+                return Err(Error::invalid(
+                    "sparse int4 values are symmetric: use int4 without a zero point",
                 ));
             }
         })
@@ -155,7 +155,7 @@ impl Compression {
         let pattern = match self.sparse {
             None if matches!(self.format, WeightFormat::Int4 { .. }) => return Ok(None),
             None => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "calibration rounds int4 weights, not {}",
                     self.format.name()
                 )));
@@ -163,7 +163,7 @@ impl Compression {
             Some(SparseStorage::TwoFour) => Pattern::NofM { keep: 2, group: 4 },
             Some(SparseStorage::Csr { sparsity }) => Pattern::Fraction { sparsity },
             Some(other) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "calibration prunes to 2:4 or magnitude:S, not {other:?}"
                 )));
             }
@@ -218,8 +218,8 @@ impl Compression {
                 (Csr::from_dense(&p.w, n, k, vt)?.into(), p.report)
             }
             SparseStorage::Global { .. } => {
-                return Err(Error::Invalid(
-                    "global pruning needs every layer at once: use compress::pack_model".into(),
+                return Err(Error::invalid(
+                    "global pruning needs every layer at once: use compress::pack_model",
                 ));
             }
             SparseStorage::Bsr {

@@ -2,6 +2,7 @@
 //! (BERT), sentence-transformers' pooling files, or sparq's own JSON in the safetensors
 //! metadata (`sparq.config`), which also describes the MLP classifier.
 
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -71,7 +72,7 @@ impl BertConfig {
 
     /// Refuses configurations the kernels cannot run.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
+        let bad = |m: String| Err(Error::Input(InputError::Config(m)));
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -130,7 +131,7 @@ impl MlpConfig {
     /// Refuses empty or degenerate networks.
     pub fn validate(&self) -> Result<()> {
         if self.sizes.len() < 2 || self.sizes.iter().any(|&s| s == 0 || s > 1 << 24) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "MLP sizes {:?} need at least two widths, each in 1..=2^24",
                 self.sizes
             )));
@@ -153,7 +154,7 @@ impl Architecture {
     /// Parses sparq's JSON (`{"architecture": "bert" | "mlp", ...}`).
     pub fn from_sparq_json(s: &str) -> Result<Self> {
         let a: Architecture =
-            serde_json::from_str(s).map_err(|e| Error::Config(format!("sparq config: {e}")))?;
+            serde_json::from_str(s).map_err(|e| Error::config(format!("sparq config: {e}")))?;
         a.validate()?;
         Ok(a)
     }
@@ -163,15 +164,15 @@ impl Architecture {
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
         let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         if v.get("architecture").is_some() {
             return Self::from_sparq_json(&text);
         }
         let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
         if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "model_type '{model_type}' is not supported (BERT-style encoders only)"
             )));
         }
@@ -179,7 +180,7 @@ impl Architecture {
             log::warn!("{model_type} is read as BERT; position offsets may differ");
         }
         let mut c: BertConfig = serde_json::from_value(v)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
         let read = |p: &str| -> Option<serde_json::Value> {
             serde_json::from_str(&std::fs::read_to_string(dir.join(p)).ok()?).ok()
         };
@@ -190,8 +191,8 @@ impl Architecture {
             } else if on("pooling_mode_mean_tokens") {
                 c.pooling = Pooling::Mean;
             } else {
-                return Err(Error::Config(
-                    "1_Pooling/config.json: only mean and CLS pooling are supported".into(),
+                return Err(Error::config(
+                    "1_Pooling/config.json: only mean and CLS pooling are supported",
                 ));
             }
         }

@@ -162,7 +162,7 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
     if path.is_dir() {
         let w = path.join("model.safetensors");
         if !w.is_file() {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "{} has no model.safetensors",
                 path.display()
             )));
@@ -172,7 +172,7 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok((path.to_path_buf(), dir))
     } else {
-        Err(Error::Config(format!("{} does not exist", path.display())))
+        Err(Error::config(format!("{} does not exist", path.display())))
     }
 }
 
@@ -289,9 +289,10 @@ impl<'g> Model<'g> {
     /// Tokenises `texts` with the model's tokenizer (ids and types per sentence).
     #[allow(clippy::type_complexity)]
     pub fn tokenize(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
-        let tok = self.net.tokenizer().ok_or_else(|| {
-            Error::Config("the model has no tokenizer.json: pass token ids".into())
-        })?;
+        let tok = self
+            .net
+            .tokenizer()
+            .ok_or_else(|| Error::config("the model has no tokenizer.json: pass token ids"))?;
         Ok(encode(tok, texts)?.into_iter().unzip())
     }
 
@@ -318,7 +319,7 @@ impl<'g> Model<'g> {
         let request = self
             .net
             .bench_request(batch, seq)
-            .ok_or_else(|| Error::Invalid("with_plan is for encoders".into()))?;
+            .ok_or_else(|| Error::invalid("with_plan is for encoders"))?;
         let key = request.signature;
         self.wait(self.submit_request(request)?)?;
         let st = self.state.lock().unwrap();
@@ -326,7 +327,7 @@ impl<'g> Model<'g> {
             .exec
             .plan(&key)
             .and_then(|p| p.only_dispatches())
-            .ok_or_else(|| Error::Invalid("plan missing".into()))?;
+            .ok_or_else(|| Error::invalid("plan missing"))?;
         record(dispatches)
     }
 }
@@ -346,7 +347,7 @@ pub(crate) fn encode(
 ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     let enc = tok
         .encode_batch(texts.to_vec(), true)
-        .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
+        .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
     Ok(enc
         .iter()
         .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
@@ -356,7 +357,7 @@ pub(crate) fn encode(
 /// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding.
 pub(crate) fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
     let mut t = tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
     // sparq pads itself (per batch, to its bucket); the tokenizer only truncates.
     t.with_padding(None);
     let max = c
@@ -367,6 +368,6 @@ pub(crate) fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<toke
         max_length: max,
         ..Default::default()
     }))
-    .map_err(|e| Error::Config(format!("tokenizer truncation: {e}")))?;
+    .map_err(|e| Error::config(format!("tokenizer truncation: {e}")))?;
     Ok(t)
 }

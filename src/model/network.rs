@@ -89,8 +89,8 @@ pub trait Family {
         _dir: &Path,
         _texts: &[String],
     ) -> Result<(HashMap<String, Hessian>, usize)> {
-        Err(Error::Invalid(
-            "--calibrate needs a text model (BERT with tokenizer.json)".into(),
+        Err(Error::invalid(
+            "--calibrate needs a text model (BERT with tokenizer.json)",
         ))
     }
 }

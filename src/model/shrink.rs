@@ -8,6 +8,7 @@
 use super::compress::Floats;
 use super::config::Architecture;
 use super::loader::WeightFile;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::prune::{PruneReport, rows_l2, select_columns, select_rows};
 
@@ -23,7 +24,7 @@ pub fn drop_neurons(
     let mut tensors: Floats = Vec::new();
     for name in file.names() {
         if file.is_packed(&name) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "structured pruning needs float weights; {name} is packed"
             )));
         }
@@ -35,13 +36,12 @@ pub fn drop_neurons(
     let cuts = arch.family().neuron_cuts(file, sparsity)?;
     let (hidden, kept) = (cuts.hidden, cuts.kept);
     let find = |tensors: &Floats, name: &str| {
-        tensors
-            .iter()
-            .position(|t| t.0 == name)
-            .ok_or_else(|| Error::MissingTensor {
+        tensors.iter().position(|t| t.0 == name).ok_or_else(|| {
+            Error::Input(InputError::MissingTensor {
                 tensor: name.to_string(),
                 expected: "a float tensor to prune".into(),
             })
+        })
     };
     // (original, the same with the removed weights zeroed) of every matrix cut.
     let mut pairs: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
@@ -55,7 +55,7 @@ pub fn drop_neurons(
         let n_out = tensors[wo].1.first().copied().unwrap_or(0);
         let p = rows_l2(&tensors[wi].2, h, k_in, sparsity)?;
         if p.n != keep {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "{w_in}: {} neurons kept, expected {keep}",
                 p.n
             )));
@@ -84,7 +84,7 @@ pub fn drop_neurons(
 /// Neurons kept of `n` when a fraction `sparsity` is dropped (at least one).
 pub(crate) fn kept_of(n: usize, sparsity: f64) -> Result<usize> {
     if !(0.0..1.0).contains(&sparsity) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "neuron pruning takes a fraction in [0, 1), got {sparsity}"
         )));
     }

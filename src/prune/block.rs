@@ -17,7 +17,7 @@ pub fn blocks_l2(
 ) -> Result<Pruned> {
     check_matrix(w, n, k)?;
     if br == 0 || bc == 0 {
-        return Err(Error::Invalid(format!("empty block shape ({br} × {bc})")));
+        return Err(Error::invalid(format!("empty block shape ({br} × {bc})")));
     }
     let (gr, gc) = (n.div_ceil(br), k.div_ceil(bc));
     let drop = count(sparsity, gr * gc)?;

@@ -47,12 +47,12 @@ pub fn prune_calibrated(
     check_matrix(w, n, k)?;
     match pattern {
         Pattern::NofM { keep, group } if keep == 0 || keep >= group => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "N:M pruning needs 1 ≤ N < M, got {keep}:{group}"
             )));
         }
         Pattern::Fraction { sparsity } if !(0.0..=1.0).contains(&sparsity) => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "sparsity must lie in [0, 1], got {sparsity}"
             )));
         }

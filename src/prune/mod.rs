@@ -184,7 +184,7 @@ pub fn prune(w: &[f32], n: usize, k: usize, method: PruneMethod) -> Result<Prune
 /// How many of `len` items a sparsity removes, refusing sparsities outside `[0, 1]`.
 fn count(sparsity: f64, len: usize) -> Result<usize> {
     if !(0.0..=1.0).contains(&sparsity) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "sparsity must be between 0 and 1, got {sparsity}"
         )));
     }

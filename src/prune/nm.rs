@@ -14,7 +14,7 @@ use crate::sparse::check_matrix;
 pub fn n_of_m(w: &[f32], n: usize, k: usize, keep: usize, group: usize) -> Result<Pruned> {
     check_matrix(w, n, k)?;
     if keep == 0 || keep >= group {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "N:M pruning needs 1 ≤ N < M, got {keep}:{group}"
         )));
     }

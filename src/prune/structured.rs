@@ -67,7 +67,7 @@ fn finish(
 
 fn check_indices(idx: &[usize], len: usize, what: &str) -> Result<()> {
     match idx.iter().find(|&&i| i >= len) {
-        Some(i) => Err(Error::Invalid(format!(
+        Some(i) => Err(Error::invalid(format!(
             "{what} index {i} out of range (the matrix has {len})"
         ))),
         None => Ok(()),
@@ -78,7 +78,7 @@ fn check_indices(idx: &[usize], len: usize, what: &str) -> Result<()> {
 /// layer whose rows were pruned.
 pub fn select_rows(w: &[f32], n: usize, k: usize, rows: &[usize]) -> Result<Vec<f32>> {
     if n.checked_mul(k) != Some(w.len()) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "matrix has {} values, expected {n} × {k}",
             w.len()
         )));
@@ -94,7 +94,7 @@ pub fn select_rows(w: &[f32], n: usize, k: usize, rows: &[usize]) -> Result<Vec<
 /// weights after this layer's rows were pruned.
 pub fn select_columns(w: &[f32], n: usize, k: usize, cols: &[usize]) -> Result<Vec<f32>> {
     if n.checked_mul(k) != Some(w.len()) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "matrix has {} values, expected {n} × {k}",
             w.len()
         )));

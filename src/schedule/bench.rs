@@ -151,8 +151,8 @@ impl DataParallelReport {
 /// Runs the benchmark.
 pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     if cfg.formats.is_empty() || cfg.batch == 0 || cfg.k == 0 || cfg.n == 0 {
-        return Err(Error::Invalid(
-            "the benchmark needs at least one layer, one row and one feature".into(),
+        return Err(Error::invalid(
+            "the benchmark needs at least one layer, one row and one feature",
         ));
     }
     let gpus = open_devices(&cfg.adapters)?;
@@ -223,9 +223,7 @@ fn measure<R: Replica<Out = Vec<f32>>>(
 ) -> Result<DataParallelReport> {
     let batch = inputs.len();
     if batch == 0 {
-        return Err(Error::Invalid(
-            "the benchmark needs at least one row".into(),
-        ));
+        return Err(Error::invalid("the benchmark needs at least one row"));
     }
     let sample = &inputs[..cfg.calibration_rows.clamp(1, batch)];
     cluster.calibrate(sample)?;
@@ -421,7 +419,7 @@ pub fn cli(
     if let Some(path) = json {
         crate::error::write_file(
             path,
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?,
+            serde_json::to_string_pretty(&report).map_err(|e| Error::invalid(e.to_string()))?,
         )?;
         eprintln!("wrote {}", path.display());
     }

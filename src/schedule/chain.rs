@@ -47,14 +47,14 @@ impl LinearChain {
     /// Uploads `layers` to `gpu`, with room for micro-batches of up to `max_rows` rows.
     pub fn new(gpu: &Arc<Gpu>, layers: &[ChainLayer], max_rows: usize) -> Result<Self> {
         if layers.is_empty() {
-            return Err(Error::Invalid("a chain needs at least one layer".into()));
+            return Err(Error::invalid("a chain needs at least one layer"));
         }
         if max_rows == 0 {
-            return Err(Error::Invalid("max_rows must be at least 1".into()));
+            return Err(Error::invalid("max_rows must be at least 1"));
         }
         for (i, pair) in layers.windows(2).enumerate() {
             if pair[0].weights.n != pair[1].weights.k {
-                return Err(Error::Shape(format!(
+                return Err(Error::shape(format!(
                     "layer {i} has {} outputs but layer {} takes {} inputs",
                     pair[0].weights.n,
                     i + 1,
@@ -149,20 +149,20 @@ impl Replica for LinearChain {
         let (k, max_rows) = (self.in_features(), self.max_rows);
         let m = inputs.len();
         if m == 0 || m > max_rows {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "micro-batch of {m} rows; this chain takes 1..={max_rows}"
             )));
         }
         if let Some((i, r)) = inputs.iter().enumerate().find(|(_, r)| r.len() != k) {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "input row {i} has {} values, the chain takes {k}",
                 r.len()
             )));
         }
         let n = self.pending.len();
         match self.pending.get(slot) {
-            None => return Err(Error::Invalid(format!("slot {slot} out of {n}"))),
-            Some(Some(_)) => return Err(Error::Invalid(format!("slot {slot} is still in flight"))),
+            None => return Err(Error::invalid(format!("slot {slot} out of {n}"))),
+            Some(Some(_)) => return Err(Error::invalid(format!("slot {slot} is still in flight"))),
             Some(None) => {}
         }
         let gpu = self.gpu.clone();
@@ -187,7 +187,7 @@ impl Replica for LinearChain {
             .pending
             .get_mut(slot)
             .and_then(Option::take)
-            .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
+            .ok_or_else(|| Error::invalid(format!("nothing was started in slot {slot}")))?;
         let (readout, reader) = submitted.read(&self.gpu)?;
         self.exec.recycle(reader);
         let started = std::time::Instant::now();

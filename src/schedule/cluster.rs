@@ -31,7 +31,7 @@ impl<R: Replica> Cluster<R> {
         config: ClusterConfig,
     ) -> Result<Self> {
         if gpus.is_empty() {
-            return Err(Error::Invalid("a cluster needs at least one device".into()));
+            return Err(Error::invalid("a cluster needs at least one device"));
         }
         let members = gpus
             .into_iter()
@@ -122,7 +122,7 @@ impl<R: Replica> Cluster<R> {
     /// all devices at once. A device that fails here is taken out of the set.
     pub fn calibrate(&mut self, sample: &[R::In]) -> Result<()> {
         if sample.is_empty() {
-            return Err(Error::Invalid("calibration sample has no rows".into()));
+            return Err(Error::invalid("calibration sample has no rows"));
         }
         std::thread::scope(|s| {
             for m in self.members.iter_mut().filter(|m| m.failed.is_none()) {
@@ -142,7 +142,7 @@ impl<R: Replica> Cluster<R> {
             }
         });
         if self.members.iter().all(|m| m.failed.is_some()) {
-            return Err(Error::NoDeviceLeft(self.failure_list()));
+            return Err(Error::no_device_left(self.failure_list()));
         }
         Ok(())
     }
@@ -165,7 +165,7 @@ impl<R: Replica> Cluster<R> {
     pub fn run_on(&mut self, devices: &[usize], inputs: &[R::In]) -> Result<BatchOutput<R::Out>> {
         let n = self.members.len();
         if let Some(&bad) = devices.iter().find(|&&d| d >= n) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "device {bad} is not in the cluster of {n}"
             )));
         }
@@ -173,7 +173,7 @@ impl<R: Replica> Cluster<R> {
             .map(|i| devices.contains(&i) && self.members[i].failed.is_none())
             .collect();
         if !live.iter().any(|&l| l) {
-            return Err(Error::NoDeviceLeft(format!(
+            return Err(Error::no_device_left(format!(
                 "none of devices {devices:?} is usable; {}",
                 self.failure_list()
             )));

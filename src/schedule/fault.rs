@@ -57,8 +57,8 @@ pub(crate) fn trigger(gpu: &Gpu, kind: FaultKind) -> Option<Error> {
             });
             None
         }
-        FaultKind::OutOfMemory => Some(Error::Gpu(
-            "Out of Memory (injected by the scheduler's fault hook)".into(),
+        FaultKind::OutOfMemory => Some(Error::out_of_memory(
+            "Out of Memory (injected by the scheduler's fault hook)",
         )),
     }
 }

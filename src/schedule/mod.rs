@@ -37,6 +37,7 @@ pub use split::SplitPolicy;
 pub use tasks::{ModelHandle, ModelSpec, TaskPool, Ticket, probe_speed};
 
 use crate::Gpu;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSelector, enumerate_adapters, instance, select};
 use std::sync::Arc;
@@ -64,7 +65,7 @@ pub struct Finished<O> {
 /// Contract: output row `i` depends only on input row `i` (and the weights), computed the same
 /// way whatever the micro-batch around it; that is what makes a split run bit-identical to a
 /// single-device run on a device of the same kind. Errors that depend only on the input
-/// ([`Error::Shape`], [`Error::Invalid`], [`Error::DType`]) abort the batch; every other error
+/// ([`crate::InputError::Shape`], [`crate::InputError::Invalid`], [`crate::InputError::DType`]) abort the batch; every other error
 /// is taken as a failure of the device and its work re-runs elsewhere.
 pub trait Replica: Send {
     /// One input row.
@@ -100,10 +101,11 @@ pub fn run_single<R: Replica>(replica: &mut R, inputs: &[R::In]) -> Result<Vec<R
     Ok(out)
 }
 
-/// Whether `e` says something about the device rather than about the input: such failures
-/// take the device out of the set and re-run its work elsewhere.
+/// Whether `e` is not the input's fault (a device failure or a bug, see
+/// [`ErrorKind`](crate::ErrorKind)): such failures take the device out of the set and re-run
+/// its work elsewhere, while an input error would fail the same way everywhere.
 pub fn is_device_fault(e: &Error) -> bool {
-    !matches!(e, Error::Shape(_) | Error::Invalid(_) | Error::DType(_))
+    e.kind() != crate::ErrorKind::Input
 }
 
 /// Opens the devices named by `spec`: `all` (one device per adapter), or a comma-separated
@@ -114,16 +116,16 @@ pub fn open_devices(spec: &str) -> Result<Vec<Arc<Gpu>>> {
     let adapters = enumerate_adapters(&inst);
     let chosen: Vec<wgpu::Adapter> = if spec.trim().eq_ignore_ascii_case("all") {
         if adapters.is_empty() {
-            return Err(Error::NoAdapter {
+            return Err(Error::Input(InputError::NoAdapter {
                 selector: "all".into(),
                 available: "none (install a Vulkan driver, e.g. mesa-vulkan-drivers)".into(),
-            });
+            }));
         }
         adapters
     } else {
         let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "adapter list '{spec}' has an empty entry"
             )));
         }

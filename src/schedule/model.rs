@@ -66,9 +66,9 @@ impl Replica for ModelReplica {
         let free = self
             .pending
             .get_mut(slot)
-            .ok_or_else(|| Error::Invalid(format!("slot {slot} out of {n}")))?;
+            .ok_or_else(|| Error::invalid(format!("slot {slot} out of {n}")))?;
         if free.is_some() {
-            return Err(Error::Invalid(format!("slot {slot} is still in flight")));
+            return Err(Error::invalid(format!("slot {slot} is still in flight")));
         }
         *free = Some(self.model.submit(&Batch::Text(inputs.to_vec()))?);
         Ok(())
@@ -79,7 +79,7 @@ impl Replica for ModelReplica {
             .pending
             .get_mut(slot)
             .and_then(Option::take)
-            .ok_or_else(|| Error::Invalid(format!("nothing was started in slot {slot}")))?;
+            .ok_or_else(|| Error::invalid(format!("nothing was started in slot {slot}")))?;
         // `wait` blocks until the pass is done: time only the copy out after it.
         let out = self.model.wait(pending)?;
         let started = std::time::Instant::now();

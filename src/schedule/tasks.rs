@@ -11,6 +11,7 @@
 
 use super::{ChainLayer, LinearChain, Replica, device_name, is_device_fault, run_single};
 use crate::Gpu;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use std::any::Any;
@@ -98,7 +99,7 @@ where
         } = self;
         loop {
             let result = rx.recv().unwrap_or_else(|_| {
-                Err(Error::DeviceLost(format!(
+                Err(Error::device_lost(format!(
                     "the queue of {} stopped before answering",
                     pool.queues[device].name
                 )))
@@ -106,7 +107,7 @@ where
             match result {
                 Err(e) if is_device_fault(&e) && model.pin.is_none() => {
                     device = pool.failover(model.id, device).map_err(|f| {
-                        Error::NoDeviceLeft(format!("{e}; no other device for it: {f}"))
+                        Error::no_device_left(format!("{e}; no other device for it: {f}"))
                     })?;
                     rx = pool.send_request(model, device, inputs.clone())?;
                 }
@@ -153,7 +154,7 @@ impl TaskPool {
     /// A pool over `gpus` with given relative speeds (e.g. from [`super::Cluster::rates`]).
     pub fn with_speeds(gpus: Vec<Arc<Gpu>>, speeds: &[f64]) -> Result<Self> {
         if gpus.is_empty() || speeds.len() != gpus.len() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "{} devices and {} speeds; need one speed per device, at least one device",
                 gpus.len(),
                 speeds.len()
@@ -200,7 +201,7 @@ impl TaskPool {
         let q = self
             .queues
             .get_mut(i)
-            .ok_or_else(|| Error::Invalid(format!("device {i} is not in the pool of {n}")))?;
+            .ok_or_else(|| Error::invalid(format!("device {i} is not in the pool of {n}")))?;
         q.budget = bytes;
         Ok(())
     }
@@ -239,14 +240,14 @@ impl TaskPool {
         let fits = |q: &DeviceQueue| spec.bytes <= q.budget.saturating_sub(q.used);
         if let Some(p) = spec.pin {
             let q = self.queues.get(p).ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::invalid(format!(
                     "model '{}' is pinned to device {p}; the pool has {}",
                     spec.name,
                     self.queues.len()
                 ))
             })?;
             if let Some(f) = self.failure(p) {
-                return Err(Error::DeviceLost(format!("{}: {f}", q.name)));
+                return Err(Error::device_lost(format!("{}: {f}", q.name)));
             }
             if !fits(q) {
                 return Err(self.too_large(spec, &[p]));
@@ -255,7 +256,7 @@ impl TaskPool {
         }
         let alive: Vec<usize> = (0..self.queues.len()).filter(|&i| self.alive(i)).collect();
         if alive.is_empty() {
-            return Err(Error::NoDeviceLeft(
+            return Err(Error::no_device_left(
                 (0..self.queues.len())
                     .map(|i| {
                         format!(
@@ -288,12 +289,12 @@ impl TaskPool {
             .map(|&i| self.queues[i].budget.saturating_sub(self.queues[i].used))
             .max()
             .unwrap_or(0);
-        Error::TooLarge {
+        Error::Input(InputError::TooLarge {
             what: format!("model '{}'", spec.name),
             bytes: spec.bytes,
             limit_name: "free device memory budget",
             limit: free,
-        }
+        })
     }
 
     /// Places `spec`, builds the model there with `factory` (on the device's thread) and
@@ -346,7 +347,7 @@ impl TaskPool {
             }),
         )?;
         rx.recv()
-            .map_err(|_| Error::DeviceLost(format!("the queue of {} stopped", q.name)))?
+            .map_err(|_| Error::device_lost(format!("the queue of {} stopped", q.name)))?
     }
 
     /// The device model `model` lives on now.
@@ -364,7 +365,7 @@ impl TaskPool {
         let mut placed = self.placed.lock().unwrap();
         let p = placed
             .get_mut(&id)
-            .ok_or_else(|| Error::Invalid(format!("model {id} is not in this pool")))?;
+            .ok_or_else(|| Error::invalid(format!("model {id} is not in this pool")))?;
         if p.device != failed {
             return Ok(p.device);
         }
@@ -387,7 +388,7 @@ impl TaskPool {
     fn send(q: &DeviceQueue, job: Job) -> Result<()> {
         q.tx.as_ref()
             .and_then(|tx| tx.send(job).ok())
-            .ok_or_else(|| Error::DeviceLost(format!("the queue of {} stopped", q.name)))
+            .ok_or_else(|| Error::device_lost(format!("the queue of {} stopped", q.name)))
     }
 
     /// Queues `inputs` for `model` on its device; the ticket yields the outputs in order.
@@ -402,7 +403,7 @@ impl TaskPool {
         R::Out: 'static,
     {
         if self.placed.lock().unwrap().get(&model.id).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "model '{}' is not from this pool",
                 model.name
             )));
@@ -439,13 +440,13 @@ impl TaskPool {
             Box::new(move |models: &mut Models| {
                 let result = (|| {
                     if let Some(f) = failed.lock().unwrap().clone() {
-                        return Err(Error::DeviceLost(format!("{device}: {f}")));
+                        return Err(Error::device_lost(format!("{device}: {f}")));
                     }
                     let r = models
                         .get_mut(&id)
                         .and_then(|m| m.downcast_mut::<R>())
                         .ok_or_else(|| {
-                            Error::Invalid(format!("model '{name}' is not on {device}"))
+                            Error::invalid(format!("model '{name}' is not on {device}"))
                         })?;
                     if inputs.is_empty() {
                         return Ok(Vec::new());
@@ -453,11 +454,11 @@ impl TaskPool {
                     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_single(r, &inputs)
                     }))
-                    .unwrap_or_else(|_| Err(Error::Gpu(format!("model '{name}' panicked"))));
+                    .unwrap_or_else(|_| Err(Error::panicked(format!("model '{name}' panicked"))));
                     match out {
                         Err(e) if is_device_fault(&e) => {
                             *failed.lock().unwrap() = Some(e.to_string());
-                            Err(naming(e, &device))
+                            Err(e.prefixed(&device))
                         }
                         other => other,
                     }
@@ -466,15 +467,6 @@ impl TaskPool {
             }),
         )?;
         Ok(rx)
-    }
-}
-
-/// `e` with the device it happened on in its message.
-fn naming(e: Error, device: &str) -> Error {
-    match e {
-        Error::DeviceLost(m) => Error::DeviceLost(format!("{device}: {m}")),
-        Error::Gpu(m) => Error::Gpu(format!("{device}: {m}")),
-        other => Error::Gpu(format!("{device}: {other}")),
     }
 }
 

@@ -79,7 +79,7 @@ impl<O> Shared<O> {
         if !is_device_fault(error) {
             // The input is at fault: every device would fail the same way.
             if self.abort.is_none() {
-                self.abort = Some(clone_error(error));
+                self.abort = Some(error.clone());
             }
             return;
         }
@@ -101,23 +101,13 @@ impl<O> Shared<O> {
             });
         }
         if !self.live.iter().any(|&l| l) && self.abort.is_none() {
-            self.abort = Some(Error::NoDeviceLeft(format!(
+            self.abort = Some(Error::no_device_left(format!(
                 "{}; {} of {} rows were done",
                 self.failures.join("; "),
                 self.done,
                 self.results.len()
             )));
         }
-    }
-}
-
-/// Input errors are re-created for the caller (`Error` is not `Clone`: it holds `io::Error`).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Shape(s) => Error::Shape(s.clone()),
-        Error::Invalid(s) => Error::Invalid(s.clone()),
-        Error::DType(s) => Error::DType(s.clone()),
-        other => Error::Gpu(other.to_string()),
     }
 }
 
@@ -129,7 +119,7 @@ pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::Gpu(format!("replica panicked: {msg}")))
+        Err(Error::panicked(format!("replica panicked: {msg}")))
     })
 }
 
@@ -209,7 +199,7 @@ pub(super) fn worker<R: Replica>(
             if f.outputs.len() == rows {
                 Ok(f)
             } else {
-                Err(Error::Gpu(format!(
+                Err(Error::invariant(format!(
                     "replica returned {} outputs for {rows} rows",
                     f.outputs.len()
                 )))

@@ -39,7 +39,7 @@ impl Bsr {
     ) -> Result<Self> {
         check_matrix(w, n, k)?;
         if block_rows == 0 || block_cols == 0 {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "empty block shape ({block_rows} × {block_cols})"
             )));
         }

@@ -31,7 +31,7 @@ impl Csr {
     pub fn from_dense(w: &[f32], n: usize, k: usize, value_type: ValueType) -> Result<Self> {
         check_matrix(w, n, k)?;
         if !matches!(value_type, ValueType::F32 | ValueType::F16) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "CSR stores f32 or f16 values, not {}",
                 value_type.name()
             )));

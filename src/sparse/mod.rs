@@ -127,7 +127,7 @@ impl ValueType {
         ]
         .into_iter()
         .find(|v| v.name() == s)
-        .ok_or_else(|| Error::Invalid(format!("unknown value type '{s}' (f32, f16, int8, int4)")))
+        .ok_or_else(|| Error::invalid(format!("unknown value type '{s}' (f32, f16, int8, int4)")))
     }
 
     /// Short name: `f32`, `f16`, `int8`, `int4`.
@@ -144,16 +144,16 @@ impl ValueType {
 /// Checks a dense `n × k` matrix: non-empty, the right length, finite values.
 pub(crate) fn check_matrix(w: &[f32], n: usize, k: usize) -> Result<()> {
     if n == 0 || k == 0 {
-        return Err(Error::Invalid(format!("empty weight matrix ({n} × {k})")));
+        return Err(Error::invalid(format!("empty weight matrix ({n} × {k})")));
     }
     if n.checked_mul(k) != Some(w.len()) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "weight data has {} values, expected {n} × {k}",
             w.len()
         )));
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "weight [{}, {}] is {} (not finite)",
             i / k,
             i % k,
@@ -168,7 +168,7 @@ fn check_range(w: &[f32], k: usize, vt: ValueType) -> Result<()> {
     if matches!(vt, ValueType::F16 | ValueType::Int4) {
         let max = half::f16::MAX.to_f32();
         if let Some(i) = w.iter().position(|v| v.abs() > max) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "weight [{}, {}] = {} does not fit {} (|w| ≤ {max})",
                 i / k,
                 i % k,
@@ -202,7 +202,7 @@ fn matmul_from(
     visit: impl FnOnce(&mut dyn FnMut(usize, usize, f32)),
 ) -> Result<Vec<f64>> {
     if m.checked_mul(k) != Some(x.len()) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "input has {} values, expected {m} × {k}",
             x.len()
         )));
@@ -218,5 +218,5 @@ fn matmul_from(
 
 /// Converts a count to a u32 array entry, refusing formats that would overflow one.
 fn to_u32(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Invalid(format!("{what} = {v} does not fit in u32")))
+    u32::try_from(v).map_err(|_| Error::invalid(format!("{what} = {v} does not fit in u32")))
 }

@@ -55,7 +55,7 @@ impl TwoFour {
                     count += 1;
                 }
                 if count > 2 {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "not 2:4 sparse: row {r}, group {g} (columns {}..{}) has {} non-zeros, \
                          at most 2 allowed (prune with prune::n_of_m(w, n, k, 2, 4) first)",
                         4 * g,

@@ -30,7 +30,7 @@ impl SparseWeights {
 const MAX_BLOCK: usize = 1 << 16;
 
 fn bad(what: &str, msg: String) -> Error {
-    Error::Invalid(format!("sparse {what}: {msg}"))
+    Error::invalid(format!("sparse {what}: {msg}"))
 }
 
 fn check_len(what: &str, got: usize, want: usize) -> Result<()> {

@@ -32,9 +32,7 @@ pub fn texts(path: Option<&Path>) -> Result<Vec<String>> {
         .map(String::from)
         .collect();
     if lines.is_empty() {
-        return Err(Error::Invalid(
-            "the calibration text has no sentences".into(),
-        ));
+        return Err(Error::invalid("the calibration text has no sentences"));
     }
     Ok(lines)
 }
@@ -57,7 +55,7 @@ pub fn bert_hessians(
     sequences: &[(Vec<u32>, Vec<u32>)],
 ) -> Result<HashMap<String, Hessian>> {
     if sequences.iter().all(|(ids, _)| ids.is_empty()) {
-        return Err(Error::Invalid("no calibration tokens".into()));
+        return Err(Error::invalid("no calibration tokens"));
     }
     c.validate()?;
     let weights = bert::host_weights(file, c, WeightFormat::F32)?;

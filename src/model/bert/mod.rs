@@ -147,12 +147,12 @@ impl Bert {
     pub fn check_tokens(&self, ids: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<()> {
         let c = &self.config;
         if ids.is_empty() {
-            return Err(Error::Invalid("empty batch".into()));
+            return Err(Error::invalid("empty batch"));
         }
         if let Some(t) = types
             && t.len() != ids.len()
         {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "{} sequences of token ids but {} of token types",
                 ids.len(),
                 t.len()
@@ -160,31 +160,31 @@ impl Bert {
         }
         for (s, seq) in ids.iter().enumerate() {
             if seq.is_empty() {
-                return Err(Error::Invalid(format!("sequence {s} is empty")));
+                return Err(Error::invalid(format!("sequence {s} is empty")));
             }
             if seq.len() > c.max_position_embeddings {
-                return Err(Error::Shape(format!(
+                return Err(Error::shape(format!(
                     "sequence {s} has {} tokens, the model takes at most {}",
                     seq.len(),
                     c.max_position_embeddings
                 )));
             }
             if let Some(&id) = seq.iter().find(|&&id| id as usize >= c.vocab_size) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "sequence {s}: token id {id} is outside the vocabulary of {}",
                     c.vocab_size
                 )));
             }
             if let Some(t) = types {
                 if t[s].len() != seq.len() {
-                    return Err(Error::Shape(format!(
+                    return Err(Error::shape(format!(
                         "sequence {s}: {} token types for {} tokens",
                         t[s].len(),
                         seq.len()
                     )));
                 }
                 if let Some(&ty) = t[s].iter().find(|&&ty| ty as usize >= c.type_vocab_size) {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "sequence {s}: token type {ty} is outside the {} types",
                         c.type_vocab_size
                     )));
@@ -313,18 +313,18 @@ impl Network for Encoder {
         match batch {
             Batch::Text(texts) => {
                 if texts.is_empty() {
-                    return Err(Error::Invalid("empty batch".into()));
+                    return Err(Error::invalid("empty batch"));
                 }
                 let tok = self.tokenizer.as_ref().ok_or_else(|| {
-                    Error::Config("the model has no tokenizer.json: pass token ids".into())
+                    Error::config("the model has no tokenizer.json: pass token ids")
                 })?;
                 let (ids, types): (Vec<_>, Vec<_>) =
                     crate::model::encode(tok, texts)?.into_iter().unzip();
                 self.tokens(&ids, Some(&types))
             }
             Batch::Tokens { ids, types } => self.tokens(ids, types.as_deref()),
-            Batch::Features { .. } => Err(Error::Invalid(
-                "an encoder takes text or token ids, not feature rows".into(),
+            Batch::Features { .. } => Err(Error::invalid(
+                "an encoder takes text or token ids, not feature rows",
             )),
         }
     }
@@ -338,7 +338,7 @@ impl Network for Encoder {
             .tensors
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Gpu("output missing".into()))?;
+            .ok_or_else(|| Error::invariant("output missing"))?;
         Ok(Output {
             rows,
             cols: self.bert.config.hidden_size,

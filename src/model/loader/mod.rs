@@ -8,6 +8,7 @@
 //! `[n, row_words]`), `NAME.scales` and `NAME.zeros` (U32, where the format has them) hold the
 //! packed words. Such a file, with the architecture in `sparq.config`, describes itself.
 
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat, row_words};
 use crate::weights::LayerWeights;
@@ -59,10 +60,10 @@ impl WeightFile {
     /// Maps `path` and validates its header (offsets, sizes, total length).
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path)
-            .map_err(|e| Error::Config(format!("cannot open weights {}: {e}", path.display())))?;
+            .map_err(|e| Error::config(format!("cannot open weights {}: {e}", path.display())))?;
         let len = file.metadata()?.len();
         if len < 8 {
-            return Err(Error::SafeTensors(format!(
+            return Err(Error::safetensors(format!(
                 "{}: {len} bytes is too short for a safetensors file",
                 path.display()
             )));
@@ -72,10 +73,10 @@ impl WeightFile {
         // sparq never writes to it, and the header's bounds were checked against its length.
         let mmap = unsafe { Mmap::map(&file)? };
         let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::SafeTensors(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::safetensors(format!("{}: {e}", path.display())))?;
         let packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_KEY)) {
             Some(s) => serde_json::from_str(s)
-                .map_err(|e| Error::Config(format!("metadata '{PACKED_KEY}': {e}")))?,
+                .map_err(|e| Error::config(format!("metadata '{PACKED_KEY}': {e}")))?,
             None => HashMap::new(),
         };
         Ok(WeightFile {
@@ -119,9 +120,11 @@ impl WeightFile {
     }
 
     fn info(&self, name: &str, expected: &str) -> Result<&TensorInfo> {
-        self.meta.info(name).ok_or_else(|| Error::MissingTensor {
-            tensor: name.to_string(),
-            expected: expected.to_string(),
+        self.meta.info(name).ok_or_else(|| {
+            Error::Input(InputError::MissingTensor {
+                tensor: name.to_string(),
+                expected: expected.to_string(),
+            })
         })
     }
 
@@ -142,11 +145,11 @@ impl WeightFile {
         let expected = format!("a float tensor of shape {shape:?}");
         let info = self.info(name, &expected)?;
         if info.shape != shape {
-            return Err(Error::BadTensor {
+            return Err(Error::Input(InputError::BadTensor {
                 tensor: name.to_string(),
                 expected,
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
-            });
+            }));
         }
         let raw = self.bytes(info);
         let v: Vec<f32> = match info.dtype {
@@ -163,19 +166,19 @@ impl WeightFile {
                 .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
             d => {
-                return Err(Error::BadTensor {
+                return Err(Error::Input(InputError::BadTensor {
                     tensor: name.to_string(),
                     expected: "dtype F32, F16 or BF16".into(),
                     found: format!("dtype {d:?}"),
-                });
+                }));
             }
         };
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::BadTensor {
+            return Err(Error::Input(InputError::BadTensor {
                 tensor: name.to_string(),
                 expected: "finite values".into(),
                 found: format!("{} at flat index {i}", v[i]),
-            });
+            }));
         }
         Ok(v)
     }
@@ -185,11 +188,11 @@ impl WeightFile {
         let expected = "a one-dimensional U32 tensor";
         let info = self.info(name, expected)?;
         if info.dtype != Dtype::U32 || info.shape.len() != 1 {
-            return Err(Error::BadTensor {
+            return Err(Error::Input(InputError::BadTensor {
                 tensor: name.to_string(),
                 expected: expected.into(),
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
-            });
+            }));
         }
         Ok(le_words(self.bytes(info)))
     }
@@ -200,11 +203,11 @@ impl WeightFile {
         let info = self.info(name, &expected)?;
         let count: usize = info.shape.iter().product();
         if info.dtype != Dtype::U32 || count != len {
-            return Err(Error::BadTensor {
+            return Err(Error::Input(InputError::BadTensor {
                 tensor: name.to_string(),
                 expected,
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
-            });
+            }));
         }
         Ok(le_words(self.bytes(info)))
     }
@@ -246,10 +249,12 @@ impl WeightFile {
         n: usize,
         k: usize,
     ) -> Result<PackedWeights> {
-        let bad = |expected: String, found: String| Error::BadTensor {
-            tensor: name.to_string(),
-            expected,
-            found,
+        let bad = |expected: String, found: String| {
+            Error::Input(InputError::BadTensor {
+                tensor: name.to_string(),
+                expected,
+                found,
+            })
         };
         if (p.n, p.k) != (n, k) {
             return Err(bad(
@@ -376,7 +381,7 @@ pub fn save(
     if !table.is_empty() {
         metadata.insert(
             PACKED_KEY.into(),
-            serde_json::to_string(&table).map_err(|e| Error::Config(e.to_string()))?,
+            serde_json::to_string(&table).map_err(|e| Error::config(e.to_string()))?,
         );
     }
     let views: Vec<(String, TensorView<'_>)> = blobs

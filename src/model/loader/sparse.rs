@@ -7,6 +7,7 @@
 //! back is validated ([`SparseWeights::validate`]) before anything uses it.
 
 use super::{PackedInfo, WeightFile};
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
 
@@ -50,17 +51,19 @@ pub fn read(
     n: usize,
     k: usize,
 ) -> Result<SparseWeights> {
-    let (kind, value_type) = parse_name(&p.format).ok_or_else(|| Error::BadTensor {
-        tensor: name.to_string(),
-        expected: "a known packed format".into(),
-        found: format!("format '{}'", p.format),
+    let (kind, value_type) = parse_name(&p.format).ok_or_else(|| {
+        Error::Input(InputError::BadTensor {
+            tensor: name.to_string(),
+            expected: "a known packed format".into(),
+            found: format!("format '{}'", p.format),
+        })
     })?;
     if (p.n, p.k) != (n, k) {
-        return Err(Error::BadTensor {
+        return Err(Error::Input(InputError::BadTensor {
             tensor: name.to_string(),
             expected: format!("a sparse {n} × {k} matrix"),
             found: format!("described as {} × {}", p.n, p.k),
-        });
+        }));
     }
     let part = |suffix: &str| file.words_any(&format!("{name}{suffix}"));
     let scales = || -> Result<Vec<u32>> {
@@ -102,10 +105,12 @@ pub fn read(
         }
         .into(),
     };
-    w.validate().map_err(|e| Error::BadTensor {
-        tensor: name.to_string(),
-        expected: format!("a valid {} matrix", p.format),
-        found: e.to_string(),
+    w.validate().map_err(|e| {
+        Error::Input(InputError::BadTensor {
+            tensor: name.to_string(),
+            expected: format!("a valid {} matrix", p.format),
+            found: e.to_string(),
+        })
     })?;
     Ok(w)
 }

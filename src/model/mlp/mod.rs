@@ -1,6 +1,7 @@
 //! An MLP classifier on the GPU: `Linear → activation → … → Linear` to logits, then softmax
 //! to probabilities. Tensors `layers.{i}.weight` (`out × in`) and `layers.{i}.bias`.
 
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gpu::Gpu;
@@ -46,11 +47,11 @@ impl Mlp {
         }
         let extra = format!("layers.{}.weight", layers.len());
         if file.contains(&extra) {
-            return Err(Error::BadTensor {
+            return Err(Error::Input(InputError::BadTensor {
                 tensor: extra,
                 expected: format!("no such tensor: the config has {} layers", layers.len()),
                 found: "an extra layer".into(),
-            });
+            }));
         }
         // Every layer but the last applies the activation in its epilogue where it can.
         let last = layers.len().saturating_sub(1);
@@ -156,23 +157,23 @@ impl Network for Mlp {
 
     fn request(&self, batch: &Batch) -> Result<Request> {
         let Batch::Features { rows, cols, data } = batch else {
-            return Err(Error::Invalid(
-                "a classifier takes feature rows, not text or tokens".into(),
+            return Err(Error::invalid(
+                "a classifier takes feature rows, not text or tokens",
             ));
         };
         let (rows, cols) = (*rows, *cols);
         if rows == 0 {
-            return Err(Error::Invalid("empty batch".into()));
+            return Err(Error::invalid("empty batch"));
         }
         if cols != self.inputs() || data.len() != rows * cols {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "{rows} × {cols} features ({} values) for a classifier of {} inputs",
                 data.len(),
                 self.inputs()
             )));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!("feature {i} is {}", data[i])));
+            return Err(Error::invalid(format!("feature {i} is {}", data[i])));
         }
         let s = stride_of(cols);
         let mut padded = vec![0f32; rows * s];
@@ -194,7 +195,7 @@ impl Network for Mlp {
         let mut tensors = readout.tensors.into_iter();
         let values = tensors
             .next()
-            .ok_or_else(|| Error::Gpu("output missing".into()))?;
+            .ok_or_else(|| Error::invariant("output missing"))?;
         Ok(Output {
             rows,
             cols: self.classes(),

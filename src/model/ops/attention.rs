@@ -141,7 +141,7 @@ pub fn attention_split(seqs: usize, seq: usize, heads: usize) -> usize {
 }
 
 /// [`attention`] with the given `layout`; a split or QPI it does not allow (see
-/// [`AttentionLayout`]) is an [`Error::Invalid`].
+/// [`AttentionLayout`]) is an [`crate::InputError::Invalid`].
 pub fn attention_with(
     gpu: &Gpu,
     qkv: &Tensor,
@@ -155,36 +155,36 @@ pub fn attention_with(
     need_f32(qkv, "qkv")?;
     need_f32(out, "attention output")?;
     if !ATT_SPLITS.contains(&split) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "attention split {split} is not one of {ATT_SPLITS:?}"
         )));
     }
     let hidden = out.cols;
     if heads == 0 || !hidden.is_multiple_of(heads) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "{hidden} columns do not split into {heads} heads"
         )));
     }
     let d = hidden / heads;
     if d > MAX_HEAD_DIM {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "head size {d} is over {MAX_HEAD_DIM}"
         )));
     }
     if !ATT_QPIS.contains(&qpi) || qpi > AttentionLayout::max_qpi(d) {
-        return Err(Error::Invalid(format!(
+        return Err(Error::invalid(format!(
             "attention QPI {qpi} is not one of {ATT_QPIS:?} up to {} for head size {d}",
             AttentionLayout::max_qpi(d)
         )));
     }
     if seq == 0 || seq > MAX_SEQ || !qkv.rows.is_multiple_of(seq) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "{} rows are not whole sequences of {seq} (at most {MAX_SEQ})",
             qkv.rows
         )));
     }
     if qkv.cols != 3 * hidden || qkv.rows != out.rows {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "qkv is {} × {}, expected {} × {}",
             qkv.rows,
             qkv.cols,

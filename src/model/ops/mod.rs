@@ -190,7 +190,7 @@ pub(super) fn dispatch<P: bytemuck::Pod>(
 
 pub(super) fn need_f32(t: &Tensor, what: &str) -> Result<()> {
     if t.dtype != ActDType::F32 {
-        return Err(Error::DType(format!(
+        return Err(Error::dtype(format!(
             "{what} must be f32, is {:?}",
             t.dtype
         )));
@@ -200,7 +200,7 @@ pub(super) fn need_f32(t: &Tensor, what: &str) -> Result<()> {
 
 fn same_shape(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
     if (a.rows, a.cols) != (b.rows, b.cols) {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "{what}: {} × {} vs {} × {}",
             a.rows, a.cols, b.rows, b.cols
         )));
@@ -210,7 +210,7 @@ fn same_shape(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
 
 pub(super) fn token_rows(tokens: &wgpu::Buffer, rows: usize, what: &str) -> Result<()> {
     if tokens.size() < (rows * 16) as u64 {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "{what}: token buffer holds {} rows, needs {rows}",
             tokens.size() / 16
         )));
@@ -232,7 +232,7 @@ impl Table {
     /// Uploads `data` (`rows × cols`).
     pub fn new(gpu: &Gpu, label: &str, data: &[f32], rows: usize, cols: usize) -> Result<Self> {
         if data.len() != rows * cols || rows == 0 || cols == 0 {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "{label}: {} values for a {rows} × {cols} table",
                 data.len()
             )));
@@ -258,14 +258,14 @@ pub fn embed(
     token_rows(tokens, out.rows, "embedding")?;
     for t in [pos, types].into_iter().flatten() {
         if t.cols != word.cols {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "embedding tables are {} and {} wide",
                 word.cols, t.cols
             )));
         }
     }
     if out.cols != word.cols {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "embedding output has {} columns, the table {}",
             out.cols, word.cols
         )));
@@ -320,7 +320,7 @@ impl Norm {
     /// LayerNorm with `gamma` and `beta`.
     pub fn layer(gpu: &Gpu, gamma: &[f32], beta: &[f32], eps: f64) -> Result<Self> {
         if gamma.len() != beta.len() || gamma.is_empty() {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "LayerNorm gamma has {} values, beta {}",
                 gamma.len(),
                 beta.len()
@@ -338,7 +338,7 @@ impl Norm {
     /// RMSNorm with `gamma`.
     pub fn rms(gpu: &Gpu, gamma: &[f32], eps: f64) -> Result<Self> {
         if gamma.is_empty() {
-            return Err(Error::Shape("RMSNorm gamma is empty".into()));
+            return Err(Error::shape("RMSNorm gamma is empty"));
         }
         Ok(Norm {
             gamma: gpu.upload("rmsnorm gamma", gamma)?,
@@ -365,7 +365,7 @@ impl Norm {
             same_shape(x, r, "residual")?;
         }
         if x.cols != self.cols {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "norm over {} columns applied to {}",
                 self.cols, x.cols
             )));
@@ -494,7 +494,7 @@ pub fn pool(
     need_f32(x, "pool input")?;
     need_f32(out, "pool output")?;
     if seq == 0 || !x.rows.is_multiple_of(seq) || out.rows != x.rows / seq || out.cols != x.cols {
-        return Err(Error::Shape(format!(
+        return Err(Error::shape(format!(
             "pooling {} × {} in sequences of {seq} into {} × {}",
             x.rows, x.cols, out.rows, out.cols
         )));

@@ -70,11 +70,13 @@ impl SparseLinear {
         let format = self.dense_format();
         let row_blocks = self.k.div_ceil(format.block_k());
         let total = self.n as u64 * row_blocks as u64;
-        let total = u32::try_from(total).map_err(|_| crate::Error::TooLarge {
-            what: format!("dense copy of {} × {} weights", self.n, self.k),
-            bytes: total * 16,
-            limit_name: "u32 block index",
-            limit: u32::MAX as u64,
+        let total = u32::try_from(total).map_err(|_| {
+            crate::Error::Input(crate::InputError::TooLarge {
+                what: format!("dense copy of {} × {} weights", self.n, self.k),
+                bytes: total * 16,
+                limit_name: "u32 block index",
+                limit: u32::MAX as u64,
+            })
         })?;
         let params = DensifyParams {
             n: self.n as u32,

@@ -26,6 +26,8 @@ pub use shader::Family;
 pub use tuning::{BinShape, SparseTuning, bins};
 
 use super::ValueType;
+use crate::error::DeviceError;
+use crate::error::InputError;
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel, record_pass};
@@ -133,8 +135,9 @@ fn default_dense_from(w: &SparseWeights) -> usize {
 impl SparseLinear {
     /// Uploads `weights` (and an optional `bias` of length `n`). Unlike the dense layer, the
     /// arrays are not split across bindings: an array larger than one storage binding is an
-    /// [`Error::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are whole 16-byte
-    /// vectors (block columns a multiple of 128 / bits, at most 128), else [`Error::Invalid`].
+    /// [`crate::InputError::TooLarge`]. BSR needs blocks of at most 16 rows whose rows are
+    /// whole 16-byte vectors (block columns a multiple of 128 / bits, at most 128), else
+    /// [`crate::InputError::Invalid`].
     pub fn new(gpu: &Gpu, weights: &SparseWeights, bias: Option<&[f32]>) -> Result<Self> {
         Self::with_tuning(
             gpu,
@@ -155,7 +158,7 @@ impl SparseLinear {
         if let Some(b) = bias
             && b.len() != n
         {
-            return Err(Error::Shape(format!(
+            return Err(Error::shape(format!(
                 "bias has {} values, the layer has {n} outputs",
                 b.len()
             )));
@@ -192,7 +195,7 @@ impl SparseLinear {
             SparseWeights::Bsr(b) => {
                 let row_bits = b.block_cols * vt.bits();
                 if !row_bits.is_multiple_of(128) || b.block_cols > 128 || b.block_rows > 16 {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "BSR blocks of {}×{} {} have no GPU kernel: block columns must be a \
                          multiple of {} and at most 128, block rows at most 16",
                         b.block_rows,
@@ -344,10 +347,10 @@ impl SparseLinear {
             SparsePath::Workgroup => false,
             SparsePath::Subgroup => {
                 if !Self::subgroups_usable(gpu) {
-                    return Err(Error::MissingFeature {
+                    return Err(Error::Device(DeviceError::MissingFeature {
                         adapter: gpu.caps.name.clone(),
                         feature: "SUBGROUP (with at most 64 subgroups per workgroup)".into(),
-                    });
+                    }));
                 }
                 true
             }
@@ -357,12 +360,12 @@ impl SparseLinear {
         let m_tiles = m.div_ceil(mt);
         let total = self.bins as u64 * m_tiles as u64;
         if total > u32::MAX as u64 {
-            return Err(Error::TooLarge {
+            return Err(Error::Input(InputError::TooLarge {
                 what: format!("sparse grid of {total} workgroups"),
                 bytes: total,
                 limit_name: "u32 workgroup index",
                 limit: u32::MAX as u64,
-            });
+            }));
         }
         let params = Params {
             n: self.n as u32,

@@ -46,11 +46,13 @@ pub fn transpose_tiles(gpu: &Gpu, x: &Tensor, mt: usize) -> Result<(wgpu::Buffer
         x_stride4: (x.stride() / 4) as u32,
         mt: mt as u32,
         mtv: mtv as u32,
-        total: u32::try_from(total).map_err(|_| crate::Error::TooLarge {
-            what: "transposed activation tiles".into(),
-            bytes: total * 4 * elem,
-            limit_name: "u32 vec4 index",
-            limit: u32::MAX as u64,
+        total: u32::try_from(total).map_err(|_| {
+            crate::Error::Input(crate::InputError::TooLarge {
+                what: "transposed activation tiles".into(),
+                bytes: total * 4 * elem,
+                limit_name: "u32 vec4 index",
+                limit: u32::MAX as u64,
+            })
         })?,
     };
     let (act, name) = (x.dtype, variant_name(x.dtype));
