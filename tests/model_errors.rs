@@ -273,8 +273,8 @@ fn corrupt_packed_layout_is_refused() {
 /// the tensor; the undamaged file loads and runs.
 #[test]
 fn corrupt_sparse_layout_is_refused() {
-    use sparq::weights::LayerWeights;
     use sparq::sparse::{Csr, SparseWeights, TwoFour, ValueType};
+    use sparq::weights::LayerWeights;
     let gpu = &all_gpus()[0];
     let mut rng = rng("corrupt_sparse_layout_is_refused");
     let (n, k) = (3, 5);
