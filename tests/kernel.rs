@@ -1,6 +1,7 @@
 //! The kernel launch builder: declaration mismatches and over-limit grids are errors, and
 //! params at offsets of a shared `ParamBuffer` select what each dispatch computes, also
-//! after a rewrite without rebuilding the dispatches.
+//! after a rewrite without rebuilding the dispatches, also when the executor rewrites them
+//! per call as one of a pass's inputs.
 
 mod common;
 
@@ -142,6 +143,49 @@ fn shared_params_select_and_rewrite() {
             pb.write(1 << 20, &params(0.0, 0.0)),
             Err(Error::Input(InputError::Invalid(_)))
         ));
+        gpu.check().unwrap();
+    }
+}
+
+/// Per-call scalars through the executor: the pass's second input is the param buffer, so
+/// each call's bytes choose what the one recorded dispatch computes; the plan is built once.
+#[test]
+fn executor_rewrites_params_per_call_without_a_new_plan() {
+    use sparq::graph::{Executor, Pass, Step};
+    for gpu in common::all_gpus() {
+        let mut exec: Executor<usize> = Executor::new(2);
+        exec.prepare(&gpu, &LEN, |g, slots| {
+            let x = slots.tensor(g, "x", 1, LEN)?;
+            let y = slots.tensor(g, "y", 1, LEN)?;
+            let mut pb = ParamBuffer::new(g, 256)?;
+            let at = pb.push(&params(0.0, 0.0))?;
+            let d = K
+                .launch(g)
+                .template(&[AXPB], &[("WG", 64)])
+                .params_at(&pb, at)?
+                .buffers(&[Some(&x.buffer), Some(&y.buffer)])
+                .workgroups(LEN.div_ceil(64) as u64)
+                .build()?;
+            Ok(Pass {
+                steps: vec![Step::Compute(vec![d])],
+                inputs: vec![x.buffer.clone(), pb.buffer().clone()],
+                outputs: vec![y],
+            })
+        })
+        .unwrap();
+        let x: Vec<f32> = (0..LEN).map(|i| i as f32 - 40.0).collect();
+        for (a, b) in [(2.0, 1.0), (-0.5, 7.0), (0.0, -3.0)] {
+            let p = params(a, b);
+            let inputs: [&[u8]; 2] = [bytemuck::cast_slice(&x), bytemuck::bytes_of(&p)];
+            let (out, reader) = exec
+                .submit(&gpu, &LEN, &inputs)
+                .unwrap()
+                .read(&gpu)
+                .unwrap();
+            exec.recycle(reader);
+            assert_eq!(out.tensors[0], expect(&x, a, b), "a = {a}, b = {b}");
+        }
+        assert_eq!(exec.stats().plans_built, 1);
         gpu.check().unwrap();
     }
 }

@@ -416,6 +416,12 @@ impl ParamBuffer {
         Ok(())
     }
 
+    /// The uniform buffer itself: a pass that takes it as one of its inputs has its params
+    /// rewritten by every call's input bytes (`graph::Executor::submit`).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
     /// The offset alignment (the device's `min_uniform_buffer_offset_alignment`).
     pub fn alignment(&self) -> u32 {
         self.align
