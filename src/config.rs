@@ -61,7 +61,7 @@ pub struct GemmConfig {
     pub tile: Option<u32>,
     /// `SPARQ_COOP=SGM,SGN,FM,FN,BK[,BUFFERS]`: the tensor-core GEMM's tiling, instead of a
     /// tuned or default one.
-    pub coop: Option<CoopTile>,
+    pub coop: Option<CoopTiling>,
     /// `SPARQ_TUNE_CACHE`: JSON file the tensor-core autotuner reads its choices from and
     /// writes them to (besides the device's in-memory cache).
     pub tune_cache: Option<PathBuf>,
@@ -81,27 +81,29 @@ impl Default for GemmConfig {
     }
 }
 
-/// A tensor-core GEMM tiling as `SPARQ_COOP` gives it; `matmul::CoopTiling` converts it (see
-/// there for what each number means).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CoopTile {
-    /// Subgroups along m, 1 ..= 8.
+/// Tile shape of the cooperative-matrix GEMM: a workgroup of `sgm × sgn` subgroups, each
+/// owning `fm × fn_` 16 × 16 accumulator fragments, staging `bk`-deep slices of x and W
+/// (`matmul::coop` computes with it; here because `SPARQ_COOP` can force one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CoopTiling {
+    /// Subgroups along m.
     pub sgm: u32,
-    /// Subgroups along n, 1 ..= 8.
+    /// Subgroups along n.
     pub sgn: u32,
-    /// Fragments per subgroup along m, 1 ..= 8.
+    /// Fragments per subgroup along m.
     pub fm: u32,
-    /// Fragments per subgroup along n, 1 ..= 8.
+    /// Fragments per subgroup along n.
     pub fn_: u32,
-    /// Depth of a staged slice, a positive multiple of 16.
+    /// Depth of a staged slice (a multiple of 16 and of the format's block).
     pub bk: u32,
-    /// Staging buffers, 1 or 2 (2 when not given).
+    /// Staging buffers: 2 (double-buffered) or 1 (deeper slices in the same memory, one
+    /// more barrier per slice).
     pub buffers: u32,
 }
 
-impl CoopTile {
+impl CoopTiling {
     /// Parses `SGM,SGN,FM,FN,BK[,BUFFERS]`; on failure returns what was expected.
-    pub fn parse(s: &str) -> std::result::Result<Self, &'static str> {
+    pub fn from_spec(s: &str) -> std::result::Result<Self, &'static str> {
         const WANT: &str = "SGM,SGN,FM,FN,BK[,BUFFERS]: SGM..FN in 1..=8, BK a multiple \
                             of 16, BUFFERS 1 or 2";
         let v: Vec<u32> = s
@@ -121,7 +123,7 @@ impl CoopTile {
         {
             return Err(WANT);
         }
-        Ok(CoopTile {
+        Ok(CoopTiling {
             sgm,
             sgn,
             fm,
@@ -322,7 +324,7 @@ impl Config {
                     _ => return Err(bad("64 or 128")),
                 })
             }
-            "SPARQ_COOP" => self.gemm.coop = Some(CoopTile::parse(v).map_err(bad)?),
+            "SPARQ_COOP" => self.gemm.coop = Some(CoopTiling::from_spec(v).map_err(bad)?),
             "SPARQ_TUNE_CACHE" => self.gemm.tune_cache = Some(PathBuf::from(v)),
             "SPARQ_Q8" => self.gemm.q8 = flag()?,
             "SPARQ_SPARSE_LONG" => {

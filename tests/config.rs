@@ -4,7 +4,7 @@ mod common;
 
 use common::all_gpus;
 use sparq::InputError;
-use sparq::config::{Config, CoopTile};
+use sparq::config::Config;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::gpu::instance;
 use sparq::matmul::{CoopTiling, KernelChoice, Linear, coop};
@@ -68,7 +68,7 @@ fn each_kind_of_value_parses() {
     assert_eq!(c.gemm.tile, Some(128));
     assert_eq!(
         c.gemm.coop,
-        Some(CoopTile {
+        Some(CoopTiling {
             sgm: 2,
             sgn: 4,
             fm: 4,
@@ -235,7 +235,7 @@ fn each_device_has_its_own_autotune_cache() {
     // A forced tiling wins over the tuned one.
     let mut forced = Config::default();
     forced.gemm.tune_cache = Some(file);
-    forced.gemm.coop = Some(CoopTile::parse("2,2,2,2,32").unwrap());
+    forced.gemm.coop = Some(CoopTiling::from_spec("2,2,2,2,32").unwrap());
     let forced = reopen(gpu, forced);
     assert_eq!(
         coop::tiling_for(&forced, format, act, m, n),

@@ -16,37 +16,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 /// [`CoopTiling::default_for`]).
 pub const COOP_TINY_GRID: usize = 32;
 
-/// Tile shape of the cooperative-matrix GEMM: a workgroup of `sgm × sgn` subgroups, each
-/// owning `fm × fn_` 16 × 16 accumulator fragments, staging `bk`-deep slices of x and W.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct CoopTiling {
-    /// Subgroups along m.
-    pub sgm: u32,
-    /// Subgroups along n.
-    pub sgn: u32,
-    /// Fragments per subgroup along m.
-    pub fm: u32,
-    /// Fragments per subgroup along n.
-    pub fn_: u32,
-    /// Depth of a staged slice (a multiple of 16 and of the format's block).
-    pub bk: u32,
-    /// Staging buffers: 2 (double-buffered) or 1 (deeper slices in the same memory, one
-    /// more barrier per slice).
-    pub buffers: u32,
-}
-
-impl From<crate::config::CoopTile> for CoopTiling {
-    fn from(t: crate::config::CoopTile) -> Self {
-        CoopTiling {
-            sgm: t.sgm,
-            sgn: t.sgn,
-            fm: t.fm,
-            fn_: t.fn_,
-            bk: t.bk,
-            buffers: t.buffers,
-        }
-    }
-}
+pub use crate::config::CoopTiling;
 
 impl CoopTiling {
     /// Rows of y per workgroup.
@@ -80,9 +50,7 @@ impl CoopTiling {
 
     /// Parses `SGM,SGN,FM,FN,BK[,BUFFERS]` (as `SPARQ_COOP` takes it; 2 buffers by default).
     pub fn parse(s: &str) -> Result<Self> {
-        crate::config::CoopTile::parse(s)
-            .map(Self::from)
-            .map_err(|want| Error::invalid(format!("bad tiling '{s}' (want {want})")))
+        Self::from_spec(s).map_err(|want| Error::invalid(format!("bad tiling '{s}' (want {want})")))
     }
 
     /// The tiling used when none was tuned for `m × n` outputs: the fastest of the H100
@@ -306,7 +274,7 @@ pub fn tiling_for(
     n: usize,
 ) -> CoopTiling {
     if let Some(t) = gpu.config.gemm.coop {
-        return t.into();
+        return t;
     }
     gpu.tune_cache()
         .get::<CoopTiling>(&TuneKey::new(gpu, format, act, m).text())
