@@ -43,7 +43,12 @@ fn random_half(rng: &mut StdRng) -> u16 {
 }
 
 /// Raw bytes of a `rows × row_len` tensor of `ty` and the values they stand for.
-fn random_tensor(rng: &mut StdRng, ty: GgmlType, row_len: usize, rows: usize) -> (Vec<u8>, Vec<f32>) {
+fn random_tensor(
+    rng: &mut StdRng,
+    ty: GgmlType,
+    row_len: usize,
+    rows: usize,
+) -> (Vec<u8>, Vec<f32>) {
     let n = row_len * rows;
     let mut bytes = Vec::new();
     let mut values = Vec::with_capacity(n);
@@ -168,7 +173,11 @@ fn every_type_round_trips_through_writer_and_reader() {
                 assert_eq!(t.ty, *ty, "{what}");
                 assert_eq!(t.row_len(), *row_len, "{what}");
                 assert_eq!(t.rows(), *rows, "{what}");
-                let shape = if *rows == 1 { vec![*row_len] } else { vec![*rows, *row_len] };
+                let shape = if *rows == 1 {
+                    vec![*row_len]
+                } else {
+                    vec![*rows, *row_len]
+                };
                 assert_eq!(t.shape(), shape, "{what}");
                 assert_eq!(t.offset % align as u64, 0, "{what}");
                 assert_eq!(file.tensor_bytes(name).unwrap(), &bytes[..], "{what}");
@@ -194,18 +203,31 @@ fn raw_blocks_are_the_file_bytes_and_give_the_same_values() {
         let (raw, vals): (&[u8], Vec<f32>) = match ty {
             GgmlType::Q8_0 => {
                 let b = file.blocks::<BlockQ8_0>(name).unwrap();
-                (bytemuck::cast_slice(b), b.iter().flat_map(|b| b.values()).collect())
+                (
+                    bytemuck::cast_slice(b),
+                    b.iter().flat_map(|b| b.values()).collect(),
+                )
             }
             GgmlType::Q4_0 => {
                 let b = file.blocks::<BlockQ4_0>(name).unwrap();
-                (bytemuck::cast_slice(b), b.iter().flat_map(|b| b.values()).collect())
+                (
+                    bytemuck::cast_slice(b),
+                    b.iter().flat_map(|b| b.values()).collect(),
+                )
             }
             _ => {
                 let b = file.blocks::<BlockQ4_1>(name).unwrap();
-                (bytemuck::cast_slice(b), b.iter().flat_map(|b| b.values()).collect())
+                (
+                    bytemuck::cast_slice(b),
+                    b.iter().flat_map(|b| b.values()).collect(),
+                )
             }
         };
-        assert_eq!(raw.len() / ty.block_bytes() as usize, 6, "{name}: 2 blocks per row × 3 rows");
+        assert_eq!(
+            raw.len() / ty.block_bytes() as usize,
+            6,
+            "{name}: 2 blocks per row × 3 rows"
+        );
         assert_eq!(raw, &bytes[..], "{name}");
         assert_same(&vals, values, name);
     }
@@ -238,7 +260,12 @@ fn block_types_refuse_rows_that_are_not_whole_blocks() {
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
         for row_len in [1u64, 16, 33, 48] {
             let mut w = Writer::new();
-            w.tensor("w", &[row_len, 2], ty, vec![0; ty.block_bytes() as usize * 4]);
+            w.tensor(
+                "w",
+                &[row_len, 2],
+                ty,
+                vec![0; ty.block_bytes() as usize * 4],
+            );
             expect_err(
                 parse(w.to_bytes()),
                 &format!("'w': its row length {row_len} is not a multiple of {ty}'s block of 32"),
@@ -250,7 +277,12 @@ fn block_types_refuse_rows_that_are_not_whole_blocks() {
 #[test]
 fn other_ggml_types_are_read_as_infos_but_not_as_values() {
     let mut w = Writer::new();
-    w.tensor("blk.0.ffn_down.weight", &[256, 2], GgmlType::Q4_K, vec![0; 2 * 144]);
+    w.tensor(
+        "blk.0.ffn_down.weight",
+        &[256, 2],
+        GgmlType::Q4_K,
+        vec![0; 2 * 144],
+    );
     w.tensor("ok", &[4], GgmlType::F32, vec![0; 16]);
     let file = parse(w.to_bytes()).unwrap();
     let t = file.tensor("blk.0.ffn_down.weight").unwrap();
@@ -258,11 +290,17 @@ fn other_ggml_types_are_read_as_infos_but_not_as_values() {
     let e = file.dequantize("blk.0.ffn_down.weight").unwrap_err();
     assert!(matches!(e, Error::Input(InputError::Gguf(_))), "{e:?}");
     assert!(
-        e.to_string().contains("unsupported type Q4_K in tensor 'blk.0.ffn_down.weight'"),
+        e.to_string()
+            .contains("unsupported type Q4_K in tensor 'blk.0.ffn_down.weight'"),
         "{e}"
     );
     assert_eq!(file.dequantize("ok").unwrap(), vec![0.0; 4]);
-    assert!(file.tensor("nope").unwrap_err().to_string().contains("no tensor named 'nope'"));
+    assert!(
+        file.tensor("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("no tensor named 'nope'")
+    );
 }
 
 fn every_value() -> Vec<(&'static str, Value)> {
@@ -289,7 +327,14 @@ fn every_value() -> Vec<(&'static str, Value)> {
         ("a.i32", Value::Array(Array::I32(vec![-7, 1, 3]))),
         ("a.f32", Value::Array(Array::F32(vec![0.5, -1.25]))),
         ("a.bool", Value::Array(Array::Bool(vec![true, false, true]))),
-        ("a.str", Value::Array(Array::Str(vec!["Ġthe".into(), "".into(), "<|im_end|>".into()]))),
+        (
+            "a.str",
+            Value::Array(Array::Str(vec![
+                "Ġthe".into(),
+                "".into(),
+                "<|im_end|>".into(),
+            ])),
+        ),
         ("a.u64", Value::Array(Array::U64(vec![u64::MAX, 0]))),
         ("a.i64", Value::Array(Array::I64(vec![i64::MAX]))),
         ("a.f64", Value::Array(Array::F64(vec![1e300]))),
@@ -342,13 +387,25 @@ fn metadata_of_every_value_type_round_trips() {
     let m = e.to_string();
     assert!(m.contains("'t.f32' is f32, expected u32"), "{m}");
     let m = file.get_array_str("a.u8").unwrap_err().to_string();
-    assert!(m.contains("'a.u8' is array of u8, expected array of String"), "{m}");
+    assert!(
+        m.contains("'a.u8' is array of u8, expected array of String"),
+        "{m}"
+    );
     let m = file.get_str("a.nested").unwrap_err().to_string();
-    assert!(m.contains("'a.nested' is array of array of str, expected str"), "{m}");
+    assert!(
+        m.contains("'a.nested' is array of array of str, expected str"),
+        "{m}"
+    );
     let m = file.get_uint("t.i64").unwrap_err().to_string();
-    assert!(m.contains("'t.i64' is i64, expected a non-negative integer"), "{m}");
+    assert!(
+        m.contains("'t.i64' is i64, expected a non-negative integer"),
+        "{m}"
+    );
     let m = file.get_u32("llama.block_count").unwrap_err().to_string();
-    assert!(m.contains("metadata key 'llama.block_count' is missing"), "{m}");
+    assert!(
+        m.contains("metadata key 'llama.block_count' is missing"),
+        "{m}"
+    );
 }
 
 /// A small valid file: metadata of several kinds and tensors of every supported type.
@@ -357,11 +414,20 @@ fn small_file() -> Vec<u8> {
     let mut w = Writer::new();
     w.kv("general.architecture", Value::Str("llama".into()));
     w.kv("llama.block_count", Value::U32(2));
-    w.kv("tokenizer.ggml.tokens", Value::Array(Array::Str(vec!["a".into(), "bc".into()])));
-    w.kv("tokenizer.ggml.scores", Value::Array(Array::F32(vec![0.0, -1.0])));
+    w.kv(
+        "tokenizer.ggml.tokens",
+        Value::Array(Array::Str(vec!["a".into(), "bc".into()])),
+    );
+    w.kv(
+        "tokenizer.ggml.scores",
+        Value::Array(Array::F32(vec![0.0, -1.0])),
+    );
     w.kv(
         "t.nested",
-        Value::Array(Array::Array(vec![Array::U16(vec![1]), Array::Bool(vec![true])])),
+        Value::Array(Array::Array(vec![
+            Array::U16(vec![1]),
+            Array::Bool(vec![true]),
+        ])),
     );
     for ty in SUPPORTED {
         let (bytes, _) = random_tensor(&mut rng, ty, 32, 2);
@@ -423,7 +489,10 @@ fn huge_counts_and_lengths_are_refused_before_allocating() {
     // The first key's length (byte 24).
     let mut b = good.clone();
     put_u64(&mut b, 24, 1 << 60);
-    expect_err(parse(b), "metadata key #0 at byte 24 is 1152921504606846976 bytes long");
+    expect_err(
+        parse(b),
+        "metadata key #0 at byte 24 is 1152921504606846976 bytes long",
+    );
     let mut b = good.clone();
     put_u64(&mut b, 24, 65000);
     expect_err(parse(b), "truncated: metadata key #0 needs 65000 bytes");
@@ -436,14 +505,23 @@ fn huge_counts_and_lengths_are_refused_before_allocating() {
     let str_len_at = 24 + 8 + 1 + 4;
     let mut b = base.clone();
     put_u64(&mut b, str_len_at, 1 << 60);
-    expect_err(parse(b), "metadata 'k' at byte 37 is 1152921504606846976 bytes long");
+    expect_err(
+        parse(b),
+        "metadata 'k' at byte 37 is 1152921504606846976 bytes long",
+    );
     let arr_len_at = str_len_at + 8 + 1 + 8 + 1 + 4 + 4;
     let mut b = base.clone();
     put_u64(&mut b, arr_len_at, 1 << 62);
-    expect_err(parse(b), "the length of metadata 'a' (array of u32) is 4611686018427387904");
+    expect_err(
+        parse(b),
+        "the length of metadata 'a' (array of u32) is 4611686018427387904",
+    );
     let mut b = base;
     put_u32(&mut b, arr_len_at - 4, 99);
-    expect_err(parse(b), "unknown value type 99 for the elements of metadata 'a'");
+    expect_err(
+        parse(b),
+        "unknown value type 99 for the elements of metadata 'a'",
+    );
 
     // Tensor dims: zero, too many, overflowing.
     let name = "Q8_0.weight";
@@ -459,7 +537,10 @@ fn huge_counts_and_lengths_are_refused_before_allocating() {
     expect_err(parse(b), "'Q8_0.weight': dimension 1 is 0");
     let mut b = good.clone();
     put_u64(&mut b, p + 4 + 8, 1 << 62);
-    expect_err(parse(b), "'Q8_0.weight': dimensions [32, 4611686018427387904] overflow");
+    expect_err(
+        parse(b),
+        "'Q8_0.weight': dimensions [32, 4611686018427387904] overflow",
+    );
     let mut b = good.clone();
     put_u64(&mut b, p + 4 + 8, 1 << 50);
     expect_err(parse(b), "'Q8_0.weight': data at offset");
@@ -485,7 +566,10 @@ fn bad_tensor_infos_are_refused() {
     expect_err(parse(b), "runs past the end of the file");
     let mut b = good.clone();
     put_u64(&mut b, off_at, 8);
-    expect_err(parse(b), "'Q4_1.weight': offset 8 is not a multiple of the alignment 32");
+    expect_err(
+        parse(b),
+        "'Q4_1.weight': offset 8 is not a multiple of the alignment 32",
+    );
     // Point it at the first tensor's data: the two overlap.
     let mut b = good.clone();
     put_u64(&mut b, off_at, 0);
@@ -497,20 +581,32 @@ fn bad_tensor_infos_are_refused() {
     expect_err(parse(w.to_bytes()), "tensor 'same' at byte");
     let mut w = Writer::new();
     w.kv("k", Value::U8(1)).kv("k", Value::U8(2));
-    expect_err(parse(w.to_bytes()), "metadata key 'k' at byte 38 appears twice");
+    expect_err(
+        parse(w.to_bytes()),
+        "metadata key 'k' at byte 38 appears twice",
+    );
     let mut w = Writer::new();
     w.tensor(&"x".repeat(65), &[4], GgmlType::F32, vec![0; 16]);
-    expect_err(parse(w.to_bytes()), "is 65 bytes long, over the limit of 64");
+    expect_err(
+        parse(w.to_bytes()),
+        "is 65 bytes long, over the limit of 64",
+    );
 }
 
 #[test]
 fn bad_values_are_refused() {
     let mut w = Writer::new();
     w.kv("general.alignment", Value::U32(48));
-    expect_err(parse(w.to_bytes()), "'general.alignment' is 48, not a power of two");
+    expect_err(
+        parse(w.to_bytes()),
+        "'general.alignment' is 48, not a power of two",
+    );
     let mut w = Writer::new();
     w.kv("general.alignment", Value::U64(32));
-    expect_err(parse(w.to_bytes()), "'general.alignment' is u64, expected u32");
+    expect_err(
+        parse(w.to_bytes()),
+        "'general.alignment' is u64, expected u32",
+    );
     let mut w = Writer::new();
     w.kv("b", Value::Bool(true));
     let mut b = w.to_bytes();
@@ -525,7 +621,10 @@ fn bad_values_are_refused() {
     w.kv("v", Value::U8(1));
     let mut b = w.to_bytes();
     put_u32(&mut b, 24 + 8 + 1, 13);
-    expect_err(parse(b), "unknown value type 13 for metadata 'v' at byte 33");
+    expect_err(
+        parse(b),
+        "unknown value type 13 for metadata 'v' at byte 33",
+    );
     // Arrays nested deeper than the limit.
     let mut a = Array::U8(vec![1]);
     for _ in 0..12 {
@@ -538,7 +637,12 @@ fn bad_values_are_refused() {
 
 /// Bytes up to the end of the last tensor's data: every shorter prefix must be refused.
 fn required_len(file: &Gguf) -> usize {
-    let end = file.tensors().iter().map(|t| t.offset + t.size).max().unwrap_or(0);
+    let end = file
+        .tensors()
+        .iter()
+        .map(|t| t.offset + t.size)
+        .max()
+        .unwrap_or(0);
     (file.data_start() + end) as usize
 }
 
@@ -615,7 +719,10 @@ fn files_on_disk_are_mapped_and_missing_ones_are_typed_errors() {
     assert!(e.to_string().contains("absent.gguf: cannot open"), "{e}");
 }
 
-const SMOLLM2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/SmolLM2-135M-Instruct/model.gguf");
+const SMOLLM2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/SmolLM2-135M-Instruct/model.gguf"
+);
 
 #[test]
 fn smollm2_metadata_and_tensors() {
@@ -632,15 +739,24 @@ fn smollm2_metadata_and_tensors() {
     assert_eq!(file.get_uint("llama.attention.head_count_kv").unwrap(), 3);
     assert_eq!(file.get_uint("llama.context_length").unwrap(), 8192);
     assert_eq!(file.get_f32("llama.rope.freq_base").unwrap(), 1e5);
-    assert_eq!(file.get_array_str("tokenizer.ggml.tokens").unwrap().len(), 49152);
-    assert_eq!(file.get_array_str("tokenizer.ggml.merges").unwrap().len(), 48900);
+    assert_eq!(
+        file.get_array_str("tokenizer.ggml.tokens").unwrap().len(),
+        49152
+    );
+    assert_eq!(
+        file.get_array_str("tokenizer.ggml.merges").unwrap().len(),
+        48900
+    );
 
     let tensors = file.tensors();
     assert_eq!(tensors.len(), 272);
     let count = |ty| tensors.iter().filter(|t| t.ty == ty).count();
     assert_eq!(count(GgmlType::Q4_1), 210);
     assert_eq!(file.tensor("token_embd.weight").unwrap().ty, GgmlType::Q8_0);
-    assert_eq!(file.tensor("token_embd.weight").unwrap().shape(), [49152, 576]);
+    assert_eq!(
+        file.tensor("token_embd.weight").unwrap().shape(),
+        [49152, 576]
+    );
     for t in tensors.iter().filter(|t| t.name.ends_with("_norm.weight")) {
         assert_eq!(t.ty, GgmlType::F32, "{}", t.name);
     }
@@ -651,4 +767,55 @@ fn smollm2_metadata_and_tensors() {
     assert_eq!(w.len(), 1536 * 576);
     assert!(w.iter().all(|v| v.is_finite()));
     assert!(w.iter().any(|&v| v != 0.0));
+
+    // Values and sums printed by the `gguf` Python package (gguf-py's GGUFReader and
+    // `quants.dequantize`, f32 arithmetic like ggml's) for the same file.
+    let cases: [(&str, [f32; 6], f64); 3] = [
+        (
+            "blk.0.ffn_gate.weight",
+            [
+                0.00726318359375,
+                0.19891357421875,
+                0.00726318359375,
+                0.19891357421875,
+                0.2186279296875,
+                0.0560302734375,
+            ],
+            330.11053466796875,
+        ),
+        (
+            "token_embd.weight",
+            [
+                -0.10654449462890625,
+                0.032978057861328125,
+                0.08371353149414062,
+                -0.20040512084960938,
+                0.007411956787109375,
+                -0.0417022705078125,
+            ],
+            -15353.04449415207,
+        ),
+        (
+            "blk.29.attn_k.weight",
+            [
+                0.062408447265625,
+                0.00433349609375,
+                0.04788970947265625,
+                -0.0247039794921875,
+                0.01776123046875,
+                0.081939697265625,
+            ],
+            87.89241790771484,
+        ),
+    ];
+    for (name, want, want_sum) in cases {
+        let w = file.dequantize(name).unwrap();
+        let got = [w[0], w[1], w[17], w[31], w[1000], w[w.len() - 1]];
+        assert_eq!(got, want, "{name}");
+        let sum: f64 = w.iter().map(|&v| v as f64).sum();
+        assert!(
+            (sum - want_sum).abs() <= 1e-9 * want_sum.abs(),
+            "{name}: sum {sum} vs {want_sum}"
+        );
+    }
 }

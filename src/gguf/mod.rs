@@ -73,9 +73,11 @@ impl ValueType {
     /// The type with number `id`, if GGUF defines one.
     pub fn from_id(id: u32) -> Option<Self> {
         use ValueType::*;
-        [U8, I8, U16, I16, U32, I32, F32, Bool, Str, Array, U64, I64, F64]
-            .into_iter()
-            .find(|t| *t as u32 == id)
+        [
+            U8, I8, U16, I16, U32, I32, F32, Bool, Str, Array, U64, I64, F64,
+        ]
+        .into_iter()
+        .find(|t| *t as u32 == id)
     }
 
     /// The number the file stores.
@@ -615,9 +617,8 @@ impl<'a> Parser<'a> {
             )));
         }
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::gguf(format!("{} at byte {at} is not valid UTF-8", what()))
-        })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::gguf(format!("{} at byte {at} is not valid UTF-8", what())))
     }
 
     /// Refuses `count` elements of at least `min_len` bytes each when they cannot fit in
@@ -641,7 +642,10 @@ impl<'a> Parser<'a> {
         let at = self.pos;
         let id = self.u32(&|| format!("the type of {}", what()))?;
         ValueType::from_id(id).ok_or_else(|| {
-            Error::gguf(format!("unknown value type {id} for {} at byte {at}", what()))
+            Error::gguf(format!(
+                "unknown value type {id} for {} at byte {at}",
+                what()
+            ))
         })
     }
 
@@ -703,12 +707,7 @@ impl<'a> Parser<'a> {
         }
         Ok(match elem {
             ValueType::U8 => Array::U8(self.take(count, what)?.to_vec()),
-            ValueType::I8 => Array::I8(
-                self.take(count, what)?
-                    .iter()
-                    .map(|&b| b as i8)
-                    .collect(),
-            ),
+            ValueType::I8 => Array::I8(self.take(count, what)?.iter().map(|&b| b as i8).collect()),
             ValueType::U16 => items!(U16, u16),
             ValueType::I16 => items!(I16, i16),
             ValueType::U32 => items!(U32, u32),
@@ -806,14 +805,19 @@ impl<'a> Parser<'a> {
         };
 
         // Smallest tensor info: an empty name (8), one dimension (4 + 8), type and offset.
-        self.check_count(tensor_count, 8 + 4 + 8 + 4 + 8, &|| "the tensor count".into())?;
+        self.check_count(tensor_count, 8 + 4 + 8 + 4 + 8, &|| {
+            "the tensor count".into()
+        })?;
         let mut tensors = Vec::with_capacity(tensor_count as usize);
         let mut tensor_index = HashMap::with_capacity(tensor_count as usize);
         for i in 0..tensor_count {
             let at = self.pos;
             let name = self.string(MAX_TENSOR_NAME_LEN, &|| format!("the name of tensor #{i}"))?;
             let info = self.tensor_info(name, alignment)?;
-            if tensor_index.insert(info.name.clone(), tensors.len()).is_some() {
+            if tensor_index
+                .insert(info.name.clone(), tensors.len())
+                .is_some()
+            {
                 return Err(Error::gguf(format!(
                     "tensor '{}' at byte {at} appears twice",
                     info.name
@@ -872,9 +876,7 @@ impl<'a> Parser<'a> {
         for d in 0..n_dims {
             let dim = self.u64(&|| format!("dimension {d} of tensor '{name}'"))?;
             if dim == 0 {
-                return Err(Error::gguf(format!(
-                    "tensor '{name}': dimension {d} is 0"
-                )));
+                return Err(Error::gguf(format!("tensor '{name}': dimension {d} is 0")));
             }
             dims.push(dim);
         }

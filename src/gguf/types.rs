@@ -288,7 +288,10 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], tensor: &str) -> Result<Vec<f32>> 
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        GgmlType::F16 => bytes.chunks_exact(2).map(|c| f16_le([c[0], c[1]])).collect(),
+        GgmlType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16_le([c[0], c[1]]))
+            .collect(),
         GgmlType::BF16 => bytes
             .chunks_exact(2)
             .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
