@@ -770,7 +770,8 @@ fn smollm2_metadata_and_tensors() {
 
     // Values and sums printed by the `gguf` Python package (gguf-py's GGUFReader and
     // `quants.dequantize`, f32 arithmetic like ggml's) for the same file.
-    let cases: [(&str, [f32; 6], f64); 3] = [
+    // The values are those f32s written exactly, hence compared as f64.
+    let cases: [(&str, [f64; 6], f64); 3] = [
         (
             "blk.0.ffn_gate.weight",
             [
@@ -810,7 +811,7 @@ fn smollm2_metadata_and_tensors() {
     ];
     for (name, want, want_sum) in cases {
         let w = file.dequantize(name).unwrap();
-        let got = [w[0], w[1], w[17], w[31], w[1000], w[w.len() - 1]];
+        let got = [w[0], w[1], w[17], w[31], w[1000], w[w.len() - 1]].map(f64::from);
         assert_eq!(got, want, "{name}");
         let sum: f64 = w.iter().map(|&v| v as f64).sum();
         assert!(

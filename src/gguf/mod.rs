@@ -896,7 +896,7 @@ impl<'a> Parser<'a> {
                 "unknown tensor type {id} in tensor '{name}' (at byte {at})"
             ))
         })?;
-        if dims[0] % ty.block_len() != 0 {
+        if !dims[0].is_multiple_of(ty.block_len()) {
             return Err(Error::gguf(format!(
                 "tensor '{name}': its row length {} is not a multiple of {ty}'s block of {}",
                 dims[0],
@@ -911,7 +911,7 @@ impl<'a> Parser<'a> {
                 ))
             })?;
         let offset = self.u64(&|| format!("the offset of tensor '{name}'"))?;
-        if offset % alignment as u64 != 0 {
+        if !offset.is_multiple_of(alignment as u64) {
             return Err(Error::gguf(format!(
                 "tensor '{name}': offset {offset} is not a multiple of the alignment {alignment}"
             )));

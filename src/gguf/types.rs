@@ -267,7 +267,7 @@ fn blocks_values<B: GgmlBlock, const N: usize>(
     values: impl Fn(&B) -> [f32; N],
 ) -> Vec<f32> {
     let blocks: &[B] = bytemuck::cast_slice(bytes);
-    blocks.iter().flat_map(|b| values(b)).collect()
+    blocks.iter().flat_map(values).collect()
 }
 
 /// The f32 values of `bytes`, a whole number of blocks of `ty`; an error for an unsupported
@@ -276,7 +276,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], tensor: &str) -> Result<Vec<f32>> 
     if !ty.is_supported() {
         return Err(unsupported(ty, tensor));
     }
-    if bytes.len() as u64 % ty.block_bytes() != 0 {
+    if !(bytes.len() as u64).is_multiple_of(ty.block_bytes()) {
         return Err(Error::gguf(format!(
             "tensor '{tensor}': {} bytes are not a whole number of {ty} blocks of {} bytes",
             bytes.len(),
