@@ -388,7 +388,7 @@ fn metadata_of_every_value_type_round_trips() {
     assert!(m.contains("'t.f32' is f32, expected u32"), "{m}");
     let m = file.get_array_str("a.u8").unwrap_err().to_string();
     assert!(
-        m.contains("'a.u8' is array of u8, expected array of String"),
+        m.contains("'a.u8' is array of u8, expected array of str"),
         "{m}"
     );
     let m = file.get_str("a.nested").unwrap_err().to_string();
@@ -713,6 +713,11 @@ fn files_on_disk_are_mapped_and_missing_ones_are_typed_errors() {
     let file = Gguf::open(&path).unwrap();
     assert_eq!(file.get_str("general.architecture").unwrap(), "llama");
     assert_eq!(file.dequantize("F32.weight").unwrap().len(), 64);
+    // An empty file: mapped or not, a typed error.
+    let empty = dir.join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let e = Gguf::open(&empty).unwrap_err();
+    assert!(matches!(e, Error::Input(InputError::Gguf(_))), "{e:?}");
     std::fs::remove_dir_all(&dir).unwrap();
     let e = Gguf::open(dir.join("absent.gguf")).unwrap_err();
     assert!(matches!(e, Error::Input(InputError::Gguf(_))), "{e:?}");

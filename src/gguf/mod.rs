@@ -476,14 +476,14 @@ scalar_getters! {
 
 /// Typed array getters: `get_array_str` and so on.
 macro_rules! array_getters {
-    ($($fn_name:ident, $variant:ident, $t:ty);* $(;)?) => {
+    ($($fn_name:ident, $variant:ident, $t:ty, $elem:literal);* $(;)?) => {
         impl Gguf {
             $(
-                #[doc = concat!("`key` as an array of `", stringify!($t), "`; an error naming the key and the type found otherwise.")]
+                #[doc = concat!("`key` as an array of ", $elem, "; an error naming the key and the type found otherwise.")]
                 pub fn $fn_name(&self, key: &str) -> Result<&[$t]> {
                     match self.require(key)? {
                         Value::Array(Array::$variant(x)) => Ok(x),
-                        v => Err(self.wrong_type(key, v, concat!("array of ", stringify!($t)))),
+                        v => Err(self.wrong_type(key, v, concat!("array of ", $elem))),
                     }
                 }
             )*
@@ -492,18 +492,18 @@ macro_rules! array_getters {
 }
 
 array_getters! {
-    get_array_u8, U8, u8;
-    get_array_i8, I8, i8;
-    get_array_u16, U16, u16;
-    get_array_i16, I16, i16;
-    get_array_u32, U32, u32;
-    get_array_i32, I32, i32;
-    get_array_u64, U64, u64;
-    get_array_i64, I64, i64;
-    get_array_f32, F32, f32;
-    get_array_f64, F64, f64;
-    get_array_bool, Bool, bool;
-    get_array_str, Str, String;
+    get_array_u8, U8, u8, "u8";
+    get_array_i8, I8, i8, "i8";
+    get_array_u16, U16, u16, "u16";
+    get_array_i16, I16, i16, "i16";
+    get_array_u32, U32, u32, "u32";
+    get_array_i32, I32, i32, "i32";
+    get_array_u64, U64, u64, "u64";
+    get_array_i64, I64, i64, "i64";
+    get_array_f32, F32, f32, "f32";
+    get_array_f64, F64, f64, "f64";
+    get_array_bool, Bool, bool, "bool";
+    get_array_str, Str, String, "str";
 }
 
 impl Gguf {
@@ -564,6 +564,15 @@ struct Parsed {
     tensor_index: HashMap<String, usize>,
     alignment: u32,
     data_start: u64,
+}
+
+/// Most elements reserved ahead of parsing them. A count was checked against the bytes that
+/// remain, but an element can take several times its encoded size in memory (a `String` is
+/// 24 bytes, its encoding 8), so lists of such elements grow as they are parsed instead.
+const PREALLOC: u64 = 1 << 16;
+
+fn prealloc(count: u64) -> usize {
+    count.min(PREALLOC) as usize
 }
 
 /// A cursor over the file that never reads past its end.
@@ -638,6 +647,18 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    fn bool(&mut self, what: &dyn Fn() -> String) -> Result<bool> {
+        let at = self.pos;
+        match self.array::<1>(what)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(Error::gguf(format!(
+                "{} at byte {at} is the bool {b}, not 0 or 1",
+                what()
+            ))),
+        }
+    }
+
     fn value_type(&mut self, what: &dyn Fn() -> String) -> Result<ValueType> {
         let at = self.pos;
         let id = self.u32(&|| format!("the type of {}", what()))?;
@@ -661,19 +682,7 @@ impl<'a> Parser<'a> {
             ValueType::U64 => Value::U64(u64::from_le_bytes(self.array(what)?)),
             ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(what)?)),
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
-            ValueType::Bool => {
-                let at = self.pos;
-                match self.array::<1>(what)?[0] {
-                    0 => Value::Bool(false),
-                    1 => Value::Bool(true),
-                    b => {
-                        return Err(Error::gguf(format!(
-                            "{} at byte {at} is the bool {b}, not 0 or 1",
-                            what()
-                        )));
-                    }
-                }
-            }
+            ValueType::Bool => Value::Bool(self.bool(what)?),
             ValueType::Str => Value::Str(self.string(MAX_STRING_LEN, what)?),
             ValueType::Array => Value::Array(self.array_value(depth + 1, what)?),
         })
@@ -719,22 +728,19 @@ impl<'a> Parser<'a> {
             ValueType::Bool => {
                 let mut v = Vec::with_capacity(n);
                 for i in 0..n {
-                    match self.value(ValueType::Bool, depth, &item(i))? {
-                        Value::Bool(b) => v.push(b),
-                        _ => unreachable!("a bool value is a bool"),
-                    }
+                    v.push(self.bool(&item(i))?);
                 }
                 Array::Bool(v)
             }
             ValueType::Str => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(count));
                 for i in 0..n {
                     v.push(self.string(MAX_STRING_LEN, &item(i))?);
                 }
                 Array::Str(v)
             }
             ValueType::Array => {
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(prealloc(count));
                 for i in 0..n {
                     v.push(self.array_value(depth + 1, &item(i))?);
                 }
@@ -773,8 +779,8 @@ impl<'a> Parser<'a> {
         let kv_count = self.u64(&|| "the metadata count".into())?;
         // Smallest key/value: an empty key (8), a type (4) and a one-byte value.
         self.check_count(kv_count, 8 + 4 + 1, &|| "the metadata count".into())?;
-        let mut metadata = Vec::with_capacity(kv_count as usize);
-        let mut key_index = HashMap::with_capacity(kv_count as usize);
+        let mut metadata = Vec::with_capacity(prealloc(kv_count));
+        let mut key_index = HashMap::with_capacity(prealloc(kv_count));
         for i in 0..kv_count {
             let at = self.pos;
             let key = self.string(MAX_KEY_LEN, &|| format!("metadata key #{i}"))?;
@@ -808,8 +814,8 @@ impl<'a> Parser<'a> {
         self.check_count(tensor_count, 8 + 4 + 8 + 4 + 8, &|| {
             "the tensor count".into()
         })?;
-        let mut tensors = Vec::with_capacity(tensor_count as usize);
-        let mut tensor_index = HashMap::with_capacity(tensor_count as usize);
+        let mut tensors = Vec::with_capacity(prealloc(tensor_count));
+        let mut tensor_index = HashMap::with_capacity(prealloc(tensor_count));
         for i in 0..tensor_count {
             let at = self.pos;
             let name = self.string(MAX_TENSOR_NAME_LEN, &|| format!("the name of tensor #{i}"))?;

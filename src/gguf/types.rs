@@ -45,6 +45,8 @@ pub enum GgmlType {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    NVFP4 = 40,
+    Q1_0 = 41,
 }
 
 /// Types whose values sparq reads (dequantizes or maps onto its formats).
@@ -61,10 +63,10 @@ impl GgmlType {
     /// The type with number `id`, or `None` for a number ggml does not (or no longer) define.
     pub fn from_id(id: u32) -> Option<Self> {
         use GgmlType::*;
-        const ALL: [GgmlType; 32] = [
+        const ALL: [GgmlType; 34] = [
             F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
             IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64,
-            IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
+            IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0,
         ];
         ALL.into_iter().find(|t| *t as u32 == id)
     }
@@ -110,6 +112,8 @@ impl GgmlType {
             TQ1_0 => "TQ1_0",
             TQ2_0 => "TQ2_0",
             MXFP4 => "MXFP4",
+            NVFP4 => "NVFP4",
+            Q1_0 => "Q1_0",
         }
     }
 
@@ -123,7 +127,8 @@ impl GgmlType {
         self.layout().1
     }
 
-    /// (elements, bytes) of one block, from the `block_*` structs of `ggml-common.h`.
+    /// (elements, bytes) of one block, from the `block_*` structs of `ggml-common.h` (the
+    /// `gguf` Python package's table agrees, except its stale 40-byte Q8_1).
     fn layout(self) -> (u64, u64) {
         use GgmlType::*;
         const QK_K: u64 = 256;
@@ -139,6 +144,8 @@ impl GgmlType {
             Q8_0 => (32, 34),
             Q8_1 => (32, 36),
             MXFP4 => (32, 17),
+            NVFP4 => (64, 36),
+            Q1_0 => (128, 18),
             Q2_K => (QK_K, 84),
             Q3_K => (QK_K, 110),
             Q4_K => (QK_K, 144),
