@@ -541,6 +541,15 @@ fn huge_counts_and_lengths_are_refused_before_allocating() {
         parse(b),
         "'Q8_0.weight': dimensions [32, 4611686018427387904] overflow",
     );
+    // 2^62 elements fit i64, but not their 2^65 bytes as F64.
+    let mut b = good.clone();
+    put_u64(&mut b, p + 4, 1 << 31);
+    put_u64(&mut b, p + 4 + 8, 1 << 31);
+    put_u32(&mut b, p + 4 + 16, GgmlType::F64.id());
+    expect_err(
+        parse(b),
+        "'Q8_0.weight': dimensions [2147483648, 2147483648] overflow the byte size",
+    );
     let mut b = good.clone();
     put_u64(&mut b, p + 4 + 8, 1 << 50);
     expect_err(parse(b), "'Q8_0.weight': data at offset");
@@ -757,6 +766,25 @@ fn smollm2_metadata_and_tensors() {
     assert_eq!(tensors.len(), 272);
     let count = |ty| tensors.iter().filter(|t| t.ty == ty).count();
     assert_eq!(count(GgmlType::Q4_1), 210);
+    for i in 0..30 {
+        for l in [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+        ] {
+            let name = format!("blk.{i}.{l}.weight");
+            assert_eq!(file.tensor(&name).unwrap().ty, GgmlType::Q4_1, "{name}");
+        }
+    }
+    assert_eq!(
+        count(GgmlType::F32),
+        61,
+        "two norms per block and the output norm"
+    );
     assert_eq!(file.tensor("token_embd.weight").unwrap().ty, GgmlType::Q8_0);
     assert_eq!(
         file.tensor("token_embd.weight").unwrap().shape(),
