@@ -26,6 +26,7 @@ pub use bert::calibrate;
 pub mod compress;
 pub mod config;
 mod exec;
+pub mod llama;
 pub mod loader;
 pub mod mlp;
 pub mod names;
