@@ -33,6 +33,7 @@ pub mod names;
 pub mod network;
 pub mod ops;
 pub mod reference;
+pub mod sampling;
 pub mod shrink;
 
 pub use exec::Pending;
