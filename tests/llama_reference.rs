@@ -83,7 +83,8 @@ fn permute_rows(data: &[f32], heads: usize, d: usize, cols: usize) -> Vec<f32> {
             for j in 0..d / 2 {
                 let from = h * d + s * d / 2 + j;
                 let to = h * d + 2 * j + s;
-                out[to * cols..(to + 1) * cols].copy_from_slice(&data[from * cols..(from + 1) * cols]);
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&data[from * cols..(from + 1) * cols]);
             }
         }
     }
@@ -187,7 +188,10 @@ fn later_tokens_do_not_change_earlier_logits() {
     for i in 0..5 {
         assert_eq!(la[i], lb[i], "position {i} saw a later token");
     }
-    assert!(rel_diff(&la[5..6], &lb[5..6]) > 1e-6, "the changed token matters");
+    assert!(
+        rel_diff(&la[5..6], &lb[5..6]) > 1e-6,
+        "the changed token matters"
+    );
 }
 
 #[test]
@@ -284,7 +288,10 @@ fn one_layer_case_matches_a_hand_computation() {
     ];
     let r = Reference::new(c.clone(), w.clone()).unwrap();
     let got = full(&r, &[0, 1]);
-    assert!(rel_diff(&expect_tied, &got) < 1e-14, "{got:?} vs {expect_tied:?}");
+    assert!(
+        rel_diff(&expect_tied, &got) < 1e-14,
+        "{got:?} vs {expect_tied:?}"
+    );
 
     // Untied, with lm_head = [[1, 0], [0, 2]].
     let mut cu = c;
@@ -452,12 +459,18 @@ fn hugging_face_configs_of_both_families() {
     let edit = |from: &str, to: &str| SMOLLM2.replace(from, to);
     for bad in [
         edit("LlamaForCausalLM", "GPT2LMHeadModel"),
-        edit("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\"}"),
+        edit(
+            "\"rope_scaling\": null",
+            "\"rope_scaling\": {\"rope_type\": \"llama3\"}",
+        ),
         edit("\"silu\"", "\"gelu\""),
         edit("\"vocab_size\": 49152", "\"vocab_size\": -1"),
         edit("\"num_hidden_layers\": 30,", ""),
         edit("\"num_key_value_heads\": 3", "\"num_key_value_heads\": 4"),
-        QWEN2.replace("\"use_sliding_window\": false", "\"use_sliding_window\": true"),
+        QWEN2.replace(
+            "\"use_sliding_window\": false",
+            "\"use_sliding_window\": true",
+        ),
         "not json".to_string(),
     ] {
         assert!(
@@ -511,15 +524,20 @@ fn seeded_sampling_is_reproducible() {
     let l = random_logits(30, 1);
     let draw = |seed| {
         let mut s = Sampler::new(params(1.0, 0, 1.0, seed)).unwrap();
-        (0..200).map(|_| s.sample(&l, &[]).unwrap()).collect::<Vec<_>>()
+        (0..200)
+            .map(|_| s.sample(&l, &[]).unwrap())
+            .collect::<Vec<_>>()
     };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
-    // The generator's sequence is part of the contract: pinned.
+    // The generator's sequence is part of the contract, pinned to xoshiro256** seeded by
+    // SplitMix64 (values checked against an independent implementation of both).
     let mut r = Rng::new(0);
-    let first: Vec<u64> = (0..2).map(|_| r.next_u64()).collect();
-    let mut again = Rng::new(0);
-    assert_eq!(first, vec![again.next_u64(), again.next_u64()]);
+    let first: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
+    assert_eq!(
+        first,
+        [0x99ec5f36cb75f2b4, 0xbf6e1f784956452a, 0x1a5f849d4933e6e0]
+    );
     let u = Rng::new(42).next_f64();
     assert!((0.0..1.0).contains(&u));
 }
@@ -529,7 +547,10 @@ fn temperature_sampling_follows_softmax_of_scaled_logits() {
     let l = [1.0f32, 0.5, 0.0, -0.5, -1.0, 2.0];
     let t = 0.7f32;
     let m = l.iter().cloned().fold(f32::MIN, f32::max) as f64;
-    let e: Vec<f64> = l.iter().map(|&v| ((v as f64 - m) / t as f64).exp()).collect();
+    let e: Vec<f64> = l
+        .iter()
+        .map(|&v| ((v as f64 - m) / t as f64).exp())
+        .collect();
     let z: f64 = e.iter().sum();
     let p: Vec<f64> = e.iter().map(|v| v / z).collect();
     let c = candidates(&l, &[], &params(t, 0, 1.0, 0)).unwrap();

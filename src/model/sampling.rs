@@ -121,14 +121,19 @@ fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
         return Err(Error::invalid("empty logits"));
     }
-    if let Some(i) = logits.iter().position(|v| v.is_nan() || *v == f32::INFINITY) {
+    if let Some(i) = logits
+        .iter()
+        .position(|v| v.is_nan() || *v == f32::INFINITY)
+    {
         return Err(Error::invalid(format!(
             "logit {i} is {}: the model produced a non-finite value",
             logits[i]
         )));
     }
     if logits.iter().all(|v| *v == f32::NEG_INFINITY) {
-        return Err(Error::invalid("every logit is -inf: no token can be chosen"));
+        return Err(Error::invalid(
+            "every logit is -inf: no token can be chosen",
+        ));
     }
     Ok(())
 }
@@ -136,7 +141,9 @@ fn check_logits(logits: &[f32]) -> Result<()> {
 /// The index of the largest logit (the lowest index among equals).
 pub fn argmax(logits: &[f32]) -> Result<u32> {
     check_logits(logits)?;
-    Ok(argmax_f64(&logits.iter().map(|&v| v as f64).collect::<Vec<_>>()))
+    Ok(argmax_f64(
+        &logits.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    ))
 }
 
 fn argmax_f64(x: &[f64]) -> u32 {

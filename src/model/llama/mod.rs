@@ -175,9 +175,9 @@ impl LlamaConfig {
         let float = |k: &str, default: f64| -> Result<f64> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(default),
-                Some(x) => x
-                    .as_f64()
-                    .ok_or_else(|| Error::config(format!("config.json: {k} = {x} is not a number"))),
+                Some(x) => x.as_f64().ok_or_else(|| {
+                    Error::config(format!("config.json: {k} = {x} is not a number"))
+                }),
             }
         };
         let flag = |k: &str, default: bool| -> Result<bool> {
