@@ -390,15 +390,16 @@ fn bad_weights_and_inputs_are_typed_errors() {
 fn config_validation_names_the_fault() {
     let ok = tiny(2, false, true);
     ok.validate().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut LlamaConfig)>)> = vec![
-        ("multiple", Box::new(|c| c.num_kv_heads = 3)),
-        ("even", Box::new(|c| c.head_dim = 7)),
-        ("vocab_size", Box::new(|c| c.vocab_size = 0)),
-        ("num_layers", Box::new(|c| c.num_layers = 1 << 20)),
-        ("num_kv_heads", Box::new(|c| c.num_kv_heads = 0)),
-        ("max_context", Box::new(|c| c.max_context = 0)),
-        ("rms_norm_eps", Box::new(|c| c.rms_norm_eps = 0.0)),
-        ("rope_theta", Box::new(|c| c.rope_theta = f64::NAN)),
+    type Edit = fn(&mut LlamaConfig);
+    let cases: [(&str, Edit); 8] = [
+        ("multiple", |c| c.num_kv_heads = 3),
+        ("even", |c| c.head_dim = 7),
+        ("vocab_size", |c| c.vocab_size = 0),
+        ("num_layers", |c| c.num_layers = 1 << 20),
+        ("num_kv_heads", |c| c.num_kv_heads = 0),
+        ("max_context", |c| c.max_context = 0),
+        ("rms_norm_eps", |c| c.rms_norm_eps = 0.0),
+        ("rope_theta", |c| c.rope_theta = f64::NAN),
     ];
     for (word, change) in cases {
         let mut c = ok.clone();
