@@ -458,6 +458,12 @@ fn hugging_face_configs_of_both_families() {
     assert_eq!(q.rope_theta, 1e6);
 
     let edit = |from: &str, to: &str| SMOLLM2.replace(from, to);
+    // Transformers 5 spelling: the base frequency inside `rope_parameters`.
+    let v5 = edit(
+        "\"rope_scaling\": null, \"rope_theta\": 100000",
+        "\"rope_parameters\": {\"rope_theta\": 50000.0, \"rope_type\": \"default\"}",
+    );
+    assert_eq!(LlamaConfig::from_hf_config(&v5).unwrap().rope_theta, 5e4);
     for bad in [
         edit("LlamaForCausalLM", "GPT2LMHeadModel"),
         edit(
@@ -465,6 +471,11 @@ fn hugging_face_configs_of_both_families() {
             "\"rope_scaling\": {\"rope_type\": \"llama3\"}",
         ),
         edit("\"silu\"", "\"gelu\""),
+        edit("\"silu\"", "7"),
+        edit(
+            "\"rope_scaling\": null",
+            "\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+        ),
         edit("\"vocab_size\": 49152", "\"vocab_size\": -1"),
         edit("\"num_hidden_layers\": 30,", ""),
         edit("\"num_key_value_heads\": 3", "\"num_key_value_heads\": 4"),

@@ -188,24 +188,46 @@ impl LlamaConfig {
                     .ok_or_else(|| Error::config(format!("config.json: {k} = {x} is not a bool"))),
             }
         };
-        if let Some(act) = v.get("hidden_act").and_then(|a| a.as_str())
-            && act != "silu"
-        {
-            return Err(Error::config(format!(
-                "config.json: hidden_act '{act}' is not supported (SwiGLU with silu is)"
-            )));
-        }
-        if let Some(s) = v.get("rope_scaling").filter(|s| !s.is_null()) {
-            let kind = s
-                .get("rope_type")
-                .or_else(|| s.get("type"))
-                .and_then(|t| t.as_str());
-            if kind != Some("default") {
+        match v.get("hidden_act") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(a) if a.as_str() == Some("silu") => {}
+            Some(a) => {
                 return Err(Error::config(format!(
-                    "config.json: rope_scaling {s} is not supported yet"
+                    "config.json: hidden_act {a} is not supported (SwiGLU with silu is)"
                 )));
             }
         }
+        // Transformers 5 moves `rope_theta` and the scaling into `rope_parameters`, where an
+        // absent `rope_type` means plain RoPE; in the older `rope_scaling` it is required.
+        let rope_parameters = v.get("rope_parameters").filter(|p| !p.is_null());
+        for (key, plain_when_absent) in [("rope_scaling", false), ("rope_parameters", true)] {
+            let Some(s) = v.get(key).filter(|s| !s.is_null()) else {
+                continue;
+            };
+            let kind = s
+                .get("rope_type")
+                .or_else(|| s.get("type"))
+                .map(|t| t.as_str());
+            let plain = match kind {
+                None => plain_when_absent,
+                Some(k) => k == Some("default"),
+            };
+            if !plain {
+                return Err(Error::config(format!(
+                    "config.json: {key} {s} is not supported yet (plain RoPE only)"
+                )));
+            }
+        }
+        let rope_theta = match rope_parameters.and_then(|p| p.get("rope_theta")) {
+            Some(t) if v.get("rope_theta").is_none_or(|x| x.is_null()) => {
+                t.as_f64().ok_or_else(|| {
+                    Error::config(format!(
+                        "config.json: rope_parameters.rope_theta = {t} is not a number"
+                    ))
+                })?
+            }
+            _ => float("rope_theta", 10000.0)?,
+        };
         if flag("mlp_bias", false)? {
             return Err(Error::config("config.json: mlp_bias is not supported"));
         }
@@ -237,7 +259,7 @@ impl LlamaConfig {
             head_dim,
             intermediate_size: need("intermediate_size")?,
             rms_norm_eps: float("rms_norm_eps", 1e-6)?,
-            rope_theta: float("rope_theta", 10000.0)?,
+            rope_theta,
             max_context: need("max_position_embeddings")?,
             tie_word_embeddings: flag("tie_word_embeddings", false)?,
             // Qwen2 always has Q/K/V biases (its config has no switch); Llama has a switch.
