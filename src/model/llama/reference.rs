@@ -107,16 +107,26 @@ struct Linear {
 }
 
 impl Linear {
-    fn apply(&self, x: &[f64]) -> Vec<f64> {
-        self.w
-            .chunks(self.k)
-            .enumerate()
-            .map(|(r, row)| {
-                let dot: f64 = row.iter().zip(x).map(|(&w, v)| w as f64 * v).sum();
-                dot + self.b.as_ref().map_or(0.0, |b| b[r] as f64)
-            })
-            .collect()
+    fn apply(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        product(&self.w, self.b.as_deref(), self.k, xs)
     }
+}
+
+/// `W x (+ b)` for each row `x` of `xs`, `W` row-major with `k` columns. Each weight row is
+/// widened once and used for every token of the chunk, so a prompt reads the weights once,
+/// not once per token (the reference must stay usable on real models).
+fn product(w: &[f32], b: Option<&[f32]>, k: usize, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = w.len() / k;
+    let mut out = vec![vec![0.0; n]; xs.len()];
+    let mut wide = vec![0.0f64; k];
+    for (r, row) in w.chunks(k).enumerate() {
+        wide.iter_mut().zip(row).for_each(|(a, &v)| *a = v as f64);
+        let bias = b.map_or(0.0, |b| b[r] as f64);
+        for (x, o) in xs.iter().zip(out.iter_mut()) {
+            o[r] = wide.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + bias;
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -298,47 +308,54 @@ impl Reference {
             })
             .collect();
         for (l, layer) in self.layers.iter().enumerate() {
-            let mut queries = Vec::with_capacity(tokens.len());
-            for (i, xi) in x.iter().enumerate() {
-                let a = rms_norm(xi, &layer.attn_norm, c.rms_norm_eps);
-                let mut q = layer.linear(LlamaLinear::Q).apply(&a);
-                let mut k = layer.linear(LlamaLinear::K).apply(&a);
-                let v = layer.linear(LlamaLinear::V).apply(&a);
-                for head in q.chunks_mut(d).chain(k.chunks_mut(d)) {
+            let a: Vec<Vec<f64>> = x
+                .iter()
+                .map(|xi| rms_norm(xi, &layer.attn_norm, c.rms_norm_eps))
+                .collect();
+            let mut q = layer.linear(LlamaLinear::Q).apply(&a);
+            let mut k = layer.linear(LlamaLinear::K).apply(&a);
+            let v = layer.linear(LlamaLinear::V).apply(&a);
+            for (i, (qi, ki)) in q.iter_mut().zip(&mut k).enumerate() {
+                for head in qi.chunks_mut(d).chain(ki.chunks_mut(d)) {
                     rope(head, base + i, c.rope_theta, c.rope_layout);
                 }
-                cache.keys[l].extend(k);
-                cache.values[l].extend(v);
-                queries.push(q);
             }
-            for (i, (xi, q)) in x.iter_mut().zip(&queries).enumerate() {
-                let att = self.attend(q, &cache.keys[l], &cache.values[l], base + i + 1);
-                let o = layer.linear(LlamaLinear::O).apply(&att);
-                xi.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-                let f = rms_norm(xi, &layer.ffn_norm, c.rms_norm_eps);
-                let gate = layer.linear(LlamaLinear::Gate).apply(&f);
-                let up = layer.linear(LlamaLinear::Up).apply(&f);
-                let act: Vec<f64> = gate
-                    .iter()
-                    .zip(&up)
-                    .map(|(&g, u)| activate(Activation::Silu, g) * u)
-                    .collect();
-                let down = layer.linear(LlamaLinear::Down).apply(&act);
-                xi.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
-            }
+            k.iter().for_each(|ki| cache.keys[l].extend(ki));
+            v.iter().for_each(|vi| cache.values[l].extend(vi));
+            let att: Vec<Vec<f64>> = q
+                .iter()
+                .enumerate()
+                .map(|(i, qi)| self.attend(qi, &cache.keys[l], &cache.values[l], base + i + 1))
+                .collect();
+            let o = layer.linear(LlamaLinear::O).apply(&att);
+            add(&mut x, &o);
+            let f: Vec<Vec<f64>> = x
+                .iter()
+                .map(|xi| rms_norm(xi, &layer.ffn_norm, c.rms_norm_eps))
+                .collect();
+            let gate = layer.linear(LlamaLinear::Gate).apply(&f);
+            let up = layer.linear(LlamaLinear::Up).apply(&f);
+            let act: Vec<Vec<f64>> = gate
+                .iter()
+                .zip(&up)
+                .map(|(g, u)| {
+                    g.iter()
+                        .zip(u)
+                        .map(|(&g, u)| activate(Activation::Silu, g) * u)
+                        .collect()
+                })
+                .collect();
+            let down = layer.linear(LlamaLinear::Down).apply(&act);
+            add(&mut x, &down);
         }
         cache.len = base + tokens.len();
         let first = if all { 0 } else { tokens.len() - 1 };
         let head = self.lm_head.as_deref().unwrap_or(&self.embedding);
-        Ok(x[first..]
+        let n: Vec<Vec<f64>> = x[first..]
             .iter()
-            .map(|xi| {
-                let n = rms_norm(xi, &self.final_norm, c.rms_norm_eps);
-                head.chunks(h)
-                    .map(|row| row.iter().zip(&n).map(|(&w, v)| w as f64 * v).sum())
-                    .collect()
-            })
-            .collect())
+            .map(|xi| rms_norm(xi, &self.final_norm, c.rms_norm_eps))
+            .collect();
+        Ok(product(head, None, h, &n))
     }
 
     /// Causal grouped-query attention of one token's queries `q` over the first `positions`
@@ -365,5 +382,12 @@ impl Reference {
             }
         }
         out
+    }
+}
+
+/// `x += y`, row by row (a residual).
+fn add(x: &mut [Vec<f64>], y: &[Vec<f64>]) {
+    for (xi, yi) in x.iter_mut().zip(y) {
+        xi.iter_mut().zip(yi).for_each(|(a, b)| *a += b);
     }
 }
