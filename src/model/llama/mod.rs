@@ -1,6 +1,7 @@
 //! The Llama family of decoders (Llama 2/3, SmolLM2, Qwen2 with its QKV bias): the
-//! configuration ([`LlamaConfig`]), where a checkpoint keeps its tensors ([`weights`]) and the
-//! CPU reference decoder ([`reference`]) that the GPU decoder will be tested against.
+//! configuration ([`LlamaConfig`]), where a checkpoint keeps its tensors ([`weights`]) and
+//! the CPU reference decoder ([`reference`](mod@reference)) that the GPU decoder will be
+//! tested against.
 //!
 //! Nothing here is registered in [`crate::model::config::Architecture`] yet: there is no GPU
 //! network for it so far, only the host oracle.
