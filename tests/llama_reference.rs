@@ -7,6 +7,7 @@ use rand::{Rng as _, SeedableRng, rngs::StdRng};
 use sparq::model::llama::reference::{rms_norm, rope};
 use sparq::model::llama::{
     KvCache, LlamaConfig, LlamaLinear, LlamaNames, LlamaWeights, Reference, RopeLayout,
+    rows_to_half_split, rows_to_interleaved,
 };
 use sparq::model::sampling::{Rng, Sampler, SamplingParams, argmax, candidates};
 use sparq::{Error, InputError};
@@ -128,6 +129,15 @@ fn interleaved_rope_on_gguf_permuted_rows_equals_half_split() {
                 }
             }
         }
+        // The library's conversion is the same permutation, and its inverse undoes it.
+        let (_, q) = &w[&names.linear(1, LlamaLinear::Q).weight()];
+        let (_, pq) = &permuted[&names.linear(1, LlamaLinear::Q).weight()];
+        let lib = rows_to_interleaved(q, c.num_heads, c.head_dim, c.hidden_size).unwrap();
+        assert_eq!(&lib, pq);
+        let back = rows_to_half_split(&lib, c.num_heads, c.head_dim, c.hidden_size).unwrap();
+        assert_eq!(&back, q);
+        assert!(rows_to_interleaved(q, c.num_heads, c.head_dim + 1, c.hidden_size).is_none());
+        assert!(rows_to_interleaved(&q[1..], c.num_heads, c.head_dim, c.hidden_size).is_none());
         let mut ci = c.clone();
         ci.rope_layout = RopeLayout::Interleaved;
         let half = Reference::new(c, w).unwrap();

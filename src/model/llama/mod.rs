@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub use reference::{KvCache, LlamaWeights, Reference};
-pub use weights::{LlamaLinear, LlamaNames};
+pub use weights::{LlamaLinear, LlamaNames, rows_to_half_split, rows_to_interleaved};
 
 /// Largest vocabulary accepted (tokens are `u32`, embedding rows are indexed by them).
 pub const MAX_VOCAB: usize = 1 << 24;

@@ -137,3 +137,57 @@ impl LlamaNames {
         out
     }
 }
+
+/// Reorders the rows of a Q or K matrix (`heads · head_dim` rows of `cols` values; a bias is
+/// `cols = 1`) from Hugging Face's half-split RoPE layout to the interleaved one, as llama.cpp's
+/// converter does for Llama GGUF files: within each head, row `s · head_dim/2 + j` moves to
+/// row `2j + s`. [`RopeLayout`](super::RopeLayout) `Interleaved` on the result computes what
+/// `HalfSplit` computes on the input. `None` when the sizes do not fit together.
+pub fn rows_to_interleaved(
+    data: &[f32],
+    heads: usize,
+    head_dim: usize,
+    cols: usize,
+) -> Option<Vec<f32>> {
+    permute_rows(data, heads, head_dim, cols, true)
+}
+
+/// The inverse of [`rows_to_interleaved`]: GGUF's Q/K row order back to Hugging Face's.
+pub fn rows_to_half_split(
+    data: &[f32],
+    heads: usize,
+    head_dim: usize,
+    cols: usize,
+) -> Option<Vec<f32>> {
+    permute_rows(data, heads, head_dim, cols, false)
+}
+
+fn permute_rows(
+    data: &[f32],
+    heads: usize,
+    d: usize,
+    cols: usize,
+    to_interleaved: bool,
+) -> Option<Vec<f32>> {
+    let rows = heads.checked_mul(d)?;
+    if !d.is_multiple_of(2) || rows.checked_mul(cols)? != data.len() {
+        return None;
+    }
+    let mut out = vec![0.0; data.len()];
+    for h in 0..heads {
+        for s in 0..2 {
+            for j in 0..d / 2 {
+                let half = h * d + s * d / 2 + j;
+                let inter = h * d + 2 * j + s;
+                let (from, to) = if to_interleaved {
+                    (half, inter)
+                } else {
+                    (inter, half)
+                };
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&data[from * cols..(from + 1) * cols]);
+            }
+        }
+    }
+    Some(out)
+}
