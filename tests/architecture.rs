@@ -53,6 +53,9 @@ const HOST_ONLY: &[&str] = &[
     "sparse::validate",
     "sparse::weights",
     "weights",
+    "model::llama::reference",
+    "model::llama::weights",
+    "model::sampling",
 ];
 
 /// Where a GPU-level sub-module sits when its top-level module is host-side.

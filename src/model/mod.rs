@@ -26,12 +26,14 @@ pub use bert::calibrate;
 pub mod compress;
 pub mod config;
 mod exec;
+pub mod llama;
 pub mod loader;
 pub mod mlp;
 pub mod names;
 pub mod network;
 pub mod ops;
 pub mod reference;
+pub mod sampling;
 pub mod shrink;
 
 pub use exec::Pending;
