@@ -6,6 +6,7 @@
 //! Nothing here is registered in [`crate::model::config::Architecture`] yet: there is no GPU
 //! network for it so far, only the host oracle.
 
+pub mod gguf;
 pub mod reference;
 pub mod weights;
 
