@@ -1,0 +1,150 @@
+//! SwiGLU (`model::ops::swiglu`) against an f64 loop at awkward shapes, outputs poisoned
+//! first, on every adapter; its shape and dtype errors.
+
+mod common;
+
+use common::{all_gpus, rng};
+use rand::Rng;
+use sparq::gpu::{Dispatch, record_pass};
+use sparq::model::ops;
+use sparq::tensor::{ActDType, Tensor};
+use sparq::{Error, Gpu, InputError};
+
+fn run(gpu: &Gpu, d: Dispatch) {
+    let mut enc = gpu.encoder("test");
+    record_pass(&mut enc, &[d], None);
+    gpu.submit_and_wait(enc).unwrap();
+}
+
+/// silu(g) · u in f64.
+fn want(g: f32, u: f32) -> f64 {
+    let g = g as f64;
+    g / (1.0 + (-g).exp()) * u as f64
+}
+
+/// Runs the kernel on `x` (`rows × 2·i`) and compares every element with the f64 loop.
+///
+/// Tolerance from the arithmetic: WGSL's `exp` is accurate to 3 + 2·|x| ULP, and the
+/// division and the two products add one rounding each, so |got − want| ≤ (8 + 2·|g|)·ε·|want|
+/// (ε the f32 epsilon), plus |g·u|·2^-125 absolute: a driver may flush a subnormal e^-|g|
+/// (|g| > 87.3) to zero, which moves silu(g) by at most |g| times the smallest normal f32.
+/// The padding of the output must be zero.
+fn check(gpu: &Gpu, x: &[f32], rows: usize, i: usize, what: &str) {
+    let gate_up = Tensor::from_f32(gpu, x, rows, 2 * i).unwrap();
+    let out = Tensor::empty(gpu, rows, i, ActDType::F32).unwrap();
+    out.poison(gpu);
+    run(gpu, ops::swiglu(gpu, &gate_up, &out).unwrap());
+    let got = out.to_f32_padded(gpu).unwrap();
+    let s = out.stride();
+    assert_eq!(got.len(), rows * s);
+    for r in 0..rows {
+        for c in 0..s {
+            let v = got[r * s + c];
+            if c >= i {
+                assert_eq!(v, 0.0, "{what}: padding [{r}, {c}] is {v}");
+                continue;
+            }
+            let (g, u) = (x[r * 2 * i + c], x[r * 2 * i + i + c]);
+            let w = want(g, u);
+            let ftz = 2.0 * f32::MIN_POSITIVE as f64 * (g as f64 * u as f64).abs();
+            let tol = (8.0 + 2.0 * (g.abs() as f64)) * f32::EPSILON as f64 * w.abs() + ftz;
+            assert!(
+                v.is_finite() && (v as f64 - w).abs() <= tol,
+                "{what} on {}: [{r}, {c}] g = {g}, u = {u}: got {v}, want {w}",
+                gpu.caps.name
+            );
+        }
+    }
+}
+
+#[test]
+fn swiglu_matches_f64_at_awkward_shapes() {
+    let mut r = rng("swiglu");
+    for gpu in all_gpus() {
+        // (rows, I): one row, one column, widths not a multiple of 4, element counts not a
+        // multiple of the 128-wide workgroup, one larger case.
+        for (rows, i) in [
+            (1, 1),
+            (1, 3),
+            (5, 7),
+            (3, 130),
+            (129, 37),
+            (2, 1031),
+            (64, 256),
+        ] {
+            let x: Vec<f32> = (0..rows * 2 * i)
+                .map(|_| r.random_range(-8.0f32..8.0))
+                .collect();
+            check(&gpu, &x, rows, i, &format!("swiglu {rows}×{i}"));
+        }
+    }
+}
+
+#[test]
+fn swiglu_does_not_overflow_for_large_gates() {
+    let mut r = rng("swiglu large");
+    let gates = [
+        80.0f32, -80.0, 1e4, -1e4, 0.0, -0.0, 88.0, -88.0, 1e30, -1e30, 1.0,
+    ];
+    let i = gates.len();
+    for gpu in all_gpus() {
+        let rows = 3;
+        let x: Vec<f32> = (0..rows)
+            .flat_map(|_| {
+                let ups: Vec<f32> = (0..i).map(|_| r.random_range(-2.0f32..2.0)).collect();
+                gates.iter().copied().chain(ups)
+            })
+            .collect();
+        check(&gpu, &x, rows, i, "swiglu large gates");
+        // The extremes: silu(g) = g for large positive g, exactly 0 for large negative g.
+        let gate_up = Tensor::from_f32(&gpu, &x, rows, 2 * i).unwrap();
+        let out = Tensor::empty(&gpu, rows, i, ActDType::F32).unwrap();
+        out.poison(&gpu);
+        run(&gpu, ops::swiglu(&gpu, &gate_up, &out).unwrap());
+        let got = out.to_f32(&gpu).unwrap();
+        for row in 0..rows {
+            let u = |c: usize| x[row * 2 * i + i + c];
+            let y = |c: usize| got[row * i + c];
+            let near = |got: f32, want: f32| (got - want).abs() <= 2.0 * f32::EPSILON * want.abs();
+            assert!(near(y(0), 80.0 * u(0)), "silu(80) · u: {}", y(0));
+            assert!(near(y(2), 1e4 * u(2)), "silu(1e4) · u: {}", y(2));
+            assert_eq!(y(3), 0.0, "silu(-1e4) · u");
+            assert_eq!(y(9), 0.0, "silu(-1e30) · u");
+        }
+    }
+}
+
+#[test]
+fn swiglu_shape_and_dtype_errors_are_typed() {
+    let gpu = all_gpus().remove(0);
+    let t = |rows, cols| Tensor::empty(&gpu, rows, cols, ActDType::F32).unwrap();
+    let shape = |r: sparq::Result<Dispatch>| {
+        assert!(
+            matches!(r, Err(Error::Input(InputError::Shape(_)))),
+            "expected a shape error"
+        )
+    };
+    // Rows differ; the input is not twice the output's width (odd, equal, too wide).
+    shape(ops::swiglu(&gpu, &t(3, 8), &t(2, 4)));
+    shape(ops::swiglu(&gpu, &t(2, 7), &t(2, 3)));
+    shape(ops::swiglu(&gpu, &t(2, 4), &t(2, 4)));
+    shape(ops::swiglu(&gpu, &t(2, 12), &t(2, 4)));
+    // An f16 input or output (the buffers reused: the dtype check comes first).
+    let x = t(2, 8);
+    let y = t(2, 4);
+    let f16 = |s: &Tensor| Tensor {
+        buffer: s.buffer.clone(),
+        rows: s.rows,
+        cols: s.cols,
+        dtype: ActDType::F16,
+    };
+    for r in [
+        ops::swiglu(&gpu, &f16(&x), &y),
+        ops::swiglu(&gpu, &x, &f16(&y)),
+    ] {
+        assert!(
+            matches!(r, Err(Error::Input(InputError::DType(_)))),
+            "expected a dtype error"
+        );
+    }
+}
