@@ -16,8 +16,10 @@ use crate::tensor::{ActDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 mod attention;
+mod rope;
 
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
+pub use rope::{RopePairs, rope};
 
 /// Largest head size the attention kernel takes (q and the output live in registers).
 pub const MAX_HEAD_DIM: usize = 128;
@@ -157,6 +159,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
         params_layout!(K_POOL.name, POOL, "Params", PoolParams;
             batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
         attention::params_layout(),
+        rope::params_layout(),
     ]
 }
 
@@ -561,6 +564,7 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         (K_ELEMENTWISE.name, ELEMENTWISE, Vec::new()),
         (K_SOFTMAX.name, SOFTMAX, Vec::new()),
         (K_POOL.name, POOL, Vec::new()),
+        (rope::kernel_source().0, rope::kernel_source().1, Vec::new()),
     ];
     let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();
     tprs.dedup();
