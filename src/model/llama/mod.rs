@@ -29,19 +29,7 @@ pub const MAX_HEAD_DIM: usize = 1 << 10;
 /// Largest context accepted.
 pub const MAX_CONTEXT: usize = 1 << 21;
 
-/// Which pairs of a head's Q/K components RoPE rotates together, which is a property of how the
-/// checkpoint's Q and K rows are ordered, not of the model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RopeLayout {
-    /// Component `i` pairs with `i + head_dim / 2` (Hugging Face checkpoints; llama.cpp's NEOX
-    /// mode, used by its Qwen2 GGUF files).
-    #[default]
-    HalfSplit,
-    /// Components `2i` and `2i + 1` pair (llama.cpp's Llama GGUF files, whose converter permutes
-    /// the Q and K rows of each head so that this layout gives Hugging Face's results).
-    Interleaved,
-}
+pub use crate::model::ops::RopeLayout;
 
 /// The parameters of a Llama-family decoder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
