@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_gpus, random, rng};
+use common::{all_gpus, assert_tensor, random, rng};
 use rand::Rng;
 use sparq::gpu::{Dispatch, record_pass};
 use sparq::model::llama::{RopeLayout, reference};
@@ -65,26 +65,6 @@ fn want(
     (y, tol)
 }
 
-fn check(gpu: &Gpu, t: &Tensor, want: &[f64], tol: &[f64], what: &str) {
-    let padded = t.to_f32_padded(gpu).unwrap();
-    let s = t.stride();
-    for r in 0..t.rows {
-        for c in 0..s {
-            let g = padded[r * s + c];
-            if c >= t.cols {
-                assert_eq!(g, 0.0, "{what}: padding [{r}, {c}] is {g}");
-                continue;
-            }
-            let (w, e) = (want[r * t.cols + c], tol[r * t.cols + c]);
-            assert!(
-                g.is_finite() && (g as f64 - w).abs() <= e,
-                "{what} on {}: [{r}, {c}] got {g}, want {w} (tolerance {e:e})",
-                gpu.caps.name
-            );
-        }
-    }
-}
-
 #[test]
 fn rope_matches_the_reference_in_both_layouts() {
     let mut r = rng("rope");
@@ -117,7 +97,7 @@ fn rope_matches_the_reference_in_both_layouts() {
                     let dsp = ops::rope(&gpu, &xt, &pb, heads, d, theta, layout, &y).unwrap();
                     run(&gpu, &dsp);
                     let (w, tol) = want(&x, &pos, heads, d, theta, layout);
-                    check(&gpu, &y, &w, &tol, &what);
+                    assert_tensor(&gpu, &y, &w, &tol, 1.0, &what);
 
                     // New positions in the same buffer, replayed without a new dispatch.
                     let pos2: Vec<u32> = (0..rows).map(|_| r.random_range(0..4096)).collect();
@@ -125,7 +105,7 @@ fn rope_matches_the_reference_in_both_layouts() {
                     y.poison(&gpu);
                     run(&gpu, &dsp);
                     let (w, tol) = want(&x, &pos2, heads, d, theta, layout);
-                    check(&gpu, &y, &w, &tol, &format!("{what}, new positions"));
+                    assert_tensor(&gpu, &y, &w, &tol, 1.0, &format!("{what}, new positions"));
                 }
             }
         }
