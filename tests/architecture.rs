@@ -163,7 +163,7 @@ fn code_of(text: &str) -> String {
 
 /// Paths written as `crate::...` or `super::...` in `text`, as absolute module paths, with
 /// the brace groups of `use` lines expanded one level.
-fn referenced_paths(module: &str, is_mod_rs: bool, text: &str) -> Vec<String> {
+fn referenced_paths(module: &str, text: &str) -> Vec<String> {
     let here: Vec<&str> = if module.is_empty() {
         vec![]
     } else {
@@ -193,8 +193,7 @@ fn referenced_paths(module: &str, is_mod_rs: bool, text: &str) -> Vec<String> {
         let mut base: Vec<String> = if kw == "crate::" {
             vec![]
         } else {
-            // `super` of a file module is its parent; of a `mod.rs`, the folder's parent too.
-            let _ = is_mod_rs;
+            // `super` is the parent module, for a file module and a folder's `mod.rs` alike.
             here[..here.len().saturating_sub(1)]
                 .iter()
                 .map(|s| s.to_string())
@@ -260,8 +259,7 @@ fn module_edges(srcs: &[Source]) -> BTreeMap<String, BTreeSet<String>> {
     };
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for s in srcs {
-        let is_mod_rs = s.path.file_name().is_some_and(|f| f == "mod.rs");
-        for p in referenced_paths(&s.module, is_mod_rs, &s.text) {
+        for p in referenced_paths(&s.module, &s.text) {
             let Some(t) = resolve(&p) else { continue };
             if s.module.is_empty() || is_within(&s.module, &t) || is_within(&t, &s.module) {
                 continue;
@@ -353,11 +351,7 @@ fn module_references_resolve_and_include_known_edges() {
         edges["model::bench"]
     );
     assert!(edges.values().map(BTreeSet::len).sum::<usize>() > 50);
-    let paths = referenced_paths(
-        "a::b",
-        false,
-        "use super::{c, d::e};\nlet x = crate::f::g(1);",
-    );
+    let paths = referenced_paths("a::b", "use super::{c, d::e};\nlet x = crate::f::g(1);");
     assert_eq!(paths, ["a::c", "a::d::e", "f::g"]);
 }
 

@@ -19,7 +19,6 @@
 //! into one command encoder with the copy of the results, and submits once. Sequence lengths
 //! are padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
 
-pub mod arena;
 pub mod bench;
 pub mod bert;
 pub use bert::calibrate;
@@ -118,7 +117,7 @@ pub struct Stats {
     pub plans_built: u64,
     /// Dispatches in the last forward pass.
     pub last_dispatches: usize,
-    /// Bytes of the intermediate-buffer arena.
+    /// Bytes of the scratch buffers of its passes (`graph::Slots`).
     pub arena_bytes: u64,
 }
 
