@@ -21,33 +21,33 @@ impl LlamaConfig {
             )));
         }
         let key = |k: &str| format!("llama.{k}");
-        let uint = |k: &str| -> Result<usize> { Ok(file.get_uint(&key(k))? as usize) };
-        let hidden = uint("embedding_length")?;
-        let heads = uint("attention.head_count")?;
-        let head_dim = match file.get_uint(&key("rope.dimension_count")) {
-            Ok(d) => d as usize,
-            Err(_) => hidden / heads.max(1),
+        // An absent optional key takes its default; one present with a wrong type is an error.
+        let present = |k: &str| file.get(&key(k)).is_some();
+        let opt_uint = |k: &str| -> Result<Option<usize>> {
+            present(k)
+                .then(|| file.get_uint(&key(k)).map(|v| v as usize))
+                .transpose()
         };
+        let uint = |k: &str| -> Result<usize> { Ok(file.get_uint(&key(k))? as usize) };
         let float = |k: &str, default: f64| -> Result<f64> {
-            match file.get_f32(&key(k)) {
-                Ok(v) => Ok(v as f64),
-                Err(_) if file.get(&key(k)).is_none() => Ok(default),
-                Err(e) => Err(e),
+            match present(k) {
+                true => Ok(file.get_f32(&key(k))? as f64),
+                false => Ok(default),
             }
         };
-        let vocab = match file.get_uint(&key("vocab_size")) {
-            Ok(v) => v as usize,
-            Err(_) => file.tensor("token_embd.weight")?.shape()[0],
+        let hidden = uint("embedding_length")?;
+        let heads = uint("attention.head_count")?;
+        let head_dim = opt_uint("rope.dimension_count")?.unwrap_or(hidden / heads.max(1));
+        let vocab = match opt_uint("vocab_size")? {
+            Some(v) => v,
+            None => file.tensor("token_embd.weight")?.shape()[0],
         };
         let c = LlamaConfig {
             vocab_size: vocab,
             hidden_size: hidden,
             num_layers: uint("block_count")?,
             num_heads: heads,
-            num_kv_heads: match file.get_uint(&key("attention.head_count_kv")) {
-                Ok(v) => v as usize,
-                Err(_) => heads,
-            },
+            num_kv_heads: opt_uint("attention.head_count_kv")?.unwrap_or(heads),
             head_dim,
             intermediate_size: uint("feed_forward_length")?,
             rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
@@ -148,7 +148,10 @@ pub fn tokenizer(file: &Gguf) -> Result<tokenizers::Tokenizer> {
         .map_err(|e| Error::config(format!("tokenizer: {e}")))?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
     let byte_level = ByteLevel::new(false, true, true);
-    let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("gpt2");
+    let pre = match file.get("tokenizer.ggml.pre") {
+        Some(_) => file.get_str("tokenizer.ggml.pre")?,
+        None => "gpt2",
+    };
     if pre == "smollm" {
         tok.with_pre_tokenizer(Some(Sequence::new(vec![
             Digits::new(true).into(),
@@ -159,7 +162,8 @@ pub fn tokenizer(file: &Gguf) -> Result<tokenizers::Tokenizer> {
     }
     tok.with_decoder(Some(byte_level));
     // Control tokens (type 3: `<|im_start|>`, `<|endoftext|>`, ...) are matched whole.
-    if let Ok(types) = file.get_array_i32("tokenizer.ggml.token_type") {
+    if file.get("tokenizer.ggml.token_type").is_some() {
+        let types = file.get_array_i32("tokenizer.ggml.token_type")?;
         let special: Vec<tokenizers::AddedToken> = tokens
             .iter()
             .zip(types.iter())
