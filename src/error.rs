@@ -150,6 +150,17 @@ pub enum DeviceError {
     /// Every device of a multi-device run failed, so the work could not be finished.
     #[error("no device left to run on: {0}")]
     NoDeviceLeft(String),
+    /// A decoder's KV cache has no free blocks for the request now; it may fit once other
+    /// sequences finish (a server queues it or answers 503, never drops what it accepted).
+    #[error("KV cache full: {needed} blocks needed, {free} free of {total}")]
+    CacheFull {
+        /// Blocks the request needs.
+        needed: usize,
+        /// Blocks free now.
+        free: usize,
+        /// Blocks in the pool.
+        total: usize,
+    },
 }
 
 /// Bugs in sparq (see the [module docs](self)).

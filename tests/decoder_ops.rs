@@ -1,6 +1,6 @@
 //! The decoder's model kernels against the f64 host reference of `model::llama::reference`,
 //! at awkward shapes, outputs poisoned first, on every adapter: RoPE (SwiGLU lives in
-//! `decoder_ops_swiglu.rs`).
+//! `decoder_ops_rows.rs`).
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
+mod llm_cli;
 mod model_cli;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Gemm(GemmArgs),
     #[command(flatten)]
     Model(model_cli::ModelCommand),
+    #[command(flatten)]
+    Llm(llm_cli::LlmCommand),
 }
 
 #[derive(clap::Args)]
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(&selector, args),
         Command::Gemm(args) => gemm(&selector, args),
         Command::Model(cmd) => model_cli::run(&selector, cmd),
+        Command::Llm(cmd) => llm_cli::run(&selector, cmd),
     }
 }
 

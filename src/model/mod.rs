@@ -24,13 +24,17 @@ pub mod bert;
 pub use bert::calibrate;
 pub mod compress;
 pub mod config;
+pub mod decode;
 mod exec;
+pub mod generate;
+pub mod kv;
 pub mod llama;
 pub mod loader;
 pub mod mlp;
 pub mod names;
 pub mod network;
 pub mod ops;
+pub mod perplexity;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
@@ -200,7 +204,7 @@ impl Model<'static> {
 }
 
 /// The device a model runs on: borrowed from the caller, or shared through an `Arc`.
-enum GpuRef<'g> {
+pub(crate) enum GpuRef<'g> {
     Borrowed(&'g Gpu),
     Shared(std::sync::Arc<Gpu>),
 }

@@ -63,7 +63,7 @@ impl LlamaConfig {
 }
 
 /// llama.cpp's name of a linear layer's tensors in block `l` (`blk.{l}.attn_q`, ...).
-fn gguf_linear(l: usize, site: LlamaLinear) -> String {
+pub(crate) fn gguf_linear(l: usize, site: LlamaLinear) -> String {
     let part = match site {
         LlamaLinear::Q => "attn_q",
         LlamaLinear::K => "attn_k",

@@ -6,13 +6,16 @@
 //! Nothing here is registered in [`crate::model::config::Architecture`] yet: there is no GPU
 //! network for it so far, only the host oracle.
 
+pub mod decoder;
 pub mod gguf;
 pub mod reference;
+pub mod source;
 pub mod weights;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+pub use decoder::{DecoderOptions, LlamaDecoder};
 pub use reference::{KvCache, LlamaWeights, Reference};
 pub use weights::{LlamaLinear, LlamaNames, rows_to_half_split, rows_to_interleaved};
 

@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 
 mod attention;
 mod rope;
+mod select;
 mod swiglu;
 
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
 pub use rope::{RopeLayout, rope};
+pub use select::select_rows;
 pub use swiglu::swiglu;
 
 /// Largest head size the attention kernel takes (q and the output live in registers).
@@ -162,6 +164,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
         attention::params_layout(),
         swiglu::params_layout(),
+        select::params_layout(),
         rope::params_layout(),
     ]
 }
@@ -568,6 +571,7 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         (K_SOFTMAX.name, SOFTMAX, Vec::new()),
         (K_POOL.name, POOL, Vec::new()),
         (swiglu::K_SWIGLU.name, swiglu::SWIGLU, Vec::new()),
+        (select::K_SELECT.name, select::SELECT_ROWS, Vec::new()),
         (rope::kernel_source().0, rope::kernel_source().1, Vec::new()),
     ];
     let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();

@@ -1,5 +1,6 @@
-//! SwiGLU (`model::ops::swiglu`) against an f64 loop at awkward shapes, outputs poisoned
-//! first, on every adapter; its shape and dtype errors.
+//! Row-wise decoder ops against f64 loops at awkward shapes, outputs poisoned first, on every
+//! adapter, with their shape and dtype errors: SwiGLU (`model::ops::swiglu`) and row selection
+//! (`model::ops::select_rows`).
 
 mod common;
 
@@ -143,5 +144,62 @@ fn swiglu_shape_and_dtype_errors_are_typed() {
             matches!(r, Err(Error::Input(InputError::DType(_)))),
             "expected a dtype error"
         );
+    }
+}
+
+#[test]
+fn select_rows_copies_the_named_rows_and_zeros_for_ids_past_the_end() {
+    let mut r = rng("select rows");
+    for gpu in all_gpus() {
+        // (source rows, width, ids): repeated, out of order, the last row, one id past the end.
+        for (src_rows, cols, ids) in [
+            (1usize, 1usize, vec![0u32]),
+            (7, 5, vec![6, 0, 6, 3]),
+            (130, 37, vec![129, 1, 64, 130, u32::MAX, 2]),
+            (3, 576, vec![2]),
+        ] {
+            let x: Vec<f32> = (0..src_rows * cols)
+                .map(|_| r.random_range(-4.0f32..4.0))
+                .collect();
+            let xt = Tensor::from_f32(&gpu, &x, src_rows, cols).unwrap();
+            let idb = gpu.upload("ids", &ids).unwrap();
+            let out = Tensor::empty(&gpu, ids.len(), cols, ActDType::F32).unwrap();
+            out.poison(&gpu);
+            run(&gpu, ops::select_rows(&gpu, &xt, &idb, &out).unwrap());
+            let want: Vec<f64> = ids
+                .iter()
+                .flat_map(|&id| {
+                    (0..cols).map(move |c| {
+                        if (id as usize) < src_rows {
+                            x[id as usize * cols + c] as f64
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let exact = vec![0.0; want.len()];
+            assert_tensor(
+                &gpu,
+                &out,
+                &want,
+                &exact,
+                1.0,
+                &format!("select {ids:?} of {src_rows}×{cols} on {}", gpu.caps.name),
+            );
+        }
+        // Shape errors: widths differ, too few ids.
+        let x = Tensor::empty(&gpu, 4, 8, ActDType::F32).unwrap();
+        let ids = gpu.upload("ids", &[0u32; 2]).unwrap();
+        for (out_rows, out_cols) in [(2, 9), (3, 8)] {
+            let out = Tensor::empty(&gpu, out_rows, out_cols, ActDType::F32).unwrap();
+            assert!(
+                matches!(
+                    ops::select_rows(&gpu, &x, &ids, &out),
+                    Err(Error::Input(InputError::Shape(_)))
+                ),
+                "{out_rows}×{out_cols}"
+            );
+        }
     }
 }

@@ -1,0 +1,364 @@
+//! Text generation over any [`CausalLm`]: a prompt is prefilled in chunks, then tokens are
+//! sampled one step at a time and come out as a stream ([`Generation`], an iterator of
+//! [`Piece`]s), with EOS tokens, stop strings, a token budget and reproducible sampling
+//! ([`crate::model::sampling`]).
+//!
+//! ```no_run
+//! use sparq::model::generate::{GenerateParams, Generator};
+//! use sparq::model::llama::{DecoderOptions, LlamaDecoder};
+//! # fn main() -> sparq::Result<()> {
+//! let gpu = sparq::Gpu::from_env()?;
+//! let path = "models/SmolLM2-135M-Instruct/model.gguf";
+//! let lm = LlamaDecoder::from_gguf(path, &gpu, DecoderOptions::default())?;
+//! let tokenizer = sparq::model::llama::gguf::tokenizer(&sparq::gguf::Gguf::open(path)?)?;
+//! let prompt = tokenizer.encode("The capital of France is", false).unwrap();
+//! let generator = Generator::new(&lm, Some(&tokenizer));
+//! for piece in generator.start(prompt.get_ids(), &GenerateParams::default())? {
+//!     print!("{}", piece?.text);
+//! }
+//! # Ok(()) }
+//! ```
+
+use super::decode::{CausalLm, Chunk, LogitRows};
+use super::kv::SeqId;
+use super::sampling::{Sampler, SamplingParams};
+use crate::error::{Error, Result};
+use std::time::Instant;
+
+/// Prompt tokens prefilled per step at most (bounds a plan's rows and its scratch).
+pub const PREFILL_CHUNK: usize = 512;
+
+/// How to generate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    /// How each token is chosen.
+    pub sampling: SamplingParams,
+    /// Text that ends the generation where it appears (it is not part of the result).
+    pub stop: Vec<String>,
+    /// Tokens that end the generation (EOS, end of turn); they are not part of the text.
+    pub eos: Vec<u32>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 64,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            eos: Vec::new(),
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// `max_tokens` were generated.
+    Length,
+    /// An EOS token came.
+    Eos,
+    /// A stop string appeared.
+    Stop,
+}
+
+/// One generated token and the text it completes (possibly empty: a token may end inside a
+/// UTF-8 character, or inside what could still become a stop string).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// The token.
+    pub token: u32,
+    /// Text that is now final.
+    pub text: String,
+}
+
+/// A finished generation.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    /// The generated tokens (an EOS that ended it included).
+    pub tokens: Vec<u32>,
+    /// Their text, up to a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Wall time of the prefill (to the first token's logits).
+    pub prefill_seconds: f64,
+    /// Wall time of the decode steps.
+    pub decode_seconds: f64,
+}
+
+/// Generates from prompts with one model (and its tokenizer, for text).
+pub struct Generator<'a> {
+    lm: &'a dyn CausalLm,
+    tokenizer: Option<&'a tokenizers::Tokenizer>,
+}
+
+impl<'a> Generator<'a> {
+    /// A generator over `lm`; without a tokenizer the pieces carry no text.
+    pub fn new(lm: &'a dyn CausalLm, tokenizer: Option<&'a tokenizers::Tokenizer>) -> Self {
+        Generator { lm, tokenizer }
+    }
+
+    /// Prefills `prompt` and returns the stream of generated tokens.
+    pub fn start(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation<'a>> {
+        params.sampling.validate()?;
+        let ctx = self.lm.max_context();
+        if prompt.is_empty() {
+            return Err(Error::invalid("the prompt has no tokens"));
+        }
+        if prompt.len() > ctx {
+            return Err(Error::invalid(format!(
+                "the prompt has {} tokens, over the model's context of {ctx}",
+                prompt.len()
+            )));
+        }
+        if prompt.len() + params.max_tokens > ctx {
+            return Err(Error::invalid(format!(
+                "{} prompt tokens + max_tokens {} exceed the model's context of {ctx}",
+                prompt.len(),
+                params.max_tokens
+            )));
+        }
+        if params.stop.iter().any(String::is_empty) {
+            return Err(Error::invalid("a stop string is empty"));
+        }
+        let started = Instant::now();
+        let seq = self.lm.open();
+        let mut g = Generation {
+            lm: self.lm,
+            tokenizer: self.tokenizer,
+            seq,
+            sampler: Sampler::new(params.sampling)?,
+            params: params.clone(),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            logits: Vec::new(),
+            unfed: None,
+            text: String::new(),
+            emitted: 0,
+            finish: None,
+            prefill_seconds: 0.0,
+            decode_seconds: 0.0,
+        };
+        let chunks: Vec<&[u32]> = prompt.chunks(PREFILL_CHUNK).collect();
+        for (i, part) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let out = self.lm.step(&[Chunk {
+                seq,
+                tokens: part,
+                logits: if last { LogitRows::Last } else { LogitRows::None },
+            }])?;
+            if last {
+                g.logits = out
+                    .logits
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::invariant("a prefill step gave no logits"))?;
+            }
+        }
+        g.prefill_seconds = started.elapsed().as_secs_f64();
+        Ok(g)
+    }
+
+    /// Generates from `prompt` to the end, handing each piece to `on_piece` as it comes.
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut on_piece: impl FnMut(&Piece),
+    ) -> Result<Generated> {
+        let mut g = self.start(prompt, params)?;
+        for piece in g.by_ref() {
+            on_piece(&piece?);
+        }
+        g.finished()
+    }
+}
+
+/// A generation in progress: an iterator of [`Piece`]s that ends with the generation (its
+/// sequence is closed when it is dropped).
+pub struct Generation<'a> {
+    lm: &'a dyn CausalLm,
+    tokenizer: Option<&'a tokenizers::Tokenizer>,
+    seq: SeqId,
+    sampler: Sampler,
+    params: GenerateParams,
+    /// Prompt and generated tokens.
+    history: Vec<u32>,
+    prompt_len: usize,
+    /// Logits of the next token.
+    logits: Vec<f32>,
+    /// The last sampled token, not yet fed to the model.
+    unfed: Option<u32>,
+    /// Text of the generated tokens so far (up to a stop string once one came).
+    text: String,
+    /// Bytes of `text` already handed out.
+    emitted: usize,
+    finish: Option<FinishReason>,
+    prefill_seconds: f64,
+    decode_seconds: f64,
+}
+
+impl Generation<'_> {
+    /// The generated tokens so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.history[self.prompt_len..]
+    }
+
+    /// Why it ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// The summary of a generation that has ended (an error before).
+    pub fn finished(&self) -> Result<Generated> {
+        let finish = self
+            .finish
+            .ok_or_else(|| Error::invalid("the generation has not ended"))?;
+        Ok(Generated {
+            tokens: self.tokens().to_vec(),
+            text: self.text.clone(),
+            finish,
+            prompt_tokens: self.prompt_len,
+            prefill_seconds: self.prefill_seconds,
+            decode_seconds: self.decode_seconds,
+        })
+    }
+
+    fn advance(&mut self) -> Result<Piece> {
+        if let Some(t) = self.unfed.take() {
+            let started = Instant::now();
+            let out = self.lm.step(&[Chunk {
+                seq: self.seq,
+                tokens: &[t],
+                logits: LogitRows::Last,
+            }])?;
+            self.logits = out
+                .logits
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::invariant("a decode step gave no logits"))?;
+            self.decode_seconds += started.elapsed().as_secs_f64();
+        }
+        let token = self.sampler.sample(&self.logits, &self.history)?;
+        self.history.push(token);
+        if self.params.eos.contains(&token) {
+            self.finish = Some(FinishReason::Eos);
+            return Ok(self.piece(token, true));
+        }
+        self.unfed = Some(token);
+        if let Some(tok) = self.tokenizer {
+            let generated = &self.history[self.prompt_len..];
+            let text = tok
+                .decode(generated, false)
+                .map_err(|e| Error::invalid(format!("detokenizing: {e}")))?;
+            // A token that ends inside a UTF-8 character decodes to U+FFFD: wait for the rest.
+            if !text.ends_with('\u{FFFD}') {
+                self.text = text;
+            }
+            let from = self.emitted.saturating_sub(max_len(&self.params.stop));
+            if let Some(at) = first_stop(&self.text, &self.params.stop, from) {
+                self.text.truncate(at);
+                self.finish = Some(FinishReason::Stop);
+                return Ok(self.piece(token, true));
+            }
+        }
+        if self.tokens().len() >= self.params.max_tokens {
+            self.finish = Some(FinishReason::Length);
+            return Ok(self.piece(token, true));
+        }
+        Ok(self.piece(token, false))
+    }
+
+    /// The piece for `token`: the text now final (all of it when the generation ends, else
+    /// all but a tail that could begin a stop string).
+    fn piece(&mut self, token: u32, last: bool) -> Piece {
+        // A stop string never starts inside text already handed out (its prefixes are held
+        // back), so `emitted` stays within the text; the `min` only guards that reasoning.
+        let start = self.emitted.min(self.text.len());
+        let mut end = self.text.len();
+        if !last {
+            end -= held_back(&self.text[start..], &self.params.stop);
+        }
+        let text = self.text[start..end].to_string();
+        self.emitted = end;
+        Piece { token, text }
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finish.is_some() {
+            return None;
+        }
+        if self.params.max_tokens == 0 {
+            self.finish = Some(FinishReason::Length);
+            return None;
+        }
+        let piece = self.advance();
+        if piece.is_err() {
+            // A failed step leaves the sequence where it was; the stream ends with the error.
+            self.finish = Some(FinishReason::Length);
+        }
+        Some(piece)
+    }
+}
+
+impl Drop for Generation<'_> {
+    fn drop(&mut self) {
+        self.lm.close(self.seq);
+    }
+}
+
+fn max_len(stop: &[String]) -> usize {
+    stop.iter().map(String::len).max().unwrap_or(0)
+}
+
+/// Where the first stop string starts in `text`, searching from byte `from` (rounded down to a
+/// character boundary) on.
+fn first_stop(text: &str, stop: &[String], from: usize) -> Option<usize> {
+    let mut from = from.min(text.len());
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    stop.iter()
+        .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
+        .min()
+}
+
+/// Bytes at the end of `tail` that are a proper prefix of some stop string (and so must wait).
+fn held_back(tail: &str, stop: &[String]) -> usize {
+    let mut hold = 0;
+    for s in stop {
+        for (i, _) in s.char_indices().skip(1) {
+            if tail.ends_with(&s[..i]) {
+                hold = hold.max(i);
+            }
+        }
+    }
+    hold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_found_and_their_prefixes_held_back() {
+        let stop = vec!["</s>".to_string(), "\n\n".to_string()];
+        assert_eq!(first_stop("ab</s>c", &stop, 0), Some(2));
+        assert_eq!(first_stop("a\n\nb</s>", &stop, 0), Some(1));
+        assert_eq!(first_stop("abc", &stop, 0), None);
+        assert_eq!(held_back("ab</", &stop), 2);
+        assert_eq!(held_back("ab\n", &stop), 1);
+        assert_eq!(held_back("abc", &stop), 0);
+        assert_eq!(held_back("é<", &["<é>".to_string()]), 1);
+        assert_eq!(first_stop("éé", &stop, 1), None);
+    }
+}
