@@ -16,11 +16,15 @@ use crate::tensor::{ActDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 mod attention;
+mod paged;
 mod rope;
 mod swiglu;
 
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
-pub use rope::{RopeLayout, rope};
+pub use paged::{
+    KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split,
+};
+pub use rope::{Rope, RopeLayout, rope};
 pub use swiglu::swiglu;
 
 /// Largest head size the attention kernel takes (q and the output live in registers).
@@ -164,6 +168,9 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
         swiglu::params_layout(),
         rope::params_layout(),
     ]
+    .into_iter()
+    .chain(paged::params_layouts())
+    .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -576,6 +583,7 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         tprs.into_iter()
             .map(|t| (K_NORM.name, NORM, vec![("TPR", t)])),
     );
+    sets.extend(paged::variants());
     let (name, src) = attention::kernel_source();
     sets.extend(
         attention::variant_vars()
