@@ -1,0 +1,316 @@
+//! The paged KV cache kernels (`ops::kv_append`, `ops::paged_attention`) against the f64
+//! references of `model::reference`, on every adapter: head sizes 64, 40 and 6 (an odd
+//! number of pairs), query/kv heads 9/3, 4/4 and 8/1, blocks of 16, sequences of 1, 15, 16,
+//! 17, 100 and 300 tokens (past the 128-key context splits) on shuffled, non-contiguous
+//! block tables, decode (one row per sequence) and prefill; pools and outputs poisoned first.
+
+mod common;
+
+use common::{all_gpus, assert_close, assert_tensor, random, rng};
+use half::f16;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use sparq::gpu::{Dispatch, read_buffer, record_pass};
+use sparq::model::llama::RopeLayout;
+use sparq::model::ops::{self, KvLayout, Rope};
+use sparq::model::reference;
+use sparq::tensor::{ActDType, Tensor};
+use sparq::{Error, Gpu, InputError};
+
+const BS: usize = 16;
+const LENS: [usize; 6] = [1, 15, 16, 17, 100, 300];
+const MAX_CONTEXT: usize = 320;
+/// A poisoned pool word: two f16 NaNs.
+const POISON: u32 = u32::MAX;
+const THETA: f64 = 10_000.0;
+
+fn run(gpu: &Gpu, ds: &[Dispatch]) {
+    let mut enc = gpu.encoder("test");
+    record_pass(&mut enc, ds, None);
+    gpu.submit_and_wait(enc).unwrap();
+}
+
+fn out(gpu: &Gpu, rows: usize, cols: usize) -> Tensor {
+    let t = Tensor::empty(gpu, rows, cols, ActDType::F32).unwrap();
+    t.poison(gpu);
+    t
+}
+
+/// Sequences of `LENS` (plus room for `extra` more tokens each) on one pool: every
+/// sequence's blocks drawn from a shuffled pool with spare blocks, table entries past a
+/// sequence's blocks pointing at a spare (poisoned) block.
+struct Cache {
+    layout: KvLayout,
+    heads: usize,
+    stride: usize,
+    tables: Vec<u32>,
+}
+
+impl Cache {
+    fn new(r: &mut StdRng, d: usize, heads: usize, kv_heads: usize, extra: usize) -> Self {
+        let per: Vec<usize> = LENS.iter().map(|l| (l + extra).div_ceil(BS)).collect();
+        let stride = per.iter().max().unwrap() + 2;
+        let blocks = per.iter().sum::<usize>() + 5;
+        let mut ids: Vec<u32> = (0..blocks as u32).collect();
+        ids.shuffle(r);
+        let spare = ids[blocks - 1];
+        let mut tables = vec![spare; LENS.len() * stride];
+        let mut next = 0;
+        for (s, &n) in per.iter().enumerate() {
+            tables[s * stride..s * stride + n].copy_from_slice(&ids[next..next + n]);
+            next += n;
+        }
+        let layout = KvLayout {
+            block_size: BS,
+            kv_heads,
+            head_dim: d,
+            blocks,
+        };
+        Cache {
+            layout,
+            heads,
+            stride,
+            tables,
+        }
+    }
+
+    fn words(&self) -> usize {
+        (self.layout.pool_bytes() / 4) as usize
+    }
+}
+
+fn rows_buffer(gpu: &Gpu, rows: &[(u32, u32)]) -> wgpu::Buffer {
+    let flat: Vec<u32> = rows.iter().flat_map(|&(s, p)| [s, p]).collect();
+    gpu.upload("rows", &flat).unwrap()
+}
+
+/// A pool read back as f16 pairs widened to f64 (NaN where poisoned), and its raw words.
+fn read_pool(gpu: &Gpu, b: &wgpu::Buffer, words: usize) -> (Vec<f64>, Vec<u32>) {
+    let raw = read_buffer(gpu, b, (words * 4) as u64).unwrap();
+    let w: Vec<u32> = bytemuck::cast_slice(&raw).to_vec();
+    let v = w
+        .iter()
+        .flat_map(|&x| [x as u16, (x >> 16) as u16])
+        .map(|h| f16::from_bits(h).to_f64())
+        .collect();
+    (v, w)
+}
+
+/// Error bound of one RoPE component, as in `tests/decoder_ops.rs`: (|x_a| + |x_b|) ·
+/// (2^-22 · angle + 2^-18) for the f32 angle, range reduction, sin/cos and products.
+fn rope_tol(x: &[f32], pos: usize, layout: RopeLayout) -> Vec<f64> {
+    let (d, half) = (x.len(), x.len() / 2);
+    let mut tol = vec![0.0; d];
+    for i in 0..half {
+        let (a, b) = match layout {
+            RopeLayout::HalfSplit => (i, i + half),
+            RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+        };
+        let angle = pos as f64 * THETA.powf(-2.0 * i as f64 / d as f64);
+        let t = (x[a].abs() + x[b].abs()) as f64 * (angle * 2f64.powi(-22) + 2f64.powi(-18));
+        tol[a] = t;
+        tol[b] = t;
+    }
+    tol
+}
+
+/// Every (sequence, position) of the cache in shuffled order: one prefill pass of all of it.
+fn all_rows(r: &mut StdRng) -> Vec<(u32, u32)> {
+    let mut rows: Vec<(u32, u32)> = LENS
+        .iter()
+        .enumerate()
+        .flat_map(|(s, &n)| (0..n as u32).map(move |p| (s as u32, p)))
+        .collect();
+    rows.shuffle(r);
+    rows
+}
+
+const SHAPES: [(usize, usize, usize); 3] = [(64, 9, 3), (40, 4, 4), (6, 8, 1)];
+
+#[test]
+fn kv_append_matches_the_reference() {
+    let mut r = rng("kv_append");
+    for gpu in all_gpus() {
+        for (d, heads, kv) in SHAPES {
+            for rl in [RopeLayout::HalfSplit, RopeLayout::Interleaved] {
+                let c = Cache::new(&mut r, d, heads, kv, 0);
+                let what = format!("kv_append {heads}/{kv}×{d} {rl:?}");
+                let rows = all_rows(&mut r);
+                let t = rows.len();
+                let width = (heads + 2 * kv) * d;
+                let x = random(&mut r, t * width);
+                let qkv = Tensor::from_f32(&gpu, &x, t, width).unwrap();
+                let rb = rows_buffer(&gpu, &rows);
+                let tb = gpu.upload("tables", &c.tables).unwrap();
+                let kp = gpu.upload("k", &vec![POISON; c.words()]).unwrap();
+                let vp = gpu.upload("v", &vec![POISON; c.words()]).unwrap();
+                let rope = Rope::new(&gpu, d, THETA, rl).unwrap();
+                let q = out(&gpu, t, heads * d);
+                let l = &c.layout;
+                let dsp =
+                    ops::kv_append(&gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &q, &kp, &vp)
+                        .unwrap();
+                run(&gpu, &[dsp]);
+
+                let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let mut wk = vec![f64::NAN; c.words() * 2];
+                let mut wv = wk.clone();
+                let wq = reference::paged_kv_append(
+                    &xf, &rows, &c.tables, c.stride, heads, l, THETA, rl, &mut wk, &mut wv,
+                );
+                // Tolerances per component: RoPE's bound for q and k, plus for the pools the
+                // f16 rounding (WGSL lets the conversion round either way: one f16 ulp,
+                // 2^-10 relative, or 2^-24 below the normal range).
+                let mut tq = Vec::with_capacity(wq.len());
+                let mut tk = vec![0.0; wk.len()];
+                let mut tv = vec![0.0; wk.len()];
+                for (i, &(s, p)) in rows.iter().enumerate() {
+                    let row = &x[i * width..(i + 1) * width];
+                    for h in 0..heads {
+                        tq.extend(rope_tol(&row[h * d..(h + 1) * d], p as usize, rl));
+                    }
+                    let block = c.tables[s as usize * c.stride + p as usize / BS] as usize;
+                    for h in 0..kv {
+                        let at = l.slot(block, h, p as usize % BS);
+                        let k = (heads + h) * d;
+                        let rt = rope_tol(&row[k..k + d], p as usize, rl);
+                        for e in 0..d {
+                            tk[at + e] = rt[e] + wk[at + e].abs() * 2f64.powi(-10) + 2f64.powi(-24);
+                            tv[at + e] = wv[at + e].abs() * 2f64.powi(-10) + 2f64.powi(-24);
+                        }
+                    }
+                }
+                assert_tensor(&gpu, &q, &wq, &tq, 1.0, &format!("{what}: q"));
+                for (name, pool, want, tol) in [("k", &kp, &wk, &tk), ("v", &vp, &wv, &tv)] {
+                    let (got, raw) = read_pool(&gpu, pool, c.words());
+                    for (i, w) in want.iter().enumerate() {
+                        if w.is_nan() {
+                            // Not a slot of any row: still the poison, so nothing strayed.
+                            assert_eq!(raw[i / 2], POISON, "{what}: {name} word {} written", i / 2);
+                        } else {
+                            let e = (got[i] - w).abs();
+                            assert!(
+                                e <= tol[i],
+                                "{what}: {name}[{i}] = {}, want {w}, error {e:.2e} > {:.2e}",
+                                got[i],
+                                tol[i]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Pools of f16-exact random values at every slot of `LENS`, poison elsewhere, as (GPU
+/// buffer, the f64 values) for K and V.
+fn random_pools(gpu: &Gpu, r: &mut StdRng, c: &Cache) -> [(wgpu::Buffer, Vec<f64>); 2] {
+    [0, 1].map(|_| {
+        let mut words = vec![POISON; c.words()];
+        let half = c.layout.head_dim / 2;
+        for (s, &n) in LENS.iter().enumerate() {
+            for p in 0..n {
+                let block = c.tables[s * c.stride + p / BS] as usize;
+                for h in 0..c.layout.kv_heads {
+                    let at = c.layout.slot(block, h, p % BS) / 2;
+                    for w in &mut words[at..at + half] {
+                        let a = f16::from_f32(r.random_range(-1.0f32..1.0)).to_bits() as u32;
+                        let b = f16::from_f32(r.random_range(-1.0f32..1.0)).to_bits() as u32;
+                        *w = a | (b << 16);
+                    }
+                }
+            }
+        }
+        let vals = words
+            .iter()
+            .flat_map(|&x| [x as u16, (x >> 16) as u16])
+            .map(|h| f16::from_bits(h).to_f64())
+            .collect();
+        (gpu.upload("pool", &words).unwrap(), vals)
+    })
+}
+
+/// Error bound of each output component of `paged_attention` for exact (f16) K and V, per
+/// (row, head): with S = max_j Σ_i |q_i k_ji| / sqrt(d) and n keys, a score is off by at
+/// most (d + 2)·u·S (u = 2^-24: the scaled q, the dot product), moving the output, a convex
+/// combination, by at most 2·max|v| per unit of score error; exp adds (3 + 2|x|) ulp per
+/// weight (|x| ≤ 2S), and the sums of n weights and weighted values n·u each, relative to
+/// max|v|. The tolerance doubles the total: max|v| · 2^-22 · ((2d + 20)·S + 2n + 48).
+fn attention_tol(
+    q: &[f32],
+    rows: &[(u32, u32)],
+    c: &Cache,
+    k: &[f64],
+    v: &[f64],
+) -> Vec<f64> {
+    let (d, heads) = (c.layout.head_dim, c.heads);
+    let group = heads / c.layout.kv_heads;
+    let mut tol = Vec::with_capacity(q.len());
+    for (i, &(s, p)) in rows.iter().enumerate() {
+        for h in 0..heads {
+            let qh = &q[(i * heads + h) * d..(i * heads + h + 1) * d];
+            let (mut sm, mut vm) = (0.0f64, 0.0f64);
+            for j in 0..=p as usize {
+                let block = c.tables[s as usize * c.stride + j / BS] as usize;
+                let at = c.layout.slot(block, h / group, j % BS);
+                let dot: f64 = qh.iter().zip(&k[at..at + d]).map(|(a, b)| (*a as f64 * b).abs()).sum();
+                sm = sm.max(dot / (d as f64).sqrt());
+                vm = v[at..at + d].iter().fold(vm, |m, x| m.max(x.abs()));
+            }
+            let n = p as f64 + 1.0;
+            let t = vm * 2f64.powi(-22) * ((2 * d + 20) as f64 * sm + 2.0 * n + 48.0);
+            tol.extend(std::iter::repeat_n(t, d));
+        }
+    }
+    tol
+}
+
+#[test]
+fn paged_attention_matches_the_reference_in_decode_and_prefill() {
+    let mut r = rng("paged_attention");
+    for gpu in all_gpus() {
+        for (d, heads, kv) in SHAPES {
+            let c = Cache::new(&mut r, d, heads, kv, 0);
+            let [(kp, kf), (vp, vf)] = random_pools(&gpu, &mut r, &c);
+            let tb = gpu.upload("tables", &c.tables).unwrap();
+            let last = |s: usize| (s as u32, LENS[s] as u32 - 1);
+            // Decode (the last position of each sequence, split over the context), the last
+            // 8 positions of each (split), and a whole-cache prefill (one split).
+            let decode: Vec<(u32, u32)> = (0..LENS.len()).map(last).collect();
+            let mut chunk: Vec<(u32, u32)> = (0..LENS.len())
+                .flat_map(|s| {
+                    let n = LENS[s] as u32;
+                    (n.saturating_sub(8)..n).map(move |p| (s as u32, p))
+                })
+                .collect();
+            chunk.shuffle(&mut r);
+            for rows in [decode, chunk, all_rows(&mut r)] {
+                let t = rows.len();
+                let (splits, _) = ops::paged_split(t, heads, MAX_CONTEXT);
+                let what = format!("paged attention {heads}/{kv}×{d}, {t} rows, {splits} splits");
+                let x: Vec<f32> = random(&mut r, t * heads * d).iter().map(|v| 3.0 * v).collect();
+                let q = Tensor::from_f32(&gpu, &x, t, heads * d).unwrap();
+                let rb = rows_buffer(&gpu, &rows);
+                let o = out(&gpu, t, heads * d);
+                let scratch = gpu
+                    .storage("scratch", ops::paged_scratch_bytes(t, heads, d, MAX_CONTEXT))
+                    .unwrap();
+                let l = &c.layout;
+                let ds = ops::paged_attention(
+                    &gpu, &q, &rb, &tb, c.stride, l, heads, MAX_CONTEXT, &kp, &vp,
+                    Some(&scratch), &o,
+                )
+                .unwrap();
+                assert_eq!(ds.len(), 1 + (splits > 1) as usize, "{what}");
+                run(&gpu, &ds);
+                let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let want =
+                    reference::paged_attention(&xf, &rows, &c.tables, c.stride, l, heads, &kf, &vf);
+                let tol = attention_tol(&x, &rows, &c, &kf, &vf);
+                assert_tensor(&gpu, &o, &want, &tol, 1.0, &what);
+            }
+        }
+    }
+}
