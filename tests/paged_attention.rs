@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::{all_gpus, assert_close, assert_tensor, random, rng};
+use common::{all_gpus, assert_tensor, random, rng};
 use half::f16;
+use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::Rng;
 use sparq::gpu::{Dispatch, read_buffer, record_pass};
 use sparq::model::llama::RopeLayout;
 use sparq::model::ops::{self, KvLayout, Rope};
@@ -148,9 +148,10 @@ fn kv_append_matches_the_reference() {
                 let rope = Rope::new(&gpu, d, THETA, rl).unwrap();
                 let q = out(&gpu, t, heads * d);
                 let l = &c.layout;
-                let dsp =
-                    ops::kv_append(&gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &q, &kp, &vp)
-                        .unwrap();
+                let dsp = ops::kv_append(
+                    &gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &q, &kp, &vp,
+                )
+                .unwrap();
                 run(&gpu, &[dsp]);
 
                 let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -238,13 +239,7 @@ fn random_pools(gpu: &Gpu, r: &mut StdRng, c: &Cache) -> [(wgpu::Buffer, Vec<f64
 /// combination, by at most 2·max|v| per unit of score error; exp adds (3 + 2|x|) ulp per
 /// weight (|x| ≤ 2S), and the sums of n weights and weighted values n·u each, relative to
 /// max|v|. The tolerance doubles the total: max|v| · 2^-22 · ((2d + 20)·S + 2n + 48).
-fn attention_tol(
-    q: &[f32],
-    rows: &[(u32, u32)],
-    c: &Cache,
-    k: &[f64],
-    v: &[f64],
-) -> Vec<f64> {
+fn attention_tol(q: &[f32], rows: &[(u32, u32)], c: &Cache, k: &[f64], v: &[f64]) -> Vec<f64> {
     let (d, heads) = (c.layout.head_dim, c.heads);
     let group = heads / c.layout.kv_heads;
     let mut tol = Vec::with_capacity(q.len());
@@ -255,7 +250,11 @@ fn attention_tol(
             for j in 0..=p as usize {
                 let block = c.tables[s as usize * c.stride + j / BS] as usize;
                 let at = c.layout.slot(block, h / group, j % BS);
-                let dot: f64 = qh.iter().zip(&k[at..at + d]).map(|(a, b)| (*a as f64 * b).abs()).sum();
+                let dot: f64 = qh
+                    .iter()
+                    .zip(&k[at..at + d])
+                    .map(|(a, b)| (*a as f64 * b).abs())
+                    .sum();
                 sm = sm.max(dot / (d as f64).sqrt());
                 vm = v[at..at + d].iter().fold(vm, |m, x| m.max(x.abs()));
             }
@@ -290,17 +289,36 @@ fn paged_attention_matches_the_reference_in_decode_and_prefill() {
                 let t = rows.len();
                 let (splits, _) = ops::paged_split(t, heads, MAX_CONTEXT);
                 let what = format!("paged attention {heads}/{kv}×{d}, {t} rows, {splits} splits");
-                let x: Vec<f32> = random(&mut r, t * heads * d).iter().map(|v| 3.0 * v).collect();
+                let x: Vec<f32> = random(&mut r, t * heads * d)
+                    .iter()
+                    .map(|v| 3.0 * v)
+                    .collect();
                 let q = Tensor::from_f32(&gpu, &x, t, heads * d).unwrap();
                 let rb = rows_buffer(&gpu, &rows);
                 let o = out(&gpu, t, heads * d);
                 let scratch = gpu
-                    .storage("scratch", ops::paged_scratch_bytes(t, heads, d, MAX_CONTEXT))
+                    .storage(
+                        "scratch",
+                        ops::paged_scratch_bytes(t, heads, d, MAX_CONTEXT),
+                    )
                     .unwrap();
+                // Poisoned too: the combine must read only the partials of splits that ran.
+                let junk = vec![0xFFu8; scratch.size() as usize];
+                gpu.queue.write_buffer(&scratch, 0, &junk);
                 let l = &c.layout;
                 let ds = ops::paged_attention(
-                    &gpu, &q, &rb, &tb, c.stride, l, heads, MAX_CONTEXT, &kp, &vp,
-                    Some(&scratch), &o,
+                    &gpu,
+                    &q,
+                    &rb,
+                    &tb,
+                    c.stride,
+                    l,
+                    heads,
+                    MAX_CONTEXT,
+                    &kp,
+                    &vp,
+                    Some(&scratch),
+                    &o,
                 )
                 .unwrap();
                 assert_eq!(ds.len(), 1 + (splits > 1) as usize, "{what}");
@@ -312,5 +330,367 @@ fn paged_attention_matches_the_reference_in_decode_and_prefill() {
                 assert_tensor(&gpu, &o, &want, &tol, 1.0, &what);
             }
         }
+    }
+}
+
+/// A whole layer's cache traffic: one prefill pass (kv_append then paged_attention in one
+/// submission, attention reading what the append has just written), then two decode steps
+/// replaying one recorded plan with the rows rewritten, all against the f64 chain whose K and
+/// V are not rounded. Extra error bound over `attention_tol`: K and V are f16 (one ulp, 2^-10
+/// relative) and q and k carry RoPE's error (below 2^-12 relative up to position 320), so a
+/// score moves by at most (2^-10 + 2^-11)·S and the output by twice that times max|v|, plus
+/// 2^-10·max|v| from V; doubled: max|v| · (2^-8·S + 2^-9).
+#[test]
+fn prefill_then_decode_through_the_cache() {
+    let mut r = rng("paged_cache");
+    for gpu in all_gpus() {
+        for (d, heads, kv) in SHAPES {
+            let rl = RopeLayout::HalfSplit;
+            let c = Cache::new(&mut r, d, heads, kv, 2);
+            let l = &c.layout;
+            let width = (heads + 2 * kv) * d;
+            let tb = gpu.upload("tables", &c.tables).unwrap();
+            let kp = gpu.upload("k", &vec![POISON; c.words()]).unwrap();
+            let vp = gpu.upload("v", &vec![POISON; c.words()]).unwrap();
+            let rope = Rope::new(&gpu, d, THETA, rl).unwrap();
+            let mut wk = vec![f64::NAN; c.words() * 2];
+            let mut wv = wk.clone();
+            let mut step =
+                |rows: &[(u32, u32)],
+                 plan: Option<(&Tensor, &wgpu::Buffer, &[Dispatch], &Tensor)>| {
+                    let t = rows.len();
+                    let x = random(&mut r, t * width);
+                    let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    let wq = reference::paged_kv_append(
+                        &xf, rows, &c.tables, c.stride, heads, l, THETA, rl, &mut wk, &mut wv,
+                    );
+                    let want = reference::paged_attention(
+                        &wq, rows, &c.tables, c.stride, l, heads, &wk, &wv,
+                    );
+                    let q32: Vec<f32> = wq.iter().map(|&v| v as f32).collect();
+                    let mut tol = attention_tol(&q32, rows, &c, &wk, &wv);
+                    for (i, &(s, p)) in rows.iter().enumerate() {
+                        for h in 0..heads {
+                            let qh = &wq[(i * heads + h) * d..(i * heads + h + 1) * d];
+                            let (mut sm, mut vm) = (0.0f64, 0.0f64);
+                            for j in 0..=p as usize {
+                                let block = c.tables[s as usize * c.stride + j / BS] as usize;
+                                let at = l.slot(block, h / (heads / kv), j % BS);
+                                let dot: f64 = qh
+                                    .iter()
+                                    .zip(&wk[at..at + d])
+                                    .map(|(a, b)| (a * b).abs())
+                                    .sum();
+                                sm = sm.max(dot / (d as f64).sqrt());
+                                vm = wv[at..at + d].iter().fold(vm, |m, x| m.max(x.abs()));
+                            }
+                            let extra = vm * (2f64.powi(-8) * sm + 2f64.powi(-9));
+                            tol[(i * heads + h) * d..(i * heads + h + 1) * d]
+                                .iter_mut()
+                                .for_each(|t| *t += extra);
+                        }
+                    }
+                    match plan {
+                        None => {
+                            let qkv = Tensor::from_f32(&gpu, &x, t, width).unwrap();
+                            let rb = rows_buffer(&gpu, rows);
+                            let q = out(&gpu, t, heads * d);
+                            let o = out(&gpu, t, heads * d);
+                            let mut ds = vec![
+                                ops::kv_append(
+                                    &gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &q, &kp, &vp,
+                                )
+                                .unwrap(),
+                            ];
+                            ds.extend(
+                                ops::paged_attention(
+                                    &gpu,
+                                    &q,
+                                    &rb,
+                                    &tb,
+                                    c.stride,
+                                    l,
+                                    heads,
+                                    MAX_CONTEXT,
+                                    &kp,
+                                    &vp,
+                                    None,
+                                    &o,
+                                )
+                                .unwrap(),
+                            );
+                            run(&gpu, &ds);
+                            assert_tensor(
+                                &gpu,
+                                &o,
+                                &want,
+                                &tol,
+                                1.0,
+                                &format!("prefill {heads}/{kv}×{d}"),
+                            );
+                        }
+                        Some((qkv, rb, ds, o)) => {
+                            let padded: Vec<f32> = x
+                                .chunks(width)
+                                .flat_map(|row| {
+                                    let mut v = row.to_vec();
+                                    v.resize(qkv.stride(), 0.0);
+                                    v
+                                })
+                                .collect();
+                            gpu.queue
+                                .write_buffer(&qkv.buffer, 0, bytemuck::cast_slice(&padded));
+                            let flat: Vec<u32> = rows.iter().flat_map(|&(s, p)| [s, p]).collect();
+                            gpu.queue.write_buffer(rb, 0, bytemuck::cast_slice(&flat));
+                            o.poison(&gpu);
+                            run(&gpu, ds);
+                            assert_tensor(
+                                &gpu,
+                                o,
+                                &want,
+                                &tol,
+                                1.0,
+                                &format!("decode {heads}/{kv}×{d} {rows:?}"),
+                            );
+                        }
+                    }
+                };
+            // (`r` is the step's; the prefill order only needs some shuffle.)
+            step(&all_rows(&mut rand::SeedableRng::seed_from_u64(7)), None);
+            // The decode plan: one row per sequence, recorded once.
+            let n = LENS.len();
+            let qkv = Tensor::from_f32(&gpu, &vec![0.0; n * width], n, width).unwrap();
+            let rb = gpu.storage("rows", (n * 8) as u64).unwrap();
+            let q = out(&gpu, n, heads * d);
+            let o = out(&gpu, n, heads * d);
+            let mut ds = vec![
+                ops::kv_append(
+                    &gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &q, &kp, &vp,
+                )
+                .unwrap(),
+            ];
+            ds.extend(
+                ops::paged_attention(
+                    &gpu,
+                    &q,
+                    &rb,
+                    &tb,
+                    c.stride,
+                    l,
+                    heads,
+                    MAX_CONTEXT,
+                    &kp,
+                    &vp,
+                    None,
+                    &o,
+                )
+                .unwrap(),
+            );
+            for k in 0..2u32 {
+                let rows: Vec<(u32, u32)> =
+                    (0..n).map(|s| (s as u32, LENS[s] as u32 + k)).collect();
+                step(&rows, Some((&qkv, &rb, &ds, &o)));
+            }
+        }
+    }
+}
+
+#[test]
+fn paged_errors_are_typed() {
+    let gpu = all_gpus().remove(0);
+    let shape = |e: Error| matches!(e, Error::Input(InputError::Shape(_)));
+    let (d, heads, kv) = (8, 4, 2);
+    let layout = KvLayout {
+        block_size: 16,
+        kv_heads: kv,
+        head_dim: d,
+        blocks: 4,
+    };
+    let pool = gpu.storage("pool", layout.pool_bytes()).unwrap();
+    let small = gpu.storage("small", layout.pool_bytes() - 4).unwrap();
+    let rows = gpu.upload("rows", &[0u32, 0, 0, 1]).unwrap();
+    let tables = gpu.upload("tables", &[0u32, 1, 2, 3]).unwrap();
+    let rope = Rope::new(&gpu, d, THETA, RopeLayout::HalfSplit).unwrap();
+    let qkv = Tensor::from_f32(
+        &gpu,
+        &vec![0.0; 2 * (heads + 2 * kv) * d],
+        2,
+        (heads + 2 * kv) * d,
+    )
+    .unwrap();
+    let q = out(&gpu, 2, heads * d);
+    let o = out(&gpu, 2, heads * d);
+    let append = |qkv: &Tensor,
+                  rows: &wgpu::Buffer,
+                  stride: usize,
+                  heads: usize,
+                  l: &KvLayout,
+                  rope: &Rope,
+                  q: &Tensor,
+                  k: &wgpu::Buffer| {
+        ops::kv_append(
+            &gpu, qkv, rows, &tables, stride, heads, l, rope, q, k, &pool,
+        )
+    };
+    let attend = |q: &Tensor,
+                  rows: &wgpu::Buffer,
+                  stride: usize,
+                  heads: usize,
+                  l: &KvLayout,
+                  mc: usize,
+                  k: &wgpu::Buffer,
+                  s: Option<&wgpu::Buffer>,
+                  o: &Tensor| {
+        ops::paged_attention(&gpu, q, rows, &tables, stride, l, heads, mc, k, &pool, s, o)
+    };
+    assert!(append(&qkv, &rows, 2, heads, &layout, &rope, &q, &pool).is_ok());
+    assert!(attend(&q, &rows, 2, heads, &layout, 32, &pool, None, &o).is_ok());
+    // Heads that do not group over the kv heads; an odd or zero head size; an empty pool.
+    let odd = KvLayout {
+        head_dim: 7,
+        ..layout
+    };
+    for (h, l) in [
+        (3, layout),
+        (0, layout),
+        (heads, odd),
+        (
+            heads,
+            KvLayout {
+                blocks: 0,
+                ..layout
+            },
+        ),
+    ] {
+        assert!(shape(
+            append(&qkv, &rows, 2, h, &l, &rope, &q, &pool)
+                .err()
+                .unwrap()
+        ));
+        assert!(shape(
+            attend(&q, &rows, 2, h, &l, 32, &pool, None, &o)
+                .err()
+                .unwrap()
+        ));
+    }
+    // RoPE of another head size; qkv, q or out of the wrong shape.
+    let rope6 = Rope::new(&gpu, 6, THETA, RopeLayout::HalfSplit).unwrap();
+    assert!(shape(
+        append(&qkv, &rows, 2, heads, &layout, &rope6, &q, &pool)
+            .err()
+            .unwrap()
+    ));
+    let q3 = out(&gpu, 3, heads * d);
+    let wide = out(&gpu, 2, heads * d + 2);
+    assert!(shape(
+        append(&qkv, &rows, 2, heads, &layout, &rope, &q3, &pool)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        append(&wide, &rows, 2, heads, &layout, &rope, &q, &pool)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        attend(&q, &rows, 2, heads, &layout, 32, &pool, None, &q3)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        attend(&wide, &rows, 2, heads, &layout, 32, &pool, None, &wide)
+            .err()
+            .unwrap()
+    ));
+    // Buffers too small: the pools, the rows (the upload pads to 16 bytes: 2 rows), the
+    // tables (no row of 5 blocks), the scratch; no table at all, no context.
+    let rows3 = Tensor::from_f32(
+        &gpu,
+        &vec![0.0; 3 * (heads + 2 * kv) * d],
+        3,
+        (heads + 2 * kv) * d,
+    )
+    .unwrap();
+    assert!(shape(
+        append(&qkv, &rows, 2, heads, &layout, &rope, &q, &small)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        attend(&q, &rows, 2, heads, &layout, 32, &small, None, &o)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        append(&rows3, &rows, 2, heads, &layout, &rope, &q3, &pool)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        append(&qkv, &rows, 5, heads, &layout, &rope, &q, &pool)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        append(&qkv, &rows, 0, heads, &layout, &rope, &q, &pool)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        attend(&q, &rows, 5, heads, &layout, 32, &pool, None, &o)
+            .err()
+            .unwrap()
+    ));
+    assert!(shape(
+        attend(&q, &rows, 2, heads, &layout, 0, &pool, None, &o)
+            .err()
+            .unwrap()
+    ));
+    let need = ops::paged_scratch_bytes(2, heads, d, 1024);
+    assert!(need > 0);
+    let tiny = gpu.storage("tiny", need - 4).unwrap();
+    assert!(shape(
+        attend(&q, &rows, 2, heads, &layout, 1024, &pool, Some(&tiny), &o)
+            .err()
+            .unwrap()
+    ));
+    // A group too large for workgroup memory (64 heads of 128 on one kv head).
+    let big = KvLayout {
+        kv_heads: 1,
+        head_dim: 128,
+        ..layout
+    };
+    let bp = gpu.storage("big pool", big.pool_bytes()).unwrap();
+    let qb = out(&gpu, 2, 64 * 128);
+    let e = ops::paged_attention(
+        &gpu, &qb, &rows, &tables, 2, &big, 64, 32, &bp, &bp, None, &qb,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::Input(InputError::Invalid(_))), "{e}");
+    let ob = out(&gpu, 2, 8 * 128);
+    let qs = out(&gpu, 2, 8 * 128);
+    assert!(
+        ops::paged_attention(
+            &gpu, &qs, &rows, &tables, 2, &big, 8, 32, &bp, &bp, None, &ob
+        )
+        .is_ok()
+    );
+    // Rope: an odd head size, a theta that gives no frequencies.
+    assert!(shape(
+        Rope::new(&gpu, 5, THETA, RopeLayout::HalfSplit)
+            .err()
+            .unwrap()
+    ));
+    let e = Rope::new(&gpu, 8, f64::NAN, RopeLayout::HalfSplit)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::Input(InputError::Invalid(_))), "{e}");
+    // f16 tensors, where the device has them.
+    if let Ok(h) = Tensor::empty(&gpu, 2, heads * d, ActDType::F16) {
+        let e = attend(&h, &rows, 2, heads, &layout, 32, &pool, None, &o)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Input(InputError::DType(_))), "{e}");
     }
 }

@@ -21,9 +21,7 @@ mod rope;
 mod swiglu;
 
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
-pub use paged::{
-    KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split,
-};
+pub use paged::{KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split};
 pub use rope::{Rope, RopeLayout, rope};
 pub use swiglu::swiglu;
 

@@ -75,7 +75,9 @@ impl KvLayout {
     /// Refuses an empty pool or an odd head size.
     pub fn validate(&self) -> Result<()> {
         if self.block_size == 0 || self.kv_heads == 0 || self.blocks == 0 {
-            return Err(Error::shape(format!("KV layout with nothing in it: {self:?}")));
+            return Err(Error::shape(format!(
+                "KV layout with nothing in it: {self:?}"
+            )));
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return Err(Error::shape(format!(
@@ -431,11 +433,13 @@ pub fn paged_attention(
     }
     let group = heads / layout.kv_heads;
     let na = (group * d / 2).div_ceil(PA_WG);
-    let kc = tile_keys(group, d).filter(|_| na <= PA_MAX_NA).ok_or_else(|| {
-        Error::invalid(format!(
-            "paged_attention: a group of {group} heads of {d} does not fit in workgroup memory"
-        ))
-    })?;
+    let kc = tile_keys(group, d)
+        .filter(|_| na <= PA_MAX_NA)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "paged_attention: a group of {group} heads of {d} does not fit in workgroup memory"
+            ))
+        })?;
     let (splits, split_keys) = paged_split(t, heads, max_context);
     let merge = splits > 1;
     let need = paged_scratch_bytes(t, heads, d, max_context);
@@ -476,7 +480,10 @@ pub fn paged_attention(
         gpu,
         &K_PAGED,
         PAGED,
-        format!("paged attention {t}×{heads}h/{}×{d} split {splits}", layout.kv_heads),
+        format!(
+            "paged attention {t}×{heads}h/{}×{d} split {splits}",
+            layout.kv_heads
+        ),
         &paged_vars(na, merge),
         &[],
         &params,
@@ -530,7 +537,10 @@ mod tests {
             for heads in [1, 9, 32] {
                 for mc in [1, 16, 127, 128, 129, 300, 2048, 32768] {
                     let (s, k) = paged_split(t, heads, mc);
-                    assert!(s * k >= mc && (s - 1) * k < mc, "{t} {heads} {mc}: {s} × {k}");
+                    assert!(
+                        s * k >= mc && (s - 1) * k < mc,
+                        "{t} {heads} {mc}: {s} × {k}"
+                    );
                     assert!(s == 1 || k >= SPLIT_MIN_KEYS);
                     assert!(s == 1 || t * heads * (s - 1) < SPLIT_TARGET);
                 }
