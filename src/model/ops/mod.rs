@@ -1,7 +1,8 @@
 //! The model kernels other than the linear layers: embedding lookup, LayerNorm / RMSNorm
 //! (with a fused residual add), activations and residual add, softmax, multi-head
 //! self-attention with a padding mask (`attention.rs`, re-exported here), and pooling with L2
-//! normalisation.
+//! normalisation; for the decoder, RoPE (`rope.rs`), SwiGLU (`swiglu.rs`) and the paged KV
+//! cache (`paged.rs`: append with RoPE, causal grouped-query attention over block tables).
 //!
 //! Each function validates shapes and returns a [`Dispatch`] with its uniform and bind group
 //! already made, so a forward pass plans once and replays its dispatches on every call.
@@ -563,7 +564,8 @@ fn kernel_source(src: &str, vars: &[(&str, i64)]) -> Result<String> {
 /// Every module the model kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for tests that validate them offline: the row kernels (LayerNorm with every
 /// threads-per-row its column counts give) and attention for every head size up to
-/// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory.
+/// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory;
+/// the paged attention kernel for every accumulator count, with and without context splits.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
     // (kernel name, template, variables)
     type Listed = (&'static str, &'static str, Vec<(&'static str, i64)>);

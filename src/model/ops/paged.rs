@@ -197,8 +197,11 @@ pub(super) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
     ]
 }
 
-/// Every paged kernel variant as (kernel name, template, variables), for the offline listing.
-pub(super) fn variants() -> Vec<(&'static str, &'static str, Vec<(&'static str, i64)>)> {
+/// A kernel variant: kernel name, template, variables.
+type Variant = (&'static str, &'static str, Vec<(&'static str, i64)>);
+
+/// Every paged kernel variant, for the offline listing.
+pub(super) fn variants() -> Vec<Variant> {
     let mut out = vec![
         (K_KV_APPEND.name, KV_APPEND, Vec::new()),
         (K_COMBINE.name, COMBINE, Vec::new()),

@@ -48,6 +48,7 @@ pub fn paged_kv_append(
 /// Causal grouped-query attention of each row's `heads` query heads (`q`, `T ×
 /// heads·head_dim`, RoPE applied) over keys and values `0 ..= pos` of its sequence in the
 /// pools: head `h` reads kv head `h / (heads / kv_heads)`, scores scaled by `1/sqrt(d)`.
+#[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     q: &[f64],
     rows: &[(u32, u32)],
