@@ -694,3 +694,62 @@ fn paged_errors_are_typed() {
         assert!(matches!(e, Error::Input(InputError::DType(_))), "{e}");
     }
 }
+
+/// Metadata outside the plan reads and writes nothing outside it: a position past
+/// `max_context` attends to the first `max_context` keys, a sequence past the tables gives
+/// zeros, and `kv_append` of a row past its table row or the tables writes no K or V.
+#[test]
+fn rows_outside_the_plan_stay_in_bounds() {
+    let mut r = rng("paged_bounds");
+    for gpu in all_gpus() {
+        let (d, heads, kv) = (40, 4, 4);
+        let c = Cache::new(&mut r, d, heads, kv, 0);
+        let l = &c.layout;
+        let [(kp, kf), (vp, vf)] = random_pools(&gpu, &mut r, &c);
+        let tb = gpu.upload("tables", &c.tables).unwrap();
+        let mc = 256;
+        let far = LENS.len() as u32 + 3;
+        let rows = [(5u32, 299u32), (far, 7), (5, u32::MAX), (4, 99)];
+        let x = random(&mut r, rows.len() * heads * d);
+        let q = Tensor::from_f32(&gpu, &x, rows.len(), heads * d).unwrap();
+        let rb = rows_buffer(&gpu, &rows);
+        let o = out(&gpu, rows.len(), heads * d);
+        let ds = ops::paged_attention(
+            &gpu, &q, &rb, &tb, c.stride, l, heads, mc, &kp, &vp, None, &o,
+        )
+        .unwrap();
+        run(&gpu, &ds);
+        // What the clamped rows see: seq 5 at the plan's last position, zeros for `far`.
+        let seen = [(5u32, mc as u32 - 1), (0, 0), (5, mc as u32 - 1), (4, 99)];
+        let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut want =
+            reference::paged_attention(&xf, &seen, &c.tables, c.stride, l, heads, &kf, &vf);
+        let mut tol = attention_tol(&x, &seen, &c, &kf, &vf);
+        let w = heads * d;
+        want[w..2 * w].iter_mut().for_each(|v| *v = 0.0);
+        tol[w..2 * w].iter_mut().for_each(|t| *t = 0.0);
+        assert_tensor(&gpu, &o, &want, &tol, 1.0, "clamped rows");
+
+        let width = (heads + 2 * kv) * d;
+        let rows = [(0u32, (c.stride * BS) as u32), (far, 0), (0, u32::MAX)];
+        let qkv =
+            Tensor::from_f32(&gpu, &random(&mut r, rows.len() * width), rows.len(), width).unwrap();
+        let rb = rows_buffer(&gpu, &rows);
+        let pools = [0, 1].map(|_| gpu.upload("pool", &vec![POISON; c.words()]).unwrap());
+        let rope = Rope::new(&gpu, d, THETA, RopeLayout::Interleaved).unwrap();
+        let qo = out(&gpu, rows.len(), heads * d);
+        let dsp = ops::kv_append(
+            &gpu, &qkv, &rb, &tb, c.stride, heads, l, &rope, &qo, &pools[0], &pools[1],
+        )
+        .unwrap();
+        run(&gpu, &[dsp]);
+        for p in &pools {
+            let (_, raw) = read_pool(&gpu, p, c.words());
+            assert!(
+                raw.iter().all(|&w| w == POISON),
+                "a row outside the tables wrote"
+            );
+        }
+        assert!(qo.to_f32(&gpu).unwrap().iter().all(|v| v.is_finite()));
+    }
+}
