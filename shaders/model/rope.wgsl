@@ -17,11 +17,6 @@ override INTERLEAVED: bool = false;
 @group(0) @binding(3) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// 2π split for range reduction: C1 has 8 significant bits, so k · C1 is exact for |k| < 2^16.
-const C1: f32 = 6.28125;
-const C2: f32 = 0.0019353071795864769;
-const INV_2PI: f32 = 0.15915494309189535;
-
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) t: u32) {
@@ -47,12 +42,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         a = head + 2u * k;
         b = a + 1u;
     }
-    let angle = f32(pos[row]) * inv_freq[k];
-    // Reduce to about [-π, π], where sin and cos are accurate.
-    let n = round(angle * INV_2PI);
-    let r = (angle - n * C1) - n * C2;
-    let s = sin(r);
-    let c = cos(r);
+    let cs = rope_turn(f32(pos[row]) * inv_freq[k]);
+    let c = cs.x;
+    let s = cs.y;
     let xa = x[a];
     let xb = x[b];
     y[a] = xa * c - xb * s;

@@ -3,6 +3,9 @@
 
 use crate::model::config::{Activation, BertConfig, Pooling};
 
+mod paged;
+pub use paged::{paged_attention, paged_kv_append};
+
 /// The error function to f64 precision: its Taylor series near zero, a continued fraction of
 /// erfc in the tails.
 pub fn erf(x: f64) -> f64 {

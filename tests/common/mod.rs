@@ -3,6 +3,7 @@
 
 pub mod bert;
 pub mod minilm;
+pub mod paged;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sparq::Gpu;

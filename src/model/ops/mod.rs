@@ -1,7 +1,8 @@
 //! The model kernels other than the linear layers: embedding lookup, LayerNorm / RMSNorm
 //! (with a fused residual add), activations and residual add, softmax, multi-head
 //! self-attention with a padding mask (`attention.rs`, re-exported here), and pooling with L2
-//! normalisation.
+//! normalisation; for the decoder, RoPE (`rope.rs`), SwiGLU (`swiglu.rs`) and the paged KV
+//! cache (`paged.rs`: append with RoPE, causal grouped-query attention over block tables).
 //!
 //! Each function validates shapes and returns a [`Dispatch`] with its uniform and bind group
 //! already made, so a forward pass plans once and replays its dispatches on every call.
@@ -16,12 +17,14 @@ use crate::tensor::{ActDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 mod attention;
+mod paged;
 mod rope;
 mod select;
 mod swiglu;
 
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
-pub use rope::{RopeLayout, rope};
+pub use paged::{KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split};
+pub use rope::{Rope, RopeLayout, rope};
 pub use select::select_rows;
 pub use swiglu::swiglu;
 
@@ -167,6 +170,9 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
         select::params_layout(),
         rope::params_layout(),
     ]
+    .into_iter()
+    .chain(paged::params_layouts())
+    .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -561,7 +567,8 @@ fn kernel_source(src: &str, vars: &[(&str, i64)]) -> Result<String> {
 /// Every module the model kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for tests that validate them offline: the row kernels (LayerNorm with every
 /// threads-per-row its column counts give) and attention for every head size up to
-/// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory.
+/// [`MAX_HEAD_DIM`], split and queries per invocation, on 16 and 32 KiB of workgroup memory;
+/// the paged attention kernel for every accumulator count, with and without context splits.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
     // (kernel name, template, variables)
     type Listed = (&'static str, &'static str, Vec<(&'static str, i64)>);
@@ -580,6 +587,7 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         tprs.into_iter()
             .map(|t| (K_NORM.name, NORM, vec![("TPR", t)])),
     );
+    sets.extend(paged::variants());
     let (name, src) = attention::kernel_source();
     sets.extend(
         attention::variant_vars()

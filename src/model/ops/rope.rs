@@ -22,7 +22,60 @@ pub enum RopeLayout {
     Interleaved,
 }
 
-const ROPE: &str = include_str!("../../../shaders/model/rope.wgsl");
+const ROPE: &str = concat!(
+    include_str!("../../../shaders/model/rope_turn.wgsl"),
+    include_str!("../../../shaders/model/rope.wgsl")
+);
+
+/// A RoPE configuration with its frequencies on the device: built once per model, so a
+/// dispatch that rotates (`rope`, `kv_append`) uploads nothing.
+pub struct Rope {
+    head_dim: usize,
+    theta: f64,
+    layout: RopeLayout,
+    /// `theta^(-2i / head_dim)` for each pair `i`, computed in f64 and rounded to f32.
+    pub(super) inv_freq: wgpu::Buffer,
+}
+
+impl Rope {
+    /// RoPE over heads of `head_dim` (even, at least 2) with base `theta` (positive).
+    pub fn new(gpu: &Gpu, head_dim: usize, theta: f64, layout: RopeLayout) -> Result<Self> {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
+            return Err(Error::shape(format!(
+                "rope needs an even head size, got {head_dim}"
+            )));
+        }
+        if !(theta.is_finite() && theta > 0.0) {
+            return Err(Error::invalid(format!(
+                "rope theta must be positive, is {theta}"
+            )));
+        }
+        let inv_freq: Vec<f32> = (0..head_dim / 2)
+            .map(|i| theta.powf(-2.0 * i as f64 / head_dim as f64) as f32)
+            .collect();
+        Ok(Rope {
+            head_dim,
+            theta,
+            layout,
+            inv_freq: gpu.upload("rope inv_freq", &inv_freq)?,
+        })
+    }
+
+    /// Components per head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// The frequency base.
+    pub fn theta(&self) -> f64 {
+        self.theta
+    }
+
+    /// Which components pair.
+    pub fn layout(&self) -> RopeLayout {
+        self.layout
+    }
+}
 
 /// Params of `rope.wgsl`.
 #[repr(C)]
@@ -89,16 +142,8 @@ pub fn rope(
             x.rows
         )));
     }
-    if !(theta.is_finite() && theta > 0.0) {
-        return Err(Error::invalid(format!(
-            "rope theta must be positive, is {theta}"
-        )));
-    }
     let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| theta.powf(-2.0 * i as f64 / head_dim as f64) as f32)
-        .collect();
-    let inv_freq = gpu.upload("rope inv_freq", &inv_freq)?;
+    let rope = Rope::new(gpu, head_dim, theta, layout)?;
     let pairs = x.rows * x.stride() / 2;
     dispatch(
         gpu,
@@ -119,7 +164,7 @@ pub fn rope(
         &[
             Some(&x.buffer),
             Some(positions),
-            Some(&inv_freq),
+            Some(&rope.inv_freq),
             Some(&out.buffer),
         ],
         pairs.div_ceil(WG as usize) as u32,
