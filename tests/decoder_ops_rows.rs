@@ -166,6 +166,7 @@ fn select_rows_copies_the_named_rows_and_zeros_for_ids_past_the_end() {
             let out = Tensor::empty(&gpu, ids.len(), cols, ActDType::F32).unwrap();
             out.poison(&gpu);
             run(&gpu, ops::select_rows(&gpu, &xt, &idb, &out).unwrap());
+            let x = &x;
             let want: Vec<f64> = ids
                 .iter()
                 .flat_map(|&id| {
