@@ -469,9 +469,13 @@ impl Linear {
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("ACT", self.activation.map_or(0, Activation::code) as f64),
         ];
-        if let WeightFormat::Int4 { group, asymmetric } = self.format {
-            constants.push(("GROUP", group as f64));
-            constants.push(("ASYM", asymmetric as u8 as f64));
+        match self.format {
+            WeightFormat::Int4 { group, asymmetric } => {
+                constants.push(("GROUP", group as f64));
+                constants.push(("ASYM", asymmetric as u8 as f64));
+            }
+            WeightFormat::Int4Min { group } => constants.push(("GROUP", group as f64)),
+            _ => {}
         }
         let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
