@@ -23,7 +23,7 @@
 //! as `(q - z) · s`, an int8 g32 weight as `q · d`, a min-format weight as `q · d + m` (f32
 //! arithmetic in that order). These are GGUF's Q8_0, Q4_0 (int4 g32, zero point 8, after
 //! reordering ggml's nibbles) and Q4_1, which map onto them bit for bit
-//! ([`crate::gguf::packed_weights`]).
+//! (`gguf::packed_weights`).
 //!
 //! Padding: i8 and symmetric/asymmetric u4 padding decodes to exactly zero. Min-format
 //! padding holds code 0, which decodes to the last group's minimum `m` (finite): `m` is
