@@ -7,6 +7,7 @@
 
 pub mod coop;
 pub mod dp4a;
+mod gather;
 mod quant_x;
 mod shader;
 mod tuning;
@@ -566,11 +567,14 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             n, k, row_blocks, groups, m, x_stride4, y_stride, n_out, y_offset, k4, row0, pad),
         quant_x::params_layout(),
         dp4a::params_layout(),
+        gather::params_layout(),
     ]
 }
 
 /// Every WGSL module the linear kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for validating them offline (see `tests/shader_variants.rs`).
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    variants::variants()
+    let mut v = variants::variants();
+    v.extend(gather::variants());
+    v
 }
