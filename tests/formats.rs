@@ -549,7 +549,10 @@ fn names_round_trip() {
     }
     assert_eq!(WeightFormat::parse("int4").unwrap(), int4(32, false));
     assert_eq!(WeightFormat::parse("i8").unwrap(), WeightFormat::Int8);
-    assert_eq!(WeightFormat::parse("int8g32").unwrap(), WeightFormat::Int8G32);
+    assert_eq!(
+        WeightFormat::parse("int8g32").unwrap(),
+        WeightFormat::Int8G32
+    );
     assert_eq!(
         WeightFormat::parse("int4g32m").unwrap(),
         WeightFormat::Int4Min { group: 32 }

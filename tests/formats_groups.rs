@@ -11,7 +11,15 @@ use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::{Error, InputError};
 
 /// k = 1, below one block, between blocks, partial last groups, one and many groups.
-const SHAPES: [(usize, usize); 7] = [(1, 1), (3, 7), (5, 33), (4, 100), (7, 259), (2, 64), (9, 31)];
+const SHAPES: [(usize, usize); 7] = [
+    (1, 1),
+    (3, 7),
+    (5, 33),
+    (4, 100),
+    (7, 259),
+    (2, 64),
+    (9, 31),
+];
 
 fn half_at(words: &[u32], i: usize) -> f32 {
     f16::from_bits((words[i / 2] >> (16 * (i % 2))) as u16).to_f32()
@@ -48,7 +56,11 @@ fn int8_g32_is_q8_0_rounding() {
                 let vals = &w[r * k + c0..r * k + c1];
                 let amax = vals.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let s = half_at(&p.scales, r * groups + gi);
-                assert_eq!(s, f16::from_f32(amax / 127.0).to_f32(), "{n}×{k} [{r}, g{gi}]");
+                assert_eq!(
+                    s,
+                    f16::from_f32(amax / 127.0).to_f32(),
+                    "{n}×{k} [{r}, g{gi}]"
+                );
                 for (j, &a) in vals.iter().enumerate() {
                     // An integer code: a small negative weight rounds to +0, not −0.
                     let q = if s == 0.0 {
@@ -116,7 +128,11 @@ fn int4_min_is_q4_1_rounding() {
                 let w = random(&mut rng, n * k);
                 let p = PackedWeights::quantize(&w, n, k, format).unwrap();
                 let rel = p.error(&w).relative;
-                assert!(rel < 0.09, "{} {n}×{k}: relative error {rel}", format.name());
+                assert!(
+                    rel < 0.09,
+                    "{} {n}×{k}: relative error {rel}",
+                    format.name()
+                );
             }
         }
     }
@@ -177,12 +193,18 @@ fn concat_rows_stacks_decoded_rows() {
             let mut r0 = 0;
             for p in &parts {
                 let s = c.rows(r0, r0 + p.n);
-                assert_eq!((&s.data, &s.scales, &s.zeros), (&p.data, &p.scales, &p.zeros));
+                assert_eq!(
+                    (&s.data, &s.scales, &s.zeros),
+                    (&p.data, &p.scales, &p.zeros)
+                );
                 r0 += p.n;
             }
             // One part is a copy.
             let one = PackedWeights::concat_rows(&refs[..1]).unwrap();
-            assert_eq!((&one.data, &one.scales, &one.zeros), (&parts[0].data, &parts[0].scales, &parts[0].zeros));
+            assert_eq!(
+                (&one.data, &one.scales, &one.zeros),
+                (&parts[0].data, &parts[0].scales, &parts[0].zeros)
+            );
         }
     }
 }
@@ -199,7 +221,13 @@ fn concat_rows_refuses_mismatches() {
         "{r:?}"
     );
     let r = PackedWeights::concat_rows(&[&a, &c]);
-    assert!(matches!(r, Err(Error::Input(InputError::Shape(_)))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Input(InputError::Shape(_)))),
+        "{r:?}"
+    );
     let r = PackedWeights::concat_rows(&[]);
-    assert!(matches!(r, Err(Error::Input(InputError::Invalid(_)))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Input(InputError::Invalid(_)))),
+        "{r:?}"
+    );
 }

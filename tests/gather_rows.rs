@@ -41,8 +41,17 @@ fn gathers_decoded_rows_of_every_dense_format() {
                 let layer = Linear::new(&gpu, &p, None).unwrap();
                 let d = p.dequantize();
                 // Repeated, out of order, and past the matrix (n, n + 5, u32::MAX).
-                let mut ids: Vec<u32> = (0..2 * n + 3).map(|_| rng.random_range(0..n as u32)).collect();
-                ids.extend([n as u32 - 1, 0, n as u32 - 1, n as u32, n as u32 + 5, u32::MAX]);
+                let mut ids: Vec<u32> = (0..2 * n + 3)
+                    .map(|_| rng.random_range(0..n as u32))
+                    .collect();
+                ids.extend([
+                    n as u32 - 1,
+                    0,
+                    n as u32 - 1,
+                    n as u32,
+                    n as u32 + 5,
+                    u32::MAX,
+                ]);
                 let out = gather(&gpu, &layer, &ids, k);
                 let got = out.to_f32_padded(&gpu).unwrap();
                 let s = out.stride();
@@ -61,9 +70,13 @@ fn gathers_decoded_rows_of_every_dense_format() {
                             WeightFormat::Int4Min { .. } => want.abs() * 2e-7 + 1e-7,
                             _ => 0.0,
                         };
+                        let same = if tol == 0.0 {
+                            g.to_bits() == want.to_bits()
+                        } else {
+                            (g - want).abs() <= tol
+                        };
                         assert!(
-                            g == want && (tol > 0.0 || g.to_bits() == want.to_bits())
-                                || (g - want).abs() <= tol,
+                            same,
                             "{what}: out [{r}, {c}] (id {id}) = {g}, row has {want}"
                         );
                     }
@@ -88,21 +101,37 @@ fn gather_refuses_bad_outputs_and_sparse_weights() {
         assert!(shape(layer.plan_gather(&gpu, &ids, &wrong_k)), "wrong k");
         // (The upload rounds 12 bytes up to 16: 5 rows are past the buffer.)
         let too_many = Tensor::empty(&gpu, 5, k, ActDType::F32).unwrap();
-        assert!(shape(layer.plan_gather(&gpu, &ids, &too_many)), "more rows than ids");
+        assert!(
+            shape(layer.plan_gather(&gpu, &ids, &too_many)),
+            "more rows than ids"
+        );
         if gpu.caps.f16 {
             let half = Tensor::empty(&gpu, 3, k, ActDType::F16).unwrap();
             let r = layer.plan_gather(&gpu, &ids, &half);
-            assert!(matches!(r, Err(Error::Input(InputError::DType(_)))), "f16 output");
+            assert!(
+                matches!(r, Err(Error::Input(InputError::DType(_)))),
+                "f16 output"
+            );
         }
         // Weights split over several bindings are refused, not read in part.
-        let split = Linear::with_binding_limit(&gpu, &p, None, 2 * 4 * p.row_words() as u64).unwrap();
+        let split =
+            Linear::with_binding_limit(&gpu, &p, None, 2 * 4 * p.row_words() as u64).unwrap();
         assert!(split.chunks() > 1);
         let out = Tensor::empty(&gpu, 3, k, ActDType::F32).unwrap();
         let r = split.plan_gather(&gpu, &ids, &out);
-        assert!(matches!(r, Err(Error::Input(InputError::TooLarge { .. }))), "split");
+        assert!(
+            matches!(r, Err(Error::Input(InputError::TooLarge { .. }))),
+            "split"
+        );
 
         // Through the layer type: dense weights gather, sparse ones are refused.
-        let dense = LinearLayer::new(&gpu, &LayerWeights::Dense(p.clone()), None, LinearOptions::default()).unwrap();
+        let dense = LinearLayer::new(
+            &gpu,
+            &LayerWeights::Dense(p.clone()),
+            None,
+            LinearOptions::default(),
+        )
+        .unwrap();
         let plan = dense.plan_gather(&gpu, &ids, &out).unwrap();
         assert_eq!(plan.len(), 1);
         let mut enc = gpu.encoder("gather");

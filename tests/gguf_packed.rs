@@ -89,13 +89,23 @@ fn every_supported_type_maps_bit_for_bit() {
         for &k in ks {
             for rows in [1usize, 3, 8] {
                 let name = format!("{ty}.{k}.{rows}");
-                w.tensor(&name, &[k as u64, rows as u64], ty, tensor_bytes(&mut rng, ty, k, rows));
+                w.tensor(
+                    &name,
+                    &[k as u64, rows as u64],
+                    ty,
+                    tensor_bytes(&mut rng, ty, k, rows),
+                );
                 names.push((name, format, rows, k));
             }
         }
         // A vector is one row.
         let name = format!("{ty}.vector");
-        w.tensor(&name, &[ks[1] as u64], ty, tensor_bytes(&mut rng, ty, ks[1], 1));
+        w.tensor(
+            &name,
+            &[ks[1] as u64],
+            ty,
+            tensor_bytes(&mut rng, ty, ks[1], 1),
+        );
         names.push((name, format, 1, ks[1]));
     }
     let file = Gguf::from_bytes(w.to_bytes(), "test.gguf").unwrap();
@@ -116,7 +126,12 @@ fn every_supported_type_maps_bit_for_bit() {
 #[test]
 fn other_types_and_shapes_are_refused() {
     let mut w = Writer::new();
-    w.tensor("blk.0.ffn_down.weight", &[256, 2], GgmlType::Q4_K, vec![0; 2 * 144]);
+    w.tensor(
+        "blk.0.ffn_down.weight",
+        &[256, 2],
+        GgmlType::Q4_K,
+        vec![0; 2 * 144],
+    );
     w.tensor("cube", &[4, 2, 2], GgmlType::F32, vec![0; 64]);
     let file = Gguf::from_bytes(w.to_bytes(), "test.gguf").unwrap();
     let e = packed_weights(&file, "blk.0.ffn_down.weight").unwrap_err();
@@ -148,7 +163,11 @@ fn smollm2_tensors_map_bit_for_bit() {
         let p = packed_weights(&file, &t.name).unwrap();
         let want = file.dequantize(&t.name).unwrap();
         assert_eq!((p.n, p.k), (t.rows(), t.row_len()), "{}", t.name);
-        assert!(bits(&p.dequantize()) == bits(&want), "{}: values differ", t.name);
+        assert!(
+            bits(&p.dequantize()) == bits(&want),
+            "{}: values differ",
+            t.name
+        );
         checked += 1;
     }
     assert!(checked >= 2, "only {checked} 2-D tensors");

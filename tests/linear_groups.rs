@@ -45,7 +45,13 @@ fn weights(rng: &mut rand::rngs::StdRng, n: usize, k: usize) -> Vec<f32> {
     w
 }
 
-fn run(gpu: &Gpu, layer: &Linear, x: &Tensor, y: &Tensor, choice: KernelChoice) -> sparq::Result<()> {
+fn run(
+    gpu: &Gpu,
+    layer: &Linear,
+    x: &Tensor,
+    y: &Tensor,
+    choice: KernelChoice,
+) -> sparq::Result<()> {
     let plan = layer.plan(gpu, x, y, choice)?;
     let mut enc = gpu.encoder("test");
     sparq::gpu::record_pass(&mut enc, &plan, None);
@@ -109,8 +115,12 @@ fn group_formats_stay_off_the_int8_activation_kernels() {
         let x = Tensor::from_f32(&gpu, &vec![1.0; 2 * k], 2, k).unwrap();
         let y = Tensor::empty(&gpu, 2, n, ActDType::F32).unwrap();
         for format in [WeightFormat::Int8G32, WeightFormat::Int4Min { group: 32 }] {
-            let layer = Linear::new(&gpu, &PackedWeights::quantize(&w, n, k, format).unwrap(), None)
-                .unwrap();
+            let layer = Linear::new(
+                &gpu,
+                &PackedWeights::quantize(&w, n, k, format).unwrap(),
+                None,
+            )
+            .unwrap();
             for m in [1, 2, 8, 64] {
                 let s = layer.strategy_for(&gpu, m);
                 assert!(
@@ -133,7 +143,12 @@ fn group_formats_stay_off_the_int8_activation_kernels() {
                     Err(Error::Device(_)) => !runnable,
                     _ => false,
                 };
-                assert!(ok, "{} forced {s:?}: {:?}", format.name(), r.map(|p| p.len()));
+                assert!(
+                    ok,
+                    "{} forced {s:?}: {:?}",
+                    format.name(),
+                    r.map(|p| p.len())
+                );
             }
         }
     }

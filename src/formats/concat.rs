@@ -41,7 +41,10 @@ impl PackedWeights {
         let (scales, zeros) = match format {
             WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
             WeightFormat::Int8 => (
-                parts.iter().flat_map(|p| p.scales.iter().copied()).collect(),
+                parts
+                    .iter()
+                    .flat_map(|p| p.scales.iter().copied())
+                    .collect(),
                 Vec::new(),
             ),
             WeightFormat::Int8G32

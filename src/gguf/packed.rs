@@ -66,11 +66,17 @@ pub fn packed_weights(file: &Gguf, name: &str) -> Result<PackedWeights> {
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            dense(WeightFormat::F32, pad_rows(&w, n, k, row_words(WeightFormat::F32, k)))
+            dense(
+                WeightFormat::F32,
+                pad_rows(&w, n, k, row_words(WeightFormat::F32, k)),
+            )
         }
         GgmlType::BF16 => {
             let w: Vec<u32> = halves(bytes).iter().map(|&h| (h as u32) << 16).collect();
-            dense(WeightFormat::F32, pad_rows(&w, n, k, row_words(WeightFormat::F32, k)))
+            dense(
+                WeightFormat::F32,
+                pad_rows(&w, n, k, row_words(WeightFormat::F32, k)),
+            )
         }
         GgmlType::F16 => {
             let h = halves(bytes);
@@ -89,8 +95,9 @@ pub fn packed_weights(file: &Gguf, name: &str) -> Result<PackedWeights> {
             let data = blocks
                 .iter()
                 .flat_map(|b| {
-                    b.qs.chunks_exact(4)
-                        .map(|q| u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
+                    b.qs.chunks_exact(4).map(|q| {
+                        u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
+                    })
                 })
                 .collect();
             let d: Vec<u16> = blocks.iter().map(|b| u16::from_le_bytes(b.d)).collect();

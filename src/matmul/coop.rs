@@ -74,15 +74,20 @@ impl CoopTiling {
         // int4 64-deep single-buffered slices (two 32-weight blocks per row, so every
         // invocation decodes one).
         // The group formats take their relatives' tiles (unmeasured).
-        let int8 = matches!(format, WeightFormat::Int8 | WeightFormat::Int8G32);
-        let int4 = matches!(format, WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. });
-        let large = match m {
-            ..=128 => t(1, 4, 4, 2, 32, 2),
-            ..=256 if int8 => t(1, 4, 4, 2, 32, 2),
-            _ if int4 => t(4, 2, 2, 4, 64, 1),
-            ..=256 => t(2, 2, 2, 2, 32, 2),
-            ..=512 if int8 => t(2, 4, 2, 4, 16, 2),
-            _ if int8 => t(4, 2, 4, 4, 16, 2),
+        let family = match format {
+            WeightFormat::Int8G32 => WeightFormat::Int8,
+            WeightFormat::Int4Min { group } => WeightFormat::Int4 {
+                group,
+                asymmetric: false,
+            },
+            f => f,
+        };
+        let large = match (family, m) {
+            (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32, 2),
+            (WeightFormat::Int4 { .. }, _) => t(4, 2, 2, 4, 64, 1),
+            (_, ..=256) => t(2, 2, 2, 2, 32, 2),
+            (WeightFormat::Int8, ..=512) => t(2, 4, 2, 4, 16, 2),
+            (WeightFormat::Int8, _) => t(4, 2, 4, 4, 16, 2),
             _ => t(4, 2, 2, 4, 32, 2),
         };
         let grid = |t: &CoopTiling| m.div_ceil(t.bm() as usize) * n.div_ceil(t.bn() as usize);

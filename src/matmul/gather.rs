@@ -116,7 +116,11 @@ impl Linear {
         let format = self.format;
         GATHER
             .launch(gpu)
-            .label(format!("gather {} rows of {}", out.rows, self.format.name()))
+            .label(format!(
+                "gather {} rows of {}",
+                out.rows,
+                self.format.name()
+            ))
             .shader(variant_name(format), move || Ok(source(format)))
             .constants(&constants)
             .params(&params)
