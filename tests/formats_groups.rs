@@ -231,3 +231,41 @@ fn concat_rows_refuses_mismatches() {
         "{r:?}"
     );
 }
+
+#[test]
+fn packed_files_keep_every_format() {
+    use sparq::model::loader::{self, WeightFile};
+    use sparq::weights::LayerWeights;
+    let mut rng = rng("packed_files_keep_every_format");
+    let dir = common::bert::tmp("formats_groups");
+    let path = dir.join("packed.safetensors");
+    // An odd number of scale groups, so packed halves end mid-word.
+    let (n, k) = (5, 70);
+    let mut formats = WeightFormat::all();
+    formats.push(WeightFormat::Int4Min { group: 128 });
+    let packed: Vec<(String, LayerWeights)> = formats
+        .iter()
+        .map(|&f| {
+            let p = PackedWeights::quantize(&random(&mut rng, n * k), n, k, f).unwrap();
+            (f.name(), LayerWeights::Dense(p))
+        })
+        .collect();
+    loader::save(&path, &[], &packed, Default::default()).unwrap();
+    let file = WeightFile::open(&path).unwrap();
+    for (name, w) in &packed {
+        let LayerWeights::Dense(want) = w else {
+            unreachable!()
+        };
+        let got = file.matrix(name, n, k, WeightFormat::F32).unwrap();
+        let LayerWeights::Dense(got) = got else {
+            panic!("{name}: read back as sparse")
+        };
+        assert_eq!(got.format, want.format, "{name}");
+        assert_eq!(
+            (&got.data, &got.scales, &got.zeros),
+            (&want.data, &want.scales, &want.zeros),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
