@@ -5,8 +5,9 @@
 //!
 //! A weight matrix `W` is `n × k` (`n` outputs, `k` inputs), row-major, and each row is
 //! packed into whole 16-byte *blocks* so that a GPU lane reads one `vec4<u32>` per step and a
-//! subgroup reads consecutive 16-byte blocks of a row (coalesced). Rows are padded with
-//! weights that decode to exactly zero up to a multiple of the block:
+//! subgroup reads consecutive 16-byte blocks of a row (coalesced). Rows are padded up to a
+//! multiple of the block with weights that decode to exactly zero (the min formats: see
+//! *Padding* below):
 //!
 //! | format | block (weights / 16 B) | element | scale | zero point |
 //! | --- | --- | --- | --- | --- |
@@ -25,15 +26,18 @@
 //! reordering ggml's nibbles) and Q4_1, which map onto them bit for bit
 //! (`gguf::packed_weights`).
 //!
-//! Padding: i8 and symmetric/asymmetric u4 padding decodes to exactly zero. Min-format
-//! padding holds code 0, which decodes to the last group's minimum `m` (finite): `m` is
-//! shared with the real weights of a partial group, so no code makes it zero. It never
+//! `k` need not be a multiple of the group: the last group of a row is partial and its scale
+//! is computed from the weights it really has. Each int4 group's scale (and zero point) is the
+//! one of a few clipped ranges with the least squared error ([`int4`]); int8 scales each row to
+//! its largest magnitude; int8 g32 and the min formats quantize as ggml's Q8_0 and Q4_1 do.
+//!
+//! Padding: f32, f16, i8 and symmetric/asymmetric u4 padding decodes to exactly zero.
+//! Min-format padding holds code 0, which decodes to the last group's minimum `m` (finite):
+//! `m` is shared with the real weights of a partial group, so no code makes it zero. It never
 //! reaches a result: the host unpacking stops at `k`, the matrix kernels multiply it by x's
-//! padding, which is zero (a [`crate::tensor`] invariant, and the kernels stage zeros past
-//! `k`), and the row gather masks columns past `k`. `k` need not be a multiple of the group: the last group of a
-//! row is partial and its scale is computed from the weights it really has. Each group's
-//! scale (and zero point) is the one of a few clipped ranges with the least squared error
-//! ([`int4`]); int8 scales each row to its largest magnitude.
+//! padding, which is zero (an invariant of the activation tensors, and the kernels stage
+//! zeros past `k`), and the row gather masks columns past `k`. GGUF rows are whole groups,
+//! so mapped GGUF tensors have no padding at all.
 
 mod concat;
 pub mod gptq;
