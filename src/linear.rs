@@ -4,7 +4,7 @@
 //! above both kernel families, so that neither has to know the other's layer type.
 
 use crate::activation::Activation;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::{KernelChoice, Linear, Strategy};
 use crate::sparse::{SparseLinear, SparsePath};
@@ -145,6 +145,24 @@ impl LinearLayer {
                 };
                 l.plan_in(gpu, x, y, path, scratch)
             }
+        }
+    }
+
+    /// Dispatches writing `out[r, :] = W[ids[r], :]`: the rows `ids` (one u32 per row of
+    /// the f32 `out`) names, decoded (see [`Linear::plan_gather`]; an id ≥ `n` gives zeros).
+    /// Dense weights only: sparse ones are an error.
+    pub fn plan_gather(
+        &self,
+        gpu: &Gpu,
+        ids: &wgpu::Buffer,
+        out: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        match &self.weights {
+            Weights::Dense(l) => Ok(vec![l.plan_gather(gpu, ids, out)?]),
+            Weights::Sparse(l) => Err(Error::invalid(format!(
+                "a row gather reads dense weights, not {} ones",
+                l.format
+            ))),
         }
     }
 

@@ -24,6 +24,8 @@ fn formats() -> Vec<WeightFormat> {
             group: 128,
             asymmetric: true,
         },
+        WeightFormat::Int8G32,
+        WeightFormat::Int4Min { group: 32 },
     ]
 }
 

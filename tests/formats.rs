@@ -18,13 +18,14 @@ fn int4(group: u32, asymmetric: bool) -> WeightFormat {
     WeightFormat::Int4 { group, asymmetric }
 }
 
-/// Every int4 variant, including asymmetric with the larger groups.
+/// Every int4 variant, including asymmetric and min formats with the larger groups.
 fn int4_formats() -> Vec<WeightFormat> {
     let mut v = Vec::new();
     for group in [32, 64, 128] {
         for asymmetric in [false, true] {
             v.push(int4(group, asymmetric));
         }
+        v.push(WeightFormat::Int4Min { group });
     }
     v
 }
@@ -63,6 +64,14 @@ fn decode_padded_row(p: &PackedWeights, r: usize) -> Vec<f32> {
                     8.0
                 };
                 (q - z) * half_at(&p.scales, gi)
+            }
+            WeightFormat::Int8G32 => {
+                let q = (row[c / 4] >> (8 * (c % 4))) as u8 as i8;
+                q as f32 * half_at(&p.scales, r * p.k.div_ceil(32) + c / 32)
+            }
+            WeightFormat::Int4Min { group } => {
+                let gi = r * p.k.div_ceil(group as usize) + c / group as usize;
+                nibble_at(row, c) as f32 * half_at(&p.scales, gi) + half_at(&p.zeros, gi)
             }
         })
         .collect()
@@ -412,6 +421,11 @@ fn packed_layout_and_padding() {
                     let hg = n * k.div_ceil(group as usize);
                     (hg.div_ceil(2), if asymmetric { hg.div_ceil(8) } else { 0 })
                 }
+                WeightFormat::Int8G32 => ((n * k.div_ceil(32)).div_ceil(2), 0),
+                WeightFormat::Int4Min { group } => {
+                    let hg = (n * k.div_ceil(group as usize)).div_ceil(2);
+                    (hg, hg)
+                }
                 _ => (0, 0),
             };
             assert_eq!(p.scales.len(), scales, "{what}: scale words");
@@ -433,6 +447,12 @@ fn packed_layout_and_padding() {
                             d[r * k + c].to_bits(),
                             "{what}: [{r}, {c}] layout decode differs from dequantize"
                         );
+                    } else if let WeightFormat::Int4Min { group } = format {
+                        // Code 0, the last group's minimum (see the module documentation).
+                        let rw = p.row_words();
+                        assert_eq!(nibble_at(&p.data[r * rw..], c), 0, "{what}: pad code");
+                        let gi = r * p.groups() + (k - 1) / group as usize;
+                        assert_eq!(*v, half_at(&p.zeros, gi), "{what}: padding [{r}, {c}]");
                     } else {
                         assert_eq!(*v, 0.0, "{what}: padding [{r}, {c}] decodes to {v}");
                     }
@@ -476,6 +496,20 @@ fn row_slices_match_full_dequantization() {
                             }
                         }
                     }
+                    WeightFormat::Int8G32 | WeightFormat::Int4Min { .. } => {
+                        let hg = (r1 - r0) * groups;
+                        assert_eq!(s.scales.len(), hg.div_ceil(2), "{what}: scales");
+                        let min = matches!(format, WeightFormat::Int4Min { .. });
+                        let z = if min { hg.div_ceil(2) } else { 0 };
+                        assert_eq!(s.zeros.len(), z, "{what}: minimums");
+                        for i in 0..hg {
+                            let j = r0 * groups + i;
+                            assert_eq!(half_at(&s.scales, i), half_at(&p.scales, j), "{what}");
+                            if min {
+                                assert_eq!(half_at(&s.zeros, i), half_at(&p.zeros, j), "{what}");
+                            }
+                        }
+                    }
                     _ => assert!(s.scales.is_empty() && s.zeros.is_empty(), "{what}"),
                 }
                 let got = s.dequantize();
@@ -491,7 +525,8 @@ fn row_slices_match_full_dequantization() {
                 }
                 for r in 0..r1 - r0 {
                     let row = decode_padded_row(&s, r);
-                    assert!(row[k..].iter().all(|&v| v == 0.0), "{what}: padding");
+                    let full_row = decode_padded_row(&p, r0 + r);
+                    assert_eq!(row, full_row, "{what}: padding");
                 }
             }
         }
@@ -501,7 +536,7 @@ fn row_slices_match_full_dequantization() {
 #[test]
 fn names_round_trip() {
     let all = WeightFormat::all();
-    assert_eq!(all.len(), 7);
+    assert_eq!(all.len(), 9);
     for format in all.into_iter().chain(int4_formats()) {
         let name = format.name();
         assert_eq!(WeightFormat::parse(&name).unwrap(), format, "{name}");
@@ -514,6 +549,14 @@ fn names_round_trip() {
     }
     assert_eq!(WeightFormat::parse("int4").unwrap(), int4(32, false));
     assert_eq!(WeightFormat::parse("i8").unwrap(), WeightFormat::Int8);
+    assert_eq!(
+        WeightFormat::parse("int8g32").unwrap(),
+        WeightFormat::Int8G32
+    );
+    assert_eq!(
+        WeightFormat::parse("int4g32m").unwrap(),
+        WeightFormat::Int4Min { group: 32 }
+    );
     for bad in [
         "",
         "f64",
@@ -527,6 +570,12 @@ fn names_round_trip() {
         "int4g32aa",
         "int4g-32",
         "bf16",
+        "int4g32ma",
+        "int4g32am",
+        "int4g48m",
+        "int4gm",
+        "int8g64",
+        "int8g",
     ] {
         let r = WeightFormat::parse(bad);
         assert!(
@@ -539,9 +588,14 @@ fn names_round_trip() {
 #[test]
 fn bad_group_is_invalid() {
     let w = vec![0.5f32; 2 * 96];
-    for asymmetric in [false, true] {
+    let formats: [fn(u32) -> WeightFormat; 3] = [
+        |g| int4(g, false),
+        |g| int4(g, true),
+        |group| WeightFormat::Int4Min { group },
+    ];
+    for format in formats {
         for group in [0, 16, 48, 96, 256] {
-            let r = PackedWeights::quantize(&w, 2, 96, int4(group, asymmetric));
+            let r = PackedWeights::quantize(&w, 2, 96, format(group));
             assert!(
                 matches!(r, Err(Error::Input(InputError::Invalid(ref m))) if m.contains("group")),
                 "group {group}: {r:?}"

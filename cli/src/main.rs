@@ -67,7 +67,8 @@ struct BenchArgs {
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Weight formats, comma-separated (f32, f16, int8, int4g32, int4g64, int4g128, int4g32a).
+    /// Weight formats, comma-separated (f32, f16, int8, int8g32, int4g32, int4g64, int4g128,
+    /// int4g32a, int4g32m).
     #[arg(long, value_delimiter = ',', value_parser = WeightFormat::parse)]
     formats: Option<Vec<WeightFormat>>,
     /// Activation rows, comma-separated.

@@ -23,7 +23,8 @@ pub enum ModelCommand {
     Run {
         /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
         model: PathBuf,
-        /// Format of the linear weights: f32, f16, int8, int4 (= int4g32), int4g64, int4g32a, ...
+        /// Format of the linear weights: f32, f16, int8, int8g32, int4 (= int4g32), int4g64,
+        /// int4g32a, int4g32m, ...
         #[arg(long, default_value = "f32")]
         format: String,
         /// JSON input file (`-` for standard input).

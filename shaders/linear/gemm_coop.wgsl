@@ -88,7 +88,7 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
 #else
 #unroll q BLOCK_VEC4
         {
-            let h = vec4<f16>(decode(b.q, {q}u, b.sz.y) * b.sz.x);
+            let h = vec4<f16>(decode(b.q, {q}u, b.sz) * block_scale(b.sz));
             ws[o + {q}u * 4u] = h.x;
             ws[o + {q}u * 4u + 1u] = h.y;
             ws[o + {q}u * 4u + 2u] = h.z;

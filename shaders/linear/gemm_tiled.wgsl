@@ -64,7 +64,7 @@ fn main(
                 }
 #unroll j BLOCK_VEC4
                 {
-                    let d = decode(wv, {j}u, sz.y) * sz.x;
+                    let d = decode(wv, {j}u, sz) * block_scale(sz);
 #unroll c 4
                     ws[(bb * BLOCK_K + {j}u * 4u + {c}u) * (BN / 4u) + r / 4u][r % 4u] = d[{c}];
 #end

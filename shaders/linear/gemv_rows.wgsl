@@ -81,7 +81,7 @@ fn rows_partials(first_row: u32, lane: u32, team: u32, li: u32) -> array<f32, {{
                     let xv{m} = x_vec({m}u, kv0, xb + {j}u);
 #end
 #unroll r R
-                    let w{r} = decode(wv{u}_{r}, {j}u, sz{u}_{r}.y);
+                    let w{r} = decode(wv{u}_{r}, {j}u, sz{u}_{r});
 #unroll m M
                     part{r}[{m}] += dot(w{r}, xv{m});
 #end
@@ -90,7 +90,7 @@ fn rows_partials(first_row: u32, lane: u32, team: u32, li: u32) -> array<f32, {{
 #end
 #unroll r R
 #unroll m M
-                acc[{r} * {{M}} + {m}] += part{r}[{m}] * sz{u}_{r}.x;
+                acc[{r} * {{M}} + {m}] += part{r}[{m}] * block_scale(sz{u}_{r});
 #end
 #end
             }

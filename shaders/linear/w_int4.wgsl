@@ -14,12 +14,16 @@ fn block_scale_zero(row: u32, blk: u32) -> vec2<f32> {
     return vec2<f32>(s, z);
 }
 
-fn decode(wv: vec4<u32>, j: u32, zero: f32) -> vec4<f32> {
+fn decode(wv: vec4<u32>, j: u32, sz: vec2<f32>) -> vec4<f32> {
     let v = wv[j >> 1u] >> (16u * (j & 1u));
     let q = (vec4<u32>(v) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
     // OR-ing a small integer into the mantissa of 2^23 gives 2^23 + q exactly: two full-rate
     // operations instead of a slow integer-to-float conversion.
-    return bitcast<vec4<f32>>(q | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0 + zero);
+    return bitcast<vec4<f32>>(q | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0 + sz.y);
+}
+
+fn block_scale(sz: vec2<f32>) -> f32 {
+    return sz.x;
 }
 
 fn row_scale(row: u32) -> f32 {

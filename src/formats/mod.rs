@@ -5,23 +5,41 @@
 //!
 //! A weight matrix `W` is `n × k` (`n` outputs, `k` inputs), row-major, and each row is
 //! packed into whole 16-byte *blocks* so that a GPU lane reads one `vec4<u32>` per step and a
-//! subgroup reads consecutive 16-byte blocks of a row (coalesced). Rows are padded with
-//! weights that decode to exactly zero up to a multiple of the block:
+//! subgroup reads consecutive 16-byte blocks of a row (coalesced). Rows are padded up to a
+//! multiple of the block with weights that decode to exactly zero (the min formats: see
+//! *Padding* below):
 //!
 //! | format | block (weights / 16 B) | element | scale | zero point |
 //! | --- | --- | --- | --- | --- |
 //! | f32 | 4 | IEEE f32 | – | – |
 //! | f16 | 8 | IEEE f16, even k in the low half | – | – |
 //! | int8 | 16 | i8, k ascending from the low byte | f32 per row | – |
+//! | int8 g32 | 16 | i8, k ascending from the low byte | f16 per (row, group of 32) | – |
 //! | int4 g{32,64,128} | 32 | u4, k ascending from the low nibble | f16 per (row, group) | 8 (symmetric) or u4 per (row, group) |
+//! | int4 g{32,64,128} m | 32 | u4, k ascending from the low nibble | f16 `d` per (row, group) | f16 minimum `m` per (row, group) |
 //!
-//! Scales of int4 are `n × groups` f16 values packed two per `u32` (even index low);
-//! asymmetric zero points are `n × groups` nibbles packed eight per `u32`. A weight
-//! decodes as `(q - z) · s`. `k` need not be a multiple of the group: the last group of a
-//! row is partial and its scale is computed from the weights it really has. Each group's
-//! scale (and zero point) is the one of a few clipped ranges with the least squared error
-//! ([`int4`]); int8 scales each row to its largest magnitude.
+//! Scales of int4 and int8 g32 are `n × groups` f16 values packed two per `u32` (even index
+//! low); asymmetric zero points are `n × groups` nibbles packed eight per `u32`, the minimums
+//! of the `m` formats `n × groups` f16 values packed like the scales. An int4 weight decodes
+//! as `(q - z) · s`, an int8 g32 weight as `q · d`, a min-format weight as `q · d + m` (f32
+//! arithmetic in that order). These are GGUF's Q8_0, Q4_0 (int4 g32, zero point 8, after
+//! reordering ggml's nibbles) and Q4_1, which map onto them bit for bit
+//! (`gguf::packed_weights`).
+//!
+//! `k` need not be a multiple of the group: the last group of a row is partial and its scale
+//! is computed from the weights it really has. Each int4 group's scale (and zero point) is the
+//! one of a few clipped ranges with the least squared error ([`int4`]); int8 scales each row to
+//! its largest magnitude; int8 g32 and the min formats quantize as ggml's Q8_0 and Q4_1 do.
+//!
+//! Padding: f32, f16, i8 and symmetric/asymmetric u4 padding decodes to exactly zero.
+//! Min-format padding holds code 0, which decodes to the last group's minimum `m` (finite):
+//! `m` is shared with the real weights of a partial group, so no code makes it zero. It never
+//! reaches a result: the host unpacking stops at `k`, the matrix kernels multiply it by x's
+//! padding, which is zero (an invariant of the activation tensors, and the kernels stage
+//! zeros past `k`), and the row gather masks columns past `k`. GGUF rows are whole groups,
+//! so mapped GGUF tensors have no padding at all.
 
+mod concat;
 pub mod gptq;
 pub mod int4;
 mod pack;
@@ -37,12 +55,20 @@ pub enum WeightFormat {
     F16,
     /// Symmetric int8 with one f32 scale per output channel.
     Int8,
+    /// Symmetric int8 with one f16 scale per (row, group of 32 along `k`): GGUF's Q8_0.
+    Int8G32,
     /// Group-wise int4 with f16 scales, symmetric or with a 4-bit zero point per group.
     Int4 {
         /// Weights per scale along `k`: 32, 64 or 128.
         group: u32,
         /// Whether each group has its own zero point.
         asymmetric: bool,
+    },
+    /// Group-wise u4 `q` with an f16 scale `d` and an f16 minimum `m` per group, decoding as
+    /// `q · d + m`: GGUF's Q4_1 (group 32).
+    Int4Min {
+        /// Weights per scale along `k`: 32, 64 or 128.
+        group: u32,
     },
 }
 
@@ -60,6 +86,8 @@ impl WeightFormat {
             group: 32,
             asymmetric: true,
         });
+        v.push(WeightFormat::Int8G32);
+        v.push(WeightFormat::Int4Min { group: 32 });
         v
     }
 
@@ -68,20 +96,35 @@ impl WeightFormat {
         match self {
             WeightFormat::F32 => 4,
             WeightFormat::F16 => 8,
-            WeightFormat::Int8 => 16,
-            WeightFormat::Int4 { .. } => 32,
+            WeightFormat::Int8 | WeightFormat::Int8G32 => 16,
+            WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => 32,
         }
     }
 
-    /// Short name: `f32`, `f16`, `int8`, `int4g32`, `int4g32a` (asymmetric).
+    /// Weights per f16 scale along `k` for the group-wise formats (int8 g32, int4), else
+    /// `None`.
+    pub fn group(self) -> Option<usize> {
+        match self {
+            WeightFormat::Int8G32 => Some(32),
+            WeightFormat::Int4 { group, .. } | WeightFormat::Int4Min { group } => {
+                Some(group as usize)
+            }
+            _ => None,
+        }
+    }
+
+    /// Short name: `f32`, `f16`, `int8`, `int8g32`, `int4g32`, `int4g32a` (asymmetric),
+    /// `int4g32m` (scale and minimum).
     pub fn name(self) -> String {
         match self {
             WeightFormat::F32 => "f32".into(),
             WeightFormat::F16 => "f16".into(),
             WeightFormat::Int8 => "int8".into(),
+            WeightFormat::Int8G32 => "int8g32".into(),
             WeightFormat::Int4 { group, asymmetric } => {
                 format!("int4g{group}{}", if asymmetric { "a" } else { "" })
             }
+            WeightFormat::Int4Min { group } => format!("int4g{group}m"),
         }
     }
 
@@ -92,6 +135,7 @@ impl WeightFormat {
             "f32" => WeightFormat::F32,
             "f16" => WeightFormat::F16,
             "int8" | "i8" => WeightFormat::Int8,
+            "int8g32" => WeightFormat::Int8G32,
             "int4" | "i4" => WeightFormat::Int4 {
                 group: 32,
                 asymmetric: false,
@@ -100,15 +144,21 @@ impl WeightFormat {
                 let rest = s
                     .strip_prefix("int4g")
                     .ok_or_else(|| Error::invalid(format!("unknown weight format '{s}'")))?;
-                let (digits, asymmetric) = match rest.strip_suffix('a') {
-                    Some(d) => (d, true),
-                    None => (rest, false),
+                let (digits, suffix) = match rest.strip_suffix(['a', 'm']) {
+                    Some(d) => (d, rest.chars().last()),
+                    None => (rest, None),
                 };
                 let group = digits
                     .parse()
                     .map_err(|_| Error::invalid(format!("unknown weight format '{s}'")))?;
                 check_group(group)?;
-                WeightFormat::Int4 { group, asymmetric }
+                match suffix {
+                    Some('m') => WeightFormat::Int4Min { group },
+                    a => WeightFormat::Int4 {
+                        group,
+                        asymmetric: a.is_some(),
+                    },
+                }
             }
         })
     }
@@ -140,9 +190,11 @@ pub struct PackedWeights {
     pub k: usize,
     /// Packed rows, `n × row_words()` words.
     pub data: Vec<u32>,
-    /// Scales: f32 bits per row (int8) or packed f16 pairs per (row, group) (int4); else empty.
+    /// Scales: f32 bits per row (int8) or packed f16 pairs per (row, group) (int8 g32, int4);
+    /// else empty.
     pub scales: Vec<u32>,
-    /// Packed 4-bit zero points per (row, group) for asymmetric int4; else empty.
+    /// Packed 4-bit zero points per (row, group) for asymmetric int4, packed f16 minimums
+    /// per (row, group) for [`WeightFormat::Int4Min`]; else empty.
     pub zeros: Vec<u32>,
 }
 
@@ -176,10 +228,26 @@ impl PackedWeights {
                 w[i]
             )));
         }
-        if let WeightFormat::Int4 { group, .. } = format {
+        if let WeightFormat::Int4 { group, .. } | WeightFormat::Int4Min { group } = format {
             check_group(group)?;
         }
-        Ok(pack::pack(w, n, k, format))
+        let p = pack::pack(w, n, k, format);
+        // The new group formats keep f16 scales of the weights' own size (int8 g32: a
+        // 127th of the largest; the min formats: the minimum itself), which overflow for
+        // weights past f16's range instead of clipping them.
+        if matches!(format, WeightFormat::Int8G32 | WeightFormat::Int4Min { .. })
+            && let Some(i) = (0..n * p.groups()).find(|&i| {
+                !pack::half_f32(&p.scales, i).is_finite()
+                    || (!p.zeros.is_empty() && !pack::half_f32(&p.zeros, i).is_finite())
+            })
+        {
+            return Err(Error::invalid(format!(
+                "weights of row {} are too large for the f16 scales of {}",
+                i / p.groups(),
+                format.name()
+            )));
+        }
+        Ok(p)
     }
 
     /// Packs bf16 weights (as raw u16 bits) by widening them to f32 first.
@@ -196,12 +264,9 @@ impl PackedWeights {
         row_words(self.format, self.k)
     }
 
-    /// Scale groups per row (int4), else 0.
+    /// Scale groups per row (int8 g32, int4), else 0.
     pub fn groups(&self) -> usize {
-        match self.format {
-            WeightFormat::Int4 { group, .. } => self.k.div_ceil(group as usize),
-            _ => 0,
-        }
+        self.format.group().map_or(0, |g| self.k.div_ceil(g))
     }
 
     /// Bytes a kernel reads to use every weight once (data, scales, zero points).
@@ -239,17 +304,19 @@ impl PackedWeights {
         let rw = self.row_words();
         let (scales, zeros) = match self.format {
             WeightFormat::Int8 => (self.scales[r0..r1].to_vec(), Vec::new()),
-            WeightFormat::Int4 { asymmetric, .. } => {
+            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => {
                 let g = self.groups();
                 let s = pack::halves_of(&self.scales, r0 * g, r1 * g);
-                let z = if asymmetric {
-                    pack::nibbles_of(&self.zeros, r0 * g, r1 * g)
-                } else {
-                    Vec::new()
+                let z = match self.format {
+                    WeightFormat::Int4 {
+                        asymmetric: true, ..
+                    } => pack::nibbles_of(&self.zeros, r0 * g, r1 * g),
+                    WeightFormat::Int4Min { .. } => pack::halves_of(&self.zeros, r0 * g, r1 * g),
+                    _ => Vec::new(),
                 };
                 (s, z)
             }
-            _ => (Vec::new(), Vec::new()),
+            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
         };
         PackedWeights {
             format: self.format,

@@ -41,6 +41,8 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
             let params = int4::all_group_params(w, n, k, group as usize, asymmetric);
             return pack_int4(w, n, k, format, &params);
         }
+        WeightFormat::Int8G32 => return pack_int8_g32(w, n, k),
+        WeightFormat::Int4Min { group } => return pack_int4_min(w, n, k, group as usize),
     }
     PackedWeights {
         format,
@@ -105,7 +107,87 @@ pub(super) fn pack_int4(
     }
 }
 
-fn pack_halves(h: &[u16]) -> Vec<u32> {
+/// Int8 in groups of 32 as ggml's `quantize_row_q8_0` does it: `d` = the group's largest
+/// magnitude / 127 rounded to f16, each weight rounded to its nearest multiple of `d`.
+/// Padding bytes are 0 and decode to exactly zero.
+fn pack_int8_g32(w: &[f32], n: usize, k: usize) -> PackedWeights {
+    let format = WeightFormat::Int8G32;
+    let rw = row_words(format, k);
+    let groups = k.div_ceil(32);
+    let mut data = vec![0u32; n * rw];
+    let mut halves = Vec::with_capacity(n * groups);
+    for r in 0..n {
+        for gi in 0..groups {
+            let (c0, c1) = (gi * 32, (gi * 32 + 32).min(k));
+            let vals = &w[r * k + c0..r * k + c1];
+            let amax = vals.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = f16::from_f32(amax / 127.0);
+            halves.push(d.to_bits());
+            let df = d.to_f32();
+            for (j, v) in vals.iter().enumerate() {
+                let q = if df == 0.0 {
+                    0
+                } else {
+                    (v / df).round().clamp(-127.0, 127.0) as i8 as u8 as u32
+                };
+                let c = c0 + j;
+                data[r * rw + c / 4] |= q << (8 * (c % 4));
+            }
+        }
+    }
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales: pack_halves(&halves),
+        zeros: Vec::new(),
+    }
+}
+
+/// u4 with a scale and a minimum per group as ggml's `quantize_row_q4_1` does it: `m` = the
+/// group's minimum, `d` = its range / 15 (both rounded to f16), each weight rounded to its
+/// nearest code against the rounded `d` and `m`. Padding codes are 0 (see the module
+/// documentation).
+fn pack_int4_min(w: &[f32], n: usize, k: usize, g: usize) -> PackedWeights {
+    let format = WeightFormat::Int4Min { group: g as u32 };
+    let rw = row_words(format, k);
+    let groups = k.div_ceil(g);
+    let mut data = vec![0u32; n * rw];
+    let mut ds = Vec::with_capacity(n * groups);
+    let mut ms = Vec::with_capacity(n * groups);
+    for r in 0..n {
+        for gi in 0..groups {
+            let (c0, c1) = (gi * g, (gi * g + g).min(k));
+            let vals = &w[r * k + c0..r * k + c1];
+            let lo = vals.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+            let hi = vals.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let (d, m) = (f16::from_f32((hi - lo) / 15.0), f16::from_f32(lo));
+            ds.push(d.to_bits());
+            ms.push(m.to_bits());
+            let (df, mf) = (d.to_f32(), m.to_f32());
+            for (j, v) in vals.iter().enumerate() {
+                let q = if df == 0.0 {
+                    0
+                } else {
+                    ((v - mf) / df).round().clamp(0.0, 15.0) as u32
+                };
+                let c = c0 + j;
+                data[r * rw + c / 8] |= q << (4 * (c % 8));
+            }
+        }
+    }
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales: pack_halves(&ds),
+        zeros: pack_halves(&ms),
+    }
+}
+
+pub(super) fn pack_halves(h: &[u16]) -> Vec<u32> {
     let mut out = vec![0u32; h.len().div_ceil(2)];
     for (i, &v) in h.iter().enumerate() {
         out[i / 2] |= (v as u32) << (16 * (i % 2));
@@ -113,7 +195,7 @@ fn pack_halves(h: &[u16]) -> Vec<u32> {
     out
 }
 
-fn pack_nibbles(z: &[u32]) -> Vec<u32> {
+pub(super) fn pack_nibbles(z: &[u32]) -> Vec<u32> {
     let mut out = vec![0u32; z.len().div_ceil(8)];
     for (i, &v) in z.iter().enumerate() {
         out[i / 8] |= (v & 0xF) << (4 * (i % 8));
@@ -121,11 +203,16 @@ fn pack_nibbles(z: &[u32]) -> Vec<u32> {
     out
 }
 
-fn half_at(words: &[u32], i: usize) -> u16 {
+pub(super) fn half_at(words: &[u32], i: usize) -> u16 {
     (words[i / 2] >> (16 * (i % 2))) as u16
 }
 
-fn nibble_at(words: &[u32], i: usize) -> u32 {
+/// The f16 at index `i` of a packed f16 array, as f32.
+pub(super) fn half_f32(words: &[u32], i: usize) -> f32 {
+    f16::from_bits(half_at(words, i)).to_f32()
+}
+
+pub(super) fn nibble_at(words: &[u32], i: usize) -> u32 {
     (words[i / 8] >> (4 * (i % 8))) & 0xF
 }
 
@@ -162,6 +249,15 @@ pub(super) fn unpack(p: &PackedWeights) -> Vec<f32> {
                     };
                     let s = f16::from_bits(half_at(&p.scales, gi)).to_f32();
                     (q as f32 - z as f32) * s
+                }
+                WeightFormat::Int8G32 => {
+                    let q = (row[c / 4] >> (8 * (c % 4))) as u8 as i8;
+                    q as f32 * half_f32(&p.scales, r * p.groups() + c / 32)
+                }
+                WeightFormat::Int4Min { group } => {
+                    let gi = r * p.groups() + c / group as usize;
+                    let q = (row[c / 8] >> (4 * (c % 8))) & 0xF;
+                    q as f32 * half_f32(&p.scales, gi) + half_f32(&p.zeros, gi)
                 }
             };
         }

@@ -18,11 +18,13 @@
 //! # Ok(()) }
 //! ```
 
+mod packed;
 mod parse;
 mod types;
 #[doc(hidden)]
 pub mod writer;
 
+pub use packed::packed_weights;
 pub use types::{
     BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlBlock, GgmlType, SUPPORTED_TYPES, dequantize,
 };

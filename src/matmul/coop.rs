@@ -73,7 +73,16 @@ impl CoopTiling {
         // then 128 × 128 tiles of 8 subgroups; int8 prefers 256 × 128 with 16-deep slices,
         // int4 64-deep single-buffered slices (two 32-weight blocks per row, so every
         // invocation decodes one).
-        let large = match (format, m) {
+        // The group formats take their relatives' tiles (unmeasured).
+        let family = match format {
+            WeightFormat::Int8G32 => WeightFormat::Int8,
+            WeightFormat::Int4Min { group } => WeightFormat::Int4 {
+                group,
+                asymmetric: false,
+            },
+            f => f,
+        };
+        let large = match (family, m) {
             (_, ..=128) | (WeightFormat::Int8, ..=256) => t(1, 4, 4, 2, 32, 2),
             (WeightFormat::Int4 { .. }, _) => t(4, 2, 2, 4, 64, 1),
             (_, ..=256) => t(2, 2, 2, 2, 32, 2),

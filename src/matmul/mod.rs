@@ -7,6 +7,7 @@
 
 pub mod coop;
 pub mod dp4a;
+mod gather;
 mod quant_x;
 mod shader;
 mod tuning;
@@ -469,9 +470,13 @@ impl Linear {
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("ACT", self.activation.map_or(0, Activation::code) as f64),
         ];
-        if let WeightFormat::Int4 { group, asymmetric } = self.format {
-            constants.push(("GROUP", group as f64));
-            constants.push(("ASYM", asymmetric as u8 as f64));
+        match self.format {
+            WeightFormat::Int4 { group, asymmetric } => {
+                constants.push(("GROUP", group as f64));
+                constants.push(("ASYM", asymmetric as u8 as f64));
+            }
+            WeightFormat::Int4Min { group } => constants.push(("GROUP", group as f64)),
+            _ => {}
         }
         let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
@@ -562,11 +567,14 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             n, k, row_blocks, groups, m, x_stride4, y_stride, n_out, y_offset, k4, row0, pad),
         quant_x::params_layout(),
         dp4a::params_layout(),
+        gather::params_layout(),
     ]
 }
 
 /// Every WGSL module the linear kernels can ask for, as (pipeline name, WGSL or the template
 /// error), for validating them offline (see `tests/shader_variants.rs`).
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
-    variants::variants()
+    let mut v = variants::variants();
+    v.extend(gather::variants());
+    v
 }

@@ -12,6 +12,8 @@ const W_F32: &str = include_str!("../../shaders/linear/w_f32.wgsl");
 const W_F16: &str = include_str!("../../shaders/linear/w_f16.wgsl");
 const W_INT8: &str = include_str!("../../shaders/linear/w_int8.wgsl");
 const W_INT4: &str = include_str!("../../shaders/linear/w_int4.wgsl");
+const W_INT8G32: &str = include_str!("../../shaders/linear/w_int8g32.wgsl");
+const W_INT4M: &str = include_str!("../../shaders/linear/w_int4m.wgsl");
 const GEMV_ROWS: &str = include_str!("../../shaders/linear/gemv_rows.wgsl");
 const GEMV_SUBGROUP: &str = include_str!("../../shaders/linear/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/linear/gemv_workgroup.wgsl");
@@ -88,16 +90,37 @@ pub fn variant_name(
     act: ActDType,
     vars: &[(&str, i64)],
 ) -> String {
-    let w = match format {
-        WeightFormat::Int4 { .. } => "int4",
-        f => match f {
-            WeightFormat::F32 => "f32",
-            WeightFormat::F16 => "f16",
-            _ => "int8",
-        },
-    };
+    let w = decoder_name(format);
     let v: String = vars.iter().map(|(n, v)| format!("_{n}{v}")).collect();
     format!("linear_{}_{w}_{act:?}{v}", strategy.name())
+}
+
+/// The name of `format`'s decoder (`shaders/linear/w_NAME.wgsl`): one per layout, as group
+/// sizes and zero points are override constants.
+pub(super) fn decoder_name(format: WeightFormat) -> &'static str {
+    match format {
+        WeightFormat::F32 => "f32",
+        WeightFormat::F16 => "f16",
+        WeightFormat::Int8 => "int8",
+        WeightFormat::Int8G32 => "int8g32",
+        WeightFormat::Int4 { .. } => "int4",
+        WeightFormat::Int4Min { .. } => "int4m",
+    }
+}
+
+/// The decoder of `format` (see [`decoder_name`]): `BLOCK_VEC4`, `block_scale_zero(row,
+/// blk)`, `decode(wv, j, sz)`, `block_scale(sz)` and `row_scale(row)`, reading `w`,
+/// `scales`, `zeros` and `p.groups` of the module it joins. A block's weights are
+/// `decode(wv, j, sz) · block_scale(sz) · row_scale(row)`.
+pub(super) fn decoder(format: WeightFormat) -> &'static str {
+    match format {
+        WeightFormat::F32 => W_F32,
+        WeightFormat::F16 => W_F16,
+        WeightFormat::Int8 => W_INT8,
+        WeightFormat::Int8G32 => W_INT8G32,
+        WeightFormat::Int4 { .. } => W_INT4,
+        WeightFormat::Int4Min { .. } => W_INT4M,
+    }
 }
 
 /// The WGSL source of one variant (group size and zero points are override constants;
@@ -115,13 +138,7 @@ pub fn source(
         (_, true) => ACT_Q8,
         (act, false) => act.wgsl(),
     };
-    let mut w_src = match format {
-        WeightFormat::F32 => W_F32,
-        WeightFormat::F16 => W_F16,
-        WeightFormat::Int8 => W_INT8,
-        WeightFormat::Int4 { .. } => W_INT4,
-    }
-    .to_string();
+    let mut w_src = decoder(format).to_string();
     if strategy.quantizes_activations() {
         w_src.push_str(match format {
             WeightFormat::Int8 => W_INT8_Q8,

@@ -13,8 +13,8 @@ use crate::gpu::Gpu;
 pub fn coop_min_rows(format: WeightFormat) -> usize {
     match format {
         WeightFormat::F32 | WeightFormat::F16 => 32,
-        WeightFormat::Int8 => 48,
-        WeightFormat::Int4 { .. } => 64,
+        WeightFormat::Int8 | WeightFormat::Int8G32 => 48,
+        WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => 64,
     }
 }
 
@@ -35,10 +35,11 @@ impl GemvTuning {
             (WeightFormat::F32, _) => (4, 1, false),
             (WeightFormat::F16, true) => (2, 1, false),
             (WeightFormat::F16, false) => (4, 1, false),
-            (WeightFormat::Int8, true) => (2, 1, false),
-            (WeightFormat::Int8, false) => (4, 1, true),
-            (WeightFormat::Int4 { .. }, true) => (4, 1, false),
-            (WeightFormat::Int4 { .. }, false) => (4, 2, true),
+            // The group formats read like their per-row or per-group relatives (unmeasured).
+            (WeightFormat::Int8 | WeightFormat::Int8G32, true) => (2, 1, false),
+            (WeightFormat::Int8 | WeightFormat::Int8G32, false) => (4, 1, true),
+            (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, true) => (4, 1, false),
+            (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, false) => (4, 2, true),
         };
         Self::with_overrides(&cfg.gemv, r, u, subgroups, staged)
     }

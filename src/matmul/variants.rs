@@ -13,6 +13,8 @@ use crate::tensor::ActDType;
 /// defaults pick, on subgroups of 32 and 64. Empty where the pair has no kernel.
 fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static str, i64)>> {
     use super::tuning::{GemmTiling, GemvTuning, x_chunk4};
+    // The int8-activation kernels take int8 and int4 weights only (none for the group
+    // formats: `Linear` falls back to float activations for them).
     let int = matches!(format, WeightFormat::Int8 | WeightFormat::Int4 { .. });
     let mut out: Vec<Vec<(&'static str, i64)>> = Vec::new();
     match strategy {
@@ -88,7 +90,7 @@ fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static s
 /// error): [`source`] over every strategy, weight format and activation type with the
 /// variables of `variant_vars`, the two quantization kernels, for tests that validate
 /// them offline. One int4 format stands for all: group size and zero points are override
-/// constants.
+/// constants; likewise one min format.
 pub fn variants() -> Vec<(String, Result<String>)> {
     let formats = [
         WeightFormat::F32,
@@ -98,6 +100,8 @@ pub fn variants() -> Vec<(String, Result<String>)> {
             group: 32,
             asymmetric: false,
         },
+        WeightFormat::Int8G32,
+        WeightFormat::Int4Min { group: 32 },
     ];
     let mut out = Vec::new();
     for act in [ActDType::F32, ActDType::F16] {

@@ -265,28 +265,33 @@ impl WeightFile {
         let format = WeightFormat::parse(&p.format)
             .map_err(|e| bad("a known packed format".into(), e.to_string()))?;
         let data = self.words(name, n * row_words(format, k))?;
-        let groups = match format {
-            WeightFormat::Int4 { group, .. } => k.div_ceil(group as usize),
-            _ => 0,
-        };
+        let groups = format.group().map_or(0, |g| k.div_ceil(g));
         let (scales, zeros) = match format {
             WeightFormat::Int8 => (self.words(&format!("{name}.scales"), n)?, Vec::new()),
-            WeightFormat::Int4 { asymmetric, .. } => {
+            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => {
                 let s = self.words(&format!("{name}.scales"), (n * groups).div_ceil(2))?;
-                let z = if asymmetric {
-                    self.words(&format!("{name}.zeros"), (n * groups).div_ceil(8))?
-                } else {
-                    Vec::new()
+                let z = match format {
+                    WeightFormat::Int4 {
+                        asymmetric: true, ..
+                    } => self.words(&format!("{name}.zeros"), (n * groups).div_ceil(8))?,
+                    WeightFormat::Int4Min { .. } => {
+                        self.words(&format!("{name}.zeros"), (n * groups).div_ceil(2))?
+                    }
+                    _ => Vec::new(),
                 };
                 (s, z)
             }
-            _ => (Vec::new(), Vec::new()),
+            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
+        };
+        let halves_finite = |w: &[u32]| {
+            w.iter().all(|&s| {
+                f16::from_bits(s as u16).is_finite() && f16::from_bits((s >> 16) as u16).is_finite()
+            })
         };
         let finite = match format {
             WeightFormat::Int8 => scales.iter().all(|&s| f32::from_bits(s).is_finite()),
-            WeightFormat::Int4 { .. } => scales.iter().all(|&s| {
-                f16::from_bits(s as u16).is_finite() && f16::from_bits((s >> 16) as u16).is_finite()
-            }),
+            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } => halves_finite(&scales),
+            WeightFormat::Int4Min { .. } => halves_finite(&scales) && halves_finite(&zeros),
             WeightFormat::F32 => data.iter().all(|&w| f32::from_bits(w).is_finite()),
             WeightFormat::F16 => data.iter().all(|&w| {
                 f16::from_bits(w as u16).is_finite() && f16::from_bits((w >> 16) as u16).is_finite()
