@@ -144,11 +144,12 @@ pub fn paged_scratch_bytes(t: usize, heads: usize, head_dim: usize, max_context:
 }
 
 /// Keys per staged tile for a group of `group` heads of `d`: the most of 64, 32, ..., 4 whose
-/// tile (K and V words, group × kc scores) fits beside the group's q and softmax state.
+/// tile (K words in rows padded to an odd count, V words, group × kc scores) fits beside the
+/// group's q and its per-head max and rescale factor.
 fn tile_keys(group: usize, d: usize) -> Option<usize> {
     [64, 32, 16, 8, 4]
         .into_iter()
-        .find(|&kc| kc * d + group * d + group * kc + 3 * group <= PA_SH)
+        .find(|&kc| kc * (((d / 2) | 1) + d / 2) + group * d + group * kc + 2 * group <= PA_SH)
 }
 
 /// Causal grouped-query attention of `q` (`T × heads·head_dim` f32, RoPE applied, e.g. by
