@@ -156,8 +156,9 @@ fn tile_keys(group: usize, d: usize) -> Option<usize> {
 /// [`kv_append`](super::kv_append)) over the paged cache: row `r` at `(seq, pos) = rows[r]`
 /// attends with each query head `h` to keys and values `0 ..= pos` of its sequence in kv head
 /// `h / (heads / kv_heads)`, scaled by `1/sqrt(head_dim)`, softmax in f32 (online). `out` is
-/// `T × heads·head_dim` f32 (row padding zero). Prefill (a pass's prompt rows, whose K and V
-/// `kv_append` has just written) and decode (one row per sequence) are the same call.
+/// `T × heads·head_dim` f32 (row padding zero), another tensor than `q`. Prefill (a pass's
+/// prompt rows, whose K and V `kv_append` has just written) and decode (one row per
+/// sequence) are the same call.
 ///
 /// `max_context` is the plan's bound on `pos + 1`; it fixes the context split
 /// ([`paged_split`]): with more than one split the splits write partials to `scratch`
