@@ -5,9 +5,11 @@
 // head, over the split's keys [split · split_keys, (split + 1) · split_keys). Keys are staged
 // kc at a time in workgroup memory (packed f16, as in the pools), so each K/V word is read
 // from the pool once for the whole group. Per tile: the group × kc scores (one dot product
-// per invocation), then one invocation per query head takes the online-softmax step (new
-// max, rescale factor, weights written over the scores), then each invocation updates the
-// accumulators of the (head, component pair)s it owns (NA of them, WG apart).
+// per invocation); one invocation per query head finds the new running max and the rescale
+// factor; the weights exp(score - max), one per invocation, written over the scores; then
+// each invocation rescales and updates the accumulators of the (head, component pair)s it
+// owns (NA of them, WG apart), and the running sum of their head, which every owner of the
+// head keeps alike (the same additions in the same order), so it is never shared.
 // MERGE: the splits write their (max, sum, unnormalised accumulator) to dst, the scratch,
 // at ((r · heads + h) · splits + split) · (head_dim + 2), and paged_combine merges them; a
 // split wholly past the row's keys writes nothing (the combine does not read it). Otherwise
@@ -40,8 +42,10 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> dst: array<f32>;
 
 // Workgroup memory, carved at run time (the host checks that the parts fit): staged keys
-// [0, kc·half), values [kc·half, 2·kc·half), the group's scaled q (group · head_dim f32),
-// scores then weights (group × kc), and per query head (max, sum) pairs and the tile's
+// [0, kc·ks) in rows of ks = half | 1 words (an odd stride, so the invocations scoring
+// different keys at once read different banks), values [kc·ks, kc·(ks + half)) in rows of
+// half, the group's scaled q (group · head_dim f32),
+// scores then weights (group × kc), and per query head the running max and the tile's
 // rescale factor.
 var<workgroup> sh: array<u32, {{SH}}>;
 
@@ -75,21 +79,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let half = d / 2u;
     let g = p.group;
     let kc = p.kc;
-    let voff = kc * half;
-    let qoff = 2u * voff;
+    let ks = half | 1u;
+    let voff = kc * ks;
+    let qoff = voff + kc * half;
     let soff = qoff + g * d;
     let moff = soff + g * kc;
-    let roff = moff + 2u * g;
+    let roff = moff + g;
     let qb = r * p.q_stride + kvh * g * d;
     for (var i = t; i < g * d; i += {{WG}}u) {
         sh[qoff + i] = bitcast<u32>(q[qb + i] * p.scale);
     }
     for (var i = t; i < g; i += {{WG}}u) {
-        sh[moff + 2u * i] = bitcast<u32>(MASKED);
-        sh[moff + 2u * i + 1u] = bitcast<u32>(0.0);
+        sh[moff + i] = bitcast<u32>(MASKED);
     }
 #unroll a NA
     var acc{a} = vec2<f32>(0.0);
+    var l{a} = 0.0;
 #end
     // A row past the tables has no keys; the clamp only keeps its (unused) base in bounds.
     let tb = select(0u, seq, seq < p.seqs) * p.table_stride;
@@ -101,7 +106,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let block = min(tables[tb + key / p.block_size], p.blocks - 1u);
             let at = paged_slot(block, kvh, p.kv_heads, key % p.block_size, p.block_size, half)
                 + s % half;
-            sh[s] = k_pool[at];
+            sh[s / half * ks + s % half] = k_pool[at];
             sh[voff + s] = v_pool[at];
         }
         workgroupBarrier();
@@ -111,7 +116,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             var s = 0.0;
             for (var w = 0u; w < half; w++) {
                 let qq = vec2<f32>(shf(qoff + gi * d + 2u * w), shf(qoff + gi * d + 2u * w + 1u));
-                s += dot(qq, unpack2x16float(sh[jj * half + w]));
+                s += dot(qq, unpack2x16float(sh[jj * ks + w]));
             }
             sh[soff + gi * kc + jj] = bitcast<u32>(s);
         }
@@ -121,18 +126,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             for (var jj = 0u; jj < kn; jj++) {
                 cm = max(cm, shf(soff + gi * kc + jj));
             }
-            let m = shf(moff + 2u * gi);
+            let m = shf(moff + gi);
             let m2 = max(m, cm);
-            let rr = exp(m - m2);
-            var ws = 0.0;
-            for (var jj = 0u; jj < kn; jj++) {
-                let wj = exp(shf(soff + gi * kc + jj) - m2);
-                sh[soff + gi * kc + jj] = bitcast<u32>(wj);
-                ws += wj;
-            }
-            sh[moff + 2u * gi] = bitcast<u32>(m2);
-            sh[moff + 2u * gi + 1u] = bitcast<u32>(shf(moff + 2u * gi + 1u) * rr + ws);
-            sh[roff + gi] = bitcast<u32>(rr);
+            sh[moff + gi] = bitcast<u32>(m2);
+            sh[roff + gi] = bitcast<u32>(exp(m - m2));
+        }
+        workgroupBarrier();
+        for (var e = t; e < g * kn; e += {{WG}}u) {
+            let gi = e / kn;
+            let at = soff + gi * kc + e - gi * kn;
+            sh[at] = bitcast<u32>(exp(shf(at) - shf(moff + gi)));
         }
         workgroupBarrier();
 #unroll a NA
@@ -141,16 +144,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             if (i < g * half) {
                 let gi = i / half;
                 let w = i - gi * half;
-                var x = acc{a} * shf(roff + gi);
+                let rr = shf(roff + gi);
+                var x = acc{a} * rr;
+                var ls = 0.0;
                 for (var jj = 0u; jj < kn; jj++) {
-                    x += shf(soff + gi * kc + jj) * unpack2x16float(sh[voff + jj * half + w]);
+                    let wj = shf(soff + gi * kc + jj);
+                    x += wj * unpack2x16float(sh[voff + jj * half + w]);
+                    ls += wj;
                 }
                 acc{a} = x;
+                l{a} = l{a} * rr + ls;
             }
         }
 #end
     }
-    // The (max, sum) pairs are final; with no tile at all, this orders their initial writes.
+    // The maxima are final; with no tile at all, this orders their initial writes.
     workgroupBarrier();
 #unroll a NA
     {
@@ -159,11 +167,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             let gi = i / half;
             let w = i - gi * half;
             let h = kvh * g + gi;
-            let l = shf(moff + 2u * gi + 1u);
+            let l = l{a};
 #if MERGE
             let base = ((r * p.heads + h) * p.splits + split) * (d + 2u);
             if (w == 0u) {
-                dst[base] = shf(moff + 2u * gi);
+                dst[base] = shf(moff + gi);
                 dst[base + 1u] = l;
             }
             dst[base + 2u + 2u * w] = acc{a}.x;

@@ -181,10 +181,9 @@ fn check_common(
 
 /// Appends one pass's token rows to the cache. `qkv` is `T × (heads + 2·kv_heads)·head_dim`
 /// f32, `[Q | K | V]` (as the fused projection writes it, bias included); for each row `r`
-/// at `(seq, pos) = rows[r]`:
-/// `q_out[r] = RoPE(Q)` (f32, `T × heads·head_dim`), and `RoPE(K)` and `V` go to the pools
-/// at the row's slot, rounded to f16. RoPE is `rope`'s (the same frequencies and rotation),
-/// turning to `pos`. A row whose sequence is past `tables`, whose position is past its table
+/// at `(seq, pos) = rows[r]`: `q_out[r] = RoPE(Q)` (f32, `T × heads·head_dim`, not `qkv`'s
+/// buffer), and `RoPE(K)` and `V` go to the pools at the row's slot, rounded to f16. RoPE is
+/// `rope`'s (the same frequencies and rotation), turning to `pos`. A row whose sequence is past `tables`, whose position is past its table
 /// row (`table_stride · block_size`), or whose block id is past the pool writes no K or V.
 #[allow(clippy::too_many_arguments)]
 pub fn kv_append(

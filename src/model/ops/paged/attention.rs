@@ -144,19 +144,21 @@ pub fn paged_scratch_bytes(t: usize, heads: usize, head_dim: usize, max_context:
 }
 
 /// Keys per staged tile for a group of `group` heads of `d`: the most of 64, 32, ..., 4 whose
-/// tile (K and V words, group × kc scores) fits beside the group's q and softmax state.
+/// tile (K words in rows padded to an odd count, V words, group × kc scores) fits beside the
+/// group's q and its per-head max and rescale factor.
 fn tile_keys(group: usize, d: usize) -> Option<usize> {
     [64, 32, 16, 8, 4]
         .into_iter()
-        .find(|&kc| kc * d + group * d + group * kc + 3 * group <= PA_SH)
+        .find(|&kc| kc * (((d / 2) | 1) + d / 2) + group * d + group * kc + 2 * group <= PA_SH)
 }
 
 /// Causal grouped-query attention of `q` (`T × heads·head_dim` f32, RoPE applied, e.g. by
 /// [`kv_append`](super::kv_append)) over the paged cache: row `r` at `(seq, pos) = rows[r]`
 /// attends with each query head `h` to keys and values `0 ..= pos` of its sequence in kv head
 /// `h / (heads / kv_heads)`, scaled by `1/sqrt(head_dim)`, softmax in f32 (online). `out` is
-/// `T × heads·head_dim` f32 (row padding zero). Prefill (a pass's prompt rows, whose K and V
-/// `kv_append` has just written) and decode (one row per sequence) are the same call.
+/// `T × heads·head_dim` f32 (row padding zero), another tensor than `q`. Prefill (a pass's
+/// prompt rows, whose K and V `kv_append` has just written) and decode (one row per
+/// sequence) are the same call.
 ///
 /// `max_context` is the plan's bound on `pos + 1`; it fixes the context split
 /// ([`paged_split`]): with more than one split the splits write partials to `scratch`
