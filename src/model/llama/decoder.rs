@@ -25,7 +25,7 @@ use crate::graph::{Executor, Pass, Slots, Step};
 use crate::linear::{LinearLayer, LinearOptions};
 use crate::model::decode::{self, CausalLm, Chunk, StepLayout, StepOutput, StepShape};
 use crate::model::kv::{PagedCache, SeqId};
-use crate::model::ops::{self, KvLayout, Norm, Rope, Table};
+use crate::model::ops::{self, KvLayout, Norm, Rope};
 use crate::model::{GpuRef, view};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -77,7 +77,8 @@ pub struct LlamaDecoder<'g> {
     gpu: GpuRef<'g>,
     config: LlamaConfig,
     layers: Vec<Layer>,
-    embedding: Table,
+    /// The token embedding, read by row gathers; `None` when tied to `lm_head`.
+    embedding: Option<LinearLayer>,
     lm_head: LinearLayer,
     final_norm: Norm,
     rope: Rope,
@@ -200,14 +201,20 @@ impl<'g> LlamaDecoder<'g> {
                 v_pool: pool("v")?,
             });
         }
-        let embedding_values = src.floats(&names.embedding(), c.vocab_size * h)?;
-        let embedding = Table::new(gpu, "token embedding", &embedding_values, c.vocab_size, h)?;
-        let head_name = if c.tie_word_embeddings {
-            names.embedding()
+        let lm_head = if c.tie_word_embeddings {
+            linear(gpu, src, &[(names.embedding(), c.vocab_size)], None, h)?
         } else {
-            names.lm_head()
+            linear(gpu, src, &[(names.lm_head(), c.vocab_size)], None, h)?
         };
-        let lm_head = linear(gpu, src, &[(head_name, c.vocab_size)], None, h)?;
+        let embedding = match c.tie_word_embeddings {
+            true => None,
+            false => Some(LinearLayer::new(
+                gpu,
+                &src.embedding(&names.embedding(), c.vocab_size, h)?.into(),
+                None,
+                LinearOptions::default(),
+            )?),
+        };
         let final_norm = Norm::rms(gpu, &src.floats(&names.final_norm(), h)?, c.rms_norm_eps)?;
         let rope = Rope::new(gpu, c.head_dim, c.rope_theta, c.rope_layout)?;
         let weight_bytes = layers
@@ -279,7 +286,7 @@ impl<'g> LlamaDecoder<'g> {
         let c = &self.config;
         let t = shape.rows;
         let (h, q, kvw, ff) = (c.hidden_size, c.q_width(), c.kv_width(), c.intermediate_size);
-        let tokens = slots.buffer(gpu, "step tokens", (t * 16) as u64)?;
+        let tokens = slots.buffer(gpu, "step tokens", (t * 4) as u64)?;
         let rows = slots.buffer(gpu, "step rows", (t * 8) as u64)?;
         let tables = slots.buffer(gpu, "step tables", (shape.seqs * shape.table_stride * 4) as u64)?;
         let logit_ids = slots.buffer(gpu, "step logit rows", (shape.logit_rows * 4) as u64)?;
@@ -299,7 +306,12 @@ impl<'g> LlamaDecoder<'g> {
             ops::paged_scratch_bytes(t, c.num_heads, c.head_dim, shape.context).max(16);
         let att_scratch = slots.buffer(gpu, "attention partials", scratch_bytes)?;
         let mut d = Vec::new();
-        d.push(ops::embed(gpu, &tokens, &self.embedding, None, None, &x)?);
+        d.extend(
+            self.embedding
+                .as_ref()
+                .unwrap_or(&self.lm_head)
+                .plan_gather(gpu, &tokens, &x)?,
+        );
         for layer in &self.layers {
             d.push(layer.attn_norm.plan(gpu, &x, None, &hn)?);
             d.extend(layer.qkv.plan(gpu, &hn, &qkv)?);
@@ -400,9 +412,8 @@ impl CausalLm for LlamaDecoder<'_> {
         let layout = StepLayout::new(chunks, cache, vocab, max_context)?;
         let shape = layout.shape;
         exec.prepare(gpu, &shape, |gpu, slots| self.plan(gpu, slots, shape))?;
-        let tokens: Vec<u32> = layout.tokens.iter().flat_map(|&t| [t, 0, 0, 0]).collect();
         let inputs: [&[u8]; 4] = [
-            bytemuck::cast_slice(&tokens),
+            bytemuck::cast_slice(&layout.tokens),
             bytemuck::cast_slice(&layout.rows),
             bytemuck::cast_slice(&layout.tables),
             bytemuck::cast_slice(&layout.logit_ids),

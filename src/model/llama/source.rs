@@ -1,5 +1,6 @@
 //! Where a decoder's weights come from, by Hugging Face name ([`super::LlamaNames`]): a GGUF
-//! file (its tensors mapped losslessly onto sparq formats, or re-quantized), or f32 tensors on
+//! file (its tensors mapped losslessly onto sparq formats by [`crate::gguf::packed_weights`],
+//! or re-quantized), or f32 tensors on
 //! the host (a safetensors checkpoint, a test's random model). The decoder asks for each linear
 //! layer as a stack of row blocks, so Q/K/V and gate/up become one weight each.
 
@@ -66,13 +67,33 @@ impl LlamaSource for GgufSource<'_> {
     }
 
     fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<PackedWeights> {
-        let mut w = Vec::new();
-        let mut n = 0;
-        for (name, rows) in parts {
-            w.extend(self.floats(name, rows * k)?);
-            n += rows;
+        if let Some(format) = self.format {
+            let mut w = Vec::new();
+            let mut n = 0;
+            for (name, rows) in parts {
+                w.extend(self.floats(name, rows * k)?);
+                n += rows;
+            }
+            return PackedWeights::quantize(&w, n, k, format);
         }
-        PackedWeights::quantize(&w, n, k, self.format.unwrap_or(WeightFormat::F32))
+        let mut packed = Vec::with_capacity(parts.len());
+        for (name, rows) in parts {
+            let g = self.gguf_name(name)?;
+            let p = crate::gguf::packed_weights(self.file, g)?;
+            if (p.n, p.k) != (*rows, k) {
+                return Err(InputError::BadTensor {
+                    tensor: g.to_string(),
+                    expected: format!("{rows} × {k}"),
+                    found: format!("{} × {}", p.n, p.k),
+                }
+                .into());
+            }
+            packed.push(p);
+        }
+        match packed.len() {
+            1 => Ok(packed.remove(0)),
+            _ => PackedWeights::concat_rows(&packed.iter().collect::<Vec<_>>()),
+        }
     }
 }
 
