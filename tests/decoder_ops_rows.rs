@@ -1,6 +1,6 @@
 //! Row-wise decoder ops against f64 loops at awkward shapes, outputs poisoned first, on every
-//! adapter, with their shape and dtype errors: SwiGLU (`model::ops::swiglu`) and row selection
-//! (`model::ops::select_rows`).
+//! adapter, with their shape and dtype errors: SwiGLU (`model::ops::swiglu`), row selection
+//! (`model::ops::select_rows`) and row argmax (`model::ops::argmax_rows`).
 
 mod common;
 
@@ -192,7 +192,8 @@ fn select_rows_copies_the_named_rows_and_zeros_for_ids_past_the_end() {
         // Shape errors: widths differ, too few ids.
         let x = Tensor::empty(&gpu, 4, 8, ActDType::F32).unwrap();
         let ids = gpu.upload("ids", &[0u32; 2]).unwrap();
-        for (out_rows, out_cols) in [(2, 9), (3, 8)] {
+        // (upload pads the 2 ids to 16 bytes, so 5 rows are too many)
+        for (out_rows, out_cols) in [(2, 9), (5, 8)] {
             let out = Tensor::empty(&gpu, out_rows, out_cols, ActDType::F32).unwrap();
             assert!(
                 matches!(
@@ -202,5 +203,60 @@ fn select_rows_copies_the_named_rows_and_zeros_for_ids_past_the_end() {
                 "{out_rows}×{out_cols}"
             );
         }
+    }
+}
+
+#[test]
+fn argmax_rows_picks_the_lowest_column_of_the_largest_value() {
+    let mut r = rng("argmax rows");
+    for gpu in all_gpus() {
+        // Widths below, at and past the 256-wide workgroup, and the vocabulary of SmolLM2.
+        for (rows, cols) in [(1usize, 1usize), (3, 7), (5, 256), (2, 1000), (4, 49152)] {
+            let mut x: Vec<f32> = (0..rows * cols)
+                .map(|_| r.random_range(-4.0f32..4.0))
+                .collect();
+            // Row 0: the maximum twice (the lower column wins); row 1 (if any): NaN beside it.
+            let top = r.random_range(0..cols);
+            x[top] = 9.0;
+            x[cols - 1] = 9.0;
+            if rows > 1 {
+                x[cols] = f32::NAN;
+            }
+            let xt = Tensor::from_f32(&gpu, &x, rows, cols).unwrap();
+            let out = Tensor::empty(&gpu, rows, 1, ActDType::F32).unwrap();
+            out.poison(&gpu);
+            run(&gpu, ops::argmax_rows(&gpu, &xt, &out).unwrap());
+            let got: Vec<u32> = out
+                .to_f32(&gpu)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let want: Vec<u32> = x
+                .chunks(cols)
+                .map(|row| {
+                    let mut best = None::<usize>;
+                    for (c, &v) in row.iter().enumerate() {
+                        if !v.is_nan() && best.is_none_or(|b| v > row[b]) {
+                            best = Some(c);
+                        }
+                    }
+                    best.unwrap_or(0) as u32
+                })
+                .collect();
+            assert_eq!(got, want, "{rows}×{cols} on {}", gpu.caps.name);
+            let padded = out.to_f32_padded(&gpu).unwrap();
+            assert!(
+                padded
+                    .chunks(4)
+                    .all(|p| p[1..].iter().all(|v| v.to_bits() == 0))
+            );
+        }
+        let x = Tensor::empty(&gpu, 2, 8, ActDType::F32).unwrap();
+        let bad = Tensor::empty(&gpu, 2, 2, ActDType::F32).unwrap();
+        assert!(matches!(
+            ops::argmax_rows(&gpu, &x, &bad),
+            Err(Error::Input(InputError::Shape(_)))
+        ));
     }
 }

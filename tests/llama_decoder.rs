@@ -102,8 +102,14 @@ fn decoder<'g>(gpu: &'g Gpu, c: &Case, kv_tokens: usize) -> LlamaDecoder<'g> {
         kv_tokens: Some(kv_tokens),
         ..DecoderOptions::default()
     };
-    LlamaDecoder::from_host(gpu, c.config.clone(), &c.weights, WeightFormat::F32, options)
-        .unwrap()
+    LlamaDecoder::from_host(
+        gpu,
+        c.config.clone(),
+        &c.weights,
+        WeightFormat::F32,
+        options,
+    )
+    .unwrap()
 }
 
 fn step(lm: &LlamaDecoder, chunks: &[Chunk]) -> Vec<Vec<f32>> {
@@ -122,26 +128,61 @@ fn prefill_and_chunked_prefill_match_the_reference_at_every_position() {
             let lm = decoder(&gpu, &c, 256);
             let what = format!("{layout:?} bias {bias} tied {tied} on {}", gpu.caps.name);
             let prompt = tokens(&mut r, 37, c.config.vocab_size);
-            let want = c.reference.forward_all(&prompt, &mut c.reference.new_cache()).unwrap();
+            let want = c
+                .reference
+                .forward_all(&prompt, &mut c.reference.new_cache())
+                .unwrap();
             // One step over the whole prompt, every row's logits.
             let seq = lm.open();
-            let all = step(&lm, &[Chunk { seq, tokens: &prompt, logits: LogitRows::All }]);
+            let all = step(
+                &lm,
+                &[Chunk {
+                    seq,
+                    tokens: &prompt,
+                    logits: LogitRows::All,
+                }],
+            );
             check_rows(&all, &want, 2, &format!("prefill {what}"));
             lm.close(seq);
             // The same prompt in chunks of 1, 15 and 21 tokens (a block boundary inside).
             let seq = lm.open();
             let mut got = Vec::new();
             for part in [&prompt[..1], &prompt[1..16], &prompt[16..]] {
-                got.extend(step(&lm, &[Chunk { seq, tokens: part, logits: LogitRows::All }]));
+                got.extend(step(
+                    &lm,
+                    &[Chunk {
+                        seq,
+                        tokens: part,
+                        logits: LogitRows::All,
+                    }],
+                ));
             }
             check_rows(&got, &want, 2, &format!("chunked prefill {what}"));
             // Only the last row, as generation asks.
             lm.truncate(seq, 30).unwrap();
             let last = step(
                 &lm,
-                &[Chunk { seq, tokens: &prompt[30..], logits: LogitRows::Last }],
+                &[Chunk {
+                    seq,
+                    tokens: &prompt[30..],
+                    logits: LogitRows::Last,
+                }],
             );
             check_rows(&last, &want[36..], 2, &format!("rewritten tail {what}"));
+            // Greedy steps read back the argmax only; it is the argmax of the same logits.
+            lm.truncate(seq, 36).unwrap();
+            let out = lm
+                .step(&[Chunk {
+                    seq,
+                    tokens: &prompt[36..],
+                    logits: LogitRows::LastArgmax,
+                }])
+                .unwrap();
+            assert!(out.logits.is_empty());
+            assert_eq!(
+                out.argmax,
+                [sparq::model::sampling::argmax(&last[0]).unwrap()]
+            );
             lm.close(seq);
         }
     }
@@ -155,31 +196,49 @@ fn batched_decode_of_sequences_at_different_positions_matches_each_alone() {
         let lm = decoder(&gpu, &c, 512);
         let v = c.config.vocab_size;
         // Prompts of 1, 16 (one whole block), 33 and 300 tokens (past a split of 256 keys).
-        let prompts: Vec<Vec<u32>> =
-            [1, 16, 33, 300].iter().map(|&n| tokens(&mut r, n, v)).collect();
+        let prompts: Vec<Vec<u32>> = [1, 16, 33, 300]
+            .iter()
+            .map(|&n| tokens(&mut r, n, v))
+            .collect();
         let seqs: Vec<_> = prompts.iter().map(|_| lm.open()).collect();
         let mut caches: Vec<_> = prompts.iter().map(|_| c.reference.new_cache()).collect();
         // Prefill two sequences in one step, the other two in another.
         for pair in [[0usize, 2], [1, 3]] {
             let chunks: Vec<Chunk> = pair
                 .iter()
-                .map(|&i| Chunk { seq: seqs[i], tokens: &prompts[i], logits: LogitRows::Last })
+                .map(|&i| Chunk {
+                    seq: seqs[i],
+                    tokens: &prompts[i],
+                    logits: LogitRows::Last,
+                })
                 .collect();
             let got = step(&lm, &chunks);
             let want: Vec<Vec<f64>> = pair
                 .iter()
                 .map(|&i| c.reference.forward(&prompts[i], &mut caches[i]).unwrap())
                 .collect();
-            check_rows(&got, &want, 2, &format!("two prefills {pair:?} on {}", gpu.caps.name));
+            check_rows(
+                &got,
+                &want,
+                2,
+                &format!("two prefills {pair:?} on {}", gpu.caps.name),
+            );
         }
         // Five decode steps of all four at once, then three of a subset in another order.
         for s in 0..8 {
             let order: Vec<usize> = if s < 5 { vec![0, 1, 2, 3] } else { vec![3, 0] };
-            let next: Vec<[u32; 1]> = order.iter().map(|_| [r.random_range(0..v as u32)]).collect();
+            let next: Vec<[u32; 1]> = order
+                .iter()
+                .map(|_| [r.random_range(0..v as u32)])
+                .collect();
             let chunks: Vec<Chunk> = order
                 .iter()
                 .zip(&next)
-                .map(|(&i, t)| Chunk { seq: seqs[i], tokens: t, logits: LogitRows::Last })
+                .map(|(&i, t)| Chunk {
+                    seq: seqs[i],
+                    tokens: t,
+                    logits: LogitRows::Last,
+                })
                 .collect();
             let got = step(&lm, &chunks);
             let want: Vec<Vec<f64>> = order
@@ -187,7 +246,12 @@ fn batched_decode_of_sequences_at_different_positions_matches_each_alone() {
                 .zip(&next)
                 .map(|(&i, t)| c.reference.forward(t, &mut caches[i]).unwrap())
                 .collect();
-            check_rows(&got, &want, 2, &format!("decode step {s} on {}", gpu.caps.name));
+            check_rows(
+                &got,
+                &want,
+                2,
+                &format!("decode step {s} on {}", gpu.caps.name),
+            );
         }
         // Closed sequences give their blocks back; a new one over reused blocks is exact too.
         let before = lm.cache_blocks().0;
@@ -197,9 +261,24 @@ fn batched_decode_of_sequences_at_different_positions_matches_each_alone() {
         assert!(lm.cache_blocks().0 > before);
         let p = tokens(&mut r, 40, v);
         let seq = lm.open();
-        let got = step(&lm, &[Chunk { seq, tokens: &p, logits: LogitRows::All }]);
-        let want = c.reference.forward_all(&p, &mut c.reference.new_cache()).unwrap();
-        check_rows(&got, &want, 2, &format!("reused blocks on {}", gpu.caps.name));
+        let got = step(
+            &lm,
+            &[Chunk {
+                seq,
+                tokens: &p,
+                logits: LogitRows::All,
+            }],
+        );
+        let want = c
+            .reference
+            .forward_all(&p, &mut c.reference.new_cache())
+            .unwrap();
+        check_rows(
+            &got,
+            &want,
+            2,
+            &format!("reused blocks on {}", gpu.caps.name),
+        );
     }
 }
 
@@ -212,23 +291,47 @@ fn bad_steps_are_typed_errors_and_move_nothing() {
     let lm = decoder(&gpu, &c, 48);
     let seq = lm.open();
     let invalid = |e: Error| matches!(e, Error::Input(InputError::Invalid(_)));
-    let bad = |tokens: &[u32]| lm.step(&[Chunk { seq, tokens, logits: LogitRows::Last }]);
-    assert!(invalid(bad(&[97]).unwrap_err()), "token outside the vocabulary");
+    let bad = |tokens: &[u32]| {
+        lm.step(&[Chunk {
+            seq,
+            tokens,
+            logits: LogitRows::Last,
+        }])
+    };
+    assert!(
+        invalid(bad(&[97]).unwrap_err()),
+        "token outside the vocabulary"
+    );
     assert!(invalid(bad(&[]).unwrap_err()), "no tokens");
     assert!(invalid(lm.step(&[]).unwrap_err()), "no sequence");
     let long = vec![1u32; 601];
     assert!(invalid(bad(&long).unwrap_err()), "past the context");
     let full = bad(&[1u32; 49]).unwrap_err();
     assert!(
-        matches!(full, Error::Device(DeviceError::CacheFull { needed: 4, free: 3, .. })),
+        matches!(
+            full,
+            Error::Device(DeviceError::CacheFull {
+                needed: 4,
+                free: 3,
+                ..
+            })
+        ),
         "{full}"
     );
     assert_eq!(lm.len(seq).unwrap(), 0, "a failed step moves nothing");
     assert_eq!(lm.cache_blocks(), (3, 3));
     // The same sequence twice in one step.
     let twice = lm.step(&[
-        Chunk { seq, tokens: &[1], logits: LogitRows::Last },
-        Chunk { seq, tokens: &[2], logits: LogitRows::Last },
+        Chunk {
+            seq,
+            tokens: &[1],
+            logits: LogitRows::Last,
+        },
+        Chunk {
+            seq,
+            tokens: &[2],
+            logits: LogitRows::Last,
+        },
     ]);
     assert!(invalid(twice.unwrap_err()));
     assert_eq!(bad(&[1, 2, 3]).unwrap().logits.len(), 1);

@@ -64,7 +64,9 @@ fn argmax(v: &[f64]) -> u32 {
 
 #[test]
 fn smollm2_logits_and_greedy_generation_match_the_reference() {
-    let Some((_, reference, tok)) = smollm2() else { return };
+    let Some((_, reference, tok)) = smollm2() else {
+        return;
+    };
     let layers = reference.config().num_layers;
     let prompts = [
         "The capital of France is",
@@ -86,7 +88,11 @@ fn smollm2_logits_and_greedy_generation_match_the_reference() {
             // The prompt's last logits, elementwise.
             let seq = lm.open();
             let got = lm
-                .step(&[Chunk { seq, tokens: prompt, logits: LogitRows::Last }])
+                .step(&[Chunk {
+                    seq,
+                    tokens: prompt,
+                    logits: LogitRows::Last,
+                }])
                 .unwrap()
                 .logits
                 .remove(0);
@@ -102,7 +108,10 @@ fn smollm2_logits_and_greedy_generation_match_the_reference() {
             // are closer than the tolerance at the first difference (a tie the arithmetic
             // cannot decide), after which the continuations legitimately differ.
             let generator = Generator::new(&lm, Some(&tok));
-            let params = GenerateParams { max_tokens: 32, ..GenerateParams::default() };
+            let params = GenerateParams {
+                max_tokens: 32,
+                ..GenerateParams::default()
+            };
             let done = generator.generate(prompt, &params, |_| {}).unwrap();
             assert_eq!(done.tokens.len(), 32, "{what}");
             if let Some(i) = (0..32).find(|&i| done.tokens[i] != want[i].0) {
@@ -125,7 +134,9 @@ fn smollm2_logits_and_greedy_generation_match_the_reference() {
 
 #[test]
 fn smollm2_perplexity_on_the_gpl_matches_the_reference() {
-    let Some((_, reference, tok)) = smollm2() else { return };
+    let Some((_, reference, tok)) = smollm2() else {
+        return;
+    };
     let Ok(text) = std::fs::read_to_string("/usr/share/common-licenses/GPL-3") else {
         eprintln!("skipping: no /usr/share/common-licenses/GPL-3");
         return;

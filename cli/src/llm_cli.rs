@@ -88,7 +88,11 @@ fn gguf_path(model: &Path) -> Result<PathBuf> {
 fn options(args: &DecoderArgs) -> Result<DecoderOptions> {
     Ok(DecoderOptions {
         kv_tokens: args.kv_tokens,
-        format: args.format.as_deref().map(WeightFormat::parse).transpose()?,
+        format: args
+            .format
+            .as_deref()
+            .map(WeightFormat::parse)
+            .transpose()?,
         ..DecoderOptions::default()
     })
 }

@@ -24,6 +24,9 @@ pub enum LogitRows {
     Last,
     /// Every token's (perplexity, scoring).
     All,
+    /// Only the index of the last token's largest logit (greedy decoding): one word read back
+    /// instead of a row of logits when every chunk of the step asks for this.
+    LastArgmax,
 }
 
 /// One sequence's part of a step: tokens appended after its cached positions.
@@ -40,8 +43,12 @@ pub struct Chunk<'a> {
 /// What a step returns.
 #[derive(Clone, Debug, Default)]
 pub struct StepOutput {
-    /// Logit rows, chunk by chunk in order, as each chunk's [`LogitRows`] asked.
+    /// Logit rows, chunk by chunk in order, of the chunks that asked for [`LogitRows::Last`]
+    /// or [`LogitRows::All`].
     pub logits: Vec<Vec<f32>>,
+    /// The argmax of the last logits of each chunk that asked for [`LogitRows::LastArgmax`],
+    /// in chunk order.
+    pub argmax: Vec<u32>,
     /// GPU time of the pass, where the device has timestamp queries.
     pub gpu_seconds: Option<f64>,
     /// Host time of the step outside waiting for the GPU (building the inputs, recording and
@@ -99,7 +106,10 @@ pub fn check(
     let mut longest = 0;
     for (i, c) in chunks.iter().enumerate() {
         if c.tokens.is_empty() {
-            return Err(Error::invalid(format!("sequence {} has no new tokens", c.seq.0)));
+            return Err(Error::invalid(format!(
+                "sequence {} has no new tokens",
+                c.seq.0
+            )));
         }
         if chunks[..i].iter().any(|o| o.seq == c.seq) {
             return Err(Error::invalid(format!(
@@ -136,6 +146,8 @@ pub struct StepShape {
     pub logit_rows: usize,
     /// Positions a row may attend to, at most (a multiple of the block size).
     pub context: usize,
+    /// Whether the pass reads back each logit row's argmax instead of the row.
+    pub argmax: bool,
     /// Block ids per table (`context / block_size`).
     pub table_stride: usize,
 }
@@ -189,6 +201,9 @@ impl StepLayout {
                 seqs,
                 logit_rows: 0,
                 context,
+                argmax: chunks
+                    .iter()
+                    .all(|c| matches!(c.logits, LogitRows::LastArgmax | LogitRows::None)),
                 table_stride,
             },
             tokens: Vec::with_capacity(rows),
@@ -211,7 +226,7 @@ impl StepLayout {
             let n = c.tokens.len() as u32;
             let picked: Vec<u32> = match c.logits {
                 LogitRows::None => Vec::new(),
-                LogitRows::Last => vec![row0 + n - 1],
+                LogitRows::Last | LogitRows::LastArgmax => vec![row0 + n - 1],
                 LogitRows::All => (row0..row0 + n).collect(),
             };
             layout.logits_per_chunk.push(picked.len());

@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::decode::{CausalLm, Chunk, LogitRows};
+use super::decode::{CausalLm, Chunk, LogitRows, StepOutput};
 use super::kv::SeqId;
 use super::sampling::{Sampler, SamplingParams};
 use crate::error::{Error, Result};
@@ -137,6 +137,7 @@ impl<'a> Generator<'a> {
             history: prompt.to_vec(),
             prompt_len: prompt.len(),
             logits: Vec::new(),
+            best: None,
             unfed: None,
             text: String::new(),
             emitted: 0,
@@ -147,17 +148,17 @@ impl<'a> Generator<'a> {
         let chunks: Vec<&[u32]> = prompt.chunks(PREFILL_CHUNK).collect();
         for (i, part) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
+            let want = match last {
+                true => g.wanted(),
+                false => LogitRows::None,
+            };
             let out = self.lm.step(&[Chunk {
                 seq,
                 tokens: part,
-                logits: if last { LogitRows::Last } else { LogitRows::None },
+                logits: want,
             }])?;
             if last {
-                g.logits = out
-                    .logits
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Error::invariant("a prefill step gave no logits"))?;
+                g.take_step(out)?;
             }
         }
         g.prefill_seconds = started.elapsed().as_secs_f64();
@@ -192,6 +193,8 @@ pub struct Generation<'a> {
     prompt_len: usize,
     /// Logits of the next token.
     logits: Vec<f32>,
+    /// The next token, when the device chose it (greedy).
+    best: Option<u32>,
     /// The last sampled token, not yet fed to the model.
     unfed: Option<u32>,
     /// Text of the generated tokens so far (up to a stop string once one came).
@@ -229,22 +232,40 @@ impl Generation<'_> {
         })
     }
 
+    /// What a step should read back: greedy settings need only the argmax (computed on the
+    /// device), anything else the logits.
+    fn wanted(&self) -> LogitRows {
+        let p = self.sampler.params();
+        match p.is_greedy() && p.repetition_penalty == 1.0 {
+            true => LogitRows::LastArgmax,
+            false => LogitRows::Last,
+        }
+    }
+
+    fn take_step(&mut self, out: StepOutput) -> Result<()> {
+        match (out.argmax.first(), out.logits.into_iter().next()) {
+            (Some(&t), _) => self.best = Some(t),
+            (None, Some(row)) => self.logits = row,
+            (None, None) => return Err(Error::invariant("a step gave no logits")),
+        }
+        Ok(())
+    }
+
     fn advance(&mut self) -> Result<Piece> {
         if let Some(t) = self.unfed.take() {
             let started = Instant::now();
             let out = self.lm.step(&[Chunk {
                 seq: self.seq,
                 tokens: &[t],
-                logits: LogitRows::Last,
+                logits: self.wanted(),
             }])?;
-            self.logits = out
-                .logits
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::invariant("a decode step gave no logits"))?;
+            self.take_step(out)?;
             self.decode_seconds += started.elapsed().as_secs_f64();
         }
-        let token = self.sampler.sample(&self.logits, &self.history)?;
+        let token = match self.best.take() {
+            Some(t) => t,
+            None => self.sampler.sample(&self.logits, &self.history)?,
+        };
         self.history.push(token);
         if self.params.eos.contains(&token) {
             self.finish = Some(FinishReason::Eos);

@@ -112,7 +112,9 @@ impl PagedCache {
     /// Blocks `seq` would need to take to grow by `extra` positions.
     pub fn blocks_needed(&self, seq: SeqId, extra: usize) -> Result<usize> {
         let s = self.get(seq)?;
-        Ok(self.blocks_for(s.len + extra).saturating_sub(s.blocks.len()))
+        Ok(self
+            .blocks_for(s.len + extra)
+            .saturating_sub(s.blocks.len()))
     }
 
     /// Gives `seq` the blocks for `extra` more positions, or none at all when the pool has too

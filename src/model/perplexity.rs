@@ -33,7 +33,9 @@ pub fn nll(logits: &[f32], target: u32) -> Result<f64> {
             logits.len()
         )));
     }
-    let m = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let m = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
     if !m.is_finite() {
         return Err(Error::invalid("a logit row is not finite"));
     }

@@ -67,7 +67,8 @@ impl SamplingParams {
         Ok(())
     }
 
-    fn is_greedy(&self) -> bool {
+    /// Whether these settings always choose the most likely token.
+    pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
     }
 }

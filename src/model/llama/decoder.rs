@@ -14,19 +14,20 @@
 //! ```
 
 use super::LlamaConfig;
+use super::LlamaWeights;
 use super::gguf::tensor_names;
 use super::source::{GgufSource, HostSource, LlamaSource};
-use super::LlamaWeights;
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::gguf::Gguf;
 use crate::gpu::Gpu;
 use crate::graph::{Executor, Pass, Slots, Step};
 use crate::linear::{LinearLayer, LinearOptions};
-use crate::model::decode::{self, CausalLm, Chunk, StepLayout, StepOutput, StepShape};
+use crate::model::GpuRef;
+use crate::model::decode::{self, CausalLm, Chunk, LogitRows, StepLayout, StepOutput, StepShape};
 use crate::model::kv::{PagedCache, SeqId};
 use crate::model::ops::{self, KvLayout, Norm, Rope};
-use crate::model::{GpuRef, view};
+use crate::model::sampling;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -111,7 +112,11 @@ fn linear(
 
 impl<'g> LlamaDecoder<'g> {
     /// Loads the GGUF file at `path` onto `gpu`.
-    pub fn from_gguf(path: impl AsRef<Path>, gpu: &'g Gpu, options: DecoderOptions) -> Result<Self> {
+    pub fn from_gguf(
+        path: impl AsRef<Path>,
+        gpu: &'g Gpu,
+        options: DecoderOptions,
+    ) -> Result<Self> {
         Self::load(path.as_ref(), GpuRef::Borrowed(gpu), options)
     }
 }
@@ -181,7 +186,12 @@ impl<'g> LlamaDecoder<'g> {
             head_dim: c.head_dim,
             blocks,
         };
-        let (h, q, kvw, ff) = (c.hidden_size, c.q_width(), c.kv_width(), c.intermediate_size);
+        let (h, q, kvw, ff) = (
+            c.hidden_size,
+            c.q_width(),
+            c.kv_width(),
+            c.intermediate_size,
+        );
         let mut layers = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             use super::LlamaLinear as L;
@@ -285,10 +295,19 @@ impl<'g> LlamaDecoder<'g> {
     fn plan(&self, gpu: &Gpu, slots: &mut Slots, shape: StepShape) -> Result<Pass> {
         let c = &self.config;
         let t = shape.rows;
-        let (h, q, kvw, ff) = (c.hidden_size, c.q_width(), c.kv_width(), c.intermediate_size);
+        let (h, q, kvw, ff) = (
+            c.hidden_size,
+            c.q_width(),
+            c.kv_width(),
+            c.intermediate_size,
+        );
         let tokens = slots.buffer(gpu, "step tokens", (t * 4) as u64)?;
         let rows = slots.buffer(gpu, "step rows", (t * 8) as u64)?;
-        let tables = slots.buffer(gpu, "step tables", (shape.seqs * shape.table_stride * 4) as u64)?;
+        let tables = slots.buffer(
+            gpu,
+            "step tables",
+            (shape.seqs * shape.table_stride * 4) as u64,
+        )?;
         let logit_ids = slots.buffer(gpu, "step logit rows", (shape.logit_rows * 4) as u64)?;
         let x = slots.tensor(gpu, "x", t, h)?;
         let x2 = slots.tensor(gpu, "x2", t, h)?;
@@ -353,10 +372,17 @@ impl<'g> LlamaDecoder<'g> {
         d.push(ops::select_rows(gpu, &x, &logit_ids, &picked)?);
         d.push(self.final_norm.plan(gpu, &picked, None, &picked_n)?);
         d.extend(self.lm_head.plan(gpu, &picked_n, &logits)?);
+        let output = if shape.argmax {
+            let best = slots.tensor(gpu, "argmax", shape.logit_rows, 1)?;
+            d.push(ops::argmax_rows(gpu, &logits, &best)?);
+            best
+        } else {
+            logits
+        };
         Ok(Pass {
             steps: vec![Step::Compute(d)],
             inputs: vec![tokens, rows, tables, logit_ids],
-            outputs: vec![view(&logits)],
+            outputs: vec![output],
         })
     }
 }
@@ -426,10 +452,25 @@ impl CausalLm for LlamaDecoder<'_> {
             cache.advance(c.seq, c.tokens.len())?;
         }
         let mut rows = readout.tensors.into_iter().next().unwrap_or_default();
-        rows.truncate(layout.real_logits() * vocab);
-        let logits = rows.chunks(vocab).map(<[f32]>::to_vec).collect();
+        let real = layout.real_logits();
+        let (mut logits, mut argmax) = (Vec::new(), Vec::new());
+        if shape.argmax {
+            argmax = rows[..real].iter().map(|v| v.to_bits()).collect();
+        } else {
+            rows.truncate(real * vocab);
+            let mut at = rows.chunks(vocab);
+            for (c, &n) in chunks.iter().zip(&layout.logits_per_chunk) {
+                for row in at.by_ref().take(n) {
+                    match c.logits {
+                        LogitRows::LastArgmax => argmax.push(sampling::argmax(row)?),
+                        _ => logits.push(row.to_vec()),
+                    }
+                }
+            }
+        }
         Ok(StepOutput {
             logits,
+            argmax,
             gpu_seconds: readout.gpu_seconds,
             host_seconds: before_wait + readout.copy_seconds,
         })

@@ -110,10 +110,13 @@ impl<'a> HostSource<'a> {
     }
 
     fn values(&self, name: &str, len: usize) -> Result<&[f32]> {
-        let (shape, data) = self.weights.get(name).ok_or_else(|| InputError::MissingTensor {
-            tensor: name.to_string(),
-            expected: format!("{len} f32 values"),
-        })?;
+        let (shape, data) = self
+            .weights
+            .get(name)
+            .ok_or_else(|| InputError::MissingTensor {
+                tensor: name.to_string(),
+                expected: format!("{len} f32 values"),
+            })?;
         if data.len() != len {
             return Err(InputError::BadTensor {
                 tensor: name.to_string(),

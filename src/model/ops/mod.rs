@@ -16,12 +16,14 @@ use crate::gpu::{Dispatch, Gpu, Kernel};
 use crate::tensor::{ActDType, Tensor};
 use serde::{Deserialize, Serialize};
 
+mod argmax;
 mod attention;
 mod paged;
 mod rope;
 mod select;
 mod swiglu;
 
+pub use argmax::argmax_rows;
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
 pub use paged::{KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split};
 pub use rope::{Rope, RopeLayout, rope};
@@ -168,6 +170,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
         attention::params_layout(),
         swiglu::params_layout(),
         select::params_layout(),
+        argmax::params_layout(),
         rope::params_layout(),
     ]
     .into_iter()
@@ -579,6 +582,11 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         (K_POOL.name, POOL, Vec::new()),
         (swiglu::K_SWIGLU.name, swiglu::SWIGLU, Vec::new()),
         (select::K_SELECT.name, select::SELECT_ROWS, Vec::new()),
+        (
+            argmax::K_ARGMAX.name,
+            argmax::ARGMAX,
+            vec![("WG", argmax::ARGMAX_WG)],
+        ),
         (rope::kernel_source().0, rope::kernel_source().1, Vec::new()),
     ];
     let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();

@@ -20,8 +20,10 @@ pub(crate) struct SelectParams {
     _p0: u32,
 }
 
-pub(super) const K_SELECT: Kernel<SelectParams> =
-    Kernel::new("model_select_rows", &[Read("x"), Read("ids"), ReadWrite("y")]);
+pub(super) const K_SELECT: Kernel<SelectParams> = Kernel::new(
+    "model_select_rows",
+    &[Read("x"), Read("ids"), ReadWrite("y")],
+);
 
 #[cfg(test)]
 pub(super) fn params_layout() -> crate::gpu::ParamsLayout {
