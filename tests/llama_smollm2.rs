@@ -45,8 +45,11 @@ fn tolerance(layers: usize, row: &[f64]) -> f64 {
     4.0 * layers as f64 * 2f64.powi(-11) * row.iter().fold(0.0f64, |m, v| m.max(v.abs()))
 }
 
+/// Each greedy token with the logits it was chosen from.
+type Greedy = Vec<(u32, Vec<f64>)>;
+
 /// The reference's greedy continuation of `prompt`, `n` tokens.
-fn reference_greedy(r: &Reference, prompt: &[u32], n: usize) -> Vec<(u32, Vec<f64>)> {
+fn reference_greedy(r: &Reference, prompt: &[u32], n: usize) -> Greedy {
     let mut cache = r.new_cache();
     let mut logits = r.forward(prompt, &mut cache).unwrap();
     let mut out = Vec::new();
@@ -73,7 +76,7 @@ fn smollm2_logits_and_greedy_generation_match_the_reference() {
         "def fibonacci(n):",
         "<|im_start|>user\nWhat is 12 + 30?<|im_end|>\n<|im_start|>assistant\n",
     ];
-    let wants: Vec<(Vec<u32>, Vec<(u32, Vec<f64>)>)> = prompts
+    let wants: Vec<(Vec<u32>, Greedy)> = prompts
         .iter()
         .map(|p| {
             let prompt = ids(&tok, p);
