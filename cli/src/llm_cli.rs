@@ -1,6 +1,7 @@
 //! The decoder subcommands of `sparq`: `generate` and `perplexity`.
 
 use clap::Subcommand;
+use sparq::bench::llm::{self, LlmBenchConfig};
 use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
@@ -54,6 +55,37 @@ pub enum LlmCommand {
         #[arg(long)]
         stop: Vec<String>,
     },
+    /// Prefill and decode speed of decoders: a GGUF model and random-weight models of
+    /// published shapes, per weight format, batch size and context (GPU timestamps).
+    LlmBench {
+        /// A GGUF model (SmolLM2 from the set-up when present).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Random-weight models of these shapes too: smollm2, llama-1b, llama-8b.
+        #[arg(long, value_delimiter = ',')]
+        shapes: Vec<String>,
+        /// Weight formats: `stored` (the GGUF's own, lossless) and any sparq format.
+        #[arg(long, value_delimiter = ',', default_value = "stored,f16,int8,int4")]
+        formats: Vec<String>,
+        /// Sequences per decode step.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+        batch: Vec<usize>,
+        /// Cached positions per sequence during decode.
+        #[arg(long, value_delimiter = ',', default_value = "512,4096")]
+        context: Vec<usize>,
+        /// Prompt tokens of the prefill.
+        #[arg(long, default_value_t = 512)]
+        prompt: usize,
+        /// Timed steps per case.
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// A tiny run (batch 1 and 2, context 64, prompt 32) that finishes in seconds on CPU.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Perplexity of a text file under a decoder, in windows of --context tokens.
     Perplexity {
         #[command(flatten)]
@@ -71,6 +103,70 @@ pub enum LlmCommand {
         json: bool,
     },
 }
+
+/// `sparq llm-bench`: each model in each format, one table.
+fn llm_bench(
+    selector: &AdapterSelector,
+    model: Option<PathBuf>,
+    shapes: &[String],
+    formats: &[String],
+    cfg: &LlmBenchConfig,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let gpu = Gpu::new(selector)?;
+    let model = match model {
+        Some(m) => Some(gguf_path(&m)?),
+        None => Some(PathBuf::from(DEFAULT_GGUF)).filter(|p| p.is_file()),
+    };
+    if model.is_none() && shapes.is_empty() {
+        return Err(Error::config(format!(
+            "no model: {DEFAULT_GGUF} is absent (run scripts/setup.sh), and no --shapes"
+        )));
+    }
+    let ceiling = sparq::bench::stream_read_gbps(&gpu, 1 << 30, 20)?;
+    eprintln!("sparq: {} streaming-read ceiling {ceiling:.0} GB/s", gpu.caps.name);
+    let steps = cfg.iters + 8;
+    let kv_tokens = cfg.batches.iter().max().copied().unwrap_or(1)
+        * (cfg.contexts.iter().max().copied().unwrap_or(0) + steps).max(cfg.prompt);
+    let options = DecoderOptions {
+        kv_tokens: Some(kv_tokens),
+        ..DecoderOptions::default()
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    let mut rows = Vec::new();
+    for f in formats {
+        let stored = f == "stored";
+        let format = (!stored).then(|| WeightFormat::parse(f)).transpose()?;
+        if let Some(path) = &model {
+            let lm = LlamaDecoder::from_gguf(path, &gpu, DecoderOptions { format, ..options })?;
+            let name = path.file_name().map_or("model".into(), |n| n.to_string_lossy().into_owned());
+            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| bar.set_message(m.to_string()))?);
+        }
+        let Some(format) = format else { continue };
+        for s in shapes {
+            bar.set_message(format!("building random {s} in {}", format.name()));
+            let config = llm::shape(s)?;
+            let src = llm::RandomSource::new(format, 1);
+            let lm = LlamaDecoder::from_source(&gpu, config, &src, options)?;
+            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| bar.set_message(m.to_string()))?);
+        }
+    }
+    bar.finish_and_clear();
+    println!("{} ({ceiling:.0} GB/s streaming-read ceiling)\n", gpu.caps.name);
+    print!("{}", llm::table(&rows));
+    if let Some(p) = json {
+        let j = serde_json::json!({
+            "device": gpu.caps.name,
+            "ceiling_gbps": ceiling,
+            "rows": rows,
+        });
+        sparq::error::write_file(p, j.to_string() + "\n")?;
+    }
+    Ok(())
+}
+
+/// Where the set-up puts SmolLM2.
+const DEFAULT_GGUF: &str = "models/SmolLM2-135M-Instruct/model.gguf";
 
 /// The GGUF file of a model argument.
 fn gguf_path(model: &Path) -> Result<PathBuf> {
@@ -117,6 +213,33 @@ fn encode(tok: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
 
 pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
     match cmd {
+        LlmCommand::LlmBench {
+            model,
+            shapes,
+            formats,
+            batch,
+            context,
+            prompt,
+            iters,
+            quick,
+            json,
+        } => {
+            let cfg = match quick {
+                true => LlmBenchConfig {
+                    prompt: 32,
+                    batches: vec![1, 2],
+                    contexts: vec![64],
+                    iters: 2,
+                },
+                false => LlmBenchConfig {
+                    prompt,
+                    batches: batch,
+                    contexts: context,
+                    iters,
+                },
+            };
+            llm_bench(selector, model, &shapes, &formats, &cfg, json)
+        }
         LlmCommand::Generate {
             decoder,
             prompt,

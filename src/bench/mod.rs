@@ -4,6 +4,7 @@
 
 mod ceiling;
 pub mod gemm;
+pub mod llm;
 mod report;
 pub mod sparse;
 pub mod sparse_tune;

@@ -136,6 +136,19 @@ impl<'g> LlamaDecoder<'g> {
     }
 }
 
+impl<'g> LlamaDecoder<'g> {
+    /// The decoder of `config` with the weights of any [`LlamaSource`] (e.g. the random
+    /// weights of a benchmark).
+    pub fn from_source(
+        gpu: &'g Gpu,
+        config: LlamaConfig,
+        src: &dyn LlamaSource,
+        options: DecoderOptions,
+    ) -> Result<Self> {
+        Self::new(GpuRef::Borrowed(gpu), config, src, options)
+    }
+}
+
 impl LlamaDecoder<'static> {
     /// [`LlamaDecoder::from_gguf`] on a device the decoder shares ownership of (so that it can
     /// move to another thread with it, as a server's worker does).
@@ -289,6 +302,23 @@ impl<'g> LlamaDecoder<'g> {
     pub fn cache_blocks(&self) -> (usize, usize) {
         let st = self.state.lock().unwrap();
         (st.cache.free_blocks(), st.cache.capacity_blocks())
+    }
+
+    /// Marks `len` positions of the empty sequence `seq` as cached without computing them,
+    /// and reserves blocks for `extra` more: for benchmarks, whose step times depend on how
+    /// many keys a step reads, not on their values (the positions hold whatever the pool
+    /// held).
+    pub fn assume_filled(&self, seq: SeqId, len: usize, extra: usize) -> Result<()> {
+        let mut st = self.state.lock().unwrap();
+        if st.cache.len(seq)? != 0 || len + extra > self.config.max_context {
+            return Err(Error::invalid(format!(
+                "assume_filled needs an empty sequence and {len} + {extra} positions within \
+                 the context of {}",
+                self.config.max_context
+            )));
+        }
+        st.cache.reserve(seq, len + extra)?;
+        st.cache.advance(seq, len)
     }
 
     /// The pass of one step of `shape` over `slots`.
