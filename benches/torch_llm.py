@@ -465,7 +465,7 @@ def main():
                                   "tokens_per_s": b / ms * 1e3, **extra})
                         cleanup(device)
             log(f"{name}: done in {time.perf_counter() - t0:.1f} s")
-            del model
+            model = None  # free it before the next model is built
             cleanup(device)
 
     # The table on stdout.
