@@ -34,6 +34,7 @@ pub mod ops;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
+pub mod text;
 
 pub use exec::Pending;
 
