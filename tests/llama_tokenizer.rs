@@ -95,7 +95,10 @@ fn smollm2_chat_template_renders_like_transformers() {
                 <|im_start|>assistant\n";
     assert_eq!(codec.render_chat(&conv, true).unwrap(), want);
     let without = codec.render_chat(&conv, false).unwrap();
-    assert_eq!(without, want.strip_suffix("<|im_start|>assistant\n").unwrap());
+    assert_eq!(
+        without,
+        want.strip_suffix("<|im_start|>assistant\n").unwrap()
+    );
     // Without a system turn the template writes its own default one.
     let user_only = codec.render_chat(&conv[1..], true).unwrap();
     assert_eq!(
@@ -142,7 +145,10 @@ fn smollm2_stream_never_splits_a_character() {
         for p in &parts {
             assert!(!p.contains('\u{fffd}'), "{text:?}: yielded {p:?}");
         }
-        assert!(parts.iter().any(String::is_empty), "some token completes no character");
+        assert!(
+            parts.iter().any(String::is_empty),
+            "some token completes no character"
+        );
     }
 }
 
@@ -172,7 +178,10 @@ fn smollm2_stream_of_random_ids_concatenates_to_decode() {
             let yielded = parts[..k].concat();
             let full = codec.decode(&ids[..k]).unwrap();
             let rest = full.strip_prefix(yielded.as_str());
-            assert!(matches!(rest, Some("" | "\u{fffd}")), "{ids:?}[..{k}]: {yielded:?} vs {full:?}");
+            assert!(
+                matches!(rest, Some("" | "\u{fffd}")),
+                "{ids:?}[..{k}]: {yielded:?} vs {full:?}"
+            );
         }
     }
 }

@@ -189,16 +189,17 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// GPT-2's split of text into words (llama.cpp's `gpt2` pre-tokenizer). llama.cpp writes it
 /// without GPT-2's final `|\s+`: the whitespace that alternative would take is left between
 /// two matches, and llama.cpp (like an isolating split) keeps such a gap as a piece of its own.
-const GPT2_SPLIT: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
 /// The regex splits llama.cpp applies, in order, for the pre-tokenizer `pre`
 /// (`tokenizer.ggml.pre`; src/llama-vocab.cpp, `llm_tokenizer_bpe`); `None` for one sparq does
 /// not know.
 fn pre_splits(pre: Option<&str>) -> Option<Vec<&'static str>> {
     Some(match pre {
-        Some("smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
-        | "minerva-7b" | "mellum2") => vec![r"\p{N}", GPT2_SPLIT],
+        Some(
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b"
+            | "mellum2",
+        ) => vec![r"\p{N}", GPT2_SPLIT],
         Some("gpt2" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling") => {
             vec![GPT2_SPLIT]
         }
@@ -365,18 +366,16 @@ pub fn text_codec(file: &Gguf) -> Result<TextCodec> {
     let bos = meta.id("tokenizer.ggml.bos_token_id", vocab)?;
     let eos = meta.id("tokenizer.ggml.eos_token_id", vocab)?;
     let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
-    for name in END_OF_TURN {
-        if let Some(id) = tokens.iter().position(|t| t == name) {
-            if !end_of_generation.contains(&(id as u32)) {
-                end_of_generation.push(id as u32);
-            }
-        }
-    }
+    let named = END_OF_TURN
+        .iter()
+        .filter_map(|name| tokens.iter().position(|t| t == name).map(|id| id as u32));
+    let mut ids: Vec<u32> = named.collect();
     for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-        if let Some(id) = meta.id(key, vocab)? {
-            if !end_of_generation.contains(&id) {
-                end_of_generation.push(id);
-            }
+        ids.extend(meta.id(key, vocab)?);
+    }
+    for id in ids {
+        if !end_of_generation.contains(&id) {
+            end_of_generation.push(id);
         }
     }
     let chat_template = meta.str("tokenizer.chat_template")?.map(str::to_string);

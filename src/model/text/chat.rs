@@ -49,12 +49,15 @@ fn environment() -> minijinja::Environment<'static> {
     if let Ok(syntax) = syntax {
         env.set_syntax(syntax);
     }
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            msg,
-        ))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     env
 }
 
@@ -101,7 +104,9 @@ impl ChatTemplate {
     /// [`TokenizerError::Template`].
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let env = environment();
-        let template = env.template_from_str(&self.source).map_err(template_error)?;
+        let template = env
+            .template_from_str(&self.source)
+            .map_err(template_error)?;
         let messages: Vec<minijinja::Value> = messages
             .iter()
             .map(|m| minijinja::context! { role => &m.role, content => &m.content })

@@ -98,7 +98,11 @@ impl TextCodec {
     /// and EOS as the model's flags say; with `parse_special`, control tokens written in
     /// `text` (`<|im_start|>`) become their ids, otherwise they are tokenized as text.
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
-        let tok = if parse_special { &self.special } else { &self.plain };
+        let tok = if parse_special {
+            &self.special
+        } else {
+            &self.plain
+        };
         let enc = tok
             .encode_fast(text, false)
             .map_err(|e| Error::invariant(format!("byte-level BPE failed on text: {e}")))?;
@@ -132,14 +136,17 @@ impl TextCodec {
 
     /// The bytes `id` stands for (a byte-level token may hold part of a character).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        self.pieces.get(id as usize).map(Vec::as_slice).ok_or_else(|| {
-            TokenizerError::BadTokenId {
-                what: "token id".into(),
-                id: id.into(),
-                vocab: self.pieces.len(),
-            }
-            .into()
-        })
+        self.pieces
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                TokenizerError::BadTokenId {
+                    what: "token id".into(),
+                    id: id.into(),
+                    vocab: self.pieces.len(),
+                }
+                .into()
+            })
     }
 
     /// Whether `id` ends generation (EOS, or an end-of-turn token such as `<|im_end|>`).
@@ -179,7 +186,11 @@ impl TextCodec {
 
     /// The prompt text of a conversation, as llama.cpp renders it: the template's output less
     /// a leading BOS (trailing EOS) when [`encode`](Self::encode) adds one anyway.
-    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let mut text = self.template.render(messages, add_generation_prompt)?;
         let bos = self.template.bos_token();
         if self.add_bos && self.bos.is_some() && !bos.is_empty() && text.starts_with(bos) {
@@ -194,7 +205,11 @@ impl TextCodec {
 
     /// The prompt ids of a conversation: [`render_chat`](Self::render_chat), then
     /// [`encode`](Self::encode) with control tokens parsed.
-    pub fn encode_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
+    pub fn encode_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
         self.encode(&self.render_chat(messages, add_generation_prompt)?, true)
     }
 }
