@@ -76,6 +76,9 @@ fn smollm2_special_tokens_bos_and_eos() {
     // EOS and the other end-of-turn token llama.cpp stops at, and nothing else.
     assert!(codec.is_eos(2) && codec.is_eos(0));
     assert!(!codec.is_eos(1) && !codec.is_eos(3));
+    assert!((0..17).all(|id| codec.is_control(id)) && !codec.is_control(17));
+    fn shareable<T: Send + Sync + Clone>(_: &T) {}
+    shareable(&codec);
     assert_eq!(codec.decode(&[1, 2]).unwrap(), "<|im_start|><|im_end|>");
     assert!(codec.decode(&[codec.vocab_size() as u32]).is_err());
 }

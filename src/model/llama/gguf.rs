@@ -379,12 +379,16 @@ pub fn text_codec(file: &Gguf) -> Result<TextCodec> {
         }
     }
     let chat_template = meta.str("tokenizer.chat_template")?.map(str::to_string);
+    let control = (0..vocab as u32)
+        .filter(|&i| types[i as usize] == TOKEN_TYPE_CONTROL)
+        .collect();
     TextCodec::new(TextCodecParts {
         tokenizer,
         pieces,
         bos,
         eos,
         end_of_generation,
+        control,
         // llama.cpp's defaults for a BPE vocabulary when the file does not say.
         add_bos: meta.flag("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
         add_eos: meta.flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false),

@@ -29,6 +29,9 @@ pub struct TextCodecParts {
     pub eos: Option<u32>,
     /// Every id that ends generation (the EOS token and the model's end-of-turn tokens).
     pub end_of_generation: Vec<u32>,
+    /// The control tokens (`<|im_start|>`, `<|im_end|>`, ...): markup of the conversation
+    /// that a reply shown to a user leaves out.
+    pub control: Vec<u32>,
     /// Whether [`TextCodec::encode`] puts BOS in front.
     pub add_bos: bool,
     /// Whether [`TextCodec::encode`] puts EOS at the end.
@@ -38,6 +41,7 @@ pub struct TextCodecParts {
 }
 
 /// A model's tokenizer: text to ids and back, its special ids and its chat template.
+#[derive(Clone, Debug)]
 pub struct TextCodec {
     /// Matches control tokens written in the text.
     special: tokenizers::Tokenizer,
@@ -47,6 +51,7 @@ pub struct TextCodec {
     bos: Option<u32>,
     eos: Option<u32>,
     end_of_generation: Vec<u32>,
+    control: Vec<bool>,
     add_bos: bool,
     add_eos: bool,
     template: ChatTemplate,
@@ -73,6 +78,11 @@ impl TextCodec {
         for &id in &parts.end_of_generation {
             check("end-of-generation id", id)?;
         }
+        let mut control = vec![false; vocab];
+        for &id in &parts.control {
+            check("control token id", id)?;
+            control[id as usize] = true;
+        }
         let text_of = |id: Option<u32>| {
             id.map(|i| String::from_utf8_lossy(&parts.pieces[i as usize]).into_owned())
                 .unwrap_or_default()
@@ -88,6 +98,7 @@ impl TextCodec {
             bos: parts.bos,
             eos: parts.eos,
             end_of_generation: parts.end_of_generation,
+            control,
             add_bos: parts.add_bos,
             add_eos: parts.add_eos,
             template,
@@ -152,6 +163,12 @@ impl TextCodec {
     /// Whether `id` ends generation (EOS, or an end-of-turn token such as `<|im_end|>`).
     pub fn is_eos(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
+    }
+
+    /// Whether `id` is a control token (conversation markup such as `<|im_start|>`), which
+    /// [`decode`](Self::decode) writes out but a reply shown to a user may leave out.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control.get(id as usize).copied().unwrap_or(false)
     }
 
     /// Every id that ends generation.

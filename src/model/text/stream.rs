@@ -75,3 +75,73 @@ impl TokenStream {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TokenStream;
+    use rand::{Rng, SeedableRng};
+
+    /// Pushes `bytes` in the given chunk sizes; returns the parts yielded and their join.
+    fn run(bytes: &[u8], cuts: &[usize]) -> (Vec<String>, String) {
+        let mut s = TokenStream::new();
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for &n in cuts {
+            let end = (at + n).min(bytes.len());
+            parts.push(s.push_bytes(&bytes[at..end]));
+            at = end;
+        }
+        parts.push(s.push_bytes(&bytes[at..]));
+        parts.push(s.finish());
+        let all = parts.concat();
+        (parts, all)
+    }
+
+    #[test]
+    fn a_character_cut_anywhere_comes_out_whole() {
+        let text = "é🙂中";
+        let bytes = text.as_bytes();
+        for cut in 1..bytes.len() {
+            let (parts, all) = run(bytes, &[cut]);
+            assert_eq!(all, text);
+            assert!(
+                parts.iter().all(|p| !p.contains('\u{fffd}')),
+                "{cut}: {parts:?}"
+            );
+        }
+        // One byte at a time: each character appears once its last byte has come.
+        let (parts, _) = run(bytes, &[1; 9]);
+        assert_eq!(parts[..9], ["", "é", "", "", "", "🙂", "", "", "中"]);
+    }
+
+    #[test]
+    fn random_bytes_join_to_the_lossy_decoding() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        // Valid multi-byte characters mixed with stray lead and continuation bytes.
+        let pool: Vec<&[u8]> = vec![
+            "a".as_bytes(),
+            "é".as_bytes(),
+            "🙂".as_bytes(),
+            "中".as_bytes(),
+            &[0xf0, 0x9f],
+            &[0x80],
+            &[0xe4],
+            &[0xff],
+        ];
+        for _ in 0..2000 {
+            let n = rng.random_range(0..10);
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|_| pool[rng.random_range(0..pool.len())].to_vec())
+                .collect();
+            let cuts: Vec<usize> = (0..rng.random_range(0..6))
+                .map(|_| rng.random_range(0..5))
+                .collect();
+            let (_, all) = run(&bytes, &cuts);
+            assert_eq!(
+                all,
+                String::from_utf8_lossy(&bytes),
+                "{bytes:x?} cut {cuts:?}"
+            );
+        }
+    }
+}
