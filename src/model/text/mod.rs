@@ -62,6 +62,16 @@ impl TextCodec {
     /// the codec. A model without a template gets ChatML ([`chat::CHATML`]).
     pub fn new(parts: TextCodecParts) -> Result<Self> {
         let vocab = parts.pieces.len();
+        // Every id the tokenizer can produce must have its bytes.
+        let produced = parts.tokenizer.get_vocab_size(true);
+        if produced != vocab {
+            return Err(TokenizerError::LengthMismatch {
+                key: "token pieces".into(),
+                len: vocab,
+                tokens: produced,
+            }
+            .into());
+        }
         let check = |what: &str, id: u32| -> Result<()> {
             match (id as usize) < vocab {
                 true => Ok(()),
