@@ -96,6 +96,10 @@ pub enum InputError {
     /// The model configuration is missing, unreadable or inconsistent.
     #[error("model config: {0}")]
     Config(String),
+    /// A model's tokenizer or chat template is missing, malformed or inconsistent, or text
+    /// and token ids do not fit it.
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
     /// A tuning variable (see [`crate::config`]) has a value sparq cannot use.
     #[error("{var}={value:?} is not valid: expected {expected}")]
     Setting {
@@ -117,6 +121,79 @@ pub enum InputError {
         /// What went wrong.
         source: Arc<std::io::Error>,
     },
+}
+
+/// What is wrong with a tokenizer (its metadata, its chat template, or the ids given to it):
+/// one variant per kind of fault, so that tests and callers can tell them apart.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TokenizerError {
+    /// A metadata key the tokenizer needs is absent.
+    #[error("metadata key '{key}' is missing")]
+    Missing {
+        /// The key.
+        key: String,
+    },
+    /// A metadata key holds the wrong type.
+    #[error("metadata key '{key}' is {found}, expected {expected}")]
+    WrongType {
+        /// The key.
+        key: String,
+        /// The type found.
+        found: String,
+        /// The type expected.
+        expected: String,
+    },
+    /// A per-token array does not have one entry per token.
+    #[error("'{key}' has {len} entries for {tokens} tokens")]
+    LengthMismatch {
+        /// The key of the array.
+        key: String,
+        /// Its length.
+        len: usize,
+        /// The number of tokens.
+        tokens: usize,
+    },
+    /// A token appears twice in the vocabulary.
+    #[error("token {id} '{token}' repeats an earlier token")]
+    DuplicateToken {
+        /// The later id.
+        id: usize,
+        /// The token text.
+        token: String,
+    },
+    /// A merge rule is not two vocabulary tokens whose concatenation is one.
+    #[error("merge '{merge}': {reason}")]
+    BadMerge {
+        /// The rule as written.
+        merge: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A token id (of the metadata, or given to decode) is outside the vocabulary.
+    #[error("{what} {id} is outside the vocabulary of {vocab} tokens")]
+    BadTokenId {
+        /// Where the id came from.
+        what: String,
+        /// The id.
+        id: u64,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// The tokenizer kind (`tokenizer.ggml.model`, `tokenizer.ggml.pre`) is not one sparq
+    /// implements.
+    #[error("'{key}' = '{value}' is not supported ({supported})")]
+    Unsupported {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What is supported.
+        supported: String,
+    },
+    /// The chat template does not parse, or fails while rendering (including a template's
+    /// own `raise_exception`).
+    #[error("chat template: {0}")]
+    Template(String),
 }
 
 /// Errors of a device rather than of the input (see the [module docs](self)).
@@ -335,6 +412,12 @@ fn file_error(path: &std::path::Path, source: std::io::Error) -> Error {
         source: Arc::new(source),
     }
     .into()
+}
+
+impl From<TokenizerError> for Error {
+    fn from(e: TokenizerError) -> Self {
+        InputError::Tokenizer(e).into()
+    }
 }
 
 impl From<safetensors::SafeTensorError> for Error {

@@ -36,6 +36,6 @@ pub mod tensor;
 pub mod weights;
 
 pub use config::Config;
-pub use error::{DeviceError, Error, ErrorKind, InputError, InternalError, Result};
+pub use error::{DeviceError, Error, ErrorKind, InputError, InternalError, Result, TokenizerError};
 pub use gpu::{AdapterSelector, Gpu};
 pub use tensor::Tensor;

@@ -56,6 +56,7 @@ const HOST_ONLY: &[&str] = &[
     "model::llama::reference",
     "model::llama::weights",
     "model::sampling",
+    "model::text",
 ];
 
 /// Where a GPU-level sub-module sits when its top-level module is host-side.

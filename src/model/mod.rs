@@ -38,6 +38,7 @@ pub mod perplexity;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
+pub mod text;
 
 pub use exec::Pending;
 

@@ -8,8 +8,9 @@
 
 use super::reference::LlamaWeights;
 use super::{LlamaConfig, LlamaLinear, LlamaNames, RopeLayout};
-use crate::error::{Error, Result};
-use crate::gguf::Gguf;
+use crate::error::{Error, Result, TokenizerError};
+use crate::gguf::{Array, Gguf, Value};
+use crate::model::text::{TextCodec, TextCodecParts};
 
 impl LlamaConfig {
     /// The configuration of a GGUF file whose `general.architecture` is `llama`.
@@ -110,68 +111,300 @@ pub fn host_weights(file: &Gguf, c: &LlamaConfig) -> Result<LlamaWeights> {
         .collect()
 }
 
+/// The `tokenizer.ggml.*` metadata a tokenizer is built from, read with typed errors.
+struct Meta<'a> {
+    file: &'a Gguf,
+}
+
+impl<'a> Meta<'a> {
+    fn missing(key: &str) -> TokenizerError {
+        TokenizerError::Missing { key: key.into() }
+    }
+
+    fn wrong(key: &str, v: &Value, expected: &str) -> TokenizerError {
+        TokenizerError::WrongType {
+            key: key.into(),
+            found: v.type_name(),
+            expected: expected.into(),
+        }
+    }
+
+    fn str(&self, key: &str) -> std::result::Result<Option<&'a str>, TokenizerError> {
+        match self.file.get(key) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s)),
+            Some(v) => Err(Self::wrong(key, v, "str")),
+        }
+    }
+
+    fn strs(&self, key: &str) -> std::result::Result<&'a [String], TokenizerError> {
+        match self.file.get(key) {
+            None => Err(Self::missing(key)),
+            Some(Value::Array(Array::Str(s))) => Ok(s),
+            Some(v) => Err(Self::wrong(key, v, "array of str")),
+        }
+    }
+
+    fn token_types(&self, key: &str) -> std::result::Result<Option<Vec<i64>>, TokenizerError> {
+        match self.file.get(key) {
+            None => Ok(None),
+            Some(Value::Array(Array::I32(t))) => Ok(Some(t.iter().map(|&x| x.into()).collect())),
+            Some(Value::Array(Array::U32(t))) => Ok(Some(t.iter().map(|&x| x.into()).collect())),
+            Some(v) => Err(Self::wrong(key, v, "array of i32")),
+        }
+    }
+
+    fn id(&self, key: &str, vocab: usize) -> std::result::Result<Option<u32>, TokenizerError> {
+        let Some(v) = self.file.get(key) else {
+            return Ok(None);
+        };
+        let id = v
+            .as_uint()
+            .ok_or_else(|| Self::wrong(key, v, "a non-negative integer"))?;
+        match id < vocab as u64 {
+            true => Ok(Some(id as u32)),
+            false => Err(TokenizerError::BadTokenId {
+                what: key.into(),
+                id,
+                vocab,
+            }),
+        }
+    }
+
+    fn flag(&self, key: &str) -> std::result::Result<Option<bool>, TokenizerError> {
+        match self.file.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(Self::wrong(key, v, "bool")),
+        }
+    }
+}
+
+/// llama.cpp's token type of a control token (`<|im_start|>`): matched whole in text only when
+/// special tokens are parsed, written out as its own text.
+const TOKEN_TYPE_CONTROL: i64 = 3;
+/// llama.cpp's token type of a user-defined token: matched whole in text always.
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+/// GPT-2's split of text into words (llama.cpp's `gpt2` pre-tokenizer). llama.cpp writes it
+/// without GPT-2's final `|\s+`: the whitespace that alternative would take is left between
+/// two matches, and llama.cpp (like an isolating split) keeps such a gap as a piece of its own.
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+
+/// The regex splits llama.cpp applies, in order, for the pre-tokenizer `pre`
+/// (`tokenizer.ggml.pre`; src/llama-vocab.cpp, `llm_tokenizer_bpe`); `None` for one sparq does
+/// not know.
+fn pre_splits(pre: Option<&str>) -> Option<Vec<&'static str>> {
+    Some(match pre {
+        Some(
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b"
+            | "mellum2",
+        ) => vec![r"\p{N}", GPT2_SPLIT],
+        Some("gpt2" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling") => {
+            vec![GPT2_SPLIT]
+        }
+        // llama.cpp's fallback for a file that names no pre-tokenizer.
+        None | Some("default") => vec![
+            r"[\p{P}\$\+<=>\^~\|]+",
+            GPT2_SPLIT,
+            r"\p{N}+",
+            "[0-9][0-9][0-9]",
+        ],
+        Some(_) => return None,
+    })
+}
+
 /// The GPT-2 byte-level BPE tokenizer of a GGUF file (`tokenizer.ggml.model = gpt2`): the
-/// vocabulary, merges and control tokens of its metadata, with the pre-tokenizer its
-/// `tokenizer.ggml.pre` names (`smollm`, `gpt2` and the like: digits one by one for `smollm`,
-/// then GPT-2's byte-level split).
+/// vocabulary, merges and control tokens of its metadata, with the regex splits llama.cpp uses
+/// for the pre-tokenizer `tokenizer.ggml.pre` names (`smollm`: each digit alone, then GPT-2's
+/// split), then the byte-level mapping. Missing, mistyped or inconsistent metadata is a
+/// [`TokenizerError`].
 pub fn tokenizer(file: &Gguf) -> Result<tokenizers::Tokenizer> {
+    Ok(build(file)?.0)
+}
+
+/// The tokenizer and the indices of its control tokens.
+fn build(file: &Gguf) -> Result<(tokenizers::Tokenizer, Vec<i64>)> {
     use tokenizers::models::bpe::BPE;
-    use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence};
-    let model = file.get_str("tokenizer.ggml.model")?;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    let meta = Meta { file };
+    let model = meta
+        .str("tokenizer.ggml.model")?
+        .ok_or_else(|| Meta::missing("tokenizer.ggml.model"))?;
     if model != "gpt2" {
-        return Err(Error::config(format!(
-            "tokenizer.ggml.model is '{model}'; sparq reads byte-level BPE ('gpt2') tokenizers"
-        )));
+        return Err(TokenizerError::Unsupported {
+            key: "tokenizer.ggml.model".into(),
+            value: model.into(),
+            supported: "byte-level BPE, 'gpt2'".into(),
+        }
+        .into());
     }
-    let tokens = file.get_array_str("tokenizer.ggml.tokens")?;
-    let merges = file.get_array_str("tokenizer.ggml.merges")?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    if vocab.len() != tokens.len() {
-        return Err(Error::config("tokenizer.ggml.tokens repeats a token"));
+    let pre = meta.str("tokenizer.ggml.pre")?;
+    let splits = pre_splits(pre).ok_or_else(|| TokenizerError::Unsupported {
+        key: "tokenizer.ggml.pre".into(),
+        value: pre.unwrap_or_default().into(),
+        supported: "smollm, gpt2 and their aliases".into(),
+    })?;
+    let tokens = meta.strs("tokenizer.ggml.tokens")?;
+    let types = meta
+        .token_types("tokenizer.ggml.token_type")?
+        .unwrap_or_else(|| vec![1; tokens.len()]);
+    if types.len() != tokens.len() {
+        return Err(TokenizerError::LengthMismatch {
+            key: "tokenizer.ggml.token_type".into(),
+            len: types.len(),
+            tokens: tokens.len(),
+        }
+        .into());
     }
+    let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(tokens.len());
+    for (id, t) in tokens.iter().enumerate() {
+        if vocab.insert(t.clone(), id as u32).is_some() {
+            return Err(TokenizerError::DuplicateToken {
+                id,
+                token: t.clone(),
+            }
+            .into());
+        }
+    }
+    let merges = meta.strs("tokenizer.ggml.merges")?;
     let merges = merges
         .iter()
-        .map(|m| match m.split_once(' ') {
-            Some((a, b)) => Ok((a.to_string(), b.to_string())),
-            None => Err(Error::config(format!(
-                "tokenizer merge '{m}' is not two tokens"
-            ))),
+        .map(|m| {
+            let bad = |reason: String| TokenizerError::BadMerge {
+                merge: m.clone(),
+                reason,
+            };
+            let (a, b) = m
+                .split_once(' ')
+                .ok_or_else(|| bad("not two tokens separated by a space".into()))?;
+            for part in [a, b, &format!("{a}{b}")] {
+                if !vocab.contains_key(part) {
+                    return Err(bad(format!("'{part}' is not in the vocabulary")));
+                }
+            }
+            Ok((a.to_string(), b.to_string()))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
-        .map_err(|e| Error::config(format!("tokenizer: {e}")))?;
+        .map_err(|e| Error::invariant(format!("BPE of checked vocabulary and merges: {e}")))?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
-    let byte_level = ByteLevel::new(false, true, true);
-    let pre = match file.get("tokenizer.ggml.pre") {
-        Some(_) => file.get_str("tokenizer.ggml.pre")?,
-        None => "gpt2",
-    };
-    if pre == "smollm" {
-        tok.with_pre_tokenizer(Some(Sequence::new(vec![
-            Digits::new(true).into(),
-            byte_level.into(),
-        ])));
-    } else {
-        tok.with_pre_tokenizer(Some(byte_level));
+    let mut pre_tokenizers = Vec::new();
+    for pattern in splits {
+        let split = Split::new(
+            SplitPattern::Regex(pattern.into()),
+            tokenizers::SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| Error::invariant(format!("pre-tokenizer regex {pattern}: {e}")))?;
+        pre_tokenizers.push(split.into());
     }
-    tok.with_decoder(Some(byte_level));
-    // Control tokens (type 3: `<|im_start|>`, `<|endoftext|>`, ...) are matched whole.
-    if file.get("tokenizer.ggml.token_type").is_some() {
-        let types = file.get_array_i32("tokenizer.ggml.token_type")?;
-        let special: Vec<tokenizers::AddedToken> = tokens
+    pre_tokenizers.push(ByteLevel::new(false, false, false).into());
+    tok.with_pre_tokenizer(Some(Sequence::new(pre_tokenizers)));
+    tok.with_decoder(Some(ByteLevel::new(false, false, false)));
+    // Control tokens are special (set aside when special tokens are not parsed);
+    // user-defined tokens are matched whole always, as llama.cpp matches them.
+    let added = |ty: i64| -> Vec<tokenizers::AddedToken> {
+        tokens
             .iter()
-            .zip(types.iter())
-            .filter(|(_, ty)| **ty == 3)
-            .map(|(t, _)| tokenizers::AddedToken::from(t.clone(), true))
-            .collect();
-        tok.add_special_tokens(special)
-            .map_err(|e| Error::config(format!("tokenizer special tokens: {e}")))?;
-    }
-    Ok(tok)
+            .zip(&types)
+            .filter(|(_, t)| **t == ty)
+            .map(|(t, _)| tokenizers::AddedToken::from(t.clone(), ty == TOKEN_TYPE_CONTROL))
+            .collect()
+    };
+    let added_error = |e: tokenizers::Error| Error::invariant(format!("added tokens: {e}"));
+    tok.add_special_tokens(added(TOKEN_TYPE_CONTROL))
+        .map_err(added_error)?;
+    tok.add_tokens(added(TOKEN_TYPE_USER_DEFINED))
+        .map_err(added_error)?;
+    Ok((tok, types))
 }
+
+/// GPT-2's byte-level alphabet undone: the character each byte was written as, inverted.
+fn byte_of_char() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xa1..=0xac | 0xae..=0xff);
+    let mut next = 256u32;
+    (0..=255u8)
+        .map(|b| match printable(b) {
+            true => (char::from(b), b),
+            false => {
+                next += 1;
+                (char::from_u32(next - 1).unwrap_or('\0'), b)
+            }
+        })
+        .collect()
+}
+
+/// The [`TextCodec`] of a GGUF file: the [`tokenizer`], BOS/EOS and their `add_*` flags, the
+/// end-of-generation ids llama.cpp stops at (EOS and the end-of-turn tokens it knows by name,
+/// `<|im_end|>`, `<|endoftext|>`, ...) and the chat template `tokenizer.chat_template`.
+pub fn text_codec(file: &Gguf) -> Result<TextCodec> {
+    let (tokenizer, types) = build(file)?;
+    let meta = Meta { file };
+    let tokens = meta.strs("tokenizer.ggml.tokens")?;
+    let vocab = tokens.len();
+    let bytes = byte_of_char();
+    let pieces = tokens
+        .iter()
+        .zip(&types)
+        .map(|(t, &ty)| match ty {
+            TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED => t.as_bytes().to_vec(),
+            // A character outside the alphabet stands for itself, as transformers decodes it.
+            _ => t
+                .chars()
+                .flat_map(|c| match bytes.get(&c) {
+                    Some(&b) => vec![b],
+                    None => c.to_string().into_bytes(),
+                })
+                .collect(),
+        })
+        .collect();
+    let bos = meta.id("tokenizer.ggml.bos_token_id", vocab)?;
+    let eos = meta.id("tokenizer.ggml.eos_token_id", vocab)?;
+    let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
+    let named = END_OF_TURN
+        .iter()
+        .filter_map(|name| tokens.iter().position(|t| t == name).map(|id| id as u32));
+    let mut ids: Vec<u32> = named.collect();
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        ids.extend(meta.id(key, vocab)?);
+    }
+    for id in ids {
+        if !end_of_generation.contains(&id) {
+            end_of_generation.push(id);
+        }
+    }
+    let chat_template = meta.str("tokenizer.chat_template")?.map(str::to_string);
+    let control = (0..vocab as u32)
+        .filter(|&i| types[i as usize] == TOKEN_TYPE_CONTROL)
+        .collect();
+    TextCodec::new(TextCodecParts {
+        tokenizer,
+        pieces,
+        bos,
+        eos,
+        end_of_generation,
+        control,
+        // llama.cpp's defaults for a BPE vocabulary when the file does not say.
+        add_bos: meta.flag("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+        add_eos: meta.flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+        chat_template,
+    })
+}
+
+/// Tokens llama.cpp treats as ending generation by their text (src/llama-vocab.cpp).
+const END_OF_TURN: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
