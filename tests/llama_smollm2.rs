@@ -13,20 +13,21 @@ use common::all_gpus;
 use sparq::gguf::Gguf;
 use sparq::model::decode::{CausalLm, Chunk, LogitRows};
 use sparq::model::generate::{GenerateParams, Generator};
-use sparq::model::llama::gguf::{host_weights, tokenizer};
+use sparq::model::llama::gguf::{host_weights, text_codec};
+use sparq::model::text::TextCodec;
 use sparq::model::llama::{DecoderOptions, LlamaConfig, LlamaDecoder, Reference};
 use sparq::model::perplexity::perplexity;
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct/model.gguf";
 
-fn smollm2() -> Option<(Gguf, Reference, tokenizers::Tokenizer)> {
+fn smollm2() -> Option<(Gguf, Reference, TextCodec)> {
     let Ok(file) = Gguf::open(MODEL) else {
         eprintln!("skipping: {MODEL} is absent (run scripts/setup.sh)");
         return None;
     };
     let c = LlamaConfig::from_gguf(&file).unwrap();
     let reference = Reference::new(c.clone(), host_weights(&file, &c).unwrap()).unwrap();
-    let tok = tokenizer(&file).unwrap();
+    let tok = text_codec(&file).unwrap();
     Some((file, reference, tok))
 }
 
@@ -37,8 +38,8 @@ fn options() -> DecoderOptions {
     }
 }
 
-fn ids(tok: &tokenizers::Tokenizer, text: &str) -> Vec<u32> {
-    tok.encode(text, false).unwrap().get_ids().to_vec()
+fn ids(codec: &TextCodec, text: &str) -> Vec<u32> {
+    codec.encode(text, true).unwrap()
 }
 
 fn tolerance(layers: usize, row: &[f64]) -> f64 {

@@ -1,11 +1,12 @@
-//! The decoder subcommands of `sparq`: `generate` and `perplexity`.
+//! The decoder subcommands of `sparq`: `generate`, `chat`, `perplexity` and `llm-bench`.
 
 use clap::Subcommand;
 use sparq::bench::llm::{self, LlmBenchConfig};
 use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
-use sparq::model::generate::{GenerateParams, Generator};
+use sparq::model::generate::{GenerateParams, Generated, Generator};
+use sparq::model::text::{ChatMessage, TextCodec};
 use sparq::model::llama::{DecoderOptions, LlamaDecoder};
 use sparq::model::sampling::SamplingParams;
 use sparq::{Error, Gpu, Result};
@@ -54,6 +55,26 @@ pub enum LlmCommand {
         /// Stop where this text appears (repeatable).
         #[arg(long)]
         stop: Vec<String>,
+        /// Wrap the prompt as a user message in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+    },
+    /// An interactive chat in the terminal, with the model's chat template.
+    Chat {
+        #[command(flatten)]
+        decoder: DecoderArgs,
+        /// A system message first.
+        #[arg(long)]
+        system: Option<String>,
+        /// Tokens per reply at most.
+        #[arg(long, default_value_t = 512)]
+        max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f32,
+        /// Seed of the sampler.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Prefill and decode speed of decoders: a GGUF model and random-weight models of
     /// published shapes, per weight format, batch size and context (GPU timestamps).
@@ -193,22 +214,37 @@ fn options(args: &DecoderArgs) -> Result<DecoderOptions> {
     })
 }
 
-fn tokenizer(path: &Path) -> Result<(tokenizers::Tokenizer, Vec<u32>)> {
-    let file = Gguf::open(path)?;
-    let tok = sparq::model::llama::gguf::tokenizer(&file)?;
-    let mut eos = Vec::new();
-    if file.get("tokenizer.ggml.eos_token_id").is_some() {
-        eos.push(file.get_uint("tokenizer.ggml.eos_token_id")? as u32);
-    }
-    Ok((tok, eos))
+fn codec(path: &Path) -> Result<TextCodec> {
+    sparq::model::llama::gguf::text_codec(&Gguf::open(path)?)
 }
 
-fn encode(tok: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tok
-        .encode(text, false)
-        .map_err(|e| Error::invalid(format!("tokenizing: {e}")))?
-        .get_ids()
-        .to_vec())
+/// Streams a generation to standard output; returns its summary.
+fn stream(
+    lm: &LlamaDecoder,
+    codec: &TextCodec,
+    prompt: &[u32],
+    params: &GenerateParams,
+) -> Result<Generated> {
+    let mut out = std::io::stdout().lock();
+    let done = Generator::new(lm, Some(codec)).generate(prompt, params, |p| {
+        // A closed pipe ends the output, not the run.
+        let _ = out.write_all(p.text.as_bytes()).and_then(|_| out.flush());
+    })?;
+    let _ = writeln!(out);
+    Ok(done)
+}
+
+fn report(done: &Generated) {
+    let n = done.tokens.len();
+    eprintln!(
+        "sparq: {} prompt tokens in {:.1} ms, {n} generated in {:.1} ms ({:.1} tokens/s), \
+         finish: {:?}",
+        done.prompt_tokens,
+        done.prefill_seconds * 1e3,
+        done.decode_seconds * 1e3,
+        n.saturating_sub(1) as f64 / done.decode_seconds.max(1e-9),
+        done.finish
+    );
 }
 
 pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
@@ -250,12 +286,16 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             repetition_penalty,
             seed,
             stop,
+            chat,
         } => {
             let path = gguf_path(&decoder.model)?;
             let gpu = Gpu::new(selector)?;
             let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
-            let (tok, eos) = tokenizer(&path)?;
-            let ids = encode(&tok, &prompt)?;
+            let codec = codec(&path)?;
+            let ids = match chat {
+                true => codec.encode_chat(&[ChatMessage::new("user", prompt)], true)?,
+                false => codec.encode(&prompt, false)?,
+            };
             let params = GenerateParams {
                 max_tokens,
                 sampling: SamplingParams {
@@ -266,24 +306,60 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
                     seed,
                 },
                 stop,
-                eos,
+                eos: Vec::new(),
             };
-            let mut out = std::io::stdout().lock();
-            let done = Generator::new(&lm, Some(&tok)).generate(&ids, &params, |p| {
-                // A closed pipe ends the output, not the run.
-                let _ = out.write_all(p.text.as_bytes()).and_then(|_| out.flush());
-            })?;
-            let _ = writeln!(out);
-            let n = done.tokens.len();
-            eprintln!(
-                "sparq: {} prompt tokens in {:.1} ms, {n} generated in {:.1} ms ({:.1} tokens/s), \
-                 finish: {:?}",
-                done.prompt_tokens,
-                done.prefill_seconds * 1e3,
-                done.decode_seconds * 1e3,
-                n.saturating_sub(1) as f64 / done.decode_seconds.max(1e-9),
-                done.finish
-            );
+            report(&stream(&lm, &codec, &ids, &params)?);
+            Ok(())
+        }
+        LlmCommand::Chat {
+            decoder,
+            system,
+            max_tokens,
+            temperature,
+            seed,
+        } => {
+            let path = gguf_path(&decoder.model)?;
+            let gpu = Gpu::new(selector)?;
+            let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
+            let codec = codec(&path)?;
+            let mut messages = Vec::new();
+            if let Some(s) = system {
+                messages.push(ChatMessage::new("system", s));
+            }
+            eprintln!("sparq chat: type a message, an empty line or end of input to quit");
+            let mut line = String::new();
+            let mut turn = 0u64;
+            loop {
+                eprint!("> ");
+                line.clear();
+                if std::io::stdin().read_line(&mut line).map_err(Error::from)? == 0 {
+                    break;
+                }
+                let text = line.trim_end_matches(['\n', '\r']);
+                if text.is_empty() {
+                    break;
+                }
+                messages.push(ChatMessage::new("user", text));
+                let ids = codec.encode_chat(&messages, true)?;
+                let room = lm.config().max_context.saturating_sub(ids.len());
+                if room == 0 {
+                    return Err(Error::invalid(
+                        "the conversation fills the model's context",
+                    ));
+                }
+                let params = GenerateParams {
+                    max_tokens: max_tokens.min(room),
+                    sampling: SamplingParams {
+                        temperature,
+                        seed: seed.wrapping_add(turn),
+                        ..SamplingParams::default()
+                    },
+                    ..GenerateParams::default()
+                };
+                let done = stream(&lm, &codec, &ids, &params)?;
+                messages.push(ChatMessage::new("assistant", done.text));
+                turn += 1;
+            }
             Ok(())
         }
         LlmCommand::Perplexity {
@@ -297,8 +373,7 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             let text = sparq::error::read_text(&file)?;
             let gpu = Gpu::new(selector)?;
             let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
-            let (tok, _) = tokenizer(&path)?;
-            let mut ids = encode(&tok, &text)?;
+            let mut ids = codec(&path)?.encode(&text, false)?;
             if let Some(n) = max_tokens_scored {
                 ids.truncate(n);
             }

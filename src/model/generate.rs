@@ -10,10 +10,10 @@
 //! let gpu = sparq::Gpu::from_env()?;
 //! let path = "models/SmolLM2-135M-Instruct/model.gguf";
 //! let lm = LlamaDecoder::from_gguf(path, &gpu, DecoderOptions::default())?;
-//! let tokenizer = sparq::model::llama::gguf::tokenizer(&sparq::gguf::Gguf::open(path)?)?;
-//! let prompt = tokenizer.encode("The capital of France is", false).unwrap();
-//! let generator = Generator::new(&lm, Some(&tokenizer));
-//! for piece in generator.start(prompt.get_ids(), &GenerateParams::default())? {
+//! let codec = sparq::model::llama::gguf::text_codec(&sparq::gguf::Gguf::open(path)?)?;
+//! let prompt = codec.encode("The capital of France is", false)?;
+//! let generator = Generator::new(&lm, Some(&codec));
+//! for piece in generator.start(&prompt, &GenerateParams::default())? {
 //!     print!("{}", piece?.text);
 //! }
 //! # Ok(()) }
@@ -22,6 +22,7 @@
 use super::decode::{CausalLm, Chunk, LogitRows, StepOutput};
 use super::kv::SeqId;
 use super::sampling::{Sampler, SamplingParams};
+use super::text::{TextCodec, TokenStream};
 use crate::error::{Error, Result};
 use std::time::Instant;
 
@@ -37,7 +38,8 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Text that ends the generation where it appears (it is not part of the result).
     pub stop: Vec<String>,
-    /// Tokens that end the generation (EOS, end of turn); they are not part of the text.
+    /// Tokens that end the generation besides the codec's own end-of-generation tokens (EOS,
+    /// end of turn); they are not part of the text.
     pub eos: Vec<u32>,
 }
 
@@ -91,16 +93,17 @@ pub struct Generated {
     pub decode_seconds: f64,
 }
 
-/// Generates from prompts with one model (and its tokenizer, for text).
+/// Generates from prompts with one model (and its text codec, for text and its EOS tokens).
 pub struct Generator<'a> {
     lm: &'a dyn CausalLm,
-    tokenizer: Option<&'a tokenizers::Tokenizer>,
+    codec: Option<&'a TextCodec>,
 }
 
 impl<'a> Generator<'a> {
-    /// A generator over `lm`; without a tokenizer the pieces carry no text.
-    pub fn new(lm: &'a dyn CausalLm, tokenizer: Option<&'a tokenizers::Tokenizer>) -> Self {
-        Generator { lm, tokenizer }
+    /// A generator over `lm`; without a codec the pieces carry no text and only
+    /// [`GenerateParams::eos`] ends a generation early.
+    pub fn new(lm: &'a dyn CausalLm, codec: Option<&'a TextCodec>) -> Self {
+        Generator { lm, codec }
     }
 
     /// Prefills `prompt` and returns the stream of generated tokens.
@@ -130,7 +133,8 @@ impl<'a> Generator<'a> {
         let seq = self.lm.open();
         let mut g = Generation {
             lm: self.lm,
-            tokenizer: self.tokenizer,
+            codec: self.codec,
+            stream: TokenStream::new(),
             seq,
             sampler: Sampler::new(params.sampling)?,
             params: params.clone(),
@@ -184,7 +188,9 @@ impl<'a> Generator<'a> {
 /// sequence is closed when it is dropped).
 pub struct Generation<'a> {
     lm: &'a dyn CausalLm,
-    tokenizer: Option<&'a tokenizers::Tokenizer>,
+    codec: Option<&'a TextCodec>,
+    /// Bytes of a character not yet complete.
+    stream: TokenStream,
     seq: SeqId,
     sampler: Sampler,
     params: GenerateParams,
@@ -267,20 +273,19 @@ impl Generation<'_> {
             None => self.sampler.sample(&self.logits, &self.history)?,
         };
         self.history.push(token);
-        if self.params.eos.contains(&token) {
+        if self.params.eos.contains(&token) || self.codec.is_some_and(|c| c.is_eos(token)) {
             self.finish = Some(FinishReason::Eos);
+            self.text += &self.stream.finish();
             return Ok(self.piece(token, true));
         }
         self.unfed = Some(token);
-        if let Some(tok) = self.tokenizer {
-            let generated = &self.history[self.prompt_len..];
-            let text = tok
-                .decode(generated, false)
-                .map_err(|e| Error::invalid(format!("detokenizing: {e}")))?;
-            // A token that ends inside a UTF-8 character decodes to U+FFFD: wait for the rest.
-            if !text.ends_with('\u{FFFD}') {
-                self.text = text;
+        if let Some(codec) = self.codec {
+            self.text += &self.stream.push(codec, token)?;
+            if self.tokens().len() >= self.params.max_tokens {
+                self.text += &self.stream.finish();
             }
+            // A stop string that completes now started at most its length before the end of
+            // what was handed out (its prefixes were held back).
             let from = self.emitted.saturating_sub(max_len(&self.params.stop));
             if let Some(at) = first_stop(&self.text, &self.params.stop, from) {
                 self.text.truncate(at);
