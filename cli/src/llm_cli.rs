@@ -146,9 +146,12 @@ fn llm_bench(
     }
     let ceiling = sparq::bench::stream_read_gbps(&gpu, 1 << 30, 20)?;
     eprintln!("sparq: {} streaming-read ceiling {ceiling:.0} GB/s", gpu.caps.name);
-    let steps = cfg.iters + 8;
-    let kv_tokens = cfg.batches.iter().max().copied().unwrap_or(1)
-        * (cfg.contexts.iter().max().copied().unwrap_or(0) + steps).max(cfg.prompt);
+    // Each sequence rounds up to whole blocks: the longest case's blocks, per sequence.
+    let block = DecoderOptions::default().block_size;
+    let per_seq = (cfg.contexts.iter().max().copied().unwrap_or(0) + cfg.iters + 8)
+        .max(cfg.prompt)
+        .next_multiple_of(block);
+    let kv_tokens = cfg.batches.iter().max().copied().unwrap_or(1) * per_seq;
     let options = DecoderOptions {
         kv_tokens: Some(kv_tokens),
         ..DecoderOptions::default()
