@@ -56,7 +56,8 @@ pub enum ModelCommand {
     /// Write a compressed, self-describing model file: linear weights packed in FORMAT,
     /// the architecture in the metadata.
     Pack {
-        /// Model directory or .safetensors file (float weights).
+        /// Model directory or .safetensors file (float weights); or a decoder: a GGUF file,
+        /// a Hugging Face Llama/Qwen2 directory, or a sparq decoder file.
         model: PathBuf,
         /// Target format of the linear weights (of their values when pruned).
         #[arg(long)]
@@ -329,6 +330,9 @@ fn pack(
     calibrate: Option<Option<PathBuf>>,
     output: &Path,
 ) -> Result<()> {
+    if sparq::model::llama::pack::is_decoder(path) {
+        return pack_decoder(path, compression, neurons, calibrate, output);
+    }
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
     } else {
@@ -400,6 +404,41 @@ fn pack(
             report.kept
         );
     }
+    Ok(())
+}
+
+/// `sparq pack` of a Llama-family decoder (GGUF, Hugging Face or sparq file).
+fn pack_decoder(
+    path: &Path,
+    compression: Compression,
+    neurons: Option<f64>,
+    calibrate: Option<Option<PathBuf>>,
+    output: &Path,
+) -> Result<()> {
+    use sparq::model::llama::pack;
+    if neurons.is_some() {
+        return Err(Error::invalid(
+            "--prune neurons:S is for encoders and MLPs, not decoders",
+        ));
+    }
+    if calibrate.is_some() {
+        return Err(Error::invalid(
+            "--calibrate is not implemented for decoders yet",
+        ));
+    }
+    let (config, floats, linears, report) = pack::pack(path, &compression)?;
+    pack::write(output, &config, &floats, &linears)?;
+    eprintln!(
+        "wrote {} ({:.1} MB): a {}-layer decoder, {} linear weights as {}; {:.1} % of their \
+         weights zero after pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4}",
+        output.display(),
+        std::fs::metadata(output)?.len() as f64 / 1e6,
+        config.num_layers,
+        report.layers,
+        report.formats.join(", "),
+        100.0 * report.zeros as f64 / report.len.max(1) as f64,
+        report.relative_error,
+    );
     Ok(())
 }
 

@@ -278,7 +278,9 @@ pub fn pack_model(
     c: &Compression,
     calibration: Option<&HashMap<String, Hessian>>,
 ) -> Result<(Floats, Linears, PackReport)> {
-    pack_with(arch, c, calibration, |store| arch.family().pack(file, store))
+    pack_with(arch, c, calibration, |store| {
+        arch.family().pack(file, store)
+    })
 }
 
 /// [`pack_model`] over any reader of the model's tensors: `read` hands every linear weight

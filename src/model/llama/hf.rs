@@ -113,9 +113,10 @@ fn weight_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     })?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::config(format!("{}: {e}", index.display())))?;
-    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-        Error::config(format!("{}: no \"weight_map\" object", index.display()))
-    })?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::config(format!("{}: no \"weight_map\" object", index.display())))?;
     let mut out: Vec<PathBuf> = Vec::new();
     for (tensor, file) in map {
         let name = file.as_str().ok_or_else(|| {
@@ -134,7 +135,10 @@ fn weight_paths(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if out.is_empty() {
-        return Err(Error::config(format!("{}: empty weight_map", index.display())));
+        return Err(Error::config(format!(
+            "{}: empty weight_map",
+            index.display()
+        )));
     }
     Ok(out)
 }

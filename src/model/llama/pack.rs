@@ -77,10 +77,13 @@ struct GgufInput<'a> {
 
 impl GgufInput<'_> {
     fn values(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        let g = self.by_hf.get(name).ok_or_else(|| InputError::MissingTensor {
-            tensor: name.to_string(),
-            expected: format!("{len} values"),
-        })?;
+        let g = self
+            .by_hf
+            .get(name)
+            .ok_or_else(|| InputError::MissingTensor {
+                tensor: name.to_string(),
+                expected: format!("{len} values"),
+            })?;
         let v = self.file.dequantize(g)?;
         if v.len() != len {
             return Err(InputError::BadTensor {
