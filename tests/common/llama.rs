@@ -181,3 +181,27 @@ pub fn edited(
     }
     w.into_iter().collect()
 }
+
+/// Every adapter (as `common::all_gpus` filters them) opened with exact f32 activations for
+/// integer weights (`SPARQ_Q8=0`), so that a decoder's logits can be compared with the
+/// reference on the dequantized weights alone.
+pub fn exact_gpus() -> Vec<sparq::Gpu> {
+    let inst = sparq::gpu::instance();
+    let filter = std::env::var("SPARQ_TEST_ADAPTERS").ok();
+    let mut config = sparq::Config::from_env().unwrap();
+    config.gemm.q8 = false;
+    let gpus: Vec<sparq::Gpu> = sparq::gpu::enumerate_adapters(&inst)
+        .into_iter()
+        .filter(|a| {
+            let info = a.get_info();
+            filter.as_ref().is_none_or(|f| {
+                let f = f.to_ascii_lowercase();
+                info.name.to_ascii_lowercase().contains(&f)
+                    || format!("{:?}", info.backend).to_ascii_lowercase() == f
+            })
+        })
+        .filter_map(|a| sparq::Gpu::from_adapter_with(a, &inst, config.clone()).ok())
+        .collect();
+    assert!(!gpus.is_empty(), "no adapter to test on");
+    gpus
+}
