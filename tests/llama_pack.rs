@@ -18,8 +18,8 @@ use safetensors::Dtype;
 use sparq::formats::WeightFormat;
 use sparq::model::compress::{Compression, SparseStorage};
 use sparq::model::llama::{
-    CheckpointKind, DecoderOptions, LlamaConfig, LlamaDecoder, LlamaNames, LlamaWeights,
-    Reference, detect, pack,
+    CheckpointKind, DecoderOptions, LlamaConfig, LlamaDecoder, LlamaNames, LlamaWeights, Reference,
+    detect, pack,
 };
 use sparq::model::loader::WeightFile;
 use sparq::{Error, InputError};
@@ -40,7 +40,10 @@ fn stored_weights(path: &Path, c: &LlamaConfig) -> LlamaWeights {
         .into_iter()
         .map(|(name, shape)| {
             let v = match shape[..] {
-                [n, k] => file.matrix(&name, n, k, WeightFormat::F32).unwrap().dequantize(),
+                [n, k] => file
+                    .matrix(&name, n, k, WeightFormat::F32)
+                    .unwrap()
+                    .dequantize(),
                 _ => file.floats(&name, &shape).unwrap(),
             };
             (name, (shape, v))
@@ -62,7 +65,13 @@ fn packed_decoders_match_the_reference_on_their_stored_weights() {
         let json = config_json(arch, tied);
         let config = LlamaConfig::from_hf_config(&json).unwrap();
         let dir = tmp(&format!("pack-{arch}"));
-        write_hf(&dir, &json, &random_weights(&config, &mut r, Dtype::F32), Dtype::F32, 1);
+        write_hf(
+            &dir,
+            &json,
+            &random_weights(&config, &mut r, Dtype::F32),
+            Dtype::F32,
+            1,
+        );
         let prompt = tokens(&mut r, 21, config.vocab_size);
         for (format, prune, linear_format) in [
             ("int8", None, "int8"),
@@ -81,14 +90,19 @@ fn packed_decoders_match_the_reference_on_their_stored_weights() {
             // The linear layers carry the asked format; the embedding stays dense.
             let file = WeightFile::open(&out).unwrap();
             let names = LlamaNames::default();
-            let q = names.linear(0, sparq::model::llama::LlamaLinear::Q).weight();
+            let q = names
+                .linear(0, sparq::model::llama::LlamaLinear::Q)
+                .weight();
             let (qn, qk) = (config.q_width(), config.hidden_size);
             let qw = file.matrix(&q, qn, qk, WeightFormat::F32).unwrap();
             assert_eq!(qw.format_name(), linear_format, "{what}");
             let e = file
                 .matrix(&names.embedding(), config.vocab_size, qk, WeightFormat::F32)
                 .unwrap();
-            assert!(matches!(e, sparq::weights::LayerWeights::Dense(_)), "{what}");
+            assert!(
+                matches!(e, sparq::weights::LayerWeights::Dense(_)),
+                "{what}"
+            );
             let reference = Reference::new(config.clone(), stored_weights(&out, &config)).unwrap();
             for gpu in exact_gpus() {
                 let what = format!("{what} on {}", gpu.caps.name);
@@ -124,7 +138,13 @@ fn truncated_or_corrupt_packed_files_give_typed_errors() {
     let json = config_json("LlamaForCausalLM", false);
     let config = LlamaConfig::from_hf_config(&json).unwrap();
     let dir = tmp("pack-errors");
-    write_hf(&dir, &json, &random_weights(&config, &mut r, Dtype::F32), Dtype::F32, 1);
+    write_hf(
+        &dir,
+        &json,
+        &random_weights(&config, &mut r, Dtype::F32),
+        Dtype::F32,
+        1,
+    );
     let (c, floats, linears, _) = pack::pack(&dir, &compression("int8", None)).unwrap();
     let good = dir.join("good.safetensors");
     pack::write(&good, &c, &floats, &linears).unwrap();
@@ -133,19 +153,29 @@ fn truncated_or_corrupt_packed_files_give_typed_errors() {
 
     std::fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
     let e = sparq_error(&bad);
-    assert!(matches!(e, Error::Input(InputError::SafeTensors(_))), "truncated: {e}");
+    assert!(
+        matches!(e, Error::Input(InputError::SafeTensors(_))),
+        "truncated: {e}"
+    );
 
     let mut garbled = bytes.clone();
     garbled[8..24].copy_from_slice(b"}}}}}}}}}}}}}}}}");
     std::fs::write(&bad, &garbled).unwrap();
     let e = sparq_error(&bad);
-    assert!(matches!(e, Error::Input(InputError::SafeTensors(_))), "garbled header: {e}");
+    assert!(
+        matches!(e, Error::Input(InputError::SafeTensors(_))),
+        "garbled header: {e}"
+    );
 
     // A linear weight missing from the file.
     let down = LlamaNames::default()
         .linear(1, sparq::model::llama::LlamaLinear::Down)
         .weight();
-    let fewer: Vec<_> = linears.iter().filter(|(n, _)| *n != down).cloned().collect();
+    let fewer: Vec<_> = linears
+        .iter()
+        .filter(|(n, _)| *n != down)
+        .cloned()
+        .collect();
     pack::write(&bad, &c, &floats, &fewer).unwrap();
     match sparq_error(&bad) {
         Error::Input(InputError::MissingTensor { tensor, .. }) => assert_eq!(tensor, down),
@@ -168,12 +198,18 @@ fn truncated_or_corrupt_packed_files_give_typed_errors() {
 
     // A float checkpoint is not a sparq file, and a bad config in one is refused.
     let e = sparq_error(&dir.join("model.safetensors"));
-    assert!(matches!(e, Error::Input(InputError::Config(_))), "not sparq: {e}");
+    assert!(
+        matches!(e, Error::Input(InputError::Config(_))),
+        "not sparq: {e}"
+    );
     let mut bad_config = c.clone();
     bad_config.num_heads = 5;
     pack::write(&bad, &bad_config, &floats, &linears).unwrap();
     let e = sparq_error(&bad);
-    assert!(matches!(e, Error::Input(InputError::Config(_))), "bad config: {e}");
+    assert!(
+        matches!(e, Error::Input(InputError::Config(_))),
+        "bad config: {e}"
+    );
     // The encoder runtime refuses a decoder file, naming the decoder.
     let gpu = &all_gpus()[0];
     match sparq::model::Model::load(&good, gpu) {
@@ -188,7 +224,8 @@ fn truncated_or_corrupt_packed_files_give_typed_errors() {
 
 #[test]
 fn smollm2_gguf_packs_to_int8_and_reads_back() {
-    let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct/model.gguf");
+    let gguf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct/model.gguf");
     if !gguf.exists() {
         eprintln!("skipping: {} is not there", gguf.display());
         return;
@@ -204,13 +241,18 @@ fn smollm2_gguf_packs_to_int8_and_reads_back() {
     assert_eq!(pack_config(&packed), c);
     // Every tensor reads back as written.
     for (name, w) in &linears {
-        let back = packed.matrix(name, w.n(), w.k(), WeightFormat::F32).unwrap();
+        let back = packed
+            .matrix(name, w.n(), w.k(), WeightFormat::F32)
+            .unwrap();
         let (sparq::weights::LayerWeights::Dense(a), sparq::weights::LayerWeights::Dense(b)) =
             (&back, w)
         else {
             panic!("{name}: not dense")
         };
-        assert!(a.format == b.format && a.data == b.data && a.scales == b.scales, "{name}");
+        assert!(
+            a.format == b.format && a.data == b.data && a.scales == b.scales,
+            "{name}"
+        );
     }
     for (name, shape, v) in &floats {
         assert_eq!(&packed.floats(name, shape).unwrap(), v, "{name}");

@@ -24,7 +24,11 @@ fn parts(
 fn check_stack(ps: &[SparseWeights], what: &str) {
     let stacked = SparseWeights::concat_rows(&ps.iter().collect::<Vec<_>>()).unwrap();
     let want: Vec<f32> = ps.iter().flat_map(|p| p.to_dense()).collect();
-    assert_eq!(stacked.n(), ps.iter().map(|p| p.n()).sum::<usize>(), "{what}");
+    assert_eq!(
+        stacked.n(),
+        ps.iter().map(|p| p.n()).sum::<usize>(),
+        "{what}"
+    );
     assert_eq!(stacked.to_dense(), want, "{what}: decoded rows");
     // The stored arrays are well formed: the reference product runs on them.
     let x = vec![0.5f32; 2 * stacked.k()];
@@ -37,19 +41,30 @@ fn sparse_stacks_decode_to_their_parts() {
     let mut r = rng("sparse concat");
     for k in [4, 37, 130] {
         for rows in [&[1usize, 3, 2][..], &[5, 1], &[7]] {
-            for vt in [ValueType::F32, ValueType::F16, ValueType::Int8, ValueType::Int4] {
+            for vt in [
+                ValueType::F32,
+                ValueType::F16,
+                ValueType::Int8,
+                ValueType::Int4,
+            ] {
                 let tf = |w: &[f32], n: usize| -> SparseWeights {
                     let p = n_of_m(w, n, k, 2, 4).unwrap();
                     TwoFour::from_dense(&p.w, n, k, vt).unwrap().into()
                 };
-                check_stack(&parts(&mut r, k, rows, &tf), &format!("2:4 {vt:?} k {k} {rows:?}"));
+                check_stack(
+                    &parts(&mut r, k, rows, &tf),
+                    &format!("2:4 {vt:?} k {k} {rows:?}"),
+                );
             }
             for vt in [ValueType::F32, ValueType::F16] {
                 let csr = |w: &[f32], n: usize| -> SparseWeights {
                     let p = magnitude(w, n, k, 0.6).unwrap();
                     Csr::from_dense(&p.w, n, k, vt).unwrap().into()
                 };
-                check_stack(&parts(&mut r, k, rows, &csr), &format!("CSR {vt:?} k {k} {rows:?}"));
+                check_stack(
+                    &parts(&mut r, k, rows, &csr),
+                    &format!("CSR {vt:?} k {k} {rows:?}"),
+                );
             }
         }
     }
@@ -59,20 +74,38 @@ fn sparse_stacks_decode_to_their_parts() {
 fn stacks_that_cannot_be_built_are_refused() {
     let mut r = rng("sparse concat errors");
     let csr = |k: usize, vt| -> SparseWeights {
-        Csr::from_dense(&random(&mut r.clone(), 3 * k), 3, k, vt).unwrap().into()
+        Csr::from_dense(&random(&mut r.clone(), 3 * k), 3, k, vt)
+            .unwrap()
+            .into()
     };
     let a = csr(8, ValueType::F32);
     for b in [csr(12, ValueType::F32), csr(8, ValueType::F16)] {
-        assert!(SparseWeights::concat_rows(&[&a, &b]).is_err(), "{}", b.name());
+        assert!(
+            SparseWeights::concat_rows(&[&a, &b]).is_err(),
+            "{}",
+            b.name()
+        );
     }
     let w = n_of_m(&random(&mut r, 24), 3, 8, 2, 4).unwrap().w;
-    let tf: SparseWeights = TwoFour::from_dense(&w, 3, 8, ValueType::F32).unwrap().into();
-    assert!(SparseWeights::concat_rows(&[&a, &tf]).is_err(), "CSR on 2:4");
-    let bsr: SparseWeights = Bsr::from_dense(&w, 3, 8, 1, 4, ValueType::F32).unwrap().into();
+    let tf: SparseWeights = TwoFour::from_dense(&w, 3, 8, ValueType::F32)
+        .unwrap()
+        .into();
+    assert!(
+        SparseWeights::concat_rows(&[&a, &tf]).is_err(),
+        "CSR on 2:4"
+    );
+    let bsr: SparseWeights = Bsr::from_dense(&w, 3, 8, 1, 4, ValueType::F32)
+        .unwrap()
+        .into();
     assert!(SparseWeights::concat_rows(&[&bsr, &bsr]).is_err(), "BSR");
     assert!(SparseWeights::concat_rows(&[]).is_err(), "nothing");
-    let dense: LayerWeights = PackedWeights::quantize(&w, 3, 8, WeightFormat::F32).unwrap().into();
-    assert!(LayerWeights::concat_rows(vec![dense.clone(), a.into()]).is_err(), "mixed");
+    let dense: LayerWeights = PackedWeights::quantize(&w, 3, 8, WeightFormat::F32)
+        .unwrap()
+        .into();
+    assert!(
+        LayerWeights::concat_rows(vec![dense.clone(), a.into()]).is_err(),
+        "mixed"
+    );
     let two = LayerWeights::concat_rows(vec![dense.clone(), dense]).unwrap();
     assert_eq!(two.dequantize(), [w.clone(), w].concat(), "dense stack");
 }

@@ -79,12 +79,11 @@ fn bytes(v: &[f32], dtype: Dtype) -> Vec<u8> {
     }
 }
 
+/// A named tensor of [`LlamaWeights`]: name, (shape, values).
+pub type Named<'a> = (&'a String, &'a (Vec<usize>, Vec<f32>));
+
 /// Writes `tensors` (name → shape, values) as `dtype` to `path`.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(&String, &(Vec<usize>, Vec<f32>))],
-    dtype: Dtype,
-) {
+pub fn write_safetensors(path: &Path, tensors: &[Named<'_>], dtype: Dtype) {
     let blobs: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, (s, v))| (n.to_string(), s.clone(), bytes(v, dtype)))
