@@ -439,6 +439,12 @@ fn pack_decoder(
         100.0 * report.zeros as f64 / report.len.max(1) as f64,
         report.relative_error,
     );
+    if report.kept > 0 {
+        eprintln!(
+            "{} of them were already packed in the input and are kept as they were",
+            report.kept
+        );
+    }
     Ok(())
 }
 

@@ -5,6 +5,10 @@
 //! tensor each (the decoder fuses them on load); the token embedding (and `lm_head`) stay
 //! dense, as the row gather reads them; norms and biases are f32.
 //!
+//! A GGUF input is dequantized and stored in the asked format (its Q/K rows keep llama.cpp's
+//! order, which the written configuration's `rope_layout` records); weights a sparq input
+//! already holds packed or sparse are kept as they are.
+//!
 //! [`LlamaConfig`] is also the [`Family`] of [`Architecture::Llama`], so the encoder tools'
 //! [`crate::model::compress::pack_model`] packs a sparq decoder file too; its `load` (an
 //! encoder [`Network`]) refuses with an error naming [`LlamaDecoder`](super::LlamaDecoder).
