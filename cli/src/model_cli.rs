@@ -71,7 +71,8 @@ pub enum ModelCommand {
         /// Calibrate on the sentences of FILE (one per line; `builtin`, or no value, for 64
         /// built-in sentences): dense int4 is rounded by GPTQ, and `--prune 2:4` or
         /// `magnitude:S` (then S of every row) prunes by SparseGPT, keeping the layers'
-        /// outputs closer. Text models (BERT with tokenizer.json).
+        /// outputs closer. Text models (BERT with tokenizer.json; decoders with their GGUF
+        /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
         /// Output .safetensors file.
@@ -421,12 +422,24 @@ fn pack_decoder(
             "--prune neurons:S is for encoders and MLPs, not decoders",
         ));
     }
-    if calibrate.is_some() {
-        return Err(Error::invalid(
-            "--calibrate is not implemented for decoders yet",
-        ));
+    let tokens = match &calibrate {
+        None => None,
+        Some(text) => {
+            compression.check_calibrated()?;
+            let texts = calibrate::texts(text.as_deref())?;
+            Some(sparq::model::llama::calibrate::tokenize(path, &texts)?)
+        }
+    };
+    let start = std::time::Instant::now();
+    let (config, floats, linears, report) = pack::pack(path, &compression, tokens.as_deref())?;
+    if let Some(t) = &tokens {
+        eprintln!(
+            "calibrated on {} texts ({} tokens) and packed in {:.1} s",
+            t.len(),
+            t.iter().map(Vec::len).sum::<usize>(),
+            start.elapsed().as_secs_f64()
+        );
     }
-    let (config, floats, linears, report) = pack::pack(path, &compression)?;
     pack::write(output, &config, &floats, &linears)?;
     eprintln!(
         "wrote {} ({:.1} MB): a {}-layer decoder, {} linear weights as {}; {:.1} % of their \

@@ -6,6 +6,7 @@
 //! [`crate::model::config::Architecture::Llama`] names the family in sparq's files
 //! ([`pack`]); the decoder loads GGUF, Hugging Face and sparq checkpoints ([`hf`]).
 
+pub mod calibrate;
 pub mod decoder;
 pub mod gguf;
 pub mod hf;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use decoder::{DecoderOptions, LlamaDecoder};
 pub use hf::{CheckpointKind, HfCheckpoint, SafetensorsSource, detect};
-pub use reference::{KvCache, LlamaWeights, Reference};
+pub use reference::{KvCache, LlamaWeights, Observer, Reference};
 pub use weights::{LlamaLinear, LlamaNames, rows_to_half_split, rows_to_interleaved};
 
 /// Largest vocabulary accepted (tokens are `u32`, embedding rows are indexed by them).

@@ -15,8 +15,9 @@
 
 use super::gguf::tensor_names;
 use super::hf::{self, CheckpointKind, HfCheckpoint, SafetensorsSource};
-use super::{LlamaConfig, LlamaNames};
+use super::{LlamaConfig, LlamaNames, LlamaWeights, Reference};
 use crate::error::{Error, InputError, Result};
+use crate::formats::{PackedWeights, WeightFormat};
 use crate::gguf::Gguf;
 use crate::gpu::Gpu;
 use crate::model::LoadOptions;
@@ -141,12 +142,31 @@ pub fn pack_tensors(
 }
 
 /// Packs the decoder checkpoint at `path` (GGUF, Hugging Face, or sparq: [`hf::detect`])
-/// as `c` says: its configuration, the tensors to write, and what packing did.
-pub fn pack(path: &Path, c: &Compression) -> Result<(LlamaConfig, Floats, Linears, PackReport)> {
+/// as `c` says: its configuration, the tensors to write, and what packing did. With
+/// `calibration` (token sequences, [`super::calibrate::tokenize`]), the linear weights are
+/// stored by [`Compression::store_calibrated`] on the inputs the reference decoder gives
+/// them over those tokens (GPTQ for dense int4, SparseGPT for 2:4 and `magnitude:S`).
+pub fn pack(
+    path: &Path,
+    c: &Compression,
+    calibration: Option<&[Vec<u32>]>,
+) -> Result<(LlamaConfig, Floats, Linears, PackReport)> {
+    if calibration.is_some() {
+        c.check_calibrated()?;
+    }
     let run = |config: LlamaConfig, input: &dyn PackInput| {
+        let hessians = match calibration {
+            Some(seqs) => {
+                let reference = reference(input, &config)?;
+                Some(super::calibrate::hessians(&reference, seqs)?.0)
+            }
+            None => None,
+        };
         let arch = Architecture::Llama(config.clone());
         let (floats, linears, report) =
-            compress::pack_with(&arch, c, None, |store| pack_tensors(input, &config, store))?;
+            compress::pack_with(&arch, c, hessians.as_ref(), |store| {
+                pack_tensors(input, &config, store)
+            })?;
         Ok((config, floats, linears, report))
     };
     match hf::detect(path)? {
@@ -169,6 +189,24 @@ pub fn pack(path: &Path, c: &Compression) -> Result<(LlamaConfig, Floats, Linear
             run(config, &file)
         }
     }
+}
+
+/// The reference decoder on the f32 values of every tensor of `input` (packed weights
+/// decoded): what calibration runs.
+pub fn reference(input: &dyn PackInput, c: &LlamaConfig) -> Result<Reference> {
+    let mut weights = LlamaWeights::new();
+    for (name, shape) in LlamaNames::default().tensors(c) {
+        let v = match shape[..] {
+            [n, k] => input
+                .matrix(&name, n, k, &mut |_, w, n, k| {
+                    Ok(PackedWeights::quantize(w, n, k, WeightFormat::F32)?.into())
+                })?
+                .dequantize(),
+            _ => input.floats(&name, shape.iter().product())?,
+        };
+        weights.insert(name, (shape, v));
+    }
+    Reference::new(c.clone(), weights)
 }
 
 /// Whether `path` holds a decoder `sparq pack` should take through [`pack`]: a GGUF file, a
