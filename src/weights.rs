@@ -46,6 +46,38 @@ impl LayerWeights {
             LayerWeights::Sparse(w) => w.to_dense(),
         }
     }
+
+    /// The matrix whose rows are the rows of `parts`, in order, without re-encoding a value:
+    /// all dense ([`PackedWeights::concat_rows`]) or all sparse
+    /// ([`SparseWeights::concat_rows`]), one format and one `k`.
+    pub fn concat_rows(mut parts: Vec<LayerWeights>) -> crate::error::Result<LayerWeights> {
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let dense: Vec<&PackedWeights> = parts
+            .iter()
+            .filter_map(|p| match p {
+                LayerWeights::Dense(d) => Some(d),
+                LayerWeights::Sparse(_) => None,
+            })
+            .collect();
+        if dense.len() == parts.len() {
+            return Ok(PackedWeights::concat_rows(&dense)?.into());
+        }
+        let sparse: Vec<&SparseWeights> = parts
+            .iter()
+            .filter_map(|p| match p {
+                LayerWeights::Sparse(s) => Some(s),
+                LayerWeights::Dense(_) => None,
+            })
+            .collect();
+        if sparse.len() == parts.len() {
+            return Ok(SparseWeights::concat_rows(&sparse)?.into());
+        }
+        Err(crate::error::Error::invalid(
+            "concat_rows: dense and sparse weights cannot be stacked into one layer",
+        ))
+    }
 }
 
 impl From<PackedWeights> for LayerWeights {

@@ -56,7 +56,8 @@ pub enum ModelCommand {
     /// Write a compressed, self-describing model file: linear weights packed in FORMAT,
     /// the architecture in the metadata.
     Pack {
-        /// Model directory or .safetensors file (float weights).
+        /// Model directory or .safetensors file (float weights); or a decoder: a GGUF file,
+        /// a Hugging Face Llama/Qwen2 directory, or a sparq decoder file.
         model: PathBuf,
         /// Target format of the linear weights (of their values when pruned).
         #[arg(long)]
@@ -70,7 +71,8 @@ pub enum ModelCommand {
         /// Calibrate on the sentences of FILE (one per line; `builtin`, or no value, for 64
         /// built-in sentences): dense int4 is rounded by GPTQ, and `--prune 2:4` or
         /// `magnitude:S` (then S of every row) prunes by SparseGPT, keeping the layers'
-        /// outputs closer. Text models (BERT with tokenizer.json).
+        /// outputs closer. Text models (BERT with tokenizer.json; decoders with their GGUF
+        /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
         /// Output .safetensors file.
@@ -329,6 +331,9 @@ fn pack(
     calibrate: Option<Option<PathBuf>>,
     output: &Path,
 ) -> Result<()> {
+    if sparq::model::llama::pack::is_decoder(path) {
+        return pack_decoder(path, compression, neurons, calibrate, output);
+    }
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
     } else {
@@ -389,6 +394,59 @@ fn pack(
          pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4} (pruning and quantization)",
         output.display(),
         std::fs::metadata(output)?.len() as f64 / 1e6,
+        report.layers,
+        report.formats.join(", "),
+        100.0 * report.zeros as f64 / report.len.max(1) as f64,
+        report.relative_error,
+    );
+    if report.kept > 0 {
+        eprintln!(
+            "{} of them were already packed in the input and are kept as they were",
+            report.kept
+        );
+    }
+    Ok(())
+}
+
+/// `sparq pack` of a Llama-family decoder (GGUF, Hugging Face or sparq file).
+fn pack_decoder(
+    path: &Path,
+    compression: Compression,
+    neurons: Option<f64>,
+    calibrate: Option<Option<PathBuf>>,
+    output: &Path,
+) -> Result<()> {
+    use sparq::model::llama::pack;
+    if neurons.is_some() {
+        return Err(Error::invalid(
+            "--prune neurons:S is for encoders and MLPs, not decoders",
+        ));
+    }
+    let tokens = match &calibrate {
+        None => None,
+        Some(text) => {
+            compression.check_calibrated()?;
+            let texts = calibrate::texts(text.as_deref())?;
+            Some(sparq::model::llama::calibrate::tokenize(path, &texts)?)
+        }
+    };
+    let start = std::time::Instant::now();
+    let (config, floats, linears, report) = pack::pack(path, &compression, tokens.as_deref())?;
+    if let Some(t) = &tokens {
+        eprintln!(
+            "calibrated on {} texts ({} tokens) and packed in {:.1} s",
+            t.len(),
+            t.iter().map(Vec::len).sum::<usize>(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    pack::write(output, &config, &floats, &linears)?;
+    eprintln!(
+        "wrote {} ({:.1} MB): a {}-layer decoder, {} linear weights as {}; {:.1} % of their \
+         weights zero after pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4}",
+        output.display(),
+        std::fs::metadata(output)?.len() as f64 / 1e6,
+        config.num_layers,
         report.layers,
         report.formats.join(", "),
         100.0 * report.zeros as f64 / report.len.max(1) as f64,

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
+use crate::weights::LayerWeights;
 use crate::model::decode::{CausalLm, Chunk, LogitRows};
 use crate::model::llama::source::LlamaSource;
 use crate::model::llama::{LlamaConfig, LlamaDecoder, RopeLayout};
@@ -70,7 +71,7 @@ impl LlamaSource for RandomSource {
         Ok(vec![v; len])
     }
 
-    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<PackedWeights> {
+    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<LayerWeights> {
         let n: usize = parts.iter().map(|p| p.1).sum();
         let rows = n.min(TILE_ROWS);
         let mut rng = StdRng::seed_from_u64(self.seed ^ (n as u64) << 20 ^ k as u64);
@@ -84,7 +85,7 @@ impl LlamaSource for RandomSource {
         if n % rows != 0 {
             parts.push(&tail);
         }
-        PackedWeights::concat_rows(&parts)
+        Ok(PackedWeights::concat_rows(&parts)?.into())
     }
 }
 

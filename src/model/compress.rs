@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::formats::gptq::{self, Hessian};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::model::config::Architecture;
-use crate::model::loader::WeightFile;
+use crate::model::loader::{Store, WeightFile};
 use crate::prune::calibrated::{Pattern, prune_calibrated};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
 use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
@@ -278,6 +278,21 @@ pub fn pack_model(
     c: &Compression,
     calibration: Option<&HashMap<String, Hessian>>,
 ) -> Result<(Floats, Linears, PackReport)> {
+    pack_with(arch, c, calibration, |store| {
+        arch.family().pack(file, store)
+    })
+}
+
+/// [`pack_model`] over any reader of the model's tensors: `read` hands every linear weight
+/// it reads as floats to the store it is given (weights already packed it keeps), and
+/// returns the float tensors and the stored linear weights. Weights the architecture keeps
+/// dense ([`super::network::Family::dense_only`]) are stored dense in `c.format`.
+pub fn pack_with(
+    arch: &Architecture,
+    c: &Compression,
+    calibration: Option<&HashMap<String, Hessian>>,
+    read: impl FnOnce(&mut Store<'_>) -> Result<(Floats, Linears)>,
+) -> Result<(Floats, Linears, PackReport)> {
     if calibration.is_some() {
         c.check_calibrated()?;
     }
@@ -288,34 +303,41 @@ pub fn pack_model(
     // Per float layer: (name, original, n, k) and (the weights as stored, dequantized; what
     // pruning did). Global pruning stores every layer once it has seen them all, so its pass
     // keeps the floats (as f32 weights) and replaces them below.
+    // Layers pruned by one global threshold wait in `global_seen` until all are read.
     let mut seen: Vec<(String, Vec<f32>, usize, usize)> = Vec::new();
+    let mut global_seen: Vec<(String, Vec<f32>, usize, usize)> = Vec::new();
     let mut stored: Vec<(Vec<f32>, PruneReport)> = Vec::new();
+    let family = arch.family();
     let mut store = |name: &str, w: &[f32], n: usize, k: usize| -> Result<LayerWeights> {
-        seen.push((name.to_string(), w.to_vec(), n, k));
-        if global.is_some() {
+        let dense = family.dense_only(name);
+        if global.is_some() && !dense {
+            global_seen.push((name.to_string(), w.to_vec(), n, k));
             return Ok(PackedWeights::quantize(w, n, k, WeightFormat::F32)?.into());
         }
+        seen.push((name.to_string(), w.to_vec(), n, k));
         let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
-            Some(h) => c.store_calibrated(w, n, k, h)?,
-            None => c.store(w, n, k)?,
+            Some(h) if !dense => c.store_calibrated(w, n, k, h)?,
+            _ if dense => Compression::dense(c.format).store(w, n, k)?,
+            _ => c.store(w, n, k)?,
         };
         stored.push((weights.dequantize(), pruning));
         Ok(weights)
     };
-    let (floats, mut packed) = arch.family().pack(file, &mut store)?;
+    let (floats, mut packed) = read(&mut store)?;
     if let Some(sparsity) = global {
-        let views: Vec<(&[f32], usize, usize)> = seen
+        let views: Vec<(&[f32], usize, usize)> = global_seen
             .iter()
             .map(|(_, w, n, k)| (w.as_slice(), *n, *k))
             .collect();
         let pruned = magnitude_global(&views, sparsity)?;
-        for ((name, w, n, k), p) in seen.iter().zip(pruned.layers) {
+        for ((name, w, n, k), p) in global_seen.iter().zip(pruned.layers) {
             let csr: SparseWeights = Csr::from_dense(&p.w, *n, *k, c.value_type()?)?.into();
             stored.push((csr.to_dense(), PruneReport::measure(w, &p.w)));
             if let Some(slot) = packed.iter_mut().find(|(m, _)| m == name) {
                 slot.1 = csr.into();
             }
         }
+        seen.append(&mut global_seen);
     }
     let views: Vec<(&[f32], &[f32])> = seen
         .iter()

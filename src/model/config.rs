@@ -148,10 +148,13 @@ pub enum Architecture {
     Bert(BertConfig),
     /// MLP classifier producing logits.
     Mlp(MlpConfig),
+    /// A Llama-family decoder (Llama, SmolLM2, Qwen2): loaded by
+    /// [`LlamaDecoder`](super::llama::LlamaDecoder), not by [`super::Model`].
+    Llama(super::llama::LlamaConfig),
 }
 
 impl Architecture {
-    /// Parses sparq's JSON (`{"architecture": "bert" | "mlp", ...}`).
+    /// Parses sparq's JSON (`{"architecture": "bert" | "mlp" | "llama", ...}`).
     pub fn from_sparq_json(s: &str) -> Result<Self> {
         let a: Architecture =
             serde_json::from_str(s).map_err(|e| Error::config(format!("sparq config: {e}")))?;

@@ -79,6 +79,11 @@ pub trait Family {
     /// Every tensor `sparq pack` writes: linear weights through `store` (weights the file holds
     /// packed stay as they are), the rest as f32.
     fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)>;
+    /// Whether the linear weight `name` must stay dense when `sparq pack` prunes (a
+    /// decoder's embedding, which a row gather reads).
+    fn dense_only(&self, _name: &str) -> bool {
+        false
+    }
     /// What dropping the fraction `sparsity` of hidden neurons cuts.
     fn neuron_cuts(&self, file: &WeightFile, sparsity: f64) -> Result<NeuronCuts>;
     /// Calibration sums of each linear weight's inputs, keyed by the tensor name `pack`
@@ -107,6 +112,7 @@ impl Architecture {
         match self {
             Architecture::Bert(c) => c,
             Architecture::Mlp(c) => c,
+            Architecture::Llama(c) => c,
         }
     }
 }

@@ -75,6 +75,7 @@
 
 mod bsr;
 mod choose;
+mod concat;
 mod csr;
 pub mod gpu;
 mod two_four;

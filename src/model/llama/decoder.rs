@@ -107,7 +107,7 @@ fn linear(
         }
         None => None,
     };
-    LinearLayer::new(gpu, &w.into(), bias.as_deref(), LinearOptions::default())
+    LinearLayer::new(gpu, &w, bias.as_deref(), LinearOptions::default())
 }
 
 impl<'g> LlamaDecoder<'g> {
@@ -233,7 +233,7 @@ impl<'g> LlamaDecoder<'g> {
             true => None,
             false => Some(LinearLayer::new(
                 gpu,
-                &src.embedding(&names.embedding(), c.vocab_size, h)?.into(),
+                &src.embedding(&names.embedding(), c.vocab_size, h)?,
                 None,
                 LinearOptions::default(),
             )?),

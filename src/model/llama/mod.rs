@@ -3,11 +3,14 @@
 //! the CPU reference decoder ([`reference`](mod@reference)) that the GPU decoder will be
 //! tested against.
 //!
-//! Nothing here is registered in [`crate::model::config::Architecture`] yet: there is no GPU
-//! network for it so far, only the host oracle.
+//! [`crate::model::config::Architecture::Llama`] names the family in sparq's files
+//! ([`pack`]); the decoder loads GGUF, Hugging Face and sparq checkpoints ([`hf`]).
 
+pub mod calibrate;
 pub mod decoder;
 pub mod gguf;
+pub mod hf;
+pub mod pack;
 pub mod reference;
 pub mod source;
 pub mod weights;
@@ -16,7 +19,8 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub use decoder::{DecoderOptions, LlamaDecoder};
-pub use reference::{KvCache, LlamaWeights, Reference};
+pub use hf::{CheckpointKind, HfCheckpoint, SafetensorsSource, detect};
+pub use reference::{KvCache, LlamaWeights, Observer, Reference};
 pub use weights::{LlamaLinear, LlamaNames, rows_to_half_split, rows_to_interleaved};
 
 /// Largest vocabulary accepted (tokens are `u32`, embedding rows are indexed by them).

@@ -18,6 +18,10 @@ use std::collections::HashMap;
 /// (GGUF, safetensors) dequantizes into this.
 pub type LlamaWeights = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
+/// What [`Reference::observe`] calls with the inputs of each linear layer: the layer, the
+/// site, and the input rows (one per token).
+pub type Observer<'a> = dyn FnMut(usize, LlamaLinear, &[Vec<f64>]) + 'a;
+
 /// RMSNorm of `x` scaled by `w`: `w · x / sqrt(mean(x²) + eps)`.
 pub fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
@@ -234,7 +238,7 @@ impl Reference {
     /// Decodes `tokens` after the positions already in `cache` (appending theirs) and returns
     /// the logits of the last token.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f64>> {
-        let mut all = self.run(tokens, cache, false)?;
+        let mut all = self.run(tokens, cache, false, None)?;
         all.pop()
             .ok_or_else(|| Error::invariant("a non-empty chunk gave no logits"))
     }
@@ -242,7 +246,15 @@ impl Reference {
     /// As [`Reference::forward`], with the logits of every token of `tokens` (row `i`
     /// predicts the token after `tokens[i]`).
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<Vec<f64>>> {
-        self.run(tokens, cache, true)
+        self.run(tokens, cache, true, None)
+    }
+
+    /// Prefills `tokens` from an empty context, showing `observer` the inputs of every
+    /// linear layer (layer, site, one row per token) as they are computed: the calibration
+    /// inputs of GPTQ and SparseGPT.
+    pub fn observe(&self, tokens: &[u32], observer: &mut Observer<'_>) -> Result<()> {
+        self.run(tokens, &mut self.new_cache(), false, Some(observer))
+            .map(|_| ())
     }
 
     /// Perplexity of `tokens` from an empty context: `exp` of the mean negative
@@ -295,7 +307,18 @@ impl Reference {
 
     /// The whole chunk goes through each layer before the next (as a GPU prefill does), so
     /// comparing against token-by-token decoding tests the cache and the causal mask.
-    fn run(&self, tokens: &[u32], cache: &mut KvCache, all: bool) -> Result<Vec<Vec<f64>>> {
+    fn run(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all: bool,
+        mut observer: Option<&mut Observer<'_>>,
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut seen = |l: usize, sites: &[LlamaLinear], x: &[Vec<f64>]| {
+            if let Some(o) = observer.as_mut() {
+                sites.iter().for_each(|&s| o(l, s, x));
+            }
+        };
         self.check(tokens, cache)?;
         let c = &self.config;
         let (h, d) = (c.hidden_size, c.head_dim);
@@ -312,6 +335,7 @@ impl Reference {
                 .iter()
                 .map(|xi| rms_norm(xi, &layer.attn_norm, c.rms_norm_eps))
                 .collect();
+            seen(l, &[LlamaLinear::Q, LlamaLinear::K, LlamaLinear::V], &a);
             let mut q = layer.linear(LlamaLinear::Q).apply(&a);
             let mut k = layer.linear(LlamaLinear::K).apply(&a);
             let v = layer.linear(LlamaLinear::V).apply(&a);
@@ -327,12 +351,14 @@ impl Reference {
                 .enumerate()
                 .map(|(i, qi)| self.attend(qi, &cache.keys[l], &cache.values[l], base + i + 1))
                 .collect();
+            seen(l, &[LlamaLinear::O], &att);
             let o = layer.linear(LlamaLinear::O).apply(&att);
             add(&mut x, &o);
             let f: Vec<Vec<f64>> = x
                 .iter()
                 .map(|xi| rms_norm(xi, &layer.ffn_norm, c.rms_norm_eps))
                 .collect();
+            seen(l, &[LlamaLinear::Gate, LlamaLinear::Up], &f);
             let gate = layer.linear(LlamaLinear::Gate).apply(&f);
             let up = layer.linear(LlamaLinear::Up).apply(&f);
             let act: Vec<Vec<f64>> = gate
@@ -345,6 +371,7 @@ impl Reference {
                         .collect()
                 })
                 .collect();
+            seen(l, &[LlamaLinear::Down], &act);
             let down = layer.linear(LlamaLinear::Down).apply(&act);
             add(&mut x, &down);
         }

@@ -8,16 +8,18 @@ use super::LlamaWeights;
 use crate::error::{Error, InputError, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gguf::Gguf;
+use crate::weights::LayerWeights;
 use std::collections::HashMap;
 
 /// Tensors of a Llama-family checkpoint, by Hugging Face name.
 pub trait LlamaSource {
     /// The f32 values of a vector tensor (norm weights, biases) of `len` values.
     fn floats(&self, name: &str, len: usize) -> Result<Vec<f32>>;
-    /// The weights `parts` (name, rows), each `rows × k`, stacked by rows into one matrix.
-    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<PackedWeights>;
+    /// The weights `parts` (name, rows), each `rows × k`, stacked by rows into one matrix
+    /// (dense, or sparse where the source stores them so).
+    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<LayerWeights>;
     /// The embedding table (`vocab × hidden`) in the format the row gather reads.
-    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<PackedWeights> {
+    fn embedding(&self, name: &str, vocab: usize, hidden: usize) -> Result<LayerWeights> {
         self.linear(&[(name.to_string(), vocab)], hidden)
     }
 }
@@ -66,7 +68,7 @@ impl LlamaSource for GgufSource<'_> {
         Ok(v)
     }
 
-    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<PackedWeights> {
+    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<LayerWeights> {
         if let Some(format) = self.format {
             let mut w = Vec::new();
             let mut n = 0;
@@ -74,7 +76,7 @@ impl LlamaSource for GgufSource<'_> {
                 w.extend(self.floats(name, rows * k)?);
                 n += rows;
             }
-            return PackedWeights::quantize(&w, n, k, format);
+            return Ok(PackedWeights::quantize(&w, n, k, format)?.into());
         }
         let mut packed = Vec::with_capacity(parts.len());
         for (name, rows) in parts {
@@ -91,8 +93,8 @@ impl LlamaSource for GgufSource<'_> {
             packed.push(p);
         }
         match packed.len() {
-            1 => Ok(packed.remove(0)),
-            _ => PackedWeights::concat_rows(&packed.iter().collect::<Vec<_>>()),
+            1 => Ok(packed.remove(0).into()),
+            _ => Ok(PackedWeights::concat_rows(&packed.iter().collect::<Vec<_>>())?.into()),
         }
     }
 }
@@ -134,13 +136,13 @@ impl LlamaSource for HostSource<'_> {
         Ok(self.values(name, len)?.to_vec())
     }
 
-    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<PackedWeights> {
+    fn linear(&self, parts: &[(String, usize)], k: usize) -> Result<LayerWeights> {
         let mut w = Vec::new();
         let mut n = 0;
         for (name, rows) in parts {
             w.extend_from_slice(self.values(name, rows * k)?);
             n += rows;
         }
-        PackedWeights::quantize(&w, n, k, self.format)
+        Ok(PackedWeights::quantize(&w, n, k, self.format)?.into())
     }
 }

@@ -134,6 +134,11 @@ impl WeightFile {
         &self.mmap[base + info.data_offsets.0..base + info.data_offsets.1]
     }
 
+    /// The dtype `name` is stored in, or a missing-tensor error.
+    pub fn dtype(&self, name: &str) -> Result<Dtype> {
+        Ok(self.info(name, "a tensor")?.dtype)
+    }
+
     /// The shape of `name`, or a missing-tensor error.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         Ok(self.info(name, "a tensor")?.shape.clone())
