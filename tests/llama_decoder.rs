@@ -356,7 +356,10 @@ fn gguf_file(c: &LlamaConfig, w: &LlamaWeights, arch: &str, wrong: Option<&str>)
         f.kv(&format!("llama.{k}"), Value::U32(v as u32));
     }
     f.kv("llama.rope.freq_base", Value::F32(c.rope_theta as f32));
-    f.kv("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32));
+    f.kv(
+        "llama.attention.layer_norm_rms_epsilon",
+        Value::F32(c.rms_norm_eps as f32),
+    );
     for (g, h) in sparq::model::llama::gguf::tensor_names(c) {
         let (shape, data) = &w[&h];
         let mut dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
@@ -365,7 +368,12 @@ fn gguf_file(c: &LlamaConfig, w: &LlamaWeights, arch: &str, wrong: Option<&str>)
             *dims.last_mut().unwrap() -= 1;
             data.truncate(data.len() - shape.last().unwrap());
         }
-        f.tensor(&g, &dims, GgmlType::F32, bytemuck::cast_slice(&data).to_vec());
+        f.tensor(
+            &g,
+            &dims,
+            GgmlType::F32,
+            bytemuck::cast_slice(&data).to_vec(),
+        );
     }
     f.to_bytes()
 }
@@ -379,26 +387,57 @@ fn a_gguf_file_runs_as_the_reference_and_bad_files_are_typed_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tiny.gguf");
     std::fs::write(&path, gguf_file(&c.config, &c.weights, "llama", None)).unwrap();
-    let options = DecoderOptions { kv_tokens: Some(64), ..DecoderOptions::default() };
+    let options = DecoderOptions {
+        kv_tokens: Some(64),
+        ..DecoderOptions::default()
+    };
     let lm = LlamaDecoder::from_gguf(&path, &gpu, options).unwrap();
-    assert_eq!(lm.config(), &c.config);
+    // GGUF stores the epsilon as an f32.
+    let stored = LlamaConfig {
+        rms_norm_eps: c.config.rms_norm_eps as f32 as f64,
+        ..c.config.clone()
+    };
+    assert_eq!(lm.config(), &stored);
     assert_eq!(lm.formats(), ["f32"]);
     let prompt = tokens(&mut r, 21, c.config.vocab_size);
     let seq = lm.open();
-    let got = step(&lm, &[Chunk { seq, tokens: &prompt, logits: LogitRows::All }]);
-    let want = c.reference.forward_all(&prompt, &mut c.reference.new_cache()).unwrap();
+    let got = step(
+        &lm,
+        &[Chunk {
+            seq,
+            tokens: &prompt,
+            logits: LogitRows::All,
+        }],
+    );
+    let want = c
+        .reference
+        .forward_all(&prompt, &mut c.reference.new_cache())
+        .unwrap();
     check_rows(&got, &want, 2, "tiny GGUF");
     drop(lm);
     // A tensor of the wrong shape, another architecture, a truncated file.
     let bad = |bytes: Vec<u8>| {
         std::fs::write(&path, bytes).unwrap();
-        LlamaDecoder::from_gguf(&path, &gpu, options).err().expect("a bad file loads")
+        LlamaDecoder::from_gguf(&path, &gpu, options)
+            .err()
+            .expect("a bad file loads")
     };
-    let short = bad(gguf_file(&c.config, &c.weights, "llama", Some("blk.1.ffn_up.weight")));
-    assert!(matches!(short, Error::Input(InputError::BadTensor { .. })), "{short}");
+    let short = bad(gguf_file(
+        &c.config,
+        &c.weights,
+        "llama",
+        Some("blk.1.ffn_up.weight"),
+    ));
+    assert!(
+        matches!(short, Error::Input(InputError::BadTensor { .. })),
+        "{short}"
+    );
     assert!(short.to_string().contains("blk.1.ffn_up.weight"), "{short}");
     let arch = bad(gguf_file(&c.config, &c.weights, "gpt2", None));
-    assert!(matches!(arch, Error::Input(InputError::Config(_))), "{arch}");
+    assert!(
+        matches!(arch, Error::Input(InputError::Config(_))),
+        "{arch}"
+    );
     let mut cut = gguf_file(&c.config, &c.weights, "llama", None);
     cut.truncate(cut.len() - 100);
     let cut = bad(cut);
@@ -414,34 +453,62 @@ fn generation_refuses_prompts_and_budgets_past_the_context() {
     let c = case(&mut r, RopeLayout::HalfSplit, false, true);
     let lm = decoder(&gpu, &c, 64);
     let g = Generator::new(&lm, None);
-    let params = |max_tokens| GenerateParams { max_tokens, ..GenerateParams::default() };
+    let params = |max_tokens| GenerateParams {
+        max_tokens,
+        ..GenerateParams::default()
+    };
     let invalid = |e: Error| matches!(e, Error::Input(InputError::Invalid(_)));
-    assert!(invalid(g.start(&[], &params(4)).err().unwrap()), "empty prompt");
-    assert!(invalid(g.start(&vec![1; 601], &params(0)).err().unwrap()), "prompt past the context");
-    assert!(invalid(g.start(&vec![1; 590], &params(11)).err().unwrap()), "budget past the context");
+    assert!(
+        invalid(g.start(&[], &params(4)).err().unwrap()),
+        "empty prompt"
+    );
+    assert!(
+        invalid(g.start(&vec![1; 601], &params(0)).err().unwrap()),
+        "prompt past the context"
+    );
+    assert!(
+        invalid(g.start(&vec![1; 590], &params(11)).err().unwrap()),
+        "budget past the context"
+    );
     // Greedy generation stops at an EOS token it is given and at the budget otherwise.
     let prompt = tokens(&mut r, 5, c.config.vocab_size);
     let done = g.generate(&prompt, &params(6), |_| {}).unwrap();
     assert_eq!(done.tokens.len(), 6);
     assert_eq!(done.finish, sparq::model::generate::FinishReason::Length);
-    let eos = GenerateParams { eos: vec![done.tokens[2]], ..params(6) };
+    let eos = GenerateParams {
+        eos: vec![done.tokens[2]],
+        ..params(6)
+    };
     let cut = g.generate(&prompt, &eos, |_| {}).unwrap();
-    let first = done.tokens.iter().position(|&t| t == done.tokens[2]).unwrap();
+    let first = done
+        .tokens
+        .iter()
+        .position(|&t| t == done.tokens[2])
+        .unwrap();
     assert_eq!(cut.tokens, done.tokens[..=first]);
     assert_eq!(cut.finish, sparq::model::generate::FinishReason::Eos);
     // The reference's greedy tokens.
     let mut cache = c.reference.new_cache();
     let mut logits = c.reference.forward(&prompt, &mut cache).unwrap();
     for (i, &t) in done.tokens.iter().enumerate() {
-        let best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+        let best = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
         if t as usize != best {
             // Only a tie closer than the tolerance may go the other way (then the two differ).
             let scale = logits.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let margin = logits[best] - logits[t as usize];
-            assert!(margin <= 8.0 * 2f64.powi(-11) * scale, "greedy token {i}: {t} vs {best}");
+            assert!(
+                margin <= 8.0 * 2f64.powi(-11) * scale,
+                "greedy token {i}: {t} vs {best}"
+            );
             break;
         }
         logits = c.reference.forward(&[t], &mut cache).unwrap();
     }
-    assert_eq!(lm.cache_blocks().0, lm.cache_blocks().1, "generations close their sequences");
+    assert_eq!(
+        lm.cache_blocks().0,
+        lm.cache_blocks().1,
+        "generations close their sequences"
+    );
 }

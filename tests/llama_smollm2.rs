@@ -14,9 +14,9 @@ use sparq::gguf::Gguf;
 use sparq::model::decode::{CausalLm, Chunk, LogitRows};
 use sparq::model::generate::{GenerateParams, Generator};
 use sparq::model::llama::gguf::{host_weights, text_codec};
-use sparq::model::text::TextCodec;
 use sparq::model::llama::{DecoderOptions, LlamaConfig, LlamaDecoder, Reference};
 use sparq::model::perplexity::perplexity;
+use sparq::model::text::TextCodec;
 
 const MODEL: &str = "models/SmolLM2-135M-Instruct/model.gguf";
 

@@ -6,9 +6,9 @@ use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
 use sparq::model::generate::{GenerateParams, Generated, Generator};
-use sparq::model::text::{ChatMessage, TextCodec};
 use sparq::model::llama::{DecoderOptions, LlamaDecoder};
 use sparq::model::sampling::SamplingParams;
+use sparq::model::text::{ChatMessage, TextCodec};
 use sparq::{Error, Gpu, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,10 @@ fn llm_bench(
         )));
     }
     let ceiling = sparq::bench::stream_read_gbps(&gpu, 1 << 30, 20)?;
-    eprintln!("sparq: {} streaming-read ceiling {ceiling:.0} GB/s", gpu.caps.name);
+    eprintln!(
+        "sparq: {} streaming-read ceiling {ceiling:.0} GB/s",
+        gpu.caps.name
+    );
     // Each sequence rounds up to whole blocks: the longest case's blocks, per sequence.
     let block = DecoderOptions::default().block_size;
     let per_seq = (cfg.contexts.iter().max().copied().unwrap_or(0) + cfg.iters + 8)
@@ -163,8 +166,12 @@ fn llm_bench(
         let format = (!stored).then(|| WeightFormat::parse(f)).transpose()?;
         if let Some(path) = &model {
             let lm = LlamaDecoder::from_gguf(path, &gpu, DecoderOptions { format, ..options })?;
-            let name = path.file_name().map_or("model".into(), |n| n.to_string_lossy().into_owned());
-            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| bar.set_message(m.to_string()))?);
+            let name = path
+                .file_name()
+                .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| {
+                bar.set_message(m.to_string())
+            })?);
         }
         let Some(format) = format else { continue };
         for s in shapes {
@@ -172,11 +179,16 @@ fn llm_bench(
             let config = llm::shape(s)?;
             let src = llm::RandomSource::new(format, 1);
             let lm = LlamaDecoder::from_source(&gpu, config, &src, options)?;
-            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| bar.set_message(m.to_string()))?);
+            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| {
+                bar.set_message(m.to_string())
+            })?);
         }
     }
     bar.finish_and_clear();
-    println!("{} ({ceiling:.0} GB/s streaming-read ceiling)\n", gpu.caps.name);
+    println!(
+        "{} ({ceiling:.0} GB/s streaming-read ceiling)\n",
+        gpu.caps.name
+    );
     print!("{}", llm::table(&rows));
     if let Some(p) = json {
         let j = serde_json::json!({
@@ -346,9 +358,7 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
                 let ids = codec.encode_chat(&messages, true)?;
                 let room = lm.config().max_context.saturating_sub(ids.len());
                 if room == 0 {
-                    return Err(Error::invalid(
-                        "the conversation fills the model's context",
-                    ));
+                    return Err(Error::invalid("the conversation fills the model's context"));
                 }
                 let params = GenerateParams {
                     max_tokens: max_tokens.min(room),

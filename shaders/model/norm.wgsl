@@ -1,7 +1,9 @@
 // LayerNorm or RMSNorm of a row, optionally of the sum with a residual row:
 //   v = x (+ r);  y = (v - mean) / sqrt(var + eps) * gamma (+ beta)   (RMS: no mean, no beta)
 // Statistics in f32 over the row's invocations; two passes over the row keep the variance
-// exact enough for eps = 1e-12 (BERT). The padding of y is written as zeros.
+// exact enough for eps = 1e-12 (BERT). The padding of y is written as zeros. With SUM_OUT the
+// sum v is written too (a pre-norm decoder's residual stream: one pass instead of an add and a
+// norm).
 struct Params {
     rows: u32,
     cols: u32,
@@ -23,6 +25,9 @@ override HAS_BETA: bool = false;
 @group(0) @binding(3) var<storage, read> gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> beta: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#if SUM_OUT
+@group(0) @binding(6) var<storage, read_write> sum_out: array<f32>;
+#end
 
 fn value(i: u32) -> f32 {
     var v = x[i];
@@ -80,11 +85,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     for (var c = lt; c < p.stride; c += TPR) {
         var o = 0.0;
         if (c < p.cols) {
-            o = (value(base + c) - mean) * inv * gamma[c];
+            let v = value(base + c);
+#if SUM_OUT
+            sum_out[base + c] = v;
+#end
+            o = (v - mean) * inv * gamma[c];
             if (HAS_BETA) {
                 o += beta[c];
             }
         }
+#if SUM_OUT
+        if (c >= p.cols) {
+            sum_out[base + c] = 0.0;
+        }
+#end
         y[base + c] = o;
     }
 }

@@ -10,10 +10,10 @@
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
-use crate::weights::LayerWeights;
 use crate::model::decode::{CausalLm, Chunk, LogitRows};
 use crate::model::llama::source::LlamaSource;
 use crate::model::llama::{LlamaConfig, LlamaDecoder, RopeLayout};
+use crate::weights::LayerWeights;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
@@ -82,7 +82,7 @@ impl LlamaSource for RandomSource {
         let tile = PackedWeights::quantize(&w, rows, k, self.format)?;
         let tail = tile.rows(0, n % rows);
         let mut parts: Vec<&PackedWeights> = vec![&tile; n / rows];
-        if n % rows != 0 {
+        if !n.is_multiple_of(rows) {
             parts.push(&tail);
         }
         Ok(PackedWeights::concat_rows(&parts)?.into())
@@ -212,7 +212,14 @@ pub fn run(
         let out = out?;
         Ok((out.gpu_seconds.unwrap_or(0.0), out.host_seconds))
     })?;
-    rows.push(row("prefill", 1, cfg.prompt, t, cfg.prompt, lm.weight_bytes()));
+    rows.push(row(
+        "prefill",
+        1,
+        cfg.prompt,
+        t,
+        cfg.prompt,
+        lm.weight_bytes(),
+    ));
     for &context in &cfg.contexts {
         for &batch in &cfg.batches {
             // Room for the warm-up and timed steps after the context.
@@ -220,9 +227,13 @@ pub fn run(
             if context + steps > c.max_context {
                 continue;
             }
-            progress(&format!("{model} {format} decode batch {batch} context {context}"));
+            progress(&format!(
+                "{model} {format} decode batch {batch} context {context}"
+            ));
             let seqs: Vec<_> = (0..batch).map(|_| lm.open()).collect();
-            let filled = seqs.iter().try_for_each(|&s| lm.assume_filled(s, context, steps));
+            let filled = seqs
+                .iter()
+                .try_for_each(|&s| lm.assume_filled(s, context, steps));
             let measured = filled.and_then(|_| {
                 time(cfg.iters, || {
                     let next: Vec<[u32; 1]> = seqs.iter().map(|_| [token()]).collect();
@@ -258,7 +269,12 @@ pub fn run(
 
 /// Weights of the linear layers one token multiplies by (every layer and the logits).
 pub fn matmul_params(c: &LlamaConfig) -> u64 {
-    let (h, q, kv, ff) = (c.hidden_size, c.q_width(), c.kv_width(), c.intermediate_size);
+    let (h, q, kv, ff) = (
+        c.hidden_size,
+        c.q_width(),
+        c.kv_width(),
+        c.intermediate_size,
+    );
     let layer = (q + 2 * kv) * h + q * h + 3 * ff * h;
     (c.num_layers * layer + c.vocab_size * h) as u64
 }

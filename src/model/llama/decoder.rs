@@ -361,8 +361,13 @@ impl<'g> LlamaDecoder<'g> {
                 .unwrap_or(&self.lm_head)
                 .plan_gather(gpu, &tokens, &x)?,
         );
-        for layer in &self.layers {
-            d.push(layer.attn_norm.plan(gpu, &x, None, &hn)?);
+        // The residual stream alternates between `x` and `x2`: each norm also writes the sum
+        // of the stream and the projection before it (one pass instead of an add and a norm).
+        for (l, layer) in self.layers.iter().enumerate() {
+            match l {
+                0 => d.push(layer.attn_norm.plan(gpu, &x, None, &hn)?),
+                _ => d.push(layer.attn_norm.plan_sum(gpu, &x2, &o, &x, &hn)?),
+            }
             d.extend(layer.qkv.plan(gpu, &hn, &qkv)?);
             d.push(ops::kv_append(
                 gpu,
@@ -392,13 +397,12 @@ impl<'g> LlamaDecoder<'g> {
                 &att,
             )?);
             d.extend(layer.o.plan(gpu, &att, &o)?);
-            d.push(ops::elementwise(gpu, None, &x, Some(&o), &x2)?);
-            d.push(layer.ffn_norm.plan(gpu, &x2, None, &hn)?);
+            d.push(layer.ffn_norm.plan_sum(gpu, &x, &o, &x2, &hn)?);
             d.extend(layer.gate_up.plan(gpu, &hn, &gu)?);
             d.push(ops::swiglu(gpu, &gu, &act)?);
             d.extend(layer.down.plan(gpu, &act, &o)?);
-            d.push(ops::elementwise(gpu, None, &x2, Some(&o), &x)?);
         }
+        d.push(ops::elementwise(gpu, None, &x2, Some(&o), &x)?);
         d.push(ops::select_rows(gpu, &x, &logit_ids, &picked)?);
         d.push(self.final_norm.plan(gpu, &picked, None, &picked_n)?);
         d.extend(self.lm_head.plan(gpu, &picked_n, &logits)?);

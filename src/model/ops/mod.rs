@@ -146,6 +146,18 @@ const K_NORM: Kernel<NormParams> = Kernel::new(
         ReadWrite("y"),
     ],
 );
+/// The norm that also writes the sum `x + residual` it normalised (`SUM_OUT`).
+const K_NORM_SUM: Kernel<NormParams> = Kernel::new(
+    "model_norm_sum",
+    &[
+        Read("x"),
+        Read("r"),
+        Read("gamma"),
+        Read("beta"),
+        ReadWrite("y"),
+        ReadWrite("sum_out"),
+    ],
+);
 const K_ELEMENTWISE: Kernel<ElementwiseParams> =
     Kernel::new("model_elementwise", &[Read("a"), Read("b"), ReadWrite("y")]);
 const K_SOFTMAX: Kernel<SoftmaxParams> = Kernel::new("model_softmax", &[Read("x"), ReadWrite("y")]);
@@ -375,6 +387,32 @@ impl Norm {
         residual: Option<&Tensor>,
         out: &Tensor,
     ) -> Result<Dispatch> {
+        self.plan_with(gpu, x, residual, None, out)
+    }
+
+    /// `sum = x + residual` and `out = norm(sum)` in one pass (a pre-norm decoder's residual
+    /// stream and the next block's input).
+    pub fn plan_sum(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        residual: &Tensor,
+        sum: &Tensor,
+        out: &Tensor,
+    ) -> Result<Dispatch> {
+        need_f32(sum, "norm sum output")?;
+        same_shape(x, sum, "norm sum output")?;
+        self.plan_with(gpu, x, Some(residual), Some(sum), out)
+    }
+
+    fn plan_with(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        sum: Option<&Tensor>,
+        out: &Tensor,
+    ) -> Result<Dispatch> {
         need_f32(x, "norm input")?;
         need_f32(out, "norm output")?;
         same_shape(x, out, "norm output")?;
@@ -401,31 +439,40 @@ impl Norm {
         // About 8 columns per invocation, 32 to 128 invocations per row.
         let tpr = norm_tpr(x.cols);
         let rows_per_wg = WG as usize / tpr;
+        let kernel = if sum.is_some() { &K_NORM_SUM } else { &K_NORM };
+        let mut buffers = vec![
+            Some(&x.buffer),
+            residual.map(|r| &r.buffer),
+            Some(&self.gamma),
+            self.beta.as_ref(),
+            Some(&out.buffer),
+        ];
+        if let Some(s) = sum {
+            buffers.push(Some(&s.buffer));
+        }
         dispatch(
             gpu,
-            &K_NORM,
+            kernel,
             NORM,
             format!(
                 "{}{} {}×{}",
-                if residual.is_some() { "add+" } else { "" },
+                match (residual.is_some(), sum.is_some()) {
+                    (_, true) => "add→sum+",
+                    (true, false) => "add+",
+                    _ => "",
+                },
                 if self.rms { "rmsnorm" } else { "layernorm" },
                 x.rows,
                 x.cols
             ),
-            &[("TPR", tpr as i64)],
+            &[("TPR", tpr as i64), ("SUM_OUT", sum.is_some() as i64)],
             &[
                 ("RMS", self.rms as u8 as f64),
                 ("HAS_RES", residual.is_some() as u8 as f64),
                 ("HAS_BETA", self.beta.is_some() as u8 as f64),
             ],
             &params,
-            &[
-                Some(&x.buffer),
-                residual.map(|r| &r.buffer),
-                Some(&self.gamma),
-                self.beta.as_ref(),
-                Some(&out.buffer),
-            ],
+            &buffers,
             x.rows.div_ceil(rows_per_wg) as u32,
         )
     }
@@ -591,10 +638,17 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
     ];
     let mut tprs: Vec<i64> = (1..=4096).map(|c| norm_tpr(c) as i64).collect();
     tprs.dedup();
-    sets.extend(
-        tprs.into_iter()
-            .map(|t| (K_NORM.name, NORM, vec![("TPR", t)])),
-    );
+    for sum in [0, 1] {
+        let name = if sum == 1 {
+            K_NORM_SUM.name
+        } else {
+            K_NORM.name
+        };
+        sets.extend(
+            tprs.iter()
+                .map(|&t| (name, NORM, vec![("TPR", t), ("SUM_OUT", sum)])),
+        );
+    }
     sets.extend(paged::variants());
     let (name, src) = attention::kernel_source();
     sets.extend(
