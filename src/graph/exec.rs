@@ -58,6 +58,15 @@ pub struct ExecStats {
     pub last_dispatches: usize,
 }
 
+/// A pass recorded and not yet submitted, with the read-back buffer its copies target.
+struct Recorded {
+    commands: wgpu::CommandBuffer,
+    reader: Reader,
+    layout: Vec<(usize, usize, usize)>,
+    bytes: u64,
+    timed: bool,
+}
+
 /// A pass submitted and not yet read back: [`Submitted::read`] waits for it.
 pub struct Submitted {
     reader: Reader,
@@ -127,6 +136,8 @@ impl Submitted {
 pub struct Executor<K> {
     slots: Slots,
     plans: HashMap<K, Pass>,
+    /// A command buffer recorded ahead for a plan's next call (see [`Executor::prerecord`]).
+    ahead: HashMap<K, Recorded>,
     /// Keys from least to most recently used.
     order: Vec<K>,
     readers: Vec<Reader>,
@@ -140,6 +151,7 @@ impl<K: Hash + Eq + Clone> Executor<K> {
         Executor {
             slots: Slots::default(),
             plans: HashMap::new(),
+            ahead: HashMap::new(),
             order: Vec::new(),
             readers: Vec::new(),
             max_plans: max_plans.max(1),
@@ -167,11 +179,15 @@ impl<K: Hash + Eq + Clone> Executor<K> {
         let pass = build(gpu, &mut self.slots)?;
         if self.slots.generation() != generation {
             self.plans.clear();
+            self.ahead.clear();
             self.order.clear();
         }
         if self.order.len() >= self.max_plans {
             let old = self.order.remove(0);
             self.plans.remove(&old);
+            if let Some(r) = self.ahead.remove(&old) {
+                self.readers.push(r.reader);
+            }
             self.stats.plans_evicted += 1;
         }
         self.plans.insert(key.clone(), pass);
@@ -192,7 +208,8 @@ impl<K: Hash + Eq + Clone> Executor<K> {
 
     /// Writes `inputs` (one byte string per input of the plan, each at most its buffer's
     /// size), replays the plan's writes, records its steps and the copies of its outputs into
-    /// one encoder and submits it, without waiting.
+    /// one encoder and submits it, without waiting. A command buffer recorded ahead by
+    /// [`Executor::prerecord`] is submitted instead of recording one.
     pub fn submit(&mut self, gpu: &Gpu, key: &K, inputs: &[&[u8]]) -> Result<Submitted> {
         // A lost device makes wgpu panic on buffer creation: report it before recording.
         gpu.check()?;
@@ -216,6 +233,61 @@ impl<K: Hash + Eq + Clone> Executor<K> {
                 )));
             }
         }
+        let recorded = match self.ahead.remove(key) {
+            Some(r) => r,
+            None => self.record(gpu, key)?,
+        };
+        let pass = &self.plans[key];
+        for (bytes, buffer) in inputs.iter().zip(&pass.inputs) {
+            if !bytes.is_empty() {
+                gpu.queue.write_buffer(buffer, 0, bytes);
+            }
+        }
+        for step in &pass.steps {
+            if let Step::Write { dst, offset, bytes } = step {
+                gpu.queue.write_buffer(dst, *offset, bytes);
+            }
+        }
+        self.stats.last_dispatches = pass.dispatch_count();
+        let Recorded {
+            commands,
+            reader,
+            layout,
+            bytes,
+            timed,
+        } = recorded;
+        let index = gpu.queue.submit([commands]);
+        self.stats.submits += 1;
+        gpu.check()?;
+        Ok(Submitted {
+            reader,
+            index,
+            layout,
+            bytes,
+            timed,
+        })
+    }
+
+    /// Records the pass of `key` for its next [`Executor::submit`] now (with a read-back
+    /// buffer of its own), so that the host's recording overlaps the GPU's work on the pass
+    /// in flight: a decoder's next step has the same shape and only new input bytes, which
+    /// `submit` writes before submitting. Does nothing if one is recorded already.
+    pub fn prerecord(&mut self, gpu: &Gpu, key: &K) -> Result<()> {
+        if self.ahead.contains_key(key) {
+            return Ok(());
+        }
+        let r = self.record(gpu, key)?;
+        self.ahead.insert(key.clone(), r);
+        Ok(())
+    }
+
+    /// The command buffer of the pass of `key` and the copies of its outputs into a free
+    /// read-back buffer.
+    fn record(&mut self, gpu: &Gpu, key: &K) -> Result<Recorded> {
+        let pass = self
+            .plans
+            .get(key)
+            .ok_or_else(|| Error::invalid("no plan for this signature: prepare it first"))?;
         let layout: Vec<(usize, usize, usize)> = pass
             .outputs
             .iter()
@@ -227,16 +299,6 @@ impl<K: Hash + Eq + Clone> Executor<K> {
             Some(i) => self.readers.swap_remove(i),
             None => Reader::new(gpu, bytes)?,
         };
-        for (bytes, buffer) in inputs.iter().zip(&pass.inputs) {
-            if !bytes.is_empty() {
-                gpu.queue.write_buffer(buffer, 0, bytes);
-            }
-        }
-        for step in &pass.steps {
-            if let Step::Write { dst, offset, bytes } = step {
-                gpu.queue.write_buffer(dst, *offset, bytes);
-            }
-        }
         let mut enc = gpu.encoder("graph pass");
         let timed = record(&mut enc, &pass.steps, reader.stamps.as_ref());
         let mut offset = 0;
@@ -247,13 +309,9 @@ impl<K: Hash + Eq + Clone> Executor<K> {
         if let (Some(stamps), true) = (&reader.stamps, timed) {
             stamps.copy_to(&mut enc, &reader.staging, bytes);
         }
-        self.stats.last_dispatches = pass.dispatch_count();
-        let index = gpu.queue.submit([enc.finish()]);
-        self.stats.submits += 1;
-        gpu.check()?;
-        Ok(Submitted {
+        Ok(Recorded {
+            commands: enc.finish(),
             reader,
-            index,
             layout,
             bytes,
             timed,

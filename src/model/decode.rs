@@ -51,8 +51,8 @@ pub struct StepOutput {
     pub argmax: Vec<u32>,
     /// GPU time of the pass, where the device has timestamp queries.
     pub gpu_seconds: Option<f64>,
-    /// Host time of the step outside waiting for the GPU (building the inputs, recording and
-    /// submitting the pass, reading the logits back).
+    /// Host time of the step on its critical path: building the inputs, recording (unless
+    /// recorded ahead) and submitting the pass, copying the results out once it is done.
     pub host_seconds: f64,
 }
 

@@ -28,8 +28,11 @@ const PA_MAX_NA: usize = 32;
 const SPLIT_MIN_KEYS: usize = 128;
 /// Split keys are a multiple of this (whole tiles of the largest size).
 const SPLIT_ALIGN: usize = 64;
-/// Query-head work items (rows × heads × splits) that fill a large GPU.
-const SPLIT_TARGET: usize = 1024;
+/// Query-head work items (rows × heads × splits) that fill a large GPU: a workgroup takes a
+/// group of query heads (3-4 in SmolLM2 and Llama 3), so this is about a thousand
+/// workgroups, what a large GPU needs to be busy (a quarter of that left a batch of long
+/// sequences with a few hundred workgroups, each walking its whole context alone).
+const SPLIT_TARGET: usize = 4096;
 
 /// Params of `paged_attention.wgsl`.
 #[repr(C)]
@@ -122,7 +125,7 @@ fn paged_vars(na: usize, merge: bool) -> Vec<(&'static str, i64)> {
 
 /// The context split of [`paged_attention`] for `t` rows of `heads` query heads under a plan
 /// bound of `max_context` keys: `(splits, keys per split)`. One split unless the rows give
-/// fewer than `SPLIT_TARGET` (1024) query-head work items; then enough splits to reach it,
+/// fewer than `SPLIT_TARGET` (4096) query-head work items; then enough splits to reach it,
 /// each of at least `SPLIT_MIN_KEYS` (128) keys, a multiple of 64.
 pub fn paged_split(t: usize, heads: usize, max_context: usize) -> (usize, usize) {
     let max_context = max_context.max(1);
