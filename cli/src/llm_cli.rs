@@ -6,6 +6,7 @@ use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
 use sparq::model::generate::{GenerateParams, Generated, Generator};
+use sparq::model::llama::hf::{CheckpointKind, detect};
 use sparq::model::llama::{DecoderOptions, LlamaDecoder};
 use sparq::model::sampling::SamplingParams;
 use sparq::model::text::{ChatMessage, TextCodec};
@@ -15,8 +16,13 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct DecoderArgs {
-    /// A GGUF file (Llama family), or a directory holding `model.gguf`.
+    /// A Llama-family model: a GGUF file (or a directory holding `model.gguf`), a Hugging Face
+    /// checkpoint directory, or a file from `sparq pack`.
     model: PathBuf,
+    /// A GGUF file whose tokenizer to use, for models that carry none (Hugging Face and packed
+    /// files); a GGUF model's own by default.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Re-quantize the linear weights to this format (f16, int8, int8g32, int4, ...); the
     /// file's own formats (losslessly mapped) by default.
     #[arg(long)]
@@ -136,7 +142,7 @@ fn llm_bench(
 ) -> Result<()> {
     let gpu = Gpu::new(selector)?;
     let model = match model {
-        Some(m) => Some(gguf_path(&m)?),
+        Some(m) => Some(model_path(&m)?),
         None => Some(PathBuf::from(DEFAULT_GGUF)).filter(|p| p.is_file()),
     };
     if model.is_none() && shapes.is_empty() {
@@ -165,7 +171,7 @@ fn llm_bench(
         let stored = f == "stored";
         let format = (!stored).then(|| WeightFormat::parse(f)).transpose()?;
         if let Some(path) = &model {
-            let lm = LlamaDecoder::from_gguf(path, &gpu, DecoderOptions { format, ..options })?;
+            let lm = LlamaDecoder::open(path, &gpu, DecoderOptions { format, ..options })?;
             let name = path
                 .file_name()
                 .map_or("model".into(), |n| n.to_string_lossy().into_owned());
@@ -204,17 +210,32 @@ fn llm_bench(
 /// Where the set-up puts SmolLM2.
 const DEFAULT_GGUF: &str = "models/SmolLM2-135M-Instruct/model.gguf";
 
-/// The GGUF file of a model argument.
-fn gguf_path(model: &Path) -> Result<PathBuf> {
-    let p = if model.is_dir() {
-        model.join("model.gguf")
+/// The file or directory a model argument names: a directory's `model.gguf` where it has one.
+fn model_path(model: &Path) -> Result<PathBuf> {
+    let gguf = model.join("model.gguf");
+    let p = if model.is_dir() && gguf.is_file() {
+        gguf
     } else {
         model.to_path_buf()
     };
-    if !p.is_file() {
-        return Err(Error::config(format!("{} is not a GGUF file", p.display())));
+    if !p.exists() {
+        return Err(Error::config(format!("{} does not exist", p.display())));
     }
     Ok(p)
+}
+
+/// The text codec of a model: its own GGUF tokenizer, else the one `--tokenizer` names.
+fn model_codec(path: &Path, args: &DecoderArgs) -> Result<TextCodec> {
+    if let Some(t) = &args.tokenizer {
+        return codec(&model_path(t)?);
+    }
+    match detect(path)? {
+        CheckpointKind::Gguf => codec(path),
+        _ => Err(Error::config(format!(
+            "{} carries no GGUF tokenizer: pass --tokenizer FILE.gguf",
+            path.display()
+        ))),
+    }
 }
 
 fn options(args: &DecoderArgs) -> Result<DecoderOptions> {
@@ -303,10 +324,10 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             stop,
             chat,
         } => {
-            let path = gguf_path(&decoder.model)?;
+            let path = model_path(&decoder.model)?;
             let gpu = Gpu::new(selector)?;
-            let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
-            let codec = codec(&path)?;
+            let lm = LlamaDecoder::open(&path, &gpu, options(&decoder)?)?;
+            let codec = model_codec(&path, &decoder)?;
             let ids = match chat {
                 true => codec.encode_chat(&[ChatMessage::new("user", prompt)], true)?,
                 false => codec.encode(&prompt, false)?,
@@ -333,10 +354,10 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             temperature,
             seed,
         } => {
-            let path = gguf_path(&decoder.model)?;
+            let path = model_path(&decoder.model)?;
             let gpu = Gpu::new(selector)?;
-            let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
-            let codec = codec(&path)?;
+            let lm = LlamaDecoder::open(&path, &gpu, options(&decoder)?)?;
+            let codec = model_codec(&path, &decoder)?;
             let mut messages = Vec::new();
             if let Some(s) = system {
                 messages.push(ChatMessage::new("system", s));
@@ -382,11 +403,11 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             max_tokens_scored,
             json,
         } => {
-            let path = gguf_path(&decoder.model)?;
+            let path = model_path(&decoder.model)?;
             let text = sparq::error::read_text(&file)?;
             let gpu = Gpu::new(selector)?;
-            let lm = LlamaDecoder::from_gguf(&path, &gpu, options(&decoder)?)?;
-            let mut ids = codec(&path)?.encode(&text, false)?;
+            let lm = LlamaDecoder::open(&path, &gpu, options(&decoder)?)?;
+            let mut ids = model_codec(&path, &decoder)?.encode(&text, false)?;
             if let Some(n) = max_tokens_scored {
                 ids.truncate(n);
             }
