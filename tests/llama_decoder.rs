@@ -11,14 +11,17 @@
 //! logit of its row (f32 accumulation is three orders of magnitude finer).
 
 mod common;
+#[path = "common/llama.rs"]
+mod llama;
 
 use common::{all_gpus, rng};
+use llama::tokens;
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use sparq::formats::WeightFormat;
 use sparq::model::decode::{CausalLm, Chunk, LogitRows};
 use sparq::model::llama::{
-    DecoderOptions, LlamaConfig, LlamaDecoder, LlamaNames, LlamaWeights, Reference, RopeLayout,
+    DecoderOptions, LlamaConfig, LlamaDecoder, LlamaWeights, Reference, RopeLayout,
 };
 use sparq::{DeviceError, Error, Gpu, InputError};
 
@@ -38,28 +41,6 @@ fn tiny(layout: RopeLayout, bias: bool, tied: bool) -> LlamaConfig {
         attention_bias: bias,
         rope_layout: layout,
     }
-}
-
-fn random_weights(c: &LlamaConfig, r: &mut StdRng) -> LlamaWeights {
-    LlamaNames::default()
-        .tensors(c)
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let norm = name.contains("norm");
-            let data = (0..n)
-                .map(|_| {
-                    let u: f32 = r.random_range(-1.0..1.0);
-                    if norm { 1.0 + 0.2 * u } else { 0.3 * u }
-                })
-                .collect();
-            (name, (shape, data))
-        })
-        .collect()
-}
-
-fn tokens(r: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
-    (0..n).map(|_| r.random_range(0..vocab as u32)).collect()
 }
 
 /// Checks GPU logit rows against the reference's, row by row (see the module docs).
@@ -88,7 +69,7 @@ struct Case {
 
 fn case(r: &mut StdRng, layout: RopeLayout, bias: bool, tied: bool) -> Case {
     let config = tiny(layout, bias, tied);
-    let weights = random_weights(&config, r);
+    let weights = llama::random_weights(&config, r, safetensors::Dtype::F32);
     let reference = Reference::new(config.clone(), weights.clone()).unwrap();
     Case {
         config,

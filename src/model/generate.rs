@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use std::time::Instant;
 
 /// Prompt tokens prefilled per step at most (bounds a plan's rows and its scratch).
-pub const PREFILL_CHUNK: usize = 512;
+pub const PREFILL_CHUNK: usize = 2048;
 
 /// How to generate.
 #[derive(Clone, Debug, PartialEq)]
