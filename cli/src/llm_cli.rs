@@ -141,6 +141,12 @@ fn llm_bench(
     json: Option<PathBuf>,
 ) -> Result<()> {
     let gpu = Gpu::new(selector)?;
+    if gpu.caps.is_cpu() && cfg.contexts.iter().any(|&c| c > 64) {
+        eprintln!(
+            "sparq: {} is a CPU adapter: this takes long; --quick measures a small case",
+            gpu.caps.name
+        );
+    }
     let model = match model {
         Some(m) => Some(model_path(&m)?),
         None => Some(PathBuf::from(DEFAULT_GGUF)).filter(|p| p.is_file()),
