@@ -1,9 +1,11 @@
 //! The buffers a pass runs over, by lifetime. **Scratch** slots (`hidden`, `qkv`, `ffn`, ...)
 //! are shared by every layer and every plan and kept across calls; one grows when a larger
 //! shape arrives, and the generation counter then changes so that plans holding the old
-//! buffer are rebuilt. **Persistent** slots (state that must outlive any one pass, such as a
-//! decoder's KV cache) are allocated once at their full size and never reallocated, so their
-//! contents and identity survive scratch growth and every plan that binds them stays valid.
+//! buffer are rebuilt. **Persistent** slots (state that must outlive any one pass) are
+//! allocated once at their full size and never reallocated, so their contents and identity
+//! survive scratch growth and every plan that binds them stays valid. The Llama decoder's KV
+//! pools have that lifetime too but belong to the decoder (one pair per layer, allocated when
+//! it loads, sized by its options), so its plans bind them directly.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
