@@ -3,6 +3,9 @@
 //! causal, grouped-query attention reduces to multi-head attention, a one-layer case matches
 //! a hand computation, and sampling follows its distribution. Host-only and fast.
 
+#[path = "common/llama.rs"]
+mod llama;
+
 use rand::{Rng as _, SeedableRng, rngs::StdRng};
 use sparq::model::llama::reference::{rms_norm, rope};
 use sparq::model::llama::{
@@ -33,22 +36,7 @@ fn tiny(kv_heads: usize, bias: bool, tied: bool) -> LlamaConfig {
 /// Random weights for every tensor of `c`: norm scales near 1, the rest small, so that the
 /// activations stay in a range where every layer matters.
 fn random_weights(c: &LlamaConfig, seed: u64) -> LlamaWeights {
-    let mut rng = StdRng::seed_from_u64(seed);
-    LlamaNames::default()
-        .tensors(c)
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let norm = name.contains("norm");
-            let data = (0..n)
-                .map(|_| {
-                    let u: f32 = rng.random_range(-1.0..1.0);
-                    if norm { 1.0 + 0.2 * u } else { 0.3 * u }
-                })
-                .collect();
-            (name, (shape, data))
-        })
-        .collect()
+    llama::random_weights(c, &mut StdRng::seed_from_u64(seed), safetensors::Dtype::F32)
 }
 
 fn tokens(n: usize, seed: u64) -> Vec<u32> {

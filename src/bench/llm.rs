@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
+use crate::gpu::median;
 use crate::model::decode::{CausalLm, Chunk, LogitRows};
 use crate::model::llama::source::LlamaSource;
 use crate::model::llama::{LlamaConfig, LlamaDecoder, RopeLayout};
@@ -144,11 +145,6 @@ pub struct LlmRow {
     pub floor_pct: f64,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Times `step` `iters` times after 3 warm-up runs: median (GPU, host, wall) seconds.
 fn time(iters: usize, mut step: impl FnMut() -> Result<(f64, f64)>) -> Result<(f64, f64, f64)> {
     for _ in 0..3 {
@@ -162,7 +158,7 @@ fn time(iters: usize, mut step: impl FnMut() -> Result<(f64, f64)>) -> Result<(f
         gpu.push(g);
         host.push(h);
     }
-    Ok((median(&mut gpu), median(&mut host), median(&mut wall)))
+    Ok((median(&gpu), median(&host), median(&wall)))
 }
 
 /// Measures `lm` (named `model`) under `cfg`, judging bytes against `ceiling_gbps`; `progress`

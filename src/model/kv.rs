@@ -94,6 +94,12 @@ impl PagedCache {
             .ok_or_else(|| Error::invalid(format!("sequence {} is not open", seq.0)))
     }
 
+    fn get_mut(&mut self, seq: SeqId) -> Result<&mut Sequence> {
+        self.seqs
+            .get_mut(&seq)
+            .ok_or_else(|| Error::invalid(format!("sequence {} is not open", seq.0)))
+    }
+
     /// Positions of `seq` that hold keys and values.
     pub fn len(&self, seq: SeqId) -> Result<usize> {
         Ok(self.get(seq)?.len)
@@ -120,7 +126,15 @@ impl PagedCache {
     /// Gives `seq` the blocks for `extra` more positions, or none at all when the pool has too
     /// few free (a [`DeviceError::CacheFull`]: retry once others close).
     pub fn reserve(&mut self, seq: SeqId, extra: usize) -> Result<()> {
-        let needed = self.blocks_needed(seq, extra)?;
+        self.reserve_all(&[(seq, extra)])
+    }
+
+    /// [`Self::reserve`] for several sequences at once (a step's chunks), all or none.
+    pub fn reserve_all(&mut self, wants: &[(SeqId, usize)]) -> Result<()> {
+        let mut needed = 0;
+        for &(seq, extra) in wants {
+            needed += self.blocks_needed(seq, extra)?;
+        }
         if needed > self.free.len() {
             return Err(DeviceError::CacheFull {
                 needed,
@@ -129,13 +143,12 @@ impl PagedCache {
             }
             .into());
         }
-        let at = self.free.len() - needed;
-        let taken: Vec<u32> = self.free.drain(at..).rev().collect();
-        self.seqs
-            .get_mut(&seq)
-            .expect("checked by blocks_needed")
-            .blocks
-            .extend(taken);
+        for &(seq, extra) in wants {
+            let n = self.blocks_needed(seq, extra)?;
+            let at = self.free.len() - n;
+            let taken: Vec<u32> = self.free.drain(at..).rev().collect();
+            self.get_mut(seq)?.blocks.extend(taken);
+        }
         Ok(())
     }
 
@@ -143,10 +156,7 @@ impl PagedCache {
     /// been reserved.
     pub fn advance(&mut self, seq: SeqId, n: usize) -> Result<()> {
         let bs = self.block_size;
-        let s = self
-            .seqs
-            .get_mut(&seq)
-            .ok_or_else(|| Error::invalid(format!("sequence {} is not open", seq.0)))?;
+        let s = self.get_mut(seq)?;
         if s.len + n > s.blocks.len() * bs {
             return Err(Error::invariant(format!(
                 "sequence {} advanced to {} positions with blocks for {}",
@@ -161,10 +171,7 @@ impl PagedCache {
 
     /// Forgets the positions of `seq` from `len` on (keeping its blocks), e.g. to rewrite them.
     pub fn truncate(&mut self, seq: SeqId, len: usize) -> Result<()> {
-        let s = self
-            .seqs
-            .get_mut(&seq)
-            .ok_or_else(|| Error::invalid(format!("sequence {} is not open", seq.0)))?;
+        let s = self.get_mut(seq)?;
         s.len = s.len.min(len);
         Ok(())
     }

@@ -88,6 +88,17 @@ pub struct LlamaDecoder<'g> {
     state: Mutex<State>,
 }
 
+/// The linear layers of `layers` and then `lm_head`.
+fn linears<'a>(
+    layers: &'a [Layer],
+    lm_head: &'a LinearLayer,
+) -> impl Iterator<Item = &'a LinearLayer> {
+    layers
+        .iter()
+        .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
+        .chain([lm_head])
+}
+
 /// A linear layer of the rows `parts` (name, rows) of `src`, with their biases when given.
 fn linear(
     gpu: &Gpu,
@@ -240,10 +251,7 @@ impl<'g> LlamaDecoder<'g> {
         };
         let final_norm = Norm::rms(gpu, &src.floats(&names.final_norm(), h)?, c.rms_norm_eps)?;
         let rope = Rope::new(gpu, c.head_dim, c.rope_theta, c.rope_layout)?;
-        let weight_bytes = layers
-            .iter()
-            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
-            .chain([&lm_head])
+        let weight_bytes = linears(&layers, &lm_head)
             .map(LinearLayer::weight_bytes)
             .sum();
         gpu.check()?;
@@ -284,15 +292,14 @@ impl<'g> LlamaDecoder<'g> {
         (2 * self.config.num_layers * self.config.kv_width() * 2) as u64
     }
 
+    /// Every linear layer a step multiplies by, in order.
+    fn linears(&self) -> impl Iterator<Item = &LinearLayer> {
+        linears(&self.layers, &self.lm_head)
+    }
+
     /// Formats of the linear layers, each once.
     pub fn formats(&self) -> Vec<String> {
-        let mut f: Vec<String> = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
-            .chain([&self.lm_head])
-            .map(LinearLayer::format_name)
-            .collect();
+        let mut f: Vec<String> = self.linears().map(LinearLayer::format_name).collect();
         f.sort();
         f.dedup();
         f
@@ -454,21 +461,8 @@ impl CausalLm for LlamaDecoder<'_> {
         let mut st = self.state.lock().unwrap();
         let State { exec, cache } = &mut *st;
         decode::check(chunks, cache, vocab, max_context)?;
-        let mut needed = 0;
-        for c in chunks {
-            needed += cache.blocks_needed(c.seq, c.tokens.len())?;
-        }
-        if needed > cache.free_blocks() {
-            return Err(crate::error::DeviceError::CacheFull {
-                needed,
-                free: cache.free_blocks(),
-                total: cache.capacity_blocks(),
-            }
-            .into());
-        }
-        for c in chunks {
-            cache.reserve(c.seq, c.tokens.len())?;
-        }
+        let wants: Vec<(SeqId, usize)> = chunks.iter().map(|c| (c.seq, c.tokens.len())).collect();
+        cache.reserve_all(&wants)?;
         let layout = StepLayout::new(chunks, cache, vocab, max_context)?;
         let shape = layout.shape;
         exec.prepare(gpu, &shape, |gpu, slots| self.plan(gpu, slots, shape))?;
