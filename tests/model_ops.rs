@@ -151,6 +151,24 @@ fn layer_norm_and_rms_norm_with_residual() {
                         2e-5,
                         &format!("norm rms={rms} res={with_res} {rows}×{cols}"),
                     );
+                    // The same with the sum written too (Norm::plan_sum): the normed rows
+                    // as above, and the sum exactly x + res in f32, padding zero.
+                    if with_res {
+                        let (y, sum) = (out(&gpu, rows, cols), out(&gpu, rows, cols));
+                        run(&gpu, n.plan_sum(&gpu, &xt, &rt, &sum, &y).unwrap());
+                        let what = format!("norm+sum rms={rms} {rows}×{cols}");
+                        check(&gpu, &y, &want, 2e-5, &what);
+                        let got = sum.to_f32_padded(&gpu).unwrap();
+                        let stride = sum.stride();
+                        for (i, v) in got.iter().enumerate() {
+                            let (row, c) = (i / stride, i % stride);
+                            let want = match c < cols {
+                                true => x[row * cols + c] + res[row * cols + c],
+                                false => 0.0,
+                            };
+                            assert_eq!(v.to_bits(), want.to_bits(), "{what}: sum [{row}, {c}]");
+                        }
+                    }
                 }
             }
         }
