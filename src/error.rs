@@ -13,6 +13,10 @@
 //! - [`Error::Internal`] ([`InternalError`]): sparq did something wrong (a kernel or binding
 //!   the driver rejected as invalid, a broken invariant, a panic caught in a replica).
 //!   Retrying elsewhere is allowed, but it is a bug to report. HTTP 500.
+//! - [`Error::Service`] ([`ServiceError`]): a service (the schedulers in
+//!   [`crate::schedule`] that queue requests) will not take or finish the work now: its queue
+//!   is full (HTTP 429, retry later), it is shutting down (503), the caller cancelled it or
+//!   its deadline passed. Nothing is wrong with the input or the device.
 //!
 //! `Error` is `Clone` (file errors are shared behind an [`Arc`]), so the scheduler can hand
 //! the same error to every caller waiting on a failed batch.
@@ -34,6 +38,9 @@ pub enum Error {
     /// A bug in sparq: retrying elsewhere is allowed, but report it.
     #[error(transparent)]
     Internal(#[from] InternalError),
+    /// A service will not take or finish the work now ([`ServiceError`]).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 /// Errors caused by what the caller asked for or gave (see the [module docs](self)).
@@ -240,6 +247,35 @@ pub enum DeviceError {
     },
 }
 
+/// A service declined or ended work for a reason that is neither the input's nor the
+/// device's (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// The queue is full; the caller may retry after about `retry_after_s` seconds.
+    #[error("overloaded: {waiting} requests are waiting (the limit is {limit}); retry later")]
+    Overloaded {
+        /// Requests (or rows) waiting now.
+        waiting: usize,
+        /// The queue's bound.
+        limit: usize,
+        /// A hint for the client's retry, seconds.
+        retry_after_s: u32,
+    },
+    /// The service is shutting down and takes no new work (or ended this work at its
+    /// shutdown deadline).
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The caller cancelled the request (it disconnected).
+    #[error("the request was cancelled")]
+    Cancelled,
+    /// The request's deadline passed before it finished.
+    #[error("the request timed out after {seconds:.1} s")]
+    Timeout {
+        /// The deadline, seconds after submission.
+        seconds: f64,
+    },
+}
+
 /// Bugs in sparq (see the [module docs](self)).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InternalError {
@@ -263,6 +299,8 @@ pub enum ErrorKind {
     Device,
     /// Retrying elsewhere is allowed, but it is a bug in sparq (HTTP 500).
     Internal,
+    /// The service declined or ended the work (HTTP 429, 503 or 504); the device is fine.
+    Service,
 }
 
 impl Error {
@@ -273,17 +311,24 @@ impl Error {
             Error::Input(_) => ErrorKind::Input,
             Error::Device(_) => ErrorKind::Device,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Service(_) => ErrorKind::Service,
         }
     }
 
     /// The HTTP status a server answers with: 400 for input (413 when a size is over a device
-    /// limit), 503 for a device failure, 500 for a bug.
+    /// limit), 503 for a device failure, 500 for a bug; for a service: 429 overloaded, 503
+    /// shutting down, 504 timed out, 499 cancelled.
     pub fn http_status(&self) -> u16 {
         match self {
             Error::Input(InputError::TooLarge { .. }) => 413,
             Error::Input(_) => 400,
             Error::Device(_) => 503,
             Error::Internal(_) => 500,
+            Error::Service(ServiceError::Overloaded { .. }) => 429,
+            Error::Service(ServiceError::ShuttingDown) => 503,
+            // What nginx answers for a client that went away; nobody reads it.
+            Error::Service(ServiceError::Cancelled) => 499,
+            Error::Service(ServiceError::Timeout { .. }) => 504,
         }
     }
 

@@ -36,6 +36,8 @@ pub mod tensor;
 pub mod weights;
 
 pub use config::Config;
-pub use error::{DeviceError, Error, ErrorKind, InputError, InternalError, Result, TokenizerError};
+pub use error::{
+    DeviceError, Error, ErrorKind, InputError, InternalError, Result, ServiceError, TokenizerError,
+};
 pub use gpu::{AdapterSelector, Gpu};
 pub use tensor::Tensor;

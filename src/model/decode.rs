@@ -56,6 +56,17 @@ pub struct StepOutput {
     pub host_seconds: f64,
 }
 
+/// How full a decoder's KV cache is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CacheUsage {
+    /// Tokens per block.
+    pub block_size: usize,
+    /// Blocks free now.
+    pub free_blocks: usize,
+    /// Blocks a sequence can own in all.
+    pub total_blocks: usize,
+}
+
 /// A causal language model on a device with a paged KV cache.
 pub trait CausalLm: Send + Sync {
     /// Tokens of the vocabulary (the width of a logit row).
@@ -70,6 +81,11 @@ pub trait CausalLm: Send + Sync {
     fn len(&self, seq: SeqId) -> Result<usize>;
     /// Forgets the positions of `seq` from `len` on.
     fn truncate(&self, seq: SeqId, len: usize) -> Result<()>;
+    /// The KV cache's blocks now.
+    fn cache_usage(&self) -> CacheUsage;
+    /// Blocks `seq` would have to take to grow by `extra` positions (what a scheduler checks
+    /// against [`CacheUsage::free_blocks`] before a step).
+    fn blocks_needed(&self, seq: SeqId, extra: usize) -> Result<usize>;
     /// Appends each chunk's tokens to its sequence (all or none: on an error no sequence
     /// moves) and returns the logits asked for.
     fn step(&self, chunks: &[Chunk<'_>]) -> Result<StepOutput>;

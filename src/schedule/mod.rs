@@ -22,7 +22,9 @@ mod batch;
 pub mod bench;
 mod chain;
 mod cluster;
+pub mod embedding;
 mod fault;
+pub mod generation;
 mod model;
 mod split;
 mod tasks;
@@ -105,7 +107,10 @@ pub fn run_single<R: Replica>(replica: &mut R, inputs: &[R::In]) -> Result<Vec<R
 /// [`ErrorKind`](crate::ErrorKind)): such failures take the device out of the set and re-run
 /// its work elsewhere, while an input error would fail the same way everywhere.
 pub fn is_device_fault(e: &Error) -> bool {
-    e.kind() != crate::ErrorKind::Input
+    matches!(
+        e.kind(),
+        crate::ErrorKind::Device | crate::ErrorKind::Internal
+    )
 }
 
 /// Opens the devices named by `spec`: `all` (one device per adapter), or a comma-separated

@@ -24,7 +24,9 @@ use crate::gpu::Gpu;
 use crate::graph::{Executor, Pass, Slots, Step};
 use crate::linear::{LinearLayer, LinearOptions};
 use crate::model::GpuRef;
-use crate::model::decode::{self, CausalLm, Chunk, LogitRows, StepLayout, StepOutput, StepShape};
+use crate::model::decode::{
+    self, CacheUsage, CausalLm, Chunk, LogitRows, StepLayout, StepOutput, StepShape,
+};
 use crate::model::kv::{PagedCache, SeqId};
 use crate::model::ops::{self, KvLayout, Norm, Rope};
 use crate::model::sampling;
@@ -451,6 +453,19 @@ impl CausalLm for LlamaDecoder<'_> {
 
     fn truncate(&self, seq: SeqId, len: usize) -> Result<()> {
         self.state.lock().unwrap().cache.truncate(seq, len)
+    }
+
+    fn cache_usage(&self) -> CacheUsage {
+        let st = self.state.lock().unwrap();
+        CacheUsage {
+            block_size: st.cache.block_size(),
+            free_blocks: st.cache.free_blocks(),
+            total_blocks: st.cache.capacity_blocks(),
+        }
+    }
+
+    fn blocks_needed(&self, seq: SeqId, extra: usize) -> Result<usize> {
+        self.state.lock().unwrap().cache.blocks_needed(seq, extra)
     }
 
     fn step(&self, chunks: &[Chunk<'_>]) -> Result<StepOutput> {

@@ -1,0 +1,1 @@
+//! An OpenAI-compatible HTTP server over sparq's schedulers (issue 15; in progress).
