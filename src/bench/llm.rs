@@ -90,6 +90,18 @@ impl LlamaSource for RandomSource {
     }
 }
 
+/// A decoder of the shape `name` ([`shape`]) with random weights in `format`, on a device it
+/// shares: what a benchmark serves when no checkpoint of the shape is at hand (it has no
+/// tokenizer; its output is noise).
+pub fn random_decoder(
+    name: &str,
+    format: WeightFormat,
+    gpu: std::sync::Arc<crate::Gpu>,
+    options: crate::model::llama::DecoderOptions,
+) -> Result<LlamaDecoder<'static>> {
+    LlamaDecoder::from_source_shared(gpu, shape(name)?, &RandomSource::new(format, 1), options)
+}
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct LlmBenchConfig {

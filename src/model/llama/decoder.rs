@@ -163,6 +163,16 @@ impl<'g> LlamaDecoder<'g> {
 }
 
 impl LlamaDecoder<'static> {
+    /// [`LlamaDecoder::from_source`] on a device the decoder shares ownership of.
+    pub fn from_source_shared(
+        gpu: Arc<Gpu>,
+        config: LlamaConfig,
+        src: &dyn LlamaSource,
+        options: DecoderOptions,
+    ) -> Result<Self> {
+        Self::new(GpuRef::Shared(gpu), config, src, options)
+    }
+
     /// [`LlamaDecoder::from_gguf`] on a device the decoder shares ownership of (so that it can
     /// move to another thread with it, as a server's worker does).
     pub fn from_gguf_shared(
