@@ -69,7 +69,10 @@ pub fn run(args: ServeBenchArgs) -> Result<()> {
     c.api_key = args.api_key;
     c.concurrency = args.concurrency;
     c.requests = args.requests;
-    c.duration = args.duration.map(|s| seconds("--duration", s)).transpose()?;
+    c.duration = args
+        .duration
+        .map(|s| seconds("--duration", s))
+        .transpose()?;
     c.max_tokens = args.max_tokens;
     c.stream = !args.no_stream;
     c.batch = args.batch;

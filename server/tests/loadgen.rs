@@ -36,7 +36,11 @@ async fn embeddings(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some("Bearer k") {
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some("Bearer k")
+    {
         c.unauthorized.fetch_add(1, Ordering::Relaxed);
         return error(StatusCode::UNAUTHORIZED, "bad key");
     }
@@ -54,8 +58,10 @@ async fn embeddings(
     let data: Vec<Value> = (0..inputs)
         .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.5, -0.5]}))
         .collect();
-    Json(json!({"object": "list", "data": data, "model": req["model"],
-        "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
+    Json(
+        json!({"object": "list", "data": data, "model": req["model"],
+        "usage": {"prompt_tokens": 3, "total_tokens": 3}}),
+    )
     .into_response()
 }
 
@@ -70,7 +76,10 @@ async fn completions(Json(req): Json<Value>) -> Response {
         let event = match i {
             i if i < CHUNKS => {
                 tokio::time::sleep(PACE).await;
-                format!("data: {}\n\n", json!({"choices": [{"text": "t", "index": 0}]}))
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"text": "t", "index": 0}]})
+                )
             }
             _ if cut => return None,
             i if i == CHUNKS => format!(
@@ -146,7 +155,10 @@ fn embeddings_count_429_without_failing() {
         // The stand-in refuses its 3rd, 6th, ... request: 3 of every level's 9.
         assert_eq!(l.requests, 9);
         assert_eq!((l.ok, l.rejected_429), (6, 3), "{l:?}");
-        assert_eq!(l.unavailable_503 + l.timed_out + l.http_errors + l.failed, 0);
+        assert_eq!(
+            l.unavailable_503 + l.timed_out + l.http_errors + l.failed,
+            0
+        );
         assert_eq!(l.embeddings, 12);
         assert_eq!(l.latency.count, 6);
         assert!(l.first_error.as_deref().unwrap().contains("429"));
@@ -186,8 +198,16 @@ fn streamed_completions_time_tokens() {
     assert_eq!(l.ttft.count, 4);
     assert_eq!(l.itl.count, 4 * (CHUNKS - 1));
     let pace = PACE.as_secs_f64() * 1e3;
-    assert!(l.ttft.p50_ms >= pace && l.ttft.p99_ms >= l.ttft.p50_ms, "{:?}", l.ttft);
-    assert!(l.itl.p50_ms >= pace * 0.9 && l.itl.p99_ms < 5_000.0, "{:?}", l.itl);
+    assert!(
+        l.ttft.p50_ms >= pace && l.ttft.p99_ms >= l.ttft.p50_ms,
+        "{:?}",
+        l.ttft
+    );
+    assert!(
+        l.itl.p50_ms >= pace * 0.9 && l.itl.p99_ms < 5_000.0,
+        "{:?}",
+        l.itl
+    );
     assert!(l.latency.p50_ms >= pace * CHUNKS as f64 * 0.9);
     assert!(l.tokens_per_s > 0.0);
 
@@ -236,7 +256,11 @@ fn nothing_listening_and_bad_settings() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut c = config(&format!("http://127.0.0.1:{port}/v1/"), Kind::Embeddings, "m");
+    let mut c = config(
+        &format!("http://127.0.0.1:{port}/v1/"),
+        Kind::Embeddings,
+        "m",
+    );
     c.concurrency = vec![2];
     c.requests = 3;
     let l = &run(&c).levels[0];

@@ -237,7 +237,10 @@ impl Report {
         }
         for l in self.levels.iter().filter(|l| l.first_error.is_some()) {
             let e = l.first_error.as_deref().unwrap_or_default();
-            s.push_str(&format!("\nconcurrency {}: first error: {e}\n", l.concurrency));
+            s.push_str(&format!(
+                "\nconcurrency {}: first error: {e}\n",
+                l.concurrency
+            ));
         }
         s
     }

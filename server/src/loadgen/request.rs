@@ -139,7 +139,11 @@ async fn exchange(target: &Target, index: usize, start: Instant) -> Outcome {
             return Outcome::failed(Status::Failed, outcome.latency, e);
         }
         if !stream.done {
-            return Outcome::failed(Status::Failed, outcome.latency, "stream ended before [DONE]");
+            return Outcome::failed(
+                Status::Failed,
+                outcome.latency,
+                "stream ended before [DONE]",
+            );
         }
         outcome.tokens = stream.usage_tokens.unwrap_or(stream.chunks);
         return outcome;
@@ -183,7 +187,10 @@ impl StreamState {
         if let Some(err) = v.get("error") {
             return Err(format!("error in stream: {err}"));
         }
-        if let Some(t) = v.pointer("/usage/completion_tokens").and_then(Value::as_u64) {
+        if let Some(t) = v
+            .pointer("/usage/completion_tokens")
+            .and_then(Value::as_u64)
+        {
             self.usage_tokens = Some(t as usize);
         }
         let text = match kind {
@@ -217,7 +224,9 @@ fn whole_answer(target: &Target, body: &[u8]) -> Result<(usize, usize), String> 
     if v.pointer("/choices/0").is_none() {
         return Err("answer without choices".into());
     }
-    let tokens = v.pointer("/usage/completion_tokens").and_then(Value::as_u64);
+    let tokens = v
+        .pointer("/usage/completion_tokens")
+        .and_then(Value::as_u64);
     Ok((tokens.unwrap_or(0) as usize, 0))
 }
 
