@@ -18,6 +18,7 @@ pub use report::{LevelReport, Outcome, Percentiles, Report, Status, percentile};
 use hyper::Uri;
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use request::Target;
 use std::sync::Arc;
@@ -195,7 +196,7 @@ pub async fn run_async(config: &Config) -> Result<Report, LoadError> {
         None => None,
     };
     let target = Arc::new(Target {
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        client: Client::builder(TokioExecutor::new()).build(connector()),
         uri: config.endpoint()?,
         auth,
         kind: config.kind,
@@ -225,6 +226,14 @@ pub async fn run_async(config: &Config) -> Result<Report, LoadError> {
         }
     }
     Ok(report)
+}
+
+/// Plain HTTP with Nagle's algorithm off: a request is small and waits for nothing else, so
+/// holding back its last segment would add delayed-ACK latency to what is measured.
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c
 }
 
 /// One level: `c` workers, each sending its next request as soon as the last one ended.
