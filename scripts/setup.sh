@@ -5,7 +5,8 @@
 #   - the GL path through EGL (libegl1 + libgl1-mesa-dri give llvmpipe), which the tests also use;
 #   - XDG_RUNTIME_DIR (EGL complains when it is unset), and LIBGL_ALWAYS_SOFTWARE=1 where there
 #     is no DRM device (/dev/dri), so Mesa's EGL does not log a failed hardware probe;
-#   - a Rust toolchain new enough for wgpu 30 (cargo is checked, not installed).
+#   - a Rust toolchain new enough for wgpu 30 (cargo is checked, not installed);
+#   - the test models (MiniLM, SmolLM2) and the `openai` Python client (in .venv-openai/).
 #
 # Run it (`bash scripts/setup.sh`) or source it and call `sparq_setup`, as scripts/bench.sh and
 # scripts/test.sh do, so that the environment it sets reaches cargo.
@@ -255,6 +256,43 @@ PY
     sparq_log "SmolLM2 model unpacked into models/SmolLM2-135M-Instruct"
 }
 
+# The official `openai` Python client, which the server's integration tests drive
+# (server/tests/openai_client.py), in its own virtual environment, the ignored .venv-openai/.
+# Quick when that venv already has the pinned version. Where the venv cannot be made or pip
+# fails it warns and goes on: the tests that need the client then fail and say so, unless
+# SPARQ_SKIP_OPENAI=1 (for machines without network), which skips both this and them.
+SPARQ_OPENAI_VERSION=3.51.0
+SPARQ_OPENAI_VENV="$SPARQ_ROOT/.venv-openai"
+sparq_setup_openai_client() {
+    if [[ "${SPARQ_SKIP_OPENAI:-}" == 1 ]]; then
+        sparq_log "SPARQ_SKIP_OPENAI=1: no openai client; its tests are skipped"
+        return 0
+    fi
+    local venv="$SPARQ_OPENAI_VENV" py="$SPARQ_OPENAI_VENV/bin/python"
+    local check="import openai, sys; sys.exit(openai.__version__ != '$SPARQ_OPENAI_VERSION')"
+    if [[ -x "$py" ]] && "$py" -c "$check" 2>/dev/null; then
+        sparq_log "openai $SPARQ_OPENAI_VERSION present in .venv-openai"
+        return 0
+    fi
+    local failed="the openai client tests will fail (SPARQ_SKIP_OPENAI=1 skips them)"
+    # Debian's python3 ships without venv/ensurepip (the python3-venv package).
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        sparq_apt_install python3 python3-venv >&2 || true
+    fi
+    if [[ ! -x "$py" ]] && ! python3 -m venv "$venv" >&2; then
+        rm -rf "$venv"
+        sparq_log "warning: python3 -m venv failed: $failed"
+        return 0
+    fi
+    sparq_log "installing openai==$SPARQ_OPENAI_VERSION into .venv-openai with pip"
+    if ! "$py" -m pip install -q --disable-pip-version-check "openai==$SPARQ_OPENAI_VERSION" >&2 ||
+        ! "$py" -c "$check"; then
+        sparq_log "warning: pip install openai==$SPARQ_OPENAI_VERSION failed: $failed"
+        return 0
+    fi
+    sparq_log "openai $SPARQ_OPENAI_VERSION installed in .venv-openai"
+}
+
 sparq_setup() {
     sparq_setup_rust
     sparq_setup_drivers
@@ -262,6 +300,7 @@ sparq_setup() {
     sparq_setup_software_gl
     sparq_setup_models
     sparq_setup_smollm2
+    sparq_setup_openai_client
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

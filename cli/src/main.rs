@@ -2,6 +2,7 @@
 
 mod llm_cli;
 mod model_cli;
+mod serve_bench_cli;
 
 use clap::{Parser, Subcommand};
 use sparq::InputError;
@@ -38,6 +39,9 @@ enum Command {
     Model(model_cli::ModelCommand),
     #[command(flatten)]
     Llm(llm_cli::LlmCommand),
+    /// Load an OpenAI-compatible server at several concurrency levels (throughput, latency,
+    /// time to first token, inter-token latency).
+    ServeBench(serve_bench_cli::ServeBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gemm(args) => gemm(&selector, args),
         Command::Model(cmd) => model_cli::run(&selector, cmd),
         Command::Llm(cmd) => llm_cli::run(&selector, cmd),
+        Command::ServeBench(args) => serve_bench_cli::run(args),
     }
 }
 
