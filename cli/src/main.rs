@@ -2,6 +2,7 @@
 
 mod llm_cli;
 mod model_cli;
+mod serve_cli;
 
 use clap::{Parser, Subcommand};
 use sparq::InputError;
@@ -38,6 +39,8 @@ enum Command {
     Model(model_cli::ModelCommand),
     #[command(flatten)]
     Llm(llm_cli::LlmCommand),
+    /// Serve models over an OpenAI-compatible HTTP API (docs/serving.md).
+    Serve(serve_cli::ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,6 +135,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gemm(args) => gemm(&selector, args),
         Command::Model(cmd) => model_cli::run(&selector, cmd),
         Command::Llm(cmd) => llm_cli::run(&selector, cmd),
+        Command::Serve(args) => serve_cli::run(cli.adapter.as_deref(), args),
     }
 }
 

@@ -16,7 +16,9 @@ pub fn check(keys: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(given) = given else {
-        return Err(unauthorized("missing API key: send Authorization: Bearer KEY"));
+        return Err(unauthorized(
+            "missing API key: send Authorization: Bearer KEY",
+        ));
     };
     // Every key is compared, so that the time taken does not tell which one came close.
     let mut ok = subtle::Choice::from(0u8);

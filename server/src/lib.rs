@@ -109,7 +109,9 @@ impl Server {
             tokio::task::spawn_blocking(move || {
                 let mut all = true;
                 for m in &models {
-                    all &= m.service.drain(end.saturating_duration_since(Instant::now()));
+                    all &= m
+                        .service
+                        .drain(end.saturating_duration_since(Instant::now()));
                 }
                 let _ = drained_tx.send(all);
             });

@@ -64,8 +64,18 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         Metrics {
-            running: gauge(&r, "sparq:num_requests_running", "Requests running.", &["model"]),
-            waiting: gauge(&r, "sparq:num_requests_waiting", "Requests waiting.", &["model"]),
+            running: gauge(
+                &r,
+                "sparq:num_requests_running",
+                "Requests running.",
+                &["model"],
+            ),
+            waiting: gauge(
+                &r,
+                "sparq:num_requests_waiting",
+                "Requests waiting.",
+                &["model"],
+            ),
             ttft: histogram(
                 &r,
                 "sparq:time_to_first_token_seconds",
@@ -86,7 +96,12 @@ impl Metrics {
                 "sparq:request_queue_time_seconds",
                 "Seconds waiting for admission.",
             ),
-            prompt_tokens: counter(&r, "sparq:prompt_tokens_total", "Prompt tokens.", &["model"]),
+            prompt_tokens: counter(
+                &r,
+                "sparq:prompt_tokens_total",
+                "Prompt tokens.",
+                &["model"],
+            ),
             generation_tokens: counter(
                 &r,
                 "sparq:generation_tokens_total",
@@ -128,8 +143,12 @@ impl Metrics {
             match &m.service {
                 Service::Generation(g) => {
                     let s = g.stats();
-                    self.running.with_label_values(&[name]).set(s.running as f64);
-                    self.waiting.with_label_values(&[name]).set(s.waiting as f64);
+                    self.running
+                        .with_label_values(&[name])
+                        .set(s.running as f64);
+                    self.waiting
+                        .with_label_values(&[name])
+                        .set(s.waiting as f64);
                     for r in &s.replicas {
                         let used = match r.kv_total_blocks {
                             0 => 0.0,
@@ -146,7 +165,9 @@ impl Metrics {
                     let s = e.stats();
                     let running = m.in_flight.load(std::sync::atomic::Ordering::Relaxed);
                     self.running.with_label_values(&[name]).set(running as f64);
-                    self.waiting.with_label_values(&[name]).set(s.waiting as f64);
+                    self.waiting
+                        .with_label_values(&[name])
+                        .set(s.waiting as f64);
                     // A pass spreads over the whole cluster: one batch size for all devices.
                     self.batch_size
                         .with_label_values(&[name, "all"])

@@ -15,7 +15,10 @@ fn embeddings_every_input_shape_and_base64() {
     let v = r.json();
     assert_eq!(v["object"], "list");
     assert_eq!(v["model"], "emb");
-    assert_eq!(v["data"][0]["embedding"], serde_json::json!([5.0, 104.0, 1.0]));
+    assert_eq!(
+        v["data"][0]["embedding"],
+        serde_json::json!([5.0, 104.0, 1.0])
+    );
     assert_eq!(v["usage"]["prompt_tokens"], 5);
     assert_eq!(v["usage"]["total_tokens"], 5);
 
@@ -31,11 +34,17 @@ fn embeddings_every_input_shape_and_base64() {
     let v = h
         .post("/v1/embeddings", r#"{"model":"emb","input":[7,8,9]}"#)
         .json();
-    assert_eq!(v["data"][0]["embedding"], serde_json::json!([3.0, 7.0, 2.0]));
+    assert_eq!(
+        v["data"][0]["embedding"],
+        serde_json::json!([3.0, 7.0, 2.0])
+    );
     let v = h
         .post("/v1/embeddings", r#"{"model":"emb","input":[[4],[5,6]]}"#)
         .json();
-    assert_eq!(v["data"][1]["embedding"], serde_json::json!([2.0, 5.0, 2.0]));
+    assert_eq!(
+        v["data"][1]["embedding"],
+        serde_json::json!([2.0, 5.0, 2.0])
+    );
 
     let v = h
         .post(
@@ -96,7 +105,9 @@ fn completions_plain_and_streamed_agree() {
     assert_eq!(v["usage"]["total_tokens"], 9);
 
     // The default max_tokens (16) is beyond the fake's 7 pieces: it ends with EOS.
-    let v = h.post("/v1/completions", r#"{"model":"gen","prompt":[1,2]}"#).json();
+    let v = h
+        .post("/v1/completions", r#"{"model":"gen","prompt":[1,2]}"#)
+        .json();
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["choices"][0]["text"], FakeGenerator::text(7));
 
@@ -106,7 +117,11 @@ fn completions_plain_and_streamed_agree() {
             "stream_options":{"include_usage":true}}"#,
     );
     assert_eq!(r.status, 200);
-    assert!(r.content_type.starts_with("text/event-stream"), "{}", r.content_type);
+    assert!(
+        r.content_type.starts_with("text/event-stream"),
+        "{}",
+        r.content_type
+    );
     let ev = events(&r.body);
     assert_eq!(ev.last().unwrap(), "[DONE]");
     let chunks: Vec<serde_json::Value> = ev[..ev.len() - 1]
@@ -136,7 +151,10 @@ fn chat_plain_and_streamed_agree() {
     assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"), "{v}");
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(v["choices"][0]["message"]["content"], FakeGenerator::text(4));
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        FakeGenerator::text(4)
+    );
     assert_eq!(v["usage"]["prompt_tokens"], "user: hi\n".len());
 
     let body = r#"{"model":"gen","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
@@ -147,8 +165,15 @@ fn chat_plain_and_streamed_agree() {
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
     let text: String = chunks
         .iter()
@@ -169,14 +194,20 @@ fn generation_errors() {
     complete(r#"{"model":"gen","prompt":"a","temperature":3}"#).assert_error(400);
     complete(r#"{"model":"gen","prompt":"a","top_p":0}"#).assert_error(400);
     complete(r#"{"model":"gen","prompt":"a","stop":["1","2","3","4","5"]}"#).assert_error(400);
-    assert_eq!(complete(r#"{"model":"gen","prompt":"a","stop":"x"}"#).status, 200);
+    assert_eq!(
+        complete(r#"{"model":"gen","prompt":"a","stop":"x"}"#).status,
+        200
+    );
     // The fake's context is 64 tokens (one per byte).
     let long = format!(r#"{{"model":"gen","prompt":"{}"}}"#, "a".repeat(64));
     let e = complete(&long).assert_error(400);
     assert_eq!(e["error"]["param"], "prompt");
     let e = complete(r#"{"model":"gen","prompt":"abcd","max_tokens":61}"#).assert_error(400);
     assert_eq!(e["error"]["param"], "max_tokens");
-    assert_eq!(complete(r#"{"model":"gen","prompt":"abcd","max_tokens":60}"#).status, 200);
+    assert_eq!(
+        complete(r#"{"model":"gen","prompt":"abcd","max_tokens":60}"#).status,
+        200
+    );
     let chat = r#"{"model":"gen","messages":[]}"#;
     h.post("/v1/chat/completions", chat).assert_error(400);
 
@@ -189,7 +220,8 @@ fn generation_errors() {
 fn protocol_errors() {
     let h = quick();
     h.post("/v1/completions", "{not json").assert_error(400);
-    h.post("/v1/completions", r#"{"prompt":"a"}"#).assert_error(400);
+    h.post("/v1/completions", r#"{"prompt":"a"}"#)
+        .assert_error(400);
     h.post("/v1/completions", r#"{"model":"gen","prompt":{}}"#)
         .assert_error(400);
     h.get("/v1/nothing").assert_error(404);
@@ -256,11 +288,18 @@ fn models_list() {
 fn metrics_names() {
     let h = quick();
     h.post("/v1/embeddings", r#"{"model":"emb","input":"x"}"#);
-    h.post("/v1/completions", r#"{"model":"gen","prompt":"ab","max_tokens":3}"#);
+    h.post(
+        "/v1/completions",
+        r#"{"model":"gen","prompt":"ab","max_tokens":3}"#,
+    );
     h.post("/v1/completions", r#"{"model":"nope","prompt":"ab"}"#);
     let r = h.get("/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.content_type.starts_with("text/plain"), "{}", r.content_type);
+    assert!(
+        r.content_type.starts_with("text/plain"),
+        "{}",
+        r.content_type
+    );
     for name in [
         "sparq:num_requests_running{model=\"gen\"}",
         "sparq:num_requests_waiting{model=\"emb\"}",

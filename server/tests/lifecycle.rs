@@ -18,7 +18,11 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn loading_answers_503_until_ready() {
-    let h = start(ServerConfig::default(), FakeGenerator::new(2, Duration::ZERO), false);
+    let h = start(
+        ServerConfig::default(),
+        FakeGenerator::new(2, Duration::ZERO),
+        false,
+    );
     let r = h.get("/health");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["status"], "loading");
@@ -30,7 +34,8 @@ fn loading_answers_503_until_ready() {
     let r = h.get("/health");
     assert_eq!((r.status, r.json()["status"].clone()), (200, "ok".into()));
     assert_eq!(
-        h.post("/v1/completions", r#"{"model":"gen","prompt":"a"}"#).status,
+        h.post("/v1/completions", r#"{"model":"gen","prompt":"a"}"#)
+            .status,
         200
     );
 }
@@ -66,9 +71,16 @@ fn timeouts_504_and_error_chunk() {
         request_timeout: Duration::from_millis(200),
         ..ServerConfig::default()
     };
-    let h = start(config, FakeGenerator::new(40, Duration::from_millis(20)), true);
+    let h = start(
+        config,
+        FakeGenerator::new(40, Duration::from_millis(20)),
+        true,
+    );
     let e = h
-        .post("/v1/completions", r#"{"model":"gen","prompt":"a","max_tokens":40}"#)
+        .post(
+            "/v1/completions",
+            r#"{"model":"gen","prompt":"a","max_tokens":40}"#,
+        )
         .assert_error(504);
     assert_eq!(e["error"]["type"], "timeout");
     let r = h.post(
@@ -79,12 +91,19 @@ fn timeouts_504_and_error_chunk() {
     let ev = events(&r.body);
     let last: serde_json::Value = serde_json::from_str(&ev[ev.len() - 2]).unwrap();
     assert_eq!(last["error"]["type"], "timeout", "{}", r.body);
-    assert!(ev.len() >= 3, "some text came before the deadline: {}", r.body);
+    assert!(
+        ev.len() >= 3,
+        "some text came before the deadline: {}",
+        r.body
+    );
     // Both requests were cancelled in the engine when their deadline passed.
     let g = &h.gen_model;
     wait_for("the cancels", || g.cancelled.load(Ordering::Acquire) == 2);
     let m = h.get("/metrics").body;
-    assert!(m.contains("sparq:request_errors_total{status=\"504\"} 2"), "{m}");
+    assert!(
+        m.contains("sparq:request_errors_total{status=\"504\"} 2"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -107,9 +126,17 @@ fn shutdown_drains_an_in_flight_stream() {
     wait_for("the phase", || h.server.phase() == Phase::ShuttingDown);
     // The side listener serves the same state: what a request arriving now gets.
     let r = h.get_from(&h.side, "/health", None);
-    assert_eq!((r.status, r.json()["status"].clone()), (503, "shutting_down".into()));
-    h.post_to(&h.side, "/v1/completions", r#"{"model":"gen","prompt":"a"}"#, None)
-        .assert_error(503);
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (503, "shutting_down".into())
+    );
+    h.post_to(
+        &h.side,
+        "/v1/completions",
+        r#"{"model":"gen","prompt":"a"}"#,
+        None,
+    )
+    .assert_error(503);
     std::io::Read::read_to_string(&mut reader, &mut body).unwrap();
     let ev = events(&body);
     let text: String = ev[..ev.len() - 1]

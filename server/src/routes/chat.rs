@@ -23,7 +23,13 @@ pub async fn handle(
     }
     let prompt = generator.encode_chat(&req.messages)?;
     let id = st.next_id();
-    let p = params(&req.sampling, prompt.len(), generator.max_context(), None, id)?;
+    let p = params(
+        &req.sampling,
+        prompt.len(),
+        generator.max_context(),
+        None,
+        id,
+    )?;
     let run = start(&st, model.clone(), generator.as_ref(), prompt, p)?;
     let id = format!("chatcmpl-{id}");
     let created = now_unix();
@@ -44,15 +50,19 @@ pub async fn handle(
             }
             v
         };
-        let choice = |delta: serde_json::Value, finish: Option<&str>| {
-            serde_json::json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }])
-        };
+        let choice = |delta: serde_json::Value, finish: Option<&str>| serde_json::json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
         let make = move |c: Chunk| match c {
             Chunk::Start => Some(chunk(
-                choice(serde_json::json!({ "role": "assistant", "content": "" }), None),
+                choice(
+                    serde_json::json!({ "role": "assistant", "content": "" }),
+                    None,
+                ),
                 None,
             )),
-            Chunk::Text(t) => Some(chunk(choice(serde_json::json!({ "content": t }), None), None)),
+            Chunk::Text(t) => Some(chunk(
+                choice(serde_json::json!({ "content": t }), None),
+                None,
+            )),
             Chunk::Finish(f) => Some(chunk(choice(serde_json::json!({}), Some(f)), None)),
             Chunk::Usage(u) => Some(chunk(serde_json::json!([]), Some(u))),
         };

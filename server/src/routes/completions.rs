@@ -24,7 +24,10 @@ pub async fn handle(
         Prompt::Text(t) => generator.encode(&t)?,
         Prompt::Texts(v) if v.len() == 1 => generator.encode(&v[0])?,
         Prompt::Texts(_) => {
-            return Err(ApiError::bad_param("prompt", "only one prompt is supported"));
+            return Err(ApiError::bad_param(
+                "prompt",
+                "only one prompt is supported",
+            ));
         }
         Prompt::Tokens(t) => t,
     };

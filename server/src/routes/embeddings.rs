@@ -63,7 +63,9 @@ pub async fn handle(
     m.prompt_tokens
         .with_label_values(&label)
         .inc_by(done.prompt_tokens as u64);
-    m.queue.with_label_values(&label).observe(done.queue_seconds);
+    m.queue
+        .with_label_values(&label)
+        .observe(done.queue_seconds);
     m.e2e.with_label_values(&label).observe(done.total_seconds);
     let data: Vec<_> = done
         .vectors

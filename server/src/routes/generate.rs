@@ -34,14 +34,17 @@ pub fn params(
     if prompt_len >= context {
         return Err(ApiError::bad_param(
             "prompt",
-            format!(
-                "the prompt has {prompt_len} tokens; the model's context is {context} tokens"
-            ),
+            format!("the prompt has {prompt_len} tokens; the model's context is {context} tokens"),
         ));
     }
     let room = context - prompt_len;
     let max_tokens = match s.max_tokens.or(s.max_completion_tokens) {
-        Some(0) => return Err(ApiError::bad_param("max_tokens", "max_tokens must be at least 1")),
+        Some(0) => {
+            return Err(ApiError::bad_param(
+                "max_tokens",
+                "max_tokens must be at least 1",
+            ));
+        }
         Some(m) if m > room as u64 => {
             return Err(ApiError::bad_param(
                 "max_tokens",
@@ -56,7 +59,10 @@ pub fn params(
     };
     let temperature = s.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::bad_param("temperature", "temperature must be in [0, 2]"));
+        return Err(ApiError::bad_param(
+            "temperature",
+            "temperature must be in [0, 2]",
+        ));
     }
     let top_p = s.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
@@ -155,7 +161,9 @@ impl Running {
                 Step::Piece(p)
             }
             Ok(Some(GenerationEvent::Done(s))) => {
-                m.ttft.with_label_values(&label).observe(s.first_token_seconds);
+                m.ttft
+                    .with_label_values(&label)
+                    .observe(s.first_token_seconds);
                 m.e2e.with_label_values(&label).observe(s.total_seconds);
                 m.queue.with_label_values(&label).observe(s.queue_seconds);
                 m.prompt_tokens

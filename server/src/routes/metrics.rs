@@ -14,7 +14,10 @@ pub async fn handle(State(st): State<Arc<AppState>>) -> impl IntoResponse {
         .await
         .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
 }

@@ -103,7 +103,11 @@ impl FakeGenerator {
 }
 
 fn piece_text(i: usize) -> String {
-    if i % 3 == 2 { String::new() } else { format!("t{i} ") }
+    if i % 3 == 2 {
+        String::new()
+    } else {
+        format!("t{i} ")
+    }
 }
 
 struct Guard(Arc<AtomicBool>);
@@ -281,7 +285,11 @@ pub fn start(config: ServerConfig, generator: FakeGenerator, ready: bool) -> Har
 
 /// The ready server with a quick generator of 7 pieces.
 pub fn quick() -> Harness {
-    start(ServerConfig::default(), FakeGenerator::new(7, Duration::ZERO), true)
+    start(
+        ServerConfig::default(),
+        FakeGenerator::new(7, Duration::ZERO),
+        true,
+    )
 }
 
 /// A status, the body and `Retry-After`.
