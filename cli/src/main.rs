@@ -135,7 +135,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gemm(args) => gemm(&selector, args),
         Command::Model(cmd) => model_cli::run(&selector, cmd),
         Command::Llm(cmd) => llm_cli::run(&selector, cmd),
-        Command::Serve(args) => serve_cli::run(cli.adapter.as_deref(), args),
+        Command::Serve(args) => serve_cli::run(&selector, args),
     }
 }
 

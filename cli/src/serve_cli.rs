@@ -2,6 +2,7 @@
 //! on the command line, each on its own devices.
 
 use sparq::gguf::Gguf;
+use sparq::gpu::AdapterSelector;
 use sparq::model::LoadOptions;
 use sparq::model::llama::hf::{CheckpointKind, detect};
 use sparq::model::llama::{DecoderOptions, LlamaDecoder};
@@ -81,13 +82,8 @@ fn pairs(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn specs(args: &ServeArgs, global_adapter: Option<&str>) -> Result<Vec<ModelSpec>> {
-    let default = args
-        .adapters
-        .clone()
-        .or(global_adapter.map(String::from))
-        .or_else(|| std::env::var("SPARQ_ADAPTER").ok())
-        .unwrap_or_else(|| "best".into());
+fn specs(args: &ServeArgs, selector: &AdapterSelector) -> Result<Vec<ModelSpec>> {
+    let default = args.adapters.clone().unwrap_or_else(|| selector.to_string());
     let tokenizers = pairs(&args.tokenizers, "tokenizer")?;
     let mut out: Vec<ModelSpec> = Vec::new();
     for (name, rest) in pairs(&args.models, "model")? {
@@ -259,8 +255,8 @@ async fn signal() {
 
 /// Binds, then loads the models in the background (`/health` answers 503 `loading` until
 /// they are in), serves until SIGTERM / Ctrl-C and drains.
-pub fn run(global_adapter: Option<&str>, args: ServeArgs) -> Result<()> {
-    let specs = specs(&args, global_adapter)?;
+pub fn run(selector: &AdapterSelector, args: ServeArgs) -> Result<()> {
+    let specs = specs(&args, selector)?;
     let server = Server::new(server_config(&args)?);
     let rt = tokio::runtime::Runtime::new()
         .map_err(|e| Error::config(format!("cannot start the runtime: {e}")))?;
