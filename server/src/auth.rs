@@ -47,3 +47,44 @@ pub fn read_key_file(path: &std::path::Path) -> std::io::Result<Vec<String>> {
         .map(String::from)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn keys() {
+        let keys = vec!["alpha".to_string(), "beta-key".to_string()];
+        assert!(check(&[], &headers(None)).is_ok());
+        assert!(check(&keys, &headers(Some("Bearer beta-key"))).is_ok());
+        assert!(check(&keys, &headers(Some("Bearer alpha"))).is_ok());
+        for bad in [
+            None,
+            Some("Bearer alph"),
+            Some("Bearer alphaa"),
+            Some("alpha"),
+            Some("Basic alpha"),
+        ] {
+            let e = check(&keys, &headers(bad)).unwrap_err();
+            assert_eq!(e.status.as_u16(), 401, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_file() {
+        let path = std::env::temp_dir().join(format!("sparq-keys-{}", std::process::id()));
+        std::fs::write(&path, "# keys\n one \n\ntwo\n").unwrap();
+        let keys = read_key_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(keys, ["one", "two"]);
+    }
+}

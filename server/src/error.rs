@@ -126,3 +126,35 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn library_errors_map_to_statuses() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::invalid("bad"), 400),
+            (Error::device_lost("gone"), 503),
+            (Error::invariant("bug"), 500),
+            (ServiceError::ShuttingDown.into(), 503),
+            (ServiceError::Timeout { seconds: 1.0 }.into(), 504),
+        ];
+        for (e, status) in cases {
+            let a = ApiError::from(e);
+            assert_eq!(a.status.as_u16(), status, "{a:?}");
+            assert!(a.retry_after_s.is_none());
+            assert_eq!(a.body()["error"]["message"], a.message);
+        }
+        let busy = ApiError::from(Error::from(ServiceError::Overloaded {
+            waiting: 3,
+            limit: 3,
+            retry_after_s: 0,
+        }));
+        assert_eq!(busy.status, StatusCode::TOO_MANY_REQUESTS);
+        // A zero hint would invite an immediate retry storm: at least one second.
+        assert_eq!(busy.retry_after_s, Some(1));
+        assert_eq!(busy.body()["error"]["type"], "rate_limit_error");
+    }
+}

@@ -87,9 +87,9 @@ pub struct Sampling {
     /// Choices; only 1.
     #[serde(default)]
     pub n: Option<u32>,
-    /// Server-sent events.
+    /// Server-sent events (`null` is `false`).
     #[serde(default)]
-    pub stream: bool,
+    pub stream: Option<bool>,
     /// Streaming options.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
@@ -110,13 +110,70 @@ pub struct CompletionRequest {
     pub sampling: Sampling,
 }
 
+/// A message's content: text, or OpenAI's list of parts (only text parts are accepted).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Text.
+    Text(String),
+    /// Parts, `{"type": "text", "text": ...}`.
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message's content.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ContentPart {
+    /// `text` (anything else is refused).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// One message of a conversation as clients send it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant`, ...
+    pub role: String,
+    /// Its content; `null` (an assistant turn of tool calls) is empty.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+impl Message {
+    /// The message for the chat template; text parts are joined.
+    pub fn to_chat(&self) -> Result<ChatMessage, String> {
+        let content = match &self.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for p in parts {
+                    match (p.kind.as_str(), &p.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        (kind, _) => {
+                            return Err(format!("content parts of type '{kind}' are not supported"));
+                        }
+                    }
+                }
+                text
+            }
+        };
+        Ok(ChatMessage {
+            role: self.role.clone(),
+            content,
+        })
+    }
+}
+
 /// `POST /v1/chat/completions`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ChatRequest {
     /// A served generation model.
     pub model: String,
     /// The conversation.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<Message>,
     /// Sampling.
     #[serde(flatten)]
     pub sampling: Sampling,

@@ -156,6 +156,12 @@ fn chat_plain_and_streamed_agree() {
         FakeGenerator::text(4)
     );
     assert_eq!(v["usage"]["prompt_tokens"], "user: hi\n".len());
+    // Content as a list of text parts is the same conversation.
+    let parts = r#"{"model":"gen","messages":[{"role":"user","content":[{"type":"text","text":"h"},
+        {"type":"text","text":"i"}]}],"max_tokens":4}"#;
+    let p = h.post("/v1/chat/completions", parts).json();
+    assert_eq!(p["usage"], v["usage"]);
+    assert_eq!(p["choices"][0]["message"], v["choices"][0]["message"]);
 
     let body = r#"{"model":"gen","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
     let r = h.post("/v1/chat/completions", body);
@@ -210,6 +216,8 @@ fn generation_errors() {
     );
     let chat = r#"{"model":"gen","messages":[]}"#;
     h.post("/v1/chat/completions", chat).assert_error(400);
+    let image = r#"{"model":"gen","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#;
+    h.post("/v1/chat/completions", image).assert_error(400);
 
     let r = complete(r#"{"model":"busy","prompt":"a"}"#);
     r.assert_error(429);

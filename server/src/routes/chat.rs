@@ -21,7 +21,13 @@ pub async fn handle(
     if req.messages.is_empty() {
         return Err(ApiError::bad_param("messages", "messages is empty"));
     }
-    let prompt = generator.encode_chat(&req.messages)?;
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| m.to_chat())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_param("messages", e))?;
+    let prompt = generator.encode_chat(&messages)?;
     let id = st.next_id();
     let p = params(
         &req.sampling,
@@ -34,7 +40,7 @@ pub async fn handle(
     let id = format!("chatcmpl-{id}");
     let created = now_unix();
     let name = model.name.clone();
-    if req.sampling.stream {
+    if req.sampling.stream.unwrap_or(false) {
         let include_usage = req
             .sampling
             .stream_options

@@ -43,7 +43,7 @@ pub async fn handle(
     let id = format!("cmpl-{id}");
     let created = now_unix();
     let name = model.name.clone();
-    if req.sampling.stream {
+    if req.sampling.stream.unwrap_or(false) {
         let include_usage = req
             .sampling
             .stream_options
