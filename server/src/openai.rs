@@ -153,7 +153,9 @@ impl Message {
                     match (p.kind.as_str(), &p.text) {
                         ("text", Some(t)) => text.push_str(t),
                         (kind, _) => {
-                            return Err(format!("content parts of type '{kind}' are not supported"));
+                            return Err(format!(
+                                "content parts of type '{kind}' are not supported"
+                            ));
                         }
                     }
                 }
