@@ -28,9 +28,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use state::AppState;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
+
+/// How long after the shutdown grace [`Server::run`] still waits for open connections.
+const HARD_STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// The HTTP server (cheap to clone: clones share one state).
 #[derive(Clone)]
@@ -89,15 +93,19 @@ impl Server {
     /// Serves on `listener` until `shutdown` completes; then `/health` and new requests
     /// answer 503, the services stop accepting, in-flight requests finish (streams keep
     /// streaming) within [`ServerConfig::shutdown_grace`] (past it the services end them
-    /// with an error), and it returns once every connection is closed.
+    /// with an error), and it returns once every connection is closed (or, for clients that
+    /// stop reading, a few seconds past the grace).
     pub async fn run<F>(self, listener: tokio::net::TcpListener, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let state = self.state.clone();
+        let grace = state.config.shutdown_grace;
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
+            let _ = signalled_tx.send(());
             state.set_phase(Phase::ShuttingDown);
             let models = state.models();
             for m in &models {
@@ -116,9 +124,21 @@ impl Server {
                 let _ = drained_tx.send(all);
             });
         };
-        axum::serve(listener, self.router())
+        let serve = axum::serve(listener, self.router())
             .with_graceful_shutdown(signal)
-            .await?;
+            .into_future();
+        // A client that stops reading keeps its connection open past every deadline: past
+        // the grace and a margin, the server returns without it.
+        let hard_stop = async move {
+            match signalled_rx.await {
+                Ok(()) => tokio::time::sleep(grace + HARD_STOP_MARGIN).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = serve => r?,
+            _ = hard_stop => log::warn!("connections still open past the shutdown grace: closing them"),
+        }
         if let Ok(false) = drained_rx.await {
             log::warn!("the shutdown deadline passed: the requests left were ended with an error");
         }
