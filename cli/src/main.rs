@@ -3,6 +3,7 @@
 mod llm_cli;
 mod model_cli;
 mod serve_bench_cli;
+mod serve_cli;
 
 use clap::{Parser, Subcommand};
 use sparq::InputError;
@@ -42,6 +43,8 @@ enum Command {
     /// Load an OpenAI-compatible server at several concurrency levels (throughput, latency,
     /// time to first token, inter-token latency).
     ServeBench(serve_bench_cli::ServeBenchArgs),
+    /// Serve models over an OpenAI-compatible HTTP API (docs/serving.md).
+    Serve(serve_cli::ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(cmd) => model_cli::run(&selector, cmd),
         Command::Llm(cmd) => llm_cli::run(&selector, cmd),
         Command::ServeBench(args) => serve_bench_cli::run(args),
+        Command::Serve(args) => serve_cli::run(&selector, args),
     }
 }
 
