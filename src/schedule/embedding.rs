@@ -188,14 +188,15 @@ impl EmbeddingService {
             .and_then(|t| t.get_truncation().map(|t| t.max_length))
             .unwrap_or(positions)
             .min(positions);
-        // Measures the devices (so the first passes are split by speed) and builds the
-        // plans of a short shape before any request waits on it.
+        // Measures the devices (so that the first passes are split by speed; every pass
+        // refines it) and builds the plan of a short shape before any request waits on it.
+        let short = max_tokens.min(crate::model::SEQ_BUCKET);
         let sample = vec![
             TokenRow {
-                ids: vec![0; max_tokens.min(16)],
-                types: vec![0; max_tokens.min(16)],
+                ids: vec![0; short],
+                types: vec![0; short],
             };
-            8
+            4
         ];
         cluster.calibrate(&sample)?;
         let names = cluster.names();
@@ -306,9 +307,10 @@ impl EmbeddingService {
         let mut encoded = if texts.is_empty() {
             Vec::new()
         } else {
-            let tok = self.tokenizer.as_ref().ok_or_else(|| {
-                Error::config("the model has no tokenizer.json: pass token ids")
-            })?;
+            let tok = self
+                .tokenizer
+                .as_ref()
+                .ok_or_else(|| Error::config("the model has no tokenizer.json: pass token ids"))?;
             crate::model::encode(tok, &texts)?
         }
         .into_iter();
