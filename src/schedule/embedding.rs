@@ -36,6 +36,7 @@ mod batcher;
 use super::{Cluster, ClusterConfig, Injection, TokenReplica, TokenRow};
 use crate::error::{Error, Result, ServiceError};
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -112,7 +113,41 @@ const MICRO_BATCH_ROWS: usize = 64;
 struct Request {
     rows: Vec<TokenRow>,
     submitted: Instant,
-    sink: EmbedSink,
+    reply: Reply,
+}
+
+/// A request's sink, called exactly once: by [`Reply::send`], or, should the request be
+/// dropped unanswered (a bug in the batching thread), with an internal error, so that no
+/// caller waits forever.
+struct Reply {
+    sink: Option<EmbedSink>,
+    shared: Arc<Shared>,
+}
+
+impl Reply {
+    fn send(mut self, result: Result<Embedded>) {
+        self.deliver(result);
+    }
+
+    fn deliver(&mut self, result: Result<Embedded>) {
+        let Some(sink) = self.sink.take() else {
+            return;
+        };
+        // A panic in the sink is the caller's and must not end the batching thread.
+        if catch_unwind(AssertUnwindSafe(|| sink(result))).is_err() {
+            log::warn!("an embedding request's sink panicked");
+        }
+        self.shared.lock().unanswered -= 1;
+        self.shared.answered.notify_all();
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.deliver(Err(Error::panicked(
+            "the embedding service dropped the request unanswered",
+        )));
+    }
 }
 
 /// What the callers and the batching thread share, behind one lock.
@@ -225,7 +260,21 @@ impl EmbeddingService {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("sparq-embed-batcher".into())
-                .spawn(move || batcher::run(&shared, cluster))
+                .spawn(move || {
+                    let ended = catch_unwind(AssertUnwindSafe(|| batcher::run(&shared, cluster)));
+                    // After a panic nothing takes requests any more: refuse new ones and
+                    // answer those left (their replies hold `shared`: drop them to free it).
+                    let left: Vec<Request> = {
+                        let mut q = shared.lock();
+                        q.closed = true;
+                        q.waiting = 0;
+                        q.requests.drain(..).collect()
+                    };
+                    drop(left);
+                    if ended.is_err() {
+                        log::error!("the embedding service's batching thread panicked");
+                    }
+                })
                 .map_err(|e| Error::invalid(format!("cannot start the batching thread: {e}")))?
         };
         Ok(EmbeddingService {
@@ -287,7 +336,10 @@ impl EmbeddingService {
         q.requests.push_back(Request {
             rows,
             submitted: Instant::now(),
-            sink,
+            reply: Reply {
+                sink: Some(sink),
+                shared: self.shared.clone(),
+            },
         });
         drop(q);
         self.shared.work.notify_all();

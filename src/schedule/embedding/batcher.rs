@@ -3,12 +3,12 @@
 //!
 //! Every accepted request is answered exactly once: it is either in the queue, in the pass
 //! being built or run, or the one split request carried to the next pass, and each of those
-//! paths ends in [`answer`] (on stop, with [`ServiceError::ShuttingDown`]).
+//! paths ends in [`answer`] (on stop, with [`ServiceError::ShuttingDown`]); a request dropped
+//! on any other path (a panic) is answered by its `Reply`'s drop.
 
-use super::{EmbedSink, Embedded, Queue, Request, Shared};
-use crate::error::{Error, ErrorKind, Result, ServiceError};
+use super::{Embedded, Queue, Request, Shared};
+use crate::error::{ErrorKind, Result, ServiceError};
 use crate::schedule::{Cluster, TokenReplica, TokenRow};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::MutexGuard;
 use std::time::Instant;
 
@@ -60,7 +60,7 @@ pub(super) fn run(shared: &Shared, mut cluster: Cluster<TokenReplica>) {
             q.waiting = 0;
             drop(q);
             for a in left {
-                answer(shared, a, Err(ServiceError::ShuttingDown.into()));
+                answer(a, Err(ServiceError::ShuttingDown.into()));
             }
             return;
         }
@@ -116,7 +116,7 @@ pub(super) fn run(shared: &Shared, mut cluster: Cluster<TokenReplica>) {
                 total_seconds: a.request.submitted.elapsed().as_secs_f64(),
                 vectors: Vec::new(),
             });
-            answer(shared, a, result);
+            answer(a, result);
         }
     }
 }
@@ -234,20 +234,12 @@ fn run_pass(cluster: &mut Cluster<TokenReplica>, parts: &[Part]) -> Vec<Result<V
     }
 }
 
-/// Hands `a` its answer (its vectors, when `result` is a success) and counts it answered.
-fn answer(shared: &Shared, a: Active, result: Result<Embedded>) {
+/// Hands `a` its answer (its vectors, when `result` is a success).
+fn answer(a: Active, result: Result<Embedded>) {
     let Active {
         request, vectors, ..
     } = a;
-    let result = result.map(|e| Embedded { vectors, ..e });
-    deliver(request.sink, result);
-    shared.lock().unanswered -= 1;
-    shared.answered.notify_all();
-}
-
-/// Calls `sink`; a panic in it is the caller's and must not end the thread.
-fn deliver(sink: EmbedSink, result: Result<Embedded, Error>) {
-    if catch_unwind(AssertUnwindSafe(|| sink(result))).is_err() {
-        log::warn!("an embedding request's sink panicked");
-    }
+    request
+        .reply
+        .send(result.map(|e| Embedded { vectors, ..e }));
 }
