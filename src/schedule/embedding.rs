@@ -9,10 +9,11 @@
 //!   so that a pass can only fail for reasons that are not one request's fault: text is
 //!   truncated to [`EmbeddingService::max_tokens`] by the model's tokenizer (as
 //!   [`crate::model::Model::forward`] and `sparq embed` do); token arrays go in as they are
-//!   (no special tokens added) and, like `Model::forward` of [`crate::model::Batch::Tokens`],
-//!   are refused rather than truncated when longer than that ([`crate::InputError::Shape`]),
-//!   empty, or holding an id outside the vocabulary. An empty string is fine (its tokens are
-//!   the special ones).
+//!   (no special tokens added) and are refused, not truncated, when longer than that limit
+//!   ([`crate::InputError::Shape`]), as `Model::forward` refuses a
+//!   [`crate::model::Batch::Tokens`] row longer than the position table; likewise when empty
+//!   or holding an id outside the vocabulary. An empty string is fine (its tokens are the
+//!   special ones).
 //! - One thread batches: it waits for a first request, then up to
 //!   [`EmbeddingConfig::window`] for more (less when the waiting inputs already fill a pass),
 //!   and packs inputs first come, first served while rows × longest row ≤
@@ -32,12 +33,14 @@
 //!   [`crate::ServiceError::ShuttingDown`].
 
 mod batcher;
+mod queue;
 
 use super::{Cluster, ClusterConfig, Injection, TokenReplica, TokenRow};
 use crate::error::{Error, Result, ServiceError};
+use queue::{Queue, Reply, Request, Shared};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -108,75 +111,6 @@ pub struct EmbeddingStats {
 /// Rows of one micro-batch on one device, at most: small enough that a pass is shared between
 /// devices, large enough to keep a GPU busy.
 const MICRO_BATCH_ROWS: usize = 64;
-
-/// A request waiting in the queue or in passes.
-struct Request {
-    rows: Vec<TokenRow>,
-    submitted: Instant,
-    reply: Reply,
-}
-
-/// A request's sink, called exactly once: by [`Reply::send`], or, should the request be
-/// dropped unanswered (a bug in the batching thread), with an internal error, so that no
-/// caller waits forever.
-struct Reply {
-    sink: Option<EmbedSink>,
-    shared: Arc<Shared>,
-}
-
-impl Reply {
-    fn send(mut self, result: Result<Embedded>) {
-        self.deliver(result);
-    }
-
-    fn deliver(&mut self, result: Result<Embedded>) {
-        let Some(sink) = self.sink.take() else {
-            return;
-        };
-        // A panic in the sink is the caller's and must not end the batching thread.
-        if catch_unwind(AssertUnwindSafe(|| sink(result))).is_err() {
-            log::warn!("an embedding request's sink panicked");
-        }
-        self.shared.lock().unanswered -= 1;
-        self.shared.answered.notify_all();
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        self.deliver(Err(Error::panicked(
-            "the embedding service dropped the request unanswered",
-        )));
-    }
-}
-
-/// What the callers and the batching thread share, behind one lock.
-struct Queue {
-    requests: VecDeque<Request>,
-    /// Inputs not yet taken into a pass (the queue and the rest of a split request).
-    waiting: usize,
-    /// Accepted requests not answered yet.
-    unanswered: usize,
-    closed: bool,
-    stop: bool,
-    injections: Vec<(usize, Injection)>,
-    stats: EmbeddingStats,
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    /// Wakes the batching thread: a request, a close, a stop.
-    work: Condvar,
-    /// Wakes [`EmbeddingService::drain`]: a request was answered.
-    answered: Condvar,
-    config: EmbeddingConfig,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// Dynamic batching over a cluster of one text model (see the [module docs](self)).
 pub struct EmbeddingService {

@@ -6,7 +6,8 @@
 //! paths ends in [`answer`] (on stop, with [`ServiceError::ShuttingDown`]); a request dropped
 //! on any other path (a panic) is answered by its `Reply`'s drop.
 
-use super::{Embedded, Queue, Request, Shared};
+use super::Embedded;
+use super::queue::{Queue, Request, Shared};
 use crate::error::{ErrorKind, Result, ServiceError};
 use crate::schedule::{Cluster, TokenReplica, TokenRow};
 use std::sync::MutexGuard;
