@@ -40,6 +40,7 @@ use crate::error::{Error, Result, ServiceError};
 use queue::{Queue, Reply, Request, Shared};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -173,7 +174,6 @@ impl EmbeddingService {
             queue: Mutex::new(Queue {
                 requests: VecDeque::new(),
                 waiting: 0,
-                unanswered: 0,
                 closed: false,
                 stop: false,
                 injections: Vec::new(),
@@ -187,6 +187,7 @@ impl EmbeddingService {
                 },
             }),
             work: Condvar::new(),
+            unanswered: AtomicUsize::new(0),
             answered: Condvar::new(),
             config,
         });
@@ -266,7 +267,7 @@ impl EmbeddingService {
             .into());
         }
         q.waiting += rows.len();
-        q.unanswered += 1;
+        self.shared.unanswered.fetch_add(1, Ordering::AcqRel);
         q.requests.push_back(Request {
             rows,
             submitted: Instant::now(),
@@ -378,15 +379,18 @@ impl EmbeddingService {
         self.close();
         let end = Instant::now() + deadline;
         let mut q = self.shared.lock();
-        while q.unanswered > 0 {
+        while self.shared.unanswered.load(Ordering::Acquire) > 0 {
             let now = Instant::now();
             if now >= end {
                 return false;
             }
+            // Replies notify without the lock: a wake-up between the check and the wait is
+            // lost, so look again after a short while.
+            let nap = (end - now).min(Duration::from_millis(10));
             q = self
                 .shared
                 .answered
-                .wait_timeout(q, end - now)
+                .wait_timeout(q, nap)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::schedule::{Injection, TokenRow};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -37,7 +38,8 @@ impl Reply {
         if catch_unwind(AssertUnwindSafe(|| sink(result))).is_err() {
             log::warn!("an embedding request's sink panicked");
         }
-        self.shared.lock().unanswered -= 1;
+        // Not under the queue's lock: a reply dropped while unwinding may find it held.
+        self.shared.unanswered.fetch_sub(1, Ordering::AcqRel);
         self.shared.answered.notify_all();
     }
 }
@@ -55,8 +57,6 @@ pub(super) struct Queue {
     pub(super) requests: VecDeque<Request>,
     /// Inputs not yet taken into a pass (the queue and the rest of a split request).
     pub(super) waiting: usize,
-    /// Accepted requests not answered yet.
-    pub(super) unanswered: usize,
     pub(super) closed: bool,
     pub(super) stop: bool,
     pub(super) injections: Vec<(usize, Injection)>,
@@ -68,7 +68,10 @@ pub(super) struct Shared {
     pub(super) queue: Mutex<Queue>,
     /// Wakes the batching thread: a request, a close, a stop.
     pub(super) work: Condvar,
-    /// Wakes [`super::EmbeddingService::drain`]: a request was answered.
+    /// Accepted requests not answered yet.
+    pub(super) unanswered: AtomicUsize,
+    /// Wakes [`super::EmbeddingService::drain`]: a request was answered (without the lock,
+    /// so a waiter also looks again now and then).
     pub(super) answered: Condvar,
     pub(super) config: EmbeddingConfig,
 }
