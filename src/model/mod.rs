@@ -302,6 +302,11 @@ impl<'g> Model<'g> {
         Ok(encode(tok, texts)?.into_iter().unzip())
     }
 
+    /// The tokenizer text input goes through (with its truncation), if the model has one.
+    pub(crate) fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
+        self.net.tokenizer()
+    }
+
     /// Runs one forward pass of `batch` (one command encoder, one submission).
     pub fn forward(&self, batch: &Batch) -> Result<Output> {
         self.wait(self.submit(batch)?)

@@ -11,7 +11,9 @@
 //! - [`TaskPool`] is task parallelism: several models placed over the devices (by memory fit and
 //!   measured speed, or pinned), one queue per device, devices running concurrently.
 //!
-//! [`ModelReplica`] runs a loaded text model (sentence embeddings) as a replica.
+//! [`ModelReplica`] runs a loaded text model (sentence embeddings) as a replica, and
+//! [`TokenReplica`] the same model fed token ids; [`embedding::EmbeddingService`] batches
+//! embedding requests dynamically over a cluster of the latter.
 //! [`LinearChain`] is a replica made of [`crate::matmul::Linear`] layers, used by the tests and
 //! `sparq bench --adapters`; [`open_devices`] opens the devices a command line names.
 //!
@@ -34,7 +36,7 @@ pub use batch::{BatchOutput, BatchReport, ClusterConfig, DeviceReport, MicroBatc
 pub use chain::{ChainLayer, LinearChain};
 pub use cluster::Cluster;
 pub use fault::{FaultKind, Injection};
-pub use model::ModelReplica;
+pub use model::{ModelReplica, TokenReplica, TokenRow};
 pub use split::SplitPolicy;
 pub use tasks::{ModelHandle, ModelSpec, TaskPool, Ticket, probe_speed};
 

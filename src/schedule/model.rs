@@ -1,5 +1,6 @@
-//! A [`Model`] as a [`Replica`]: text in, one output row (sentence vector) per text out, so a
-//! [`super::Cluster`] spreads an embedding batch over several devices.
+//! A [`Model`] as a [`Replica`]: text (or token ids, [`TokenReplica`]) in, one output row
+//! (sentence vector) per input out, so a [`super::Cluster`] spreads an embedding batch over
+//! several devices.
 
 use super::{Finished, Replica};
 use crate::Gpu;
@@ -62,6 +63,17 @@ impl Replica for ModelReplica {
     }
 
     fn start(&mut self, slot: usize, inputs: &[String]) -> Result<()> {
+        self.start_batch(slot, &Batch::Text(inputs.to_vec()))
+    }
+
+    fn finish(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
+        self.finish_slot(slot)
+    }
+}
+
+impl ModelReplica {
+    /// Submits `batch` into buffer slot `slot` (free, or an error).
+    fn start_batch(&mut self, slot: usize, batch: &Batch) -> Result<()> {
         let n = self.pending.len();
         let free = self
             .pending
@@ -70,11 +82,12 @@ impl Replica for ModelReplica {
         if free.is_some() {
             return Err(Error::invalid(format!("slot {slot} is still in flight")));
         }
-        *free = Some(self.model.submit(&Batch::Text(inputs.to_vec()))?);
+        *free = Some(self.model.submit(batch)?);
         Ok(())
     }
 
-    fn finish(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
+    /// Waits for the pass in slot `slot` and splits its output into rows.
+    fn finish_slot(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
         let pending = self
             .pending
             .get_mut(slot)
@@ -93,5 +106,65 @@ impl Replica for ModelReplica {
             compute_s: out.gpu_seconds,
             readback_s: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// One tokenised input row of a [`TokenReplica`]: ids and token types, both already truncated
+/// to the model's length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Token types (segments), one per id.
+    pub types: Vec<u32>,
+}
+
+/// A [`ModelReplica`] fed token ids instead of text: whoever builds the rows tokenises once
+/// (and can count the tokens), as [`super::embedding::EmbeddingService`] does. Rows pass
+/// through [`Model::submit`]'s [`Batch::Tokens`] unchanged, so a row equal to a text's
+/// tokenisation gives that text's vector, bit for bit; rows the model refuses (empty, longer
+/// than its position table, ids outside the vocabulary) are input errors.
+pub struct TokenReplica(ModelReplica);
+
+impl TokenReplica {
+    /// Loads the model at `path` on `gpu` as [`ModelReplica::load`] does (batch-invariant);
+    /// micro-batches of at most `max_rows` rows.
+    pub fn load(
+        path: impl AsRef<Path>,
+        gpu: &Arc<Gpu>,
+        options: LoadOptions,
+        max_rows: usize,
+    ) -> Result<Self> {
+        ModelReplica::load(path, gpu, options, max_rows).map(TokenReplica)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model<'static> {
+        self.0.model()
+    }
+}
+
+impl Replica for TokenReplica {
+    type In = TokenRow;
+    type Out = Vec<f32>;
+
+    fn max_rows(&self) -> usize {
+        self.0.max_rows
+    }
+
+    fn slots(&self) -> usize {
+        self.0.pending.len()
+    }
+
+    fn start(&mut self, slot: usize, inputs: &[TokenRow]) -> Result<()> {
+        let batch = Batch::Tokens {
+            ids: inputs.iter().map(|r| r.ids.clone()).collect(),
+            types: Some(inputs.iter().map(|r| r.types.clone()).collect()),
+        };
+        self.0.start_batch(slot, &batch)
+    }
+
+    fn finish(&mut self, slot: usize) -> Result<Finished<Vec<f32>>> {
+        self.0.finish_slot(slot)
     }
 }
