@@ -33,6 +33,12 @@ pub struct Metrics {
     pub embeddings: IntCounterVec,
     /// Error answers by status.
     pub errors: IntCounterVec,
+    /// Requests a service accepted (queued), by model.
+    pub accepted: IntCounterVec,
+    /// Accepted requests that were answered (a result or an error), by model.
+    pub answered: IntCounterVec,
+    /// Accepted requests whose client went away before the answer, by model.
+    pub cancelled: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -126,6 +132,24 @@ impl Metrics {
                 "sparq:request_errors_total",
                 "Error answers by status.",
                 &["status"],
+            ),
+            accepted: counter(
+                &r,
+                "sparq:requests_accepted_total",
+                "Requests a service accepted.",
+                &["model"],
+            ),
+            answered: counter(
+                &r,
+                "sparq:requests_answered_total",
+                "Accepted requests answered.",
+                &["model"],
+            ),
+            cancelled: counter(
+                &r,
+                "sparq:requests_cancelled_total",
+                "Accepted requests whose client went away first.",
+                &["model"],
             ),
             registry: r,
         }

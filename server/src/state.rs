@@ -80,6 +80,48 @@ impl Drop for InFlight {
     }
 }
 
+/// A request a service accepted: counted accepted when made, then answered
+/// ([`Admitted::answered`]) or, when dropped first (the client went away), cancelled. What
+/// lets a load test check that every accepted request was answered.
+pub struct Admitted {
+    state: Arc<AppState>,
+    model: Arc<ServedModel>,
+    answered: bool,
+}
+
+impl Admitted {
+    /// Counts one accepted request of `model`.
+    pub fn new(state: &Arc<AppState>, model: &Arc<ServedModel>) -> Self {
+        state
+            .metrics
+            .accepted
+            .with_label_values(&[model.name.as_str()])
+            .inc();
+        Admitted {
+            state: state.clone(),
+            model: model.clone(),
+            answered: false,
+        }
+    }
+
+    /// Counts the request answered (once).
+    pub fn answered(&mut self) {
+        if !std::mem::replace(&mut self.answered, true) {
+            let m = &self.state.metrics;
+            m.answered.with_label_values(&[self.model.name.as_str()]).inc();
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if !self.answered {
+            let m = &self.state.metrics;
+            m.cancelled.with_label_values(&[self.model.name.as_str()]).inc();
+        }
+    }
+}
+
 /// Shared by the handlers.
 pub struct AppState {
     pub(crate) config: ServerConfig,

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 const MAX_WAITING: usize = 4;
 /// In flight at once: about twice what the server takes (running + waiting).
 const CONCURRENCY: usize = 4 * MAX_WAITING;
-/// The server's counters of requests accepted into a queue and answered (to match the
-/// names `sparq serve` exports on /metrics when this test is enabled).
-const ACCEPTED: &str = "sparq_requests_accepted_total";
-const ANSWERED: &str = "sparq_requests_answered_total";
+/// The server's counters of requests accepted into a queue and answered.
+const ACCEPTED: &str = "sparq:requests_accepted_total";
+const ANSWERED: &str = "sparq:requests_answered_total";
 
 fn load(server: &Served, kind: Kind, model: &str, requests: usize) -> LevelReport {
     let mut c = Config::new(&server.url, kind, model);

@@ -3,7 +3,7 @@
 use super::JsonBody;
 use crate::error::ApiError;
 use crate::openai::{EmbeddingInput, EmbeddingRequest};
-use crate::state::{AppState, InFlight};
+use crate::state::{Admitted, AppState, InFlight};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -47,7 +47,10 @@ pub async fn handle(
             let _ = tx.send(r);
         }),
     )?;
-    let done = match tokio::time::timeout_at(deadline, rx).await {
+    let mut admitted = Admitted::new(&st, &model);
+    let got = tokio::time::timeout_at(deadline, rx).await;
+    admitted.answered();
+    let done = match got {
         Err(_) => return Err(ApiError::timeout(st.config.request_timeout.as_secs_f64())),
         Ok(Err(_)) => {
             return Err(ApiError::new(

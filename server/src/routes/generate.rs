@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::openai::{Sampling, Stop};
 use crate::service::{CancelGuard, TextGenerator};
-use crate::state::{AppState, InFlight, ServedModel};
+use crate::state::{Admitted, AppState, InFlight, ServedModel};
 use axum::http::StatusCode;
 use sparq::model::generate::{GenerateParams, Piece};
 use sparq::model::sampling::SamplingParams;
@@ -107,6 +107,7 @@ pub struct Running {
     rx: UnboundedReceiver<GenerationEvent>,
     _guard: CancelGuard,
     _in_flight: InFlight,
+    admitted: Admitted,
     state: Arc<AppState>,
     model: Arc<ServedModel>,
     deadline: Instant,
@@ -129,6 +130,7 @@ pub fn start(
         rx,
         _guard: guard,
         _in_flight: InFlight::new(model.clone()),
+        admitted: Admitted::new(state, &model),
         state: state.clone(),
         model,
         deadline,
@@ -142,6 +144,9 @@ impl Running {
         let got = tokio::time::timeout_at(self.deadline, self.rx.recv()).await;
         let m = &self.state.metrics;
         let label = [self.model.name.as_str()];
+        if !matches!(got, Ok(Some(GenerationEvent::Piece(_)))) {
+            self.admitted.answered();
+        }
         match got {
             Err(_) => Step::Failed(ApiError::timeout(
                 self.state.config.request_timeout.as_secs_f64(),
