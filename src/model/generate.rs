@@ -3,6 +3,10 @@
 //! [`Piece`]s), with EOS tokens, stop strings, a token budget and reproducible sampling
 //! ([`crate::model::sampling`]).
 //!
+//! The per-sequence state (sampler, history, text, stop strings, finish) is a [`Decoding`],
+//! which runs no step itself: [`Generation`] steps one sequence with it, the serving engine
+//! ([`crate::schedule::generation`]) many in one batch, so both give the same stream.
+//!
 //! ```no_run
 //! use sparq::model::generate::{GenerateParams, Generator};
 //! use sparq::model::llama::{DecoderOptions, LlamaDecoder};
@@ -99,6 +103,41 @@ pub struct Generator<'a> {
     codec: Option<&'a TextCodec>,
 }
 
+/// Checks a request against `lm` before any work is done: a prompt of at least one token,
+/// each in the vocabulary, that fits the context with its `max_tokens`, no empty stop string,
+/// sampling settings that have a meaning. Every error is an input error; [`Generator::start`]
+/// and the serving engine ([`crate::schedule::generation`]) both call it.
+pub fn validate_request(lm: &dyn CausalLm, prompt: &[u32], params: &GenerateParams) -> Result<()> {
+    params.sampling.validate()?;
+    let ctx = lm.max_context();
+    if prompt.is_empty() {
+        return Err(Error::invalid("the prompt has no tokens"));
+    }
+    if prompt.len() > ctx {
+        return Err(Error::invalid(format!(
+            "the prompt has {} tokens, over the model's context of {ctx}",
+            prompt.len()
+        )));
+    }
+    if prompt.len() + params.max_tokens > ctx {
+        return Err(Error::invalid(format!(
+            "{} prompt tokens + max_tokens {} exceed the model's context of {ctx}",
+            prompt.len(),
+            params.max_tokens
+        )));
+    }
+    let vocab = lm.vocab_size();
+    if let Some(&t) = prompt.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::invalid(format!(
+            "token {t} is outside the vocabulary of {vocab}"
+        )));
+    }
+    if params.stop.iter().any(String::is_empty) {
+        return Err(Error::invalid("a stop string is empty"));
+    }
+    Ok(())
+}
+
 impl<'a> Generator<'a> {
     /// A generator over `lm`; without a codec the pieces carry no text and only
     /// [`GenerateParams::eos`] ends a generation early.
@@ -108,44 +147,13 @@ impl<'a> Generator<'a> {
 
     /// Prefills `prompt` and returns the stream of generated tokens.
     pub fn start(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation<'a>> {
-        params.sampling.validate()?;
-        let ctx = self.lm.max_context();
-        if prompt.is_empty() {
-            return Err(Error::invalid("the prompt has no tokens"));
-        }
-        if prompt.len() > ctx {
-            return Err(Error::invalid(format!(
-                "the prompt has {} tokens, over the model's context of {ctx}",
-                prompt.len()
-            )));
-        }
-        if prompt.len() + params.max_tokens > ctx {
-            return Err(Error::invalid(format!(
-                "{} prompt tokens + max_tokens {} exceed the model's context of {ctx}",
-                prompt.len(),
-                params.max_tokens
-            )));
-        }
-        if params.stop.iter().any(String::is_empty) {
-            return Err(Error::invalid("a stop string is empty"));
-        }
+        validate_request(self.lm, prompt, params)?;
         let started = Instant::now();
-        let seq = self.lm.open();
         let mut g = Generation {
             lm: self.lm,
             codec: self.codec,
-            stream: TokenStream::new(),
-            seq,
-            sampler: Sampler::new(params.sampling)?,
-            params: params.clone(),
-            history: prompt.to_vec(),
-            prompt_len: prompt.len(),
-            logits: Vec::new(),
-            best: None,
-            unfed: None,
-            text: String::new(),
-            emitted: 0,
-            finish: None,
+            seq: self.lm.open(),
+            dec: Decoding::new(prompt, params)?,
             prefill_seconds: 0.0,
             decode_seconds: 0.0,
         };
@@ -153,16 +161,16 @@ impl<'a> Generator<'a> {
         for (i, part) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
             let want = match last {
-                true => g.wanted(),
+                true => g.dec.wanted(),
                 false => LogitRows::None,
             };
             let out = self.lm.step(&[Chunk {
-                seq,
+                seq: g.seq,
                 tokens: part,
                 logits: want,
             }])?;
             if last {
-                g.take_step(out)?;
+                g.dec.set_next(NextToken::from_output(out)?);
             }
         }
         g.prefill_seconds = started.elapsed().as_secs_f64();
@@ -184,38 +192,95 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// A generation in progress: an iterator of [`Piece`]s that ends with the generation (its
-/// sequence is closed when it is dropped).
-pub struct Generation<'a> {
-    lm: &'a dyn CausalLm,
-    codec: Option<&'a TextCodec>,
+/// What a step gave for a sequence's next token: the argmax the device chose (greedy
+/// settings, [`LogitRows::LastArgmax`]) or the row of logits to sample from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NextToken {
+    /// The most likely token.
+    Argmax(u32),
+    /// The logits of the next token.
+    Logits(Vec<f32>),
+}
+
+impl NextToken {
+    /// The next token of the one chunk of a step.
+    pub fn from_output(out: StepOutput) -> Result<Self> {
+        match (out.argmax.first(), out.logits.into_iter().next()) {
+            (Some(&t), _) => Ok(NextToken::Argmax(t)),
+            (None, Some(row)) => Ok(NextToken::Logits(row)),
+            (None, None) => Err(Error::invariant("a step gave no logits")),
+        }
+    }
+}
+
+/// The state of one sequence's generation apart from the model: its sampler, prompt and
+/// generated tokens, the text made so far and what of it is still held back (a character not
+/// yet complete, a possible start of a stop string), and why it ended. It runs no step:
+/// whoever owns the model (a [`Generation`], a replica of the serving engine) feeds
+/// [`Self::history`] to it, asks for [`Self::wanted`] and hands the result to
+/// [`Self::set_next`], then takes the token with [`Self::next_piece`]. Because the state is
+/// all here, a sequence can be re-prefilled from its history on another cache (preemption,
+/// a failed device) and go on with exactly the stream it would have given.
+#[derive(Clone, Debug)]
+pub struct Decoding {
     /// Bytes of a character not yet complete.
     stream: TokenStream,
-    seq: SeqId,
     sampler: Sampler,
     params: GenerateParams,
     /// Prompt and generated tokens.
     history: Vec<u32>,
     prompt_len: usize,
-    /// Logits of the next token.
-    logits: Vec<f32>,
-    /// The next token, when the device chose it (greedy).
-    best: Option<u32>,
-    /// The last sampled token, not yet fed to the model.
-    unfed: Option<u32>,
+    /// What the last step gave for the next token, until it is taken.
+    next: Option<NextToken>,
     /// Text of the generated tokens so far (up to a stop string once one came).
     text: String,
     /// Bytes of `text` already handed out.
     emitted: usize,
     finish: Option<FinishReason>,
-    prefill_seconds: f64,
-    decode_seconds: f64,
 }
 
-impl Generation<'_> {
+impl Decoding {
+    /// The state before the first token (`max_tokens` 0: already ended, with
+    /// [`FinishReason::Length`]). Checks only the sampling settings; see
+    /// [`validate_request`] for the rest.
+    pub fn new(prompt: &[u32], params: &GenerateParams) -> Result<Self> {
+        Ok(Decoding {
+            stream: TokenStream::new(),
+            sampler: Sampler::new(params.sampling)?,
+            params: params.clone(),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            next: None,
+            text: String::new(),
+            emitted: 0,
+            finish: (params.max_tokens == 0).then_some(FinishReason::Length),
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn params(&self) -> &GenerateParams {
+        &self.params
+    }
+
+    /// Prompt and generated tokens: what the model's cache must hold before the next step
+    /// (the last generated token is fed by the step that gives the one after).
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+
+    /// Tokens of the prompt.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
+    }
+
     /// The generated tokens so far.
     pub fn tokens(&self) -> &[u32] {
         &self.history[self.prompt_len..]
+    }
+
+    /// Their text so far (up to a stop string once one came; at the end, all of it).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Why it ended, once it has.
@@ -223,24 +288,14 @@ impl Generation<'_> {
         self.finish
     }
 
-    /// The summary of a generation that has ended (an error before).
-    pub fn finished(&self) -> Result<Generated> {
-        let finish = self
-            .finish
-            .ok_or_else(|| Error::invalid("the generation has not ended"))?;
-        Ok(Generated {
-            tokens: self.tokens().to_vec(),
-            text: self.text.clone(),
-            finish,
-            prompt_tokens: self.prompt_len,
-            prefill_seconds: self.prefill_seconds,
-            decode_seconds: self.decode_seconds,
-        })
+    /// Whether the next token is ready to take (a step gave it and it was not taken yet).
+    pub fn has_next(&self) -> bool {
+        self.next.is_some()
     }
 
-    /// What a step should read back: greedy settings need only the argmax (computed on the
-    /// device), anything else the logits.
-    fn wanted(&self) -> LogitRows {
+    /// What a step should read back for this sequence: greedy settings need only the argmax
+    /// (computed on the device), anything else the logits.
+    pub fn wanted(&self) -> LogitRows {
         let p = self.sampler.params();
         match p.is_greedy() && p.repetition_penalty == 1.0 {
             true => LogitRows::LastArgmax,
@@ -248,38 +303,30 @@ impl Generation<'_> {
         }
     }
 
-    fn take_step(&mut self, out: StepOutput) -> Result<()> {
-        match (out.argmax.first(), out.logits.into_iter().next()) {
-            (Some(&t), _) => self.best = Some(t),
-            (None, Some(row)) => self.logits = row,
-            (None, None) => return Err(Error::invariant("a step gave no logits")),
-        }
-        Ok(())
+    /// Hands over what a step gave for the next token (after the whole history was fed).
+    pub fn set_next(&mut self, next: NextToken) {
+        self.next = Some(next);
     }
 
-    fn advance(&mut self) -> Result<Piece> {
-        if let Some(t) = self.unfed.take() {
-            let started = Instant::now();
-            let out = self.lm.step(&[Chunk {
-                seq: self.seq,
-                tokens: &[t],
-                logits: self.wanted(),
-            }])?;
-            self.take_step(out)?;
-            self.decode_seconds += started.elapsed().as_secs_f64();
+    /// Chooses the next token from what [`Self::set_next`] gave and returns its piece; ends
+    /// the generation at an EOS token (`codec`'s or [`GenerateParams::eos`]), a stop string
+    /// or `max_tokens`.
+    pub fn next_piece(&mut self, codec: Option<&TextCodec>) -> Result<Piece> {
+        if self.finish.is_some() {
+            return Err(Error::invariant("the generation has ended"));
         }
-        let token = match self.best.take() {
-            Some(t) => t,
-            None => self.sampler.sample(&self.logits, &self.history)?,
+        let token = match self.next.take() {
+            Some(NextToken::Argmax(t)) => t,
+            Some(NextToken::Logits(row)) => self.sampler.sample(&row, &self.history)?,
+            None => return Err(Error::invariant("no step gave the next token")),
         };
         self.history.push(token);
-        if self.params.eos.contains(&token) || self.codec.is_some_and(|c| c.is_eos(token)) {
+        if self.params.eos.contains(&token) || codec.is_some_and(|c| c.is_eos(token)) {
             self.finish = Some(FinishReason::Eos);
             self.text += &self.stream.finish();
             return Ok(self.piece(token, true));
         }
-        self.unfed = Some(token);
-        if let Some(codec) = self.codec {
+        if let Some(codec) = codec {
             self.text += &self.stream.push(codec, token)?;
             if self.tokens().len() >= self.params.max_tokens {
                 self.text += &self.stream.finish();
@@ -316,21 +363,72 @@ impl Generation<'_> {
     }
 }
 
+/// A generation in progress: an iterator of [`Piece`]s that ends with the generation (its
+/// sequence is closed when it is dropped).
+pub struct Generation<'a> {
+    lm: &'a dyn CausalLm,
+    codec: Option<&'a TextCodec>,
+    seq: SeqId,
+    dec: Decoding,
+    prefill_seconds: f64,
+    decode_seconds: f64,
+}
+
+impl Generation<'_> {
+    /// The generated tokens so far.
+    pub fn tokens(&self) -> &[u32] {
+        self.dec.tokens()
+    }
+
+    /// Why it ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.dec.finish_reason()
+    }
+
+    /// The summary of a generation that has ended (an error before).
+    pub fn finished(&self) -> Result<Generated> {
+        let finish = self
+            .dec
+            .finish_reason()
+            .ok_or_else(|| Error::invalid("the generation has not ended"))?;
+        Ok(Generated {
+            tokens: self.tokens().to_vec(),
+            text: self.dec.text().to_string(),
+            finish,
+            prompt_tokens: self.dec.prompt_len(),
+            prefill_seconds: self.prefill_seconds,
+            decode_seconds: self.decode_seconds,
+        })
+    }
+
+    fn advance(&mut self) -> Result<Piece> {
+        if !self.dec.has_next() {
+            // The last token taken is not in the cache yet: feed it.
+            let started = Instant::now();
+            let last = *self.dec.history().last().unwrap_or(&0);
+            let out = self.lm.step(&[Chunk {
+                seq: self.seq,
+                tokens: &[last],
+                logits: self.dec.wanted(),
+            }])?;
+            self.dec.set_next(NextToken::from_output(out)?);
+            self.decode_seconds += started.elapsed().as_secs_f64();
+        }
+        self.dec.next_piece(self.codec)
+    }
+}
+
 impl Iterator for Generation<'_> {
     type Item = Result<Piece>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.finish.is_some() {
-            return None;
-        }
-        if self.params.max_tokens == 0 {
-            self.finish = Some(FinishReason::Length);
+        if self.dec.finish_reason().is_some() {
             return None;
         }
         let piece = self.advance();
         if piece.is_err() {
             // A failed step leaves the sequence where it was; the stream ends with the error.
-            self.finish = Some(FinishReason::Length);
+            self.dec.finish = Some(FinishReason::Length);
         }
         Some(piece)
     }
