@@ -166,7 +166,9 @@ pub(super) fn run(shared: Arc<Shared>, index: usize, lm: Arc<dyn CausalLm>) {
                         r.req.first_token_seconds = Some(r.req.submitted.elapsed().as_secs_f64());
                     }
                     if !(r.req.sink)(GenerationEvent::Piece(piece)) {
-                        r.req.cancelled.store(true, std::sync::atomic::Ordering::Release);
+                        r.req
+                            .cancelled
+                            .store(true, std::sync::atomic::Ordering::Release);
                     }
                 }
                 Err(e) => r.failed = Some(e),
@@ -243,7 +245,12 @@ fn plan(running: &[Running], budget: usize) -> Vec<Planned> {
     for (idx, r) in running.iter().enumerate() {
         if r.prefilled && left > 0 {
             let want = r.req.dec.wanted();
-            out.push(Planned { idx, n: 1, want, decode: true });
+            out.push(Planned {
+                idx,
+                n: 1,
+                want,
+                decode: true,
+            });
             left -= 1;
         }
     }
@@ -257,7 +264,12 @@ fn plan(running: &[Running], budget: usize) -> Vec<Planned> {
             true => r.req.dec.wanted(),
             false => LogitRows::None,
         };
-        out.push(Planned { idx, n, want, decode: false });
+        out.push(Planned {
+            idx,
+            n,
+            want,
+            decode: false,
+        });
         left -= n;
     }
     out
