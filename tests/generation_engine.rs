@@ -479,7 +479,7 @@ fn a_failed_replica_hands_its_sequences_over_or_ends_them_clearly() {
             })
             .collect();
         for (_, rx) in &subs {
-            let end = collect(rx).1.err().expect("a failure");
+            let end = collect(rx).1.expect_err("a failure");
             assert!(
                 matches!(&end, Error::Device(DeviceError::NoDeviceLeft(m)) if m.contains("injected")),
                 "{end}"
