@@ -83,10 +83,7 @@ fn pairs(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
 }
 
 fn specs(args: &ServeArgs, selector: &AdapterSelector) -> Result<Vec<ModelSpec>> {
-    let default = args
-        .adapters
-        .clone()
-        .unwrap_or_else(|| selector.to_string());
+    let default = args.adapters.clone().unwrap_or_else(|| selector.spec());
     let tokenizers = pairs(&args.tokenizers, "tokenizer")?;
     let mut out: Vec<ModelSpec> = Vec::new();
     for (name, rest) in pairs(&args.models, "model")? {

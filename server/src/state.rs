@@ -108,7 +108,9 @@ impl Admitted {
     pub fn answered(&mut self) {
         if !std::mem::replace(&mut self.answered, true) {
             let m = &self.state.metrics;
-            m.answered.with_label_values(&[self.model.name.as_str()]).inc();
+            m.answered
+                .with_label_values(&[self.model.name.as_str()])
+                .inc();
         }
     }
 }
@@ -117,7 +119,9 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         if !self.answered {
             let m = &self.state.metrics;
-            m.cancelled.with_label_values(&[self.model.name.as_str()]).inc();
+            m.cancelled
+                .with_label_values(&[self.model.name.as_str()])
+                .inc();
         }
     }
 }

@@ -40,6 +40,22 @@ impl AdapterSelector {
         }
     }
 
+    /// The text [`AdapterSelector::parse`] reads back as this selector (`Display` is for
+    /// people: `backend Vulkan`).
+    pub fn spec(&self) -> String {
+        match self {
+            Self::Best => "best".into(),
+            Self::Index(i) => i.to_string(),
+            Self::Backend(wgpu::Backend::Vulkan) => "vulkan".into(),
+            Self::Backend(wgpu::Backend::Metal) => "metal".into(),
+            Self::Backend(wgpu::Backend::Dx12) => "dx12".into(),
+            Self::Backend(wgpu::Backend::Gl) => "gl".into(),
+            // No other backend has a name `parse` knows; the best adapter is the nearest.
+            Self::Backend(_) => "best".into(),
+            Self::Name(n) => n.clone(),
+        }
+    }
+
     /// The selector from `SPARQ_ADAPTER`, or [`AdapterSelector::Best`] when unset.
     pub fn from_env() -> Self {
         std::env::var(Self::ENV)
@@ -143,4 +159,17 @@ pub fn select(adapters: Vec<wgpu::Adapter>, selector: &AdapterSelector) -> Resul
         }
     }
     .ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdapterSelector;
+
+    #[test]
+    fn spec_parses_back_to_the_selector() {
+        for text in ["best", "3", "vulkan", "metal", "dx12", "gl", "llvmpipe"] {
+            let s = AdapterSelector::parse(text);
+            assert_eq!(AdapterSelector::parse(&s.spec()), s, "{text}");
+        }
+    }
 }
