@@ -57,9 +57,7 @@ fn counters(server: &Served) -> (f64, f64) {
     }
 }
 
-// Enabled by the lead when `sparq serve` lands.
 #[test]
-#[ignore]
 fn twice_capacity_gets_answers_or_refusals() {
     let Some(models) = served::models() else {
         return;

@@ -16,9 +16,7 @@ const TEXTS: [&str; 2] = [
     "Another, somewhat longer, sentence to embed.",
 ];
 
-// Enabled by the lead when `sparq serve` lands.
 #[test]
-#[ignore]
 fn openai_python_client() {
     if std::env::var("SPARQ_SKIP_OPENAI").as_deref() == Ok("1") {
         eprintln!("skipping: SPARQ_SKIP_OPENAI=1");
