@@ -1,6 +1,7 @@
 //! `sparq serve`: the OpenAI-compatible server (crate `sparq-server`) over the models named
 //! on the command line, each on its own devices.
 
+use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
 use sparq::model::LoadOptions;
@@ -20,8 +21,11 @@ use std::time::Duration;
 pub struct ServeArgs {
     /// A model to serve, as NAME=PATH or NAME=PATH@ADAPTERS (repeatable). A decoder is a GGUF
     /// file, a Hugging Face Llama checkpoint or a `sparq pack` file; an encoder is a
-    /// MiniLM-style model directory or packed safetensors. ADAPTERS: `all` or adapter
-    /// selectors, comma-separated; a model on several runs one replica per device.
+    /// MiniLM-style model directory or packed safetensors; `random:SHAPE[:FORMAT]` (e.g.
+    /// `random:llama-1b:int4g32m`) is a decoder of that shape with random weights, for
+    /// benchmarks (prompts tokenised with its --tokenizer; its tokens have no text).
+    /// ADAPTERS: `all` or adapter selectors, comma-separated; a model on several runs one
+    /// replica per device.
     #[arg(long = "model", value_name = "NAME=PATH[@ADAPTERS]", required = true)]
     models: Vec<String>,
     /// Devices of the models that name none (default: the global --adapter, else
@@ -55,6 +59,9 @@ pub struct ServeArgs {
     /// Sequences a decoder replica runs at once, at most.
     #[arg(long)]
     max_running: Option<usize>,
+    /// Token rows of one decoder step (decode tokens plus prefill chunks), at most.
+    #[arg(long)]
+    step_tokens: Option<usize>,
     /// Tokens each decoder replica's KV cache holds (the model's context by default).
     #[arg(long)]
     kv_tokens: Option<usize>,
@@ -131,8 +138,82 @@ fn decoder_codec(spec: &ModelSpec) -> Result<TextCodec> {
     sparq::model::llama::gguf::text_codec(&Gguf::open(&file)?)
 }
 
+/// Serves decoder `replicas` as `spec.name`; `text` says whether `codec` is the model's own
+/// (else it only tokenises prompts). Returns the ready line.
+fn serve_decoder(
+    server: &Server,
+    spec: &ModelSpec,
+    args: &ServeArgs,
+    replicas: Vec<GenerationReplica>,
+    codec: Arc<TextCodec>,
+    text: bool,
+    formats: &str,
+) -> Result<String> {
+    let names: Vec<&str> = replicas.iter().map(|r| r.name.as_str()).collect();
+    let on = names.join(", ");
+    let defaults = GenerationConfig::default();
+    let config = GenerationConfig {
+        max_running: args.max_running.unwrap_or(defaults.max_running),
+        max_waiting: args.max_waiting.unwrap_or(defaults.max_waiting),
+        step_tokens: args.step_tokens.unwrap_or(defaults.step_tokens),
+    };
+    let engine = GenerationEngine::new(replicas, text.then(|| codec.clone()), config)?;
+    let context = engine.max_context();
+    let generator = match text {
+        true => EngineGenerator::new(engine, codec),
+        false => EngineGenerator::tokens_only(engine, codec),
+    };
+    server.add_generator(spec.name.clone(), Arc::new(generator));
+    Ok(format!(
+        "model {}: generation (context {context}) on {on}; formats: {formats}",
+        spec.name
+    ))
+}
+
+/// A random-weight decoder of `shape[:format]` on every device of `spec`.
+fn load_random(server: &Server, spec: &ModelSpec, what: &str, args: &ServeArgs) -> Result<String> {
+    let (shape, format) = match what.split_once(':') {
+        Some((s, f)) => (s, WeightFormat::parse(f)?),
+        None => (what, WeightFormat::F16),
+    };
+    let Some(tokenizer) = &spec.tokenizer else {
+        return Err(Error::config(format!(
+            "--model {}: a random model needs --tokenizer {}=FILE.gguf for its prompts",
+            spec.name, spec.name
+        )));
+    };
+    let codec = Arc::new(sparq::model::llama::gguf::text_codec(&Gguf::open(
+        tokenizer,
+    )?)?);
+    let options = DecoderOptions {
+        kv_tokens: args.kv_tokens,
+        ..DecoderOptions::default()
+    };
+    let mut replicas = Vec::new();
+    for (i, gpu) in open_devices(&spec.adapters)?.into_iter().enumerate() {
+        let name = device_name(i, &gpu);
+        let lm = sparq::bench::llm::random_decoder(shape, format, gpu, options)?;
+        if codec.vocab_size() > lm.config().vocab_size {
+            return Err(Error::config(format!(
+                "--tokenizer {}: its {} tokens are more than the {} of shape {shape}",
+                spec.name,
+                codec.vocab_size(),
+                lm.config().vocab_size
+            )));
+        }
+        replicas.push(GenerationReplica {
+            name,
+            lm: Arc::new(lm),
+        });
+    }
+    serve_decoder(server, spec, args, replicas, codec, false, &format.name())
+}
+
 /// Loads one model on its devices and adds it to the server; returns its ready line.
 fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
+    if let Some(what) = spec.path.to_str().and_then(|p| p.strip_prefix("random:")) {
+        return load_random(server, spec, what, args);
+    }
     if !spec.path.exists() {
         return Err(Error::config(format!(
             "--model {}: {} does not exist",
@@ -193,23 +274,7 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
             lm: Arc::new(lm),
         });
     }
-    let defaults = GenerationConfig::default();
-    let config = GenerationConfig {
-        max_running: args.max_running.unwrap_or(defaults.max_running),
-        max_waiting: args.max_waiting.unwrap_or(defaults.max_waiting),
-        ..defaults
-    };
-    let engine = GenerationEngine::new(replicas, Some(codec.clone()), config)?;
-    let context = engine.max_context();
-    server.add_generator(
-        spec.name.clone(),
-        Arc::new(EngineGenerator::new(engine, codec)),
-    );
-    Ok(format!(
-        "model {}: generation (context {context}) on {}; formats: {formats}",
-        spec.name,
-        names.join(", ")
-    ))
+    serve_decoder(server, spec, args, replicas, codec, true, &formats)
 }
 
 fn server_config(args: &ServeArgs) -> Result<ServerConfig> {

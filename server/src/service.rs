@@ -52,6 +52,12 @@ pub trait TextGenerator: Send + Sync + 'static {
     fn close(&self);
     /// Waits until every accepted request has ended, at most `deadline`.
     fn drain(&self, deadline: Duration) -> bool;
+    /// Whether generated tokens come with text. A model without (random weights served for
+    /// a benchmark, with a borrowed tokenizer for prompts only) streams one empty chunk per
+    /// token, so that clients can still time each one.
+    fn detokenizes(&self) -> bool {
+        true
+    }
 }
 
 impl Embedder for EmbeddingService {
@@ -79,12 +85,27 @@ impl Embedder for EmbeddingService {
 pub struct EngineGenerator {
     engine: GenerationEngine,
     codec: Arc<TextCodec>,
+    detokenizes: bool,
 }
 
 impl EngineGenerator {
     /// Serves `engine`, tokenising with `codec` (the one the engine was built with).
     pub fn new(engine: GenerationEngine, codec: Arc<TextCodec>) -> Self {
-        EngineGenerator { engine, codec }
+        EngineGenerator {
+            engine,
+            codec,
+            detokenizes: true,
+        }
+    }
+
+    /// Serves `engine`, built without a codec (its tokens have no text), tokenising prompts
+    /// with `codec`, whose ids must be within the model's vocabulary.
+    pub fn tokens_only(engine: GenerationEngine, codec: Arc<TextCodec>) -> Self {
+        EngineGenerator {
+            engine,
+            codec,
+            detokenizes: false,
+        }
     }
 }
 
@@ -115,5 +136,8 @@ impl TextGenerator for EngineGenerator {
     }
     fn drain(&self, deadline: Duration) -> bool {
         self.engine.drain(deadline)
+    }
+    fn detokenizes(&self) -> bool {
+        self.detokenizes
     }
 }

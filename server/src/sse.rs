@@ -56,7 +56,7 @@ pub fn stream(run: Running, include_usage: bool, make: ChunkFn) -> Response {
         }
         loop {
             match live.run.next().await {
-                Step::Piece(p) if p.text.is_empty() => continue,
+                Step::Piece(p) if p.text.is_empty() && live.run.detokenizes() => continue,
                 Step::Piece(p) => {
                     if let Some(v) = (live.make)(Chunk::Text(&p.text)) {
                         frame(&mut out, &v.to_string());

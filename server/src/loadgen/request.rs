@@ -197,8 +197,13 @@ impl StreamState {
             Kind::Chat => v.pointer("/choices/0/delta/content"),
             _ => v.pointer("/choices/0/text"),
         };
-        // Role-only and finish chunks carry no text and are not tokens.
-        if text.and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+        // Role and finish chunks are not tokens; a chunk of empty text before the finish is
+        // one (a model served without a detokenizer streams those).
+        let finishing = v
+            .pointer("/choices/0/finish_reason")
+            .is_some_and(|f| !f.is_null());
+        let role = v.pointer("/choices/0/delta/role").is_some();
+        if text.and_then(Value::as_str).is_some() && !finishing && !role {
             match self.last {
                 None => out.ttft = Some(now - start),
                 Some(last) => out.itl.push(now - last),

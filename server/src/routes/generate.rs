@@ -112,6 +112,7 @@ pub struct Running {
     model: Arc<ServedModel>,
     deadline: Instant,
     last_piece: Option<Instant>,
+    detokenizes: bool,
 }
 
 /// Submits `prompt`; the engine's sink forwards events to this task's channel and reports
@@ -135,6 +136,7 @@ pub fn start(
         model,
         deadline,
         last_piece: None,
+        detokenizes: generator.detokenizes(),
     })
 }
 
@@ -192,6 +194,11 @@ impl Running {
                 Step::Failed(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether pieces carry text (see [`TextGenerator::detokenizes`]).
+    pub fn detokenizes(&self) -> bool {
+        self.detokenizes
     }
 
     /// The server's metrics and state.
