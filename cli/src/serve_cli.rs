@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Sequences a decoder replica runs at once, at most.
     #[arg(long)]
     max_running: Option<usize>,
+    /// Milliseconds an embedding request waits for others to share its pass when the device
+    /// is idle (requests arriving during a pass share the next one anyway).
+    #[arg(long, default_value_t = 2.0)]
+    embed_window_ms: f64,
     /// Token rows of one decoder step (decode tokens plus prefill chunks), at most.
     #[arg(long)]
     step_tokens: Option<usize>,
@@ -240,8 +244,13 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
                 return Err(dec_err);
             }
             let defaults = EmbeddingConfig::default();
+            let window = Duration::try_from_secs_f64(args.embed_window_ms / 1e3)
+                .ok()
+                .filter(|w| *w <= Duration::from_secs(1))
+                .ok_or_else(|| Error::config("--embed-window-ms must be within 0..=1000"))?;
             let config = EmbeddingConfig {
                 max_waiting: args.max_waiting.unwrap_or(defaults.max_waiting),
+                window,
                 ..defaults
             };
             let service = EmbeddingService::open(&spec.path, gpus, LoadOptions::default(), config)

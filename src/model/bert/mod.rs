@@ -277,15 +277,23 @@ impl Encoder {
         let batch = ids.len();
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
         let seq = crate::model::bucket(longest);
-        let mut rows = vec![[0u32; 4]; batch * seq];
+        // Batches padded to a few sizes, so that a server's passes of every size reuse a few
+        // recorded plans instead of recording one per row count (rows are independent, so
+        // padding changes no real row's result).
+        let padded = crate::model::decode::bucket_rows(batch);
+        let mut rows = vec![[0u32; 4]; padded * seq];
         for (s, seq_ids) in ids.iter().enumerate() {
             for (p, &id) in seq_ids.iter().enumerate() {
                 let ty = types.map_or(0, |t| t[s][p]);
                 rows[s * seq + p] = [id, p as u32, ty, 1];
             }
         }
+        // A padding row is one unmasked token, so that its softmax and mean stay finite.
+        for s in batch..padded {
+            rows[s * seq] = [0, 0, 0, 1];
+        }
         Ok(Request {
-            signature: Signature::new(batch, seq),
+            signature: Signature::new(padded, seq),
             inputs: vec![bytemuck::cast_slice(&rows).to_vec()],
             rows: batch,
         })
@@ -334,11 +342,13 @@ impl Network for Encoder {
     }
 
     fn output(&self, rows: usize, readout: Readout) -> Result<Output> {
-        let values = readout
+        let mut values = readout
             .tensors
             .into_iter()
             .next()
             .ok_or_else(|| Error::invariant("output missing"))?;
+        // The padding rows of the batch's bucket come last.
+        values.truncate(rows * self.bert.config.hidden_size);
         Ok(Output {
             rows,
             cols: self.bert.config.hidden_size,
