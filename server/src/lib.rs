@@ -28,6 +28,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use state::AppState;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -125,6 +126,13 @@ impl Server {
                 let _ = drained_tx.send(all);
             });
         };
+        // Without TCP_NODELAY a stream's first small write waits for the client's delayed
+        // ACK of the response head (tens of milliseconds of time to first token).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on a connection: {e}");
+            }
+        });
         let serve = axum::serve(listener, self.router())
             .with_graceful_shutdown(signal)
             .into_future();
