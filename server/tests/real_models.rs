@@ -21,8 +21,8 @@ use sparq::schedule::{FaultKind, Injection};
 use sparq_server::openai::finish_reason;
 use sparq_server::{Phase, TextGenerator};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Short sentences (a handful of tokens: quick passes on the CPU adapters).
@@ -37,8 +37,17 @@ fn texts() -> Vec<String> {
     SENTENCES.iter().map(|s| s.to_string()).collect()
 }
 
-/// Each sentence alone through a batch-invariant MiniLM on `gpu`, and its token ids.
+/// Each sentence alone through a batch-invariant MiniLM on `gpu`, and its token ids (kept per
+/// adapter: two tests need them).
 fn references(dir: &Path, gpu: &Gpu) -> (Vec<Vec<f32>>, Vec<Vec<u32>>) {
+    type Refs = (Vec<Vec<f32>>, Vec<Vec<u32>>);
+    static CACHE: Mutex<Vec<(String, Refs)>> = Mutex::new(Vec::new());
+    let key = format!("{} ({})", gpu.caps.name, gpu.caps.backend);
+    // Held while computing, so that the tests compute each adapter's once.
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = cache.iter().find(|(k, _)| *k == key) {
+        return r.clone();
+    }
     let options = LoadOptions {
         batch_invariant: true,
         ..Default::default()
@@ -48,7 +57,9 @@ fn references(dir: &Path, gpu: &Gpu) -> (Vec<Vec<f32>>, Vec<Vec<u32>>) {
         .iter()
         .map(|s| model.forward(&Batch::text([s])).unwrap().row(0).to_vec())
         .collect();
-    (refs, model.tokenize(&texts()).unwrap().0)
+    let r: Refs = (refs, model.tokenize(&texts()).unwrap().0);
+    cache.push((key, r.clone()));
+    r
 }
 
 /// The vectors of an embeddings answer, float or base64 (little-endian f32).
@@ -292,7 +303,9 @@ fn a_client_that_disconnects_mid_stream_frees_its_kv_blocks() {
         sample(&m, "sparq:requests_accepted_total", "smollm2"),
         Some(1.0)
     );
-    assert_eq!(sample(&m, "sparq:requests_answered_total", "smollm2"), None);
+    // A label set appears at its first count: absent is zero.
+    let answered = sample(&m, "sparq:requests_answered_total", "smollm2");
+    assert_eq!(answered.unwrap_or(0.0), 0.0, "{m}");
     assert_eq!(
         sample(&m, "sparq:num_requests_running", "smollm2"),
         Some(0.0)
@@ -406,7 +419,8 @@ fn a_device_failing_mid_load_loses_no_embedding_request() {
                         if stop.load(Ordering::Acquire) {
                             break;
                         }
-                        let which: Vec<usize> = (0..2).map(|j| (t + k + j) % n).collect();
+                        // Enough rows that a pass is split over both devices.
+                        let which: Vec<usize> = (0..8).map(|j| (t + k + j) % n).collect();
                         let input: Vec<&str> = which.iter().map(|&i| SENTENCES[i]).collect();
                         sent.fetch_add(1, Ordering::AcqRel);
                         let got = post_ok(url, &json!({ "model": "minilm", "input": input }));
@@ -430,7 +444,7 @@ fn a_device_failing_mid_load_loses_no_embedding_request() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             };
-            wait(&|| answered.load(Ordering::Acquire) >= 3, "three answers");
+            wait(&|| answered.load(Ordering::Acquire) >= 1, "a first answer");
             // Device 1 fails at its next micro-batch, while device 0's work is in flight.
             let fault = Injection::Fail {
                 after: 1,
@@ -457,21 +471,10 @@ fn a_device_failing_mid_load_loses_no_embedding_request() {
         let (sent, answered) = (sent.into_inner(), answered.into_inner());
         assert_eq!(sent, answered, "{what}");
         let m = s.metrics();
-        let count = |name| sample(&m, name, "minilm").map(|v| v as usize);
-        assert_eq!(
-            count("sparq:requests_accepted_total"),
-            Some(sent),
-            "{what}:\n{m}"
-        );
-        assert_eq!(
-            count("sparq:requests_answered_total"),
-            Some(sent),
-            "{what}:\n{m}"
-        );
-        assert_eq!(
-            count("sparq:requests_cancelled_total"),
-            None,
-            "{what}:\n{m}"
-        );
+        // A label set appears at its first count: absent is zero.
+        let count = |name| sample(&m, name, "minilm").map_or(0, |v| v as usize);
+        assert_eq!(count("sparq:requests_accepted_total"), sent, "{what}:\n{m}");
+        assert_eq!(count("sparq:requests_answered_total"), sent, "{what}:\n{m}");
+        assert_eq!(count("sparq:requests_cancelled_total"), 0, "{what}:\n{m}");
     }
 }
