@@ -5,14 +5,14 @@
 # by `sparq serve-bench` at several concurrency levels. Logs and JSON go to $OUT.
 # Environment: D (folder of the release `sparq`, default .gpu), MINILM (model dir), GGUF
 # (SmolLM2), LEVELS (concurrency levels), SECS (seconds per level), STEPS (any of offline-minilm
-# offline-smollm2 offline-llama1b serve; default all).
+# offline-smollm2 offline-llama1b serve embed-window0; default all).
 set -uo pipefail
 D=${D:-.gpu}
 OUT=${OUT:-/tmp/out}
 MINILM=${MINILM:-.dev-model/minilm}
 GGUF=${GGUF:-models/SmolLM2-135M-Instruct/model.gguf}
 LEVELS=${LEVELS:-1,8,32,128}
-STEPS=${STEPS:-"offline-minilm offline-smollm2 offline-llama1b serve"}
+STEPS=${STEPS:-"offline-minilm offline-smollm2 offline-llama1b serve embed-window0"}
 PORT=${PORT:-8089}
 SECS=${SECS:-10}
 mkdir -p "$OUT"
@@ -67,5 +67,21 @@ if has serve; then
     wait "$pid"
     echo "serve exit=$?" >&2
 fi
+if has embed-window0; then
+    step embed-window0
+    "$sparq" --adapter vulkan serve --port "$PORT" --model minilm="$MINILM" --embed-window-ms 0 \
+        > "$OUT/serve_window0.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 240); do
+        get "http://127.0.0.1:$PORT/health" > /dev/null 2>&1 && break
+        sleep 0.5
+    done
+    timeout 180 "$sparq" serve-bench --url "http://127.0.0.1:$PORT" --kind embeddings --model minilm \
+        --concurrency "$LEVELS" --duration "$SECS" --json "$OUT/serve_minilm_window0.json" \
+        > "$OUT/serve_minilm_window0.txt" 2>&1
+    kill -TERM "$pid"
+    wait "$pid"
+    echo "serve (window 0) exit=$?" >&2
+fi
 step done
-cat "$OUT"/offline_*.txt "$OUT"/serve_*.txt 2>/dev/null | tail -80
+cat "$OUT"/offline_*.txt "$OUT"/serve_*.txt 2>/dev/null | grep -v "^$" | tail -90
