@@ -60,7 +60,12 @@ fn references(gpu: &Gpu) -> Vec<Vec<f32>> {
 }
 
 fn open(gpus: Vec<Arc<Gpu>>, config: EmbeddingConfig) -> EmbeddingService {
-    EmbeddingService::open(&model_dir(), gpus, LoadOptions::default(), config).unwrap()
+    // Batch-invariant: the tests compare vectors bit for bit with the input alone.
+    let options = LoadOptions {
+        batch_invariant: true,
+        ..LoadOptions::default()
+    };
+    EmbeddingService::open(&model_dir(), gpus, options, config).unwrap()
 }
 
 /// Submits `inputs`; the receiver gets the answer.

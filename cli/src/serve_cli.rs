@@ -61,8 +61,12 @@ pub struct ServeArgs {
     max_running: Option<usize>,
     /// Milliseconds an embedding request waits for others to share its pass when the device
     /// is idle (requests arriving during a pass share the next one anyway).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 0.0)]
     embed_window_ms: f64,
+    /// Embed with kernels whose rows do not depend on the rows sharing a pass (bit-equal to
+    /// the input alone; slower: no per-shape kernel choice, no tensor cores).
+    #[arg(long)]
+    batch_invariant: bool,
     /// Token rows of one decoder step (decode tokens plus prefill chunks), at most.
     #[arg(long)]
     step_tokens: Option<usize>,
@@ -253,8 +257,12 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
                 window,
                 ..defaults
             };
-            let service = EmbeddingService::open(&spec.path, gpus, LoadOptions::default(), config)
-                .map_err(|enc_err| {
+            let options = LoadOptions {
+                batch_invariant: args.batch_invariant,
+                ..LoadOptions::default()
+            };
+            let service =
+                EmbeddingService::open(&spec.path, gpus, options, config).map_err(|enc_err| {
                     Error::config(format!(
                         "cannot load {} from {}: as a decoder: {dec_err}; as an encoder: {enc_err}",
                         spec.name,

@@ -1,6 +1,7 @@
 //! Dynamic batching of embedding requests over a [`super::Cluster`].
 //!
-//! Requests that arrive within a short window share one forward pass, up to a token budget;
+//! Requests that arrive while a pass runs (or within an optional window) share the next
+//! forward pass, up to a token budget;
 //! a request larger than the budget is split over several passes. The cluster spreads each
 //! pass over its devices and re-runs the part of a failed device elsewhere, so an accepted
 //! request is answered unless every device has failed.
@@ -20,10 +21,12 @@
 //!   [`EmbeddingConfig::max_batch_tokens`] (a pass takes at least one input, however long).
 //!   A request whose inputs do not all fit continues in the next pass, which starts at once;
 //!   its vectors are assembled in input order.
-//! - The replicas are [`super::TokenReplica`]s loaded batch-invariant, so a vector does not
-//!   depend on the pass it shared or the device split: it equals
-//!   [`crate::model::Model::forward`] of the input alone, bit for bit, on a device of the
-//!   same kind.
+//! - The replicas are [`super::TokenReplica`]s loaded with the caller's options. With
+//!   `LoadOptions::batch_invariant` a vector does not depend on the pass it shared or the
+//!   device split: it equals [`crate::model::Model::forward`] of the input alone, bit for bit,
+//!   on a device of the same kind. Without it (what a server runs) each pass takes the fastest
+//!   kernels for its shape (tensor cores where the adapter has them), and a vector may differ
+//!   from the input alone's in the last bits.
 //! - Should a pass still fail with an input error, its requests are re-run one by one so that
 //!   only the one at fault gets it. A device error ends the pass only when no device is left;
 //!   then every request in it, and every later one, gets that error.
@@ -48,7 +51,9 @@ use std::time::{Duration, Instant};
 /// Limits of an [`EmbeddingService`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct EmbeddingConfig {
-    /// How long the first request of a batch waits for others to join it.
+    /// How long the first request of a batch waits for others to join it when the device is
+    /// idle. Zero by default: under load requests queue while a pass runs and share the next
+    /// anyway, and on the H200 a 2 ms window only added latency (BENCHMARKS.md, issue 15).
     pub window: Duration,
     /// Tokens (padded: rows × longest row) of one forward pass, at most.
     pub max_batch_tokens: usize,
@@ -60,7 +65,7 @@ pub struct EmbeddingConfig {
 impl Default for EmbeddingConfig {
     fn default() -> Self {
         EmbeddingConfig {
-            window: Duration::from_millis(2),
+            window: Duration::ZERO,
             max_batch_tokens: 16384,
             max_waiting: 4096,
         }
@@ -125,8 +130,9 @@ pub struct EmbeddingService {
 }
 
 impl EmbeddingService {
-    /// Loads the text model at `path` on every device of `gpus` (one replica each, as
-    /// [`super::ModelReplica`] does: batch-invariant) and starts the batching thread.
+    /// Loads the text model at `path` on every device of `gpus` (one replica each, with
+    /// `options`: see the [module docs](self) on `batch_invariant`) and starts the batching
+    /// thread.
     pub fn open(
         path: &std::path::Path,
         gpus: Vec<std::sync::Arc<crate::Gpu>>,

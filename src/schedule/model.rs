@@ -127,15 +127,21 @@ pub struct TokenRow {
 pub struct TokenReplica(ModelReplica);
 
 impl TokenReplica {
-    /// Loads the model at `path` on `gpu` as [`ModelReplica::load`] does (batch-invariant);
-    /// micro-batches of at most `max_rows` rows.
+    /// Loads the model at `path` on `gpu` with `options` as given; micro-batches of at most
+    /// `max_rows` rows. Unlike [`ModelReplica::load`] it is batch-invariant only when
+    /// `options.batch_invariant` says so: a server trades the last bits of a row's result
+    /// (which then depend on the rows sharing its pass) for the fastest kernel per shape.
     pub fn load(
         path: impl AsRef<Path>,
         gpu: &Arc<Gpu>,
         options: LoadOptions,
         max_rows: usize,
     ) -> Result<Self> {
-        ModelReplica::load(path, gpu, options, max_rows).map(TokenReplica)
+        Ok(TokenReplica(ModelReplica {
+            model: Model::load_shared(path, gpu.clone(), options)?,
+            max_rows: max_rows.max(1),
+            pending: [None, None],
+        }))
     }
 
     /// The model.

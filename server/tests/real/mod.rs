@@ -94,15 +94,15 @@ pub fn twin(gpu: &Gpu) -> Arc<Gpu> {
     Arc::new(Gpu::from_adapter(gpu.adapter.clone(), &instance()).unwrap())
 }
 
-/// The embedding service on `gpus` (defaults: what `sparq serve` runs).
+/// The embedding service on `gpus`: what `sparq serve --batch-invariant` runs, so that the
+/// tests can compare vectors bit for bit with the input alone (the default, per-shape
+/// kernels, is checked within rounding by `openai_python.rs`).
 pub fn embedding_service(dir: &std::path::Path, gpus: Vec<Arc<Gpu>>) -> EmbeddingService {
-    EmbeddingService::open(
-        dir,
-        gpus,
-        LoadOptions::default(),
-        EmbeddingConfig::default(),
-    )
-    .unwrap()
+    let options = LoadOptions {
+        batch_invariant: true,
+        ..LoadOptions::default()
+    };
+    EmbeddingService::open(dir, gpus, options, EmbeddingConfig::default()).unwrap()
 }
 
 /// The KV cache the decoders get: room for the tests' few sequences, small enough to allocate
