@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// is idle (requests arriving during a pass share the next one anyway).
     #[arg(long, default_value_t = 0.0)]
     embed_window_ms: f64,
+    /// Format of an encoder's float weights (f32 as `sparq embed`; f16 for speed); packed
+    /// files keep theirs.
+    #[arg(long, default_value = "f32")]
+    embed_format: String,
     /// Embed with kernels whose rows do not depend on the rows sharing a pass (bit-equal to
     /// the input alone; slower: no per-shape kernel choice, no tensor cores).
     #[arg(long)]
@@ -258,8 +262,8 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
                 ..defaults
             };
             let options = LoadOptions {
+                format: WeightFormat::parse(&args.embed_format)?,
                 batch_invariant: args.batch_invariant,
-                ..LoadOptions::default()
             };
             let service =
                 EmbeddingService::open(&spec.path, gpus, options, config).map_err(|enc_err| {
