@@ -74,7 +74,9 @@ pub(super) fn run(shared: &Shared, mut cluster: Cluster<TokenReplica>) {
             continue;
         }
         let rows: usize = parts.iter().map(|p| p.end - p.start).sum();
+        let started = Instant::now();
         let results = run_pass(&mut cluster, &parts);
+        let ran = started.elapsed();
         let mut passes = 0;
         let mut finished = Vec::new();
         for (mut part, result) in parts.into_iter().zip(results) {
@@ -119,6 +121,12 @@ pub(super) fn run(shared: &Shared, mut cluster: Cluster<TokenReplica>) {
             });
             answer(a, result);
         }
+        // Where a pass's time goes, for `RUST_LOG=sparq::schedule::embedding=debug`.
+        log::debug!(
+            "pass of {rows} rows: cluster {:.3} ms, bookkeeping and answers {:.3} ms",
+            ran.as_secs_f64() * 1e3,
+            (started.elapsed() - ran).as_secs_f64() * 1e3
+        );
     }
 }
 
@@ -221,6 +229,22 @@ fn run_pass(cluster: &mut Cluster<TokenReplica>, parts: &[Part]) -> Vec<Result<V
     let inputs: Vec<TokenRow> = parts.iter().flat_map(|p| rows(p).iter().cloned()).collect();
     match cluster.run(&inputs) {
         Ok(out) => {
+            if log::log_enabled!(log::Level::Debug) {
+                for d in out.report.devices.iter().filter(|d| d.rows > 0) {
+                    log::debug!(
+                        "{}: {} rows in {} micro-batches, busy {:.3} ms, upload {:.3} ms, \
+                         read-back {:.3} ms, idle {:.3} ms (batch wall {:.3} ms)",
+                        d.name,
+                        d.rows,
+                        d.micro_batches,
+                        d.busy_s * 1e3,
+                        d.upload_s * 1e3,
+                        d.readback_s * 1e3,
+                        d.idle_s * 1e3,
+                        out.report.wall_s * 1e3
+                    );
+                }
+            }
             let mut outputs = out.outputs.into_iter();
             parts
                 .iter()
