@@ -1,8 +1,8 @@
 //! Reading results back to the host.
 //!
 //! Sound because the map callback only records the outcome; the data are read after
-//! `poll(Wait)` has returned for the submission that copied them, when the mapping is
-//! complete, and the staging buffer is unmapped before it is dropped.
+//! `poll(Wait)` has returned for the submission that copied them and the callback has run,
+//! when the mapping is complete, and the staging buffer is unmapped before it is dropped.
 
 use super::Gpu;
 use crate::error::{Error, Result};
@@ -49,11 +49,29 @@ pub fn map_read(
         })
         .map_err(|e| Error::device_failed(e.to_string()))?;
     gpu.check()?;
-    match outcome.lock().unwrap().take() {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(Error::device_failed(format!(
-            "mapping read-back buffer: {e}"
-        ))),
-        None => Err(Error::device_failed("read-back mapping never completed")),
+    // With several threads on one device, another thread's poll may have taken this
+    // mapping's completion and not yet run its callback when ours returns: poll until the
+    // callback has run (it comes within microseconds), within a bound.
+    let started = std::time::Instant::now();
+    loop {
+        match outcome.lock().unwrap().take() {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(e)) => {
+                return Err(Error::device_failed(format!(
+                    "mapping read-back buffer: {e}"
+                )));
+            }
+            None if started.elapsed() > CALLBACK_WAIT => {
+                return Err(Error::device_failed("read-back mapping never completed"));
+            }
+            None => {}
+        }
+        gpu.device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| Error::device_failed(e.to_string()))?;
+        std::thread::yield_now();
     }
 }
+
+/// How long a completed mapping's callback may take to run on another thread.
+const CALLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
