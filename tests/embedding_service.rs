@@ -282,14 +282,20 @@ fn a_failed_device_is_survived_and_all_failed_answers_errors() {
     let second =
         Arc::new(Gpu::from_adapter(first.adapter.clone(), &sparq::gpu::instance()).unwrap());
     let refs = references(&first);
-    let svc = open(vec![first, second], EmbeddingConfig::default());
+    // A window, so that each round's requests share one pass of 24 rows: the cluster splits
+    // that over both devices (a small pass would all go to one, and the fault never fire).
+    let config = EmbeddingConfig {
+        window: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let svc = open(vec![first, second], config);
     let n = sentences.len();
     // Rounds of concurrent requests; the fault is injected after the first round and hits
     // device 1 at its next micro-batch, while the other device's work is in flight.
     let round = |r: usize| {
         let rxs: Vec<_> = (0..3)
             .map(|k| {
-                let which: Vec<usize> = (0..4).map(|j| (r + k + j) % n).collect();
+                let which: Vec<usize> = (0..8).map(|j| (r + k + j) % n).collect();
                 let inputs: Vec<String> = which.iter().map(|&i| sentences[i].clone()).collect();
                 (which, submit(&svc, texts(&inputs)))
             })
