@@ -219,3 +219,31 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+impl Sampling {
+    /// Whether a stream ends with a usage chunk (`stream_options.include_usage`).
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+/// A streamed chunk: `choices` (and `usage`, when given) in the envelope completions and chat
+/// share (`id`, `object`, `created`, `model`).
+pub fn chunk(
+    id: &str,
+    object: &str,
+    created: u64,
+    model: &str,
+    choices: serde_json::Value,
+    usage: Option<Usage>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": id, "object": object, "created": created, "model": model, "choices": choices,
+    });
+    if let Some(u) = usage {
+        v["usage"] = serde_json::json!(u);
+    }
+    v
+}

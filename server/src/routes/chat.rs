@@ -3,7 +3,7 @@
 use super::JsonBody;
 use super::generate::{params, start};
 use crate::error::ApiError;
-use crate::openai::{ChatRequest, Usage, finish_reason, now_unix};
+use crate::openai::{self, ChatRequest, Usage, finish_reason, now_unix};
 use crate::sse::{self, Chunk};
 use crate::state::AppState;
 use axum::Json;
@@ -41,20 +41,9 @@ pub async fn handle(
     let created = now_unix();
     let name = model.name.clone();
     if req.sampling.stream.unwrap_or(false) {
-        let include_usage = req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+        let include_usage = req.sampling.include_usage();
         let chunk = move |choices: serde_json::Value, usage: Option<Usage>| {
-            let mut v = serde_json::json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": name,
-                "choices": choices,
-            });
-            if let Some(u) = usage {
-                v["usage"] = serde_json::json!(u);
-            }
-            v
+            openai::chunk(&id, "chat.completion.chunk", created, &name, choices, usage)
         };
         let choice = |delta: serde_json::Value, finish: Option<&str>| serde_json::json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]);
         let make = move |c: Chunk| match c {

@@ -3,7 +3,7 @@
 use super::JsonBody;
 use super::generate::{params, start};
 use crate::error::ApiError;
-use crate::openai::{CompletionRequest, Prompt, Usage, finish_reason, now_unix};
+use crate::openai::{self, CompletionRequest, Prompt, Usage, finish_reason, now_unix};
 use crate::sse::{self, Chunk};
 use crate::state::AppState;
 use axum::Json;
@@ -44,20 +44,9 @@ pub async fn handle(
     let created = now_unix();
     let name = model.name.clone();
     if req.sampling.stream.unwrap_or(false) {
-        let include_usage = req
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+        let include_usage = req.sampling.include_usage();
         let chunk = move |choices: serde_json::Value, usage: Option<Usage>| {
-            let mut v = serde_json::json!({
-                "id": id, "object": "text_completion", "created": created, "model": name,
-                "choices": choices,
-            });
-            if let Some(u) = usage {
-                v["usage"] = serde_json::json!(u);
-            }
-            v
+            openai::chunk(&id, "text_completion", created, &name, choices, usage)
         };
         let make = move |c: Chunk| match c {
             Chunk::Start => None,
