@@ -37,6 +37,16 @@ impl ModelReplica {
             batch_invariant: true,
             ..options
         };
+        Self::load_as_given(path, gpu, options, max_rows)
+    }
+
+    /// [`ModelReplica::load`] with `options` untouched (batch invariance included).
+    fn load_as_given(
+        path: impl AsRef<Path>,
+        gpu: &Arc<Gpu>,
+        options: LoadOptions,
+        max_rows: usize,
+    ) -> Result<Self> {
         Ok(ModelReplica {
             model: Model::load_shared(path, gpu.clone(), options)?,
             max_rows: max_rows.max(1),
@@ -137,11 +147,7 @@ impl TokenReplica {
         options: LoadOptions,
         max_rows: usize,
     ) -> Result<Self> {
-        Ok(TokenReplica(ModelReplica {
-            model: Model::load_shared(path, gpu.clone(), options)?,
-            max_rows: max_rows.max(1),
-            pending: [None, None],
-        }))
+        ModelReplica::load_as_given(path, gpu, options, max_rows).map(TokenReplica)
     }
 
     /// The model.
