@@ -115,7 +115,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
         } => {
             if let Some(adapters) = adapters {
                 let text = read_input(&input)?;
-                let Batch::Text(texts) = parse_input(&text)? else {
+                let Batch::Text(texts) = Batch::from_json(&text)? else {
                     return Err(Error::invalid(
                         "--adapters takes text input: {\"texts\": [...]}",
                     ));
@@ -136,7 +136,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             let gpu = Gpu::new(selector)?;
             let m = load(&model, &gpu, &format)?;
             let text = read_input(&input)?;
-            let out = m.forward(&parse_input(&text)?)?;
+            let out = m.forward(&Batch::from_json(&text)?)?;
             let json = output_json(&m, &out);
             match output {
                 Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
@@ -257,43 +257,6 @@ fn embed_on_cluster(
     let out = cluster.run(texts)?;
     eprintln!("{}", out.report.markdown());
     Ok(out.outputs)
-}
-
-fn parse_input(text: &str) -> Result<Batch> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::invalid(format!("input JSON: {e}")))?;
-    let bad = |m: &str| Error::invalid(format!("input JSON: {m}"));
-    if let Some(t) = v.get("texts") {
-        let texts: Vec<String> = serde_json::from_value(t.clone())
-            .map_err(|_| bad("\"texts\" must be an array of strings"))?;
-        return Ok(Batch::Text(texts));
-    }
-    if let Some(ids) = v.get("ids") {
-        let ids: Vec<Vec<u32>> = serde_json::from_value(ids.clone())
-            .map_err(|_| bad("\"ids\" must be arrays of token ids"))?;
-        let types: Option<Vec<Vec<u32>>> = match v.get("types") {
-            Some(t) => Some(
-                serde_json::from_value(t.clone())
-                    .map_err(|_| bad("\"types\" must be arrays of integers"))?,
-            ),
-            None => None,
-        };
-        return Ok(Batch::Tokens { ids, types });
-    }
-    if let Some(f) = v.get("features") {
-        let rows: Vec<Vec<f32>> = serde_json::from_value(f.clone())
-            .map_err(|_| bad("\"features\" must be arrays of numbers"))?;
-        let cols = rows.first().map_or(0, Vec::len);
-        if rows.iter().any(|r| r.len() != cols) {
-            return Err(bad("feature rows differ in length"));
-        }
-        return Ok(Batch::Features {
-            rows: rows.len(),
-            cols,
-            data: rows.concat(),
-        });
-    }
-    Err(bad("expected a \"texts\", \"ids\" or \"features\" field"))
 }
 
 fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {

@@ -27,6 +27,7 @@ pub mod config;
 pub mod decode;
 mod exec;
 pub mod generate;
+mod input;
 pub mod kv;
 pub mod llama;
 pub mod loader;

@@ -47,10 +47,28 @@ pub fn quantizer(
     move |_, w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
 }
 
+/// The bytes of a weights file: mapped from disk, or owned (a file read from elsewhere, the
+/// fuzzers' inputs).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// An open, validated safetensors file.
 pub struct WeightFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Bytes,
     header: usize,
     meta: Metadata,
     packed: HashMap<String, PackedInfo>,
@@ -72,6 +90,24 @@ impl WeightFile {
         // truncates the file while it is mapped, reads may fault, as with any mapped file.
         // sparq never writes to it, and the header's bounds were checked against its length.
         let mmap = unsafe { Mmap::map(&file)? };
+        Self::parse(path.to_path_buf(), Bytes::Mapped(mmap))
+    }
+
+    /// Validates `bytes` as a safetensors file held in memory; `name` stands for its path in
+    /// messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        let path = name.into();
+        if bytes.len() < 8 {
+            return Err(Error::safetensors(format!(
+                "{}: {} bytes is too short for a safetensors file",
+                path.display(),
+                bytes.len()
+            )));
+        }
+        Self::parse(path, Bytes::Owned(bytes))
+    }
+
+    fn parse(path: PathBuf, mmap: Bytes) -> Result<Self> {
         let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap)
             .map_err(|e| Error::safetensors(format!("{}: {e}", path.display())))?;
         let packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_KEY)) {
@@ -80,7 +116,7 @@ impl WeightFile {
             None => HashMap::new(),
         };
         Ok(WeightFile {
-            path: path.to_path_buf(),
+            path,
             mmap,
             header,
             meta,
