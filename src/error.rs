@@ -128,6 +128,27 @@ pub enum InputError {
         /// What went wrong.
         source: Arc<std::io::Error>,
     },
+    /// An output path names a file the command reads (its input model, or a file of the
+    /// model's directory), which writing would destroy.
+    #[error("the output {output} is the input {input}: write to another file")]
+    OutputIsInput {
+        /// The output path as given.
+        output: String,
+        /// The input file it is.
+        input: String,
+    },
+    /// A sparse block shape that no kernel of its value type runs.
+    #[error("BSR blocks of {rows}×{cols} {values} have no GPU kernel: {values} runs {supported}")]
+    BlockShape {
+        /// Block rows.
+        rows: usize,
+        /// Block columns.
+        cols: usize,
+        /// The value type (`f16`, `int8`, ...).
+        values: String,
+        /// The block shapes its kernels run.
+        supported: String,
+    },
 }
 
 /// What is wrong with a tokenizer (its metadata, its chat template, or the ids given to it):
@@ -445,13 +466,16 @@ pub fn read_text(path: impl AsRef<std::path::Path>) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| file_error(path, source))
 }
 
-/// Writes `contents` to the file at `path`, or returns an error naming it.
+/// Writes `contents` to the file at `path` atomically ([`crate::files::write_atomic`]: the
+/// old file or the whole new one, never a part), or returns an error naming `path`.
 pub fn write_file(path: impl AsRef<std::path::Path>, contents: impl AsRef<[u8]>) -> Result<()> {
     let path = path.as_ref();
-    std::fs::write(path, contents).map_err(|source| file_error(path, source))
+    crate::files::write_atomic(path, |w| w.write_all(contents.as_ref()))
+        .map_err(|source| file_error(path, source))
 }
 
-fn file_error(path: &std::path::Path, source: std::io::Error) -> Error {
+/// An error naming the file at `path`.
+pub(crate) fn file_error(path: &std::path::Path, source: std::io::Error) -> Error {
     InputError::File {
         path: path.display().to_string(),
         source: Arc::new(source),

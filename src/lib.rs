@@ -19,6 +19,7 @@ pub mod activation;
 pub mod bench;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod formats;
 pub mod gguf;
 pub mod gpu;

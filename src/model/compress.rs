@@ -25,7 +25,7 @@ use crate::model::config::Architecture;
 use crate::model::loader::{Store, WeightFile};
 use crate::prune::calibrated::{Pattern, prune_calibrated};
 use crate::prune::{PruneReport, blocks_l2, magnitude, magnitude_global, n_of_m, random};
-use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType};
+use crate::sparse::{Bsr, Csr, SparseWeights, TwoFour, ValueType, check_kernel_block};
 use crate::weights::LayerWeights;
 use std::collections::HashMap;
 
@@ -149,6 +149,20 @@ impl Compression {
         })
     }
 
+    /// Whether this compression can be packed into a file the runtime loads, checked before
+    /// any work: sparse values of a type the sparse formats hold, and BSR blocks of a shape
+    /// the kernels run ([`check_kernel_block`], the check the kernel's launcher makes).
+    pub fn check(&self) -> Result<()> {
+        let Some(sparse) = self.sparse else {
+            return Ok(());
+        };
+        let vt = self.value_type()?;
+        if let SparseStorage::Bsr { rows, cols, .. } = sparse {
+            check_kernel_block(rows, cols, vt)?;
+        }
+        Ok(())
+    }
+
     /// Whether calibration applies: to dense int4 (GPTQ), and to 2:4 and `magnitude:S`
     /// pruning with values the sparse formats hold (SparseGPT).
     pub fn check_calibrated(&self) -> Result<()> {
@@ -233,6 +247,12 @@ impl Compression {
                 cols,
                 sparsity,
             } => {
+                check_kernel_block(rows, cols, vt)?;
+                if rows > n || cols > k {
+                    return Err(Error::invalid(format!(
+                        "BSR blocks of {rows}×{cols} are larger than the {n}×{k} matrix"
+                    )));
+                }
                 let p = blocks_l2(w, n, k, rows, cols, sparsity)?;
                 (
                     Bsr::from_dense(&p.w, n, k, rows, cols, vt)?.into(),
@@ -318,8 +338,9 @@ pub fn pack_with(
         let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
             Some(h) if !dense => c.store_calibrated(w, n, k, h)?,
             _ if dense => Compression::dense(c.format).store(w, n, k)?,
-            _ => c.store(w, n, k)?,
+            _ => c.store(w, n, k).map_err(|e| e.prefixed(name))?,
         };
+        refuse_emptied(name, w, &pruning)?;
         stored.push((weights.dequantize(), pruning));
         Ok(weights)
     };
@@ -331,6 +352,7 @@ pub fn pack_with(
             .collect();
         let pruned = magnitude_global(&views, sparsity)?;
         for ((name, w, n, k), p) in global_seen.iter().zip(pruned.layers) {
+            refuse_emptied(name, w, &PruneReport::measure(w, &p.w))?;
             let csr: SparseWeights = Csr::from_dense(&p.w, *n, *k, c.value_type()?)?.into();
             stored.push((csr.to_dense(), PruneReport::measure(w, &p.w)));
             if let Some(slot) = packed.iter_mut().find(|(m, _)| m == name) {
@@ -355,6 +377,17 @@ pub fn pack_with(
         relative_error: PruneReport::measure_many(&views).relative_error,
     };
     Ok((floats, packed, report))
+}
+
+/// A pruning that zeroed every weight of a layer that had some leaves a model that answers
+/// nothing: refused, naming the layer.
+fn refuse_emptied(name: &str, w: &[f32], pruning: &PruneReport) -> Result<()> {
+    if pruning.zeros == pruning.len && w.iter().any(|&x| x != 0.0) {
+        return Err(Error::invalid(format!(
+            "pruning removes every weight of {name}: lower the sparsity or use smaller blocks"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

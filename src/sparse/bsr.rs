@@ -26,6 +26,39 @@ pub struct Bsr {
     pub scales: Vec<u32>,
 }
 
+/// Most block rows a BSR kernel runs (one block row of outputs per invocation).
+pub const KERNEL_MAX_BLOCK_ROWS: usize = 16;
+/// Most block columns a BSR kernel runs.
+pub const KERNEL_MAX_BLOCK_COLS: usize = 128;
+
+/// Whether the GPU's BSR kernels run blocks of `rows × cols` with `values`: the one rule
+/// that `sparq pack` checks before packing and the kernel's launcher checks before loading.
+/// A block row is read as whole 128-bit vectors, so the columns are a multiple of
+/// `128 / bits` (4 f32, 8 f16, 16 int8, 32 int4), at most 128, and the rows at most 16.
+pub fn check_kernel_block(rows: usize, cols: usize, values: ValueType) -> Result<()> {
+    let step = 128 / values.bits();
+    let fits = (1..=KERNEL_MAX_BLOCK_ROWS).contains(&rows)
+        && (1..=KERNEL_MAX_BLOCK_COLS).contains(&cols)
+        && cols.is_multiple_of(step);
+    if fits {
+        return Ok(());
+    }
+    let widths: Vec<String> = (step..=KERNEL_MAX_BLOCK_COLS)
+        .step_by(step)
+        .map(|c| c.to_string())
+        .collect();
+    Err(crate::error::InputError::BlockShape {
+        rows,
+        cols,
+        values: values.name().to_string(),
+        supported: format!(
+            "R×C blocks with R in 1..={KERNEL_MAX_BLOCK_ROWS} and C in {}",
+            widths.join(", ")
+        ),
+    }
+    .into())
+}
+
 impl Bsr {
     /// Stores the blocks of `w` (`n × k`, row-major) that hold a non-zero, as `value_type`,
     /// with blocks of `block_rows × block_cols` (edge blocks zero-padded).

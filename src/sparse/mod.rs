@@ -83,7 +83,7 @@ mod validate;
 mod values;
 mod weights;
 
-pub use bsr::Bsr;
+pub use bsr::{Bsr, check_kernel_block};
 pub use choose::{
     Candidate, CostModel, FormatChoice, Representation, choose, representation_bytes,
 };

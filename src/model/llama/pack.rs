@@ -230,26 +230,14 @@ pub fn is_decoder(path: &Path) -> bool {
     }
 }
 
-/// Writes a packed decoder to `path` atomically: into a temporary file beside it, renamed
-/// over `path` once complete, so that a failed or interrupted pack leaves no partial file.
+/// Writes a packed decoder to `path` atomically ([`loader::save`]): a failed or interrupted
+/// pack leaves the old file or none, never a partial one.
 pub fn write(path: &Path, config: &LlamaConfig, floats: &Floats, linears: &Linears) -> Result<()> {
     let meta = HashMap::from([(
         loader::CONFIG_KEY.to_string(),
         Architecture::Llama(config.clone()).to_json(),
     )]);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = loader::save(&tmp, floats, linears, meta)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::from));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    loader::save(path, floats, linears, meta)
 }
 
 impl Family for LlamaConfig {

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub mod sparse;
+mod write;
+pub use write::check_output;
 
 /// Metadata key of the packed-layout table.
 pub const PACKED_KEY: &str = "sparq.packed";
@@ -364,7 +366,8 @@ fn le_words(bytes: &[u8]) -> Vec<u32> {
 }
 
 /// Writes `tensors` (float f32 tensors and packed matrices) and `metadata` to a safetensors
-/// file that [`WeightFile`] reads back.
+/// file that [`WeightFile`] reads back; atomically ([`crate::files::write_atomic`]), errors
+/// naming `path`.
 pub fn save(
     path: &Path,
     floats: &[(String, Vec<usize>, Vec<f32>)],
@@ -434,6 +437,5 @@ pub fn save(
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, Some(metadata), path)?;
-    Ok(())
+    write::write_safetensors(path, views, metadata)
 }

@@ -193,17 +193,7 @@ impl SparseLinear {
                 )
             }
             SparseWeights::Bsr(b) => {
-                let row_bits = b.block_cols * vt.bits();
-                if !row_bits.is_multiple_of(128) || b.block_cols > 128 || b.block_rows > 16 {
-                    return Err(Error::invalid(format!(
-                        "BSR blocks of {}×{} {} have no GPU kernel: block columns must be a \
-                         multiple of {} and at most 128, block rows at most 16",
-                        b.block_rows,
-                        b.block_cols,
-                        vt.name(),
-                        128 / vt.bits()
-                    )));
-                }
+                super::check_kernel_block(b.block_rows, b.block_cols, vt)?;
                 let units: Vec<usize> = b
                     .row_ptr
                     .windows(2)
