@@ -19,9 +19,9 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -36,18 +36,29 @@ pub fn write_atomic(
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
     // Dropping `tmp` on an early return removes the temporary file.
-    let tmp = builder.tempfile_in(dir)?;
+    let tmp = builder.tempfile_in(dir).map_err(without_path)?;
     {
         let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
         write(&mut out)?;
         out.flush()?;
     }
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    tmp.persist(path).map_err(|e| without_path(e.error))?;
     // The rename is durable only once the directory entry is.
     #[cfg(unix)]
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// `e` without the temporary file's path that `tempfile` appends to its message (` at path
+/// "..."`; its error type is private and hides the OS error): the caller names the requested
+/// path, and the temporary name means nothing to a user.
+fn without_path(e: std::io::Error) -> std::io::Error {
+    let msg = e.to_string();
+    match msg.rfind(" at path \"") {
+        Some(i) if e.get_ref().is_some() => std::io::Error::new(e.kind(), &msg[..i]),
+        _ => e,
+    }
 }
 
 /// Whether `a` and `b` name the same existing file (after symlinks; hard links count): the

@@ -1,5 +1,6 @@
 //! The decoder subcommands of `sparq`: `generate`, `chat`, `perplexity` and `llm-bench`.
 
+use crate::out::{out, outln};
 use clap::Subcommand;
 use sparq::bench::llm::{self, LlmBenchConfig};
 use sparq::formats::WeightFormat;
@@ -11,7 +12,6 @@ use sparq::model::llama::{DecoderOptions, LlamaDecoder};
 use sparq::model::sampling::SamplingParams;
 use sparq::model::text::{ChatMessage, TextCodec};
 use sparq::{Error, Gpu, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -197,11 +197,11 @@ fn llm_bench(
         }
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "{} ({ceiling:.0} GB/s streaming-read ceiling)\n",
         gpu.caps.name
     );
-    print!("{}", llm::table(&rows));
+    out!("{}", llm::table(&rows));
     if let Some(p) = json {
         let j = serde_json::json!({
             "device": gpu.caps.name,
@@ -267,12 +267,8 @@ fn stream(
     prompt: &[u32],
     params: &GenerateParams,
 ) -> Result<Generated> {
-    let mut out = std::io::stdout().lock();
-    let done = Generator::new(lm, Some(codec)).generate(prompt, params, |p| {
-        // A closed pipe ends the output, not the run.
-        let _ = out.write_all(p.text.as_bytes()).and_then(|_| out.flush());
-    })?;
-    let _ = writeln!(out);
+    let done = Generator::new(lm, Some(codec)).generate(prompt, params, |p| out!("{}", p.text))?;
+    outln!();
     Ok(done)
 }
 
@@ -441,12 +437,15 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
                     "windows": p.windows,
                     "gpu_seconds": p.gpu_seconds,
                 });
-                println!("{j}");
+                outln!("{j}");
             } else {
-                println!(
+                outln!(
                     "perplexity {:.4} over {} predicted tokens in {} windows of {context} \
                      ({formats}; GPU {:.2} s)",
-                    p.perplexity, p.predicted, p.windows, p.gpu_seconds
+                    p.perplexity,
+                    p.predicted,
+                    p.windows,
+                    p.gpu_seconds
                 );
             }
             Ok(())

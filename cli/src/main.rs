@@ -2,9 +2,11 @@
 
 mod llm_cli;
 mod model_cli;
+mod out;
 mod serve_bench_cli;
 mod serve_cli;
 
+use crate::out::outln;
 use clap::{Parser, Subcommand};
 use sparq::InputError;
 use sparq::bench::{BenchConfig, TorchBaseline};
@@ -155,7 +157,7 @@ fn devices() -> Result<()> {
     }
     for (i, a) in adapters.iter().enumerate() {
         let c = Caps::of_adapter(a, &inst);
-        println!("[{i}] {}\n{}", c.name, c.describe());
+        outln!("[{i}] {}\n{}", c.name, c.describe());
     }
     Ok(())
 }
@@ -245,7 +247,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(t) = &torch {
         report.attach_torch(t);
     }
-    println!("{}", report.markdown());
+    outln!("{}", report.markdown());
     if let Some(path) = args.json {
         sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());
@@ -264,7 +266,7 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     if let Some(path) = &args.torch {
         gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);
     }
-    println!("{}", gemm::markdown(&gpu, &rows));
+    outln!("{}", gemm::markdown(&gpu, &rows));
     if let Some(path) = args.json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
@@ -291,7 +293,7 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
     let reports =
         sparq::schedule::bench::run_model(adapters, model, options, &batches, words, max_rows)?;
     for r in &reports {
-        println!("{}", r.markdown());
+        outln!("{}", r.markdown());
     }
     if let Some(path) = &args.json {
         let text =
@@ -315,7 +317,7 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         gpu.caps.name, gpu.caps.backend, shape.0, shape.1
     );
     let rows = run(gpu, shape, &ms, args.iters.unwrap_or(50).clamp(1, 1000))?;
-    println!("{}", markdown(&rows));
+    outln!("{}", markdown(&rows));
     if let Some(path) = args.json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
@@ -349,7 +351,7 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
-    println!("{}", report.markdown());
+    outln!("{}", report.markdown());
     if let Some(path) = args.json {
         sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());

@@ -1,5 +1,6 @@
 //! The model subcommands of `sparq`: `run`, `embed`, `pack` and `model-bench`.
 
+use crate::out::outln;
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
 use sparq::gpu::AdapterSelector;
@@ -129,7 +130,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 });
                 match output {
                     Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
-                    None => println!("{json}"),
+                    None => outln!("{json}"),
                 }
                 return Ok(());
             }
@@ -140,7 +141,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             let json = output_json(&m, &out);
             match output {
                 Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
-                None => println!("{json}"),
+                None => outln!("{json}"),
             }
             Ok(())
         }
@@ -152,7 +153,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
         } => {
             if let Some(adapters) = adapters {
                 for row in embed_on_cluster(&model, &format, &adapters, &sentences)? {
-                    println!("{}", serde_json::to_string(&row).expect("floats serialise"));
+                    outln!("{}", serde_json::to_string(&row).expect("floats serialise"));
                 }
                 return Ok(());
             }
@@ -160,7 +161,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             let m = load(&model, &gpu, &format)?;
             let out = m.forward(&Batch::Text(sentences))?;
             for i in 0..out.rows {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string(out.row(i)).expect("floats serialise")
                 );
@@ -187,13 +188,11 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 None => prune.as_deref().map(SparseStorage::parse).transpose()?,
             };
             let calibrate = calibrate.map(|p| (p.as_os_str() != "builtin").then_some(p));
-            pack(
-                &model,
-                Compression { format, sparse },
-                neurons,
-                calibrate,
-                &output,
-            )
+            let compression = Compression { format, sparse };
+            // Refused before any work: a file the runtime cannot load, or one over the input.
+            compression.check()?;
+            loader::check_output(&model, &output)?;
+            pack(&model, compression, neurons, calibrate, &output)
         }
         ModelCommand::ModelBench {
             model,
@@ -313,12 +312,13 @@ fn pack(
     let (file, arch, shrunk) = match neurons {
         None => (file, arch, None),
         Some(s) => {
-            // The smaller float model goes through a file of its own, then packs as any other.
+            // The smaller float model goes through a file of its own, then packs as any other;
+            // in a private directory (a random name) that is removed however pack ends.
             let (arch, tensors, cut) = shrink::drop_neurons(&file, &arch, s)?;
-            let tmp = std::env::temp_dir()
-                .join(format!("sparq-shrunk-{}.safetensors", std::process::id()));
+            let tmp = tempfile::Builder::new().prefix("sparq-shrunk-").tempdir()?;
+            let shrunk = tmp.path().join("model.safetensors");
             let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
-            loader::save(&tmp, &tensors, &[], meta)?;
+            loader::save(&shrunk, &tensors, &[], meta)?;
             eprintln!(
                 "dropped {:.0} % of the hidden neurons ({:.1} % of the weights of the layers \
                  around them, ‖W − Ŵ‖/‖W‖ {:.4}): {}",
@@ -327,7 +327,7 @@ fn pack(
                 cut.relative_error,
                 arch.to_json()
             );
-            (WeightFile::open(&tmp)?, arch, Some(tmp))
+            (WeightFile::open(&shrunk)?, arch, Some(tmp))
         }
     };
     let hessians = match &calibrate {
@@ -346,9 +346,7 @@ fn pack(
         }
     };
     let packed = compress::pack_model(&file, &arch, &compression, hessians.as_ref());
-    if let Some(tmp) = shrunk {
-        let _ = std::fs::remove_file(tmp);
-    }
+    drop(shrunk);
     let (floats, packed, report) = packed?;
     let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
     loader::save(output, &floats, &packed, meta)?;
@@ -478,12 +476,12 @@ fn model_bench(
         }
     }
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-    println!(
+    outln!(
         "| format | batch | seq | forward µs | seq/s | dispatches | Σ kernels µs | overhead µs/dispatch | torch fp32 µs | torch fp16 µs | vs fp16 |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    outln!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &all {
-        println!(
+        outln!(
             "| {} | {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {} | {} | {} |",
             r.format,
             r.batch,

@@ -1,6 +1,7 @@
 //! `sparq serve-bench`: the load generator of `sparq_server::loadgen` against a running
 //! OpenAI-compatible server.
 
+use crate::out::outln;
 use sparq::{Error, Result};
 use sparq_server::loadgen::{self, Config, Kind};
 use std::path::PathBuf;
@@ -87,7 +88,7 @@ pub fn run(args: ServeBenchArgs) -> Result<()> {
             .collect();
     }
     let report = loadgen::run(&c).map_err(|e| Error::invalid(e.to_string()))?;
-    println!("{}", report.markdown());
+    outln!("{}", report.markdown());
     if let Some(path) = args.json {
         sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());

@@ -1,6 +1,7 @@
 //! `sparq serve`: the OpenAI-compatible server (crate `sparq-server`) over the models named
 //! on the command line, each on its own devices.
 
+use crate::out::outln;
 use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
@@ -351,7 +352,7 @@ pub fn run(selector: &AdapterSelector, args: ServeArgs) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind(&addr))
         .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    println!(
+    outln!(
         "listening on http://{local} (loading {} models)",
         specs.len()
     );
@@ -365,7 +366,7 @@ pub fn run(selector: &AdapterSelector, args: ServeArgs) -> Result<()> {
             }))
             .unwrap_or_else(|_| Err(Error::config(format!("loading {} panicked", spec.name))));
             match loaded {
-                Ok(line) => println!("{line}"),
+                Ok(line) => outln!("{line}"),
                 Err(e) => {
                     let _ = failed_tx.send(e);
                     return;
@@ -373,7 +374,7 @@ pub fn run(selector: &AdapterSelector, args: ServeArgs) -> Result<()> {
             }
         }
         loader.set_ready();
-        println!("ready");
+        outln!("ready");
     });
     let (err_tx, err_rx) = std::sync::mpsc::channel();
     let shutdown = async move {

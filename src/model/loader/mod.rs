@@ -375,7 +375,8 @@ pub fn save(
     mut metadata: HashMap<String, String>,
 ) -> Result<()> {
     use safetensors::tensor::TensorView;
-    let mut table = HashMap::new();
+    // Sorted, so that packing the same model twice writes the same bytes.
+    let mut table = std::collections::BTreeMap::new();
     let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, shape, v) in floats {
         blobs.push((

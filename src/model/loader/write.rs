@@ -3,9 +3,9 @@
 //! temporary file after a kill; `serialize` would hold a second copy of the model in memory).
 
 use crate::error::{Error, Result, file_error};
-use safetensors::tensor::{Metadata, TensorInfo, TensorView};
 use safetensors::View;
-use std::collections::HashMap;
+use safetensors::tensor::{Metadata, TensorInfo, TensorView};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Writes `tensors` and `metadata` to `path` atomically, laid out as
@@ -32,10 +32,21 @@ pub(super) fn write_safetensors(
             (name.clone(), info)
         })
         .collect();
-    let header = Metadata::new(Some(metadata), infos)?;
-    let mut header = serde_json::to_string(&header)
-        .map_err(|e| Error::safetensors(e.to_string()))?
-        .into_bytes();
+    let json = |e: serde_json::Error| Error::safetensors(e.to_string());
+    // The header lists the metadata sorted, then the tensors in file order: the same model
+    // packs to the same bytes (`Metadata`'s own serialisation follows hash-map order).
+    let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(sorted).map_err(json)?,
+    );
+    for (name, info) in &infos {
+        header.insert(name.clone(), serde_json::to_value(info).map_err(json)?);
+    }
+    // The crate's own check of the offsets, shapes and sizes.
+    Metadata::new(Some(metadata), infos)?;
+    let mut header = serde_json::to_string(&header).map_err(json)?.into_bytes();
     header.resize(header.len().next_multiple_of(8), b' ');
     crate::files::write_atomic(path, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
