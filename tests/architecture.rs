@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first; a module may refer to its own layer and below.
 const LAYERS: &[&[&str]] = &[
-    &["error"],
+    &["error", "files"],
     &[
         "config",
         "activation",
@@ -40,6 +40,7 @@ const LAYERS: &[&[&str]] = &[
 /// Modules (or module prefixes) that run on the host only: no wgpu type may appear in them.
 const HOST_ONLY: &[&str] = &[
     "error",
+    "files",
     "config",
     "activation",
     "reference",

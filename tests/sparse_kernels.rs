@@ -406,7 +406,11 @@ fn bad_input_is_refused() {
             .into();
         assert!(matches!(
             SparseLinear::new(&gpu, &bsr, None),
-            Err(sparq::Error::Input(sparq::InputError::Invalid(_)))
+            Err(sparq::Error::Input(sparq::InputError::BlockShape {
+                rows: 1,
+                cols: 16,
+                ..
+            }))
         ));
     }
 }
