@@ -109,7 +109,7 @@ fn block_shapes_without_a_kernel_are_refused_in_one_place() {
     };
     let e = c.check().unwrap_err();
     assert!(e.to_string().contains("C in 8, 16, 24"), "{e}");
-    // The same refusal when storing a layer, and for a block larger than the matrix.
+    // The same refusal when storing a layer, and for one block over the whole matrix.
     let w = vec![1.0f32; 8 * 16];
     assert!(matches!(
         c.store(&w, 8, 16),
@@ -121,5 +121,11 @@ fn block_shapes_without_a_kernel_are_refused_in_one_place() {
     };
     big.check().unwrap();
     let e = big.store(&w, 8, 16).unwrap_err();
-    assert!(e.to_string().contains("larger than the 8×16"), "{e}");
+    assert!(e.to_string().contains("cover the whole 8×16"), "{e}");
+    // A block wider than the matrix but not taller is padded, and fine.
+    let wide = Compression {
+        format: WeightFormat::F16,
+        sparse: Some(SparseStorage::parse("blocks:1x32:0.5").unwrap()),
+    };
+    wide.store(&w, 8, 16).unwrap();
 }

@@ -114,6 +114,9 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             output,
             adapters,
         } => {
+            if let Some(p) = &output {
+                loader::check_output(&model, p)?;
+            }
             if let Some(adapters) = adapters {
                 let text = read_input(&input)?;
                 let Batch::Text(texts) = Batch::from_json(&text)? else {

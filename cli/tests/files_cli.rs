@@ -201,6 +201,23 @@ fn pack_refuses_to_write_over_its_input() {
         );
         assert_eq!(std::fs::read(&file).unwrap(), original, "{i} -> {o}");
     }
+    // `run --output` over the model is refused too, before it runs.
+    let json = dir.path().join("in.json");
+    std::fs::write(&json, features(1)).unwrap();
+    let r = sparq(&[
+        "run",
+        model_dir.to_str().unwrap(),
+        "--input",
+        json.to_str().unwrap(),
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        !r.status.success() && stderr(&r).contains("is the input"),
+        "{}",
+        stderr(&r)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), original);
     // A new file beside the input is fine.
     let beside = model_dir.join("int8.safetensors");
     let r = sparq(&[
@@ -272,8 +289,8 @@ fn pack_refuses_what_the_runtime_cannot_load() {
         ("int8", "blocks:4x8:0.5", "C in 16, 32, 48"),
         ("f32", "blocks:65536x65536:0.5", "R in 1..=16"),
         ("int4", "blocks:17x32:0.5", "R in 1..=16"),
-        // The digits MLP's last layer is 10 × 64: a 16-row block is larger than it.
-        ("f32", "blocks:16x8:0.5", "larger than the 10×64"),
+        // The digits MLP's last layer is 10 × 64: one 16 × 64 block covers all of it.
+        ("f32", "blocks:16x64:0.5", "cover the whole 10×64"),
         ("f16", "blocks:1x8:1", "removes every weight"),
         ("f16", "magnitude:1", "removes every weight"),
         ("f16", "global:1", "removes every weight"),

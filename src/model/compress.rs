@@ -248,9 +248,11 @@ impl Compression {
                 sparsity,
             } => {
                 check_kernel_block(rows, cols, vt)?;
-                if rows > n || cols > k {
+                // One block over the whole matrix: pruning keeps all of it or nothing.
+                if rows >= n && cols >= k {
                     return Err(Error::invalid(format!(
-                        "BSR blocks of {rows}×{cols} are larger than the {n}×{k} matrix"
+                        "BSR blocks of {rows}×{cols} cover the whole {n}×{k} matrix: use \
+                         smaller blocks"
                     )));
                 }
                 let p = blocks_l2(w, n, k, rows, cols, sparsity)?;
