@@ -424,6 +424,43 @@ fn pack_decoder(
     Ok(())
 }
 
+/// `e` with `flags` (the options whose values were too large) before the buffer it names.
+fn naming_flags(e: Error, flags: &str) -> Error {
+    use sparq::InputError::{HostMemory, Overflow, TooLarge};
+    match e {
+        Error::Input(TooLarge {
+            what,
+            bytes,
+            limit_name,
+            limit,
+        }) => TooLarge {
+            what: format!("{flags}: {what}"),
+            bytes,
+            limit_name,
+            limit,
+        }
+        .into(),
+        Error::Input(Overflow { what }) => Overflow {
+            what: format!("{flags}: {what}"),
+        }
+        .into(),
+        Error::Input(HostMemory {
+            what,
+            bytes,
+            limit,
+            source_of_limit,
+        }) => HostMemory {
+            what: format!("{flags}: {what}"),
+            bytes,
+            limit,
+            source_of_limit,
+        }
+        .into(),
+        Error::Input(sparq::InputError::Shape(m)) => Error::shape(format!("{flags}: {m}")),
+        other => other,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TorchRow {
     dtype: String,
@@ -471,7 +508,9 @@ fn model_bench(
         if !seen.insert(m.layer_formats()) {
             continue;
         }
-        for mut row in sparq::model::bench::run(&m, &gpu, batches, seq, iters)? {
+        let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters)
+            .map_err(|e| naming_flags(e, "--batch/--seq"))?;
+        for mut row in rows {
             row.torch_fp32_us = find("fp32", row.batch);
             row.torch_fp16_us = find("fp16", row.batch);
             all.push(row);

@@ -193,11 +193,9 @@ impl<R: Replica> Cluster<R> {
                 .collect(),
             ..Default::default()
         };
+        // The same answer as one model's forward pass of no rows.
         if inputs.is_empty() {
-            return Ok(BatchOutput {
-                outputs: Vec::new(),
-                report,
-            });
+            return Err(Error::invalid("empty batch"));
         }
         let shared = Mutex::new(Shared::new(
             inputs.len(),
