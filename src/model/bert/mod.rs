@@ -414,6 +414,8 @@ impl Network for Encoder {
     }
 
     fn check_bench(&self, gpu: &Gpu, batch: usize, seq: usize) -> Result<()> {
+        // Unpadded first, so that padding a hostile number cannot overflow.
+        self.bert.check_pass(gpu, batch, seq)?;
         let padded = crate::model::decode::bucket_rows(batch);
         self.bert.check_pass(gpu, padded, crate::model::bucket(seq))
     }
