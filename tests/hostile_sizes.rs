@@ -205,3 +205,66 @@ fn an_empty_batch_is_the_same_error_alone_and_over_devices() {
     assert_eq!(alone, "invalid input: empty batch");
     assert_eq!(over, alone);
 }
+
+/// Long texts of every awkward kind: prose, long runs of spaces, one giant word, a giant
+/// word before prose, leading spaces, control characters before spaces, text without
+/// spaces, accents.
+fn long_texts() -> Vec<String> {
+    let words = [
+        "the", "cat", "sat,", "on", "a", "mat.", "Naïve", "café", "don't", "42",
+    ];
+    let prose: String = (0..20_000)
+        .map(|i| words[(i * 7 + i / 3) % words.len()])
+        .collect::<Vec<_>>()
+        .join(" ");
+    vec![
+        prose.clone(),
+        format!("hello{}world {prose}", " ".repeat(100_000)),
+        "a".repeat(300_000),
+        format!("{} {prose}", "x".repeat(50_000)),
+        format!("{}{prose}", " ".repeat(50_000)),
+        "ab\u{b} cd\u{0} ".repeat(20_000),
+        "中文".repeat(50_000),
+        "short text".into(),
+    ]
+}
+
+#[test]
+fn long_texts_tokenise_from_a_prefix_to_the_same_ids() {
+    let dir = common::minilm::model_dir();
+    let gpu = all_gpus().remove(0);
+    let model = Model::load(&dir, &gpu).unwrap();
+    let sparq::model::config::Architecture::Bert(c) = &model.arch else {
+        panic!("MiniLM is a BERT encoder")
+    };
+    let max = c.max_seq_length.unwrap_or(c.max_position_embeddings);
+    let mut full = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    full.with_padding(None);
+    full.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: max.min(c.max_position_embeddings),
+        ..Default::default()
+    }))
+    .unwrap();
+    let mut texts = long_texts();
+    // The last kept token's word across each prefix length tried (the prefix starts at 32
+    // bytes per token and grows fourfold): a prefix cut inside it would give other pieces.
+    for budget in [32 * max, 128 * max] {
+        let words = "a ".repeat(max - 3);
+        for d in 0..12 {
+            let pad = " ".repeat(budget - words.len() - d);
+            texts.push(format!("{words}{pad}unbelievable {}", "more ".repeat(100)));
+        }
+    }
+    let (ids, types) = model.tokenize(&texts).unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let want = full.encode(t.as_str(), true).unwrap();
+        assert_eq!(ids[i], want.get_ids(), "text {i}");
+        assert_eq!(types[i], want.get_type_ids(), "text {i}");
+    }
+    // The prose filled the length: the prefix was enough.
+    assert_eq!(ids[0].len(), max);
+    // A whole input over the limit is refused before tokenising, saying how to split it.
+    let huge = vec!["w ".repeat(sparq::model::prefix::MAX_INPUT_BYTES / 2 + 1)];
+    let e = model.tokenize(&huge).unwrap_err().to_string();
+    assert!(e.contains("64 MiB") && e.contains("split it"), "{e}");
+}

@@ -36,6 +36,7 @@ pub mod names;
 pub mod network;
 pub mod ops;
 pub mod perplexity;
+pub mod prefix;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
@@ -360,18 +361,13 @@ pub(crate) fn bucket(longest: usize) -> usize {
         .max(longest)
 }
 
-/// Token ids and types of each of `texts`.
+/// Token ids and types of each of `texts`, tokenising only the prefix of a long text that
+/// its truncation keeps ([`prefix`]).
 pub(crate) fn encode(
     tok: &tokenizers::Tokenizer,
     texts: &[String],
 ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-    let enc = tok
-        .encode_batch(texts.to_vec(), true)
-        .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
-    Ok(enc
-        .iter()
-        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-        .collect())
+    prefix::encode(tok, texts)
 }
 
 /// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding.
