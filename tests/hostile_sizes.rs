@@ -268,3 +268,40 @@ fn long_texts_tokenise_from_a_prefix_to_the_same_ids() {
     let e = model.tokenize(&huge).unwrap_err().to_string();
     assert!(e.contains("64 MiB") && e.contains("split it"), "{e}");
 }
+
+#[test]
+fn a_word_table_over_one_binding_is_split_over_several() {
+    // A vocabulary of 200 words 24 wide (19 200 bytes) over a 6 000-byte binding: 4 buffers
+    // of 62 rows; passes of 2 sequences of 8 tokens.
+    let mut c = config();
+    c.vocab_size = 200;
+    c.max_position_embeddings = 16;
+    let dir = tmp("hostile-sizes-table");
+    let path = dir.join("bert.safetensors");
+    let mut r = rng("split-table");
+    write_model(&path, &c, &random_bert(&mut r, &c, ""));
+    // Every id, from the first row of the first buffer to the last of the last.
+    let ids: Vec<Vec<u32>> = (0..25).map(|s| (s * 8..s * 8 + 8).collect()).collect();
+    let batch = Batch::Tokens { ids, types: None };
+    for (one, mut small) in all_gpus().into_iter().zip(all_gpus()) {
+        let want = Model::load_with(&path, &one, exact())
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
+        small.caps.max_storage_binding = 6000;
+        let table = sparq::model::ops::Table::new(&small, "w", &vec![0.0; 200 * 24], 200, 24);
+        assert_eq!(table.unwrap().chunks(), 4);
+        let split = Model::load_with(&path, &small, exact()).unwrap();
+        let got = split.forward(&batch).unwrap();
+        assert_eq!(got.values, want.values, "{}", small.caps.name);
+        // A row wider than one binding is refused, naming it.
+        small.caps.max_storage_binding = 64;
+        let Err(e) = sparq::model::ops::Table::new(&small, "w", &[0.0; 48], 2, 24) else {
+            panic!("a row over the binding was taken")
+        };
+        assert!(
+            matches!(&e, Error::Input(InputError::TooLarge { what, .. }) if what.contains("one row of w")),
+            "{e}"
+        );
+    }
+}

@@ -244,17 +244,15 @@ impl Bert {
             b => Some(arena.buffer(gpu, "dense_weights", b)?),
         };
         let s = scratch.as_ref();
-        let mut d = vec![
-            ops::embed(
-                gpu,
-                &tokens,
-                &self.word,
-                Some(&self.pos),
-                Some(&self.types),
-                &proj,
-            )?,
-            self.emb_ln.plan(gpu, &proj, None, &x)?,
-        ];
+        let mut d = ops::embed(
+            gpu,
+            &tokens,
+            &self.word,
+            Some(&self.pos),
+            Some(&self.types),
+            &proj,
+        )?;
+        d.push(self.emb_ln.plan(gpu, &proj, None, &x)?);
         let heads = self.config.num_attention_heads;
         for l in &self.layers {
             d.extend(l.qkv.plan_in(gpu, &x, &qkv, s)?);
