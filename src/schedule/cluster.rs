@@ -163,6 +163,7 @@ impl<R: Replica> Cluster<R> {
 
     /// Runs `inputs` over the live devices among `devices` (indices into the cluster).
     pub fn run_on(&mut self, devices: &[usize], inputs: &[R::In]) -> Result<BatchOutput<R::Out>> {
+        R::check_batch(inputs)?;
         let n = self.members.len();
         if let Some(&bad) = devices.iter().find(|&&d| d >= n) {
             return Err(Error::invalid(format!(
@@ -193,9 +194,11 @@ impl<R: Replica> Cluster<R> {
                 .collect(),
             ..Default::default()
         };
-        // The same answer as one model's forward pass of no rows.
         if inputs.is_empty() {
-            return Err(Error::invalid("empty batch"));
+            return Ok(BatchOutput {
+                outputs: Vec::new(),
+                report,
+            });
         }
         let shared = Mutex::new(Shared::new(
             inputs.len(),
