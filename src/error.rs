@@ -75,6 +75,28 @@ pub enum InputError {
         /// Value of the limit on this device.
         limit: u64,
     },
+    /// A size computed from a request or a file (a product of its dimensions) does not fit
+    /// in 64 bits (a 413 for a server).
+    #[error("{what}: its size in bytes overflows 64 bits")]
+    Overflow {
+        /// What was being sized, with its dimensions.
+        what: String,
+    },
+    /// A host buffer would exceed the memory sparq lets one request take (see
+    /// [`crate::gpu::limits::host_memory_bound`]; a 413 for a server).
+    #[error(
+        "{what} needs {bytes} bytes of host memory, over the bound of {limit} bytes ({source_of_limit})"
+    )]
+    HostMemory {
+        /// Which buffer, with its dimensions.
+        what: String,
+        /// Bytes needed.
+        bytes: u64,
+        /// The bound.
+        limit: u64,
+        /// Where the bound comes from (`MemAvailable of /proc/meminfo`, or a fixed cap).
+        source_of_limit: &'static str,
+    },
     /// A safetensors file could not be read or is inconsistent.
     #[error("safetensors: {0}")]
     SafeTensors(String),
@@ -341,7 +363,11 @@ impl Error {
     /// shutting down, 504 timed out, 499 cancelled.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::Input(InputError::TooLarge { .. }) => 413,
+            Error::Input(
+                InputError::TooLarge { .. }
+                | InputError::Overflow { .. }
+                | InputError::HostMemory { .. },
+            ) => 413,
             Error::Input(_) => 400,
             Error::Device(_) => 503,
             Error::Internal(_) => 500,
@@ -519,6 +545,11 @@ mod tests {
             (Error::safetensors("a"), ErrorKind::Input, 400),
             (Error::gguf("a"), ErrorKind::Input, 400),
             (too_large(), ErrorKind::Input, 413),
+            (
+                InputError::Overflow { what: "x".into() }.into(),
+                ErrorKind::Input,
+                413,
+            ),
             (std::io::Error::other("disk").into(), ErrorKind::Input, 400),
             (Error::device_lost("a"), ErrorKind::Device, 503),
             (Error::out_of_memory("a"), ErrorKind::Device, 503),

@@ -257,10 +257,11 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
 
 fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     use sparq::bench::gemm;
-    let gpu = Gpu::new(selector)?;
     let mut cfg = gemm::GemmBenchConfig::new(args.quick);
     cfg.all_tilings &= !args.tuned_only;
     cfg.sections = args.only.unwrap_or_default();
+    cfg.check_sections()?;
+    let gpu = Gpu::new(selector)?;
     eprintln!("GEMM benchmark on {} ({})", gpu.caps.name, gpu.caps.backend);
     let mut rows = gemm::run(&gpu, &cfg, |label| eprintln!("  {label}"))?;
     if let Some(path) = &args.torch {

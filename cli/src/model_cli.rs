@@ -229,12 +229,35 @@ fn load<'g>(path: &Path, gpu: &'g Gpu, format: &str) -> Result<Model<'g>> {
     )
 }
 
+/// The input file (or stdin for `-`), read up to one byte past the input limit (which
+/// `Batch::from_json` refuses), so that a huge file is never read whole.
 fn read_input(input: &Path) -> Result<String> {
-    Ok(if input.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
+    use std::io::Read;
+    let limit = sparq::model::prefix::MAX_INPUT_BYTES;
+    let named = |e: std::io::Error| {
+        Error::from(sparq::InputError::File {
+            path: input.display().to_string(),
+            source: std::sync::Arc::new(e),
+        })
+    };
+    let mut bytes = Vec::new();
+    // The whole file's size where known, for the message; what was read otherwise.
+    let mut size = 0;
+    if input.as_os_str() == "-" {
+        std::io::stdin()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)?;
     } else {
-        sparq::error::read_text(input)?
-    })
+        let file = std::fs::File::open(input).map_err(named)?;
+        size = file.metadata().map_or(0, |m| m.len() as usize);
+        file.take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(named)?;
+    }
+    let size = size.max(bytes.len());
+    sparq::model::prefix::check_input_bytes(&format!("{}", input.display()), size)?;
+    String::from_utf8(bytes)
+        .map_err(|e| named(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Embeds `texts` with one replica of the model per device of `adapters`, split by measured
@@ -425,6 +448,43 @@ fn pack_decoder(
     Ok(())
 }
 
+/// `e` with `flags` (the options whose values were too large) before the buffer it names.
+fn naming_flags(e: Error, flags: &str) -> Error {
+    use sparq::InputError::{HostMemory, Overflow, TooLarge};
+    match e {
+        Error::Input(TooLarge {
+            what,
+            bytes,
+            limit_name,
+            limit,
+        }) => TooLarge {
+            what: format!("{flags}: {what}"),
+            bytes,
+            limit_name,
+            limit,
+        }
+        .into(),
+        Error::Input(Overflow { what }) => Overflow {
+            what: format!("{flags}: {what}"),
+        }
+        .into(),
+        Error::Input(HostMemory {
+            what,
+            bytes,
+            limit,
+            source_of_limit,
+        }) => HostMemory {
+            what: format!("{flags}: {what}"),
+            bytes,
+            limit,
+            source_of_limit,
+        }
+        .into(),
+        Error::Input(sparq::InputError::Shape(m)) => Error::shape(format!("{flags}: {m}")),
+        other => other,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TorchRow {
     dtype: String,
@@ -472,7 +532,9 @@ fn model_bench(
         if !seen.insert(m.layer_formats()) {
             continue;
         }
-        for mut row in sparq::model::bench::run(&m, &gpu, batches, seq, iters)? {
+        let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters)
+            .map_err(|e| naming_flags(e, "--batch/--seq"))?;
+        for mut row in rows {
             row.torch_fp32_us = find("fp32", row.batch);
             row.torch_fp16_us = find("fp16", row.batch);
             all.push(row);

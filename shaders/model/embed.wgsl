@@ -1,6 +1,8 @@
 // Embedding lookup: a row is word[id] (+ position[pos]) (+ type[segment]). Tables are dense
 // rows of `cols` floats; the output row is padded to `stride` with zeros. Indices were checked
-// on the host and are clamped here too, so no input reads outside a table.
+// on the host and are clamped here too, so no input reads outside a table. A word table split
+// over several buffers runs one dispatch per buffer, holding rows first .. first + vocab: it
+// writes only the rows whose ids it holds (the last buffer also the ids past its end, clamped).
 struct Params {
     rows: u32,
     cols: u32,
@@ -8,8 +10,8 @@ struct Params {
     vocab: u32,
     positions: u32,
     types: u32,
-    _p0: u32,
-    _p1: u32,
+    first: u32,
+    last: u32,
 }
 
 override HAS_POS: bool = false;
@@ -30,7 +32,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         return;
     }
     let tok = tokens[row];
-    let wbase = min(tok.x, p.vocab - 1u) * p.cols;
+    if (tok.x < p.first || (tok.x - p.first >= p.vocab && p.last == 0u)) {
+        return;
+    }
+    let wbase = min(tok.x - p.first, p.vocab - 1u) * p.cols;
     let pbase = min(tok.y, p.positions - 1u) * p.cols;
     let tbase = min(tok.z, p.types - 1u) * p.cols;
     for (var c = t; c < p.stride; c += {{WG}}u) {

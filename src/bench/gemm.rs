@@ -5,7 +5,7 @@
 //! timings of the same shapes from the same run when given.
 
 use super::{TorchBaseline, median, time_dispatches};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::formats::{PackedWeights, WeightFormat};
 use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::{CoopTiling, KernelChoice, Linear, Strategy, coop};
@@ -34,7 +34,26 @@ pub struct GemmBenchConfig {
     pub sections: Vec<String>,
 }
 
+/// The sections of [`GemmBenchConfig::sections`].
+pub const SECTIONS: [&str; 4] = ["square", "weights", "crossover", "dp4a"];
+
 impl GemmBenchConfig {
+    /// Refuses a section name that is not one of [`SECTIONS`] (an unknown name would run
+    /// nothing and print an empty table).
+    pub fn check_sections(&self) -> Result<()> {
+        match self
+            .sections
+            .iter()
+            .find(|s| !SECTIONS.contains(&s.as_str()))
+        {
+            Some(bad) => Err(Error::invalid(format!(
+                "unknown GEMM section '{bad}'; the sections are {}",
+                SECTIONS.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn has(&self, section: &str) -> bool {
         self.sections.is_empty() || self.sections.iter().any(|s| s == section)
     }
@@ -184,6 +203,7 @@ pub fn run(
     cfg: &GemmBenchConfig,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<GemmRow>> {
+    cfg.check_sections()?;
     let tc = coop::available(gpu);
     let mut rows = Vec::new();
     // 1. Square f16 GEMM: every tiling, and the portable kernel at the smallest size.

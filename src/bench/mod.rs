@@ -138,6 +138,11 @@ pub fn run(
     cfg: &BenchConfig,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<BenchReport> {
+    let max_m = cfg.ms.iter().copied().max().unwrap_or(1);
+    for &shape in &cfg.shapes {
+        // The floats, one packed copy at a time, and the device's copies where it is the host.
+        gpu.check_layer_shape(shape, max_m, 3)?;
+    }
     let total = 1 + cfg.shapes.len() * cfg.formats.len() * cfg.ms.len();
     progress(0, total, "streaming-read ceiling");
     let ceiling = stream_read_gbps(gpu, cfg.ceiling_bytes, cfg.iters.max(10))?;

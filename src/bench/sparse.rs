@@ -173,6 +173,13 @@ pub fn run(
     let mut matrices: Vec<(Vec<f32>, usize, usize)> = Vec::new();
     // For each row, the pruned matrix and precision the chooser judges.
     let mut row_src: Vec<Option<(usize, ValueType)>> = Vec::new();
+    let max_m = cfg.ms.iter().copied().max().unwrap_or(1);
+    // The floats, a pruned copy per sparsity and block shape, the chooser's kept matrices,
+    // and the device's copies where it is the host.
+    let host_copies = 3 + 2 * cfg.sparsities.len() * (1 + cfg.block_shapes.len());
+    for &shape in &cfg.shapes {
+        gpu.check_layer_shape(shape, max_m, host_copies)?;
+    }
     for &(n, k) in &cfg.shapes {
         let w = random_weights(n, k);
         let mut rng = StdRng::seed_from_u64(7);

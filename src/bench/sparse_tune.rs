@@ -39,6 +39,8 @@ pub struct TuneRow {
 /// Sweeps the knobs for CSR (f16, 90 % magnitude), BSR 4×32 f16 (90 % of blocks) and 2:4
 /// (f16 and int4) at `n × k` for each m in `ms`; rows fastest first per format and m.
 pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Result<Vec<TuneRow>> {
+    // The floats, the 2:4 copy, the pruned copies and the device's.
+    gpu.check_layer_shape((n, k), ms.iter().copied().max().unwrap_or(1), 6)?;
     let mut rng = StdRng::seed_from_u64(7);
     let w: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0..1.0)).collect();
     let w24 = n_of_m(&w, n, k, 2, 4)?.w;

@@ -6,6 +6,7 @@ mod adapter;
 mod caps;
 mod dispatch;
 mod kernel;
+pub mod limits;
 mod pool;
 mod readback;
 mod timer;

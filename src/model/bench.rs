@@ -43,6 +43,10 @@ pub fn run(
     seq: usize,
     iters: usize,
 ) -> Result<Vec<ModelBenchRow>> {
+    // Every shape first: a size the device cannot hold is refused before any is timed.
+    for &batch in batches {
+        model.check_plan(batch, seq)?;
+    }
     let mut rows = Vec::new();
     for &batch in batches {
         let row = model.with_plan(batch, seq, |d| {

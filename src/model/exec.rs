@@ -11,9 +11,18 @@ use crate::gpu::Gpu;
 use crate::graph::Submitted;
 
 /// A forward pass submitted to the device and not yet read back: hand it to [`Model::wait`].
+/// A batch over the device's binding limits is several passes, read back in order.
 pub struct Pending {
-    submitted: Submitted,
-    rows: usize,
+    parts: Vec<(Submitted, usize)>,
+}
+
+impl Pending {
+    /// A pending pass of one request.
+    pub(super) fn one(submitted: Submitted, rows: usize) -> Self {
+        Pending {
+            parts: vec![(submitted, rows)],
+        }
+    }
 }
 
 impl Model<'_> {
@@ -30,17 +39,49 @@ impl Model<'_> {
         let inputs: Vec<&[u8]> = request.inputs.iter().map(Vec::as_slice).collect();
         let submitted = st.exec.submit(gpu, &key, &inputs)?;
         st.forwards += 1;
-        Ok(Pending {
-            submitted,
-            rows: request.rows,
-        })
+        Ok(Pending::one(submitted, request.rows))
     }
 
-    /// Waits for a pass from [`Model::submit`] and returns its results. Passes may be waited
-    /// for in any order.
-    pub fn wait(&self, pending: Pending) -> Result<Output> {
-        let (readout, reader) = pending.submitted.read(&self.gpu)?;
-        self.state.lock().unwrap().exec.recycle(reader);
-        self.net.output(pending.rows, readout)
+    /// Submits each of `requests` (the passes of one batch, in order).
+    pub(super) fn submit_all(&self, requests: Vec<Request>) -> Result<Pending> {
+        let mut parts = Vec::with_capacity(requests.len());
+        for r in requests {
+            parts.extend(self.submit_request(r)?.parts);
+        }
+        Ok(Pending { parts })
     }
+
+    /// Waits for a pass from [`Model::submit`] and returns its results (those of every pass
+    /// of a split batch, concatenated in order). Passes may be waited for in any order.
+    pub fn wait(&self, pending: Pending) -> Result<Output> {
+        let mut whole: Option<Output> = None;
+        for (submitted, rows) in pending.parts {
+            let (readout, reader) = submitted.read(&self.gpu)?;
+            self.state.lock().unwrap().exec.recycle(reader);
+            let out = self.net.output(rows, readout)?;
+            whole = Some(match whole {
+                None => out,
+                Some(w) => concat(w, out),
+            });
+        }
+        whole.ok_or_else(|| crate::Error::invariant("a pending pass with no parts"))
+    }
+}
+
+/// The results of two consecutive passes as those of one.
+fn concat(mut a: Output, b: Output) -> Output {
+    a.rows += b.rows;
+    a.values.extend(b.values);
+    a.probabilities = match (a.probabilities, b.probabilities) {
+        (Some(mut p), Some(q)) => {
+            p.extend(q);
+            Some(p)
+        }
+        _ => None,
+    };
+    a.gpu_seconds = match (a.gpu_seconds, b.gpu_seconds) {
+        (Some(x), Some(y)) => Some(x + y),
+        _ => None,
+    };
+    a
 }

@@ -7,8 +7,10 @@ use crate::model::Batch;
 impl Batch {
     /// Parses a batch from JSON: `{"texts": [...]}`, `{"ids": [[...]], "types": [[...]]}` or
     /// `{"features": [[...]]}`. A leading UTF-8 byte-order mark is skipped, as editors on some
-    /// systems write one.
+    /// systems write one. A text over [`crate::model::prefix::MAX_INPUT_BYTES`] is refused
+    /// before it is parsed.
     pub fn from_json(text: &str) -> Result<Batch> {
+        crate::model::prefix::check_input_bytes("the input JSON", text.len())?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::invalid(format!("input JSON: {e}")))?;

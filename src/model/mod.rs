@@ -36,6 +36,7 @@ pub mod names;
 pub mod network;
 pub mod ops;
 pub mod perplexity;
+pub mod prefix;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
@@ -315,23 +316,31 @@ impl<'g> Model<'g> {
 
     /// Tokenises and uploads `batch` and submits its forward pass without waiting for it:
     /// [`Model::wait`] returns the results. Several passes may be in flight at once.
+    /// A batch over the device's binding limits runs as several passes of consecutive rows,
+    /// whose results concatenate to the same rows in order.
     pub fn submit(&self, batch: &Batch) -> Result<Pending> {
-        let request = self.net.request(batch)?;
-        self.submit_request(request)
+        let requests = self.net.requests(&self.gpu, batch)?;
+        self.submit_all(requests)
+    }
+
+    /// Refuses, before anything is allocated, a (batch, sequence) shape that
+    /// [`Model::with_plan`] cannot run in one pass on this device (or at all: a model
+    /// without sequences).
+    pub fn check_plan(&self, batch: usize, seq: usize) -> Result<()> {
+        self.net.check_bench(&self.gpu, batch, seq)
     }
 
     /// The planned dispatches of a (batch, sequence) shape, for benchmarks: `record` gets
-    /// them after the inputs (zero tokens of mask 1) were written.
+    /// them after the inputs (zero tokens of mask 1) were written. A shape one pass cannot
+    /// hold on this device is refused before anything is allocated; a model without
+    /// sequences (the MLP) is an error.
     pub fn with_plan<R>(
         &self,
         batch: usize,
         seq: usize,
         record: impl FnOnce(&[Dispatch]) -> Result<R>,
     ) -> Result<R> {
-        let request = self
-            .net
-            .bench_request(batch, seq)
-            .ok_or_else(|| Error::invalid("with_plan is for encoders"))?;
+        let request = self.net.bench_request(&self.gpu, batch, seq)?;
         let key = request.signature;
         self.wait(self.submit_request(request)?)?;
         let st = self.state.lock().unwrap();
@@ -352,18 +361,13 @@ pub(crate) fn bucket(longest: usize) -> usize {
         .max(longest)
 }
 
-/// Token ids and types of each of `texts`.
+/// Token ids and types of each of `texts`, tokenising only the prefix of a long text that
+/// its truncation keeps ([`prefix`]).
 pub(crate) fn encode(
     tok: &tokenizers::Tokenizer,
     texts: &[String],
 ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-    let enc = tok
-        .encode_batch(texts.to_vec(), true)
-        .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
-    Ok(enc
-        .iter()
-        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-        .collect())
+    prefix::encode(tok, texts)
 }
 
 /// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding.

@@ -38,17 +38,55 @@ pub trait Network: Send + Sync {
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         None
     }
-    /// Checks `batch` and turns it into a request (typed errors for bad input).
-    fn request(&self, batch: &Batch) -> Result<Request>;
+    /// Checks `batch` and turns it into requests, in order, each small enough for one pass
+    /// on `gpu` (typed errors for bad input): a batch over the device's binding limits is
+    /// split by rows (see [`rows_per_pass`]), and the outputs of the passes concatenate to
+    /// the batch's.
+    fn requests(&self, gpu: &Gpu, batch: &Batch) -> Result<Vec<Request>>;
     /// Plans the pass of `signature` over `slots`.
     fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass>;
     /// The results of a request of `rows` rows from its pass's outputs.
     fn output(&self, rows: usize, readout: Readout) -> Result<Output>;
-    /// A request of `batch` sequences of `seq` tokens, for benchmarks replaying a plan;
-    /// `None` for networks without sequences.
-    fn bench_request(&self, _batch: usize, _seq: usize) -> Option<Request> {
-        None
+    /// A request of `batch` sequences of `seq` tokens in one pass, for benchmarks replaying
+    /// a plan, refused before anything is allocated when the pass does not fit `gpu`; an
+    /// error for networks without sequences.
+    fn bench_request(&self, gpu: &Gpu, batch: usize, seq: usize) -> Result<Request> {
+        self.check_bench(gpu, batch, seq)?;
+        Err(Error::invariant(
+            "a network that passes check_bench builds its request",
+        ))
     }
+    /// Refuses, before anything is allocated, a [`Network::bench_request`] that one pass on
+    /// `gpu` cannot hold; an error for networks without sequences.
+    fn check_bench(&self, _gpu: &Gpu, _batch: usize, _seq: usize) -> Result<()> {
+        Err(Error::invalid(
+            "model-bench times encoders (text models, by batch and sequence length); \
+             this model does not read token sequences",
+        ))
+    }
+}
+
+/// Most rows one pass takes on `gpu` when a row needs `row_bytes` of the pass's largest
+/// buffer, with rows padded as [`crate::model::decode::bucket_rows`] pads them when `padded`;
+/// 0 when not even one row fits.
+pub fn rows_per_pass(gpu: &Gpu, row_bytes: u64, padded: bool) -> usize {
+    let limit = gpu.caps.max_storage_binding.min(gpu.caps.max_buffer);
+    let cap = usize::try_from(limit / row_bytes.max(1)).unwrap_or(usize::MAX);
+    match cap {
+        _ if !padded => cap,
+        0 => 0,
+        // `bucket_rows` pads up to a multiple of 64 from 64 rows, to a power of two below.
+        64.. => cap / 64 * 64,
+        _ => 1 << cap.ilog2(),
+    }
+}
+
+/// `rows` split into consecutive ranges of at most `per_pass` (at least one range).
+pub(crate) fn passes(rows: usize, per_pass: usize) -> Vec<std::ops::Range<usize>> {
+    let per = per_pass.max(1);
+    (0..rows.div_ceil(per).max(1))
+        .map(|p| p * per..((p + 1) * per).min(rows))
+        .collect()
 }
 
 /// Neurons that [`super::shrink::drop_neurons`] cuts: per hidden layer, the tensors whose rows

@@ -156,6 +156,10 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
         ));
     }
     let gpus = open_devices(&cfg.adapters)?;
+    for g in &gpus {
+        // Every layer's floats, one packed copy at a time, and the device's copies.
+        g.check_layer_shape((cfg.n, cfg.k), cfg.batch, cfg.formats.len() + 2)?;
+    }
     let mut rng = StdRng::seed_from_u64(7);
     let mut layers = Vec::new();
     for (i, &f) in cfg.formats.iter().enumerate() {
@@ -361,6 +365,15 @@ pub fn run_model(
     words: usize,
     max_rows: usize,
 ) -> Result<Vec<DataParallelReport>> {
+    for &batch in batches {
+        // Each sentence (its words and the String), and its vector coming back.
+        let what = format!("a batch of {batch} sentences of ≤ {words} words and their vectors");
+        let per_row = 24 + 8 * words + 4 * 1024;
+        crate::gpu::limits::check_host(
+            &what,
+            crate::gpu::limits::byte_size(&what, &[batch, per_row], 1)?,
+        )?;
+    }
     let gpus = open_devices(adapters)?;
     let mut cluster = Cluster::new(
         gpus,

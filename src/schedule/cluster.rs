@@ -163,6 +163,7 @@ impl<R: Replica> Cluster<R> {
 
     /// Runs `inputs` over the live devices among `devices` (indices into the cluster).
     pub fn run_on(&mut self, devices: &[usize], inputs: &[R::In]) -> Result<BatchOutput<R::Out>> {
+        R::check_batch(inputs)?;
         let n = self.members.len();
         if let Some(&bad) = devices.iter().find(|&&d| d >= n) {
             return Err(Error::invalid(format!(

@@ -92,6 +92,21 @@ pub trait Replica: Send {
 
     /// Waits for the micro-batch started in `slot` and returns its outputs.
     fn finish(&mut self, slot: usize) -> Result<Finished<Self::Out>>;
+
+    /// Refuses a whole batch before it is split over devices, as one device would: a model
+    /// refuses an empty batch, the same error as its own forward pass. Default: any batch,
+    /// an empty one giving no outputs.
+    fn check_batch(_inputs: &[Self::In]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The error of a model's forward pass over no rows.
+pub(crate) fn refuse_empty<T>(inputs: &[T]) -> Result<()> {
+    match inputs.is_empty() {
+        true => Err(Error::invalid("empty batch")),
+        false => Ok(()),
+    }
 }
 
 /// Runs `inputs` through `replica` alone, in micro-batches of at most `max_rows`: the

@@ -64,6 +64,10 @@ impl Replica for ModelReplica {
     type In = String;
     type Out = Vec<f32>;
 
+    fn check_batch(inputs: &[Self::In]) -> Result<()> {
+        super::refuse_empty(inputs)
+    }
+
     fn max_rows(&self) -> usize {
         self.max_rows
     }
@@ -159,6 +163,10 @@ impl TokenReplica {
 impl Replica for TokenReplica {
     type In = TokenRow;
     type Out = Vec<f32>;
+
+    fn check_batch(inputs: &[Self::In]) -> Result<()> {
+        super::refuse_empty(inputs)
+    }
 
     fn max_rows(&self) -> usize {
         self.0.max_rows

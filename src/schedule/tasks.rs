@@ -448,6 +448,7 @@ impl TaskPool {
                         .ok_or_else(|| {
                             Error::invalid(format!("model '{name}' is not on {device}"))
                         })?;
+                    R::check_batch(&inputs)?;
                     if inputs.is_empty() {
                         return Ok(Vec::new());
                     }

@@ -13,10 +13,11 @@ use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Activation, Architecture, BertConfig};
 use crate::model::loader::{Store, WeightFile, quantizer};
 use crate::model::names::Names;
-use crate::model::network::{Family, Network, NeuronCuts, Request};
+use crate::model::network::{Family, Network, NeuronCuts, Request, passes, rows_per_pass};
 use crate::model::ops::{self, Norm, Table};
 use crate::model::reference::LinearSite;
 use crate::model::{Batch, LoadOptions, Output};
+use crate::tensor::stride_of;
 
 pub mod calibrate;
 pub mod weights;
@@ -194,6 +195,30 @@ impl Bert {
         Ok(())
     }
 
+    /// Bytes one token takes in the pass's widest buffer (QKV, the FFN's activations, or
+    /// its row of the token input): what bounds the sequences of one pass.
+    pub fn token_bytes(&self) -> u64 {
+        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
+        (4 * stride_of(3 * h)).max(4 * stride_of(i)).max(16) as u64
+    }
+
+    /// Refuses a pass of `batch` sequences padded to `seq` tokens whose buffers one storage
+    /// binding of `gpu` cannot hold (or whose sizes overflow), before anything is allocated.
+    pub fn check_pass(&self, gpu: &Gpu, batch: usize, seq: usize) -> Result<()> {
+        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
+        let max = self.config.max_position_embeddings;
+        if seq > max {
+            return Err(Error::shape(format!(
+                "sequences of {seq} tokens: the model takes at most {max}"
+            )));
+        }
+        let what = format!("a pass of {batch} sequences × {seq} tokens");
+        gpu.check_tensor(&format!("{what}: token inputs"), &[batch, seq], 16)?;
+        gpu.check_tensor(&format!("{what}: QKV"), &[batch, seq, stride_of(3 * h)], 4)?;
+        gpu.check_tensor(&format!("{what}: FFN"), &[batch, seq, stride_of(i)], 4)?;
+        Ok(())
+    }
+
     /// Plans a forward pass of `batch` sequences padded to `seq` tokens.
     pub fn plan(&self, gpu: &Gpu, arena: &mut Slots, batch: usize, seq: usize) -> Result<Pass> {
         let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
@@ -219,17 +244,15 @@ impl Bert {
             b => Some(arena.buffer(gpu, "dense_weights", b)?),
         };
         let s = scratch.as_ref();
-        let mut d = vec![
-            ops::embed(
-                gpu,
-                &tokens,
-                &self.word,
-                Some(&self.pos),
-                Some(&self.types),
-                &proj,
-            )?,
-            self.emb_ln.plan(gpu, &proj, None, &x)?,
-        ];
+        let mut d = ops::embed(
+            gpu,
+            &tokens,
+            &self.word,
+            Some(&self.pos),
+            Some(&self.types),
+            &proj,
+        )?;
+        d.push(self.emb_ln.plan(gpu, &proj, None, &x)?);
         let heads = self.config.num_attention_heads;
         for l in &self.layers {
             d.extend(l.qkv.plan_in(gpu, &x, &qkv, s)?);
@@ -272,7 +295,7 @@ struct Encoder {
 impl Encoder {
     /// The request of token `ids` (and `types`): one row `[id, position, type, mask]` per
     /// token, sequences padded to their bucket.
-    fn tokens(&self, ids: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Request> {
+    fn tokens(&self, gpu: &Gpu, ids: &[Vec<u32>], types: Option<&[Vec<u32>]>) -> Result<Request> {
         self.bert.check_tokens(ids, types)?;
         let batch = ids.len();
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
@@ -281,6 +304,7 @@ impl Encoder {
         // recorded plans instead of recording one per row count (rows are independent, so
         // padding changes no real row's result).
         let padded = crate::model::decode::bucket_rows(batch);
+        self.bert.check_pass(gpu, padded, seq)?;
         let mut rows = vec![[0u32; 4]; padded * seq];
         for (s, seq_ids) in ids.iter().enumerate() {
             for (p, &id) in seq_ids.iter().enumerate() {
@@ -297,6 +321,30 @@ impl Encoder {
             inputs: vec![bytemuck::cast_slice(&rows).to_vec()],
             rows: batch,
         })
+    }
+}
+
+impl Encoder {
+    /// The requests of token `ids` (and `types`): one pass, or as many as the device's
+    /// binding limit needs, of consecutive sequences.
+    fn split(
+        &self,
+        gpu: &Gpu,
+        ids: &[Vec<u32>],
+        types: Option<&[Vec<u32>]>,
+    ) -> Result<Vec<Request>> {
+        self.bert.check_tokens(ids, types)?;
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let seq = crate::model::bucket(longest);
+        let per_pass = rows_per_pass(gpu, seq as u64 * self.bert.token_bytes(), true);
+        if per_pass == 0 {
+            // Not even one sequence fits: the error names the buffer and the limit.
+            self.bert.check_pass(gpu, 1, seq)?;
+        }
+        passes(ids.len(), per_pass)
+            .into_iter()
+            .map(|r| self.tokens(gpu, &ids[r.clone()], types.map(|t| &t[r])))
+            .collect()
     }
 }
 
@@ -317,7 +365,7 @@ impl Network for Encoder {
         self.tokenizer.as_ref()
     }
 
-    fn request(&self, batch: &Batch) -> Result<Request> {
+    fn requests(&self, gpu: &Gpu, batch: &Batch) -> Result<Vec<Request>> {
         match batch {
             Batch::Text(texts) => {
                 if texts.is_empty() {
@@ -328,9 +376,9 @@ impl Network for Encoder {
                 })?;
                 let (ids, types): (Vec<_>, Vec<_>) =
                     crate::model::encode(tok, texts)?.into_iter().unzip();
-                self.tokens(&ids, Some(&types))
+                self.split(gpu, &ids, Some(&types))
             }
-            Batch::Tokens { ids, types } => self.tokens(ids, types.as_deref()),
+            Batch::Tokens { ids, types } => self.split(gpu, ids, types.as_deref()),
             Batch::Features { .. } => Err(Error::invalid(
                 "an encoder takes text or token ids, not feature rows",
             )),
@@ -358,8 +406,16 @@ impl Network for Encoder {
         })
     }
 
-    fn bench_request(&self, batch: usize, seq: usize) -> Option<Request> {
-        self.tokens(&vec![vec![0u32; seq]; batch], None).ok()
+    fn bench_request(&self, gpu: &Gpu, batch: usize, seq: usize) -> Result<Request> {
+        self.check_bench(gpu, batch, seq)?;
+        self.tokens(gpu, &vec![vec![0u32; seq]; batch], None)
+    }
+
+    fn check_bench(&self, gpu: &Gpu, batch: usize, seq: usize) -> Result<()> {
+        // Unpadded first, so that padding a hostile number cannot overflow.
+        self.bert.check_pass(gpu, batch, seq)?;
+        let padded = crate::model::decode::bucket_rows(batch);
+        self.bert.check_pass(gpu, padded, crate::model::bucket(seq))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::linear::{LinearLayer, LinearOptions};
 use crate::model::compress::{Floats, Linears};
 use crate::model::config::{Architecture, MlpConfig};
 use crate::model::loader::{Store, WeightFile};
-use crate::model::network::{Family, Network, NeuronCuts, Request};
+use crate::model::network::{Family, Network, NeuronCuts, Request, passes, rows_per_pass};
 use crate::model::ops;
 use crate::model::{Batch, LoadOptions, Output};
 use crate::tensor::stride_of;
@@ -155,17 +155,55 @@ impl Network for Mlp {
         self.layers.iter().map(LinearLayer::weight_bytes).sum()
     }
 
-    fn request(&self, batch: &Batch) -> Result<Request> {
+    fn requests(&self, gpu: &Gpu, batch: &Batch) -> Result<Vec<Request>> {
         let Batch::Features { rows, cols, data } = batch else {
-            return Err(Error::invalid(
-                "a classifier takes feature rows, not text or tokens",
-            ));
+            return self.request(batch).map(|r| vec![r]);
         };
-        let (rows, cols) = (*rows, *cols);
+        self.check_features(*rows, *cols, data)?;
+        let widest = self.config.sizes.iter().map(|&s| stride_of(s)).max();
+        let per_pass = rows_per_pass(gpu, 4 * widest.unwrap_or(4) as u64, false);
+        if per_pass == 0 || *rows <= per_pass {
+            let request = self.request(batch)?;
+            Mlp::check_pass(self, gpu, request.rows)?;
+            return Ok(vec![request]);
+        }
+        passes(*rows, per_pass)
+            .into_iter()
+            .map(|r| {
+                self.request(&Batch::Features {
+                    rows: r.len(),
+                    cols: *cols,
+                    data: data[r.start * cols..r.end * cols].to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass> {
+        Mlp::plan(self, gpu, slots, signature.batch)
+    }
+
+    fn output(&self, rows: usize, readout: Readout) -> Result<Output> {
+        self.output_of(rows, readout)
+    }
+}
+
+impl Mlp {
+    /// Refuses a pass of `rows` rows whose buffers one storage binding of `gpu` cannot hold,
+    /// before anything is allocated.
+    fn check_pass(&self, gpu: &Gpu, rows: usize) -> Result<()> {
+        let widest = self.config.sizes.iter().map(|&s| stride_of(s)).max();
+        let what = format!("a pass of {rows} feature rows: the widest layer's activations");
+        gpu.check_tensor(&what, &[rows, widest.unwrap_or(4)], 4)?;
+        Ok(())
+    }
+
+    /// Refuses feature rows that are empty, do not fit the classifier, or are not finite.
+    fn check_features(&self, rows: usize, cols: usize, data: &[f32]) -> Result<()> {
         if rows == 0 {
             return Err(Error::invalid("empty batch"));
         }
-        if cols != self.inputs() || data.len() != rows * cols {
+        if cols != self.inputs() || rows.checked_mul(cols) != Some(data.len()) {
             return Err(Error::shape(format!(
                 "{rows} × {cols} features ({} values) for a classifier of {} inputs",
                 data.len(),
@@ -175,6 +213,18 @@ impl Network for Mlp {
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid(format!("feature {i} is {}", data[i])));
         }
+        Ok(())
+    }
+
+    /// The request of one pass of `batch` (feature rows).
+    fn request(&self, batch: &Batch) -> Result<Request> {
+        let Batch::Features { rows, cols, data } = batch else {
+            return Err(Error::invalid(
+                "a classifier takes feature rows, not text or tokens",
+            ));
+        };
+        let (rows, cols) = (*rows, *cols);
+        self.check_features(rows, cols, data)?;
         let s = stride_of(cols);
         let mut padded = vec![0f32; rows * s];
         for r in 0..rows {
@@ -187,11 +237,8 @@ impl Network for Mlp {
         })
     }
 
-    fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass> {
-        Mlp::plan(self, gpu, slots, signature.batch)
-    }
-
-    fn output(&self, rows: usize, readout: Readout) -> Result<Output> {
+    /// The results of a pass of `rows` rows.
+    fn output_of(&self, rows: usize, readout: Readout) -> Result<Output> {
         let mut tensors = readout.tensors.into_iter();
         let values = tensors
             .next()

@@ -74,8 +74,8 @@ pub(crate) struct EmbedParams {
     vocab: u32,
     positions: u32,
     types: u32,
-    _p0: u32,
-    _p1: u32,
+    first: u32,
+    last: u32,
 }
 
 /// Params of `norm.wgsl`.
@@ -170,7 +170,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
     use crate::params_layout;
     vec![
         params_layout!(K_EMBED.name, EMBED, "Params", EmbedParams;
-            rows, cols, stride, vocab, positions, types, _p0, _p1),
+            rows, cols, stride, vocab, positions, types, first, last),
         params_layout!(K_NORM.name, NORM, "Params", NormParams;
             rows, cols, stride, _p0, eps, _p1, _p2, _p3),
         params_layout!(K_ELEMENTWISE.name, ELEMENTWISE, "Params", ElementwiseParams;
@@ -248,10 +248,12 @@ pub(super) fn token_rows(tokens: &wgpu::Buffer, rows: usize, what: &str) -> Resu
     Ok(())
 }
 
-/// An embedding table on the device (`rows × cols`, dense).
+/// An embedding table on the device (`rows × cols`, dense), split by rows over as many
+/// buffers as one storage binding of the device needs (a large vocabulary's word table can
+/// exceed one binding).
 pub struct Table {
-    /// The values.
-    pub buffer: wgpu::Buffer,
+    /// The buffers of consecutive rows, each with its first row.
+    chunks: Vec<(wgpu::Buffer, usize)>,
     /// Entries.
     pub rows: usize,
     /// Width.
@@ -259,23 +261,54 @@ pub struct Table {
 }
 
 impl Table {
-    /// Uploads `data` (`rows × cols`).
+    /// Uploads `data` (`rows × cols`), split by rows at the device's binding limit.
     pub fn new(gpu: &Gpu, label: &str, data: &[f32], rows: usize, cols: usize) -> Result<Self> {
-        if data.len() != rows * cols || rows == 0 || cols == 0 {
+        if rows.checked_mul(cols) != Some(data.len()) || rows == 0 || cols == 0 {
             return Err(Error::shape(format!(
                 "{label}: {} values for a {rows} × {cols} table",
                 data.len()
             )));
         }
-        Ok(Table {
-            buffer: gpu.upload(label, data)?,
-            rows,
-            cols,
-        })
+        let limit = gpu.caps.max_storage_binding.min(gpu.caps.max_buffer);
+        let per_chunk = usize::try_from(limit / (cols as u64 * 4)).unwrap_or(usize::MAX);
+        if per_chunk == 0 {
+            // One row does not fit: the error names the row and the limit.
+            gpu.check_binding(&format!("one row of {label} ({cols} f32)"), cols as u64 * 4)?;
+        }
+        let per_chunk = per_chunk.clamp(1, rows);
+        let chunks = (0..rows)
+            .step_by(per_chunk)
+            .map(|first| {
+                let end = (first + per_chunk).min(rows);
+                let buffer = gpu.upload(label, &data[first * cols..end * cols])?;
+                Ok((buffer, first))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Table { chunks, rows, cols })
+    }
+
+    /// Buffers the table is split over (1 when it fits one binding).
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The one buffer of a table that must fit one binding (positions, token types).
+    fn single(&self, gpu: &Gpu, what: &str) -> Result<&wgpu::Buffer> {
+        match &self.chunks[..] {
+            [(b, _)] => Ok(b),
+            _ => Err(Error::Input(crate::error::InputError::TooLarge {
+                what: format!("the {what} table ({} × {} f32)", self.rows, self.cols),
+                bytes: (self.rows * self.cols * 4) as u64,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: gpu.caps.max_storage_binding,
+            })),
+        }
     }
 }
 
-/// `out[r] = word[id] (+ pos[position]) (+ types[type])` for the token rows in `tokens`.
+/// `out[r] = word[id] (+ pos[position]) (+ types[type])` for the token rows in `tokens`: one
+/// dispatch per buffer of the word table, each writing the rows whose ids it holds (the
+/// position and type tables must each fit one binding).
 pub fn embed(
     gpu: &Gpu,
     tokens: &wgpu::Buffer,
@@ -283,7 +316,7 @@ pub fn embed(
     pos: Option<&Table>,
     types: Option<&Table>,
     out: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     need_f32(out, "embedding output")?;
     token_rows(tokens, out.rows, "embedding")?;
     for t in [pos, types].into_iter().flatten() {
@@ -300,36 +333,48 @@ pub fn embed(
             out.cols, word.cols
         )));
     }
-    let params = EmbedParams {
-        rows: out.rows as u32,
-        cols: out.cols as u32,
-        stride: out.stride() as u32,
-        vocab: word.rows as u32,
-        positions: pos.map_or(1, |t| t.rows) as u32,
-        types: types.map_or(1, |t| t.rows) as u32,
-        _p0: 0,
-        _p1: 0,
-    };
-    dispatch(
-        gpu,
-        &K_EMBED,
-        EMBED,
-        format!("embed {}×{}", out.rows, out.cols),
-        &[],
-        &[
-            ("HAS_POS", pos.is_some() as u8 as f64),
-            ("HAS_TYPE", types.is_some() as u8 as f64),
-        ],
-        &params,
-        &[
-            Some(tokens),
-            Some(&word.buffer),
-            pos.map(|t| &t.buffer),
-            types.map(|t| &t.buffer),
-            Some(&out.buffer),
-        ],
-        out.rows as u32,
-    )
+    let (pos_buf, types_buf) = (
+        pos.map(|t| t.single(gpu, "position")).transpose()?,
+        types.map(|t| t.single(gpu, "token type")).transpose()?,
+    );
+    let last = word.chunks.len() - 1;
+    word.chunks
+        .iter()
+        .enumerate()
+        .map(|(c, (buffer, first))| {
+            let end = word.chunks.get(c + 1).map_or(word.rows, |n| n.1);
+            let params = EmbedParams {
+                rows: out.rows as u32,
+                cols: out.cols as u32,
+                stride: out.stride() as u32,
+                vocab: (end - first) as u32,
+                positions: pos.map_or(1, |t| t.rows) as u32,
+                types: types.map_or(1, |t| t.rows) as u32,
+                first: *first as u32,
+                last: (c == last) as u32,
+            };
+            dispatch(
+                gpu,
+                &K_EMBED,
+                EMBED,
+                format!("embed {}×{}", out.rows, out.cols),
+                &[],
+                &[
+                    ("HAS_POS", pos.is_some() as u8 as f64),
+                    ("HAS_TYPE", types.is_some() as u8 as f64),
+                ],
+                &params,
+                &[
+                    Some(tokens),
+                    Some(buffer),
+                    pos_buf,
+                    types_buf,
+                    Some(&out.buffer),
+                ],
+                out.rows as u32,
+            )
+        })
+        .collect()
 }
 
 /// A normalisation layer's parameters on the device.
