@@ -278,9 +278,11 @@ pub fn pack_model(
     c: &Compression,
     calibration: Option<&HashMap<String, Hessian>>,
 ) -> Result<(Floats, Linears, PackReport)> {
-    pack_with(arch, c, calibration, |store| {
+    let packed = pack_with(arch, c, calibration, |store| {
         arch.family().pack(file, store)
-    })
+    })?;
+    file.check_unused()?;
+    Ok(packed)
 }
 
 /// [`pack_model`] over any reader of the model's tensors: `read` hands every linear weight

@@ -6,7 +6,7 @@
 
 use super::network::Request;
 use super::{Model, Output};
-use crate::error::Result;
+use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::graph::Submitted;
 
@@ -41,6 +41,29 @@ impl Model<'_> {
     pub fn wait(&self, pending: Pending) -> Result<Output> {
         let (readout, reader) = pending.submitted.read(&self.gpu)?;
         self.state.lock().unwrap().exec.recycle(reader);
-        self.net.output(pending.rows, readout)
+        let out = self.net.output(pending.rows, readout)?;
+        check_finite(&out)?;
+        Ok(out)
     }
+}
+
+/// Refuses results holding a NaN or an infinity: weights and inputs are checked finite when
+/// they come in, so one here means the arithmetic overflowed f32, and an answer of `null`s (or
+/// a class picked from them) would be wrong, not a result.
+fn check_finite(out: &Output) -> Result<()> {
+    let first_bad = |v: &[f32]| v.iter().position(|x| !x.is_finite());
+    let per_row = out.cols.max(1);
+    for (what, v) in [
+        ("output", Some(&out.values)),
+        ("probabilities", out.probabilities.as_ref()),
+    ] {
+        if let Some(i) = v.and_then(|v| first_bad(v)) {
+            return Err(InputError::NonFinite {
+                what: what.into(),
+                row: i / per_row,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -245,6 +245,7 @@ impl<'g> Model<'g> {
             None => Architecture::from_hf_dir(&dir)?,
         };
         let net = arch.family().load(gpu, &file, &dir, options)?;
+        file.check_unused()?;
         gpu.check()?;
         Ok(Model {
             gpu: gpu_ref,

@@ -15,10 +15,14 @@ use crate::weights::LayerWeights;
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub mod sparse;
+mod unused;
+
+pub use unused::check_unused;
 
 /// Metadata key of the packed-layout table.
 pub const PACKED_KEY: &str = "sparq.packed";
@@ -40,11 +44,28 @@ pub struct PackedInfo {
 /// compressed (and its pruning recorded) by `sparq pack`.
 pub type Store<'a> = dyn FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> + 'a;
 
-/// A [`Store`] that quantizes into `format`.
+/// A [`Store`] that quantizes into `format`; weights that do not fit it (too large for f16)
+/// are refused with the tensor's name.
 pub fn quantizer(
     format: WeightFormat,
 ) -> impl FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> {
-    move |_, w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
+    move |name, w, n, k| {
+        PackedWeights::quantize(w, n, k, format)
+            .map(Into::into)
+            .map_err(|e| named(name, format.name(), e))
+    }
+}
+
+/// `e` (a refusal of the values of a matrix) as a [`InputError::BadTensor`] naming `tensor`.
+pub(crate) fn named(tensor: &str, format: String, e: Error) -> Error {
+    match e {
+        Error::Input(InputError::Invalid(m)) => Error::Input(InputError::BadTensor {
+            tensor: tensor.to_string(),
+            expected: format!("weights that {format} can store"),
+            found: m,
+        }),
+        e => e,
+    }
 }
 
 /// The bytes of a weights file: mapped from disk, or owned (a file read from elsewhere, the
@@ -72,6 +93,8 @@ pub struct WeightFile {
     header: usize,
     meta: Metadata,
     packed: HashMap<String, PackedInfo>,
+    /// Names of the tensors read so far (loaders on several threads share one file).
+    used: Mutex<HashSet<String>>,
 }
 
 impl WeightFile {
@@ -115,13 +138,16 @@ impl WeightFile {
                 .map_err(|e| Error::config(format!("metadata '{PACKED_KEY}': {e}")))?,
             None => HashMap::new(),
         };
-        Ok(WeightFile {
+        let file = WeightFile {
             path,
             mmap,
             header,
             meta,
             packed,
-        })
+            used: Mutex::new(HashSet::new()),
+        };
+        file.check_packed_table()?;
+        Ok(file)
     }
 
     /// The file's path.
@@ -164,6 +190,19 @@ impl WeightFile {
         })
     }
 
+    /// Records that the model read `name` (see [`check_unused`]).
+    fn mark(&self, name: &str) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(name) {
+            used.insert(name.to_string());
+        }
+    }
+
+    /// The names of the tensors read so far.
+    pub fn used(&self) -> HashSet<String> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn bytes(&self, info: &TensorInfo) -> &[u8] {
         // read_metadata checked that every tensor lies inside the file.
         let base = 8 + self.header;
@@ -192,6 +231,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         let raw = self.bytes(info);
         let v: Vec<f32> = match info.dtype {
             Dtype::F32 => raw
@@ -235,6 +275,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         Ok(le_words(self.bytes(info)))
     }
 
@@ -250,6 +291,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         Ok(le_words(self.bytes(info)))
     }
 
@@ -324,34 +366,21 @@ impl WeightFile {
             }
             WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
         };
-        let halves_finite = |w: &[u32]| {
-            w.iter().all(|&s| {
-                f16::from_bits(s as u16).is_finite() && f16::from_bits((s >> 16) as u16).is_finite()
-            })
-        };
-        let finite = match format {
-            WeightFormat::Int8 => scales.iter().all(|&s| f32::from_bits(s).is_finite()),
-            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } => halves_finite(&scales),
-            WeightFormat::Int4Min { .. } => halves_finite(&scales) && halves_finite(&zeros),
-            WeightFormat::F32 => data.iter().all(|&w| f32::from_bits(w).is_finite()),
-            WeightFormat::F16 => data.iter().all(|&w| {
-                f16::from_bits(w as u16).is_finite() && f16::from_bits((w >> 16) as u16).is_finite()
-            }),
-        };
-        if !finite {
-            return Err(bad(
-                "finite weights and scales".into(),
-                "a NaN or infinity".into(),
-            ));
-        }
-        Ok(PackedWeights {
+        let p = PackedWeights {
             format,
             n,
             k,
             data,
             scales,
             zeros,
-        })
+        };
+        if let Some(r) = p.non_finite_row() {
+            return Err(bad(
+                "finite weights and scales".into(),
+                format!("a NaN or infinity in row {r}"),
+            ));
+        }
+        Ok(p)
     }
 }
 
