@@ -131,8 +131,21 @@ impl WeightFile {
     }
 
     fn parse(path: PathBuf, mmap: Bytes) -> Result<Self> {
-        let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::safetensors(format!("{}: {e}", path.display())))?;
+        let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+            // A JSON file's first bytes read as a header length past 4 GiB, which no real
+            // file has: say what it is.
+            let text = mmap.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&mmap);
+            let huge = mmap.get(4..8).is_some_and(|b| b != [0; 4]);
+            match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{' | b'[') if huge => Error::safetensors(format!(
+                    "{} is a JSON file, not a safetensors file: pass the model's directory \
+                     or its model.safetensors (config.json and the tokenizer are found beside \
+                     it)",
+                    path.display()
+                )),
+                _ => Error::safetensors(format!("{}: {e}", path.display())),
+            }
+        })?;
         let packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_KEY)) {
             Some(s) => serde_json::from_str(s)
                 .map_err(|e| Error::config(format!("metadata '{PACKED_KEY}': {e}")))?,

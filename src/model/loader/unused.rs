@@ -143,6 +143,19 @@ impl WeightFile {
                     format!("described as {} × {}", p.n, p.k),
                 );
             }
+            // Before the shapes: a mislabelled layout is what a wrong shape would mean.
+            if let Some(extra) = PARTS
+                .iter()
+                .find(|s| !parts.contains(s) && self.contains(&format!("{name}{s}")))
+            {
+                return bad(
+                    format!("the tensors of format '{}'", p.format),
+                    format!(
+                        "stored with a '{name}{extra}' tensor, which that format does not have \
+                         (the table mislabels its layout)"
+                    ),
+                );
+            }
             let Some(info) = self.meta.info(name) else {
                 return Err(Error::Input(InputError::MissingTensor {
                     tensor: name.clone(),
@@ -171,18 +184,6 @@ impl WeightFile {
                         format!("{:?} of shape {:?}", info.dtype, info.shape),
                     );
                 }
-            }
-            if let Some(extra) = PARTS
-                .iter()
-                .find(|s| !parts.contains(s) && self.contains(&format!("{name}{s}")))
-            {
-                return bad(
-                    format!("the tensors of format '{}'", p.format),
-                    format!(
-                        "stored with a '{name}{extra}' tensor, which that format does not have \
-                         (the table mislabels its layout)"
-                    ),
-                );
             }
         }
         Ok(())
