@@ -4,6 +4,8 @@
 //! size absurd allocations, and a JSON file given as the weights.
 
 mod common;
+#[path = "common/llama.rs"]
+mod llama;
 
 use common::bert::{config, random_bert, write_model};
 use common::{all_gpus, rng};
@@ -337,9 +339,7 @@ fn unused_tensors_that_look_like_the_models_are_refused() {
         format: WeightFormat::F32,
         sparse: None,
     };
-    let e = pack_model(&file, &arch, &compression, None)
-        .err()
-        .expect("packed");
+    let e = pack_model(&file, &arch, &compression, None).expect_err("packed");
     assert!(unused(&e).starts_with("encoder.layer.1."), "{e}");
 
     // Tensors unlike the model's own (a pooler) only warn: the file still loads.
@@ -401,7 +401,7 @@ fn max_seq_length_out_of_range_is_refused() {
     .enumerate()
     {
         let dir = hf_dir(&format!("seq-bad-{i}"), bad.clone());
-        let e = Architecture::from_hf_dir(&dir).err().expect("accepted");
+        let e = Architecture::from_hf_dir(&dir).expect_err("accepted");
         let (file, field) = field_of(&e);
         assert!(file.ends_with("sentence_bert_config.json"), "{bad}: {e}");
         assert_eq!(field, "max_seq_length", "{bad}: {e}");
@@ -472,4 +472,34 @@ fn a_json_file_as_the_weights_says_so() {
     std::fs::write(&p, [0xFFu8; 64]).unwrap();
     let e = WeightFile::open(&p).err().expect("opened");
     assert!(!e.to_string().contains("JSON"), "{e}");
+}
+
+#[test]
+fn a_decoder_config_with_fewer_layers_than_its_shards_is_refused() {
+    use sparq::model::llama::{DecoderOptions, LlamaConfig, LlamaDecoder};
+    let mut r = rng("a_decoder_config_with_fewer_layers_than_its_shards_is_refused");
+    let gpu = &all_gpus()[0];
+    let json = llama::config_json("LlamaForCausalLM", false);
+    let weights = llama::random_weights(
+        &LlamaConfig::from_hf_config(&json).unwrap(),
+        &mut r,
+        safetensors::Dtype::F32,
+    );
+    let mut fewer: serde_json::Value = serde_json::from_str(&json).unwrap();
+    fewer["num_hidden_layers"] = 1.into();
+    let options = DecoderOptions {
+        kv_tokens: Some(64),
+        ..DecoderOptions::default()
+    };
+    let dir = llama::tmp("hostile-llama");
+    llama::write_hf(&dir, &json, &weights, safetensors::Dtype::F32, 2);
+    LlamaDecoder::from_hf(&dir, gpu, options).unwrap();
+    std::fs::write(dir.join("config.json"), fewer.to_string()).unwrap();
+    match LlamaDecoder::from_hf(&dir, gpu, options) {
+        Err(Error::Input(InputError::UnusedTensor { tensor, .. })) => {
+            assert!(tensor.starts_with("model.layers.1."), "{tensor}")
+        }
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("loaded"),
+    }
 }
