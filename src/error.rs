@@ -103,19 +103,6 @@ pub enum InputError {
     /// The model configuration is missing, unreadable or inconsistent.
     #[error("model config: {0}")]
     Config(String),
-    /// A field of a model configuration holds a value sparq refuses (zero, over a sane
-    /// maximum, or disagreeing with another field or with the weights).
-    #[error("model config {file}: '{field}' = {value} is out of range: expected {expected}")]
-    ConfigField {
-        /// The file (or metadata entry) the field was read from.
-        file: String,
-        /// The field, e.g. `max_seq_length`.
-        field: String,
-        /// Its value.
-        value: String,
-        /// What it may be.
-        expected: String,
-    },
     /// A tensor of the weights file looks like one of the model's own (a part of a tensor the
     /// model read, another layer of it, an entry of the packed table) but the model does not
     /// use it: the file and the configuration disagree, and running would answer wrongly.

@@ -386,9 +386,16 @@ fn hf_dir(name: &str, max_seq_length: serde_json::Value) -> PathBuf {
 
 #[test]
 fn max_seq_length_out_of_range_is_refused() {
+    // The file and the field, as the message names them.
     let field_of = |e: &Error| match e {
-        Error::Input(InputError::ConfigField { file, field, .. }) => (file.clone(), field.clone()),
-        e => panic!("not a config field: {e:?}"),
+        Error::Input(InputError::Config(m)) => {
+            let (file, rest) = m.split_once(": '").expect("names a field");
+            (
+                file.to_string(),
+                rest.split('\'').next().unwrap().to_string(),
+            )
+        }
+        e => panic!("not a config error: {e:?}"),
     };
     for (i, bad) in [
         serde_json::json!(0),
@@ -415,7 +422,11 @@ fn max_seq_length_out_of_range_is_refused() {
 #[test]
 fn config_sizes_have_sane_maxima() {
     let field_of = |json: String| match Architecture::from_sparq_json(&json) {
-        Err(Error::Input(InputError::ConfigField { field, .. })) => field,
+        Err(Error::Input(InputError::Config(m))) => {
+            let (file, rest) = m.split_once(": '").expect("names a field");
+            assert_eq!(file, "sparq.config", "{m}");
+            rest.split('\'').next().unwrap().to_string()
+        }
         r => panic!("{json}: {r:?}"),
     };
     let bert = |edit: &dyn Fn(&mut sparq::model::config::BertConfig)| {

@@ -176,14 +176,12 @@ const MAX_MLP_WIDTH: usize = 1 << 24;
 /// Most MLP layers accepted.
 const MAX_MLP_LAYERS: usize = 1 << 10;
 
-/// A [`InputError::ConfigField`] for `field` = `value` of `file`.
+/// The error of `field` = `value` of `file` out of range: an [`InputError::Config`] (as
+/// every fault of a configuration) whose message names the file, the field and the range.
 fn field(file: &str, field: &str, value: impl std::fmt::Display, expected: String) -> Error {
-    Error::Input(InputError::ConfigField {
-        file: file.to_string(),
-        field: field.to_string(),
-        value: value.to_string(),
-        expected,
-    })
+    Error::Input(InputError::Config(format!(
+        "{file}: '{field}' = {value} is out of range: expected {expected}"
+    )))
 }
 
 impl BertConfig {

@@ -38,16 +38,12 @@ pub const MAX_CONTEXT: usize = 1 << 21;
 /// Most parameters a decoder configuration may describe.
 pub const MAX_PARAMETERS: usize = 1 << 38;
 
-/// A [`crate::InputError::ConfigField`] of the decoder's configuration (`config.json`, GGUF
-/// metadata or `sparq.config`, whichever it was read from).
+/// The error of a decoder config field out of range (an [`crate::InputError::Config`], as
+/// every fault of the decoder's configuration, naming the field).
 fn field(name: &str, value: impl std::fmt::Display, expected: String) -> Error {
-    crate::InputError::ConfigField {
-        file: "the decoder config".into(),
-        field: name.to_string(),
-        value: value.to_string(),
-        expected,
-    }
-    .into()
+    Error::config(format!(
+        "{name} = {value} is out of range: expected {expected}"
+    ))
 }
 
 pub use crate::model::ops::RopeLayout;
