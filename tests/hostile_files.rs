@@ -11,7 +11,7 @@ use common::bert::{config, random_bert, write_model};
 use common::{all_gpus, rng};
 use rand::Rng;
 use sparq::formats::WeightFormat;
-use sparq::model::compress::{Compression, pack_model};
+use sparq::model::compress::{Compression, SparseStorage, pack_model};
 use sparq::model::config::{Activation, Architecture, MlpConfig};
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::{Batch, LoadOptions, Model};
@@ -197,6 +197,20 @@ fn weights_that_overflow_when_stored_are_named() {
             format.name()
         );
         assert_msg(&e, &["row 1", "too large"]);
+    }
+    // `sparq pack` into f16 values (dense or sparse) names the tensor too.
+    let file = WeightFile::open(&p).unwrap();
+    let arch = Architecture::from_sparq_json(file.metadata(loader::CONFIG_KEY).unwrap()).unwrap();
+    for sparse in [None, Some(SparseStorage::Csr { sparsity: 0.5 })] {
+        let c = Compression {
+            format: WeightFormat::F16,
+            sparse,
+        };
+        let e = pack_model(&file, &arch, &c, None).expect_err("packed");
+        assert!(
+            matches!(&e, Error::Input(InputError::BadTensor { tensor, .. }) if tensor == "layers.0.weight"),
+            "{sparse:?}: {e:?}"
+        );
     }
 }
 

@@ -318,10 +318,11 @@ pub fn pack_with(
         }
         seen.push((name.to_string(), w.to_vec(), n, k));
         let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
-            Some(h) if !dense => c.store_calibrated(w, n, k, h)?,
-            _ if dense => Compression::dense(c.format).store(w, n, k)?,
-            _ => c.store(w, n, k)?,
-        };
+            Some(h) if !dense => c.store_calibrated(w, n, k, h),
+            _ if dense => Compression::dense(c.format).store(w, n, k),
+            _ => c.store(w, n, k),
+        }
+        .map_err(|e| super::loader::named(name, c.format.name(), e))?;
         stored.push((weights.dequantize(), pruning));
         Ok(weights)
     };

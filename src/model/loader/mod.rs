@@ -61,7 +61,7 @@ pub(crate) fn named(tensor: &str, format: String, e: Error) -> Error {
     match e {
         Error::Input(InputError::Invalid(m)) => Error::Input(InputError::BadTensor {
             tensor: tensor.to_string(),
-            expected: format!("weights that {format} can store"),
+            expected: format!("a matrix that can be stored as {format}"),
             found: m,
         }),
         e => e,
