@@ -356,11 +356,13 @@ fn unused_tensors_that_look_like_the_models_are_refused() {
     let e = pack_model(&file, &arch, &compression, None).expect_err("packed");
     assert!(unused(&e).starts_with("encoder.layer.1."), "{e}");
 
-    // Tensors unlike the model's own (a pooler) only warn: the file still loads.
+    // Tensors unlike the model's own (a pooler the encoder never runs, a head it does not
+    // know) are only logged: the file still loads.
     let p = tmp("bert-pooler.safetensors");
     let mut t = tensors.clone();
     t.push(("pooler.dense.weight".into(), vec![24, 24], vec![0.1; 576]));
     t.push(("pooler.dense.bias".into(), vec![24], vec![0.0; 24]));
+    t.push(("classifier.weight".into(), vec![2, 24], vec![0.1; 48]));
     write_model(&p, &c2, &t);
     Model::load(&p, gpu).unwrap();
 }

@@ -281,7 +281,8 @@ pub fn pack_model(
     let packed = pack_with(arch, c, calibration, |store| {
         arch.family().pack(file, store)
     })?;
-    file.check_unused()?;
+    let family = arch.family();
+    super::loader::check_unused_except(&[file], &|n| family.expected_unused(n))?;
     Ok(packed)
 }
 

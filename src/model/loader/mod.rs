@@ -22,7 +22,7 @@ use std::sync::Mutex;
 pub mod sparse;
 mod unused;
 
-pub use unused::check_unused;
+pub use unused::{check_unused, check_unused_except};
 
 /// Metadata key of the packed-layout table.
 pub const PACKED_KEY: &str = "sparq.packed";

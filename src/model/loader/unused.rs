@@ -45,6 +45,13 @@ fn pattern(name: &str) -> String {
 /// configuration does not count); a warning naming the others (a pooler the encoder does not
 /// run, say).
 pub fn check_unused(files: &[&WeightFile]) -> Result<()> {
+    check_unused_except(files, &|_| false)
+}
+
+/// [`check_unused`], where the tensors `expected` names (what a checkpoint is known to carry
+/// besides the model, such as the pooler of a Hugging Face BERT) are only logged at debug
+/// level instead of warned about; the errors are the same.
+pub fn check_unused_except(files: &[&WeightFile], expected: &dyn Fn(&str) -> bool) -> Result<()> {
     let used: HashSet<String> = files.iter().flat_map(|f| f.used()).collect();
     let patterns: HashSet<String> = used.iter().map(|u| pattern(u)).collect();
     let mut others = Vec::new();
@@ -81,7 +88,11 @@ pub fn check_unused(files: &[&WeightFile]) -> Result<()> {
                     like.unwrap_or(p)
                 ));
             }
-            others.push(name);
+            if expected(&name) {
+                log::debug!("{}: tensor {name} is not used", f.path().display());
+            } else {
+                others.push(name);
+            }
         }
     }
     if !others.is_empty() {
