@@ -125,6 +125,28 @@ pub enum InputError {
     /// The model configuration is missing, unreadable or inconsistent.
     #[error("model config: {0}")]
     Config(String),
+    /// A tensor of the weights file looks like one of the model's own (a part of a tensor the
+    /// model read, another layer of it, an entry of the packed table) but the model does not
+    /// use it: the file and the configuration disagree, and running would answer wrongly.
+    #[error("model: tensor '{tensor}' is not used by the model, but {reason}")]
+    UnusedTensor {
+        /// Tensor name.
+        tensor: String,
+        /// Why it looks like the model's own.
+        reason: String,
+    },
+    /// A forward pass produced a NaN or an infinity: the arithmetic overflowed f32 (weights
+    /// or inputs too large for it). Returned instead of the poisoned results.
+    #[error(
+        "{what} of row {row} is not finite: the arithmetic overflowed f32 (weights or inputs \
+         too large for it)"
+    )]
+    NonFinite {
+        /// Which result (`output`, `probabilities`, ...).
+        what: String,
+        /// The first input row affected.
+        row: usize,
+    },
     /// A model's tokenizer or chat template is missing, malformed or inconsistent, or text
     /// and token ids do not fit it.
     #[error("tokenizer: {0}")]

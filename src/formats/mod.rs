@@ -232,18 +232,13 @@ impl PackedWeights {
             check_group(group)?;
         }
         let p = pack::pack(w, n, k, format);
-        // The new group formats keep f16 scales of the weights' own size (int8 g32: a
-        // 127th of the largest; the min formats: the minimum itself), which overflow for
-        // weights past f16's range instead of clipping them.
-        if matches!(format, WeightFormat::Int8G32 | WeightFormat::Int4Min { .. })
-            && let Some(i) = (0..n * p.groups()).find(|&i| {
-                !pack::half_f32(&p.scales, i).is_finite()
-                    || (!p.zeros.is_empty() && !pack::half_f32(&p.zeros, i).is_finite())
-            })
-        {
+        // f16 storage and the f16 scales and minimums of the group formats overflow for
+        // weights past f16's range (65504) instead of clipping them: refuse what would be
+        // stored as an infinity rather than let it poison every result.
+        if let Some(r) = p.non_finite_row() {
             return Err(Error::invalid(format!(
-                "weights of row {} are too large for the f16 scales of {}",
-                i / p.groups(),
+                "weights of row {r} are too large for {} (an f16 weight, scale or minimum \
+                 would be infinite)",
                 format.name()
             )));
         }
@@ -257,6 +252,41 @@ impl PackedWeights {
             .map(|&b| half::bf16::from_bits(b).to_f32())
             .collect();
         Self::quantize(&w, n, k, format)
+    }
+
+    /// The first row whose stored numbers (f32 or f16 weights, f32 or f16 scales, f16
+    /// minimums) are not all finite: what converting too large weights, or a hostile file,
+    /// leaves. `None` when every one is finite.
+    pub fn non_finite_row(&self) -> Option<usize> {
+        let half = |words: &[u32], i: usize| pack::half_f32(words, i).is_finite();
+        let rw = self.row_words();
+        let groups = self.groups();
+        (0..self.n).find(|&r| {
+            let row = self.data.get(r * rw..(r + 1) * rw).unwrap_or(&[]);
+            let data_ok = match self.format {
+                WeightFormat::F32 => row.iter().all(|&w| f32::from_bits(w).is_finite()),
+                WeightFormat::F16 => (0..2 * row.len()).all(|i| half(row, i)),
+                _ => true,
+            };
+            let in_range = |words: &[u32]| (r + 1) * groups <= 2 * words.len();
+            let scales_ok = match self.format {
+                WeightFormat::Int8 => self
+                    .scales
+                    .get(r)
+                    .is_none_or(|&s| f32::from_bits(s).is_finite()),
+                WeightFormat::Int8G32
+                | WeightFormat::Int4 { .. }
+                | WeightFormat::Int4Min { .. } => {
+                    !in_range(&self.scales)
+                        || (r * groups..(r + 1) * groups).all(|i| half(&self.scales, i))
+                }
+                _ => true,
+            };
+            let zeros_ok = !matches!(self.format, WeightFormat::Int4Min { .. })
+                || !in_range(&self.zeros)
+                || (r * groups..(r + 1) * groups).all(|i| half(&self.zeros, i));
+            !(data_ok && scales_ok && zeros_ok)
+        })
     }
 
     /// Words per packed row (a multiple of 4).

@@ -300,9 +300,12 @@ pub fn pack_model(
     c: &Compression,
     calibration: Option<&HashMap<String, Hessian>>,
 ) -> Result<(Floats, Linears, PackReport)> {
-    pack_with(arch, c, calibration, |store| {
+    let packed = pack_with(arch, c, calibration, |store| {
         arch.family().pack(file, store)
-    })
+    })?;
+    let family = arch.family();
+    super::loader::check_unused_except(&[file], &|n| family.expected_unused(n))?;
+    Ok(packed)
 }
 
 /// [`pack_model`] over any reader of the model's tensors: `read` hands every linear weight
@@ -338,10 +341,11 @@ pub fn pack_with(
         }
         seen.push((name.to_string(), w.to_vec(), n, k));
         let (weights, pruning) = match calibration.and_then(|m| m.get(name)) {
-            Some(h) if !dense => c.store_calibrated(w, n, k, h)?,
-            _ if dense => Compression::dense(c.format).store(w, n, k)?,
-            _ => c.store(w, n, k).map_err(|e| e.prefixed(name))?,
-        };
+            Some(h) if !dense => c.store_calibrated(w, n, k, h),
+            _ if dense => Compression::dense(c.format).store(w, n, k),
+            _ => c.store(w, n, k),
+        }
+        .map_err(|e| super::loader::named(name, c.format.name(), e))?;
         refuse_emptied(name, w, &pruning)?;
         stored.push((weights.dequantize(), pruning));
         Ok(weights)

@@ -72,19 +72,55 @@ impl BertConfig {
 
     /// Refuses configurations the kernels cannot run.
     pub fn validate(&self) -> Result<()> {
+        self.validate_in(SPARQ_CONFIG, SPARQ_CONFIG)
+    }
+
+    /// [`BertConfig::validate`], naming `file` (where the architecture was read) and
+    /// `seq_file` (where `max_seq_length` was) in the errors.
+    fn validate_in(&self, file: &str, seq_file: &str) -> Result<()> {
         let bad = |m: String| Err(Error::Input(InputError::Config(m)));
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
+        // Every size that sizes an allocation has a sane maximum, checked before anything
+        // is read or allocated (the tensors' shapes are checked against these after).
+        for (name, v, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("intermediate_size", self.intermediate_size, MAX_FFN),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                super::ops::MAX_SEQ,
+            ),
+            ("type_vocab_size", self.type_vocab_size, MAX_TYPES),
         ] {
-            if v == 0 || v > 1 << 24 {
-                return bad(format!("{name} = {v} is out of range"));
+            if v == 0 || v > max {
+                return Err(field(file, name, v, format!("1..={max}")));
             }
+        }
+        if let Some(m) = self.max_seq_length
+            && !(MIN_SEQ..=self.max_position_embeddings).contains(&m)
+        {
+            return Err(field(
+                seq_file,
+                "max_seq_length",
+                m,
+                format!(
+                    "{MIN_SEQ}..={} (max_position_embeddings)",
+                    self.max_position_embeddings
+                ),
+            ));
+        }
+        if self.parameters().is_none_or(|p| p > MAX_PARAMETERS) {
+            return Err(field(
+                file,
+                "hidden_size",
+                self.hidden_size,
+                format!(
+                    "a model of at most {MAX_PARAMETERS} parameters with these layers, \
+                     vocabulary and widths"
+                ),
+            ));
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
@@ -117,6 +153,58 @@ impl BertConfig {
     }
 }
 
+/// Where the architecture of a file that describes itself is read (the safetensors metadata).
+const SPARQ_CONFIG: &str = "sparq.config";
+/// Largest vocabulary (token or type table rows) accepted.
+const MAX_VOCAB: usize = 1 << 22;
+/// Widest hidden state accepted.
+const MAX_WIDTH: usize = 1 << 15;
+/// Widest feed-forward layer accepted.
+const MAX_FFN: usize = 1 << 17;
+/// Most layers accepted.
+const MAX_LAYERS: usize = 1 << 10;
+/// Most attention heads accepted.
+const MAX_HEADS: usize = 1 << 10;
+/// Most token types accepted.
+const MAX_TYPES: usize = 1 << 16;
+/// Shortest truncation accepted: below it every input is cut to its special tokens.
+const MIN_SEQ: usize = 4;
+/// Most parameters a configuration may describe (overflow-safe, before any allocation).
+const MAX_PARAMETERS: usize = 1 << 36;
+/// Widest MLP layer accepted.
+const MAX_MLP_WIDTH: usize = 1 << 24;
+/// Most MLP layers accepted.
+const MAX_MLP_LAYERS: usize = 1 << 10;
+
+/// The error of `field` = `value` of `file` out of range: an [`InputError::Config`] (as
+/// every fault of a configuration) whose message names the file, the field and the range.
+fn field(file: &str, field: &str, value: impl std::fmt::Display, expected: String) -> Error {
+    Error::Input(InputError::Config(format!(
+        "{file}: '{field}' = {value} is out of range: expected {expected}"
+    )))
+}
+
+impl BertConfig {
+    /// Parameters the configuration describes (embeddings, layers with their biases and
+    /// norms), or `None` when the count overflows.
+    pub fn parameters(&self) -> Option<usize> {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let tables = self
+            .vocab_size
+            .checked_add(self.max_position_embeddings)?
+            .checked_add(self.type_vocab_size)?
+            .checked_add(2)?
+            .checked_mul(h)?;
+        let layer = h
+            .checked_mul(h)?
+            .checked_mul(4)?
+            .checked_add(h.checked_mul(i)?.checked_mul(2)?)?
+            .checked_add(h.checked_mul(9)?)?
+            .checked_add(i)?;
+        tables.checked_add(layer.checked_mul(self.num_hidden_layers)?)
+    }
+}
+
 /// A multi-layer perceptron classifier: `Linear → act → … → Linear` giving logits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MlpConfig {
@@ -130,11 +218,40 @@ pub struct MlpConfig {
 impl MlpConfig {
     /// Refuses empty or degenerate networks.
     pub fn validate(&self) -> Result<()> {
-        if self.sizes.len() < 2 || self.sizes.iter().any(|&s| s == 0 || s > 1 << 24) {
-            return Err(Error::config(format!(
-                "MLP sizes {:?} need at least two widths, each in 1..=2^24",
-                self.sizes
-            )));
+        if self.sizes.len() < 2 || self.sizes.len() > MAX_MLP_LAYERS + 1 {
+            return Err(field(
+                SPARQ_CONFIG,
+                "sizes",
+                format!("{} widths", self.sizes.len()),
+                format!(
+                    "2..={} widths (inputs, hidden layers, classes)",
+                    MAX_MLP_LAYERS + 1
+                ),
+            ));
+        }
+        if let Some(i) = self.sizes.iter().position(|&s| s == 0 || s > MAX_MLP_WIDTH) {
+            return Err(field(
+                SPARQ_CONFIG,
+                &format!("sizes[{i}]"),
+                self.sizes[i],
+                format!("1..={MAX_MLP_WIDTH}"),
+            ));
+        }
+        // Each layer's weight is read and stored whole: refuse counts past what one fits.
+        if let Some(i) = self
+            .sizes
+            .windows(2)
+            .position(|w| w[0].checked_mul(w[1]).is_none_or(|p| p > MAX_PARAMETERS))
+        {
+            return Err(field(
+                SPARQ_CONFIG,
+                &format!("sizes[{}]", i + 1),
+                self.sizes[i + 1],
+                format!(
+                    "at most {MAX_PARAMETERS} weights in layer {i} ({} inputs)",
+                    self.sizes[i]
+                ),
+            ));
         }
         Ok(())
     }
@@ -208,12 +325,21 @@ impl Architecture {
                 })
             });
         }
-        if let Some(s) = read("sentence_bert_config.json") {
-            c.max_seq_length = s
-                .get("max_seq_length")
-                .and_then(|n| n.as_u64())
-                .map(|n| n as usize);
+        let seq_file = dir.join("sentence_bert_config.json");
+        if let Some(s) = read("sentence_bert_config.json")
+            && let Some(n) = s.get("max_seq_length").filter(|n| !n.is_null())
+        {
+            let m = n.as_u64().and_then(|n| usize::try_from(n).ok());
+            c.max_seq_length = Some(m.ok_or_else(|| {
+                field(
+                    &seq_file.display().to_string(),
+                    "max_seq_length",
+                    n,
+                    "a whole number of tokens".into(),
+                )
+            })?);
         }
+        c.validate_in(&path.display().to_string(), &seq_file.display().to_string())?;
         let a = Architecture::Bert(c);
         a.validate()?;
         Ok(a)

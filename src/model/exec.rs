@@ -6,7 +6,7 @@
 
 use super::network::Request;
 use super::{Model, Output};
-use crate::error::Result;
+use crate::error::{InputError, Result};
 use crate::gpu::Gpu;
 use crate::graph::Submitted;
 
@@ -64,7 +64,9 @@ impl Model<'_> {
                 Some(w) => concat(w, out),
             });
         }
-        whole.ok_or_else(|| crate::Error::invariant("a pending pass with no parts"))
+        let whole = whole.ok_or_else(|| crate::Error::invariant("a pending pass with no parts"))?;
+        check_finite(&whole)?;
+        Ok(whole)
     }
 }
 
@@ -84,4 +86,25 @@ fn concat(mut a: Output, b: Output) -> Output {
         _ => None,
     };
     a
+}
+
+/// Refuses results holding a NaN or an infinity: weights and inputs are checked finite when
+/// they come in, so one here means the arithmetic overflowed f32, and an answer of `null`s (or
+/// a class picked from them) would be wrong, not a result.
+fn check_finite(out: &Output) -> Result<()> {
+    let first_bad = |v: &[f32]| v.iter().position(|x| !x.is_finite());
+    let per_row = out.cols.max(1);
+    for (what, v) in [
+        ("output", Some(&out.values)),
+        ("probabilities", out.probabilities.as_ref()),
+    ] {
+        if let Some(i) = v.and_then(|v| first_bad(v)) {
+            return Err(InputError::NonFinite {
+                what: what.into(),
+                row: i / per_row,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -246,6 +246,8 @@ impl<'g> Model<'g> {
             None => Architecture::from_hf_dir(&dir)?,
         };
         let net = arch.family().load(gpu, &file, &dir, options)?;
+        let family = arch.family();
+        loader::check_unused_except(&[&file], &|n| family.expected_unused(n))?;
         gpu.check()?;
         Ok(Model {
             gpu: gpu_ref,

@@ -117,6 +117,11 @@ pub trait Family {
     /// Every tensor `sparq pack` writes: linear weights through `store` (weights the file holds
     /// packed stay as they are), the rest as f32.
     fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)>;
+    /// Whether the tensor `name`, when the model does not read it, is one its checkpoints are
+    /// known to carry besides the model (a pooler or pre-training head): not worth a warning.
+    fn expected_unused(&self, _name: &str) -> bool {
+        false
+    }
     /// Whether the linear weight `name` must stay dense when `sparq pack` prunes (a
     /// decoder's embedding, which a row gather reads).
     fn dense_only(&self, _name: &str) -> bool {

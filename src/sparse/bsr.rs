@@ -159,7 +159,7 @@ impl Bsr {
     }
 
     /// `(block index, first row, first column)` of every stored block, in storage order.
-    fn block_origins(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    pub(super) fn block_origins(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
         (0..self.row_ptr.len() - 1).flat_map(move |rb| {
             (self.row_ptr[rb] as usize..self.row_ptr[rb + 1] as usize).map(move |b| {
                 (

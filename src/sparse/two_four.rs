@@ -168,6 +168,17 @@ impl TwoFour {
         }
     }
 
+    /// Slot `j` of row `r` decoded with a unit scale (zero exactly when its code is zero).
+    pub(super) fn slot_value(&self, r: usize, j: usize) -> f32 {
+        let vt = self.value_type;
+        let per_row = self.row_value_words() * (32 / vt.bits());
+        values::decode(
+            vt,
+            values::get(&self.values, vt.bits(), r * per_row + j),
+            1.0,
+        )
+    }
+
     fn for_each(&self, f: &mut dyn FnMut(usize, usize, f32)) {
         let vt = self.value_type;
         let per_row = self.row_value_words() * (32 / vt.bits());

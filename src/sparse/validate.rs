@@ -114,6 +114,22 @@ impl Csr {
                 format!("element {e} is in column {} of {}", self.col(e), self.k),
             ));
         }
+        // The kernels search a row's columns and the references sum them in order: an
+        // unsorted or repeated column would give results that depend on the batch.
+        for r in 0..self.n {
+            let (a, b) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+            if let Some(e) = (a + 1..b).find(|&e| self.col(e) <= self.col(e - 1)) {
+                return Err(bad(
+                    "CSR column indices",
+                    format!(
+                        "row {r} is not strictly ascending: element {e} is in column {} after \
+                         column {}",
+                        self.col(e),
+                        self.col(e - 1)
+                    ),
+                ));
+            }
+        }
         check_values("CSR values", self.value_type, &self.values, nnz)
     }
 }
@@ -150,6 +166,31 @@ impl Bsr {
         let vt = self.value_type;
         let elems = blocks * per_block * (32 / vt.bits());
         check_values("BSR values", vt, &self.values, elems)?;
+        // Edge blocks are padded past row n and column k; kernels may clamp those reads of x,
+        // so a padding element that is not zero would be multiplied by a real input.
+        let per_block_elems = per_block * (32 / vt.bits());
+        for (b, r0, c0) in self.block_origins() {
+            if r0 + br <= self.n && c0 + bc <= self.k {
+                continue;
+            }
+            for rr in 0..br {
+                for cc in 0..bc {
+                    let inside = r0 + rr < self.n && c0 + cc < self.k;
+                    let code =
+                        values::get(&self.values, vt.bits(), b * per_block_elems + rr * bc + cc);
+                    if !inside && values::decode(vt, code, 1.0) != 0.0 {
+                        return Err(bad(
+                            "BSR values",
+                            format!(
+                                "block {b} holds a non-zero padding element at row {}, column {}",
+                                r0 + rr,
+                                c0 + cc
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         let scales = match vt {
             ValueType::Int8 => self.n,
             _ => blocks * br,
@@ -171,6 +212,19 @@ impl TwoFour {
                         "2:4 positions",
                         format!("row {r}, group {g}: positions {a} and {b} are not ascending"),
                     ));
+                }
+                // A slot past the last column is padding: the kernels clamp its column to
+                // `k - 1`, so anything but a zero there would be multiplied by a real input.
+                for (j, p) in [a, b].into_iter().enumerate() {
+                    if 4 * g + p >= self.k && self.slot_value(r, 2 * g + j) != 0.0 {
+                        return Err(bad(
+                            "2:4 values",
+                            format!(
+                                "row {r}, group {g}: slot {j} is past column {} and not zero",
+                                self.k - 1
+                            ),
+                        ));
+                    }
                 }
             }
         }

@@ -424,6 +424,13 @@ impl Family for BertConfig {
         BertConfig::validate(self)
     }
 
+    fn expected_unused(&self, name: &str) -> bool {
+        // Hugging Face BERT checkpoints carry the pooler and pre-training heads, which
+        // sentence embeddings never run, and the position ids buffer.
+        let name = name.strip_prefix("bert.").unwrap_or(name);
+        name.starts_with("pooler.") || name.starts_with("cls.") || name == "embeddings.position_ids"
+    }
+
     fn load(
         &self,
         gpu: &Gpu,

@@ -108,8 +108,9 @@ pub fn qkv_weights(
         let w = file.matrix_with(&fused.weight(), 3 * h, h, store)?;
         return Ok((w, file.floats(&fused.bias(), &[3 * h])?));
     }
-    let mut w = Vec::with_capacity(3 * h * h);
-    let mut b = Vec::with_capacity(3 * h);
+    // Read before anything is reserved: each read checks the shape against the file, so no
+    // allocation is sized by the configuration alone.
+    let (mut w, mut b) = (Vec::new(), Vec::new());
     for part in ["query", "key", "value"] {
         let p = names.attention_part(l, part);
         w.extend(file.floats(&p.weight(), &[h, h])?);

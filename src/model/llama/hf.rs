@@ -174,6 +174,12 @@ impl SafetensorsSource {
         })
     }
 
+    /// [`crate::model::loader::check_unused`] over every file: after a load, refuses tensors
+    /// that look like the model's own but were not read.
+    pub fn check_unused(&self) -> Result<()> {
+        crate::model::loader::check_unused(&self.files.iter().collect::<Vec<_>>())
+    }
+
     /// The file holding `name` (its packed parts included), or a missing-tensor error.
     pub fn file(&self, name: &str, expected: &str) -> Result<&WeightFile> {
         match self.by_name.get(name) {
@@ -265,14 +271,18 @@ impl<'g> LlamaDecoder<'g> {
     fn load_hf(path: &Path, gpu: GpuRef<'g>, options: DecoderOptions) -> Result<Self> {
         let hf = HfCheckpoint::open(path)?;
         let src = SafetensorsSource::new(hf.files, options.format)?;
-        Self::new(gpu, hf.config, &src, options)
+        let decoder = Self::new(gpu, hf.config, &src, options)?;
+        src.check_unused()?;
+        Ok(decoder)
     }
 
     fn load_sparq(path: &Path, gpu: GpuRef<'g>, options: DecoderOptions) -> Result<Self> {
         let file = WeightFile::open(path)?;
         let config = sparq_config(&file)?;
         let src = SafetensorsSource::new(vec![file], options.format)?;
-        Self::new(gpu, config, &src, options)
+        let decoder = Self::new(gpu, config, &src, options)?;
+        src.check_unused()?;
+        Ok(decoder)
     }
 }
 

@@ -35,6 +35,16 @@ pub const MAX_HEADS: usize = 1 << 10;
 pub const MAX_HEAD_DIM: usize = 1 << 10;
 /// Largest context accepted.
 pub const MAX_CONTEXT: usize = 1 << 21;
+/// Most parameters a decoder configuration may describe.
+pub const MAX_PARAMETERS: usize = 1 << 38;
+
+/// The error of a decoder config field out of range (an [`crate::InputError::Config`], as
+/// every fault of the decoder's configuration, naming the field).
+fn field(name: &str, value: impl std::fmt::Display, expected: String) -> Error {
+    Error::config(format!(
+        "{name} = {value} is out of range: expected {expected}"
+    ))
+}
 
 pub use crate::model::ops::RopeLayout;
 
@@ -101,8 +111,33 @@ impl LlamaConfig {
             ("max_context", self.max_context, MAX_CONTEXT),
         ] {
             if v == 0 || v > max {
-                return bad(format!("{name} = {v} is out of range 1..={max}"));
+                return Err(field(name, v, format!("1..={max}")));
             }
+        }
+        // Overflow-safe, before anything is read or allocated: the embeddings, the output
+        // head and per layer the attention and FFN weights.
+        let (h, ff) = (self.hidden_size, self.intermediate_size);
+        let params = (|| {
+            let attn = h.checked_mul(
+                self.q_width()
+                    .checked_mul(2)?
+                    .checked_add(self.kv_width().checked_mul(2)?)?,
+            )?;
+            let layer = attn.checked_add(h.checked_mul(ff)?.checked_mul(3)?)?;
+            self.vocab_size
+                .checked_mul(h)?
+                .checked_mul(2)?
+                .checked_add(layer.checked_mul(self.num_layers)?)
+        })();
+        if params.is_none_or(|p| p > MAX_PARAMETERS) {
+            return Err(field(
+                "hidden_size",
+                h,
+                format!(
+                    "a model of at most {MAX_PARAMETERS} parameters with these layers, \
+                     vocabulary and widths"
+                ),
+            ));
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(

@@ -181,12 +181,17 @@ pub fn pack(
         }
         CheckpointKind::HuggingFace => {
             let ck = HfCheckpoint::open(path)?;
-            run(ck.config, &SafetensorsSource::new(ck.files, None)?)
+            let src = SafetensorsSource::new(ck.files, None)?;
+            let packed = run(ck.config, &src)?;
+            src.check_unused()?;
+            Ok(packed)
         }
         CheckpointKind::Sparq => {
             let file = WeightFile::open(path)?;
             let config = hf::sparq_config(&file)?;
-            run(config, &file)
+            let packed = run(config, &file)?;
+            file.check_unused()?;
+            Ok(packed)
         }
     }
 }

@@ -15,11 +15,15 @@ use crate::weights::LayerWeights;
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub mod sparse;
+mod unused;
 mod write;
+
+pub use unused::{check_unused, check_unused_except};
 pub use write::check_output;
 
 /// Metadata key of the packed-layout table.
@@ -42,11 +46,28 @@ pub struct PackedInfo {
 /// compressed (and its pruning recorded) by `sparq pack`.
 pub type Store<'a> = dyn FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> + 'a;
 
-/// A [`Store`] that quantizes into `format`.
+/// A [`Store`] that quantizes into `format`; weights that do not fit it (too large for f16)
+/// are refused with the tensor's name.
 pub fn quantizer(
     format: WeightFormat,
 ) -> impl FnMut(&str, &[f32], usize, usize) -> Result<LayerWeights> {
-    move |_, w, n, k| Ok(PackedWeights::quantize(w, n, k, format)?.into())
+    move |name, w, n, k| {
+        PackedWeights::quantize(w, n, k, format)
+            .map(Into::into)
+            .map_err(|e| named(name, format.name(), e))
+    }
+}
+
+/// `e` (a refusal of the values of a matrix) as a [`InputError::BadTensor`] naming `tensor`.
+pub(crate) fn named(tensor: &str, format: String, e: Error) -> Error {
+    match e {
+        Error::Input(InputError::Invalid(m)) => Error::Input(InputError::BadTensor {
+            tensor: tensor.to_string(),
+            expected: format!("a matrix that can be stored as {format}"),
+            found: m,
+        }),
+        e => e,
+    }
 }
 
 /// The bytes of a weights file: mapped from disk, or owned (a file read from elsewhere, the
@@ -74,6 +95,8 @@ pub struct WeightFile {
     header: usize,
     meta: Metadata,
     packed: HashMap<String, PackedInfo>,
+    /// Names of the tensors read so far (loaders on several threads share one file).
+    used: Mutex<HashSet<String>>,
 }
 
 impl WeightFile {
@@ -110,20 +133,36 @@ impl WeightFile {
     }
 
     fn parse(path: PathBuf, mmap: Bytes) -> Result<Self> {
-        let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::safetensors(format!("{}: {e}", path.display())))?;
+        let (header, meta) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+            // A JSON file's first bytes read as a header length past 4 GiB, which no real
+            // file has: say what it is.
+            let text = mmap.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&mmap);
+            let huge = mmap.get(4..8).is_some_and(|b| b != [0; 4]);
+            match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{' | b'[') if huge => Error::safetensors(format!(
+                    "{} is a JSON file, not a safetensors file: pass the model's directory \
+                     or its model.safetensors (config.json and the tokenizer are found beside \
+                     it)",
+                    path.display()
+                )),
+                _ => Error::safetensors(format!("{}: {e}", path.display())),
+            }
+        })?;
         let packed = match meta.metadata().as_ref().and_then(|m| m.get(PACKED_KEY)) {
             Some(s) => serde_json::from_str(s)
                 .map_err(|e| Error::config(format!("metadata '{PACKED_KEY}': {e}")))?,
             None => HashMap::new(),
         };
-        Ok(WeightFile {
+        let file = WeightFile {
             path,
             mmap,
             header,
             meta,
             packed,
-        })
+            used: Mutex::new(HashSet::new()),
+        };
+        file.check_packed_table()?;
+        Ok(file)
     }
 
     /// The file's path.
@@ -166,6 +205,19 @@ impl WeightFile {
         })
     }
 
+    /// Records that the model read `name` (see [`check_unused`]).
+    fn mark(&self, name: &str) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(name) {
+            used.insert(name.to_string());
+        }
+    }
+
+    /// The names of the tensors read so far.
+    pub fn used(&self) -> HashSet<String> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn bytes(&self, info: &TensorInfo) -> &[u8] {
         // read_metadata checked that every tensor lies inside the file.
         let base = 8 + self.header;
@@ -194,6 +246,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         let raw = self.bytes(info);
         let v: Vec<f32> = match info.dtype {
             Dtype::F32 => raw
@@ -237,6 +290,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         Ok(le_words(self.bytes(info)))
     }
 
@@ -252,6 +306,7 @@ impl WeightFile {
                 found: format!("{:?} of shape {:?}", info.dtype, info.shape),
             }));
         }
+        self.mark(name);
         Ok(le_words(self.bytes(info)))
     }
 
@@ -326,34 +381,21 @@ impl WeightFile {
             }
             WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
         };
-        let halves_finite = |w: &[u32]| {
-            w.iter().all(|&s| {
-                f16::from_bits(s as u16).is_finite() && f16::from_bits((s >> 16) as u16).is_finite()
-            })
-        };
-        let finite = match format {
-            WeightFormat::Int8 => scales.iter().all(|&s| f32::from_bits(s).is_finite()),
-            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } => halves_finite(&scales),
-            WeightFormat::Int4Min { .. } => halves_finite(&scales) && halves_finite(&zeros),
-            WeightFormat::F32 => data.iter().all(|&w| f32::from_bits(w).is_finite()),
-            WeightFormat::F16 => data.iter().all(|&w| {
-                f16::from_bits(w as u16).is_finite() && f16::from_bits((w >> 16) as u16).is_finite()
-            }),
-        };
-        if !finite {
-            return Err(bad(
-                "finite weights and scales".into(),
-                "a NaN or infinity".into(),
-            ));
-        }
-        Ok(PackedWeights {
+        let p = PackedWeights {
             format,
             n,
             k,
             data,
             scales,
             zeros,
-        })
+        };
+        if let Some(r) = p.non_finite_row() {
+            return Err(bad(
+                "finite weights and scales".into(),
+                format!("a NaN or infinity in row {r}"),
+            ));
+        }
+        Ok(p)
     }
 }
 

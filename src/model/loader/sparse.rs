@@ -38,6 +38,21 @@ fn has_scales(vt: ValueType) -> bool {
     matches!(vt, ValueType::Int8 | ValueType::Int4)
 }
 
+/// The suffixes of the tensors that store a matrix of the sparse format `format` (`""` for
+/// the values), or `None` for a name that is not a sparse format.
+pub fn parts(format: &str) -> Option<Vec<&'static str>> {
+    let (kind, vt) = parse_name(format)?;
+    let mut v = match kind {
+        Kind::Csr => vec!["", ".row_ptr", ".col_idx"],
+        Kind::Bsr(..) => vec!["", ".row_ptr", ".block_col"],
+        Kind::TwoFour => vec!["", ".meta"],
+    };
+    if has_scales(vt) && !matches!(kind, Kind::Csr) {
+        v.push(".scales");
+    }
+    Some(v)
+}
+
 /// Whether `format` names a sparse format.
 pub fn is_sparse_name(format: &str) -> bool {
     parse_name(format).is_some()
