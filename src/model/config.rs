@@ -168,22 +168,11 @@ impl Architecture {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
-        if v.get("architecture").is_some() {
-            return Self::from_sparq_json(&text);
-        }
-        let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
-        if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
-            return Err(Error::config(format!(
-                "model_type '{model_type}' is not supported (BERT-style encoders only)"
-            )));
-        }
-        if model_type != "bert" && !model_type.is_empty() {
-            log::warn!("{model_type} is read as BERT; position offsets may differ");
-        }
-        let mut c: BertConfig = serde_json::from_value(v)
-            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        let sentence_bert = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok();
+        let mut c = match hf_config(&text, sentence_bert.as_deref(), &path.display().to_string())? {
+            Parsed::Sparq(a) => return Ok(a),
+            Parsed::Bert(c) => c,
+        };
         let read = |p: &str| -> Option<serde_json::Value> {
             serde_json::from_str(&std::fs::read_to_string(dir.join(p)).ok()?).ok()
         };
@@ -208,19 +197,64 @@ impl Architecture {
                 })
             });
         }
-        if let Some(s) = read("sentence_bert_config.json") {
-            c.max_seq_length = s
-                .get("max_seq_length")
-                .and_then(|n| n.as_u64())
-                .map(|n| n as usize);
-        }
         let a = Architecture::Bert(c);
         a.validate()?;
         Ok(a)
+    }
+
+    /// Parses the text of a Hugging Face `config.json` (or sparq's JSON, recognised by its
+    /// `architecture` key) and of the `sentence_bert_config.json` beside it, without reading
+    /// files: [`from_hf_dir`](Self::from_hf_dir) less the pooling files (mean pooling, not
+    /// normalised).
+    pub fn from_hf_json(config: &str, sentence_bert: Option<&str>) -> Result<Self> {
+        match hf_config(config, sentence_bert, "config.json")? {
+            Parsed::Sparq(a) => Ok(a),
+            Parsed::Bert(c) => {
+                let a = Architecture::Bert(c);
+                a.validate()?;
+                Ok(a)
+            }
+        }
     }
 
     /// sparq's JSON for this architecture.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serialises")
     }
+}
+
+/// A `config.json` read: sparq's own (complete) or a Hugging Face BERT's.
+enum Parsed {
+    Sparq(Architecture),
+    Bert(BertConfig),
+}
+
+/// The architecture of `text` (a `config.json`, named `name` in messages) with the
+/// truncation of `sentence_bert` (a `sentence_bert_config.json`, ignored when not JSON).
+fn hf_config(text: &str, sentence_bert: Option<&str>, name: &str) -> Result<Parsed> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::config(format!("{name}: {e}")))?;
+    if v.get("architecture").is_some() {
+        return Architecture::from_sparq_json(text).map(Parsed::Sparq);
+    }
+    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+    if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
+        return Err(Error::config(format!(
+            "model_type '{model_type}' is not supported (BERT-style encoders only)"
+        )));
+    }
+    if model_type != "bert" && !model_type.is_empty() {
+        log::warn!("{model_type} is read as BERT; position offsets may differ");
+    }
+    let mut c: BertConfig =
+        serde_json::from_value(v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+    let sentence_bert =
+        sentence_bert.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+    if let Some(s) = sentence_bert {
+        c.max_seq_length = s
+            .get("max_seq_length")
+            .and_then(|n| n.as_u64())
+            .map(|n| n as usize);
+    }
+    Ok(Parsed::Bert(c))
 }
