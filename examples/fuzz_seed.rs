@@ -48,7 +48,11 @@ fn bert_tensors(r: &mut StdRng, c: &BertConfig) -> Tensors {
         let v = random(r, &shape, 0.3, offset);
         t.push((name, shape, v));
     };
-    add("embeddings.word_embeddings.weight".into(), vec![c.vocab_size, h], 0.0);
+    add(
+        "embeddings.word_embeddings.weight".into(),
+        vec![c.vocab_size, h],
+        0.0,
+    );
     add(
         "embeddings.position_embeddings.weight".into(),
         vec![c.max_position_embeddings, h],
@@ -69,7 +73,11 @@ fn bert_tensors(r: &mut StdRng, c: &BertConfig) -> Tensors {
         }
         add(format!("{p}attention.output.dense.weight"), vec![h, h], 0.0);
         add(format!("{p}attention.output.dense.bias"), vec![h], 0.0);
-        add(format!("{p}attention.output.LayerNorm.weight"), vec![h], 1.0);
+        add(
+            format!("{p}attention.output.LayerNorm.weight"),
+            vec![h],
+            1.0,
+        );
         add(format!("{p}attention.output.LayerNorm.bias"), vec![h], 0.0);
         add(format!("{p}intermediate.dense.weight"), vec![i, h], 0.0);
         add(format!("{p}intermediate.dense.bias"), vec![i], 0.0);
@@ -98,7 +106,11 @@ fn mlp_tensors(r: &mut StdRng, c: &MlpConfig) -> Tensors {
                     vec![n, k],
                     random(r, &[n, k], 0.5, 0.0),
                 ),
-                (format!("layers.{i}.bias"), vec![n], random(r, &[n], 0.1, 0.0)),
+                (
+                    format!("layers.{i}.bias"),
+                    vec![n],
+                    random(r, &[n], 0.1, 0.0),
+                ),
             ]
         })
         .collect()
@@ -123,7 +135,10 @@ fn weights(dir: &Path, stem: &str, arch: &Architecture, tensors: &Tensors) -> sp
             format: WeightFormat::parse(format)?,
             sparse: sparse.map(SparseStorage::parse).transpose()?,
         };
-        let name = format!("{stem}-{format}-{}", sparse.unwrap_or("dense").replace(':', "_"));
+        let name = format!(
+            "{stem}-{format}-{}",
+            sparse.unwrap_or("dense").replace(':', "_")
+        );
         let out = dir.join(format!("{name}.safetensors"));
         let kept = compress::pack_model(&file, arch, &c, None).and_then(|(f, p, _)| {
             loader::save(&out, &f, &p, meta.clone())?;
@@ -141,10 +156,22 @@ fn weights(dir: &Path, stem: &str, arch: &Architecture, tensors: &Tensors) -> sp
 }
 
 fn tokenizer_meta(w: &mut Writer) {
-    let tokens: Vec<String> = ["<|im_start|>", "<|im_end|>", "h", "e", "l", "o", "Ġ", "he", "ll"]
-        .map(String::from)
-        .to_vec();
-    let types = (0..tokens.len() as i32).map(|i| if i < 2 { 3 } else { 1 }).collect();
+    let tokens: Vec<String> = [
+        "<|im_start|>",
+        "<|im_end|>",
+        "h",
+        "e",
+        "l",
+        "o",
+        "Ġ",
+        "he",
+        "ll",
+    ]
+    .map(String::from)
+    .to_vec();
+    let types = (0..tokens.len() as i32)
+        .map(|i| if i < 2 { 3 } else { 1 })
+        .collect();
     w.kv("tokenizer.ggml.model", Value::Str("gpt2".into()));
     w.kv("tokenizer.ggml.pre", Value::Str("smollm".into()));
     w.kv("tokenizer.ggml.tokens", Value::Array(Array::Str(tokens)));
@@ -232,7 +259,10 @@ fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> std::io::Result<()>
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args_os().skip(1);
     let out = PathBuf::from(args.next().ok_or("usage: fuzz_seed OUT [MODELS]")?);
-    let models = args.next().map(PathBuf::from).unwrap_or_else(|| "models".into());
+    let models = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "models".into());
     let dir = |t: &str| -> std::io::Result<PathBuf> {
         let d = out.join(t);
         std::fs::create_dir_all(&d)?;
@@ -291,7 +321,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let d = dir("gguf")?;
-    for (name, ty) in [("f32", GgmlType::F32), ("f16", GgmlType::F16), ("q8_0", GgmlType::Q8_0)] {
+    for (name, ty) in [
+        ("f32", GgmlType::F32),
+        ("f16", GgmlType::F16),
+        ("q8_0", GgmlType::Q8_0),
+    ] {
         write(&d, &format!("llama-{name}.gguf"), gguf(&mut r, ty))?;
     }
 

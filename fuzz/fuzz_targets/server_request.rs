@@ -12,9 +12,7 @@ sparq_fuzz::limit_allocations!();
 use sparq::model::generate::{FinishReason, GenerateParams, Piece};
 use sparq::model::text::ChatMessage;
 use sparq::schedule::embedding::{EmbedInput, EmbedSink, Embedded, EmbeddingStats};
-use sparq::schedule::generation::{
-    EventSink, GenerationEvent, GenerationStats, GenerationSummary,
-};
+use sparq::schedule::generation::{EventSink, GenerationEvent, GenerationStats, GenerationSummary};
 use sparq::{Error, Result};
 use sparq_server::{CancelGuard, Embedder, Server, ServerConfig, TextGenerator};
 use std::sync::{Arc, OnceLock};
@@ -189,7 +187,10 @@ fuzz_target!(|data: &[u8]| {
             .expect("the answer arrives within a second")
     });
     let text = String::from_utf8_lossy(&bytes);
-    assert!(!status.is_server_error(), "{path}: {status} for {body:?}: {text}");
+    assert!(
+        !status.is_server_error(),
+        "{path}: {status} for {body:?}: {text}"
+    );
     if !json {
         return;
     }

@@ -16,9 +16,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn model_path(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(default))
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(default)
+    })
 }
 
 struct Models {
@@ -54,7 +56,12 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
     if let Ok(enc) = sparq::model::encode(&m.bert, std::slice::from_ref(&text)) {
         for (ids, types) in &enc {
-            assert!(ids.len() <= m.max_len, "{} tokens over {}", ids.len(), m.max_len);
+            assert!(
+                ids.len() <= m.max_len,
+                "{} tokens over {}",
+                ids.len(),
+                m.max_len
+            );
             assert_eq!(ids.len(), types.len());
         }
     }

@@ -354,10 +354,7 @@ pub(crate) fn bucket(longest: usize) -> usize {
 
 /// Token ids and types of each of `texts`, as a BERT model tokenises a [`Batch::Text`]
 /// (with the tokenizer of [`load_tokenizer`]).
-pub fn encode(
-    tok: &tokenizers::Tokenizer,
-    texts: &[String],
-) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+pub fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     let enc = tok
         .encode_batch(texts.to_vec(), true)
         .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
