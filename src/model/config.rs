@@ -285,22 +285,15 @@ impl Architecture {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
-        if v.get("architecture").is_some() {
-            return Self::from_sparq_json(&text);
-        }
-        let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
-        if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
-            return Err(Error::config(format!(
-                "model_type '{model_type}' is not supported (BERT-style encoders only)"
-            )));
-        }
-        if model_type != "bert" && !model_type.is_empty() {
-            log::warn!("{model_type} is read as BERT; position offsets may differ");
-        }
-        let mut c: BertConfig = serde_json::from_value(v)
-            .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        let sentence_bert = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok();
+        let names = (
+            path.display().to_string(),
+            dir.join("sentence_bert_config.json").display().to_string(),
+        );
+        let mut c = match hf_config(&text, sentence_bert.as_deref(), (&names.0, &names.1))? {
+            Parsed::Sparq(a) => return Ok(a),
+            Parsed::Bert(c) => c,
+        };
         let read = |p: &str| -> Option<serde_json::Value> {
             serde_json::from_str(&std::fs::read_to_string(dir.join(p)).ok()?).ok()
         };
@@ -325,28 +318,81 @@ impl Architecture {
                 })
             });
         }
-        let seq_file = dir.join("sentence_bert_config.json");
-        if let Some(s) = read("sentence_bert_config.json")
-            && let Some(n) = s.get("max_seq_length").filter(|n| !n.is_null())
-        {
-            let m = n.as_u64().and_then(|n| usize::try_from(n).ok());
-            c.max_seq_length = Some(m.ok_or_else(|| {
-                field(
-                    &seq_file.display().to_string(),
-                    "max_seq_length",
-                    n,
-                    "a whole number of tokens".into(),
-                )
-            })?);
-        }
-        c.validate_in(&path.display().to_string(), &seq_file.display().to_string())?;
         let a = Architecture::Bert(c);
         a.validate()?;
         Ok(a)
+    }
+
+    /// Parses the text of a Hugging Face `config.json` (or sparq's JSON, recognised by its
+    /// `architecture` key) and of the `sentence_bert_config.json` beside it, without reading
+    /// files: [`from_hf_dir`](Self::from_hf_dir) less the pooling files (mean pooling, not
+    /// normalised).
+    pub fn from_hf_json(config: &str, sentence_bert: Option<&str>) -> Result<Self> {
+        match hf_config(
+            config,
+            sentence_bert,
+            ("config.json", "sentence_bert_config.json"),
+        )? {
+            Parsed::Sparq(a) => Ok(a),
+            Parsed::Bert(c) => {
+                let a = Architecture::Bert(c);
+                a.validate()?;
+                Ok(a)
+            }
+        }
     }
 
     /// sparq's JSON for this architecture.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serialises")
     }
+}
+
+/// A `config.json` read: sparq's own (complete) or a Hugging Face BERT's.
+enum Parsed {
+    Sparq(Architecture),
+    Bert(BertConfig),
+}
+
+/// The architecture of `text` (a `config.json`, named `name` in messages) with the
+/// truncation of `sentence_bert` (a `sentence_bert_config.json` named `seq_name`, ignored when
+/// not JSON), its sizes validated.
+fn hf_config(
+    text: &str,
+    sentence_bert: Option<&str>,
+    (name, seq_name): (&str, &str),
+) -> Result<Parsed> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::config(format!("{name}: {e}")))?;
+    if v.get("architecture").is_some() {
+        return Architecture::from_sparq_json(text).map(Parsed::Sparq);
+    }
+    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+    if !matches!(model_type, "bert" | "roberta" | "xlm-roberta" | "") {
+        return Err(Error::config(format!(
+            "model_type '{model_type}' is not supported (BERT-style encoders only)"
+        )));
+    }
+    if model_type != "bert" && !model_type.is_empty() {
+        log::warn!("{model_type} is read as BERT; position offsets may differ");
+    }
+    let mut c: BertConfig =
+        serde_json::from_value(v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+    let sentence_bert =
+        sentence_bert.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+    if let Some(s) = sentence_bert
+        && let Some(n) = s.get("max_seq_length").filter(|n| !n.is_null())
+    {
+        let m = n.as_u64().and_then(|n| usize::try_from(n).ok());
+        c.max_seq_length = Some(m.ok_or_else(|| {
+            field(
+                seq_name,
+                "max_seq_length",
+                n,
+                "a whole number of tokens".into(),
+            )
+        })?);
+    }
+    c.validate_in(name, seq_name)?;
+    Ok(Parsed::Bert(c))
 }

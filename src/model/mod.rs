@@ -363,17 +363,16 @@ pub(crate) fn bucket(longest: usize) -> usize {
         .max(longest)
 }
 
-/// Token ids and types of each of `texts`, tokenising only the prefix of a long text that
+/// Token ids and types of each of `texts`, as a BERT model tokenises a [`Batch::Text`]
+/// (with the tokenizer of [`load_tokenizer`]), tokenising only the prefix of a long text that
 /// its truncation keeps ([`prefix`]).
-pub(crate) fn encode(
-    tok: &tokenizers::Tokenizer,
-    texts: &[String],
-) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+pub fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     prefix::encode(tok, texts)
 }
 
-/// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding.
-pub(crate) fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
+/// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding: the one a
+/// BERT model loads from its `tokenizer.json`.
+pub fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
     let mut t = tokenizers::Tokenizer::from_file(path)
         .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
     // sparq pads itself (per batch, to its bucket); the tokenizer only truncates.
