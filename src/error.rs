@@ -47,7 +47,7 @@ pub enum Error {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InputError {
     /// No adapter matched the selection (index, name or backend).
-    #[error("no adapter matches '{selector}'; available: {available}")]
+    #[error("no adapter matches {selector}; available: {available}")]
     NoAdapter {
         /// What the caller asked for.
         selector: String,

@@ -1,5 +1,6 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
+mod gl_env;
 mod llm_cli;
 mod model_cli;
 mod out;
@@ -121,6 +122,7 @@ struct BenchArgs {
 }
 
 fn main() {
+    gl_env::prepare();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
