@@ -157,26 +157,21 @@ impl Network for Mlp {
 
     fn requests(&self, gpu: &Gpu, batch: &Batch) -> Result<Vec<Request>> {
         let Batch::Features { rows, cols, data } = batch else {
-            return self.request(batch).map(|r| vec![r]);
+            return Err(Error::invalid(
+                "a classifier takes feature rows, not text or tokens",
+            ));
         };
-        self.check_features(*rows, *cols, data)?;
-        let widest = self.config.sizes.iter().map(|&s| stride_of(s)).max();
-        let per_pass = rows_per_pass(gpu, 4 * widest.unwrap_or(4) as u64, false);
-        if per_pass == 0 || *rows <= per_pass {
-            let request = self.request(batch)?;
-            Mlp::check_pass(self, gpu, request.rows)?;
-            return Ok(vec![request]);
+        let (rows, cols) = (*rows, *cols);
+        self.check_features(rows, cols, data)?;
+        let per_pass = rows_per_pass(gpu, 4 * self.widest() as u64, false);
+        if per_pass == 0 || rows <= per_pass {
+            self.check_pass(gpu, rows)?;
+            return Ok(vec![self.request(rows, cols, data)]);
         }
-        passes(*rows, per_pass)
+        Ok(passes(rows, per_pass)
             .into_iter()
-            .map(|r| {
-                self.request(&Batch::Features {
-                    rows: r.len(),
-                    cols: *cols,
-                    data: data[r.start * cols..r.end * cols].to_vec(),
-                })
-            })
-            .collect()
+            .map(|r| self.request(r.len(), cols, &data[r.start * cols..r.end * cols]))
+            .collect())
     }
 
     fn plan(&self, gpu: &Gpu, slots: &mut Slots, signature: Signature) -> Result<Pass> {
@@ -192,10 +187,19 @@ impl Mlp {
     /// Refuses a pass of `rows` rows whose buffers one storage binding of `gpu` cannot hold,
     /// before anything is allocated.
     fn check_pass(&self, gpu: &Gpu, rows: usize) -> Result<()> {
-        let widest = self.config.sizes.iter().map(|&s| stride_of(s)).max();
         let what = format!("a pass of {rows} feature rows: the widest layer's activations");
-        gpu.check_tensor(&what, &[rows, widest.unwrap_or(4)], 4)?;
+        gpu.check_tensor(&what, &[rows, self.widest()], 4)?;
         Ok(())
+    }
+
+    /// Floats a row takes in the widest layer's activations.
+    fn widest(&self) -> usize {
+        self.config
+            .sizes
+            .iter()
+            .map(|&s| stride_of(s))
+            .max()
+            .unwrap_or(4)
     }
 
     /// Refuses feature rows that are empty, do not fit the classifier, or are not finite.
@@ -216,25 +220,18 @@ impl Mlp {
         Ok(())
     }
 
-    /// The request of one pass of `batch` (feature rows).
-    fn request(&self, batch: &Batch) -> Result<Request> {
-        let Batch::Features { rows, cols, data } = batch else {
-            return Err(Error::invalid(
-                "a classifier takes feature rows, not text or tokens",
-            ));
-        };
-        let (rows, cols) = (*rows, *cols);
-        self.check_features(rows, cols, data)?;
+    /// The request of one pass of `rows` checked feature rows of `cols` values (`data`).
+    fn request(&self, rows: usize, cols: usize, data: &[f32]) -> Request {
         let s = stride_of(cols);
         let mut padded = vec![0f32; rows * s];
         for r in 0..rows {
             padded[r * s..r * s + cols].copy_from_slice(&data[r * cols..(r + 1) * cols]);
         }
-        Ok(Request {
+        Request {
             signature: Signature::new(rows, 0),
             inputs: vec![bytemuck::cast_slice(&padded).to_vec()],
             rows,
-        })
+        }
     }
 
     /// The results of a pass of `rows` rows.
