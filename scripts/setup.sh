@@ -14,8 +14,9 @@ set -euo pipefail
 
 # shellcheck disable=SC2034 # used by the scripts that source this one
 SPARQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# wgpu 30 needs Rust 1.87 (the crate itself uses edition 2024, Rust 1.85).
-SPARQ_MIN_RUST_MINOR=87
+# Rust 1.90: the newest minimum among the locked dependencies (ordered-float 5.5; wgpu 30 needs
+# 1.87); Cargo.toml's rust-version, checked with `cargo +1.90 check --workspace --all-targets`.
+SPARQ_MIN_RUST_MINOR=90
 
 sparq_log() { printf 'setup: %s\n' "$*" >&2; }
 sparq_die() {

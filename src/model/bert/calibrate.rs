@@ -4,7 +4,7 @@
 //! forward pass ([`reference::bert_observed`]) with the float weights, so calibrating needs no
 //! GPU; the sentences are spread over the machine's cores.
 
-use super::{self as bert, BertNames};
+use super::{BertNames, host_weights};
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
 use crate::formats::gptq::Hessian;
@@ -58,7 +58,7 @@ pub fn bert_hessians(
         return Err(Error::invalid("no calibration tokens"));
     }
     c.validate()?;
-    let weights = bert::host_weights(file, c, WeightFormat::F32)?;
+    let weights = host_weights(file, c, WeightFormat::F32)?;
     let layers = c.num_hidden_layers;
     let width = |site| match site {
         LinearSite::FfnOut => c.intermediate_size,
