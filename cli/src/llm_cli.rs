@@ -171,7 +171,7 @@ fn llm_bench(
         kv_tokens: Some(kv_tokens),
         ..DecoderOptions::default()
     };
-    let bar = indicatif::ProgressBar::new_spinner();
+    let bar = crate::progress::Bar::spinner("llm-bench");
     let mut rows = Vec::new();
     for f in formats {
         let stored = f == "stored";
@@ -181,22 +181,18 @@ fn llm_bench(
             let name = path
                 .file_name()
                 .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| {
-                bar.set_message(m.to_string())
-            })?);
+            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| bar.label(m))?);
         }
         let Some(format) = format else { continue };
         for s in shapes {
-            bar.set_message(format!("building random {s} in {}", format.name()));
+            bar.label(&format!("building random {s} in {}", format.name()));
             let config = llm::shape(s)?;
             let src = llm::RandomSource::new(format, 1);
             let lm = LlamaDecoder::from_source(&gpu, config, &src, options)?;
-            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| {
-                bar.set_message(m.to_string())
-            })?);
+            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| bar.label(m))?);
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     outln!(
         "{} ({ceiling:.0} GB/s streaming-read ceiling)\n",
         gpu.caps.name
@@ -413,17 +409,11 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             if let Some(n) = max_tokens_scored {
                 ids.truncate(n);
             }
-            let bar = indicatif::ProgressBar::new(ids.len() as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} tokens [{elapsed}, {eta} left]",
-                )
-                .expect("a fixed template parses"),
-            );
-            let p = sparq::model::perplexity::perplexity(&lm, &ids, context, |done, _| {
-                bar.set_position(done as u64)
+            let bar = crate::progress::Bar::new("perplexity", ids.len());
+            let p = sparq::model::perplexity::perplexity(&lm, &ids, context, |done, total| {
+                bar.update(done, total, "tokens scored")
             })?;
-            bar.finish_and_clear();
+            bar.finish();
             let formats = lm.formats().join(",");
             if json {
                 let j = serde_json::json!({

@@ -356,7 +356,9 @@ pub fn sentences(count: usize, words: usize) -> Vec<String> {
 }
 
 /// Data-parallel throughput of a text model (sentence embeddings) over the devices of
-/// `adapters`, one report per batch size: `sparq bench --adapters ... --model DIR`.
+/// `adapters`, one report per batch size: `sparq bench --adapters ... --model DIR`. Calls
+/// `progress(done, total, label)` before loading the replicas and before each batch size
+/// (`total` = 1 + `batches.len()`), and `(total, total, "done")` at the end.
 pub fn run_model(
     adapters: &str,
     model: &std::path::Path,
@@ -364,7 +366,9 @@ pub fn run_model(
     batches: &[usize],
     words: usize,
     max_rows: usize,
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<DataParallelReport>> {
+    let total = 1 + batches.len();
     for &batch in batches {
         // Each sentence (its words and the String), and its vector coming back.
         let what = format!("a batch of {batch} sentences of ≤ {words} words and their vectors");
@@ -374,6 +378,7 @@ pub fn run_model(
             crate::gpu::limits::byte_size(&what, &[batch, per_row], 1)?,
         )?;
     }
+    progress(0, total, "opening the devices and loading the model");
     let gpus = open_devices(adapters)?;
     let mut cluster = Cluster::new(
         gpus,
@@ -381,7 +386,8 @@ pub fn run_model(
         ClusterConfig::default(),
     )?;
     let mut reports = Vec::new();
-    for &batch in batches {
+    for (i, &batch) in batches.iter().enumerate() {
+        progress(1 + i, total, &format!("batch {batch}"));
         let inputs = sentences(batch, words);
         let name = format!(
             "{} ({} weights), batch {batch} sentences of ≤ {words} words, micro-batches ≤ {max_rows}",
@@ -400,6 +406,7 @@ pub fn run_model(
             },
         )?);
     }
+    progress(total, total, "done");
     Ok(reports)
 }
 
