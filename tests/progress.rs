@@ -18,7 +18,10 @@ fn check(calls: &Calls, total: usize, what: &str) {
         assert_eq!((*done, *t), (i, total), "{what}: call {i} of {calls:?}");
     }
     assert_eq!(calls.last().unwrap().2, "done", "{what}");
-    assert!(calls[..total].iter().all(|c| !c.2.is_empty()), "{what}: a step without a label");
+    assert!(
+        calls[..total].iter().all(|c| !c.2.is_empty()),
+        "{what}: a step without a label"
+    );
 }
 
 #[test]
@@ -56,7 +59,10 @@ fn model_bench_counts_batches_and_iters_bound_the_run() {
         check(&calls, 6, "model bench");
         assert_eq!(rows.len(), 3);
         assert!(calls[0].2.contains("1 forward passes"), "{calls:?}");
-        assert!(calls[1].2.ends_with("×1"), "iters bounds the repeats: {calls:?}");
+        assert!(
+            calls[1].2.ends_with("×1"),
+            "iters bounds the repeats: {calls:?}"
+        );
         // One pass each at --iters 1: well under the minutes the fixed repeats took.
         assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
     }

@@ -370,7 +370,10 @@ fn pack(
             let start = std::time::Instant::now();
             let texts = calibrate::texts(text.as_deref())?;
             let bar = crate::progress::Bar::spinner("calibrating");
-            bar.label(&format!("{} sentences through the float model", texts.len()));
+            bar.label(&format!(
+                "{} sentences through the float model",
+                texts.len()
+            ));
             let (h, tokens) = arch.family().calibrate(&file, &dir, &texts)?;
             bar.finish();
             eprintln!(
@@ -546,14 +549,22 @@ fn model_bench(
     let per_format = 2 * batches.len();
     let bar = crate::progress::Bar::new("model-bench", formats.len() * per_format);
     for (i, f) in formats.iter().enumerate() {
-        bar.update(i * per_format, formats.len() * per_format, &format!("loading {f}"));
+        bar.update(
+            i * per_format,
+            formats.len() * per_format,
+            &format!("loading {f}"),
+        );
         let m = load(path, &gpu, f)?;
         // A packed or sparse file runs as stored whatever the requested format: once.
         if !seen.insert(m.layer_formats()) {
             continue;
         }
         let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters, |d, _, l| {
-            bar.update(i * per_format + d, formats.len() * per_format, &format!("{f} {l}"))
+            bar.update(
+                i * per_format + d,
+                formats.len() * per_format,
+                &format!("{f} {l}"),
+            )
         })
         .map_err(|e| naming_flags(e, "--batch/--seq"))?;
         for mut row in rows {

@@ -31,8 +31,10 @@ impl Bar {
     pub fn spinner(what: &str) -> Self {
         let bar = ProgressBar::with_draw_target(None, target());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} step {pos} [{elapsed_precise}] {wide_msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} {prefix} step {pos} [{elapsed_precise}] {wide_msg}",
+            )
+            .expect("valid template"),
         );
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));

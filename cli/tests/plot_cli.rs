@@ -17,7 +17,10 @@ fn sparq(args: &[&str]) -> String {
     assert!(out.status.success(), "{args:?}: {err}");
     // No bar, spinner or cursor movement when stderr is not a terminal.
     for c in ['\r', '\x1b', '█', '░', '⠁', '⠂'] {
-        assert!(!err.contains(c), "{args:?}: {c:?} on a piped stderr: {err:?}");
+        assert!(
+            !err.contains(c),
+            "{args:?}: {c:?} on a piped stderr: {err:?}"
+        );
     }
     err
 }
@@ -39,12 +42,28 @@ fn bench_plots_bandwidth_against_the_ceiling() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("bench.svg");
     let err = sparq(&[
-        "bench", "--quick", "--formats", "f16,int4g32", "--m", "1", "--shapes", "64x128",
-        "--iters", "2", "--plot", plot.to_str().unwrap(),
+        "bench",
+        "--quick",
+        "--formats",
+        "f16,int4g32",
+        "--m",
+        "1",
+        "--shapes",
+        "64x128",
+        "--iters",
+        "2",
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     assert!(err.contains("wrote"), "{err}");
     let text = svg_text(&plot);
-    for want in ["f16", "int4g32", "streaming-read ceiling", "m=1 64×128", "GB/s"] {
+    for want in [
+        "f16",
+        "int4g32",
+        "streaming-read ceiling",
+        "m=1 64×128",
+        "GB/s",
+    ] {
         assert!(text.contains(want), "{want} missing from {text}");
     }
 }
@@ -54,8 +73,21 @@ fn sparse_bench_plots_speed_up_with_the_break_even() {
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("sparse.svg");
     sparq(&[
-        "bench", "--sparse", "--quick", "--m", "1", "--shapes", "32x64", "--sparsities",
-        "0.5,0.9", "--bsr-blocks", "1x32", "--iters", "2", "--plot", plot.to_str().unwrap(),
+        "bench",
+        "--sparse",
+        "--quick",
+        "--m",
+        "1",
+        "--shapes",
+        "32x64",
+        "--sparsities",
+        "0.5,0.9",
+        "--bsr-blocks",
+        "1x32",
+        "--iters",
+        "2",
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     let text = svg_text(&plot);
     for want in ["csr-f16", "bsr1x32", "2:4", "break-even", "sparsity"] {
@@ -69,11 +101,27 @@ fn model_bench_plots_throughput_per_batch() {
     let plot = dir.path().join("model.svg");
     let model = format!("{ROOT}/models/all-MiniLM-L6-v2");
     sparq(&[
-        "model-bench", &model, "--formats", "f32,int8", "--batch", "1,2", "--seq", "8",
-        "--iters", "1", "--plot", plot.to_str().unwrap(),
+        "model-bench",
+        &model,
+        "--formats",
+        "f32,int8",
+        "--batch",
+        "1,2",
+        "--seq",
+        "8",
+        "--iters",
+        "1",
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     let text = svg_text(&plot);
-    for want in ["f32", "int8", "sequences/s", "batch size", "8 tokens per sequence"] {
+    for want in [
+        "f32",
+        "int8",
+        "sequences/s",
+        "batch size",
+        "8 tokens per sequence",
+    ] {
         assert!(text.contains(want), "{want} missing from {text}");
     }
 }
@@ -87,5 +135,8 @@ fn plot_is_refused_where_there_is_nothing_to_draw() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--plot") && err.contains("--sparse-tune"), "{err}");
+    assert!(
+        err.contains("--plot") && err.contains("--sparse-tune"),
+        "{err}"
+    );
 }

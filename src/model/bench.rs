@@ -62,7 +62,11 @@ pub fn run(
     let mut rows = Vec::new();
     for (i, &batch) in batches.iter().enumerate() {
         let row = model.with_plan(batch, seq, |d| {
-            progress(2 * i, total, &format!("batch {batch}: {iters} forward passes"));
+            progress(
+                2 * i,
+                total,
+                &format!("batch {batch}: {iters} forward passes"),
+            );
             let whole = time_dispatches(gpu, &[copy(d)], WARMUPS.min(iters), iters)?;
             let forward_us = median(&whole);
             let reps = PER_DISPATCH_REPEATS.min(iters);

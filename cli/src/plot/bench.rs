@@ -1,7 +1,7 @@
 //! `sparq bench --plot`: achieved weight-read bandwidth of each format over the cases (m and
 //! shape), against the streaming-read ceiling and the PyTorch fp16 anchor.
 
-use super::{Series, color, err, tick};
+use super::{Key, KeyStyle, Series, color, err, tick};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use sparq::Result;
@@ -41,22 +41,24 @@ pub fn svg(report: &BenchReport) -> Result<String> {
         .iter()
         .map(|(m, n, k)| format!("m={m} {n}×{k}"))
         .collect();
-    let width = super::SIZE.0.max(90 * cases.len() as u32 + 200);
+    let width = super::SIZE
+        .0
+        .max(90 * cases.len() as u32 + super::LEGEND_WIDTH + 100);
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (width, super::SIZE.1)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+        let canvas = super::canvas(&mut out, (width, super::SIZE.1))?;
         let title = format!(
             "Weight-read bandwidth per format — {} ({})",
             report.adapter.name, report.adapter.backend
         );
-        let n = cases.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
+        // Segments 0..=n-1: one per case.
+        let last = cases.len().max(1) as i32 - 1;
+        let mut chart = ChartBuilder::on(&canvas.chart)
             .caption(title, ("sans-serif", 22))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n).into_segmented(), 0f64..top)
+            .build_cartesian_2d((0..last).into_segmented(), 0f64..top)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -66,17 +68,25 @@ pub fn svg(report: &BenchReport) -> Result<String> {
                 _ => String::new(),
             })
             .y_label_formatter(&|v| tick(*v))
+            .light_line_style(RGBColor(235, 235, 235))
             .x_desc("case: activation rows m, weight N×K")
             .y_desc("weight bytes read, GB/s")
             .draw()
             .map_err(err)?;
+        let mut keys = Vec::new();
         if ceiling.is_finite() && ceiling > 0.0 {
-            let line = vec![(SegmentValue::Exact(0), ceiling), (SegmentValue::Last, ceiling)];
+            let line = vec![
+                (SegmentValue::Exact(0), ceiling),
+                (SegmentValue::Last, ceiling),
+            ];
             chart
-                .draw_series(LineSeries::new(line, BLACK.stroke_width(2)))
-                .map_err(err)?
-                .label(format!("streaming-read ceiling {} GB/s", tick(ceiling)))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+                .draw_series(DashedLineSeries::new(line, 8, 5, BLACK.stroke_width(2)))
+                .map_err(err)?;
+            keys.push(Key {
+                label: format!("streaming-read ceiling {} GB/s", tick(ceiling)),
+                color: BLACK,
+                style: KeyStyle::Dashed,
+            });
         }
         for (i, (name, points)) in series.list.iter().enumerate() {
             let c = color(i);
@@ -86,29 +96,28 @@ pub fn svg(report: &BenchReport) -> Result<String> {
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .map_err(err)?;
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
                 .map_err(err)?;
+            keys.push(Key {
+                label: name.clone(),
+                color: c,
+                style: KeyStyle::Solid,
+            });
         }
         if !torch.is_empty() {
             let pts = torch.iter().map(|&(x, y)| (SegmentValue::CenterOf(x), y));
             chart
                 .draw_series(pts.map(|p| TriangleMarker::new(p, 8, BLACK.filled())))
-                .map_err(err)?
-                .label("PyTorch fp16 (same weights as fp16)")
-                .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.filled()));
+                .map_err(err)?;
+            keys.push(Key {
+                label: "PyTorch fp16 (its fp16 weights)".into(),
+                color: BLACK,
+                style: KeyStyle::Triangle,
+            });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+        canvas.finish(&keys)?;
     }
     Ok(out)
 }
@@ -155,7 +164,12 @@ mod tests {
             row("int4g32", 8, f64::NAN, None),
         ]);
         let text = svg_text(&svg(&r).unwrap());
-        for want in ["f16", "int4g32", "streaming-read ceiling 123 GB/s", "PyTorch fp16"] {
+        for want in [
+            "f16",
+            "int4g32",
+            "streaming-read ceiling 123 GB/s",
+            "PyTorch fp16",
+        ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
         // The adapter's name survives XML escaping.

@@ -44,6 +44,66 @@ pub fn write(path: &Path, svg: &str) -> Result<()> {
     Ok(())
 }
 
+/// Width of the legend column right of the chart, pixels: the legend never hides data.
+const LEGEND_WIDTH: u32 = 280;
+
+/// One line of the legend: what is drawn in `color`, as a dashed line or solid, or a marker.
+struct Key {
+    label: String,
+    color: RGBColor,
+    style: KeyStyle,
+}
+
+/// How a legend entry is drawn.
+#[derive(Clone, Copy, PartialEq)]
+enum KeyStyle {
+    Solid,
+    Dashed,
+    Triangle,
+}
+
+/// A chart area left, and the legend column right, of an SVG of `size` drawn into `out`.
+fn canvas(out: &mut String, size: (u32, u32)) -> Result<Canvas<'_>> {
+    let root = SVGBackend::with_string(out, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (chart, legend) = root.split_horizontally(size.0 - LEGEND_WIDTH);
+    Ok(Canvas { chart, legend })
+}
+
+/// The two areas of a plot.
+struct Canvas<'a> {
+    chart: DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    legend: DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+}
+
+impl Canvas<'_> {
+    /// Draws the legend (in the order given, top down) and finishes the document.
+    fn finish(self, keys: &[Key]) -> Result<()> {
+        let top = 60;
+        for (i, k) in keys.iter().enumerate() {
+            let y = top + 20 * i as i32;
+            let style = k.color.stroke_width(2);
+            let a = &self.legend;
+            match k.style {
+                KeyStyle::Solid => a.draw(&PathElement::new(vec![(5, y), (35, y)], style)),
+                KeyStyle::Dashed => {
+                    for x in [5, 17, 29] {
+                        a.draw(&PathElement::new(vec![(x, y), (x + 7, y)], style))
+                            .map_err(err)?;
+                    }
+                    Ok(())
+                }
+                KeyStyle::Triangle => a.draw(&TriangleMarker::new((20, y), 6, k.color.filled())),
+            }
+            .map_err(err)?;
+            a.draw(&Text::new(k.label.clone(), (42, y - 7), ("sans-serif", 14)))
+                .map_err(err)?;
+        }
+        self.chart.present().map_err(err)?;
+        Ok(())
+    }
+}
+
 /// `v` if it is a finite positive number (a plot on a log axis cannot place 0 or NaN).
 fn positive(v: f64) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v)
@@ -97,17 +157,14 @@ fn tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
     } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+        let decimals = (2 - a.log10().floor() as i32).clamp(0, 9) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
     }
 }
 
@@ -151,7 +208,9 @@ mod tests {
         assert_eq!(super::tick(0.0), "0");
         assert_eq!(super::tick(0.012), "0.012");
         assert_eq!(super::tick(0.5), "0.5");
-        assert_eq!(super::tick(1.0), "1.00");
+        assert_eq!(super::tick(1.0), "1");
+        assert_eq!(super::tick(2.70), "2.7");
+        assert_eq!(super::tick(0.00012345), "0.000123");
         assert_eq!(super::tick(1234.4), "1234");
     }
 

@@ -1,7 +1,7 @@
 //! `sparq model-bench --plot`: model throughput (sequences per second) per batch size, one
 //! line per weight format, and PyTorch's eager forward (when `--torch` gave its timings).
 
-use super::{Series, color, err, log_range, positive, tick};
+use super::{Key, KeyStyle, Series, color, err, log_range, positive, tick};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use sparq::Result;
@@ -61,9 +61,9 @@ pub fn svg(adapter: &str, rows: &[ModelBenchRow]) -> Result<String> {
     };
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, super::SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
+        let canvas = super::canvas(&mut out, super::SIZE)?;
+        let last = batches.len().max(1) as i32 - 1;
+        let mut chart = ChartBuilder::on(&canvas.chart)
             .caption(
                 format!("Model throughput — {adapter}{seq}"),
                 ("sans-serif", 22),
@@ -71,7 +71,7 @@ pub fn svg(adapter: &str, rows: &[ModelBenchRow]) -> Result<String> {
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(80)
-            .build_cartesian_2d((0..batches.len().max(1) as i32).into_segmented(), y.log_scale())
+            .build_cartesian_2d((0..last).into_segmented(), y.log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -83,47 +83,56 @@ pub fn svg(adapter: &str, rows: &[ModelBenchRow]) -> Result<String> {
                 _ => String::new(),
             })
             .y_label_formatter(&|v| tick(*v))
+            .y_labels(12)
+            .light_line_style(RGBColor(235, 235, 235))
             .x_desc("batch size (sequences per forward pass)")
             .y_desc("throughput, sequences/s (log)")
             .draw()
             .map_err(err)?;
         let n = series.list.len();
+        let mut keys = Vec::new();
         for (i, (name, points)) in series.list.iter().chain(&torch.list).enumerate() {
-            // PyTorch in black and grey, dashed-looking by its markers: the reference lines.
-            let c = if i < n {
-                color(i)
-            } else if name.ends_with("fp16") {
-                BLACK
-            } else {
-                RGBColor(120, 120, 120)
-            };
             let pts: Vec<_> = points
                 .iter()
                 .map(|&(x, y)| (SegmentValue::CenterOf(x), y))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
             if i < n {
+                let c = color(i);
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(err)?;
                 chart
                     .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
                     .map_err(err)?;
+                keys.push(Key {
+                    label: name.clone(),
+                    color: c,
+                    style: KeyStyle::Solid,
+                });
             } else {
+                // PyTorch: the reference, dashed in black (fp16) and grey (fp32).
+                let c = if name.ends_with("fp16") {
+                    BLACK
+                } else {
+                    RGBColor(120, 120, 120)
+                };
                 chart
-                    .draw_series(pts.into_iter().map(|p| TriangleMarker::new(p, 7, c.filled())))
+                    .draw_series(DashedLineSeries::new(pts.clone(), 8, 5, c.stroke_width(2)))
                     .map_err(err)?;
+                chart
+                    .draw_series(
+                        pts.into_iter()
+                            .map(|p| TriangleMarker::new(p, 7, c.filled())),
+                    )
+                    .map_err(err)?;
+                keys.push(Key {
+                    label: name.clone(),
+                    color: c,
+                    style: KeyStyle::Dashed,
+                });
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+        canvas.finish(&keys)?;
     }
     Ok(out)
 }
@@ -159,10 +168,19 @@ mod tests {
             row("int4g32", 8, 0.0, Some(4000.0)),
         ];
         let text = svg_text(&svg("Test GPU & co", &rows).unwrap());
-        for want in ["f32", "int4g32", "PyTorch fp16", "Test GPU & co", "16 tokens"] {
+        for want in [
+            "f32",
+            "int4g32",
+            "PyTorch fp16",
+            "Test GPU & co",
+            "16 tokens",
+        ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
-        assert!(!text.contains("PyTorch fp32"), "no fp32 timings were given: {text}");
+        assert!(
+            !text.contains("PyTorch fp32"),
+            "no fp32 timings were given: {text}"
+        );
         assert!(text.contains("sequences/s"));
     }
 

@@ -3,7 +3,7 @@
 //! sparse kernels only: the "→dense" rows (weights expanded then the dense GEMM) would double
 //! the lines and sit near 1 by construction.
 
-use super::{Series, color, err, log_range, positive, tick};
+use super::{Key, KeyStyle, Series, color, err, log_range, positive, tick};
 use plotters::prelude::*;
 use sparq::Result;
 use sparq::bench::sparse::SparseReport;
@@ -19,6 +19,8 @@ pub fn svg(report: &SparseReport) -> Result<String> {
     let many_m = distinct(&|r| (r.m, 0)) > 1;
     let many_shapes = distinct(&|r| (r.n, r.k)) > 1;
     let mut series = Series::new();
+    // Colour by format, solid for the first m and dashed for the others.
+    let (mut bases, mut ms, mut styles) = (Vec::new(), Vec::new(), Vec::new());
     for r in &report.rows {
         let Some(s) = r.speedup.and_then(positive) else {
             continue;
@@ -27,12 +29,20 @@ pub fn svg(report: &SparseReport) -> Result<String> {
             continue;
         }
         let mut name = r.format.clone();
+        let base = name.clone();
         if many_m {
             name += &format!(" m={}", r.m);
         }
         if many_shapes {
             name += &format!(" {}×{}", r.n, r.k);
         }
+        if !bases.contains(&base) {
+            bases.push(base.clone());
+        }
+        if !ms.contains(&r.m) {
+            ms.push(r.m);
+        }
+        styles.push((name.clone(), base, r.m));
         series.push(name, r.sparsity, s);
     }
     for (_, v) in &mut series.list {
@@ -44,15 +54,22 @@ pub fn svg(report: &SparseReport) -> Result<String> {
         .flat_map(|(_, v)| v.iter().map(|p| p.1))
         .fold(1.0, f64::min);
     let y = log_range(lo, series.max_y(1.0));
+    let style = |name: &str| {
+        let (_, base, m) = styles
+            .iter()
+            .find(|s| s.0 == name)
+            .expect("every series styled");
+        let c = color(bases.iter().position(|b| b == base).unwrap_or(0));
+        (c, ms.first() != Some(m))
+    };
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, super::SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+        let canvas = super::canvas(&mut out, super::SIZE)?;
         let title = format!(
             "Sparse speed-up over dense — {} ({})",
             report.adapter.name, report.adapter.backend
         );
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&canvas.chart)
             .caption(title, ("sans-serif", 22))
             .margin(15)
             .x_label_area_size(45)
@@ -63,37 +80,55 @@ pub fn svg(report: &SparseReport) -> Result<String> {
             .configure_mesh()
             .x_label_formatter(&|v| format!("{:.0} %", 100.0 * v))
             .y_label_formatter(&|v| format!("{}×", tick(*v)))
+            .y_labels(12)
+            .light_line_style(RGBColor(235, 235, 235))
             .x_desc("sparsity (fraction of the weights that are zero)")
             .y_desc("speed-up over dense of the same precision (×, log)")
             .draw()
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new(
+            .draw_series(DashedLineSeries::new(
                 vec![(0.0, 1.0), (1.0, 1.0)],
+                8,
+                5,
                 BLACK.stroke_width(2),
             ))
-            .map_err(err)?
-            .label("break-even (speed-up 1×)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-        for (i, (name, points)) in series.list.iter().enumerate() {
-            let c = color(i);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .map_err(err)?;
+        let mut keys = vec![Key {
+            label: "break-even (speed-up 1×)".into(),
+            color: BLACK,
+            style: KeyStyle::Dashed,
+        }];
+        for (name, points) in &series.list {
+            let (c, dashed) = style(name);
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        points.clone(),
+                        6,
+                        4,
+                        c.stroke_width(2),
+                    ))
+                    .map_err(err)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                    .map_err(err)?;
+            }
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(err)?;
+            keys.push(Key {
+                label: name.clone(),
+                color: c,
+                style: if dashed {
+                    KeyStyle::Dashed
+                } else {
+                    KeyStyle::Solid
+                },
+            });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+        canvas.finish(&keys)?;
     }
     Ok(out)
 }
@@ -111,7 +146,12 @@ mod tests {
             m,
             format: format.into(),
             precision: "f16".into(),
-            pruning: if format.starts_with("dense") { "-" } else { "magnitude" }.into(),
+            pruning: if format.starts_with("dense") {
+                "-"
+            } else {
+                "magnitude"
+            }
+            .into(),
             sparsity,
             gpu_us: 10.0,
             bytes: 1000,
@@ -141,7 +181,12 @@ mod tests {
             row("csr-f16", 8, 0.5, None),
         ]);
         let text = svg_text(&svg(&r).unwrap());
-        for want in ["csr-f16 m=1", "bsr4x32-int4 m=1", "2:4-int8 m=1", "break-even"] {
+        for want in [
+            "csr-f16 m=1",
+            "bsr4x32-int4 m=1",
+            "2:4-int8 m=1",
+            "break-even",
+        ] {
             assert!(text.contains(want), "{want} missing from {text}");
         }
         assert!(!text.contains("dense-f16"), "dense is the baseline: {text}");
