@@ -16,7 +16,8 @@ pub struct Bar {
 impl Bar {
     /// A bar for a job of `total` cases (0 when the library will say), `what` before it.
     pub fn new(what: &str, total: usize) -> Self {
-        let bar = ProgressBar::with_draw_target(Some(total as u64), target());
+        // At least 1: a bar of 0 cases would draw full before the library gives its total.
+        let bar = ProgressBar::with_draw_target(Some(total.max(1) as u64), target());
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix} {bar:30} {pos}/{len} [{elapsed_precise}, ETA {eta}] {wide_msg}",
@@ -43,7 +44,7 @@ impl Bar {
 
     /// The library's callback: `done` of `total` cases finished, `label` running now.
     pub fn update(&self, done: usize, total: usize, label: &str) {
-        self.bar.set_length(total as u64);
+        self.bar.set_length(total.max(1) as u64);
         self.bar.set_position(done as u64);
         self.bar.set_message(label.to_string());
     }

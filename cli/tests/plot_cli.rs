@@ -140,3 +140,15 @@ fn plot_is_refused_where_there_is_nothing_to_draw() {
         "{err}"
     );
 }
+
+#[test]
+fn model_bench_iters_must_be_at_least_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sparq"))
+        .args(["model-bench", "no-model", "--iters", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--iters") && err.contains("'0'"), "{err}");
+}
