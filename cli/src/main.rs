@@ -203,8 +203,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         return bench_model(adapters, model, &args);
     }
     if let Some(adapters) = &args.adapters {
-        // One measurement of unknown length: elapsed time and a spinner (until dropped).
-        let _bar = progress::Bar::spinner("data-parallel bench");
+        let bar = progress::Bar::new("data-parallel bench", 0);
         return sparq::schedule::bench::cli(
             adapters,
             args.quick,
@@ -212,6 +211,14 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
             args.shapes.as_deref(),
             args.m.as_deref(),
             args.json.as_deref(),
+            // The last call comes before the report is printed: the bar goes for it.
+            |d, t, l| {
+                if d < t {
+                    bar.update(d, t, l)
+                } else {
+                    bar.clear()
+                }
+            },
         );
     }
     let gpu = Gpu::new(selector)?;
@@ -268,8 +275,8 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     cfg.check_sections()?;
     let gpu = Gpu::new(selector)?;
     eprintln!("GEMM benchmark on {} ({})", gpu.caps.name, gpu.caps.backend);
-    let bar = progress::Bar::spinner("gemm");
-    let mut rows = gemm::run(&gpu, &cfg, |label| bar.label(label))?;
+    let bar = progress::Bar::new("gemm", gemm::steps(&gpu, &cfg));
+    let mut rows = gemm::run(&gpu, &cfg, |d, t, l| bar.update(d, t, l))?;
     bar.finish();
     if let Some(path) = &args.torch {
         gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);

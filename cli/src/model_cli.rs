@@ -369,12 +369,10 @@ fn pack(
             compression.check_calibrated()?;
             let start = std::time::Instant::now();
             let texts = calibrate::texts(text.as_deref())?;
-            let bar = crate::progress::Bar::spinner("calibrating");
-            bar.label(&format!(
-                "{} sentences through the float model",
-                texts.len()
-            ));
-            let (h, tokens) = arch.family().calibrate(&file, &dir, &texts)?;
+            let bar = crate::progress::Bar::new("calibrating", 0);
+            let (h, tokens) = arch
+                .family()
+                .calibrate(&file, &dir, &texts, &mut |d, t, l| bar.update(d, t, l))?;
             bar.finish();
             eprintln!(
                 "calibrated on {} sentences ({tokens} tokens) in {:.1} s",
@@ -431,12 +429,15 @@ fn pack_decoder(
         }
     };
     let start = std::time::Instant::now();
-    let bar = crate::progress::Bar::spinner(if tokens.is_some() {
-        "calibrating and packing"
-    } else {
-        "packing"
-    });
-    let (config, floats, linears, report) = pack::pack(path, &compression, tokens.as_deref())?;
+    // Calibration counts its steps (the library gives the total); packing alone does not.
+    let bar = match &tokens {
+        Some(_) => crate::progress::Bar::new("calibrating", 0),
+        None => crate::progress::Bar::spinner("packing"),
+    };
+    let (config, floats, linears, report) =
+        pack::pack(path, &compression, tokens.as_deref(), |d, t, l| {
+            bar.update(d, t, if d < t { l } else { "packing" })
+        })?;
     bar.finish();
     if let Some(t) = &tokens {
         eprintln!(

@@ -32,10 +32,8 @@ impl Bar {
     pub fn spinner(what: &str) -> Self {
         let bar = ProgressBar::with_draw_target(None, target());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {prefix} step {pos} [{elapsed_precise}] {wide_msg}",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {wide_msg}")
+                .expect("valid template"),
         );
         bar.set_prefix(what.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -49,10 +47,9 @@ impl Bar {
         self.bar.set_message(label.to_string());
     }
 
-    /// The current step of a job counted by a spinner.
-    pub fn label(&self, label: &str) {
-        self.bar.inc(1);
-        self.bar.set_message(label.to_string());
+    /// Removes the bar while the job still runs (its results are about to be printed).
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
     }
 
     /// Removes the bar (the results follow on stdout); dropping it does the same, so an
