@@ -106,6 +106,11 @@ fn gemm_counts_its_cases() {
     };
     for gpu in all_gpus() {
         assert_eq!(steps(&gpu, &weights), 2 * 2 + 2);
+        if !gpu.caps.f16 {
+            // The GEMM cases run on f16 activations (refused with MissingFeature here).
+            eprintln!("skipping {}: no f16 shaders", gpu.caps.name);
+            continue;
+        }
         for cfg in [&cfg, &weights] {
             let mut calls = Calls::new();
             let rows = run(&gpu, cfg, |d, t, l| calls.push((d, t, l.to_string()))).unwrap();
