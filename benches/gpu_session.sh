@@ -42,10 +42,12 @@ for s in ${STEPS:-sparse model}; do
     case $s in
     dense)
         step torch_linear 90 python3 benches/torch_linear.py "$OUT/torch.json" --m 1,8,32,256
-        step dense 420 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json"
+        step dense 420 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json" \
+            --plot "$OUT/dense.svg"
         ;;
     sparse)
-        step sparse 320 $S --adapter vulkan bench --sparse --json "$OUT/sparse.json"
+        step sparse 320 $S --adapter vulkan bench --sparse --json "$OUT/sparse.json" \
+            --plot "$OUT/sparse.svg"
         SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off SPARQ_SPARSE_XSM=off step sparse_before 60 \
             $S --adapter vulkan bench --sparse --shapes 8192x8192 --sparsities 0.9 \
             --json "$OUT/sparse_before.json"
@@ -66,7 +68,7 @@ for s in ${STEPS:-sparse model}; do
         step torch_minilm 120 python3 benches/torch_minilm.py .dev-model/minilm \
             --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
         step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
-            --torch "$OUT/torch_minilm.json" --json "$OUT/model.json"
+            --torch "$OUT/torch_minilm.json" --json "$OUT/model.json" --plot "$OUT/model.svg"
         # Attention without key splitting (b = 1) and with one query per invocation (b = 64).
         SPARQ_ATTENTION_SPLIT=1 SPARQ_ATTENTION_QPI=1 step model_attention_before 60 \
             $S --adapter vulkan model-bench .dev-model/minilm --formats f16 --batch 1,64

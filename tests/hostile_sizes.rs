@@ -47,7 +47,7 @@ fn bench_shapes_are_refused_before_allocating() {
         let mut sparse = sparq::bench::sparse::SparseBenchConfig::quick();
         sparse.shapes = cfg.shapes.clone();
         // Its many copies overflow 64 bits: refused all the same, naming the shape.
-        let e = sparq::bench::sparse::run(&gpu, &sparse, |_| {}).unwrap_err();
+        let e = sparq::bench::sparse::run(&gpu, &sparse, |_, _, _| {}).unwrap_err();
         assert!(
             matches!(&e, Error::Input(InputError::HostMemory { what, .. } | InputError::Overflow { what })
                 if what.contains("999999999x999999999")),

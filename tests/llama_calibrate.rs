@@ -48,7 +48,7 @@ fn calibrated_decoders_keep_layer_outputs_closer_and_run() {
     let original = Reference::new(config.clone(), weights.clone()).unwrap();
 
     // Q, K and V share one sum of their inputs, as do gate and up; every token counts.
-    let (h, seen) = calibrate::hessians(&original, &seqs).unwrap();
+    let (h, seen) = calibrate::hessians(&original, &seqs, |_, _, _| {}).unwrap();
     assert_eq!(seen, 4 * 48);
     let names = LlamaNames::default();
     assert_eq!(h.len(), config.num_layers * LlamaLinear::ALL.len());
@@ -87,8 +87,8 @@ fn calibrated_decoders_keep_layer_outputs_closer_and_run() {
             format: WeightFormat::parse(format).unwrap(),
             sparse: prune.map(|p| SparseStorage::parse(p).unwrap()),
         };
-        let (_, _, plain, _) = pack::pack(&dir, &c, None).unwrap();
-        let (cfg, floats, tuned, _) = pack::pack(&dir, &c, Some(&seqs)).unwrap();
+        let (_, _, plain, _) = pack::pack(&dir, &c, None, |_, _, _| {}).unwrap();
+        let (cfg, floats, tuned, _) = pack::pack(&dir, &c, Some(&seqs), |_, _, _| {}).unwrap();
         for (name, xs, k) in &probes {
             let w = &weights[name].1;
             let get = |ls: &sparq::model::compress::Linears| {
@@ -133,7 +133,7 @@ fn calibrated_decoders_keep_layer_outputs_closer_and_run() {
     }
     // Calibration rounds int4 and prunes 2:4 / magnitude:S; int8 is refused.
     let int8 = Compression::dense(WeightFormat::Int8);
-    match pack::pack(&dir, &int8, Some(&seqs)) {
+    match pack::pack(&dir, &int8, Some(&seqs), |_, _, _| {}) {
         Err(Error::Input(InputError::Invalid(_))) => {}
         Err(e) => panic!("int8 calibration: {e}"),
         Ok(_) => panic!("int8 calibration packed"),

@@ -82,7 +82,7 @@ fn packed_decoders_match_the_reference_on_their_stored_weights() {
             let what = format!("{arch} {format} {prune:?}");
             let out = dir.join(format!("packed-{format}-{}.safetensors", prune.is_some()));
             let (c, floats, linears, report) =
-                pack::pack(&dir, &compression(format, prune), None).unwrap();
+                pack::pack(&dir, &compression(format, prune), None, |_, _, _| {}).unwrap();
             assert_eq!(c, config, "{what}");
             assert_eq!(report.layers, linears.len(), "{what}");
             pack::write(&out, &c, &floats, &linears).unwrap();
@@ -145,7 +145,8 @@ fn truncated_or_corrupt_packed_files_give_typed_errors() {
         Dtype::F32,
         1,
     );
-    let (c, floats, linears, _) = pack::pack(&dir, &compression("int8", None), None).unwrap();
+    let (c, floats, linears, _) =
+        pack::pack(&dir, &compression("int8", None), None, |_, _, _| {}).unwrap();
     let good = dir.join("good.safetensors");
     pack::write(&good, &c, &floats, &linears).unwrap();
     let bytes = std::fs::read(&good).unwrap();
@@ -232,7 +233,8 @@ fn smollm2_gguf_packs_to_int8_and_reads_back() {
     }
     let dir = tmp("pack-smollm2");
     let out = dir.join("smollm2-int8.safetensors");
-    let (c, floats, linears, report) = pack::pack(&gguf, &compression("int8", None), None).unwrap();
+    let (c, floats, linears, report) =
+        pack::pack(&gguf, &compression("int8", None), None, |_, _, _| {}).unwrap();
     assert_eq!(report.formats, vec!["int8".to_string()]);
     pack::write(&out, &c, &floats, &linears).unwrap();
     let file = sparq::gguf::Gguf::open(&gguf).unwrap();

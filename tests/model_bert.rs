@@ -418,7 +418,7 @@ fn calibrated_files_match_cpu_reference() {
     let (ids, types) = ragged(&mut r, &c, &[12, 30, 7, 25, 40, 18, 33]);
     let sequences: Vec<_> = ids.into_iter().zip(types).collect();
     let tokens: usize = sequences.iter().map(|(i, _)| i.len()).sum();
-    let hessians = calibrate::bert_hessians(&file, &c, &sequences).unwrap();
+    let hessians = calibrate::bert_hessians(&file, &c, &sequences, |_, _, _| {}).unwrap();
     assert_eq!(hessians.len(), 4 * c.num_hidden_layers);
     assert!(hessians.values().all(|h| h.rows() == tokens));
     // Over 64 token rows, so that int4 runs the GEMM with exact activations (fewer rows take
@@ -503,7 +503,7 @@ fn calibrated_files_match_cpu_reference() {
             "{refused:?}: {e:?}"
         );
     }
-    let e = calibrate::bert_hessians(&file, &c, &[(vec![], vec![])]).err();
+    let e = calibrate::bert_hessians(&file, &c, &[(vec![], vec![])], |_, _, _| {}).err();
     assert!(
         matches!(e, Some(Error::Input(InputError::Invalid(_)))),
         "{e:?}"

@@ -7,8 +7,9 @@ use sparq::formats::WeightFormat;
 use sparq::gguf::Gguf;
 use sparq::gpu::AdapterSelector;
 use sparq::model::generate::{GenerateParams, Generated, Generator};
-use sparq::model::llama::hf::{CheckpointKind, detect};
-use sparq::model::llama::{DecoderOptions, LlamaDecoder};
+use sparq::model::llama::hf::{CheckpointKind, HfCheckpoint, detect, sparq_config};
+use sparq::model::llama::{DecoderOptions, LlamaConfig, LlamaDecoder};
+use sparq::model::loader::WeightFile;
 use sparq::model::sampling::SamplingParams;
 use sparq::model::text::{ChatMessage, TextCodec};
 use sparq::{Error, Gpu, Result};
@@ -171,32 +172,56 @@ fn llm_bench(
         kv_tokens: Some(kv_tokens),
         ..DecoderOptions::default()
     };
-    let bar = indicatif::ProgressBar::new_spinner();
+    // Every step counted before the first: loading or building each model, and its cases.
+    let file_context = model.as_deref().map(max_context).transpose()?;
+    let shape_steps = shapes.iter().try_fold(0, |n, s| {
+        Ok::<_, Error>(n + 1 + llm::steps(cfg, llm::shape(s)?.max_context))
+    })?;
+    let total: usize = formats
+        .iter()
+        .map(|f| {
+            file_context.map_or(0, |c| 1 + llm::steps(cfg, c))
+                + if f == "stored" { 0 } else { shape_steps }
+        })
+        .sum();
+    let bar = crate::progress::Bar::new("llm-bench", total);
+    let mut done = 0;
     let mut rows = Vec::new();
+    let mut measure = |lm: &LlamaDecoder, name: &str, done: &mut usize| -> Result<()> {
+        let base = *done;
+        rows.extend(llm::run(lm, name, cfg, ceiling, |d, _, l| {
+            bar.update(base + d, total, l)
+        })?);
+        *done += llm::steps(cfg, lm.config().max_context);
+        Ok(())
+    };
     for f in formats {
         let stored = f == "stored";
         let format = (!stored).then(|| WeightFormat::parse(f)).transpose()?;
         if let Some(path) = &model {
-            let lm = LlamaDecoder::open(path, &gpu, DecoderOptions { format, ..options })?;
             let name = path
                 .file_name()
                 .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-            rows.extend(llm::run(&lm, &name, cfg, ceiling, |m| {
-                bar.set_message(m.to_string())
-            })?);
+            bar.update(done, total, &format!("loading {name} ({f})"));
+            done += 1;
+            let lm = LlamaDecoder::open(path, &gpu, DecoderOptions { format, ..options })?;
+            measure(&lm, &name, &mut done)?;
         }
         let Some(format) = format else { continue };
         for s in shapes {
-            bar.set_message(format!("building random {s} in {}", format.name()));
+            bar.update(
+                done,
+                total,
+                &format!("building random {s} in {}", format.name()),
+            );
+            done += 1;
             let config = llm::shape(s)?;
             let src = llm::RandomSource::new(format, 1);
             let lm = LlamaDecoder::from_source(&gpu, config, &src, options)?;
-            rows.extend(llm::run(&lm, s, cfg, ceiling, |m| {
-                bar.set_message(m.to_string())
-            })?);
+            measure(&lm, s, &mut done)?;
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     outln!(
         "{} ({ceiling:.0} GB/s streaming-read ceiling)\n",
         gpu.caps.name
@@ -211,6 +236,17 @@ fn llm_bench(
         sparq::error::write_file(p, j.to_string() + "\n")?;
     }
     Ok(())
+}
+
+/// The context of the decoder checkpoint at `path`, from its header or configuration alone
+/// (no weights are read): what `llm-bench` counts its cases by before loading it.
+fn max_context(path: &Path) -> Result<usize> {
+    let config = match detect(path)? {
+        CheckpointKind::Gguf => LlamaConfig::from_gguf(&Gguf::open(path)?)?,
+        CheckpointKind::HuggingFace => HfCheckpoint::open(path)?.config,
+        CheckpointKind::Sparq => sparq_config(&WeightFile::open(path)?)?,
+    };
+    Ok(config.max_context)
 }
 
 /// Where the set-up puts SmolLM2.
@@ -413,17 +449,11 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             if let Some(n) = max_tokens_scored {
                 ids.truncate(n);
             }
-            let bar = indicatif::ProgressBar::new(ids.len() as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} tokens [{elapsed}, {eta} left]",
-                )
-                .expect("a fixed template parses"),
-            );
-            let p = sparq::model::perplexity::perplexity(&lm, &ids, context, |done, _| {
-                bar.set_position(done as u64)
+            let bar = crate::progress::Bar::new("perplexity", ids.len());
+            let p = sparq::model::perplexity::perplexity(&lm, &ids, context, |done, total| {
+                bar.update(done, total, "tokens scored")
             })?;
-            bar.finish_and_clear();
+            bar.finish();
             let formats = lm.formats().join(",");
             if json {
                 let j = serde_json::json!({

@@ -4,6 +4,8 @@ mod gl_env;
 mod llm_cli;
 mod model_cli;
 mod out;
+mod plot;
+mod progress;
 mod serve_bench_cli;
 mod serve_cli;
 
@@ -119,6 +121,10 @@ struct BenchArgs {
     /// --formats takes the weight format, --quick runs 8 and 24 short sentences).
     #[arg(long, requires = "adapters")]
     model: Option<PathBuf>,
+    /// Also draw the results as SVG here: weight GB/s per format against the ceiling (and the
+    /// PyTorch anchor), or with --sparse the speed-up over dense against sparsity.
+    #[arg(long, value_name = "FILE.svg", conflicts_with_all = ["adapters", "sparse_tune"])]
+    plot: Option<PathBuf>,
 }
 
 fn main() {
@@ -197,6 +203,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         return bench_model(adapters, model, &args);
     }
     if let Some(adapters) = &args.adapters {
+        let bar = progress::Bar::new("data-parallel bench", 0);
         return sparq::schedule::bench::cli(
             adapters,
             args.quick,
@@ -204,6 +211,14 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
             args.shapes.as_deref(),
             args.m.as_deref(),
             args.json.as_deref(),
+            // The last call comes before the report is printed: the bar goes for it.
+            |d, t, l| {
+                if d < t {
+                    bar.update(d, t, l)
+                } else {
+                    bar.clear()
+                }
+            },
         );
     }
     let gpu = Gpu::new(selector)?;
@@ -235,17 +250,9 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     }
     let torch = args.torch.as_deref().map(TorchBaseline::load).transpose()?;
     eprintln!("benchmarking on {} ({})", gpu.caps.name, gpu.caps.backend);
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
-            .expect("valid template"),
-    );
-    let mut report = sparq::bench::run(&gpu, &cfg, |done, total, label| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(label.to_string());
-    })?;
-    bar.finish_and_clear();
+    let bar = progress::Bar::new("bench", 0);
+    let mut report = sparq::bench::run(&gpu, &cfg, |d, t, l| bar.update(d, t, l))?;
+    bar.finish();
     if let Some(t) = &torch {
         report.attach_torch(t);
     }
@@ -253,6 +260,9 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(path) = args.json {
         sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = args.plot {
+        plot::write(&path, &plot::bench::svg(&report)?)?;
     }
     Ok(())
 }
@@ -265,7 +275,9 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     cfg.check_sections()?;
     let gpu = Gpu::new(selector)?;
     eprintln!("GEMM benchmark on {} ({})", gpu.caps.name, gpu.caps.backend);
-    let mut rows = gemm::run(&gpu, &cfg, |label| eprintln!("  {label}"))?;
+    let bar = progress::Bar::new("gemm", gemm::steps(&gpu, &cfg));
+    let mut rows = gemm::run(&gpu, &cfg, |d, t, l| bar.update(d, t, l))?;
+    bar.finish();
     if let Some(path) = &args.torch {
         gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);
     }
@@ -293,8 +305,17 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
         (None, true) => (vec![8, 24], 12, 4),
         (None, false) => (vec![64, 256, 1024], 100, 64),
     };
-    let reports =
-        sparq::schedule::bench::run_model(adapters, model, options, &batches, words, max_rows)?;
+    let bar = progress::Bar::new("data-parallel model bench", 0);
+    let reports = sparq::schedule::bench::run_model(
+        adapters,
+        model,
+        options,
+        &batches,
+        words,
+        max_rows,
+        |d, t, l| bar.update(d, t, l),
+    )?;
+    bar.finish();
     for r in &reports {
         outln!("{}", r.markdown());
     }
@@ -319,7 +340,10 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         "sparse tuning sweep on {} ({}), {}×{}",
         gpu.caps.name, gpu.caps.backend, shape.0, shape.1
     );
-    let rows = run(gpu, shape, &ms, args.iters.unwrap_or(50).clamp(1, 1000))?;
+    let bar = progress::Bar::new("sparse tuning", 0);
+    let iters = args.iters.unwrap_or(50).clamp(1, 1000);
+    let rows = run(gpu, shape, &ms, iters, |d, t, l| bar.update(d, t, l))?;
+    bar.finish();
     outln!("{}", markdown(&rows));
     if let Some(path) = args.json {
         let text =
@@ -353,11 +377,19 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         cfg.block_shapes = b;
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
-    let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
+    let bar = progress::Bar::new("sparse sweep", 0);
+    let report = run(gpu, &cfg, |d, t, l| {
+        log::info!("{l}");
+        bar.update(d, t, l)
+    })?;
+    bar.finish();
     outln!("{}", report.markdown());
     if let Some(path) = args.json {
         sparq::error::write_file(&path, report.json())?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = args.plot {
+        plot::write(&path, &plot::sparse::svg(&report)?)?;
     }
     Ok(())
 }

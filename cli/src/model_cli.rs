@@ -93,8 +93,10 @@ pub enum ModelCommand {
         /// Tokens per sequence.
         #[arg(long, default_value_t = 128)]
         seq: usize,
-        /// Timed forward passes per case.
-        #[arg(long, default_value_t = 100)]
+        /// Timed forward passes per case; also bounds the untimed warm-up passes (at most 3)
+        /// and the passes of each dispatch alone (at most 5), so a small value makes a quick
+        /// run on a slow adapter.
+        #[arg(long, default_value_t = 100, value_parser = crate::rows_arg)]
         iters: usize,
         /// PyTorch timings (JSON from benches/torch_minilm.py) to compare with.
         #[arg(long)]
@@ -102,6 +104,9 @@ pub enum ModelCommand {
         /// Also write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also draw sequences/s per batch size, a line per format (and PyTorch), as SVG here.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -205,6 +210,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             iters,
             torch,
             json,
+            plot,
         } => model_bench(
             selector,
             &model,
@@ -214,6 +220,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             iters,
             torch.as_deref(),
             json.as_deref(),
+            plot.as_deref(),
         ),
     }
 }
@@ -362,7 +369,11 @@ fn pack(
             compression.check_calibrated()?;
             let start = std::time::Instant::now();
             let texts = calibrate::texts(text.as_deref())?;
-            let (h, tokens) = arch.family().calibrate(&file, &dir, &texts)?;
+            let bar = crate::progress::Bar::new("calibrating", 0);
+            let (h, tokens) = arch
+                .family()
+                .calibrate(&file, &dir, &texts, &mut |d, t, l| bar.update(d, t, l))?;
+            bar.finish();
             eprintln!(
                 "calibrated on {} sentences ({tokens} tokens) in {:.1} s",
                 texts.len(),
@@ -418,7 +429,16 @@ fn pack_decoder(
         }
     };
     let start = std::time::Instant::now();
-    let (config, floats, linears, report) = pack::pack(path, &compression, tokens.as_deref())?;
+    // Calibration counts its steps (the library gives the total); packing alone does not.
+    let bar = match &tokens {
+        Some(_) => crate::progress::Bar::new("calibrating", 0),
+        None => crate::progress::Bar::spinner("packing"),
+    };
+    let (config, floats, linears, report) =
+        pack::pack(path, &compression, tokens.as_deref(), |d, t, l| {
+            bar.update(d, t, if d < t { l } else { "packing" })
+        })?;
+    bar.finish();
     if let Some(t) = &tokens {
         eprintln!(
             "calibrated on {} texts ({} tokens) and packed in {:.1} s",
@@ -503,6 +523,7 @@ fn model_bench(
     iters: usize,
     torch: Option<&Path>,
     json: Option<&Path>,
+    plot: Option<&Path>,
 ) -> Result<()> {
     let gpu = Gpu::new(selector)?;
     let torch: Vec<TorchRow> = match torch {
@@ -526,20 +547,34 @@ fn model_bench(
     );
     let mut all = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for f in formats {
+    let per_format = 2 * batches.len();
+    let bar = crate::progress::Bar::new("model-bench", formats.len() * per_format);
+    for (i, f) in formats.iter().enumerate() {
+        bar.update(
+            i * per_format,
+            formats.len() * per_format,
+            &format!("loading {f}"),
+        );
         let m = load(path, &gpu, f)?;
         // A packed or sparse file runs as stored whatever the requested format: once.
         if !seen.insert(m.layer_formats()) {
             continue;
         }
-        let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters)
-            .map_err(|e| naming_flags(e, "--batch/--seq"))?;
+        let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters, |d, _, l| {
+            bar.update(
+                i * per_format + d,
+                formats.len() * per_format,
+                &format!("{f} {l}"),
+            )
+        })
+        .map_err(|e| naming_flags(e, "--batch/--seq"))?;
         for mut row in rows {
             row.torch_fp32_us = find("fp32", row.batch);
             row.torch_fp16_us = find("fp16", row.batch);
             all.push(row);
         }
     }
+    bar.finish();
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
     outln!(
         "| format | batch | seq | forward µs | seq/s | dispatches | Σ kernels µs | overhead µs/dispatch | torch fp32 µs | torch fp16 µs | vs fp16 |"
@@ -574,6 +609,9 @@ fn model_bench(
     if let Some(p) = json {
         let v = serde_json::json!({ "adapter": gpu.caps, "rows": all });
         sparq::error::write_file(p, serde_json::to_string_pretty(&v).expect("serialises"))?;
+    }
+    if let Some(p) = plot {
+        crate::plot::write(p, &crate::plot::model::svg(&gpu.caps.name, &all)?)?;
     }
     Ok(())
 }

@@ -197,13 +197,62 @@ impl Case<'_> {
     }
 }
 
-/// Runs every case of `cfg`, calling `progress(label)` before each.
+/// Tilings of the square GEMM that [`run`] times on `gpu`.
+fn square_tilings(gpu: &Gpu, cfg: &GemmBenchConfig) -> Vec<Option<CoopTiling>> {
+    if !coop::available(gpu) {
+        return Vec::new();
+    }
+    if !cfg.all_tilings {
+        return vec![None];
+    }
+    CoopTiling::candidates()
+        .into_iter()
+        .filter(|t| t.fits(gpu, WeightFormat::F16))
+        .map(Some)
+        .collect()
+}
+
+/// Cases of `cfg` on `gpu` (what [`run`] reports progress over): per square size its
+/// tilings (and the portable kernel at the first), per shape, format and m one, per format
+/// and crossover m one, and the DP4A cases where the device has DP4A.
+pub fn steps(gpu: &Gpu, cfg: &GemmBenchConfig) -> usize {
+    let square = if cfg.has("square") && !cfg.square.is_empty() {
+        cfg.square.len() * square_tilings(gpu, cfg).len() + 1
+    } else {
+        0
+    };
+    let weights = if cfg.has("weights") {
+        cfg.shapes.len() * cfg.formats.len() * cfg.ms.len()
+    } else {
+        0
+    };
+    let crossover = if cfg.has("crossover") {
+        cfg.formats.len() * cfg.crossover.len()
+    } else {
+        0
+    };
+    let dp4a = if gpu.caps.dot4_i8 && cfg.has("dp4a") {
+        cfg.square.len() + cfg.ms.len()
+    } else {
+        0
+    };
+    square + weights + crossover + dp4a
+}
+
+/// Runs every case of `cfg`, calling `progress(done, total, label)` before each of the
+/// [`steps`] cases and `(total, total, "done")` at the end.
 pub fn run(
     gpu: &Gpu,
     cfg: &GemmBenchConfig,
-    mut progress: impl FnMut(&str),
+    mut report: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<GemmRow>> {
     cfg.check_sections()?;
+    let total = steps(gpu, cfg);
+    let mut done = 0;
+    let mut progress = |label: &str| {
+        report(done.min(total), total, label);
+        done += 1;
+    };
     let tc = coop::available(gpu);
     let mut rows = Vec::new();
     // 1. Square f16 GEMM: every tiling, and the portable kernel at the smallest size.
@@ -218,20 +267,9 @@ pub fn run(
             x: &x,
             y: &y,
         };
-        if tc {
-            let tilings: Vec<Option<CoopTiling>> = if cfg.all_tilings {
-                CoopTiling::candidates()
-                    .into_iter()
-                    .filter(|t| t.fits(gpu, l.format))
-                    .map(Some)
-                    .collect()
-            } else {
-                vec![None]
-            };
-            for t in tilings {
-                progress(&format!("f16 gemm {s}³ {:?}", t.map(|t| t.label())));
-                rows.push(case.run(gpu, Strategy::GemmCoop, t, cfg.iters)?);
-            }
+        for t in square_tilings(gpu, cfg) {
+            progress(&format!("f16 gemm {s}³ {:?}", t.map(|t| t.label())));
+            rows.push(case.run(gpu, Strategy::GemmCoop, t, cfg.iters)?);
         }
         if i == 0 {
             progress(&format!("f16 gemm {s}³ portable"));
@@ -320,6 +358,7 @@ pub fn run(
             rows.push(case.run(gpu, Strategy::GemmDp4a, None, cfg.iters)?);
         }
     }
+    report(total, total, "done");
     Ok(rows)
 }
 

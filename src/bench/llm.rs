@@ -173,16 +173,39 @@ fn time(iters: usize, mut step: impl FnMut() -> Result<(f64, f64)>) -> Result<(f
     Ok((median(&gpu), median(&host), median(&wall)))
 }
 
-/// Measures `lm` (named `model`) under `cfg`, judging bytes against `ceiling_gbps`; `progress`
-/// hears each case as it starts.
+/// Cases [`run`] measures under `cfg` on a model of context `max_context`: the prefill, and
+/// each decode (context, batch) whose steps fit the context.
+pub fn steps(cfg: &LlmBenchConfig, max_context: usize) -> usize {
+    let contexts = cfg
+        .contexts
+        .iter()
+        .filter(|&&context| fits(cfg, context, max_context))
+        .count();
+    1 + contexts * cfg.batches.len()
+}
+
+/// Whether the decode steps at `context` (warm-ups and timed) fit a model of `max_context`.
+fn fits(cfg: &LlmBenchConfig, context: usize, max_context: usize) -> bool {
+    context + cfg.iters + 4 <= max_context
+}
+
+/// Measures `lm` (named `model`) under `cfg`, judging bytes against `ceiling_gbps`; calls
+/// `progress(done, total, label)` before each of the [`steps`] cases and `(total, total,
+/// "done")` at the end.
 pub fn run(
     lm: &LlamaDecoder,
     model: &str,
     cfg: &LlmBenchConfig,
     ceiling_gbps: f64,
-    mut progress: impl FnMut(&str),
+    mut report: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<LlmRow>> {
     let c = lm.config().clone();
+    let total = steps(cfg, c.max_context);
+    let mut done = 0;
+    let mut progress = |label: &str| {
+        report(done.min(total), total, label);
+        done += 1;
+    };
     let params = matmul_params(&c);
     let format = lm.formats().join(",");
     let mut rng = StdRng::seed_from_u64(7);
@@ -232,7 +255,7 @@ pub fn run(
         for &batch in &cfg.batches {
             // Room for the warm-up and timed steps after the context.
             let steps = cfg.iters + 4;
-            if context + steps > c.max_context {
+            if !fits(cfg, context, c.max_context) {
                 continue;
             }
             progress(&format!(
@@ -272,6 +295,7 @@ pub fn run(
             ));
         }
     }
+    report(total, total, "done");
     Ok(rows)
 }
 

@@ -161,12 +161,36 @@ struct Case {
     plans: Vec<(usize, Vec<Vec<Dispatch>>)>,
 }
 
-/// Measures every case of `cfg`, calling `progress(label)` as it goes.
+/// Steps of the sweep of `cfg` (what [`run`] reports progress over): per shape, building each
+/// case (dense baselines, pruning, each sparse format) and timing each case at each m.
+pub fn steps(cfg: &SparseBenchConfig) -> usize {
+    let dense = 3;
+    let bsr_formats: usize = cfg
+        .block_shapes
+        .iter()
+        .map(|&(_, bc)| 1 + usize::from((bc * ValueType::Int4.bits()).is_multiple_of(128)))
+        .sum();
+    let sparse = cfg.sparsities.len() * (1 + bsr_formats) + 3;
+    let build = dense + cfg.sparsities.len() + sparse;
+    let ms = cfg.ms.len();
+    let dense_path_ms = cfg.ms.iter().filter(|&&m| m >= 8).count();
+    let timing = dense * ms + sparse * (ms + dense_path_ms);
+    cfg.shapes.len() * (build + timing)
+}
+
+/// Measures every case of `cfg`, calling `progress(done, total, label)` before each of the
+/// [`steps`] steps and `(total, total, "done")` at the end.
 pub fn run(
     gpu: &Gpu,
     cfg: &SparseBenchConfig,
-    mut progress: impl FnMut(&str),
+    mut report: impl FnMut(usize, usize, &str),
 ) -> Result<SparseReport> {
+    let total = steps(cfg);
+    let mut done = 0;
+    let mut progress = |label: &str| {
+        report(done.min(total), total, label);
+        done += 1;
+    };
     let mut rows = Vec::new();
     let mut measured = Vec::new();
     // Pruned matrices the chooser looks at afterwards (by index in `matrices`).
@@ -379,6 +403,7 @@ pub fn run(
         };
         r.pick = Some(pick.name().to_string());
     }
+    report(total, total, "done");
     Ok(SparseReport {
         adapter: gpu.caps.clone(),
         rows,

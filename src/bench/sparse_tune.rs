@@ -36,9 +36,20 @@ pub struct TuneRow {
     pub default: bool,
 }
 
+/// Settings [`run`] times (each at every m): 8 for CSR, 8 for BSR, 24 for each 2:4 format.
+pub const SETTINGS: usize = 64;
+
 /// Sweeps the knobs for CSR (f16, 90 % magnitude), BSR 4×32 f16 (90 % of blocks) and 2:4
 /// (f16 and int4) at `n × k` for each m in `ms`; rows fastest first per format and m.
-pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Result<Vec<TuneRow>> {
+/// Calls `progress(done, total, label)` before each of the [`SETTINGS`] settings and
+/// `(total, total, "done")` at the end.
+pub fn run(
+    gpu: &Gpu,
+    (n, k): (usize, usize),
+    ms: &[usize],
+    iters: usize,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<TuneRow>> {
     // The floats, the 2:4 copy, the pruned copies and the device's.
     gpu.check_layer_shape((n, k), ms.iter().copied().max().unwrap_or(1), 6)?;
     let mut rng = StdRng::seed_from_u64(7);
@@ -69,6 +80,7 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
         .collect::<Result<Vec<_>>>()?;
     let default = SparseTuning::from_config(&gpu.config().sparse);
     let mut rows = Vec::new();
+    let mut done = 0;
     for sw in &formats {
         let two_four = matches!(sw, SparseWeights::TwoFour(_));
         // Around the defaults (4 rows, 256 units, 8 items, unroll 2): 64 settings in all,
@@ -88,6 +100,15 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
                             ..default
                         };
                         let layer = SparseLinear::with_tuning(gpu, sw, None, tuning)?;
+                        progress(
+                            done,
+                            SETTINGS,
+                            &format!(
+                                "{} rows {r} units {long_units} items {bin_items} unroll {unroll}",
+                                layer.format
+                            ),
+                        );
+                        done += 1;
                         for (m, x, y) in &xs {
                             let plan = layer.plan(gpu, x, y, SparsePath::Kernel)?;
                             let us = median(&time_dispatches(gpu, &[plan], 3, iters)?);
@@ -109,6 +130,7 @@ pub fn run(gpu: &Gpu, (n, k): (usize, usize), ms: &[usize], iters: usize) -> Res
             }
         }
     }
+    progress(SETTINGS, SETTINGS, "done");
     rows.sort_by(|a, b| {
         (&a.format, a.m)
             .cmp(&(&b.format, b.m))

@@ -35,24 +35,47 @@ pub struct ModelBenchRow {
     pub torch_fp16_us: Option<f64>,
 }
 
-/// Times `model` at each batch size with `seq` tokens per sequence.
+/// Warm-up passes before the timed ones, at most (fewer when `iters` is smaller).
+pub const WARMUPS: usize = 3;
+/// Timed passes of each dispatch alone, at most (fewer when `iters` is smaller).
+pub const PER_DISPATCH_REPEATS: usize = 5;
+
+/// Times `model` at each batch size with `seq` tokens per sequence: `iters` timed forward
+/// passes, after `min(iters, WARMUPS)` untimed ones, then `min(iters, PER_DISPATCH_REPEATS)`
+/// passes of each dispatch alone, so that `iters` bounds the whole run. Calls
+/// `progress(done, total, label)` before each of the `2 · batches.len()` steps (the forward
+/// passes, then the dispatches alone, of each batch) and `(total, total, "done")` at the end.
 pub fn run(
     model: &Model<'_>,
     gpu: &Gpu,
     batches: &[usize],
     seq: usize,
     iters: usize,
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<ModelBenchRow>> {
     // Every shape first: a size the device cannot hold is refused before any is timed.
     for &batch in batches {
         model.check_plan(batch, seq)?;
     }
+    let iters = iters.max(1);
+    let total = 2 * batches.len();
     let mut rows = Vec::new();
-    for &batch in batches {
+    for (i, &batch) in batches.iter().enumerate() {
         let row = model.with_plan(batch, seq, |d| {
-            let whole = time_dispatches(gpu, &[copy(d)], 3, iters)?;
+            progress(
+                2 * i,
+                total,
+                &format!("batch {batch}: {iters} forward passes"),
+            );
+            let whole = time_dispatches(gpu, &[copy(d)], WARMUPS.min(iters), iters)?;
             let forward_us = median(&whole);
-            let (per, labels) = per_dispatch(gpu, d, 5)?;
+            let reps = PER_DISPATCH_REPEATS.min(iters);
+            progress(
+                2 * i + 1,
+                total,
+                &format!("batch {batch}: {} dispatches alone ×{reps}", d.len()),
+            );
+            let (per, labels) = per_dispatch(gpu, d, reps)?;
             let kernels_us: f64 = per.iter().sum();
             let by_kernel = sum_by_label(&labels, &per);
             Ok(ModelBenchRow {
@@ -71,6 +94,7 @@ pub fn run(
         })?;
         rows.push(row);
     }
+    progress(total, total, "done");
     Ok(rows)
 }
 

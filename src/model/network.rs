@@ -131,11 +131,14 @@ pub trait Family {
     fn neuron_cuts(&self, file: &WeightFile, sparsity: f64) -> Result<NeuronCuts>;
     /// Calibration sums of each linear weight's inputs, keyed by the tensor name `pack`
     /// stores it under, over `texts` tokenised by the tokenizer in `dir`; with the tokens seen.
+    /// Calls `progress(done, total, label)` before each step (a layer of a text, the total
+    /// known from the first call) and `(total, total, "done")` at the end.
     fn calibrate(
         &self,
         _file: &WeightFile,
         _dir: &Path,
         _texts: &[String],
+        _progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<(HashMap<String, Hessian>, usize)> {
         Err(Error::invalid(
             "--calibrate needs a text model (BERT with tokenizer.json)",

@@ -148,14 +148,26 @@ impl DataParallelReport {
     }
 }
 
-/// Runs the benchmark.
-pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
+/// Steps of [`run`] over `devices` devices: building the chain on every device,
+/// calibrating, each device alone, all together.
+pub fn steps(devices: usize) -> usize {
+    3 + devices
+}
+
+/// Runs the benchmark. Once the devices are open, calls `progress(done, total, label)` before
+/// each of the [`steps`] steps and `(total, total, "done")` at the end.
+pub fn run(
+    cfg: &DataParallelConfig,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<DataParallelReport> {
     if cfg.formats.is_empty() || cfg.batch == 0 || cfg.k == 0 || cfg.n == 0 {
         return Err(Error::invalid(
             "the benchmark needs at least one layer, one row and one feature",
         ));
     }
     let gpus = open_devices(&cfg.adapters)?;
+    let total = steps(gpus.len());
+    progress(0, total, "building the layers on every device");
     for g in &gpus {
         // Every layer's floats, one packed copy at a time, and the device's copies.
         g.check_layer_shape((cfg.n, cfg.k), cfg.batch, cfg.formats.len() + 2)?;
@@ -196,7 +208,8 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
     let inputs: Vec<Vec<f32>> = (0..cfg.batch)
         .map(|_| (0..cfg.k).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
-    measure(
+    let mut done = 1;
+    let report = measure(
         &mut cluster,
         &inputs,
         &Measure {
@@ -206,7 +219,13 @@ pub fn run(cfg: &DataParallelConfig) -> Result<DataParallelReport> {
             calibration_rows: cfg.calibration_rows,
             alone_seconds: cfg.alone_seconds,
         },
-    )
+        &mut |label| {
+            progress(done.min(total), total, label);
+            done += 1;
+        },
+    )?;
+    progress(total, total, "done");
+    Ok(report)
 }
 
 /// How [`measure`] runs.
@@ -219,17 +238,20 @@ struct Measure {
 }
 
 /// Calibrates `cluster` on the first rows of `inputs`, times each device alone and all
-/// together, and compares the together run with device 0's alone run.
+/// together, and compares the together run with device 0's alone run; `step(label)` before
+/// calibrating, before each device alone and before the together run.
 fn measure<R: Replica<Out = Vec<f32>>>(
     cluster: &mut Cluster<R>,
     inputs: &[R::In],
     cfg: &Measure,
+    step: &mut dyn FnMut(&str),
 ) -> Result<DataParallelReport> {
     let batch = inputs.len();
     if batch == 0 {
         return Err(Error::invalid("the benchmark needs at least one row"));
     }
     let sample = &inputs[..cfg.calibration_rows.clamp(1, batch)];
+    step("calibrating each device");
     cluster.calibrate(sample)?;
     eprintln!("calibrated rows/s: {:?}", cluster.rates());
 
@@ -245,6 +267,7 @@ fn measure<R: Replica<Out = Vec<f32>>>(
             ((rate * cfg.alone_seconds) as usize).clamp(cfg.calibration_rows.max(1), batch)
         };
         let repeats = if rows < batch { 1 } else { cfg.repeats.max(1) };
+        step(&format!("{} alone", cluster.names()[i]));
         let mut best = 0f64;
         for _ in 0..repeats {
             let out = cluster.run_on(&[i], &inputs[..rows])?;
@@ -263,6 +286,7 @@ fn measure<R: Replica<Out = Vec<f32>>>(
             rows_per_s: best,
         });
     }
+    step("all devices together");
     let mut best: Option<(f64, super::BatchOutput<Vec<f32>>)> = None;
     for _ in 0..cfg.repeats.max(1) {
         let out = cluster.run(inputs)?;
@@ -356,7 +380,9 @@ pub fn sentences(count: usize, words: usize) -> Vec<String> {
 }
 
 /// Data-parallel throughput of a text model (sentence embeddings) over the devices of
-/// `adapters`, one report per batch size: `sparq bench --adapters ... --model DIR`.
+/// `adapters`, one report per batch size: `sparq bench --adapters ... --model DIR`. Calls
+/// `progress(done, total, label)` before loading the replicas and before each batch size
+/// (`total` = 1 + `batches.len()`), and `(total, total, "done")` at the end.
 pub fn run_model(
     adapters: &str,
     model: &std::path::Path,
@@ -364,7 +390,9 @@ pub fn run_model(
     batches: &[usize],
     words: usize,
     max_rows: usize,
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<DataParallelReport>> {
+    let total = 1 + batches.len();
     for &batch in batches {
         // Each sentence (its words and the String), and its vector coming back.
         let what = format!("a batch of {batch} sentences of ≤ {words} words and their vectors");
@@ -374,6 +402,7 @@ pub fn run_model(
             crate::gpu::limits::byte_size(&what, &[batch, per_row], 1)?,
         )?;
     }
+    progress(0, total, "opening the devices and loading the model");
     let gpus = open_devices(adapters)?;
     let mut cluster = Cluster::new(
         gpus,
@@ -381,7 +410,8 @@ pub fn run_model(
         ClusterConfig::default(),
     )?;
     let mut reports = Vec::new();
-    for &batch in batches {
+    for (i, &batch) in batches.iter().enumerate() {
+        progress(1 + i, total, &format!("batch {batch}"));
         let inputs = sentences(batch, words);
         let name = format!(
             "{} ({} weights), batch {batch} sentences of ≤ {words} words, micro-batches ≤ {max_rows}",
@@ -398,13 +428,17 @@ pub fn run_model(
                 calibration_rows: max_rows.min(batch),
                 alone_seconds: 2.0,
             },
+            // Counted by batch size, not by measure's own steps.
+            &mut |_| {},
         )?);
     }
+    progress(total, total, "done");
     Ok(reports)
 }
 
 /// The `sparq bench --adapters` command: `formats` one per layer, the first of `shapes`
 /// (`(n, k)`) for the widths, the first of `ms` for the batch; prints Markdown, optionally JSON.
+/// `progress` hears [`run`]'s steps, the last, `(total, total, "done")`, before the printing.
 pub fn cli(
     adapters: &str,
     quick: bool,
@@ -412,6 +446,7 @@ pub fn cli(
     shapes: Option<&[(usize, usize)]>,
     ms: Option<&[usize]>,
     json: Option<&std::path::Path>,
+    progress: impl FnMut(usize, usize, &str),
 ) -> Result<()> {
     let mut cfg = if quick {
         DataParallelConfig::quick(adapters)
@@ -427,7 +462,7 @@ pub fn cli(
     if let Some(&m) = ms.and_then(|m| m.first()) {
         cfg.batch = m;
     }
-    let report = run(&cfg)?;
+    let report = run(&cfg, progress)?;
     println!("{}", report.markdown());
     if let Some(path) = json {
         crate::error::write_file(

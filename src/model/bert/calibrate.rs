@@ -47,12 +47,21 @@ pub fn tokenize(
     crate::model::encode(&crate::model::load_tokenizer(path, c)?, texts)
 }
 
+/// Steps of [`bert_hessians`] over `sequences`: each layer of each sequence with tokens.
+pub fn steps(c: &BertConfig, sequences: &[(Vec<u32>, Vec<u32>)]) -> usize {
+    let with_tokens = sequences.iter().filter(|(ids, _)| !ids.is_empty()).count();
+    with_tokens * c.num_hidden_layers
+}
+
 /// One [`Hessian`] per linear weight of the BERT encoder in `file`, keyed by the tensor name
 /// `sparq pack` stores it under, summed over the tokens of `sequences` (token ids and types).
+/// Calls `progress(done, total, label)` as each of the [`steps`] (a layer of a sequence)
+/// starts, and `(total, total, "done")` at the end.
 pub fn bert_hessians(
     file: &WeightFile,
     c: &BertConfig,
     sequences: &[(Vec<u32>, Vec<u32>)],
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<HashMap<String, Hessian>> {
     if sequences.iter().all(|(ids, _)| ids.is_empty()) {
         return Err(Error::invalid("no calibration tokens"));
@@ -73,15 +82,29 @@ pub fn bert_hessians(
     // set of sums (about 70 MB for a 384-wide, 6-layer encoder).
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
     let share = sequences.len().div_ceil(threads).max(1);
+    let total = steps(c, sequences);
+    // The threads say which (sequence, layer) starts; this thread tells `progress`, which
+    // need not be `Send`.
+    let (started, heard) = std::sync::mpsc::channel::<(usize, usize)>();
     let partial: Vec<Vec<Hessian>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sequences
             .chunks(share)
-            .map(|part| {
+            .enumerate()
+            .map(|(p, part)| {
                 let weights = &weights;
+                let started = started.clone();
                 scope.spawn(move || {
                     let mut sums = empty();
-                    for (ids, types) in part.iter().filter(|(ids, _)| !ids.is_empty()) {
+                    for (i, (ids, types)) in part.iter().enumerate() {
+                        if ids.is_empty() {
+                            continue;
+                        }
+                        let seq = p * share + i;
                         reference::bert_observed(c, weights, ids, types, &mut |l, site, x| {
+                            if site == LinearSite::Qkv {
+                                // Nobody listening only means the progress goes unseen.
+                                let _ = started.send((seq, l));
+                            }
                             sums[l * 4 + site as usize].add(x)
                         });
                     }
@@ -89,11 +112,17 @@ pub fn bert_hessians(
                 })
             })
             .collect();
+        drop(started);
+        for (done, (seq, l)) in heard.iter().enumerate() {
+            let label = format!("sentence {} of {}, layer {l}", seq + 1, sequences.len());
+            progress(done.min(total), total, &label);
+        }
         handles
             .into_iter()
             .map(|h| h.join().expect("calibration thread"))
             .collect()
     });
+    progress(total, total, "done");
     let mut total = empty();
     for sums in &partial {
         for (t, s) in total.iter_mut().zip(sums) {

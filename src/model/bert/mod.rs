@@ -485,12 +485,13 @@ impl Family for BertConfig {
         file: &WeightFile,
         dir: &std::path::Path,
         texts: &[String],
+        progress: &mut dyn FnMut(usize, usize, &str),
     ) -> Result<(
         std::collections::HashMap<String, crate::formats::gptq::Hessian>,
         usize,
     )> {
         let tokens = calibrate::tokenize(&dir.join("tokenizer.json"), self, texts)?;
-        let sums = calibrate::bert_hessians(file, self, &tokens)?;
+        let sums = calibrate::bert_hessians(file, self, &tokens, progress)?;
         Ok((sums, tokens.iter().map(|(ids, _)| ids.len()).sum()))
     }
 }

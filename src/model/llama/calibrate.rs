@@ -9,18 +9,34 @@ use crate::formats::gptq::Hessian;
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Steps of [`hessians`] over `sequences` on a decoder of `layers` layers: each layer of
+/// each sequence with tokens.
+pub fn steps(layers: usize, sequences: &[Vec<u32>]) -> usize {
+    sequences.iter().filter(|s| !s.is_empty()).count() * layers
+}
+
 /// Sums of each linear weight's inputs over `sequences` (each from an empty context, cut to
-/// the model's context), with the tokens seen.
+/// the model's context), with the tokens seen. Calls `progress(done, total, label)` as each
+/// of the [`steps`] (a layer of a sequence) starts, and `(total, total, "done")` at the end.
 pub fn hessians(
     reference: &Reference,
     sequences: &[Vec<u32>],
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<(HashMap<String, Hessian>, usize)> {
     let max = reference.config().max_context;
+    let total = steps(reference.config().num_layers, sequences);
+    let mut done = 0;
     let mut sums: HashMap<(usize, LlamaLinear), Hessian> = HashMap::new();
     let mut tokens = 0;
-    for seq in sequences.iter().filter(|s| !s.is_empty()) {
+    for (i, seq) in sequences.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
         let seq = &seq[..seq.len().min(max)];
         reference.observe(seq, &mut |l, site, x| {
+            if site == LlamaLinear::Q {
+                // A layer's first input: the layer starts.
+                let label = format!("text {} of {}, layer {l}", i + 1, sequences.len());
+                progress(done.min(total), total, &label);
+                done += 1;
+            }
             // The first site of each group of one input stands for the group.
             if matches!(site, LlamaLinear::K | LlamaLinear::V | LlamaLinear::Up) {
                 return;
@@ -35,6 +51,7 @@ pub fn hessians(
     if tokens == 0 {
         return Err(Error::invalid("calibration needs at least one token"));
     }
+    progress(total, total, "done");
     let names = LlamaNames::default();
     let mut out = HashMap::new();
     for ((l, site), h) in sums {

@@ -145,20 +145,23 @@ pub fn pack_tensors(
 /// as `c` says: its configuration, the tensors to write, and what packing did. With
 /// `calibration` (token sequences, [`super::calibrate::tokenize`]), the linear weights are
 /// stored by [`Compression::store_calibrated`] on the inputs the reference decoder gives
-/// them over those tokens (GPTQ for dense int4, SparseGPT for 2:4 and `magnitude:S`).
+/// them over those tokens (GPTQ for dense int4, SparseGPT for 2:4 and `magnitude:S`), and
+/// `progress` hears the calibration's steps as [`super::calibrate::hessians`] reports them
+/// (it is not called without `calibration`).
 pub fn pack(
     path: &Path,
     c: &Compression,
     calibration: Option<&[Vec<u32>]>,
+    mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<(LlamaConfig, Floats, Linears, PackReport)> {
     if calibration.is_some() {
         c.check_calibrated()?;
     }
-    let run = |config: LlamaConfig, input: &dyn PackInput| {
+    let mut run = |config: LlamaConfig, input: &dyn PackInput| {
         let hessians = match calibration {
             Some(seqs) => {
                 let reference = reference(input, &config)?;
-                Some(super::calibrate::hessians(&reference, seqs)?.0)
+                Some(super::calibrate::hessians(&reference, seqs, &mut progress)?.0)
             }
             None => None,
         };
