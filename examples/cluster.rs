@@ -19,15 +19,15 @@ fn main() -> sparq::Result<()> {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
         PathBuf::from,
     );
-    let texts: Vec<String> = (0..48)
+    let texts: Vec<String> = (0..16)
         .map(|i| format!("Sentence number {i} is about topic {}.", i % 5))
         .collect();
     let options = LoadOptions::default().format(WeightFormat::F16);
-    // Micro-batches of 8 sentences; the first 8 measure each device's speed.
+    // Micro-batches of 4 sentences; the first 4 measure each device's speed.
     let mut cluster = Cluster::open(
         &adapters,
-        |gpu| ModelReplica::load(&path, gpu, options, 8),
-        &texts[..8],
+        |gpu| ModelReplica::load(&path, gpu, options, 4),
+        &texts[..4],
     )?;
     println!("{} devices", cluster.len());
     let out = cluster.run(&texts)?;
@@ -38,7 +38,7 @@ fn main() -> sparq::Result<()> {
     // two adapters' arithmetic differs.
     let first = adapters.split(',').next().unwrap_or("0");
     let first = if first == "all" { "0" } else { first };
-    let mut alone = Cluster::open(first, |gpu| ModelReplica::load(&path, gpu, options, 8), &[])?;
+    let mut alone = Cluster::open(first, |gpu| ModelReplica::load(&path, gpu, options, 4), &[])?;
     let reference = alone.run(&texts)?;
     let worst = out
         .outputs
