@@ -149,7 +149,7 @@ pub struct LoadOptions {
     pub format: WeightFormat,
     /// Each row's result independent of the batch around it, to the last bit, as the
     /// data-parallel scheduler's bit-identity needs: every linear layer is then
-    /// [`LinearOptions::batch_invariant`] and attention keeps one layout whatever the batch.
+    /// [`crate::linear::LinearOptions::batch_invariant`] and attention keeps one layout whatever the batch.
     /// Off, kernels are picked per shape for speed.
     pub batch_invariant: bool,
     /// Most rows (inputs) one forward pass takes; a larger batch runs as several passes,
