@@ -29,11 +29,11 @@ for round in 1 2; do
         bin=.gpu/sparq; [[ $build == before ]] && bin=.gpu/sparq-before
         tag=$build-$round
         t0=$SECONDS
-        timeout 200 $bin --adapter vulkan bench --formats "$FORMATS" --m "$MS" --shapes "$SHAPES" \
+        timeout 200 $bin bench --adapter vulkan --formats "$FORMATS" --m "$MS" --shapes "$SHAPES" \
             --json "$OUT/bench-$tag.json" > "$OUT/bench-$tag.md" 2> "$OUT/bench-$tag.err"
         echo "== bench $tag: rc=$? in $((SECONDS - t0)) s"
         t0=$SECONDS
-        timeout 120 $bin --adapter vulkan model-bench .dev-model/minilm --formats f16,int4 \
+        timeout 120 $bin model-bench --adapter vulkan .dev-model/minilm --formats f16,int4 \
             --batch 1,8,64 --iters 50 --json "$OUT/model-$tag.json" \
             > "$OUT/model-$tag.md" 2> "$OUT/model-$tag.err"
         echo "== model-bench $tag: rc=$? in $((SECONDS - t0)) s"

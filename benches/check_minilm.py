@@ -14,7 +14,7 @@ formats = sys.argv[3:] or ["f32", "f16", "int8", "int4"]
 fix = json.load(open("tests/fixtures/minilm.json"))
 for fmt in formats:
     out = subprocess.run(
-        [sparq, "--adapter", "vulkan", "embed", model, "--format", fmt, *fix["sentences"]],
+        [sparq, "embed", "--adapter", "vulkan", model, "--format", fmt, *fix["sentences"]],
         capture_output=True, text=True, check=True,
     ).stdout
     got = [json.loads(line) for line in out.splitlines() if line.startswith("[")]

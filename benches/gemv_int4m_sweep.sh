@@ -7,12 +7,12 @@ set -uo pipefail
 D=${D:-.gpu}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-args=(--adapter vulkan bench --formats int4g32m,int4g32,f16 --m 1,8 --shapes 1536x576,576x1536,4096x4096,14336x4096 --iters 30)
+args=(bench --adapter vulkan --formats int4g32m,int4g32,f16 --m 1,8 --shapes 1536x576,576x1536,4096x4096,14336x4096 --iters 30)
 echo "== default" | tee -a "$OUT/sweep.txt"
 timeout 120 "$D/sparq" "${args[@]}" 2>/dev/null | grep -E "^\|" >> "$OUT/sweep.txt"
 for r in 1 2 4; do for u in 1 2; do for x in 0 1; do
     echo "== R=$r U=$u XSTAGE=$x" | tee -a "$OUT/sweep.txt"
-    SPARQ_GEMV_R=$r SPARQ_GEMV_U=$u SPARQ_GEMV_XSTAGE=$x timeout 60 "$D/sparq" --adapter vulkan bench \
+    SPARQ_GEMV_R=$r SPARQ_GEMV_U=$u SPARQ_GEMV_XSTAGE=$x timeout 60 "$D/sparq" bench --adapter vulkan \
         --formats int4g32m --m 8 --shapes 1536x576,576x1536,4096x4096,14336x4096 --iters 30 2>/dev/null |
         grep -E "^\|" >> "$OUT/sweep.txt"
 done; done; done

@@ -46,10 +46,10 @@ for s in ${STEPS:-sparse model}; do
             --plot "$OUT/dense.svg"
         ;;
     sparse)
-        step sparse 320 $S --adapter vulkan bench --sparse --json "$OUT/sparse.json" \
+        step sparse 320 $S bench --adapter vulkan --sparse --json "$OUT/sparse.json" \
             --plot "$OUT/sparse.svg"
         SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off SPARQ_SPARSE_XSM=off step sparse_before 60 \
-            $S --adapter vulkan bench --sparse --shapes 8192x8192 --sparsities 0.9 \
+            $S bench --adapter vulkan --sparse --shapes 8192x8192 --sparsities 0.9 \
             --json "$OUT/sparse_before.json"
         ;;
     coop_tests)
@@ -57,21 +57,21 @@ for s in ${STEPS:-sparse model}; do
         [[ -x .gpu/coop_gemm ]] && step coop_tests 120 .gpu/coop_gemm --test-threads 1
         ;;
     sparse_blocks)
-        step sparse_blocks 120 $S --adapter vulkan bench --sparse --shapes 8192x8192 \
+        step sparse_blocks 120 $S bench --adapter vulkan --sparse --shapes 8192x8192 \
             --sparsities 0.5,0.9 --bsr-blocks 1x32,4x32,16x16 --json "$OUT/sparse_blocks.json"
         ;;
     sparse_tune)
-        step sparse_tune 150 $S --adapter vulkan bench --sparse-tune --shapes 8192x8192 \
+        step sparse_tune 150 $S bench --adapter vulkan --sparse-tune --shapes 8192x8192 \
             --m 1 --json "$OUT/sparse_tune.json"
         ;;
     model)
         step torch_minilm 120 python3 benches/torch_minilm.py .dev-model/minilm \
             --batch 1,8,64 --seq 128 --out "$OUT/torch_minilm.json"
-        step model 150 $S --adapter vulkan model-bench .dev-model/minilm \
+        step model 150 $S model-bench --adapter vulkan .dev-model/minilm \
             --torch "$OUT/torch_minilm.json" --json "$OUT/model.json" --plot "$OUT/model.svg"
         # Attention without key splitting (b = 1) and with one query per invocation (b = 64).
         SPARQ_ATTENTION_SPLIT=1 SPARQ_ATTENTION_QPI=1 step model_attention_before 60 \
-            $S --adapter vulkan model-bench .dev-model/minilm --formats f16 --batch 1,64
+            $S model-bench --adapter vulkan .dev-model/minilm --formats f16 --batch 1,64
         ;;
     model_check)
         step model_check 60 python3 benches/check_minilm.py $S .dev-model/minilm
@@ -85,7 +85,7 @@ for s in ${STEPS:-sparse model}; do
             $S pack .dev-model/minilm --format "$1" --prune "$2" -o "$f" 2>> "$OUT/pack.err"
         done
         step model_pruned 150 bash -c "for f in $P/*.safetensors; do echo \$f; \
-            $S --adapter vulkan model-bench \$f --batch 8,64 --iters 50 --torch $OUT/torch_minilm.json; done"
+            $S model-bench --adapter vulkan \$f --batch 8,64 --iters 50 --torch $OUT/torch_minilm.json; done"
         ;;
     *) echo "unknown step $s" ;;
     esac

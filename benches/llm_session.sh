@@ -24,14 +24,14 @@ if has torch; then
 fi
 if has shapes; then
     step shapes
-    timeout 420 "$sparq" --adapter vulkan llm-bench --shapes "$SHAPES" --formats f16,int8,int4 \
+    timeout 420 "$sparq" llm-bench --adapter vulkan --shapes "$SHAPES" --formats f16,int8,int4 \
         --json "$OUT/llm_shapes.json" > "$OUT/llm_shapes.txt" 2> "$OUT/llm_shapes.log"
     echo "shapes rc=$?" >&2
 fi
 if [[ -f $GGUF ]]; then
     if has real; then
         step real
-        timeout 300 "$sparq" --adapter vulkan llm-bench --model "$GGUF" --formats stored,f16,int8,int4 \
+        timeout 300 "$sparq" llm-bench --adapter vulkan --model "$GGUF" --formats stored,f16,int8,int4 \
             --json "$OUT/llm_real.json" > "$OUT/llm_real.txt" 2> "$OUT/llm_real.log"
         echo "real rc=$?" >&2
     fi
@@ -39,15 +39,15 @@ if [[ -f $GGUF ]]; then
         step ppl
         for f in stored f16 int8 int8g32 int4 int4g32m; do
             fmt=(); [[ $f == stored ]] || fmt=(--format "$f")
-            timeout 120 "$sparq" --adapter vulkan perplexity "$GGUF" "$GPL" --context 512 --json "${fmt[@]}" \
+            timeout 120 "$sparq" perplexity --adapter vulkan "$GGUF" "$GPL" --context 512 --json "${fmt[@]}" \
                 >> "$OUT/ppl.jsonl" 2>> "$OUT/ppl.log"
         done
     fi
     if has gen; then
         step gen
-        timeout 60 "$sparq" --adapter vulkan generate "$GGUF" "The capital of France is" --max-tokens 64 \
+        timeout 60 "$sparq" generate --adapter vulkan "$GGUF" "The capital of France is" --max-tokens 64 \
             > "$OUT/generate.txt" 2>&1
-        timeout 60 "$sparq" --adapter vulkan generate "$GGUF" --chat "Write a haiku about GPUs." --max-tokens 64 \
+        timeout 60 "$sparq" generate --adapter vulkan "$GGUF" --chat "Write a haiku about GPUs." --max-tokens 64 \
             >> "$OUT/generate.txt" 2>&1
     fi
 fi

@@ -67,7 +67,7 @@ def cosine(a, b):
 
 
 def embed(a, path, sentences):
-    out = subprocess.run([a.sparq, "--adapter", a.adapter, "embed", path, *sentences],
+    out = subprocess.run([a.sparq, "embed", "--adapter", a.adapter, path, *sentences],
                          capture_output=True, text=True, check=True)
     return [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
 
@@ -130,7 +130,7 @@ def digits(a):
             stored, zeros, error = pack_report(subprocess.run(
                 cmd, capture_output=True, text=True, check=True).stderr)
             out = json.loads(subprocess.run(
-                [a.sparq, "--adapter", a.adapter, "run", path, "--input", inp],
+                [a.sparq, "run", "--adapter", a.adapter, path, "--input", inp],
                 capture_output=True, text=True, check=True).stdout)
             acc = sum(p == l for p, l in zip(out["predictions"], labels)) / len(labels)
             print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {acc:.4f} |")

@@ -24,26 +24,26 @@ get() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.
 
 if has offline-minilm; then
     step offline minilm
-    timeout 240 "$sparq" --adapter vulkan model-bench "$MINILM" --formats f16 --batch "$LEVELS" --seq 32 --iters 30 \
+    timeout 240 "$sparq" model-bench --adapter vulkan "$MINILM" --formats f16 --batch "$LEVELS" --seq 32 --iters 30 \
         --json "$OUT/offline_minilm.json" > "$OUT/offline_minilm.txt" 2> "$OUT/offline_minilm.log"
     echo "offline minilm rc=$?" >&2
 fi
 if has offline-smollm2; then
     step offline smollm2
-    timeout 240 "$sparq" --adapter vulkan llm-bench --model "$GGUF" --formats stored --batch "$LEVELS" \
+    timeout 240 "$sparq" llm-bench --adapter vulkan --model "$GGUF" --formats stored --batch "$LEVELS" \
         --context 128 --prompt 32 --json "$OUT/offline_smollm2.json" > "$OUT/offline_smollm2.txt" 2> "$OUT/offline_smollm2.log"
     echo "offline smollm2 rc=$?" >&2
 fi
 if has offline-llama1b; then
     step offline llama-1b
-    timeout 240 "$sparq" --adapter vulkan llm-bench --shapes llama-1b --formats int4g32m --batch "$LEVELS" \
+    timeout 240 "$sparq" llm-bench --adapter vulkan --shapes llama-1b --formats int4g32m --batch "$LEVELS" \
         --context 128 --prompt 32 --json "$OUT/offline_llama1b.json" > "$OUT/offline_llama1b.txt" 2> "$OUT/offline_llama1b.log"
     echo "offline llama-1b rc=$?" >&2
 fi
 
 if has serve; then
     step serve
-    "$sparq" --adapter vulkan serve --port "$PORT" --model minilm="$MINILM" --model smollm2="$GGUF" \
+    "$sparq" serve --adapter vulkan --port "$PORT" --model minilm="$MINILM" --model smollm2="$GGUF" \
         --model llama1b=random:llama-1b:int4g32m --tokenizer llama1b="$GGUF" \
         --kv-tokens 65536 --max-running 128 --max-waiting 1024 \
         > "$OUT/serve.log" 2>&1 &
@@ -69,7 +69,7 @@ if has serve; then
 fi
 if has embed-window0; then
     step embed-window0
-    "$sparq" --adapter vulkan serve --port "$PORT" --model minilm="$MINILM" --embed-window-ms 0 \
+    "$sparq" serve --adapter vulkan --port "$PORT" --model minilm="$MINILM" --embed-window-ms 0 \
         > "$OUT/serve_window0.log" 2>&1 &
     pid=$!
     for _ in $(seq 240); do

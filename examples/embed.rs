@@ -1,10 +1,14 @@
-//! Embeds sentences with all-MiniLM-L6-v2 (unpacked into models/ by scripts/setup.sh) and
-//! prints their cosine similarities.
+//! Embeds sentences with all-MiniLM-L6-v2 (unpacked into models/ by scripts/setup.sh), as
+//! sentence-transformers' `model.encode` would, and prints how similar each pair is.
 //!
 //!     cargo run --release --example embed -- "A cat sits." "A kitten is sitting." "Stocks fell."
+//!
+//! `SPARQ_MODEL` names another encoder (a model directory or a `sparq pack` file).
 
-use sparq::model::{Batch, LoadOptions, Model};
-use sparq::{Gpu, formats::WeightFormat};
+use sparq::Gpu;
+use sparq::formats::WeightFormat;
+use sparq::model::{Batch, LoadOptions, Model, cosine};
+use std::path::PathBuf;
 
 fn main() -> sparq::Result<()> {
     let mut sentences: Vec<String> = std::env::args().skip(1).collect();
@@ -15,25 +19,25 @@ fn main() -> sparq::Result<()> {
             "The stock market fell sharply today.".into(),
         ];
     }
-    let gpu = Gpu::from_env()?;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    let model = Model::load_with(
-        &dir,
-        &gpu,
-        LoadOptions {
-            format: WeightFormat::F16,
-            ..Default::default()
-        },
-    )?;
-    let out = model.forward(&Batch::Text(sentences.clone()))?;
-    println!(
-        "{} sentences → {}-dimensional unit vectors on {}",
-        out.rows, out.cols, gpu.caps.name
+    let path = std::env::var_os("SPARQ_MODEL").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"),
+        PathBuf::from,
     );
-    for i in 0..out.rows {
-        for j in i + 1..out.rows {
-            let cos: f32 = out.row(i).iter().zip(out.row(j)).map(|(a, b)| a * b).sum();
-            println!("{cos:+.3}  {:?} ~ {:?}", sentences[i], sentences[j]);
+    let gpu = Gpu::from_env()?;
+    let options = LoadOptions::default().format(WeightFormat::F16);
+    let model = Model::load_with(&path, &gpu, options)?;
+    let out = model.forward(&Batch::text(&sentences))?;
+    println!(
+        "{} sentences → {}-dimensional vectors on {}",
+        out.len(),
+        out.cols,
+        gpu.caps.name
+    );
+    let rows: Vec<&[f32]> = out.rows().collect();
+    for i in 0..rows.len() {
+        for j in i + 1..rows.len() {
+            let c = cosine(rows[i], rows[j]);
+            println!("{c:+.3}  {:?} ~ {:?}", sentences[i], sentences[j]);
         }
     }
     Ok(())

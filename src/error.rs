@@ -28,6 +28,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in sparq, from bad input to a lost GPU.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The caller's input is at fault: report it, do not retry.
     #[error(transparent)]
@@ -45,6 +46,7 @@ pub enum Error {
 
 /// Errors caused by what the caller asked for or gave (see the [module docs](self)).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// No adapter matched the selection (index, name or backend).
     #[error("no adapter matches {selector}; available: {available}")]
@@ -198,6 +200,7 @@ pub enum InputError {
 /// What is wrong with a tokenizer (its metadata, its chat template, or the ids given to it):
 /// one variant per kind of fault, so that tests and callers can tell them apart.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenizerError {
     /// A metadata key the tokenizer needs is absent.
     #[error("metadata key '{key}' is missing")]
@@ -270,6 +273,7 @@ pub enum TokenizerError {
 
 /// Errors of a device rather than of the input (see the [module docs](self)).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceError {
     /// The device was lost (driver reset, removal, destroy).
     #[error("GPU device lost: {0}")]
@@ -315,6 +319,7 @@ pub enum DeviceError {
 /// A service declined or ended work for a reason that is neither the input's nor the
 /// device's (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServiceError {
     /// The queue is full; the caller may retry after about `retry_after_s` seconds.
     #[error("overloaded: {waiting} requests are waiting (the limit is {limit}); retry later")]
@@ -343,6 +348,7 @@ pub enum ServiceError {
 
 /// Bugs in sparq (see the [module docs](self)).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum InternalError {
     /// The driver rejected a kernel, pipeline or binding as invalid.
     #[error("GPU error: {0}")]

@@ -45,10 +45,7 @@ fn references(gpu: &Gpu) -> Vec<Vec<f32>> {
     if let Some((_, r)) = cache.iter().find(|(k, _)| *k == key) {
         return r.clone();
     }
-    let options = LoadOptions {
-        batch_invariant: true,
-        ..Default::default()
-    };
+    let options = LoadOptions::default().batch_invariant(true);
     let model = Model::load_with(model_dir(), gpu, options).unwrap();
     let refs: Vec<Vec<f32>> = short()
         .0
@@ -61,10 +58,7 @@ fn references(gpu: &Gpu) -> Vec<Vec<f32>> {
 
 fn open(gpus: Vec<Arc<Gpu>>, config: EmbeddingConfig) -> EmbeddingService {
     // Batch-invariant: the tests compare vectors bit for bit with the input alone.
-    let options = LoadOptions {
-        batch_invariant: true,
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions::default().batch_invariant(true);
     EmbeddingService::open(&model_dir(), gpus, options, config).unwrap()
 }
 

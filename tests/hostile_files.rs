@@ -47,10 +47,7 @@ fn mlp_tensors(w0: Vec<f32>) -> Tensors {
 }
 
 fn load_err(gpu: &sparq::Gpu, path: &Path, format: WeightFormat) -> Error {
-    let options = LoadOptions {
-        format,
-        ..Default::default()
-    };
+    let options = LoadOptions::default().format(format);
     match Model::load_with(path, gpu, options) {
         Ok(_) => panic!("{} loaded as {}", path.display(), format.name()),
         Err(e) => e,
@@ -226,10 +223,7 @@ fn arithmetic_overflow_is_an_error_not_nulls() {
         data: vec![v; 10],
     };
     for format in [WeightFormat::F32, WeightFormat::Int8] {
-        let options = LoadOptions {
-            format,
-            ..Default::default()
-        };
+        let options = LoadOptions::default().format(format);
         let model = Model::load_with(&p, gpu, options).unwrap();
         let e = model.forward(&features(1.0)).unwrap_err();
         assert!(

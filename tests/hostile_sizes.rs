@@ -18,10 +18,7 @@ fn digits_mlp() -> PathBuf {
 }
 
 fn exact() -> LoadOptions {
-    LoadOptions {
-        batch_invariant: true,
-        ..Default::default()
-    }
+    LoadOptions::default().batch_invariant(true)
 }
 
 #[test]

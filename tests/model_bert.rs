@@ -40,15 +40,8 @@ fn encoder_matches_cpu_reference_in_every_format() {
                 asymmetric: true,
             },
         ] {
-            let model = Model::load_with(
-                &path,
-                &gpu,
-                LoadOptions {
-                    format,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let model =
+                Model::load_with(&path, &gpu, LoadOptions::default().format(format)).unwrap();
             let host = bert::host_weights(&file, &c, format).unwrap();
             let out = model
                 .forward(&Batch::Tokens {
@@ -91,7 +84,7 @@ fn one_submit_per_forward_and_plans_reused() {
             })
             .unwrap();
         let s1 = model.stats();
-        let pipelines = gpu.pipelines.len();
+        let pipelines = gpu.pipelines_compiled();
         assert_eq!((s1.forwards, s1.submits, s1.plans_built), (1, 1, 1));
         // embed, LN, 8 per layer, pool: every layer in one pass.
         assert!(s1.last_dispatches >= 3 + 8 * c.num_hidden_layers, "{s1:?}");
@@ -112,7 +105,7 @@ fn one_submit_per_forward_and_plans_reused() {
         let s2 = model.stats();
         assert_eq!((s2.forwards, s2.submits, s2.plans_built), (3, 3, 1));
         assert_eq!(
-            gpu.pipelines.len(),
+            gpu.pipelines_compiled(),
             pipelines,
             "no pipeline compiled after the first pass"
         );
@@ -183,29 +176,15 @@ fn packed_model_file_roundtrip() {
         types: Some(types),
     };
     for gpu in all_gpus() {
-        let a = Model::load_with(
-            &src,
-            &gpu,
-            LoadOptions {
-                format,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .forward(&batch)
-        .unwrap();
+        let a = Model::load_with(&src, &gpu, LoadOptions::default().format(format))
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
         // The packed file ignores the requested format: its weights are used as stored.
-        let b = Model::load_with(
-            &dst,
-            &gpu,
-            LoadOptions {
-                format: WeightFormat::F32,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .forward(&batch)
-        .unwrap();
+        let b = Model::load_with(&dst, &gpu, LoadOptions::default().format(WeightFormat::F32))
+            .unwrap()
+            .forward(&batch)
+            .unwrap();
         for (x, y) in a.values.iter().zip(&b.values) {
             assert!((x - y).abs() < 1e-6, "packed file differs: {x} vs {y}");
         }
@@ -551,10 +530,7 @@ fn gamma_beta_checkpoints_pack_and_match() {
         types: Some(types.clone()),
     };
     for gpu in all_gpus() {
-        let f16 = LoadOptions {
-            format: WeightFormat::F16,
-            ..Default::default()
-        };
+        let f16 = LoadOptions::default().format(WeightFormat::F16);
         let a = Model::load_with(&src, &gpu, f16)
             .unwrap()
             .forward(&batch)

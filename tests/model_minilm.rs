@@ -37,15 +37,8 @@ fn minilm_matches_pytorch() {
             ));
         }
         for (format, bound) in formats {
-            let model = Model::load_with(
-                &dir,
-                &gpu,
-                LoadOptions {
-                    format,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let model =
+                Model::load_with(&dir, &gpu, LoadOptions::default().format(format)).unwrap();
             if format == WeightFormat::F32 {
                 let (ids, _) = model.tokenize(&fx.sentences).unwrap();
                 assert_eq!(ids, fx.ids, "tokenizer differs from Hugging Face's");

@@ -60,10 +60,7 @@ fn digits_mlp_matches_training_script() {
             let model = Model::load_with(
                 root.join("digits_mlp.safetensors"),
                 &gpu,
-                LoadOptions {
-                    format,
-                    ..Default::default()
-                },
+                LoadOptions::default().format(format),
             )
             .unwrap();
             let out = model

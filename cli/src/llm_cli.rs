@@ -1,5 +1,6 @@
 //! The decoder subcommands of `sparq`: `generate`, `chat`, `perplexity` and `llm-bench`.
 
+use crate::device_args::DeviceArgs;
 use crate::out::{out, outln};
 use clap::Subcommand;
 use sparq::bench::llm::{self, LlmBenchConfig};
@@ -38,6 +39,8 @@ pub enum LlmCommand {
     /// Generate text from a prompt with a decoder, streaming it to standard output.
     Generate {
         #[command(flatten)]
+        device: DeviceArgs,
+        #[command(flatten)]
         decoder: DecoderArgs,
         /// The prompt.
         prompt: String,
@@ -69,6 +72,8 @@ pub enum LlmCommand {
     /// An interactive chat in the terminal, with the model's chat template.
     Chat {
         #[command(flatten)]
+        device: DeviceArgs,
+        #[command(flatten)]
         decoder: DecoderArgs,
         /// A system message first.
         #[arg(long)]
@@ -86,6 +91,8 @@ pub enum LlmCommand {
     /// Prefill and decode speed of decoders: a GGUF model and random-weight models of
     /// published shapes, per weight format, batch size and context (GPU timestamps).
     LlmBench {
+        #[command(flatten)]
+        device: DeviceArgs,
         /// A GGUF model (SmolLM2 from the set-up when present).
         #[arg(long)]
         model: Option<PathBuf>,
@@ -116,6 +123,8 @@ pub enum LlmCommand {
     },
     /// Perplexity of a text file under a decoder, in windows of --context tokens.
     Perplexity {
+        #[command(flatten)]
+        device: DeviceArgs,
         #[command(flatten)]
         decoder: DecoderArgs,
         /// The text file.
@@ -321,7 +330,7 @@ fn report(done: &Generated) {
     );
 }
 
-pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
+pub fn run(cmd: LlmCommand) -> Result<()> {
     match cmd {
         LlmCommand::LlmBench {
             model,
@@ -333,7 +342,9 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             iters,
             quick,
             json,
+            device,
         } => {
+            let selector = &device.selector();
             let cfg = match quick {
                 true => LlmBenchConfig {
                     prompt: 32,
@@ -361,7 +372,9 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             seed,
             stop,
             chat,
+            device,
         } => {
+            let selector = &device.selector();
             let path = model_path(&decoder.model)?;
             let gpu = Gpu::new(selector)?;
             let lm = LlamaDecoder::open(&path, &gpu, options(&decoder)?)?;
@@ -391,7 +404,9 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             max_tokens,
             temperature,
             seed,
+            device,
         } => {
+            let selector = &device.selector();
             let path = model_path(&decoder.model)?;
             let gpu = Gpu::new(selector)?;
             let lm = LlamaDecoder::open(&path, &gpu, options(&decoder)?)?;
@@ -440,7 +455,9 @@ pub fn run(selector: &AdapterSelector, cmd: LlmCommand) -> Result<()> {
             context,
             max_tokens_scored,
             json,
+            device,
         } => {
+            let selector = &device.selector();
             let path = model_path(&decoder.model)?;
             let text = sparq::error::read_text(&file)?;
             let gpu = Gpu::new(selector)?;

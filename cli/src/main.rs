@@ -1,5 +1,6 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
+mod device_args;
 mod gl_env;
 mod llm_cli;
 mod model_cli;
@@ -8,6 +9,7 @@ mod plot;
 mod progress;
 mod serve_bench_cli;
 mod serve_cli;
+mod similarity;
 
 use crate::out::outln;
 use clap::{Parser, Subcommand};
@@ -26,9 +28,6 @@ use std::path::PathBuf;
     about = "Compressed neural-network kernels on any GPU (wgpu)"
 )]
 struct Cli {
-    /// Adapter: index, name substring, backend (vulkan|metal|dx12|gl) or `best` [env: SPARQ_ADAPTER].
-    #[arg(long, global = true)]
-    adapter: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,7 +38,8 @@ enum Command {
     Devices,
     /// Measure the bandwidth ceiling and every weight format at LLM-like shapes.
     Bench(BenchArgs),
-    /// GEMM shapes: tensor-core and DP4A paths against the portable kernels (src/bench/gemm.rs).
+    /// Time matrix products with many activation rows (GEMM): the tensor-core and DP4A paths
+    /// against the portable kernels, and the rows at which tensor cores start to win.
     Gemm(GemmArgs),
     #[command(flatten)]
     Model(model_cli::ModelCommand),
@@ -54,6 +54,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct GemmArgs {
+    #[command(flatten)]
+    device: device_args::DeviceArgs,
     /// Tiny shapes that finish in seconds.
     #[arg(long)]
     quick: bool,
@@ -73,6 +75,8 @@ struct GemmArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    #[command(flatten)]
+    device: device_args::DeviceArgs,
     /// A reduced set that finishes in seconds.
     #[arg(long)]
     quick: bool,
@@ -95,15 +99,17 @@ struct BenchArgs {
     /// f16 activations (adapters with SHADER_F16).
     #[arg(long)]
     f16_act: bool,
-    /// Sparse sweep instead: CSR, BSR and 2:4 against dense over sparsities (see
-    /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters and --json.
+    /// Sparse sweep instead: CSR, BSR and 2:4 kernels against the dense kernel of the same
+    /// precision over sparsities, with the sparsity where each breaks even; honours --quick,
+    /// --m, --shapes, --iters and --json.
     #[arg(long)]
     sparse: bool,
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
     #[arg(long, value_delimiter = ',', value_parser = fraction_arg)]
     sparsities: Option<Vec<f64>>,
-    /// Sweep the sparse kernels' tuning knobs on one shape (the first of --shapes, 8192x8192
-    /// by default) at --m rows (1) instead: src/bench/sparse_tune.rs.
+    /// Sweep the sparse kernels' tuning knobs (rows per 2:4 item, items per bin, units in
+    /// flight per lane) on one shape (the first of --shapes, 8192x8192 by default) at --m
+    /// rows (1) instead, to pick their defaults on this GPU.
     #[arg(long)]
     sparse_tune: bool,
     /// BSR block shapes of the sparse sweep, comma-separated RxC (e.g. 1x32,4x32,16x16).
@@ -138,19 +144,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let selector = cli
-        .adapter
-        .as_deref()
-        .map(AdapterSelector::parse)
-        .unwrap_or_else(AdapterSelector::from_env);
     match cli.command {
         Command::Devices => devices(),
-        Command::Bench(args) => bench(&selector, args),
-        Command::Gemm(args) => gemm(&selector, args),
-        Command::Model(cmd) => model_cli::run(&selector, cmd),
-        Command::Llm(cmd) => llm_cli::run(&selector, cmd),
+        Command::Bench(args) => bench(&args.device.selector(), args),
+        Command::Gemm(args) => gemm(&args.device.selector(), args),
+        Command::Model(cmd) => model_cli::run(cmd),
+        Command::Llm(cmd) => llm_cli::run(cmd),
         Command::ServeBench(args) => serve_bench_cli::run(args),
-        Command::Serve(args) => serve_cli::run(&selector, args),
+        Command::Serve(args) => serve_cli::run(&args.device.selector(), args),
     }
 }
 
@@ -296,10 +297,7 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
         Some(_) => return Err(Error::invalid("--model takes one --formats value")),
         None => WeightFormat::F16,
     };
-    let options = sparq::model::LoadOptions {
-        format,
-        ..Default::default()
-    };
+    let options = sparq::model::LoadOptions::default().format(format);
     let (batches, words, max_rows) = match (&args.m, args.quick) {
         (Some(m), q) => (m.clone(), if q { 12 } else { 100 }, 64),
         (None, true) => (vec![8, 24], 12, 4),

@@ -1,5 +1,6 @@
 //! The model subcommands of `sparq`: `run`, `embed`, `pack` and `model-bench`.
 
+use crate::device_args::DeviceArgs;
 use crate::out::outln;
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
@@ -12,6 +13,7 @@ use sparq::model::shrink;
 use sparq::model::{Batch, LoadOptions, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -22,6 +24,8 @@ pub enum ModelCommand {
     /// {"features": [[...], ...]}. Output: the embeddings or logits (and probabilities and
     /// predicted classes of a classifier).
     Run {
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
         model: PathBuf,
         /// Format of the linear weights: f32, f16, int8, int8g32, int4 (= int4g32), int4g64,
@@ -38,9 +42,15 @@ pub enum ModelCommand {
         /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
         #[arg(long)]
         adapters: Option<String>,
+        /// Inputs per forward pass at most (a larger batch runs as several passes, sorted by
+        /// length); by default as many as the device takes.
+        #[arg(long)]
+        batch_size: Option<NonZeroUsize>,
     },
     /// Embed sentences with an encoder and print one JSON array per sentence.
     Embed {
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Model directory or .safetensors file.
         model: PathBuf,
         /// The sentences.
@@ -53,6 +63,14 @@ pub enum ModelCommand {
         /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
         #[arg(long)]
         adapters: Option<String>,
+        /// Inputs per forward pass at most (a larger batch runs as several passes, sorted by
+        /// length); by default as many as the device takes.
+        #[arg(long)]
+        batch_size: Option<NonZeroUsize>,
+        /// Print the cosine similarity of every pair of sentences, as a table, instead of
+        /// the vectors.
+        #[arg(long)]
+        similarity: bool,
     },
     /// Write a compressed, self-describing model file: linear weights packed in FORMAT,
     /// the architecture in the metadata.
@@ -82,6 +100,8 @@ pub enum ModelCommand {
     },
     /// Time whole forward passes of an encoder (GPU timestamps), optionally beside PyTorch.
     ModelBench {
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Model directory or .safetensors file.
         model: PathBuf,
         /// Weight formats, comma-separated.
@@ -110,7 +130,7 @@ pub enum ModelCommand {
     },
 }
 
-pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
+pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Run {
             model,
@@ -118,7 +138,10 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             input,
             output,
             adapters,
+            batch_size,
+            device,
         } => {
+            let selector = &device.selector();
             if let Some(p) = &output {
                 loader::check_output(&model, p)?;
             }
@@ -129,7 +152,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                         "--adapters takes text input: {\"texts\": [...]}",
                     ));
                 };
-                let rows = embed_on_cluster(&model, &format, &adapters, &texts)?;
+                let rows = embed_on_cluster(&model, &format, &adapters, &texts, batch_size)?;
                 let json = serde_json::json!({
                     "format": WeightFormat::parse(&format)?.name(),
                     "rows": rows.len(),
@@ -143,7 +166,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 return Ok(());
             }
             let gpu = Gpu::new(selector)?;
-            let m = load(&model, &gpu, &format)?;
+            let m = load(&model, &gpu, &format, batch_size)?;
             let text = read_input(&input)?;
             let out = m.forward(&Batch::from_json(&text)?)?;
             let json = output_json(&m, &out);
@@ -158,21 +181,28 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             sentences,
             format,
             adapters,
+            batch_size,
+            similarity,
+            device,
         } => {
-            if let Some(adapters) = adapters {
-                for row in embed_on_cluster(&model, &format, &adapters, &sentences)? {
-                    outln!("{}", serde_json::to_string(&row).expect("floats serialise"));
+            let selector = &device.selector();
+            let rows = match adapters {
+                Some(adapters) => {
+                    embed_on_cluster(&model, &format, &adapters, &sentences, batch_size)?
                 }
+                None => {
+                    let gpu = Gpu::new(selector)?;
+                    let m = load(&model, &gpu, &format, batch_size)?;
+                    m.forward(&Batch::text(&sentences))?.to_vecs()
+                }
+            };
+            if similarity {
+                let matrix = sparq::model::cosine_matrix(rows.iter().map(Vec::as_slice));
+                outln!("{}", crate::similarity::table(&sentences, &matrix));
                 return Ok(());
             }
-            let gpu = Gpu::new(selector)?;
-            let m = load(&model, &gpu, &format)?;
-            let out = m.forward(&Batch::Text(sentences))?;
-            for i in 0..out.rows {
-                outln!(
-                    "{}",
-                    serde_json::to_string(out.row(i)).expect("floats serialise")
-                );
+            for row in &rows {
+                outln!("{}", serde_json::to_string(row).expect("floats serialise"));
             }
             Ok(())
         }
@@ -211,8 +241,9 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             torch,
             json,
             plot,
+            device,
         } => model_bench(
-            selector,
+            &device.selector(),
             &model,
             &formats,
             &batch,
@@ -225,15 +256,16 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
     }
 }
 
-fn load<'g>(path: &Path, gpu: &'g Gpu, format: &str) -> Result<Model<'g>> {
-    Model::load_with(
-        path,
-        gpu,
-        LoadOptions {
-            format: WeightFormat::parse(format)?,
-            ..Default::default()
-        },
-    )
+fn load<'g>(
+    path: &Path,
+    gpu: &'g Gpu,
+    format: &str,
+    batch_size: Option<NonZeroUsize>,
+) -> Result<Model<'g>> {
+    let options = LoadOptions::default()
+        .format(WeightFormat::parse(format)?)
+        .max_batch(batch_size.map_or(0, NonZeroUsize::get));
+    Model::load_with(path, gpu, options)
 }
 
 /// The input file (or stdin for `-`), read up to one byte past the input limit (which
@@ -274,16 +306,14 @@ fn embed_on_cluster(
     format: &str,
     adapters: &str,
     texts: &[String],
+    batch_size: Option<NonZeroUsize>,
 ) -> Result<Vec<Vec<f32>>> {
     use sparq::schedule::{Cluster, ModelReplica};
-    let options = LoadOptions {
-        format: WeightFormat::parse(format)?,
-        ..Default::default()
-    };
+    let options = LoadOptions::default().format(WeightFormat::parse(format)?);
     let sample = &texts[..texts.len().min(8)];
     let mut cluster = Cluster::open(
         adapters,
-        |g| ModelReplica::load(model, g, options, 32),
+        |g| ModelReplica::load(model, g, options, batch_size.map_or(32, NonZeroUsize::get)),
         sample,
     )?;
     let out = cluster.run(texts)?;
@@ -555,7 +585,7 @@ fn model_bench(
             formats.len() * per_format,
             &format!("loading {f}"),
         );
-        let m = load(path, &gpu, f)?;
+        let m = load(path, &gpu, f, None)?;
         // A packed or sparse file runs as stored whatever the requested format: once.
         if !seen.insert(m.layer_formats()) {
             continue;

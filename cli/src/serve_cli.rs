@@ -20,6 +20,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
     /// A model to serve, as NAME=PATH or NAME=PATH@ADAPTERS (repeatable). A decoder is a GGUF
     /// file, a Hugging Face Llama checkpoint or a `sparq pack` file; an encoder is a
     /// MiniLM-style model directory or packed safetensors; `random:SHAPE[:FORMAT]` (e.g.
@@ -262,10 +264,9 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
                 window,
                 ..defaults
             };
-            let options = LoadOptions {
-                format: WeightFormat::parse(&args.embed_format)?,
-                batch_invariant: args.batch_invariant,
-            };
+            let options = LoadOptions::default()
+                .format(WeightFormat::parse(&args.embed_format)?)
+                .batch_invariant(args.batch_invariant);
             let service =
                 EmbeddingService::open(&spec.path, gpus, options, config).map_err(|enc_err| {
                     Error::config(format!(

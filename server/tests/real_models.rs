@@ -48,10 +48,7 @@ fn references(dir: &Path, gpu: &Gpu) -> (Vec<Vec<f32>>, Vec<Vec<u32>>) {
     if let Some((_, r)) = cache.iter().find(|(k, _)| *k == key) {
         return r.clone();
     }
-    let options = LoadOptions {
-        batch_invariant: true,
-        ..Default::default()
-    };
+    let options = LoadOptions::default().batch_invariant(true);
     let model = Model::load_with(dir, gpu, options).unwrap();
     let refs = SENTENCES
         .iter()

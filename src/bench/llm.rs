@@ -52,7 +52,7 @@ pub fn shape(name: &str) -> Result<LlamaConfig> {
 }
 
 /// Random weights in one format: norm scales 1, biases 0, every matrix a random block of
-/// [`TILE_ROWS`] rows quantized once and repeated (speed does not depend on the values, and
+/// `TILE_ROWS` rows quantized once and repeated (speed does not depend on the values, and
 /// the activations stay finite).
 pub struct RandomSource {
     format: WeightFormat,

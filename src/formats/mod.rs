@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 
 /// Storage format of a weight matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
 pub enum WeightFormat {
     /// 32-bit floats.
     F32,

@@ -175,7 +175,7 @@ impl<'a, P: bytemuck::Pod> Launch<'a, P> {
         self
     }
 
-    /// Compiles the shader without runtime bounds checks (see [`PipelineKey::trusted`]).
+    /// Compiles the shader without runtime bounds checks (see `PipelineKey::trusted`).
     pub fn trusted(mut self) -> Self {
         self.trusted = true;
         self

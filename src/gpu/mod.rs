@@ -18,7 +18,7 @@ pub use adapter::{AdapterSelector, enumerate_adapters, instance, select};
 pub use caps::{Caps, CoopMatrixConfig};
 pub use dispatch::{Dispatch, record_pass};
 pub use kernel::{Kernel, Launch, ParamBuffer, ParamsLayout, Slot};
-pub use pool::{Layout, LayoutPool, PipelineKey, PipelinePool};
+pub(crate) use pool::{Layout, LayoutPool, PipelineKey, PipelinePool};
 pub use readback::{map_read, read_buffer};
 pub use timer::{GpuTimer, PassStamps};
 pub use timing::{keep_busy, median, time_dispatches};
@@ -61,9 +61,9 @@ pub struct Gpu {
     /// What the device can do (features it was opened with, its real limits).
     pub caps: Caps,
     /// Cache of compiled compute pipelines.
-    pub pipelines: PipelinePool,
+    pub(crate) pipelines: PipelinePool,
     /// Cache of bind-group and pipeline layouts.
-    pub layouts: LayoutPool,
+    pub(crate) layouts: LayoutPool,
     /// The tuning knobs this device was opened with (see [`Gpu::config`]).
     pub(crate) config: Config,
     tuned: TuneCache,
@@ -165,6 +165,12 @@ impl Gpu {
     /// pipelines and tuned choices depend on them).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Compute pipelines compiled on this device so far (each shader and set of constants
+    /// once, then reused): what a test of the pipeline cache counts.
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.len()
     }
 
     /// This device's tuned launch choices (the tensor-core GEMM's autotuner keeps its

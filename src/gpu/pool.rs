@@ -119,11 +119,6 @@ impl PipelinePool {
     pub fn len(&self) -> usize {
         self.pipelines.lock().unwrap().len()
     }
-
-    /// Whether nothing was compiled yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A bind-group layout and the pipeline layout made of it alone.

@@ -81,7 +81,7 @@ pub const GEMM_SMALL_GRID: usize = 128;
 /// has at least [`GEMM_SMALL_GRID`] workgroups, else 64, which gives the GPU four times as
 /// many. Either tile sums each output over k in the same order, so the choice never changes
 /// a result. The config's `gemm.tile` (`SPARQ_GEMM_TILE=64|128`) overrides it within the
-/// memory limit (see [`gemm_tile_for`]).
+/// memory limit (see `gemm_tile_for`).
 pub fn gemm_tile(workgroup_storage: u32, m: usize, n: usize) -> usize {
     gemm_tile_for(workgroup_storage, m, n, None)
 }

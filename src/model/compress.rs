@@ -31,6 +31,7 @@ use std::collections::HashMap;
 
 /// Pruning followed by a sparse format.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum SparseStorage {
     /// 2:4 pruning, stored as 2:4.
     TwoFour,

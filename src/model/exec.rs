@@ -14,6 +14,8 @@ use crate::graph::Submitted;
 /// A batch over the device's binding limits is several passes, read back in order.
 pub struct Pending {
     parts: Vec<(Submitted, usize)>,
+    /// The caller's index of each result row, when the passes ran the rows reordered.
+    order: Option<Vec<usize>>,
 }
 
 impl Pending {
@@ -21,6 +23,7 @@ impl Pending {
     pub(super) fn one(submitted: Submitted, rows: usize) -> Self {
         Pending {
             parts: vec![(submitted, rows)],
+            order: None,
         }
     }
 }
@@ -42,13 +45,18 @@ impl Model<'_> {
         Ok(Pending::one(submitted, request.rows))
     }
 
-    /// Submits each of `requests` (the passes of one batch, in order).
-    pub(super) fn submit_all(&self, requests: Vec<Request>) -> Result<Pending> {
+    /// Submits each of `requests` (the passes of one batch, in order); `order`: the caller's
+    /// index of each row they yield, when they run the batch reordered.
+    pub(super) fn submit_all(
+        &self,
+        requests: Vec<Request>,
+        order: Option<Vec<usize>>,
+    ) -> Result<Pending> {
         let mut parts = Vec::with_capacity(requests.len());
         for r in requests {
             parts.extend(self.submit_request(r)?.parts);
         }
-        Ok(Pending { parts })
+        Ok(Pending { parts, order })
     }
 
     /// Waits for a pass from [`Model::submit`] and returns its results (those of every pass
@@ -64,7 +72,11 @@ impl Model<'_> {
                 Some(w) => concat(w, out),
             });
         }
-        let whole = whole.ok_or_else(|| crate::Error::invariant("a pending pass with no parts"))?;
+        let mut whole =
+            whole.ok_or_else(|| crate::Error::invariant("a pending pass with no parts"))?;
+        if let Some(order) = &pending.order {
+            whole = super::batching::unpermute(whole, order)?;
+        }
         check_finite(&whole)?;
         Ok(whole)
     }

@@ -19,6 +19,9 @@
 //! into one command encoder with the copy of the results, and submits once. Sequence lengths
 //! are padded to a multiple of [`SEQ_BUCKET`] (masked), so few plans are ever built.
 
+mod batching;
+// The harness of `sparq model-bench`: public for the binary, not an API.
+#[doc(hidden)]
 pub mod bench;
 pub mod bert;
 pub use bert::calibrate;
@@ -30,6 +33,7 @@ pub mod generate;
 mod input;
 pub mod kv;
 pub mod llama;
+mod load_options;
 pub mod loader;
 pub mod mlp;
 pub mod names;
@@ -40,9 +44,11 @@ pub mod prefix;
 pub mod reference;
 pub mod sampling;
 pub mod shrink;
+mod similarity;
 pub mod text;
 
 pub use exec::Pending;
+pub use similarity::{Rows, cosine, cosine_matrix};
 
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
@@ -62,6 +68,7 @@ const MAX_PLANS: usize = 16;
 
 /// An input batch.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Batch {
     /// Sentences, tokenised with the model's tokenizer.
     Text(Vec<String>),
@@ -133,16 +140,22 @@ struct State {
     forwards: u64,
 }
 
-/// Options of [`Model::load_with`].
+/// Options of [`Model::load_with`]: `LoadOptions::default()` (f32 weights) with the builder
+/// methods of its fields, e.g. `LoadOptions::default().format(WeightFormat::F16)`.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct LoadOptions {
     /// Format of linear weights stored as floats (packed weights stay as stored).
     pub format: WeightFormat,
     /// Each row's result independent of the batch around it, to the last bit, as the
     /// data-parallel scheduler's bit-identity needs: every linear layer is then
-    /// [`LinearOptions::batch_invariant`] and attention keeps one layout whatever the batch.
+    /// [`crate::linear::LinearOptions::batch_invariant`] and attention keeps one layout whatever the batch.
     /// Off, kernels are picked per shape for speed.
     pub batch_invariant: bool,
+    /// Most rows (inputs) one forward pass takes; a larger batch runs as several passes,
+    /// its sequences sorted by length first so that each pads little. `None`: as many as
+    /// the device's binding limits hold.
+    pub max_batch: Option<std::num::NonZeroUsize>,
 }
 
 impl Default for LoadOptions {
@@ -150,6 +163,7 @@ impl Default for LoadOptions {
         LoadOptions {
             format: WeightFormat::F32,
             batch_invariant: false,
+            max_batch: None,
         }
     }
 }
@@ -161,6 +175,7 @@ pub struct Model<'g> {
     pub arch: Architecture,
     /// Format of its linear weights.
     pub format: WeightFormat,
+    max_batch: Option<std::num::NonZeroUsize>,
     net: Box<dyn Network>,
     state: Mutex<State>,
 }
@@ -195,8 +210,10 @@ pub(crate) fn view(t: &Tensor) -> Tensor {
 }
 
 impl Model<'static> {
-    /// Like [`Model::load_with`], on a device the model shares ownership of: a model that can
-    /// move to another thread with its device (the data-parallel scheduler's replicas).
+    /// Like [`Model::load_with`], on a device the model shares ownership of: a
+    /// `Model<'static>` that can move to another thread with its device, as the data-parallel
+    /// scheduler's replicas and a server's workers need. Use [`Model::load`] when one thread
+    /// owns the device and the model lives no longer than it.
     pub fn load_shared(
         path: impl AsRef<Path>,
         gpu: std::sync::Arc<Gpu>,
@@ -225,7 +242,11 @@ impl std::ops::Deref for GpuRef<'_> {
 
 impl<'g> Model<'g> {
     /// Loads the model at `path` (a directory with `model.safetensors`, or the file itself)
-    /// with f32 linear weights.
+    /// on `gpu`, which the model borrows, with the default [`LoadOptions`]: linear weights
+    /// stored as floats stay f32, the format whose results match the original model most
+    /// closely (ask for f16 or int8/int4 through [`Model::load_with`]); weights a packed file
+    /// holds compressed load as stored. For a model that must outlive the borrow or move to
+    /// another thread, see [`Model::load_shared`].
     pub fn load(path: impl AsRef<Path>, gpu: &'g Gpu) -> Result<Self> {
         Self::load_with(path, gpu, LoadOptions::default())
     }
@@ -253,6 +274,7 @@ impl<'g> Model<'g> {
             gpu: gpu_ref,
             arch,
             format: options.format,
+            max_batch: options.max_batch,
             net,
             state: Mutex::new(State {
                 exec: Executor::new(MAX_PLANS),
@@ -311,18 +333,26 @@ impl<'g> Model<'g> {
         self.net.tokenizer()
     }
 
-    /// Runs one forward pass of `batch` (one command encoder, one submission).
+    /// Runs the forward pass of `batch` (one command encoder, one submission, when the
+    /// batch fits one pass; see [`Model::submit`] for larger ones) and returns one row of
+    /// results per input, in the batch's order.
     pub fn forward(&self, batch: &Batch) -> Result<Output> {
         self.wait(self.submit(batch)?)
     }
 
     /// Tokenises and uploads `batch` and submits its forward pass without waiting for it:
     /// [`Model::wait`] returns the results. Several passes may be in flight at once.
-    /// A batch over the device's binding limits runs as several passes of consecutive rows,
-    /// whose results concatenate to the same rows in order.
+    /// A batch over `max_batch` rows ([`LoadOptions`]) or over the device's binding limits runs as
+    /// several passes; its sequences are then sorted by length, so that each pass pads to
+    /// its own longest, and the results still come back in the batch's order.
     pub fn submit(&self, batch: &Batch) -> Result<Pending> {
-        let requests = self.net.requests(&self.gpu, batch)?;
-        self.submit_all(requests)
+        let arranged = self.arrange(batch)?;
+        self.submit_all(arranged.requests, arranged.order)
+    }
+
+    /// The `max_batch` of the [`LoadOptions`] this model was loaded with.
+    pub fn max_batch(&self) -> Option<std::num::NonZeroUsize> {
+        self.max_batch
     }
 
     /// Refuses, before anything is allocated, a (batch, sequence) shape that

@@ -1,7 +1,7 @@
 //! Tokenising only as much of a long text as the model reads. An encoder truncates every
 //! input to its longest sequence, so tokenising a 200 MB text in full (minutes) to keep its
 //! first few hundred tokens is wasted work. For a tokenizer whose pieces never cross a space
-//! that follows a word ([`splits_at_spaces`]), the tokens of a prefix cut just before such a
+//! that follows a word (`splits_at_spaces`), the tokens of a prefix cut just before such a
 //! space are the first tokens of the whole text; once that prefix fills the truncation length
 //! its ids are the whole text's truncated ids. A prefix that turns out short is grown (four
 //! times the bytes) until it fills the length or is the whole text, so the answer is the same

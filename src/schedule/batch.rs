@@ -7,7 +7,7 @@ use super::fault::Injection;
 use crate::Gpu;
 use std::sync::Arc;
 
-/// Settings of a [`Cluster`].
+/// Settings of a [`super::Cluster`].
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     /// How micro-batch sizes are chosen.

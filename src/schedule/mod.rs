@@ -21,6 +21,8 @@
 //! worker threads behind an `Arc`.
 
 mod batch;
+// The harness of `sparq bench --adapters`: public for the binary, not an API.
+#[doc(hidden)]
 pub mod bench;
 mod chain;
 mod cluster;

@@ -96,6 +96,7 @@ use crate::error::{Error, Result};
 
 /// Element type of the values a sparse format stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[non_exhaustive]
 pub enum ValueType {
     /// 32-bit floats: conversion is exact.
     F32,

@@ -98,10 +98,7 @@ pub fn twin(gpu: &Gpu) -> Arc<Gpu> {
 /// tests can compare vectors bit for bit with the input alone (the default, per-shape
 /// kernels, is checked within rounding by `openai_python.rs`).
 pub fn embedding_service(dir: &std::path::Path, gpus: Vec<Arc<Gpu>>) -> EmbeddingService {
-    let options = LoadOptions {
-        batch_invariant: true,
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions::default().batch_invariant(true);
     EmbeddingService::open(dir, gpus, options, EmbeddingConfig::default()).unwrap()
 }
 

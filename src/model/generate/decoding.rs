@@ -30,7 +30,7 @@ impl NextToken {
 /// The state of one sequence's generation apart from the model: its sampler, prompt and
 /// generated tokens, the text made so far and what of it is still held back (a character not
 /// yet complete, a possible start of a stop string), and why it ended. It runs no step:
-/// whoever owns the model (a [`Generation`], a replica of the serving engine) feeds
+/// whoever owns the model (a `Generation`, a replica of the serving engine) feeds
 /// [`Self::history`] to it, asks for [`Self::wanted`] and hands the result to
 /// [`Self::set_next`], then takes the token with [`Self::next_piece`]. Because the state is
 /// all here, a sequence can be re-prefilled from its history on another cache (preemption,
@@ -56,7 +56,7 @@ pub struct Decoding {
 impl Decoding {
     /// The state before the first token (`max_tokens` 0: already ended, with
     /// [`FinishReason::Length`]). Checks only the sampling settings; see
-    /// [`validate_request`] for the rest.
+    /// `validate_request` for the rest.
     pub fn new(prompt: &[u32], params: &GenerateParams) -> Result<Self> {
         Ok(Decoding {
             stream: TokenStream::new(),

@@ -11,7 +11,7 @@
 //! client cancelled (its [`RequestHandle`] dropped, its sink returning `false`), leaves at the
 //! next step boundary and its cache blocks are freed. When a step would need more blocks than
 //! are free, the most recently admitted sequence is preempted: its blocks are freed and it goes
-//! back to the front of the queue with its [`Decoding`](crate::model::generate::Decoding)
+//! back to the front of the queue with its [`crate::model::generate::Decoding`]
 //! state, to re-prefill its prompt and generated tokens when admitted again, so the stream it
 //! feeds is unchanged. A replica whose device fails (an error
 //! [`is_device_fault`](super::is_device_fault) accepts) is taken out and its sequences are
