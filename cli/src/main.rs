@@ -4,15 +4,18 @@ mod gl_env;
 mod llm_cli;
 mod model_cli;
 mod out;
+mod report_cli;
 mod serve_bench_cli;
 mod serve_cli;
 
 use crate::out::outln;
+use crate::report_cli::OutputArgs;
 use clap::{Parser, Subcommand};
 use sparq::InputError;
 use sparq::bench::{BenchConfig, TorchBaseline};
 use sparq::formats::WeightFormat;
 use sparq::gpu::{AdapterSelector, Caps, enumerate_adapters, instance};
+use sparq::report::Envelope;
 use sparq::tensor::ActDType;
 use sparq::{Error, Gpu, Result};
 use std::path::PathBuf;
@@ -64,9 +67,8 @@ struct GemmArgs {
     /// PyTorch fp16 linear timings (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
-    /// Also write the rows as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -74,9 +76,8 @@ struct BenchArgs {
     /// A reduced set that finishes in seconds.
     #[arg(long)]
     quick: bool,
-    /// Also write the rows as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Weight formats, comma-separated (f32, f16, int8, int8g32, int4g32, int4g64, int4g128,
     /// int4g32a, int4g32m).
     #[arg(long, value_delimiter = ',', value_parser = WeightFormat::parse)]
@@ -94,7 +95,7 @@ struct BenchArgs {
     #[arg(long)]
     f16_act: bool,
     /// Sparse sweep instead: CSR, BSR and 2:4 against dense over sparsities (see
-    /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters and --json.
+    /// src/bench/sparse.rs); honours --quick, --m, --shapes, --iters, --output and --json.
     #[arg(long)]
     sparse: bool,
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
@@ -197,14 +198,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         return bench_model(adapters, model, &args);
     }
     if let Some(adapters) = &args.adapters {
-        return sparq::schedule::bench::cli(
-            adapters,
-            args.quick,
-            args.formats.as_deref(),
-            args.shapes.as_deref(),
-            args.m.as_deref(),
-            args.json.as_deref(),
-        );
+        return bench_data_parallel(adapters, &args);
     }
     let gpu = Gpu::new(selector)?;
     if args.sparse_tune {
@@ -249,12 +243,52 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(t) = &torch {
         report.attach_torch(t);
     }
-    outln!("{}", report.markdown());
-    if let Some(path) = args.json {
-        sparq::error::write_file(&path, report.json())?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "formats": names(&cfg.formats),
+        "m": cfg.ms,
+        "shapes": cfg.shapes,
+        "iters": cfg.iters,
+        "f16_act": args.f16_act,
+        "ceiling_bytes": cfg.ceiling_bytes,
+        "torch": args.torch,
+    });
+    let env = Envelope::new("bench", &report.adapter, settings, &report.rows)?.with_summary(
+        serde_json::json!({ "timing": report.timing, "ceiling_gbps": report.ceiling_gbps }),
+    )?;
+    args.out.emit(&env, || report.markdown())
+}
+
+/// Weight format names, for the settings of an envelope.
+fn names(formats: &[WeightFormat]) -> Vec<String> {
+    formats.iter().map(|f| f.name()).collect()
+}
+
+/// `sparq bench --adapters`: the chained layers data-parallel over several devices.
+fn bench_data_parallel(adapters: &str, args: &BenchArgs) -> Result<()> {
+    use sparq::schedule::bench;
+    let cfg = bench::cli_config(
+        adapters,
+        args.quick,
+        args.formats.as_deref(),
+        args.shapes.as_deref(),
+        args.m.as_deref(),
+    );
+    let report = bench::run(&cfg)?;
+    let settings = serde_json::json!({
+        "adapters": adapters,
+        "quick": args.quick,
+        "formats": names(&cfg.formats),
+        "n": cfg.n,
+        "k": cfg.k,
+        "batch": cfg.batch,
+        "max_rows": cfg.max_rows,
+        "repeats": cfg.repeats,
+        "calibration_rows": cfg.calibration_rows,
+    });
+    let devices: Vec<&str> = report.alone.iter().map(|a| a.device.as_str()).collect();
+    let env = Envelope::new("bench --adapters", devices, settings, [&report])?;
+    args.out.emit(&env, || report.markdown())
 }
 
 fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
@@ -269,13 +303,15 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     if let Some(path) = &args.torch {
         gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);
     }
-    outln!("{}", gemm::markdown(&gpu, &rows));
-    if let Some(path) = args.json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(&path, text)?;
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "tuned_only": args.tuned_only,
+        "sections": cfg.sections,
+        "iters": cfg.iters,
+        "torch": args.torch,
+    });
+    let env = Envelope::new("gemm", &gpu.caps, settings, &rows)?;
+    args.out.emit(&env, || gemm::markdown(&gpu, &rows))
 }
 
 fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Result<()> {
@@ -295,16 +331,26 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
     };
     let reports =
         sparq::schedule::bench::run_model(adapters, model, options, &batches, words, max_rows)?;
-    for r in &reports {
-        outln!("{}", r.markdown());
-    }
-    if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&reports).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(path, text)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "adapters": adapters,
+        "model": model,
+        "format": format.name(),
+        "quick": args.quick,
+        "batches": batches,
+        "words": words,
+        "max_rows": max_rows,
+    });
+    let devices: Vec<&str> = reports.first().map_or(Vec::new(), |r| {
+        r.alone.iter().map(|a| a.device.as_str()).collect()
+    });
+    let env = Envelope::new("bench --adapters --model", devices, settings, &reports)?;
+    args.out.emit(&env, || {
+        reports
+            .iter()
+            .map(|r| r.markdown())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
@@ -319,15 +365,16 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         "sparse tuning sweep on {} ({}), {}×{}",
         gpu.caps.name, gpu.caps.backend, shape.0, shape.1
     );
-    let rows = run(gpu, shape, &ms, args.iters.unwrap_or(50).clamp(1, 1000))?;
-    outln!("{}", markdown(&rows));
-    if let Some(path) = args.json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(&path, text)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let iters = args.iters.unwrap_or(50).clamp(1, 1000);
+    let rows = run(gpu, shape, &ms, iters)?;
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "shape": shape,
+        "m": ms,
+        "iters": iters,
+    });
+    let env = Envelope::new("bench --sparse-tune", &gpu.caps, settings, &rows)?;
+    args.out.emit(&env, || markdown(&rows))
 }
 
 fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
@@ -354,10 +401,20 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     }
     eprintln!("sparse sweep on {} ({})", gpu.caps.name, gpu.caps.backend);
     let report = run(gpu, &cfg, |label| log::info!("{label}"))?;
-    outln!("{}", report.markdown());
-    if let Some(path) = args.json {
-        sparq::error::write_file(&path, report.json())?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "shapes": cfg.shapes,
+        "m": cfg.ms,
+        "sparsities": cfg.sparsities,
+        "bsr_blocks": cfg.block_shapes,
+        "iters": cfg.iters,
+    });
+    let break_even: Vec<serde_json::Value> = report
+        .break_even()
+        .into_iter()
+        .map(|(n, k, m, format, at)| serde_json::json!({"n": n, "k": k, "m": m, "format": format, "sparsity": at}))
+        .collect();
+    let env = Envelope::new("bench --sparse", &report.adapter, settings, &report.rows)?
+        .with_summary(serde_json::json!({ "model": report.model, "break_even": break_even }))?;
+    args.out.emit(&env, || report.markdown())
 }

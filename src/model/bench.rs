@@ -18,14 +18,24 @@ pub struct ModelBenchRow {
     pub seq: usize,
     /// Median GPU time of one forward pass, µs.
     pub forward_us: f64,
+    /// Sample standard deviation of the timed forward passes, µs.
+    pub forward_us_stddev: f64,
     /// Sequences per second.
     pub seqs_per_s: f64,
     /// Dispatches per forward pass.
     pub dispatches: usize,
-    /// Sum of the dispatches' medians when each runs alone in a timed pass, µs.
+    /// Sum of the dispatches' medians when each runs alone in a timed pass, µs (0 where the
+    /// adapter has no timestamp queries: nothing was timed alone).
     pub kernels_us: f64,
-    /// (forward − Σ kernels) / dispatches, µs: what chaining costs per dispatch.
+    /// Spread of that sum: the square root of the sum of the dispatches' variances, µs.
+    pub kernels_us_stddev: f64,
+    /// (forward − Σ kernels) / dispatches, µs: what chaining costs per dispatch. An estimate
+    /// only where `overhead_meaningful`.
     pub overhead_per_dispatch_us: f64,
+    /// Whether the dispatches were timed alone and forward − Σ kernels is positive and larger
+    /// than the spread of the two measurements; otherwise `overhead_per_dispatch_us` says
+    /// nothing about chaining (see [`OVERHEAD_NOTE`]).
+    pub overhead_meaningful: bool,
     /// Where the time goes: each kind of dispatch (label), how many of it one forward runs
     /// and their summed µs alone, the largest sum first.
     pub by_kernel: Vec<(String, usize, f64)>,
@@ -33,6 +43,20 @@ pub struct ModelBenchRow {
     pub torch_fp32_us: Option<f64>,
     /// PyTorch eager fp16 forward, µs.
     pub torch_fp16_us: Option<f64>,
+}
+
+/// Why a per-dispatch overhead reads `n/a`: the note under `sparq model-bench`'s table.
+pub const OVERHEAD_NOTE: &str = "overhead µs/dispatch is (forward − Σ kernels alone) / dispatches; \
+    it reads n/a where that difference is negative or within the spread (± sd) of the two \
+    measurements, or where the adapter has no timestamp queries to time dispatches alone: \
+    on CPU adapters and with coarse timers, a dispatch alone in its own pass costs more than \
+    it does inside the chained forward pass, so the difference measures that, not chaining";
+
+/// Whether the chaining overhead `forward − kernels` stands above the spread of both.
+fn meaningful(timed: bool, forward: (f64, f64), kernels: (f64, f64)) -> bool {
+    let diff = forward.0 - kernels.0;
+    let spread = (forward.1.powi(2) + kernels.1.powi(2)).sqrt();
+    timed && diff > 0.0 && diff > spread
 }
 
 /// Times `model` at each batch size with `seq` tokens per sequence.
@@ -52,18 +76,27 @@ pub fn run(
         let row = model.with_plan(batch, seq, |d| {
             let whole = time_dispatches(gpu, &[copy(d)], 3, iters)?;
             let forward_us = median(&whole);
-            let (per, labels) = per_dispatch(gpu, d, 5)?;
+            let forward_us_stddev = crate::report::stddev(&whole);
+            let (per, sds, labels) = per_dispatch(gpu, d, 5)?;
             let kernels_us: f64 = per.iter().sum();
+            let kernels_us_stddev = sds.iter().map(|s| s * s).sum::<f64>().sqrt();
             let by_kernel = sum_by_label(&labels, &per);
             Ok(ModelBenchRow {
                 format: model.layer_formats().join(","),
                 batch,
                 seq,
                 forward_us,
+                forward_us_stddev,
                 seqs_per_s: batch as f64 / (forward_us * 1e-6),
                 dispatches: d.len(),
                 kernels_us,
+                kernels_us_stddev,
                 overhead_per_dispatch_us: (forward_us - kernels_us) / d.len() as f64,
+                overhead_meaningful: meaningful(
+                    gpu.caps.timestamps,
+                    (forward_us, forward_us_stddev),
+                    (kernels_us, kernels_us_stddev),
+                ),
                 by_kernel,
                 torch_fp32_us: None,
                 torch_fp16_us: None,
@@ -90,14 +123,16 @@ fn sum_by_label(labels: &[String], us: &[f64]) -> Vec<(String, usize, f64)> {
     sums
 }
 
-/// Each dispatch alone in its own timed pass, `reps` times; medians in µs and labels.
+/// Each dispatch alone in its own timed pass, `reps` times; medians and sample standard
+/// deviations in µs, and labels.
 fn per_dispatch(
     gpu: &Gpu,
     d: &[crate::gpu::Dispatch],
     reps: usize,
-) -> Result<(Vec<f64>, Vec<String>)> {
+) -> Result<(Vec<f64>, Vec<f64>, Vec<String>)> {
     if !gpu.caps.timestamps {
         return Ok((
+            vec![0.0; d.len()],
             vec![0.0; d.len()],
             d.iter().map(|x| x.label.clone()).collect(),
         ));
@@ -121,6 +156,7 @@ fn per_dispatch(
     }
     Ok((
         samples.iter().map(|s| median(s)).collect(),
+        samples.iter().map(|s| crate::report::stddev(s)).collect(),
         d.iter().map(|x| x.label.clone()).collect(),
     ))
 }
@@ -135,4 +171,19 @@ fn copy(d: &[crate::gpu::Dispatch]) -> Vec<crate::gpu::Dispatch> {
             grid: x.grid,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn overhead_is_meaningful_only_above_the_spread() {
+        use super::meaningful;
+        assert!(meaningful(true, (1000.0, 10.0), (900.0, 10.0)));
+        // The slow-adapter case: dispatches alone took longer than the whole pass.
+        assert!(!meaningful(true, (1000.0, 10.0), (30_000.0, 10.0)));
+        // Positive but within the spread.
+        assert!(!meaningful(true, (1000.0, 80.0), (950.0, 60.0)));
+        // Nothing timed alone.
+        assert!(!meaningful(false, (1000.0, 1.0), (0.0, 0.0)));
+    }
 }
