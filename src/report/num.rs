@@ -209,7 +209,7 @@ mod tests {
     fn f32s_print_at_their_own_precision() {
         let v = [0.1f32, -1.0 / 3.0, 1e-8, 3.4e38, 0.0, f32::NAN];
         let text = f32_json(&v).to_string();
-        assert_eq!(text, "[0.1,-0.33333334,1e-8,3.4e38,0.0,null]");
+        assert_eq!(text, "[0.1,-0.33333334,1e-8,3.4e+38,0.0,null]");
         // And they read back as the same f32s.
         let back: Vec<Option<f32>> = serde_json::from_str(&text).unwrap();
         for (a, b) in v.iter().zip(&back) {
