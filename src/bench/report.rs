@@ -135,7 +135,7 @@ impl BenchReport {
                 num::rate(r.weight_gbps * 1e9, "B/s"),
                 num::rate(r.tflops * 1e12, "FLOP/s"),
                 num::pct(r.pct_ceiling),
-                format!("{:.2e}", r.quant_error),
+                num::sig(r.quant_error, num::DIGITS),
             ];
             if torch {
                 let (t, x) = match (r.torch_fp16_us, r.speedup_vs_torch) {
