@@ -608,49 +608,5 @@ fn model_bench(
         "torch": torch_file,
     });
     let env = sparq::report::Envelope::new("model-bench", &gpu.caps, settings, &all)?;
-    out.emit(&env, || model_bench_table(&all))
-}
-
-/// `model-bench`'s table, and the note on overheads that read `n/a`.
-fn model_bench_table(rows: &[sparq::model::bench::ModelBenchRow]) -> String {
-    use sparq::report::{Align::*, Table, num};
-    let mut t = Table::new(&[
-        ("format", Left),
-        ("batch", Right),
-        ("seq", Right),
-        ("forward (median ± sd)", Right),
-        ("seq/s", Right),
-        ("dispatches", Right),
-        ("Σ kernels alone", Right),
-        ("overhead/dispatch", Right),
-        ("torch fp32", Right),
-        ("torch fp16", Right),
-        ("vs fp16", Right),
-    ]);
-    let opt = |v: Option<f64>| v.map_or("-".to_string(), num::time_us);
-    for r in rows {
-        t.push([
-            r.format.clone(),
-            r.batch.to_string(),
-            r.seq.to_string(),
-            num::time_us_pm(r.forward_us, r.forward_us_stddev),
-            num::rate(r.seqs_per_s, "seq/s"),
-            r.dispatches.to_string(),
-            num::time_us_pm(r.kernels_us, r.kernels_us_stddev),
-            if r.overhead_meaningful {
-                num::time_us(r.overhead_per_dispatch_us)
-            } else {
-                "n/a".into()
-            },
-            opt(r.torch_fp32_us),
-            opt(r.torch_fp16_us),
-            r.torch_fp16_us
-                .map_or("-".into(), |t| num::ratio(t / r.forward_us)),
-        ]);
-    }
-    let mut s = t.markdown();
-    if rows.iter().any(|r| !r.overhead_meaningful) {
-        s += &format!("\nn/a: {}.\n", sparq::model::bench::OVERHEAD_NOTE);
-    }
-    s
+    out.emit(&env, || sparq::model::bench::markdown(&all))
 }

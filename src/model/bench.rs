@@ -107,6 +107,51 @@ pub fn run(
     Ok(rows)
 }
 
+/// `sparq model-bench`'s table, numbers to 3 significant digits with SI prefixes, and under
+/// it the note on overheads that read `n/a` where any does.
+pub fn markdown(rows: &[ModelBenchRow]) -> String {
+    use crate::report::{Align::*, Table, num};
+    let mut t = Table::new(&[
+        ("format", Left),
+        ("batch", Right),
+        ("seq", Right),
+        ("forward (median ± sd)", Right),
+        ("seq/s", Right),
+        ("dispatches", Right),
+        ("Σ kernels alone", Right),
+        ("overhead/dispatch", Right),
+        ("torch fp32", Right),
+        ("torch fp16", Right),
+        ("vs fp16", Right),
+    ]);
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), num::time_us);
+    for r in rows {
+        t.push([
+            r.format.clone(),
+            r.batch.to_string(),
+            r.seq.to_string(),
+            num::time_us_pm(r.forward_us, r.forward_us_stddev),
+            num::rate(r.seqs_per_s, "seq/s"),
+            r.dispatches.to_string(),
+            num::time_us_pm(r.kernels_us, r.kernels_us_stddev),
+            if r.overhead_meaningful {
+                num::time_us(r.overhead_per_dispatch_us)
+            } else {
+                "n/a".into()
+            },
+            opt(r.torch_fp32_us),
+            opt(r.torch_fp16_us),
+            r.torch_fp16_us
+                .map_or("-".into(), |t| num::ratio(t / r.forward_us)),
+        ]);
+    }
+    let mut s = t.markdown();
+    if rows.iter().any(|r| !r.overhead_meaningful) {
+        s += &format!("\nn/a: {}.\n", OVERHEAD_NOTE);
+    }
+    s
+}
+
 /// Sums the times of dispatches with the same label (the layers of a model repeat shapes).
 fn sum_by_label(labels: &[String], us: &[f64]) -> Vec<(String, usize, f64)> {
     let mut sums: Vec<(String, usize, f64)> = Vec::new();
@@ -185,5 +230,32 @@ mod tests {
         assert!(!meaningful(true, (1000.0, 80.0), (950.0, 60.0)));
         // Nothing timed alone.
         assert!(!meaningful(false, (1000.0, 1.0), (0.0, 0.0)));
+    }
+
+    #[test]
+    fn table_says_n_a_and_why() {
+        let row = |meaningful| super::ModelBenchRow {
+            format: "f32".into(),
+            batch: 8,
+            seq: 128,
+            forward_us: 107_000.0,
+            forward_us_stddev: 2600.0,
+            seqs_per_s: 0.87,
+            dispatches: 45,
+            kernels_us: 1_300_000.0,
+            kernels_us_stddev: 4800.0,
+            overhead_per_dispatch_us: -26_000.0,
+            overhead_meaningful: meaningful,
+            by_kernel: Vec::new(),
+            torch_fp32_us: None,
+            torch_fp16_us: None,
+        };
+        let md = super::markdown(&[row(false)]);
+        assert!(md.contains(" n/a |") && md.contains(" 0.870 seq/s |"), "{md}");
+        assert!(md.contains("107 ± 2.6 ms"), "{md}");
+        assert!(!md.contains("-26"), "{md}");
+        assert!(md.contains("n/a: overhead µs/dispatch is"), "{md}");
+        let md = super::markdown(&[row(true)]);
+        assert!(md.contains("-26.0 ms") && !md.contains("n/a"), "{md}");
     }
 }
