@@ -251,7 +251,10 @@ mod tests {
             torch_fp16_us: None,
         };
         let md = super::markdown(&[row(false)]);
-        assert!(md.contains(" n/a |") && md.contains(" 0.870 seq/s |"), "{md}");
+        assert!(
+            md.contains(" n/a |") && md.contains(" 0.870 seq/s |"),
+            "{md}"
+        );
         assert!(md.contains("107 ± 2.6 ms"), "{md}");
         assert!(!md.contains("-26"), "{md}");
         assert!(md.contains("n/a: overhead µs/dispatch is"), "{md}");
