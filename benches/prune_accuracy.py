@@ -132,7 +132,8 @@ def digits(a):
             out = json.loads(subprocess.run(
                 [a.sparq, "run", "--adapter", a.adapter, path, "--input", inp],
                 capture_output=True, text=True, check=True).stdout)
-            acc = sum(p == l for p, l in zip(out["predictions"], labels)) / len(labels)
+            pred = [r["predictions"] for r in out["rows"]]  # the envelope (docs/output.md)
+            acc = sum(p == l for p, l in zip(pred, labels)) / len(labels)
             print(f"| {fmt} | {prune or '-'} | {stored} | {zeros} % | {error} | {acc:.4f} |")
 
 

@@ -65,6 +65,7 @@ pub mod matmul;
 pub mod model;
 pub mod prune;
 pub mod reference;
+pub mod report;
 pub mod schedule;
 pub mod sparse;
 pub mod tensor;

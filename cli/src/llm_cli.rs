@@ -117,9 +117,8 @@ pub enum LlmCommand {
         /// A tiny run (batch 1 and 2, context 64, prompt 32) that finishes in seconds on CPU.
         #[arg(long)]
         quick: bool,
-        /// Also write the rows as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        out: crate::report_cli::OutputArgs,
     },
     /// Perplexity of a text file under a decoder, in windows of --context tokens.
     Perplexity {
@@ -148,7 +147,8 @@ fn llm_bench(
     shapes: &[String],
     formats: &[String],
     cfg: &LlmBenchConfig,
-    json: Option<PathBuf>,
+    quick: bool,
+    out: &crate::report_cli::OutputArgs,
 ) -> Result<()> {
     let gpu = Gpu::new(selector)?;
     if gpu.caps.is_cpu() && cfg.contexts.iter().any(|&c| c > 64) {
@@ -167,8 +167,9 @@ fn llm_bench(
         )));
     }
     let ceiling = sparq::bench::stream_read_gbps(&gpu, 1 << 30, 20)?;
+    let ceiling_text = sparq::report::num::rate(ceiling * 1e9, "B/s");
     eprintln!(
-        "sparq: {} streaming-read ceiling {ceiling:.0} GB/s",
+        "sparq: {} streaming-read ceiling {ceiling_text}",
         gpu.caps.name
     );
     // Each sequence rounds up to whole blocks: the longest case's blocks, per sequence.
@@ -231,20 +232,25 @@ fn llm_bench(
         }
     }
     bar.finish();
-    outln!(
-        "{} ({ceiling:.0} GB/s streaming-read ceiling)\n",
-        gpu.caps.name
-    );
-    out!("{}", llm::table(&rows));
-    if let Some(p) = json {
-        let j = serde_json::json!({
-            "device": gpu.caps.name,
-            "ceiling_gbps": ceiling,
-            "rows": rows,
-        });
-        sparq::error::write_file(p, j.to_string() + "\n")?;
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "model": model,
+        "shapes": shapes,
+        "formats": formats,
+        "batch": cfg.batches,
+        "context": cfg.contexts,
+        "prompt": cfg.prompt,
+        "iters": cfg.iters,
+        "quick": quick,
+    });
+    let env = sparq::report::Envelope::new("llm-bench", &gpu.caps, settings, &rows)?
+        .with_summary(serde_json::json!({ "ceiling_gbps": ceiling }))?;
+    out.emit(&env, || {
+        format!(
+            "{} ({ceiling_text} streaming-read ceiling)\n\n{}",
+            gpu.caps.name,
+            llm::table(&rows)
+        )
+    })
 }
 
 /// The context of the decoder checkpoint at `path`, from its header or configuration alone
@@ -341,7 +347,7 @@ pub fn run(cmd: LlmCommand) -> Result<()> {
             prompt,
             iters,
             quick,
-            json,
+            out,
             device,
         } => {
             let selector = &device.selector();
@@ -359,7 +365,7 @@ pub fn run(cmd: LlmCommand) -> Result<()> {
                     iters,
                 },
             };
-            llm_bench(selector, model, &shapes, &formats, &cfg, json)
+            llm_bench(selector, model, &shapes, &formats, &cfg, quick, &out)
         }
         LlmCommand::Generate {
             decoder,

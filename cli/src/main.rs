@@ -7,16 +7,19 @@ mod model_cli;
 mod out;
 mod plot;
 mod progress;
+mod report_cli;
 mod serve_bench_cli;
 mod serve_cli;
 mod similarity;
 
 use crate::out::outln;
+use crate::report_cli::OutputArgs;
 use clap::{Parser, Subcommand};
 use sparq::InputError;
 use sparq::bench::{BenchConfig, TorchBaseline};
 use sparq::formats::WeightFormat;
 use sparq::gpu::{AdapterSelector, Caps, enumerate_adapters, instance};
+use sparq::report::Envelope;
 use sparq::tensor::ActDType;
 use sparq::{Error, Gpu, Result};
 use std::path::PathBuf;
@@ -68,9 +71,8 @@ struct GemmArgs {
     /// PyTorch fp16 linear timings (JSON from benches/torch_linear.py) to compare with.
     #[arg(long)]
     torch: Option<PathBuf>,
-    /// Also write the rows as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -80,9 +82,8 @@ struct BenchArgs {
     /// A reduced set that finishes in seconds.
     #[arg(long)]
     quick: bool,
-    /// Also write the rows as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Weight formats, comma-separated (f32, f16, int8, int8g32, int4g32, int4g64, int4g128,
     /// int4g32a, int4g32m).
     #[arg(long, value_delimiter = ',', value_parser = WeightFormat::parse)]
@@ -101,7 +102,7 @@ struct BenchArgs {
     f16_act: bool,
     /// Sparse sweep instead: CSR, BSR and 2:4 kernels against the dense kernel of the same
     /// precision over sparsities, with the sparsity where each breaks even; honours --quick,
-    /// --m, --shapes, --iters and --json.
+    /// --m, --shapes, --iters, --output, --json and --plot.
     #[arg(long)]
     sparse: bool,
     /// Sparsities of the sparse sweep, comma-separated fractions (e.g. 0.5,0.9).
@@ -204,23 +205,7 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
         return bench_model(adapters, model, &args);
     }
     if let Some(adapters) = &args.adapters {
-        let bar = progress::Bar::new("data-parallel bench", 0);
-        return sparq::schedule::bench::cli(
-            adapters,
-            args.quick,
-            args.formats.as_deref(),
-            args.shapes.as_deref(),
-            args.m.as_deref(),
-            args.json.as_deref(),
-            // The last call comes before the report is printed: the bar goes for it.
-            |d, t, l| {
-                if d < t {
-                    bar.update(d, t, l)
-                } else {
-                    bar.clear()
-                }
-            },
-        );
+        return bench_data_parallel(adapters, &args);
     }
     let gpu = Gpu::new(selector)?;
     if args.sparse_tune {
@@ -257,15 +242,63 @@ fn bench(selector: &AdapterSelector, args: BenchArgs) -> Result<()> {
     if let Some(t) = &torch {
         report.attach_torch(t);
     }
-    outln!("{}", report.markdown());
-    if let Some(path) = args.json {
-        sparq::error::write_file(&path, report.json())?;
-        eprintln!("wrote {}", path.display());
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "formats": names(&cfg.formats),
+        "m": cfg.ms,
+        "shapes": cfg.shapes,
+        "iters": cfg.iters,
+        "f16_act": args.f16_act,
+        "ceiling_bytes": cfg.ceiling_bytes,
+        "torch": args.torch,
+    });
+    let env = Envelope::new("bench", &report.adapter, settings, &report.rows)?.with_summary(
+        serde_json::json!({ "timing": report.timing, "ceiling_gbps": report.ceiling_gbps }),
+    )?;
+    if let Some(path) = &args.plot {
+        plot::write(path, &plot::bench::svg(&report)?)?;
     }
-    if let Some(path) = args.plot {
-        plot::write(&path, &plot::bench::svg(&report)?)?;
-    }
-    Ok(())
+    args.out.emit(&env, || report.markdown())
+}
+
+/// Weight format names, for the settings of an envelope.
+fn names(formats: &[WeightFormat]) -> Vec<String> {
+    formats.iter().map(|f| f.name()).collect()
+}
+
+/// `sparq bench --adapters`: the chained layers data-parallel over several devices.
+fn bench_data_parallel(adapters: &str, args: &BenchArgs) -> Result<()> {
+    use sparq::schedule::bench;
+    let cfg = bench::cli_config(
+        adapters,
+        args.quick,
+        args.formats.as_deref(),
+        args.shapes.as_deref(),
+        args.m.as_deref(),
+    );
+    let bar = progress::Bar::new("data-parallel bench", 0);
+    // The last call comes before the report is printed: the bar goes for it.
+    let report = bench::run(&cfg, |d, t, l| {
+        if d < t {
+            bar.update(d, t, l)
+        } else {
+            bar.clear()
+        }
+    })?;
+    let settings = serde_json::json!({
+        "adapters": adapters,
+        "quick": args.quick,
+        "formats": names(&cfg.formats),
+        "n": cfg.n,
+        "k": cfg.k,
+        "batch": cfg.batch,
+        "max_rows": cfg.max_rows,
+        "repeats": cfg.repeats,
+        "calibration_rows": cfg.calibration_rows,
+    });
+    let devices: Vec<&str> = report.alone.iter().map(|a| a.device.as_str()).collect();
+    let env = Envelope::new("bench --adapters", devices, settings, [&report])?;
+    args.out.emit(&env, || report.markdown())
 }
 
 fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
@@ -282,13 +315,15 @@ fn gemm(selector: &AdapterSelector, args: GemmArgs) -> Result<()> {
     if let Some(path) = &args.torch {
         gemm::attach_torch(&mut rows, &TorchBaseline::load(path)?);
     }
-    outln!("{}", gemm::markdown(&gpu, &rows));
-    if let Some(path) = args.json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(&path, text)?;
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "tuned_only": args.tuned_only,
+        "sections": cfg.sections,
+        "iters": cfg.iters,
+        "torch": args.torch,
+    });
+    let env = Envelope::new("gemm", &gpu.caps, settings, &rows)?;
+    args.out.emit(&env, || gemm::markdown(&gpu, &rows))
 }
 
 fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Result<()> {
@@ -314,16 +349,26 @@ fn bench_model(adapters: &str, model: &std::path::Path, args: &BenchArgs) -> Res
         |d, t, l| bar.update(d, t, l),
     )?;
     bar.finish();
-    for r in &reports {
-        outln!("{}", r.markdown());
-    }
-    if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&reports).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(path, text)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "adapters": adapters,
+        "model": model,
+        "format": format.name(),
+        "quick": args.quick,
+        "batches": batches,
+        "words": words,
+        "max_rows": max_rows,
+    });
+    let devices: Vec<&str> = reports.first().map_or(Vec::new(), |r| {
+        r.alone.iter().map(|a| a.device.as_str()).collect()
+    });
+    let env = Envelope::new("bench --adapters --model", devices, settings, &reports)?;
+    args.out.emit(&env, || {
+        reports
+            .iter()
+            .map(|r| r.markdown())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
@@ -342,14 +387,14 @@ fn bench_sparse_tune(gpu: &Gpu, args: BenchArgs) -> Result<()> {
     let iters = args.iters.unwrap_or(50).clamp(1, 1000);
     let rows = run(gpu, shape, &ms, iters, |d, t, l| bar.update(d, t, l))?;
     bar.finish();
-    outln!("{}", markdown(&rows));
-    if let Some(path) = args.json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::invalid(e.to_string()))?;
-        sparq::error::write_file(&path, text)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "shape": shape,
+        "m": ms,
+        "iters": iters,
+    });
+    let env = Envelope::new("bench --sparse-tune", &gpu.caps, settings, &rows)?;
+    args.out.emit(&env, || markdown(&rows))
 }
 
 fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
@@ -381,13 +426,23 @@ fn bench_sparse(gpu: &Gpu, args: BenchArgs) -> Result<()> {
         bar.update(d, t, l)
     })?;
     bar.finish();
-    outln!("{}", report.markdown());
-    if let Some(path) = args.json {
-        sparq::error::write_file(&path, report.json())?;
-        eprintln!("wrote {}", path.display());
+    let settings = serde_json::json!({
+        "quick": args.quick,
+        "shapes": cfg.shapes,
+        "m": cfg.ms,
+        "sparsities": cfg.sparsities,
+        "bsr_blocks": cfg.block_shapes,
+        "iters": cfg.iters,
+    });
+    let break_even: Vec<serde_json::Value> = report
+        .break_even()
+        .into_iter()
+        .map(|(n, k, m, format, at)| serde_json::json!({"n": n, "k": k, "m": m, "format": format, "sparsity": at}))
+        .collect();
+    let env = Envelope::new("bench --sparse", &report.adapter, settings, &report.rows)?
+        .with_summary(serde_json::json!({ "model": report.model, "break_even": break_even }))?;
+    if let Some(path) = &args.plot {
+        plot::write(path, &plot::sparse::svg(&report)?)?;
     }
-    if let Some(path) = args.plot {
-        plot::write(&path, &plot::sparse::svg(&report)?)?;
-    }
-    Ok(())
+    args.out.emit(&env, || report.markdown())
 }

@@ -2,6 +2,7 @@
 
 use crate::device_args::DeviceArgs;
 use crate::out::outln;
+use crate::report_cli::OutputArgs;
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
 use sparq::gpu::AdapterSelector;
@@ -21,8 +22,8 @@ pub enum ModelCommand {
     /// Run a model on a JSON input file and print JSON results.
     ///
     /// Input: {"texts": ["..."]}, {"ids": [[101, ...]], "types": [[0, ...]]} or
-    /// {"features": [[...], ...]}. Output: the embeddings or logits (and probabilities and
-    /// predicted classes of a classifier).
+    /// {"features": [[...], ...]}. Output: the JSON envelope (docs/output.md), one row per
+    /// input: its embeddings or logits (and probabilities and predicted class of a classifier).
     Run {
         #[command(flatten)]
         device: DeviceArgs,
@@ -121,9 +122,8 @@ pub enum ModelCommand {
         /// PyTorch timings (JSON from benches/torch_minilm.py) to compare with.
         #[arg(long)]
         torch: Option<PathBuf>,
-        /// Also write the rows as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutputArgs,
         /// Also draw sequences/s per batch size, a line per format (and PyTorch), as SVG here.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
@@ -153,28 +153,24 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                     ));
                 };
                 let rows = embed_on_cluster(&model, &format, &adapters, &texts, batch_size)?;
-                let json = serde_json::json!({
-                    "format": WeightFormat::parse(&format)?.name(),
-                    "rows": rows.len(),
-                    "cols": rows.first().map_or(0, Vec::len),
-                    "embeddings": rows,
-                });
-                match output {
-                    Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
-                    None => outln!("{json}"),
-                }
-                return Ok(());
+                let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let settings = run_settings(&model, &format, &input, Some(&adapters));
+                let json = result_envelope(
+                    &WeightFormat::parse(&format)?.name(),
+                    &rows,
+                    None,
+                    serde_json::Value::Null,
+                    settings,
+                )?;
+                return write_result(output.as_deref(), &json);
             }
             let gpu = Gpu::new(selector)?;
             let m = load(&model, &gpu, &format, batch_size)?;
             let text = read_input(&input)?;
             let out = m.forward(&Batch::from_json(&text)?)?;
-            let json = output_json(&m, &out);
-            match output {
-                Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
-                None => outln!("{json}"),
-            }
-            Ok(())
+            let settings = run_settings(&model, &format, &input, None);
+            let json = output_json(&m, &out, &gpu, settings)?;
+            write_result(output.as_deref(), &json)
         }
         ModelCommand::Embed {
             model,
@@ -239,7 +235,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             seq,
             iters,
             torch,
-            json,
+            out,
             plot,
             device,
         } => model_bench(
@@ -250,7 +246,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             seq,
             iters,
             torch.as_deref(),
-            json.as_deref(),
+            &out,
             plot.as_deref(),
         ),
     }
@@ -321,31 +317,84 @@ fn embed_on_cluster(
     Ok(out.outputs)
 }
 
-fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
+/// `run`'s result: the envelope (docs/output.md) of `m`'s output on `gpu`, one row object
+/// per input row.
+fn output_json(
+    m: &Model<'_>,
+    out: &Output,
+    gpu: &Gpu,
+    settings: serde_json::Value,
+) -> Result<sparq::report::Envelope> {
     let rows: Vec<&[f32]> = (0..out.rows).map(|i| out.row(i)).collect();
-    let mut j = serde_json::json!({
-        "format": m.layer_formats().join(","),
-        "rows": out.rows,
-        "cols": out.cols,
-    });
-    match &out.probabilities {
-        None => j["embeddings"] = serde_json::json!(rows),
-        Some(p) => {
-            j["logits"] = serde_json::json!(rows);
-            let probs: Vec<&[f32]> = p.chunks(out.cols).collect();
-            j["probabilities"] = serde_json::json!(probs);
-            let pred: Vec<usize> = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
+    result_envelope(
+        &m.layer_formats().join(","),
+        &rows,
+        out.probabilities.as_deref(),
+        serde_json::to_value(&gpu.caps).unwrap_or_default(),
+        settings,
+    )
+}
+
+/// The envelope of `run`'s result rows: each row keeps the keys of the result before the
+/// envelope (`format`, `cols`, and `embeddings`, or `logits`, `probabilities` and
+/// `predictions` of a classifier, each now that row's own), with its index as `row`; f32s
+/// at their shortest round-trip precision.
+fn result_envelope(
+    format: &str,
+    rows: &[&[f32]],
+    probabilities: Option<&[f32]>,
+    adapter: serde_json::Value,
+    settings: serde_json::Value,
+) -> Result<sparq::report::Envelope> {
+    use sparq::report::num::f32_json;
+    let cols = rows.first().map_or(0, |r| r.len());
+    let objects: Vec<serde_json::Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut j = serde_json::json!({ "row": i, "format": format, "cols": r.len() });
+            match probabilities {
+                None => j["embeddings"] = f32_json(r),
+                Some(p) => {
+                    j["logits"] = f32_json(r);
+                    j["probabilities"] = f32_json(&p[i * cols..(i + 1) * cols]);
+                    j["predictions"] = (0..r.len())
                         .max_by(|&a, &b| r[a].total_cmp(&r[b]))
                         .unwrap_or(0)
-                })
-                .collect();
-            j["predictions"] = serde_json::json!(pred);
+                        .into();
+                }
+            }
+            j
+        })
+        .collect();
+    sparq::report::Envelope::new("run", adapter, settings, objects)
+}
+
+/// The options of `run` that change its result.
+fn run_settings(
+    model: &Path,
+    format: &str,
+    input: &Path,
+    adapters: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "format": format,
+        "input": input,
+        "adapters": adapters,
+    })
+}
+
+/// `run`'s envelope on one line, to `output` or standard output.
+fn write_result(output: Option<&Path>, env: &sparq::report::Envelope) -> Result<()> {
+    let line = serde_json::to_string(env).expect("JSON values serialize");
+    match output {
+        Some(p) => sparq::error::write_file(p, line + "\n"),
+        None => {
+            outln!("{line}");
+            Ok(())
         }
     }
-    j
 }
 
 /// `sparq pack`; `calibrate`: `Some(None)` for the built-in calibration text.
@@ -552,10 +601,11 @@ fn model_bench(
     seq: usize,
     iters: usize,
     torch: Option<&Path>,
-    json: Option<&Path>,
+    out: &OutputArgs,
     plot: Option<&Path>,
 ) -> Result<()> {
     let gpu = Gpu::new(selector)?;
+    let torch_file = torch.map(Path::to_path_buf);
     let torch: Vec<TorchRow> = match torch {
         Some(p) => {
             let v: serde_json::Value = serde_json::from_str(&sparq::error::read_text(p)?)
@@ -605,43 +655,26 @@ fn model_bench(
         }
     }
     bar.finish();
-    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-    outln!(
-        "| format | batch | seq | forward µs | seq/s | dispatches | Σ kernels µs | overhead µs/dispatch | torch fp32 µs | torch fp16 µs | vs fp16 |"
-    );
-    outln!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in &all {
-        outln!(
-            "| {} | {} | {} | {:.0} | {:.0} | {} | {:.0} | {:.2} | {} | {} | {} |",
-            r.format,
-            r.batch,
-            r.seq,
-            r.forward_us,
-            r.seqs_per_s,
-            r.dispatches,
-            r.kernels_us,
-            r.overhead_per_dispatch_us,
-            opt(r.torch_fp32_us),
-            opt(r.torch_fp16_us),
-            r.torch_fp16_us
-                .map_or("-".into(), |t| format!("{:.2}×", t / r.forward_us)),
-        );
-    }
     for r in &all {
         let top: Vec<String> = r
             .by_kernel
             .iter()
             .take(6)
-            .map(|(l, n, us)| format!("{l} ×{n} {us:.0} µs"))
+            .map(|(l, n, us)| format!("{l} ×{n} {}", sparq::report::num::time_us(*us)))
             .collect();
         eprintln!("{} b={}: {}", r.format, r.batch, top.join(" | "));
     }
-    if let Some(p) = json {
-        let v = serde_json::json!({ "adapter": gpu.caps, "rows": all });
-        sparq::error::write_file(p, serde_json::to_string_pretty(&v).expect("serialises"))?;
-    }
+    let settings = serde_json::json!({
+        "model": path,
+        "formats": formats,
+        "batch": batches,
+        "seq": seq,
+        "iters": iters,
+        "torch": torch_file,
+    });
+    let env = sparq::report::Envelope::new("model-bench", &gpu.caps, settings, &all)?;
     if let Some(p) = plot {
         crate::plot::write(p, &crate::plot::model::svg(&gpu.caps.name, &all)?)?;
     }
-    Ok(())
+    out.emit(&env, || sparq::model::bench::markdown(&all))
 }

@@ -1,7 +1,6 @@
 //! `sparq serve-bench`: the load generator of `sparq_server::loadgen` against a running
 //! OpenAI-compatible server.
 
-use crate::out::outln;
 use sparq::{Error, Result};
 use sparq_server::loadgen::{self, Config, Kind};
 use std::path::PathBuf;
@@ -50,9 +49,8 @@ pub struct ServeBenchArgs {
     /// The whole run's limit, seconds.
     #[arg(long, default_value_t = 600.0)]
     time_limit_s: f64,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: crate::report_cli::OutputArgs,
 }
 
 /// A positive, finite number of seconds.
@@ -88,11 +86,29 @@ pub fn run(args: ServeBenchArgs) -> Result<()> {
             .collect();
     }
     let report = loadgen::run(&c).map_err(|e| Error::invalid(e.to_string()))?;
-    outln!("{}", report.markdown());
-    if let Some(path) = args.json {
-        sparq::error::write_file(&path, report.json())?;
-        eprintln!("wrote {}", path.display());
-    }
+    let settings = serde_json::json!({
+        "url": report.url,
+        "kind": report.kind,
+        "model": report.model,
+        "stream": report.stream,
+        "concurrency": c.concurrency,
+        "requests": c.requests,
+        "duration_s": c.duration.map(|d| d.as_secs_f64()),
+        "max_tokens": c.max_tokens,
+        "batch": c.batch,
+        "texts": args.texts,
+        "request_timeout_s": args.request_timeout_s,
+        "time_limit_s": args.time_limit_s,
+    });
+    // The adapter is the server's, not known here.
+    let env = sparq::report::Envelope::new(
+        "serve-bench",
+        serde_json::Value::Null,
+        settings,
+        &report.levels,
+    )?
+    .with_summary(serde_json::json!({ "stopped_by_time_limit": report.stopped_by_time_limit }))?;
+    args.out.emit(&env, || report.markdown())?;
     // A run in which nothing got through measured nothing: say so in the exit status.
     if report.levels.iter().all(|l| l.ok == 0) {
         return Err(Error::invalid(

@@ -51,13 +51,30 @@ fn run_classifier_json_in_json_out() {
         let (ok, out, err) = sparq(&["run", &model, "--format", format, "--input", "-"], &input);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["rows"], 5);
-        assert_eq!(v["format"], format);
-        assert_eq!(
-            v["predictions"].as_array().unwrap()[..],
-            fx["predictions"].as_array().unwrap()[..5]
-        );
-        assert_eq!(v["probabilities"].as_array().unwrap().len(), 5);
+        // The envelope of docs/output.md, one row object per input row.
+        for k in ["sparq", "schema", "commit", "date", "adapter", "settings"] {
+            assert!(v.get(k).is_some(), "{k} missing: {out}");
+        }
+        assert_eq!((&v["schema"], &v["command"]), (&1.into(), &"run".into()));
+        assert_eq!(v["settings"]["format"], format);
+        assert!(v["adapter"]["name"].is_string(), "{out}");
+        let rows = v["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 5);
+        let predictions: Vec<serde_json::Value> =
+            rows.iter().map(|r| r["predictions"].clone()).collect();
+        assert_eq!(predictions[..], fx["predictions"].as_array().unwrap()[..5]);
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(
+                (&r["row"], &r["format"], &r["cols"]),
+                (&i.into(), &format.into(), &10.into())
+            );
+            assert_eq!(r["probabilities"].as_array().unwrap().len(), 10);
+            // f32s at f32's shortest round-trip precision, not widened to 17 digits.
+            for x in r["logits"].as_array().unwrap() {
+                let x = x.as_f64().unwrap();
+                assert_eq!(x.to_string(), (x as f32).to_string(), "{out}");
+            }
+        }
     }
     // Bad input: one error line, non-zero exit.
     for bad in [
@@ -113,14 +130,14 @@ fn pack_prunes_a_classifier_into_a_sparse_file() {
     let (ok, json, err) = sparq(&["run", out, "--input", "-"], &input);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = v["rows"].as_array().unwrap();
     assert_eq!(
-        v["format"], "2:4-f16",
+        rows[0]["format"], "2:4-f16",
         "the stored format, not the default request"
     );
-    let same = v["predictions"]
-        .as_array()
-        .unwrap()
+    let same = rows
         .iter()
+        .map(|r| &r["predictions"])
         .zip(fx["predictions"].as_array().unwrap())
         .filter(|(a, b)| a == b)
         .count();

@@ -11,7 +11,6 @@ use crate::gpu::{Dispatch, Gpu};
 use crate::matmul::{CoopTiling, KernelChoice, Linear, Strategy, coop};
 use crate::tensor::{ActDType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::fmt::Write;
 
 /// What `sparq gemm` measures.
 #[derive(Clone, Debug)]
@@ -117,6 +116,8 @@ pub struct GemmRow {
     pub k: usize,
     /// Median GPU µs.
     pub us: f64,
+    /// Sample standard deviation of the timed runs, µs.
+    pub us_stddev: f64,
     /// 2·m·n·k / time, in TFLOP/s (TOP/s for integer kernels).
     pub tflops: f64,
     /// PyTorch fp16 time of the same shape, µs.
@@ -144,11 +145,18 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
-    fn time(&self, gpu: &Gpu, plan: Vec<Dispatch>, iters: usize) -> Result<f64> {
-        Ok(median(&time_dispatches(gpu, &[plan], 2, iters)?))
+    /// Median and sample standard deviation, µs.
+    fn time(&self, gpu: &Gpu, plan: Vec<Dispatch>, iters: usize) -> Result<(f64, f64)> {
+        let times = time_dispatches(gpu, &[plan], 2, iters)?;
+        Ok((median(&times), crate::report::stddev(&times)))
     }
 
-    fn row(&self, kernel: Strategy, tiling: Option<CoopTiling>, us: f64) -> GemmRow {
+    fn row(
+        &self,
+        kernel: Strategy,
+        tiling: Option<CoopTiling>,
+        (us, us_stddev): (f64, f64),
+    ) -> GemmRow {
         let (m, n, k) = (self.x.rows, self.layer.n, self.layer.k);
         GemmRow {
             section: self.section,
@@ -159,6 +167,7 @@ impl Case<'_> {
             n,
             k,
             us,
+            us_stddev,
             tflops: 2.0 * (m * n * k) as f64 / us / 1e6,
             torch_us: None,
         }
@@ -373,29 +382,45 @@ pub fn attach_torch(rows: &mut [GemmRow], t: &TorchBaseline) {
     }
 }
 
-/// The rows as a markdown table.
+/// The rows as a markdown table, numbers to 3 significant digits with SI prefixes.
 pub fn markdown(gpu: &Gpu, rows: &[GemmRow]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "GEMM on {} ({}), f16 activations, GPU time (median)\n",
-        gpu.caps.name, gpu.caps.backend
-    );
-    let _ = writeln!(
-        s,
-        "| section | weights | kernel | tiling | m | n | k | µs | TFLOP/s | torch fp16 µs | % of torch |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    use crate::report::{Align::*, Table, num};
+    let mut t = Table::new(&[
+        ("section", Left),
+        ("weights", Left),
+        ("kernel", Left),
+        ("tiling", Left),
+        ("m", Right),
+        ("n", Right),
+        ("k", Right),
+        ("time (median ± sd)", Right),
+        ("FLOP/s", Right),
+        ("torch fp16", Right),
+        ("% of torch", Right),
+    ]);
     for r in rows {
         let (tu, pct) = match r.torch_us {
-            Some(t) => (format!("{t:.1}"), format!("{:.0}%", 100.0 * t / r.us)),
-            None => ("".into(), "".into()),
+            Some(t) => (num::time_us(t), num::pct(100.0 * t / r.us)),
+            None => (String::new(), String::new()),
         };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {tu} | {pct} |",
-            r.section, r.format, r.kernel, r.tiling, r.m, r.n, r.k, r.us, r.tflops
-        );
+        t.push([
+            r.section.to_string(),
+            r.format.clone(),
+            r.kernel.clone(),
+            r.tiling.clone(),
+            r.m.to_string(),
+            r.n.to_string(),
+            r.k.to_string(),
+            num::time_us_pm(r.us, r.us_stddev),
+            num::rate(r.tflops * 1e12, "FLOP/s"),
+            tu,
+            pct,
+        ]);
     }
-    s
+    format!(
+        "GEMM on {} ({}), f16 activations, GPU time\n\n{}",
+        gpu.caps.name,
+        gpu.caps.backend,
+        t.markdown()
+    )
 }

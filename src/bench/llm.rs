@@ -141,6 +141,8 @@ pub struct LlmRow {
     pub context: usize,
     /// Median GPU time of one step (timestamp queries), µs.
     pub gpu_us: f64,
+    /// Sample standard deviation of the steps' GPU times, µs.
+    pub gpu_us_stddev: f64,
     /// Median host time of one step outside the GPU wait, µs.
     pub host_us: f64,
     /// Median wall time of one step, µs.
@@ -157,8 +159,12 @@ pub struct LlmRow {
     pub floor_pct: f64,
 }
 
-/// Times `step` `iters` times after 3 warm-up runs: median (GPU, host, wall) seconds.
-fn time(iters: usize, mut step: impl FnMut() -> Result<(f64, f64)>) -> Result<(f64, f64, f64)> {
+/// Times `step` `iters` times after 3 warm-up runs: median (GPU, host, wall) seconds and the
+/// GPU times' sample standard deviation.
+fn time(
+    iters: usize,
+    mut step: impl FnMut() -> Result<(f64, f64)>,
+) -> Result<(f64, f64, f64, f64)> {
     for _ in 0..3 {
         step()?;
     }
@@ -170,7 +176,12 @@ fn time(iters: usize, mut step: impl FnMut() -> Result<(f64, f64)>) -> Result<(f
         gpu.push(g);
         host.push(h);
     }
-    Ok((median(&gpu), median(&host), median(&wall)))
+    Ok((
+        median(&gpu),
+        median(&host),
+        median(&wall),
+        crate::report::stddev(&gpu),
+    ))
 }
 
 /// Cases [`run`] measures under `cfg` on a model of context `max_context`: the prefill, and
@@ -211,24 +222,26 @@ pub fn run(
     let mut rng = StdRng::seed_from_u64(7);
     let mut token = move || rng.random_range(0..c.vocab_size as u32);
     let mut rows = Vec::new();
-    let row = |phase, batch, context, (gpu, host, wall): (f64, f64, f64), tokens, bytes: u64| {
-        let gbps = bytes as f64 / gpu.max(1e-12) / 1e9;
-        LlmRow {
-            model: model.to_string(),
-            format: format.clone(),
-            phase,
-            batch,
-            context,
-            gpu_us: gpu * 1e6,
-            host_us: host * 1e6,
-            wall_us: wall * 1e6,
-            tokens_per_s: tokens as f64 / gpu.max(1e-12),
-            bytes,
-            gbps,
-            tflops: 2.0 * params as f64 * tokens as f64 / gpu.max(1e-12) / 1e12,
-            floor_pct: 100.0 * gbps / ceiling_gbps,
-        }
-    };
+    let row =
+        |phase, batch, context, (gpu, host, wall, sd): (f64, f64, f64, f64), tokens, bytes: u64| {
+            let gbps = bytes as f64 / gpu.max(1e-12) / 1e9;
+            LlmRow {
+                model: model.to_string(),
+                format: format.clone(),
+                phase,
+                batch,
+                context,
+                gpu_us: gpu * 1e6,
+                gpu_us_stddev: sd * 1e6,
+                host_us: host * 1e6,
+                wall_us: wall * 1e6,
+                tokens_per_s: tokens as f64 / gpu.max(1e-12),
+                bytes,
+                gbps,
+                tflops: 2.0 * params as f64 * tokens as f64 / gpu.max(1e-12) / 1e12,
+                floor_pct: 100.0 * gbps / ceiling_gbps,
+            }
+        };
     // Prefill: one prompt from an empty cache, the last token's argmax read back.
     progress(&format!("{model} {format} prefill {}", cfg.prompt));
     let prompt: Vec<u32> = (0..cfg.prompt).map(|_| token()).collect();
@@ -311,30 +324,40 @@ pub fn matmul_params(c: &LlamaConfig) -> u64 {
     (c.num_layers * layer + c.vocab_size * h) as u64
 }
 
-/// The rows as a Markdown table.
+/// The rows as a Markdown table, numbers to 3 significant digits with SI prefixes.
 pub fn table(rows: &[LlmRow]) -> String {
-    let mut s = String::from(
-        "| model | formats | phase | batch | context | GPU µs/step | host µs | wall µs | \
-         tokens/s | MB/step | GB/s | TFLOP/s | % of floor |\n\
-         |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-    );
+    use crate::report::{Align::*, Table, num};
+    let mut t = Table::new(&[
+        ("model", Left),
+        ("formats", Left),
+        ("phase", Left),
+        ("batch", Right),
+        ("context", Right),
+        ("GPU time/step (median ± sd)", Right),
+        ("host", Right),
+        ("wall", Right),
+        ("tokens/s", Right),
+        ("bytes/step", Right),
+        ("read", Right),
+        ("FLOP/s", Right),
+        ("% of floor", Right),
+    ]);
     for r in rows {
-        s += &format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.2} | {:.1} |\n",
-            r.model,
-            r.format,
-            r.phase,
-            r.batch,
-            r.context,
-            r.gpu_us,
-            r.host_us,
-            r.wall_us,
-            r.tokens_per_s,
-            r.bytes as f64 / 1e6,
-            r.gbps,
-            r.tflops,
-            r.floor_pct
-        );
+        t.push([
+            r.model.clone(),
+            r.format.clone(),
+            r.phase.to_string(),
+            r.batch.to_string(),
+            r.context.to_string(),
+            num::time_us_pm(r.gpu_us, r.gpu_us_stddev),
+            num::time_us(r.host_us),
+            num::time_us(r.wall_us),
+            num::rate(r.tokens_per_s, "tok/s"),
+            num::si(r.bytes as f64, "B"),
+            num::rate(r.gbps * 1e9, "B/s"),
+            num::rate(r.tflops * 1e12, "FLOP/s"),
+            num::pct(r.floor_pct),
+        ]);
     }
-    s
+    t.markdown()
 }

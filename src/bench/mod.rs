@@ -193,6 +193,7 @@ pub fn run(
                     k,
                     gpu_us: us,
                     gpu_us_min: times.iter().copied().fold(f64::INFINITY, f64::min),
+                    gpu_us_stddev: crate::report::stddev(&times),
                     weight_gbps: weight_bytes as f64 / secs / 1e9,
                     tflops: 2.0 * (m * n * k) as f64 / secs / 1e12,
                     pct_ceiling: 100.0 * (weight_bytes + act_bytes) as f64 / secs / 1e9 / ceiling,

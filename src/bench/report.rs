@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Caps;
-use std::fmt::Write;
 
 /// One measured case.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -21,6 +20,8 @@ pub struct BenchRow {
     pub gpu_us: f64,
     /// Fastest run in µs.
     pub gpu_us_min: f64,
+    /// Sample standard deviation of the timed runs, µs.
+    pub gpu_us_stddev: f64,
     /// Weight bytes (with scales) per second, in GB/s.
     pub weight_gbps: f64,
     /// Achieved TFLOP/s (2·m·n·k per run).
@@ -93,59 +94,59 @@ impl BenchReport {
         }
     }
 
-    /// The markdown table.
+    /// The markdown table, numbers to 3 significant digits with SI prefixes.
     pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "adapter: {} ({}, {}) | timing: {} | streaming-read ceiling: {:.0} GB/s\n",
+        use crate::report::{Align::*, Table, num};
+        let mut s = format!(
+            "adapter: {} ({}, {}) | timing: {} | streaming-read ceiling: {}\n\n",
             self.adapter.name,
             self.adapter.backend,
             self.adapter.device_type,
             self.timing,
-            self.ceiling_gbps
+            num::rate(self.ceiling_gbps * 1e9, "B/s"),
         );
         let torch = self.rows.iter().any(|r| r.torch_fp16_us.is_some());
-        let _ = write!(
-            s,
-            "| format | kernel | M | N | K | GPU µs (median) | GPU µs (min) | weight GB/s | TFLOP/s | % of ceiling | quant. error |"
-        );
+        let mut cols = vec![
+            ("format", Left),
+            ("kernel", Left),
+            ("M", Right),
+            ("N", Right),
+            ("K", Right),
+            ("GPU time (median ± sd)", Right),
+            ("GPU time (min)", Right),
+            ("weights read", Right),
+            ("FLOP/s", Right),
+            ("% of ceiling", Right),
+            ("quant. error", Right),
+        ];
         if torch {
-            let _ = write!(s, " torch fp16 µs | speed-up |");
+            cols.extend([("torch fp16", Right), ("speed-up", Right)]);
         }
-        let _ = write!(s, "\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-        if torch {
-            let _ = write!(s, "--:|--:|");
-        }
-        s.push('\n');
+        let mut t = Table::new(&cols);
         for r in &self.rows {
-            let _ = write!(
-                s,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2e} |",
-                r.format,
-                r.kernel,
-                r.m,
-                r.n,
-                r.k,
-                r.gpu_us,
-                r.gpu_us_min,
-                r.weight_gbps,
-                r.tflops,
-                r.pct_ceiling,
-                r.quant_error
-            );
+            let mut cells = vec![
+                r.format.clone(),
+                r.kernel.clone(),
+                r.m.to_string(),
+                r.n.to_string(),
+                r.k.to_string(),
+                num::time_us_pm(r.gpu_us, r.gpu_us_stddev),
+                num::time_us(r.gpu_us_min),
+                num::rate(r.weight_gbps * 1e9, "B/s"),
+                num::rate(r.tflops * 1e12, "FLOP/s"),
+                num::pct(r.pct_ceiling),
+                num::sig(r.quant_error, num::DIGITS),
+            ];
             if torch {
-                match (r.torch_fp16_us, r.speedup_vs_torch) {
-                    (Some(t), Some(x)) => {
-                        let _ = write!(s, " {t:.1} | {x:.2}× |");
-                    }
-                    _ => {
-                        let _ = write!(s, " – | – |");
-                    }
-                }
+                let (t, x) = match (r.torch_fp16_us, r.speedup_vs_torch) {
+                    (Some(t), Some(x)) => (num::time_us(t), num::ratio(x)),
+                    _ => ("–".into(), "–".into()),
+                };
+                cells.extend([t, x]);
             }
-            s.push('\n');
+            t.push(cells);
         }
+        s += &t.markdown();
         s
     }
 

@@ -20,7 +20,6 @@ use crate::sparse::{
 };
 use crate::tensor::{ActDType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::fmt::Write;
 
 /// What the sparse sweep measures.
 #[derive(Clone, Debug)]
@@ -93,6 +92,8 @@ pub struct SparseRow {
     pub sparsity: f64,
     /// Median GPU µs.
     pub gpu_us: f64,
+    /// Sample standard deviation of the timed runs, µs.
+    pub gpu_us_stddev: f64,
     /// Bytes read per run (weights, metadata, x) and written (y).
     pub bytes: u64,
     /// `bytes / gpu_us`, GB/s.
@@ -375,6 +376,7 @@ pub fn run(
                     pruning: c.pruning.clone(),
                     sparsity: c.sparsity,
                     gpu_us: us,
+                    gpu_us_stddev: crate::report::stddev(&times),
                     bytes,
                     gbps: bytes as f64 / us / 1e3,
                     speedup,
@@ -448,50 +450,64 @@ impl SparseReport {
         out
     }
 
-    /// The markdown tables.
+    /// The markdown tables, numbers to 3 significant digits with SI prefixes.
     pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "adapter: {} ({}, {}) | sparse sweep\n",
+        use crate::report::{Align::*, Table, num};
+        let mut s = format!(
+            "adapter: {} ({}, {}) | sparse sweep\n\n",
             self.adapter.name, self.adapter.backend, self.adapter.device_type
         );
-        let _ = writeln!(
-            s,
-            "| N×K | M | format | pruning | sparsity | GPU µs | GB/s read | × dense (same precision) | chooser pick |\n|---|--:|---|---|--:|--:|--:|--:|---|"
-        );
+        let mut t = Table::new(&[
+            ("N×K", Left),
+            ("M", Right),
+            ("format", Left),
+            ("pruning", Left),
+            ("sparsity", Right),
+            ("GPU time (median ± sd)", Right),
+            ("read", Right),
+            ("× dense (same precision)", Right),
+            ("chooser pick", Left),
+        ]);
         for r in &self.rows {
-            let _ = writeln!(
-                s,
-                "| {}×{} | {} | {} | {} | {:.1} % | {:.1} | {:.1} | {} | {} |",
-                r.n,
-                r.k,
-                r.m,
-                r.format,
-                r.pruning,
-                100.0 * r.sparsity,
-                r.gpu_us,
-                r.gbps,
-                r.speedup.map_or("–".into(), |x| format!("{x:.2}×")),
-                r.pick.as_deref().unwrap_or("–"),
-            );
+            t.push([
+                format!("{}×{}", r.n, r.k),
+                r.m.to_string(),
+                r.format.clone(),
+                r.pruning.clone(),
+                num::pct(100.0 * r.sparsity),
+                num::time_us_pm(r.gpu_us, r.gpu_us_stddev),
+                num::rate(r.gbps * 1e9, "B/s"),
+                r.speedup.map_or("–".into(), num::ratio),
+                r.pick.clone().unwrap_or_else(|| "–".into()),
+            ]);
         }
-        let _ = writeln!(
-            s,
-            "\nbreak-even sparsity (first sparsity where the format beats dense of its precision):\n\n| N×K | M | format | break-even |\n|---|--:|---|--:|"
-        );
+        s += &t.markdown();
+        s += "\nbreak-even sparsity (first sparsity where the format beats dense of its precision):\n\n";
+        let mut t = Table::new(&[
+            ("N×K", Left),
+            ("M", Right),
+            ("format", Left),
+            ("break-even", Right),
+        ]);
         for (n, k, m, f, be) in self.break_even() {
-            let _ = writeln!(
-                s,
-                "| {n}×{k} | {m} | {f} | {} |",
-                be.map_or("never in sweep".into(), |b| format!("{:.0} %", 100.0 * b))
-            );
+            t.push([
+                format!("{n}×{k}"),
+                m.to_string(),
+                f,
+                be.map_or("never in sweep".into(), |b| num::pct(100.0 * b)),
+            ]);
         }
+        s += &t.markdown();
         let m = &self.model;
-        let _ = writeln!(
-            s,
-            "\nchooser model ({}): GB/s dense {:.0}, csr {:.0}, bsr {:.0}, 2:4 {:.0}; launch {:.1} µs",
-            m.source, m.gbps[0], m.gbps[1], m.gbps[2], m.gbps[3], m.launch_us
+        let gb = |x: f64| num::rate(x * 1e9, "B/s");
+        s += &format!(
+            "\nchooser model ({}): dense {}, csr {}, bsr {}, 2:4 {}; launch {}\n",
+            m.source,
+            gb(m.gbps[0]),
+            gb(m.gbps[1]),
+            gb(m.gbps[2]),
+            gb(m.gbps[3]),
+            num::time_us(m.launch_us)
         );
         s
     }

@@ -13,7 +13,6 @@ use crate::sparse::{
 };
 use crate::tensor::{ActDType, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use std::fmt::Write;
 
 /// One timed setting.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -32,6 +31,8 @@ pub struct TuneRow {
     pub unroll: usize,
     /// Median GPU time, µs.
     pub us: f64,
+    /// Sample standard deviation of the timed runs, µs.
+    pub us_stddev: f64,
     /// Whether this is the current default.
     pub default: bool,
 }
@@ -111,7 +112,8 @@ pub fn run(
                         done += 1;
                         for (m, x, y) in &xs {
                             let plan = layer.plan(gpu, x, y, SparsePath::Kernel)?;
-                            let us = median(&time_dispatches(gpu, &[plan], 3, iters)?);
+                            let times = time_dispatches(gpu, &[plan], 3, iters)?;
+                            let us = median(&times);
                             rows.push(TuneRow {
                                 format: layer.format.clone(),
                                 m: *m,
@@ -120,6 +122,7 @@ pub fn run(
                                 bin_items,
                                 unroll,
                                 us,
+                                us_stddev: crate::report::stddev(&times),
                                 default: (!two_four || Some(r) == default.two_four_rows)
                                     && tuning.bins == default.bins
                                     && unroll == default.unroll,
@@ -141,10 +144,17 @@ pub fn run(
 
 /// The five fastest settings per format and m, and the default's place among them.
 pub fn markdown(rows: &[TuneRow]) -> String {
-    let mut s = String::from(
-        "| format | m | rows/item | long units | items/bin | unroll | µs | vs default |\n\
-         |---|--:|--:|--:|--:|--:|--:|--:|\n",
-    );
+    use crate::report::{Align::*, Table, num};
+    let mut t = Table::new(&[
+        ("format", Left),
+        ("m", Right),
+        ("rows/item", Right),
+        ("long units", Right),
+        ("items/bin", Right),
+        ("unroll", Right),
+        ("time (median ± sd)", Right),
+        ("vs default", Right),
+    ]);
     let mut groups: Vec<(&str, usize)> = rows.iter().map(|r| (r.format.as_str(), r.m)).collect();
     groups.dedup();
     for (f, m) in groups {
@@ -160,20 +170,22 @@ pub fn markdown(rows: &[TuneRow]) -> String {
             } else {
                 r.long_units.to_string()
             };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {}{} |",
-                r.format,
-                r.m,
-                r.rows,
+            let vs = def.map_or("-".into(), |d| num::ratio(d / r.us));
+            t.push([
+                r.format.clone(),
+                r.m.to_string(),
+                r.rows.to_string(),
                 long,
-                r.bin_items,
-                r.unroll,
-                r.us,
-                def.map_or("-".into(), |d| format!("{:.2}×", d / r.us)),
-                if r.default { " (default)" } else { "" }
-            );
+                r.bin_items.to_string(),
+                r.unroll.to_string(),
+                num::time_us_pm(r.us, r.us_stddev),
+                if r.default {
+                    format!("{vs} (default)")
+                } else {
+                    vs
+                },
+            ]);
         }
     }
-    s
+    t.markdown()
 }

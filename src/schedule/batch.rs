@@ -99,26 +99,35 @@ impl BatchReport {
 
     /// A Markdown table of the split and the time per device.
     pub fn markdown(&self) -> String {
-        let mut s = String::from(
-            "| device | rows | share | micro-batches | busy ms | upload ms | read-back ms | idle ms | rows/s | status |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
-        );
+        use crate::report::{Align::*, Table, num};
+        let mut t = Table::new(&[
+            ("device", Left),
+            ("rows", Right),
+            ("share", Right),
+            ("micro-batches", Right),
+            ("busy", Right),
+            ("upload", Right),
+            ("read-back", Right),
+            ("idle", Right),
+            ("rows/s", Right),
+            ("status", Left),
+        ]);
+        let s = |secs: f64| num::time_us(secs * 1e6);
         for (d, share) in self.devices.iter().zip(self.shares()) {
-            s += &format!(
-                "| {} | {} | {:.1}% | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} |\n",
-                d.name,
-                d.rows,
-                share * 100.0,
-                d.micro_batches,
-                d.busy_s * 1e3,
-                d.upload_s * 1e3,
-                d.readback_s * 1e3,
-                d.idle_s * 1e3,
-                d.rows_per_s,
-                d.failed.as_deref().unwrap_or("ok"),
-            );
+            t.push([
+                d.name.clone(),
+                d.rows.to_string(),
+                num::pct(share * 100.0),
+                d.micro_batches.to_string(),
+                s(d.busy_s),
+                s(d.upload_s),
+                s(d.readback_s),
+                s(d.idle_s),
+                num::rate(d.rows_per_s, "rows/s"),
+                d.failed.clone().unwrap_or_else(|| "ok".into()),
+            ]);
         }
-        s
+        t.markdown()
     }
 }
 

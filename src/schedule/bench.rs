@@ -114,34 +114,48 @@ pub struct DataParallelReport {
 }
 
 impl DataParallelReport {
-    /// Markdown tables.
+    /// Markdown tables, numbers to 3 significant digits with SI prefixes.
     pub fn markdown(&self) -> String {
+        use crate::report::{Align::*, Table, num};
         let mut s = format!("### Data parallel: {}\n\n", self.model);
-        s += "| device | rows | rows/s alone |\n| --- | ---: | ---: |\n";
+        let mut t = Table::new(&[("device", Left), ("rows", Right), ("alone", Right)]);
         for a in &self.alone {
-            s += &format!("| {} | {} | {:.0} |\n", a.device, a.rows, a.rows_per_s);
+            t.push([
+                a.device.clone(),
+                a.rows.to_string(),
+                num::rate(a.rows_per_s, "rows/s"),
+            ]);
         }
+        s += &t.markdown();
         let sum: f64 = self.alone.iter().map(|a| a.rows_per_s).sum();
-        s += &format!(
-            "\n| together rows/s | Σ alone rows/s | scaling efficiency | speed-up over best alone | TFLOP/s together | max abs diff vs [0] alone | rows not bit-identical |\n\
-             | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
-             | {:.0} | {:.0} | {:.1}% | {:.2}× | {} | {:.2e} | {} |\n\n",
-            self.together_rows_per_s,
-            sum,
-            self.efficiency * 100.0,
-            self.speedup_over_best,
+        let mut t = Table::new(&[
+            ("together", Right),
+            ("Σ alone", Right),
+            ("scaling efficiency", Right),
+            ("speed-up over best alone", Right),
+            ("FLOP/s together", Right),
+            ("max abs diff vs [0] alone", Right),
+            ("rows not bit-identical", Right),
+        ]);
+        t.push([
+            num::rate(self.together_rows_per_s, "rows/s"),
+            num::rate(sum, "rows/s"),
+            num::pct(self.efficiency * 100.0),
+            num::ratio(self.speedup_over_best),
             if self.together_tflops > 0.0 {
-                format!("{:.2}", self.together_tflops)
+                num::rate(self.together_tflops * 1e12, "FLOP/s")
             } else {
                 "–".into()
             },
-            self.max_abs_diff_vs_device0,
-            self.rows_not_bit_identical,
-        );
+            format!("{:.2e}", self.max_abs_diff_vs_device0),
+            self.rows_not_bit_identical.to_string(),
+        ]);
+        s += "\n";
+        s += &t.markdown();
         s += &format!(
-            "Split of the best together run ({} rows, {:.1} ms):\n\n",
+            "\nSplit of the best together run ({} rows, {}):\n\n",
             self.split.rows,
-            self.split.wall_s * 1e3
+            num::time_us(self.split.wall_s * 1e6)
         );
         s += &self.split.markdown();
         s
@@ -436,18 +450,15 @@ pub fn run_model(
     Ok(reports)
 }
 
-/// The `sparq bench --adapters` command: `formats` one per layer, the first of `shapes`
-/// (`(n, k)`) for the widths, the first of `ms` for the batch; prints Markdown, optionally JSON.
-/// `progress` hears [`run`]'s steps, the last, `(total, total, "done")`, before the printing.
-pub fn cli(
+/// The configuration of `sparq bench --adapters`: `formats` one per layer, the first of
+/// `shapes` (`(n, k)`) for the widths, the first of `ms` for the batch.
+pub fn cli_config(
     adapters: &str,
     quick: bool,
     formats: Option<&[WeightFormat]>,
     shapes: Option<&[(usize, usize)]>,
     ms: Option<&[usize]>,
-    json: Option<&std::path::Path>,
-    progress: impl FnMut(usize, usize, &str),
-) -> Result<()> {
+) -> DataParallelConfig {
     let mut cfg = if quick {
         DataParallelConfig::quick(adapters)
     } else {
@@ -462,14 +473,5 @@ pub fn cli(
     if let Some(&m) = ms.and_then(|m| m.first()) {
         cfg.batch = m;
     }
-    let report = run(&cfg, progress)?;
-    println!("{}", report.markdown());
-    if let Some(path) = json {
-        crate::error::write_file(
-            path,
-            serde_json::to_string_pretty(&report).map_err(|e| Error::invalid(e.to_string()))?,
-        )?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    cfg
 }

@@ -137,6 +137,7 @@ mod tests {
             k: 128,
             gpu_us: 10.0,
             gpu_us_min: 9.0,
+            gpu_us_stddev: 0.5,
             weight_gbps: gbps,
             tflops: 0.01,
             pct_ceiling: 50.0,

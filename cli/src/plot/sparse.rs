@@ -154,6 +154,7 @@ mod tests {
             .into(),
             sparsity,
             gpu_us: 10.0,
+            gpu_us_stddev: 0.5,
             bytes: 1000,
             gbps: 0.1,
             speedup,

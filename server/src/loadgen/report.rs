@@ -202,36 +202,51 @@ impl Report {
             self.model,
             if self.stream { ", streaming" } else { "" }
         );
-        s.push_str(
-            "| concurrency | requests | ok | 429 | 503 | timeout | other | req/s | emb/s | tok/s \
-             | latency p50 / p99 ms | TTFT p50 / p99 ms | ITL p50 / p99 ms |\n",
-        );
-        s.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        use sparq::report::{Align::*, Table, num};
+        let mut t = Table::new(&[
+            ("concurrency", Right),
+            ("requests", Right),
+            ("ok", Right),
+            ("429", Right),
+            ("503", Right),
+            ("timeout", Right),
+            ("other", Right),
+            ("req/s", Right),
+            ("emb/s", Right),
+            ("tok/s", Right),
+            ("latency p50 / p99", Right),
+            ("TTFT p50 / p99", Right),
+            ("ITL p50 / p99", Right),
+        ]);
         let pair = |p: &Percentiles| {
             if p.count == 0 {
                 "–".to_string()
             } else {
-                format!("{:.1} / {:.1}", p.p50_ms, p.p99_ms)
+                format!(
+                    "{} / {}",
+                    num::time_us(p.p50_ms * 1e3),
+                    num::time_us(p.p99_ms * 1e3)
+                )
             }
         };
         for l in &self.levels {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
-                l.concurrency,
-                l.requests,
-                l.ok,
-                l.rejected_429,
-                l.unavailable_503,
-                l.timed_out,
-                l.http_errors + l.failed,
-                l.requests_per_s,
-                l.embeddings_per_s,
-                l.tokens_per_s,
+            t.push([
+                l.concurrency.to_string(),
+                l.requests.to_string(),
+                l.ok.to_string(),
+                l.rejected_429.to_string(),
+                l.unavailable_503.to_string(),
+                l.timed_out.to_string(),
+                (l.http_errors + l.failed).to_string(),
+                num::sig(l.requests_per_s, num::DIGITS),
+                num::sig(l.embeddings_per_s, num::DIGITS),
+                num::sig(l.tokens_per_s, num::DIGITS),
                 pair(&l.latency),
                 pair(&l.ttft),
                 pair(&l.itl),
-            ));
+            ]);
         }
+        s += &t.markdown();
         if self.stopped_by_time_limit {
             s.push_str("\nStopped by the overall time limit.\n");
         }
