@@ -3,6 +3,8 @@
 mod gl_env;
 mod llm_cli;
 mod model_cli;
+mod model_formats;
+mod model_text;
 mod out;
 mod serve_bench_cli;
 mod serve_cli;

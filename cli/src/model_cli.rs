@@ -9,7 +9,9 @@ use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::shrink;
-use sparq::model::{Batch, LoadOptions, Model, Output};
+use crate::model_formats::Formats;
+use crate::model_text::TextArgs;
+use sparq::model::{Batch, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +26,13 @@ pub enum ModelCommand {
     Run {
         /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
         model: PathBuf,
-        /// Format of the linear weights: f32, f16, int8, int8g32, int4 (= int4g32), int4g64,
-        /// int4g32a, int4g32m, ...
-        #[arg(long, default_value = "f32")]
-        format: String,
+        /// Format of the linear weights stored as floats (f32 by default): f32, f16, int8,
+        /// int8g32, int4 (= int4g32), int4g64, int4g32a, int4g32m, ...; a packed file runs as
+        /// stored, and another format is refused.
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        text: TextArgs,
         /// JSON input file (`-` for standard input).
         #[arg(long)]
         input: PathBuf,
@@ -46,9 +51,12 @@ pub enum ModelCommand {
         /// The sentences.
         #[arg(required = true)]
         sentences: Vec<String>,
-        /// Format of the linear weights.
-        #[arg(long, default_value = "f32")]
-        format: String,
+        /// Format of the linear weights stored as floats (f32 by default); a packed file
+        /// runs as stored, and another format is refused.
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        text: TextArgs,
         /// Spread the texts over several devices: `all`, or adapter selectors such as `0,1`
         /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
         #[arg(long)]
@@ -76,6 +84,10 @@ pub enum ModelCommand {
         /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
+        /// The tokenizer.json an encoder's packed file carries, instead
+        /// of the source's own (the one inside a packed source, else tokenizer.json beside it).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         /// Output .safetensors file.
         #[arg(short, long)]
         output: PathBuf,
@@ -110,6 +122,7 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
         ModelCommand::Run {
             model,
             format,
+            text: text_args,
             input,
             output,
             adapters,
@@ -124,13 +137,12 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                         "--adapters takes text input: {\"texts\": [...]}",
                     ));
                 };
-                let rows = embed_on_cluster(&model, &format, &adapters, &texts)?;
-                let json = serde_json::json!({
-                    "format": WeightFormat::parse(&format)?.name(),
-                    "rows": rows.len(),
-                    "cols": rows.first().map_or(0, Vec::len),
-                    "embeddings": rows,
-                });
+                let (formats, rows) =
+                    embed_on_cluster(&model, format.as_deref(), &text_args, &adapters, &texts)?;
+                let mut json = formats.json();
+                json["rows"] = rows.len().into();
+                json["cols"] = rows.first().map_or(0, Vec::len).into();
+                json["embeddings"] = serde_json::json!(rows);
                 match output {
                     Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
                     None => outln!("{json}"),
@@ -138,10 +150,11 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 return Ok(());
             }
             let gpu = Gpu::new(selector)?;
-            let m = load(&model, &gpu, &format)?;
+            let (m, formats) = load(&model, &gpu, format.as_deref(), &text_args)?;
             let text = read_input(&input)?;
-            let out = m.forward(&Batch::from_json(&text)?)?;
-            let json = output_json(&m, &out);
+            let batch = text_args.encode(&m, Batch::from_json(&text)?)?;
+            let out = m.forward(&batch)?;
+            let json = output_json(&formats, &out);
             match output {
                 Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
                 None => outln!("{json}"),
@@ -152,17 +165,20 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             model,
             sentences,
             format,
+            text: text_args,
             adapters,
         } => {
             if let Some(adapters) = adapters {
-                for row in embed_on_cluster(&model, &format, &adapters, &sentences)? {
+                let (_, rows) =
+                    embed_on_cluster(&model, format.as_deref(), &text_args, &adapters, &sentences)?;
+                for row in rows {
                     outln!("{}", serde_json::to_string(&row).expect("floats serialise"));
                 }
                 return Ok(());
             }
             let gpu = Gpu::new(selector)?;
-            let m = load(&model, &gpu, &format)?;
-            let out = m.forward(&Batch::Text(sentences))?;
+            let (m, _) = load(&model, &gpu, format.as_deref(), &text_args)?;
+            let out = m.forward(&text_args.encode(&m, Batch::Text(sentences))?)?;
             for i in 0..out.rows {
                 outln!(
                     "{}",
@@ -176,13 +192,17 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             format,
             prune,
             calibrate,
+            tokenizer,
             output,
         } => {
             let format = WeightFormat::parse(&format)?;
             // `neurons:S` shrinks the model (structured); the other specs prune into sparse formats.
             let neurons = match prune.as_deref().and_then(|p| p.strip_prefix("neurons:")) {
                 Some(f) => Some(f.parse::<f64>().map_err(|_| {
-                    Error::invalid(format!("pruning 'neurons:{f}' needs a fraction"))
+                    Error::invalid(format!(
+                        "pruning 'neurons:{f}' is not {}",
+                        compress::prune_specs()
+                    ))
                 })?),
                 None => None,
             };
@@ -195,7 +215,14 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
             // Refused before any work: a file the runtime cannot load, or one over the input.
             compression.check()?;
             loader::check_output(&model, &output)?;
-            pack(&model, compression, neurons, calibrate, &output)
+            pack(
+                &model,
+                compression,
+                neurons,
+                calibrate,
+                tokenizer.as_deref(),
+                &output,
+            )
         }
         ModelCommand::ModelBench {
             model,
@@ -218,15 +245,18 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
     }
 }
 
-fn load<'g>(path: &Path, gpu: &'g Gpu, format: &str) -> Result<Model<'g>> {
-    Model::load_with(
-        path,
-        gpu,
-        LoadOptions {
-            format: WeightFormat::parse(format)?,
-            ..Default::default()
-        },
-    )
+/// The model at `path` with float weights in `format` (f32 by default), its formats checked
+/// (a `--format` a packed file cannot take is an error) and noted on standard error.
+fn load<'g>(
+    path: &Path,
+    gpu: &'g Gpu,
+    format: Option<&str>,
+    text: &TextArgs,
+) -> Result<(Model<'g>, Formats)> {
+    let m = Model::load_with(path, gpu, text.options(Formats::load_format(format)?))?;
+    let formats = Formats::of_model(path, format, m.layer_formats())?;
+    eprintln!("{}", formats.note());
+    Ok((m, formats))
 }
 
 /// The input file (or stdin for `-`), read up to one byte past the input limit (which
@@ -264,33 +294,36 @@ fn read_input(input: &Path) -> Result<String> {
 /// throughput (`sparq::schedule::Cluster`); prints where the rows and the time went to stderr.
 fn embed_on_cluster(
     model: &Path,
-    format: &str,
+    format: Option<&str>,
+    text: &TextArgs,
     adapters: &str,
     texts: &[String],
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(Formats, Vec<Vec<f32>>)> {
     use sparq::schedule::{Cluster, ModelReplica};
-    let options = LoadOptions {
-        format: WeightFormat::parse(format)?,
-        ..Default::default()
-    };
+    if text.no_truncate {
+        return Err(Error::invalid(
+            "--no-truncate is not available with --adapters (each device tokenises its share)",
+        ));
+    }
+    let formats = Formats::of_file(model, format)?;
+    eprintln!("{}", formats.note());
+    let options = text.options(Formats::load_format(format)?);
     let sample = &texts[..texts.len().min(8)];
     let mut cluster = Cluster::open(
         adapters,
-        |g| ModelReplica::load(model, g, options, 32),
+        |g| ModelReplica::load(model, g, options.clone(), 32),
         sample,
     )?;
     let out = cluster.run(texts)?;
     eprintln!("{}", out.report.markdown());
-    Ok(out.outputs)
+    Ok((formats, out.outputs))
 }
 
-fn output_json(m: &Model<'_>, out: &Output) -> serde_json::Value {
+fn output_json(formats: &Formats, out: &Output) -> serde_json::Value {
     let rows: Vec<&[f32]> = (0..out.rows).map(|i| out.row(i)).collect();
-    let mut j = serde_json::json!({
-        "format": m.layer_formats().join(","),
-        "rows": out.rows,
-        "cols": out.cols,
-    });
+    let mut j = formats.json();
+    j["rows"] = out.rows.into();
+    j["cols"] = out.cols.into();
     match &out.probabilities {
         None => j["embeddings"] = serde_json::json!(rows),
         Some(p) => {
@@ -317,9 +350,16 @@ fn pack(
     compression: Compression,
     neurons: Option<f64>,
     calibrate: Option<Option<PathBuf>>,
+    tokenizer: Option<&Path>,
     output: &Path,
 ) -> Result<()> {
     if sparq::model::llama::pack::is_decoder(path) {
+        if tokenizer.is_some() {
+            return Err(Error::invalid(
+                "pack --tokenizer is for encoders: a decoder's tokenizer is its GGUF file's \
+                 (pass it to generate, chat or perplexity with --tokenizer)",
+            ));
+        }
         return pack_decoder(path, compression, neurons, calibrate, output);
     }
     let (weights, dir) = if path.is_dir() {
@@ -335,6 +375,7 @@ fn pack(
         Some(j) => Architecture::from_sparq_json(j)?,
         None => Architecture::from_hf_dir(&dir)?,
     };
+    let tokenizer = crate::model_text::packed_tokenizer(&file, &dir, &arch, tokenizer)?;
     let (file, arch, shrunk) = match neurons {
         None => (file, arch, None),
         Some(s) => {
@@ -374,7 +415,10 @@ fn pack(
     let packed = compress::pack_model(&file, &arch, &compression, hessians.as_ref());
     drop(shrunk);
     let (floats, packed, report) = packed?;
-    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    let mut meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    if let Some(t) = tokenizer {
+        meta.insert(sparq::model::tokenizer_source::TOKENIZER_KEY.into(), t);
+    }
     loader::save(output, &floats, &packed, meta)?;
     eprintln!(
         "wrote {} ({:.1} MB): {} linear weights as {}; {:.1} % of their weights zero after \
@@ -526,8 +570,21 @@ fn model_bench(
     );
     let mut all = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // A packed or sparse file runs as stored whatever the requested format: once.
+    let stored = Formats::of_file(path, None)?;
+    let formats: Vec<Option<&str>> = match stored.stored.is_empty() {
+        true => formats.iter().map(|f| Some(f.as_str())).collect(),
+        false => {
+            eprintln!(
+                "{} stores packed weights ({}): timed once as stored, --formats not applied",
+                path.display(),
+                stored.used_name()
+            );
+            vec![None]
+        }
+    };
     for f in formats {
-        let m = load(path, &gpu, f)?;
+        let (m, _) = load(path, &gpu, f, &TextArgs::default())?;
         // A packed or sparse file runs as stored whatever the requested format: once.
         if !seen.insert(m.layer_formats()) {
             continue;

@@ -265,6 +265,7 @@ fn load(server: &Server, spec: &ModelSpec, args: &ServeArgs) -> Result<String> {
             let options = LoadOptions {
                 format: WeightFormat::parse(&args.embed_format)?,
                 batch_invariant: args.batch_invariant,
+                ..Default::default()
             };
             let service =
                 EmbeddingService::open(&spec.path, gpus, options, config).map_err(|enc_err| {

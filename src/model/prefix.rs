@@ -94,10 +94,22 @@ fn cut(text: &str, budget: usize) -> Option<&str> {
 /// Token ids and types of each of `texts`, as `tok.encode_batch` gives them, tokenising only
 /// a prefix of each long text where that gives the same ids (see the module docs).
 pub(crate) fn encode(tok: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    Ok(encode_flagged(tok, texts)?
+        .into_iter()
+        .map(|(ids, types, _)| (ids, types))
+        .collect())
+}
+
+/// [`encode`], with whether each text was truncated: its tokenisation overflowed, or (for a
+/// prefix that filled the length) text other than white space follows the prefix.
+pub(crate) fn encode_flagged(
+    tok: &Tokenizer,
+    texts: &[String],
+) -> Result<Vec<(Vec<u32>, Vec<u32>, bool)>> {
     let total = texts.iter().try_fold(0usize, |a, t| a.checked_add(t.len()));
     check_input_bytes("the batch's text", total.unwrap_or(usize::MAX))?;
     let length = prefix_length(tok);
-    let mut out: Vec<Option<(Vec<u32>, Vec<u32>)>> = vec![None; texts.len()];
+    let mut out: Vec<Option<(Vec<u32>, Vec<u32>, bool)>> = vec![None; texts.len()];
     let mut budget = length.map_or(usize::MAX, |l| l.saturating_mul(BYTES_PER_TOKEN));
     loop {
         // Each text not done yet, whole (short, or the prefix has grown past it) or cut.
@@ -112,10 +124,14 @@ pub(crate) fn encode(tok: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>,
         let enc = tok
             .encode_batch(todo.iter().map(|&(_, s, _)| s).collect::<Vec<_>>(), true)
             .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
-        for ((i, _, prefix), e) in todo.iter().zip(enc) {
+        for ((i, part, prefix), e) in todo.iter().zip(enc) {
             // A prefix is the answer once it fills the truncation length.
             if !prefix || Some(e.len()) == length {
-                out[*i] = Some((e.get_ids().to_vec(), e.get_type_ids().to_vec()));
+                let cut = match prefix {
+                    true => !texts[*i][part.len()..].trim().is_empty(),
+                    false => !e.get_overflowing().is_empty(),
+                };
+                out[*i] = Some((e.get_ids().to_vec(), e.get_type_ids().to_vec(), cut));
             }
         }
         if out.iter().all(Option::is_some) {

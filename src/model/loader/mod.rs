@@ -138,7 +138,18 @@ impl WeightFile {
             // file has: say what it is.
             let text = mmap.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&mmap);
             let huge = mmap.get(4..8).is_some_and(|b| b != [0; 4]);
+            let tokenizer = path.file_name().is_some_and(|n| n == "tokenizer.json");
             match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                _ if mmap.starts_with(b"GGUF") => Error::safetensors(format!(
+                    "{} is a GGUF file (a decoder): `sparq generate`, `chat` and `perplexity` \
+                     run it; `embed` and `run` take an encoder or classifier in safetensors",
+                    path.display()
+                )),
+                Some(b'{') if huge && tokenizer => Error::safetensors(format!(
+                    "{} is a tokenizer, not a model: pass the model's directory or its \
+                     .safetensors file (and this file with --tokenizer, if the model has none)",
+                    path.display()
+                )),
                 Some(b'{' | b'[') if huge => Error::safetensors(format!(
                     "{} is a JSON file, not a safetensors file: pass the model's directory \
                      or its model.safetensors (config.json and the tokenizer are found beside \
@@ -187,6 +198,14 @@ impl WeightFile {
     /// Whether `name` is stored in one of sparq's packed layouts.
     pub fn is_packed(&self, name: &str) -> bool {
         self.packed.contains_key(name)
+    }
+
+    /// The formats of the packed and sparse weights the file holds, sorted, each once (empty
+    /// for a file of floats): what those layers run as, whatever format a load asks for.
+    pub fn packed_formats(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> =
+            self.packed.values().map(|p| &p.format).collect();
+        set.into_iter().cloned().collect()
     }
 
     /// Every tensor name, sorted.
