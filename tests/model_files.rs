@@ -21,7 +21,11 @@ use std::path::Path;
 fn packed(dir: &Path, out: &Path, tokenizer: Option<String>) -> sparq::model::config::BertConfig {
     let c = bert::config();
     let mut r = common::rng("model_files");
-    bert::write_model(&dir.join("model.safetensors"), &c, &bert::random_bert(&mut r, &c, ""));
+    bert::write_model(
+        &dir.join("model.safetensors"),
+        &c,
+        &bert::random_bert(&mut r, &c, ""),
+    );
     bert::write_tokenizer(&dir.join("tokenizer.json"), &c, 0);
     let file = WeightFile::open(&dir.join("model.safetensors")).unwrap();
     let arch = Architecture::Bert(c.clone());
@@ -32,7 +36,9 @@ fn packed(dir: &Path, out: &Path, tokenizer: Option<String>) -> sparq::model::co
     let (floats, linears, _) = compress::pack_model(&file, &arch, &compression, None).unwrap();
     let text = match tokenizer {
         Some(t) => t,
-        None => tokenizer_source::for_pack(&file, dir, None).unwrap().unwrap(),
+        None => tokenizer_source::for_pack(&file, dir, None)
+            .unwrap()
+            .unwrap(),
     };
     let meta = HashMap::from([
         (loader::CONFIG_KEY.to_string(), arch.to_json()),
@@ -90,7 +96,11 @@ fn text_without_a_tokenizer_names_every_place_looked_at() {
     let dir = bert::tmp("files-none");
     let c = bert::config();
     let path = dir.join("m.safetensors");
-    bert::write_model(&path, &c, &bert::random_bert(&mut common::rng("none"), &c, ""));
+    bert::write_model(
+        &path,
+        &c,
+        &bert::random_bert(&mut common::rng("none"), &c, ""),
+    );
     let gpu = &common::all_gpus()[0];
     let m = Model::load(&path, gpu).unwrap();
     match m.forward(&Batch::Text(sentences())) {
@@ -121,7 +131,10 @@ fn a_corrupt_tokenizer_inside_a_file_is_refused_at_load() {
     let gpu = &common::all_gpus()[0];
     match Model::load(&out, gpu) {
         Err(Error::Input(InputError::Tokenizer(TokenizerError::Unreadable { file, .. }))) => {
-            assert!(file.contains("m.safetensors") && file.contains(TOKENIZER_KEY), "{file}")
+            assert!(
+                file.contains("m.safetensors") && file.contains(TOKENIZER_KEY),
+                "{file}"
+            )
         }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("accepted"),
@@ -141,7 +154,11 @@ fn a_corrupt_tokenizer_inside_a_file_is_refused_at_load() {
 fn truncated_inputs_are_reported_or_refused() {
     let dir = bert::tmp("files-trunc");
     let c = bert::config();
-    bert::write_model(&dir.join("model.safetensors"), &c, &bert::random_bert(&mut common::rng("t"), &c, ""));
+    bert::write_model(
+        &dir.join("model.safetensors"),
+        &c,
+        &bert::random_bert(&mut common::rng("t"), &c, ""),
+    );
     bert::write_tokenizer(&dir.join("tokenizer.json"), &c, 0);
     let gpu = &common::all_gpus()[0];
     let m = Model::load(&dir, gpu).unwrap();
@@ -163,7 +180,11 @@ fn truncated_inputs_are_reported_or_refused() {
     let b = m.forward(&enc.into_batch()).unwrap();
     assert_eq!(a.values, b.values);
     match m.encode_text(&texts, false) {
-        Err(Error::Input(InputError::Tokenizer(TokenizerError::TooLong { row, tokens, limit }))) => {
+        Err(Error::Input(InputError::Tokenizer(TokenizerError::TooLong {
+            row,
+            tokens,
+            limit,
+        }))) => {
             assert_eq!((row, tokens, limit), (1, 50, c.max_position_embeddings))
         }
         other => panic!("{other:?}"),
@@ -189,12 +210,24 @@ fn files_that_are_not_models_say_what_they_are() {
         Ok(_) => panic!("{} accepted", p.display()),
     };
     let e = err(&dir.join("config.json"));
-    assert!(e.contains("is a JSON file") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains("is a JSON file") && e.contains("model.safetensors"),
+        "{e}"
+    );
     let e = err(&dir.join("tokenizer.json"));
-    assert!(e.contains("is a tokenizer, not a model") && e.contains("--tokenizer"), "{e}");
+    assert!(
+        e.contains("is a tokenizer, not a model") && e.contains("--tokenizer"),
+        "{e}"
+    );
     let e = err(&dir.join("model.gguf"));
-    assert!(e.contains("is a GGUF file") && e.contains("generate"), "{e}");
+    assert!(
+        e.contains("is a GGUF file") && e.contains("generate"),
+        "{e}"
+    );
     let e = err(&dir);
-    assert!(e.contains("has no model.safetensors") && e.contains(".safetensors file"), "{e}");
+    assert!(
+        e.contains("has no model.safetensors") && e.contains(".safetensors file"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,7 @@
 //! The model subcommands of `sparq`: `run`, `embed`, `pack` and `model-bench`.
 
+use crate::model_formats::Formats;
+use crate::model_text::TextArgs;
 use crate::out::outln;
 use clap::Subcommand;
 use sparq::formats::WeightFormat;
@@ -9,8 +11,6 @@ use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::shrink;
-use crate::model_formats::Formats;
-use crate::model_text::TextArgs;
 use sparq::model::{Batch, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
@@ -246,7 +246,8 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
 }
 
 /// The model at `path` with float weights in `format` (f32 by default), its formats checked
-/// (a `--format` a packed file cannot take is an error) and noted on standard error.
+/// (a `--format` a packed file cannot take is an error) and, for a packed file, noted on
+/// standard error.
 fn load<'g>(
     path: &Path,
     gpu: &'g Gpu,
@@ -255,7 +256,7 @@ fn load<'g>(
 ) -> Result<(Model<'g>, Formats)> {
     let m = Model::load_with(path, gpu, text.options(Formats::load_format(format)?))?;
     let formats = Formats::of_model(path, format, m.layer_formats())?;
-    eprintln!("{}", formats.note());
+    formats.note_if_packed();
     Ok((m, formats))
 }
 
@@ -306,7 +307,7 @@ fn embed_on_cluster(
         ));
     }
     let formats = Formats::of_file(model, format)?;
-    eprintln!("{}", formats.note());
+    formats.note_if_packed();
     let options = text.options(Formats::load_format(format)?);
     let sample = &texts[..texts.len().min(8)];
     let mut cluster = Cluster::open(

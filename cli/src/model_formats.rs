@@ -95,11 +95,17 @@ impl Formats {
         }
     }
 
+    /// The [`Formats::note`] on standard error, for a packed file (whose formats are not the
+    /// requested one); a float file runs as requested, and its output stays quiet.
+    pub fn note_if_packed(&self) {
+        if !self.stored.is_empty() {
+            eprintln!("{}", self.note());
+        }
+    }
+
     /// One line for standard error.
     pub fn note(&self) -> String {
-        let requested = self
-            .requested
-            .map_or("default f32".into(), |f| f.name());
+        let requested = self.requested.map_or("default f32".into(), |f| f.name());
         format!(
             "weights: {} (stored {}, requested {requested})",
             self.used_name(),

@@ -42,7 +42,14 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
     let (work, alone) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let first = work.path().join("m.safetensors");
     let (ok, _, err) = sparq(
-        &["pack", &model, "--format", "int4", "-o", first.to_str().unwrap()],
+        &[
+            "pack",
+            &model,
+            "--format",
+            "int4",
+            "-o",
+            first.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(ok, "{err}");
@@ -67,7 +74,11 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
     // run: one device and --adapters 0 run the same weights, report the same formats, and
     // (exact f32 activations on both: SPARQ_Q8=0) agree to float rounding.
     let input = work.path().join("in.json");
-    std::fs::write(&input, r#"{"texts": ["The weather turned cold.", "A cat."]}"#).unwrap();
+    std::fs::write(
+        &input,
+        r#"{"texts": ["The weather turned cold.", "A cat."]}"#,
+    )
+    .unwrap();
     let input = input.to_str().unwrap();
     let exact = [("SPARQ_Q8", "0")];
     let run = |extra: &[&str]| {
@@ -93,7 +104,11 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
     };
     let (a, b) = (flat(&one), flat(&many));
     assert_eq!(a.len(), b.len());
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 1e-5, "single device vs --adapters 0: {worst}");
 }
 
@@ -103,8 +118,12 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
 fn tokenizer_flag_missing_tokenizer_and_truncation() {
     let model = minilm();
     let dir = tempfile::tempdir().unwrap();
-    for f in ["model.safetensors", "config.json"] {
-        std::os::unix::fs::symlink(Path::new(&model).join(f), dir.path().join(f)).unwrap();
+    // The model's folder without its tokenizer (pooling and normalisation files kept).
+    for e in std::fs::read_dir(&model).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "tokenizer.json" {
+            std::os::unix::fs::symlink(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
     }
     let bare = dir.path().to_str().unwrap();
     let (ok, _, err) = sparq(&["embed", bare, "A sentence."], &[]);
@@ -148,7 +167,10 @@ fn wrong_files_and_prune_specs_are_one_clear_line() {
     let empty = tempfile::tempdir().unwrap();
     let cases: [(&str, &str); 4] = [
         (&format!("{model}/config.json"), "is a JSON file"),
-        (&format!("{model}/tokenizer.json"), "is a tokenizer, not a model"),
+        (
+            &format!("{model}/tokenizer.json"),
+            "is a tokenizer, not a model",
+        ),
         (&gguf, "is a GGUF file"),
         (empty.path().to_str().unwrap(), "has no model.safetensors"),
     ];
@@ -160,7 +182,9 @@ fn wrong_files_and_prune_specs_are_one_clear_line() {
             };
             let (ok, _, err) = sparq(&args, &[]);
             assert!(
-                !ok && err.contains(says) && err.lines().count() == 1 && !err.contains("header too large"),
+                !ok && err.contains(says)
+                    && err.lines().count() == 1
+                    && !err.contains("header too large"),
                 "{cmd} {path}: {err}"
             );
         }
@@ -168,11 +192,27 @@ fn wrong_files_and_prune_specs_are_one_clear_line() {
     let out = empty.path().join("o.safetensors");
     for spec in ["neuron:0.5", "neurons:half"] {
         let (ok, _, err) = sparq(
-            &["pack", &model, "--format", "f16", "--prune", spec, "-o", out.to_str().unwrap()],
+            &[
+                "pack",
+                &model,
+                "--format",
+                "f16",
+                "--prune",
+                spec,
+                "-o",
+                out.to_str().unwrap(),
+            ],
             &[],
         );
         assert!(!ok, "{spec}");
-        for listed in ["2:4", "magnitude:S", "random:S", "global:S", "blocks:RxC:S", "neurons:S"] {
+        for listed in [
+            "2:4",
+            "magnitude:S",
+            "random:S",
+            "global:S",
+            "blocks:RxC:S",
+            "neurons:S",
+        ] {
             assert!(err.contains(listed), "{spec}: {listed} missing from {err}");
         }
     }

@@ -33,9 +33,7 @@ impl Model<'_> {
     /// refused instead ([`TokenizerError::TooLong`], with its full length).
     pub fn encode_text(&self, texts: &[String], truncate: bool) -> Result<Encoded> {
         let tok = self.text_tokenizer()?;
-        let max_tokens = tok
-            .get_truncation()
-            .map_or(usize::MAX, |t| t.max_length);
+        let max_tokens = tok.get_truncation().map_or(usize::MAX, |t| t.max_length);
         let mut enc = Encoded {
             ids: Vec::with_capacity(texts.len()),
             types: Vec::with_capacity(texts.len()),
@@ -47,11 +45,7 @@ impl Model<'_> {
             .enumerate()
         {
             if cut && !truncate {
-                let mut whole = tok.clone();
-                whole
-                    .with_truncation(None)
-                    .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
-                let tokens = whole
+                let tokens = super::prefix::untruncated_clone(tok)?
                     .encode(texts[row].as_str(), true)
                     .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?
                     .len();

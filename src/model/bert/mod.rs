@@ -451,7 +451,10 @@ impl Family for BertConfig {
         )?;
         let found = crate::model::tokenizer_source::find(file, dir, options.tokenizer.as_deref())?;
         let (tokenizer, missing) = match found {
-            Ok(t) => (Some(crate::model::for_bert(t, self)?), Error::invariant("unused")),
+            Ok(t) => (
+                Some(crate::model::for_bert(t, self)?),
+                Error::invariant("unused"),
+            ),
             Err(e) => (None, e),
         };
         Ok(Box::new(Encoder {
