@@ -91,6 +91,9 @@ fn cut(text: &str, budget: usize) -> Option<&str> {
     None
 }
 
+/// A text's token ids and types, and whether it was truncated.
+pub(crate) type Flagged = (Vec<u32>, Vec<u32>, bool);
+
 /// `tok` without truncation, to count a whole text's tokens.
 pub(crate) fn untruncated_clone(tok: &Tokenizer) -> Result<Tokenizer> {
     let mut whole = tok.clone();
@@ -112,16 +115,13 @@ pub(crate) fn encode(tok: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>,
 /// [`encode`], with whether each text was truncated: a text whose tokens fill the length has
 /// more of them untruncated, or (for a prefix that filled it) text other than white space
 /// follows the prefix.
-pub(crate) fn encode_flagged(
-    tok: &Tokenizer,
-    texts: &[String],
-) -> Result<Vec<(Vec<u32>, Vec<u32>, bool)>> {
+pub(crate) fn encode_flagged(tok: &Tokenizer, texts: &[String]) -> Result<Vec<Flagged>> {
     let total = texts.iter().try_fold(0usize, |a, t| a.checked_add(t.len()));
     check_input_bytes("the batch's text", total.unwrap_or(usize::MAX))?;
     let length = prefix_length(tok);
     let max = tok.get_truncation().map(|t| t.max_length);
     let mut untruncated: Option<Tokenizer> = None;
-    let mut out: Vec<Option<(Vec<u32>, Vec<u32>, bool)>> = vec![None; texts.len()];
+    let mut out: Vec<Option<Flagged>> = vec![None; texts.len()];
     let mut budget = length.map_or(usize::MAX, |l| l.saturating_mul(BYTES_PER_TOKEN));
     loop {
         // Each text not done yet, whole (short, or the prefix has grown past it) or cut.
