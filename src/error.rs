@@ -285,6 +285,19 @@ pub enum TokenizerError {
         /// The parser's message.
         reason: String,
     },
+    /// A decoder has no tokenizer for text: not given, none carried by its file, and the file
+    /// is not a GGUF file (which has its own). `looked` lists every place tried, in order.
+    #[error(
+        "no tokenizer for this decoder's text (looked at: {}): pass a GGUF file whose \
+         tokenizer to use with --tokenizer FILE.gguf (`sparq serve`: --tokenizer \
+         NAME=FILE.gguf), or pack the model from a GGUF file, or with `sparq pack --tokenizer \
+         FILE.gguf`, so that its file carries one",
+        looked.join("; ")
+    )]
+    NoDecoderTokenizer {
+        /// The places tried.
+        looked: Vec<String>,
+    },
     /// An input is longer than the model reads and truncation was refused
     /// (`--no-truncate`, [`crate::model::Model::encode_text`] with `truncate: false`).
     #[error(

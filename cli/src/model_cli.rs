@@ -84,8 +84,10 @@ pub enum ModelCommand {
         /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
-        /// The tokenizer.json an encoder's packed file carries, instead
-        /// of the source's own (the one inside a packed source, else tokenizer.json beside it).
+        /// The tokenizer the packed file carries, instead of the source's own: a tokenizer.json
+        /// for an encoder (the source's own: the one inside a packed source, else
+        /// tokenizer.json beside it), a GGUF file for a decoder (the source's own: a GGUF
+        /// file's, or the one inside a packed source).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
         /// Output .safetensors file.
@@ -355,13 +357,7 @@ fn pack(
     output: &Path,
 ) -> Result<()> {
     if sparq::model::llama::pack::is_decoder(path) {
-        if tokenizer.is_some() {
-            return Err(Error::invalid(
-                "pack --tokenizer is for encoders: a decoder's tokenizer is its GGUF file's \
-                 (pass it to generate, chat or perplexity with --tokenizer)",
-            ));
-        }
-        return pack_decoder(path, compression, neurons, calibrate, output);
+        return pack_decoder(path, compression, neurons, calibrate, tokenizer, output);
     }
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
@@ -446,9 +442,10 @@ fn pack_decoder(
     compression: Compression,
     neurons: Option<f64>,
     calibrate: Option<Option<PathBuf>>,
+    tokenizer: Option<&Path>,
     output: &Path,
 ) -> Result<()> {
-    use sparq::model::llama::pack;
+    use sparq::model::llama::{pack, tokenizer_file};
     if neurons.is_some() {
         return Err(Error::invalid(
             "--prune neurons:S is for encoders and MLPs, not decoders",
@@ -462,6 +459,8 @@ fn pack_decoder(
             Some(sparq::model::llama::calibrate::tokenize(path, &texts)?)
         }
     };
+    // Before the long part: a --tokenizer that does not read fails at once.
+    let carried = tokenizer_file::for_pack(path, tokenizer)?;
     let start = std::time::Instant::now();
     let (config, floats, linears, report) = pack::pack(path, &compression, tokens.as_deref())?;
     if let Some(t) = &tokens {
@@ -472,7 +471,16 @@ fn pack_decoder(
             start.elapsed().as_secs_f64()
         );
     }
-    pack::write(output, &config, &floats, &linears)?;
+    let carries = carried.is_some();
+    tokenizer_file::write(output, &config, &floats, &linears, carried)?;
+    if !carries {
+        eprintln!(
+            "note: {} carries no tokenizer ({} is not a GGUF file and no --tokenizer \
+             FILE.gguf was given): generate, chat and perplexity will need --tokenizer",
+            output.display(),
+            path.display()
+        );
+    }
     eprintln!(
         "wrote {} ({:.1} MB): a {}-layer decoder, {} linear weights as {}; {:.1} % of their \
          weights zero after pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4}",

@@ -19,9 +19,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod raw;
 pub mod sparse;
 mod unused;
 mod write;
+
+pub use raw::TOKENIZER_GGUF;
 
 pub use unused::{check_unused, check_unused_except};
 pub use write::check_output;
@@ -433,12 +436,27 @@ pub fn save(
     path: &Path,
     floats: &[(String, Vec<usize>, Vec<f32>)],
     packed: &[(String, LayerWeights)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    save_with_bytes(path, floats, packed, &[], metadata)
+}
+
+/// [`save`], with `bytes` (name, bytes) written as one-dimensional `U8` tensors (what
+/// [`WeightFile::byte_tensor`] reads: a decoder's tokenizer, [`TOKENIZER_GGUF`]).
+pub fn save_with_bytes(
+    path: &Path,
+    floats: &[(String, Vec<usize>, Vec<f32>)],
+    packed: &[(String, LayerWeights)],
+    bytes: &[(String, Vec<u8>)],
     mut metadata: HashMap<String, String>,
 ) -> Result<()> {
     use safetensors::tensor::TensorView;
     // Sorted, so that packing the same model twice writes the same bytes.
     let mut table = std::collections::BTreeMap::new();
-    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = bytes
+        .iter()
+        .map(|(n, b)| (n.clone(), Dtype::U8, vec![b.len()], b.clone()))
+        .collect();
     for (name, shape, v) in floats {
         blobs.push((
             name.clone(),
