@@ -152,10 +152,12 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 return Ok(());
             }
             let gpu = Gpu::new(selector)?;
-            let (m, formats) = load(&model, &gpu, format.as_deref(), &text_args)?;
+            let (m, formats) = load_quiet(&model, &gpu, format.as_deref(), &text_args)?;
             let text = read_input(&input)?;
             let batch = text_args.encode(&m, Batch::from_json(&text)?)?;
             let out = m.forward(&batch)?;
+            let formats = formats.with_activations(m.activation_precisions());
+            formats.note_if_packed();
             let json = output_json(&formats, &out);
             match output {
                 Some(p) => sparq::error::write_file(p, json.to_string() + "\n")?,
@@ -179,8 +181,11 @@ pub fn run(selector: &AdapterSelector, cmd: ModelCommand) -> Result<()> {
                 return Ok(());
             }
             let gpu = Gpu::new(selector)?;
-            let (m, _) = load(&model, &gpu, format.as_deref(), &text_args)?;
+            let (m, formats) = load_quiet(&model, &gpu, format.as_deref(), &text_args)?;
             let out = m.forward(&text_args.encode(&m, Batch::Text(sentences))?)?;
+            formats
+                .with_activations(m.activation_precisions())
+                .note_if_packed();
             for i in 0..out.rows {
                 outln!(
                     "{}",
@@ -256,9 +261,21 @@ fn load<'g>(
     format: Option<&str>,
     text: &TextArgs,
 ) -> Result<(Model<'g>, Formats)> {
+    let (m, formats) = load_quiet(path, gpu, format, text)?;
+    formats.note_if_packed();
+    Ok((m, formats))
+}
+
+/// [`load`] without the note: `run` and `embed` print it after the pass, with the precision
+/// the layers read activations in.
+fn load_quiet<'g>(
+    path: &Path,
+    gpu: &'g Gpu,
+    format: Option<&str>,
+    text: &TextArgs,
+) -> Result<(Model<'g>, Formats)> {
     let m = Model::load_with(path, gpu, text.options(Formats::load_format(format)?))?;
     let formats = Formats::of_model(path, format, m.layer_formats())?;
-    formats.note_if_packed();
     Ok((m, formats))
 }
 
@@ -309,7 +326,6 @@ fn embed_on_cluster(
         ));
     }
     let formats = Formats::of_file(model, format)?;
-    formats.note_if_packed();
     let options = text.options(Formats::load_format(format)?);
     let sample = &texts[..texts.len().min(8)];
     let mut cluster = Cluster::open(
@@ -319,6 +335,8 @@ fn embed_on_cluster(
     )?;
     let out = cluster.run(texts)?;
     eprintln!("{}", out.report.markdown());
+    let formats = formats.with_activations(crate::model_formats::cluster_activations(&mut cluster));
+    formats.note_if_packed();
     Ok((formats, out.outputs))
 }
 

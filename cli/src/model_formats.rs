@@ -4,8 +4,14 @@
 //! cannot take (a packed file asked for another format) is refused rather than noted: the
 //! results and timings would otherwise be read as those of the format asked for, and the fix
 //! (drop `--format`, or pack again) is one flag away.
+//!
+//! Beside them, the precision the linear layers' kernels read activations in, as the layers
+//! report it after a pass ([`sparq::model::Model::activation_precisions`]): int4/int8 weights
+//! run int8-quantized activations in one device's GEMVs (`SPARQ_Q8=0` turns that off) but f32
+//! in the batch-invariant tiled GEMM of `--adapters`, which is why the two differ slightly.
 
 use sparq::formats::WeightFormat;
+use sparq::matmul::ActivationPrecision;
 use sparq::model::loader::WeightFile;
 use sparq::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -19,6 +25,8 @@ pub struct Formats {
     pub stored: Vec<String>,
     /// The formats the linear layers run, sorted, each once.
     pub used: Vec<String>,
+    /// The precisions the layers' kernels read activations in (empty until a pass ran).
+    pub activations: Vec<ActivationPrecision>,
 }
 
 impl Formats {
@@ -70,7 +78,21 @@ impl Formats {
             requested,
             stored,
             used,
+            activations: Vec::new(),
         })
+    }
+
+    /// These formats with the activation precisions a pass used (from the model's layers).
+    pub fn with_activations(mut self, activations: Vec<ActivationPrecision>) -> Self {
+        self.activations = activations;
+        self
+    }
+
+    /// The activation precisions, comma-separated (`int8`, `f32`, `f32,int8`); `None` before a
+    /// pass.
+    pub fn activations_name(&self) -> Option<String> {
+        let names: Vec<&str> = self.activations.iter().map(|p| p.name()).collect();
+        (!names.is_empty()).then(|| names.join(","))
     }
 
     /// The used formats, comma-separated (`run`'s JSON field `format`).
@@ -79,12 +101,14 @@ impl Formats {
     }
 
     /// The JSON fields of `run`'s output: `format` (used), `format_requested` (`null` for the
-    /// default) and `format_stored` (`float` for float weights).
+    /// default), `format_stored` (`float` for float weights) and `activations` (the precision
+    /// the linear kernels read activations in, `null` before a pass).
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "format": self.used_name(),
             "format_requested": self.requested.map(|f| f.name()),
             "format_stored": self.stored_name(),
+            "activations": self.activations_name(),
         })
     }
 
@@ -96,9 +120,14 @@ impl Formats {
     }
 
     /// The [`Formats::note`] on standard error, for a packed file (whose formats are not the
-    /// requested one); a float file runs as requested, and its output stays quiet.
+    /// requested one) or activations that were not all read as f32; a float file run in f32
+    /// runs as requested, and its output stays quiet.
     pub fn note_if_packed(&self) {
-        if !self.stored.is_empty() {
+        let exact = self
+            .activations
+            .iter()
+            .all(|&p| p == ActivationPrecision::F32);
+        if !self.stored.is_empty() || !exact {
             eprintln!("{}", self.note());
         }
     }
@@ -106,12 +135,29 @@ impl Formats {
     /// One line for standard error.
     pub fn note(&self) -> String {
         let requested = self.requested.map_or("default f32".into(), |f| f.name());
+        let activations = match self.activations_name() {
+            Some(a) if a.contains("int8") => format!(
+                "; activations {a} (int8-quantized in the integer GEMVs; SPARQ_Q8=0 keeps f32)"
+            ),
+            Some(a) => format!("; activations {a}"),
+            None => String::new(),
+        };
         format!(
-            "weights: {} (stored {}, requested {requested})",
+            "weights: {} (stored {}, requested {requested}){activations}",
             self.used_name(),
             self.stored_name()
         )
     }
+}
+
+/// The activation precisions every replica of `cluster` read activations in, each once.
+pub fn cluster_activations(
+    cluster: &mut sparq::schedule::Cluster<sparq::schedule::ModelReplica>,
+) -> Vec<ActivationPrecision> {
+    let set: std::collections::BTreeSet<ActivationPrecision> = (0..cluster.len())
+        .flat_map(|i| cluster.replica_mut(i).model().activation_precisions())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// The weights file of a model path (a directory's `model.safetensors`).

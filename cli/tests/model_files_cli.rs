@@ -81,17 +81,22 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
     .unwrap();
     let input = input.to_str().unwrap();
     let exact = [("SPARQ_Q8", "0")];
-    let run = |extra: &[&str]| {
+    let run_in = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec!["run", packed, "--input", input];
         args.extend(extra);
-        let (ok, out, err) = sparq(&args, &exact);
+        let (ok, out, err) = sparq(&args, env);
         assert!(ok, "{err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        (
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+            err,
+        )
     };
+    let run = |extra: &[&str]| run_in(extra, &exact).0;
     let (one, many) = (run(&[]), run(&["--adapters", "0"]));
-    for key in ["format", "format_stored", "format_requested"] {
+    for key in ["format", "format_stored", "format_requested", "activations"] {
         assert_eq!(one[key], many[key], "{key}");
     }
+    assert_eq!(one["activations"], "f32");
     assert_eq!(one["format"], "int4g32");
     assert_eq!(one["format_requested"], serde_json::Value::Null);
     let flat = |v: &serde_json::Value| -> Vec<f64> {
@@ -110,6 +115,29 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max);
     assert!(worst < 1e-5, "single device vs --adapters 0: {worst}");
+    // With int8 activations allowed (the default), the paths differ exactly where the one
+    // device's GEMVs quantized them, and both say so; the batch-invariant path keeps f32.
+    let ((one, one_err), (many, many_err)) = (run_in(&[], &[]), run_in(&["--adapters", "0"], &[]));
+    assert_eq!(many["activations"], "f32");
+    assert!(many_err.contains("activations f32"), "{many_err}");
+    let (a, b) = (flat(&one), flat(&many));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    let int8 = one["activations"].as_str().unwrap().contains("int8");
+    eprintln!(
+        "default activations {}: differ by {worst}",
+        one["activations"]
+    );
+    assert_eq!(int8, worst > 1e-5, "{} vs f32: {worst}", one["activations"]);
+    if int8 {
+        assert!(
+            one_err.contains("activations int8") && one_err.contains("SPARQ_Q8=0"),
+            "{one_err}"
+        );
+    }
 }
 
 /// Without a tokenizer the error names every place looked at and `--tokenizer`, which then

@@ -288,6 +288,20 @@ impl<'g> Model<'g> {
         set.into_iter().collect()
     }
 
+    /// The precisions the linear layers' kernels have read activations in over the passes
+    /// planned so far ([`LinearLayer::activations`](crate::linear::LinearLayer::activations)):
+    /// `[Int8]` where int4/int8 weights ran int8 GEMVs, `[F32]` for the batch-invariant tiled
+    /// GEMM of the same weights; empty before the first pass.
+    pub fn activation_precisions(&self) -> Vec<crate::matmul::ActivationPrecision> {
+        let set: std::collections::BTreeSet<_> = self
+            .net
+            .linear_layers()
+            .iter()
+            .flat_map(|l| l.activations())
+            .collect();
+        set.into_iter().collect()
+    }
+
     /// Bytes of parameters on the device.
     pub fn weight_bytes(&self) -> u64 {
         self.net.weight_bytes()
