@@ -26,7 +26,7 @@ fn main() -> sparq::Result<()> {
     // Micro-batches of 4 sentences; the first 4 measure each device's speed.
     let mut cluster = Cluster::open(
         &adapters,
-        |gpu| ModelReplica::load(&path, gpu, options, 4),
+        |gpu| ModelReplica::load(&path, gpu, options.clone(), 4),
         &texts[..4],
     )?;
     println!("{} devices", cluster.len());
@@ -38,7 +38,11 @@ fn main() -> sparq::Result<()> {
     // two adapters' arithmetic differs.
     let first = adapters.split(',').next().unwrap_or("0");
     let first = if first == "all" { "0" } else { first };
-    let mut alone = Cluster::open(first, |gpu| ModelReplica::load(&path, gpu, options, 4), &[])?;
+    let mut alone = Cluster::open(
+        first,
+        |gpu| ModelReplica::load(&path, gpu, options.clone(), 4),
+        &[],
+    )?;
     let reference = alone.run(&texts)?;
     let worst = out
         .outputs

@@ -269,6 +269,52 @@ pub enum TokenizerError {
     /// own `raise_exception`).
     #[error("chat template: {0}")]
     Template(String),
+    /// Text input reached a model that has no tokenizer: `looked` lists every place tried,
+    /// in the order of preference.
+    #[error(
+        "no tokenizer for text input (looked at: {}): pass one with --tokenizer PATH \
+         (`LoadOptions::tokenizer` in the library), or pass token ids",
+        looked.join("; ")
+    )]
+    NotFound {
+        /// The places tried.
+        looked: Vec<String>,
+    },
+    /// A tokenizer file (or the one a packed model carries) does not parse.
+    #[error("{file} does not hold a valid tokenizer: {reason}")]
+    Unreadable {
+        /// The file, and where in it for a tokenizer inside a model file.
+        file: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A decoder has no tokenizer for text: not given, none carried by its file, and the file
+    /// is not a GGUF file (which has its own). `looked` lists every place tried, in order.
+    #[error(
+        "no tokenizer for this decoder's text (looked at: {}): pass a GGUF file whose \
+         tokenizer to use with --tokenizer FILE.gguf (`sparq serve`: --tokenizer \
+         NAME=FILE.gguf), or pack the model from a GGUF file, or with `sparq pack --tokenizer \
+         FILE.gguf`, so that its file carries one",
+        looked.join("; ")
+    )]
+    NoDecoderTokenizer {
+        /// The places tried.
+        looked: Vec<String>,
+    },
+    /// An input is longer than the model reads and truncation was refused
+    /// (`--no-truncate`, [`crate::model::Model::encode_text`] with `truncate: false`).
+    #[error(
+        "input {row} has {tokens} tokens, over the model's {limit}: shorten it, or allow \
+         truncation (drop --no-truncate)"
+    )]
+    TooLong {
+        /// The input's index in its batch.
+        row: usize,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The most tokens the model reads.
+        limit: usize,
+    },
 }
 
 /// Errors of a device rather than of the input (see the [module docs](self)).

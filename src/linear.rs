@@ -6,7 +6,7 @@
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu};
-use crate::matmul::{KernelChoice, Linear, Strategy};
+use crate::matmul::{ActivationPrecision, KernelChoice, Linear, PrecisionsUsed, Strategy};
 use crate::sparse::{SparseLinear, SparsePath};
 use crate::tensor::Tensor;
 use crate::weights::LayerWeights;
@@ -34,6 +34,8 @@ enum Weights {
 pub struct LinearLayer {
     weights: Weights,
     options: LinearOptions,
+    /// The activation precisions of the kernels its plans chose (see [`Self::activations`]).
+    activations: PrecisionsUsed,
 }
 
 impl LinearLayer {
@@ -48,7 +50,11 @@ impl LinearLayer {
             LayerWeights::Dense(w) => Weights::Dense(Linear::new(gpu, w, bias)?),
             LayerWeights::Sparse(w) => Weights::Sparse(SparseLinear::new(gpu, w, bias)?),
         };
-        Ok(LinearLayer { weights, options })
+        Ok(LinearLayer {
+            weights,
+            options,
+            activations: PrecisionsUsed::default(),
+        })
     }
 
     /// Output features.
@@ -130,12 +136,16 @@ impl LinearLayer {
         let invariant = self.options.batch_invariant;
         match &self.weights {
             Weights::Dense(l) => {
-                let kernel = if invariant {
-                    KernelChoice::Force(Strategy::GemmTiled)
+                // The strategy `Auto` would pick, named here so that its precision is known.
+                let strategy = if invariant {
+                    Strategy::GemmTiled
                 } else {
-                    KernelChoice::Auto
+                    l.strategy_for(gpu, x.rows)
                 };
-                l.plan(gpu, x, y, kernel)
+                let plan = l.plan(gpu, x, y, KernelChoice::Force(strategy))?;
+                self.activations
+                    .record(ActivationPrecision::of(strategy, x.dtype));
+                Ok(plan)
             }
             Weights::Sparse(l) => {
                 let path = if invariant {
@@ -143,9 +153,19 @@ impl LinearLayer {
                 } else {
                     SparsePath::Auto
                 };
-                l.plan_in(gpu, x, y, path, scratch)
+                let plan = l.plan_in(gpu, x, y, path, scratch)?;
+                self.activations
+                    .record(ActivationPrecision::of_dtype(x.dtype));
+                Ok(plan)
             }
         }
+    }
+
+    /// The precisions the kernels of the plans built so far read activations in (int8 where
+    /// an int8 GEMV quantized them, f16 for f16 tensors or tensor cores, else f32), in
+    /// [`ActivationPrecision::ALL`] order; empty before the first plan.
+    pub fn activations(&self) -> Vec<ActivationPrecision> {
+        self.activations.get()
     }
 
     /// Dispatches writing `out[r, :] = W[ids[r], :]`: the rows `ids` (one u32 per row of

@@ -21,8 +21,8 @@ pub struct DecoderArgs {
     /// A Llama-family model: a GGUF file (or a directory holding `model.gguf`), a Hugging Face
     /// checkpoint directory, or a file from `sparq pack`.
     model: PathBuf,
-    /// A GGUF file whose tokenizer to use, for models that carry none (Hugging Face and packed
-    /// files); a GGUF model's own by default.
+    /// A GGUF file whose tokenizer to use; by default the one a packed file carries (`sparq
+    /// pack` of a GGUF file stores it), else a GGUF model's own.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Re-quantize the linear weights to this format (f16, int8, int8g32, int4, ...); the
@@ -281,18 +281,11 @@ fn model_path(model: &Path) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// The text codec of a model: its own GGUF tokenizer, else the one `--tokenizer` names.
+/// The text codec of a model: the GGUF file `--tokenizer` names, else the one a packed file
+/// carries, else a GGUF model's own.
 fn model_codec(path: &Path, args: &DecoderArgs) -> Result<TextCodec> {
-    if let Some(t) = &args.tokenizer {
-        return codec(&model_path(t)?);
-    }
-    match detect(path)? {
-        CheckpointKind::Gguf => codec(path),
-        _ => Err(Error::config(format!(
-            "{} carries no GGUF tokenizer: pass --tokenizer FILE.gguf",
-            path.display()
-        ))),
-    }
+    let explicit = args.tokenizer.as_deref().map(model_path).transpose()?;
+    sparq::model::llama::tokenizer_file::decoder_codec(path, explicit.as_deref())
 }
 
 fn options(args: &DecoderArgs) -> Result<DecoderOptions> {
@@ -305,10 +298,6 @@ fn options(args: &DecoderArgs) -> Result<DecoderOptions> {
             .transpose()?,
         ..DecoderOptions::default()
     })
-}
-
-fn codec(path: &Path) -> Result<TextCodec> {
-    sparq::model::llama::gguf::text_codec(&Gguf::open(path)?)
 }
 
 /// Streams a generation to standard output; returns its summary.

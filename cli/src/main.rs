@@ -4,6 +4,8 @@ mod device_args;
 mod gl_env;
 mod llm_cli;
 mod model_cli;
+mod model_formats;
+mod model_text;
 mod out;
 mod plot;
 mod progress;

@@ -1,6 +1,8 @@
 //! The model subcommands of `sparq`: `run`, `embed`, `pack` and `model-bench`.
 
 use crate::device_args::DeviceArgs;
+use crate::model_formats::Formats;
+use crate::model_text::TextArgs;
 use crate::out::outln;
 use crate::report_cli::OutputArgs;
 use clap::Subcommand;
@@ -11,7 +13,7 @@ use sparq::model::compress::{self, Compression, SparseStorage};
 use sparq::model::config::Architecture;
 use sparq::model::loader::{self, WeightFile};
 use sparq::model::shrink;
-use sparq::model::{Batch, LoadOptions, Model, Output};
+use sparq::model::{Batch, Model, Output};
 use sparq::{Error, Gpu, Result};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -29,10 +31,13 @@ pub enum ModelCommand {
         device: DeviceArgs,
         /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
         model: PathBuf,
-        /// Format of the linear weights: f32, f16, int8, int8g32, int4 (= int4g32), int4g64,
-        /// int4g32a, int4g32m, ...
-        #[arg(long, default_value = "f32")]
-        format: String,
+        /// Format of the linear weights stored as floats (f32 by default): f32, f16, int8,
+        /// int8g32, int4 (= int4g32), int4g64, int4g32a, int4g32m, ...; a packed file runs as
+        /// stored, and another format is refused.
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        text: TextArgs,
         /// JSON input file (`-` for standard input).
         #[arg(long)]
         input: PathBuf,
@@ -57,9 +62,12 @@ pub enum ModelCommand {
         /// The sentences.
         #[arg(required = true)]
         sentences: Vec<String>,
-        /// Format of the linear weights.
-        #[arg(long, default_value = "f32")]
-        format: String,
+        /// Format of the linear weights stored as floats (f32 by default); a packed file
+        /// runs as stored, and another format is refused.
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        text: TextArgs,
         /// Spread the texts over several devices: `all`, or adapter selectors such as `0,1`
         /// (`0,0`: two devices on adapter 0); a split report goes to standard error.
         #[arg(long)]
@@ -95,6 +103,12 @@ pub enum ModelCommand {
         /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,
+        /// The tokenizer the packed file carries, instead of the source's own: a tokenizer.json
+        /// for an encoder (the source's own: the one inside a packed source, else
+        /// tokenizer.json beside it), a GGUF file for a decoder (the source's own: a GGUF
+        /// file's, or the one inside a packed source).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         /// Output .safetensors file.
         #[arg(short, long)]
         output: PathBuf,
@@ -135,6 +149,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
         ModelCommand::Run {
             model,
             format,
+            text: text_args,
             input,
             output,
             adapters,
@@ -152,30 +167,36 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                         "--adapters takes text input: {\"texts\": [...]}",
                     ));
                 };
-                let rows = embed_on_cluster(&model, &format, &adapters, &texts, batch_size)?;
-                let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-                let settings = run_settings(&model, &format, &input, Some(&adapters));
-                let json = result_envelope(
-                    &WeightFormat::parse(&format)?.name(),
-                    &rows,
-                    None,
-                    serde_json::Value::Null,
-                    settings,
+                let (formats, rows) = embed_on_cluster(
+                    &model,
+                    format.as_deref(),
+                    &text_args,
+                    &adapters,
+                    &texts,
+                    batch_size,
                 )?;
+                let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let settings = run_settings(&model, format.as_deref(), &input, Some(&adapters));
+                let json =
+                    result_envelope(&formats, &rows, None, serde_json::Value::Null, settings)?;
                 return write_result(output.as_deref(), &json);
             }
             let gpu = Gpu::new(selector)?;
-            let m = load(&model, &gpu, &format, batch_size)?;
+            let (m, formats) = load_quiet(&model, &gpu, format.as_deref(), &text_args, batch_size)?;
             let text = read_input(&input)?;
-            let out = m.forward(&Batch::from_json(&text)?)?;
-            let settings = run_settings(&model, &format, &input, None);
-            let json = output_json(&m, &out, &gpu, settings)?;
+            let batch = text_args.encode(&m, Batch::from_json(&text)?)?;
+            let out = m.forward(&batch)?;
+            let formats = formats.with_activations(m.activation_precisions());
+            formats.note_if_packed();
+            let settings = run_settings(&model, format.as_deref(), &input, None);
+            let json = output_json(&formats, &out, &gpu, settings)?;
             write_result(output.as_deref(), &json)
         }
         ModelCommand::Embed {
             model,
             sentences,
             format,
+            text: text_args,
             adapters,
             batch_size,
             similarity,
@@ -184,12 +205,25 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             let selector = &device.selector();
             let rows = match adapters {
                 Some(adapters) => {
-                    embed_on_cluster(&model, &format, &adapters, &sentences, batch_size)?
+                    let (_, rows) = embed_on_cluster(
+                        &model,
+                        format.as_deref(),
+                        &text_args,
+                        &adapters,
+                        &sentences,
+                        batch_size,
+                    )?;
+                    rows
                 }
                 None => {
                     let gpu = Gpu::new(selector)?;
-                    let m = load(&model, &gpu, &format, batch_size)?;
-                    m.forward(&Batch::text(&sentences))?.to_vecs()
+                    let (m, formats) =
+                        load_quiet(&model, &gpu, format.as_deref(), &text_args, batch_size)?;
+                    let out = m.forward(&text_args.encode(&m, Batch::text(&sentences))?)?;
+                    formats
+                        .with_activations(m.activation_precisions())
+                        .note_if_packed();
+                    out.to_vecs()
                 }
             };
             if similarity {
@@ -207,13 +241,17 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             format,
             prune,
             calibrate,
+            tokenizer,
             output,
         } => {
             let format = WeightFormat::parse(&format)?;
             // `neurons:S` shrinks the model (structured); the other specs prune into sparse formats.
             let neurons = match prune.as_deref().and_then(|p| p.strip_prefix("neurons:")) {
                 Some(f) => Some(f.parse::<f64>().map_err(|_| {
-                    Error::invalid(format!("pruning 'neurons:{f}' needs a fraction"))
+                    Error::invalid(format!(
+                        "pruning 'neurons:{f}' is not {}",
+                        compress::prune_specs()
+                    ))
                 })?),
                 None => None,
             };
@@ -226,7 +264,14 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             // Refused before any work: a file the runtime cannot load, or one over the input.
             compression.check()?;
             loader::check_output(&model, &output)?;
-            pack(&model, compression, neurons, calibrate, &output)
+            pack(
+                &model,
+                compression,
+                neurons,
+                calibrate,
+                tokenizer.as_deref(),
+                &output,
+            )
         }
         ModelCommand::ModelBench {
             model,
@@ -252,16 +297,36 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
     }
 }
 
+/// The model at `path` with float weights in `format` (f32 by default), at most
+/// `batch_size` inputs per pass, its formats checked (a `--format` a packed file cannot take
+/// is an error) and, for a packed file, noted on standard error.
 fn load<'g>(
     path: &Path,
     gpu: &'g Gpu,
-    format: &str,
+    format: Option<&str>,
+    text: &TextArgs,
     batch_size: Option<NonZeroUsize>,
-) -> Result<Model<'g>> {
-    let options = LoadOptions::default()
-        .format(WeightFormat::parse(format)?)
+) -> Result<(Model<'g>, Formats)> {
+    let (m, formats) = load_quiet(path, gpu, format, text, batch_size)?;
+    formats.note_if_packed();
+    Ok((m, formats))
+}
+
+/// [`load`] without the note: `run` and `embed` print it after the pass, with the precision
+/// the layers read activations in.
+fn load_quiet<'g>(
+    path: &Path,
+    gpu: &'g Gpu,
+    format: Option<&str>,
+    text: &TextArgs,
+    batch_size: Option<NonZeroUsize>,
+) -> Result<(Model<'g>, Formats)> {
+    let options = text
+        .options(Formats::load_format(format)?)
         .max_batch(batch_size.map_or(0, NonZeroUsize::get));
-    Model::load_with(path, gpu, options)
+    let m = Model::load_with(path, gpu, options)?;
+    let formats = Formats::of_model(path, format, m.layer_formats())?;
+    Ok((m, formats))
 }
 
 /// The input file (or stdin for `-`), read up to one byte past the input limit (which
@@ -299,35 +364,45 @@ fn read_input(input: &Path) -> Result<String> {
 /// throughput (`sparq::schedule::Cluster`); prints where the rows and the time went to stderr.
 fn embed_on_cluster(
     model: &Path,
-    format: &str,
+    format: Option<&str>,
+    text: &TextArgs,
     adapters: &str,
     texts: &[String],
     batch_size: Option<NonZeroUsize>,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(Formats, Vec<Vec<f32>>)> {
     use sparq::schedule::{Cluster, ModelReplica};
-    let options = LoadOptions::default().format(WeightFormat::parse(format)?);
+    if text.no_truncate {
+        return Err(Error::invalid(
+            "--no-truncate is not available with --adapters (each device tokenises its share)",
+        ));
+    }
+    let formats = Formats::of_file(model, format)?;
+    let options = text.options(Formats::load_format(format)?);
     let sample = &texts[..texts.len().min(8)];
+    let rows_per_pass = batch_size.map_or(32, NonZeroUsize::get);
     let mut cluster = Cluster::open(
         adapters,
-        |g| ModelReplica::load(model, g, options, batch_size.map_or(32, NonZeroUsize::get)),
+        |g| ModelReplica::load(model, g, options.clone(), rows_per_pass),
         sample,
     )?;
     let out = cluster.run(texts)?;
     eprintln!("{}", out.report.markdown());
-    Ok(out.outputs)
+    let formats = formats.with_activations(crate::model_formats::cluster_activations(&mut cluster));
+    formats.note_if_packed();
+    Ok((formats, out.outputs))
 }
 
-/// `run`'s result: the envelope (docs/output.md) of `m`'s output on `gpu`, one row object
-/// per input row.
+/// `run`'s result: the envelope (docs/output.md) of `out` on `gpu`, one row object per input
+/// row, with the formats of `formats`.
 fn output_json(
-    m: &Model<'_>,
+    formats: &Formats,
     out: &Output,
     gpu: &Gpu,
     settings: serde_json::Value,
 ) -> Result<sparq::report::Envelope> {
     let rows: Vec<&[f32]> = (0..out.rows).map(|i| out.row(i)).collect();
     result_envelope(
-        &m.layer_formats().join(","),
+        formats,
         &rows,
         out.probabilities.as_deref(),
         serde_json::to_value(&gpu.caps).unwrap_or_default(),
@@ -336,11 +411,11 @@ fn output_json(
 }
 
 /// The envelope of `run`'s result rows: each row keeps the keys of the result before the
-/// envelope (`format`, `cols`, and `embeddings`, or `logits`, `probabilities` and
-/// `predictions` of a classifier, each now that row's own), with its index as `row`; f32s
-/// at their shortest round-trip precision.
+/// envelope (the formats of [`Formats::json`], `cols`, and `embeddings`, or `logits`,
+/// `probabilities` and `predictions` of a classifier, each now that row's own), with its
+/// index as `row`; f32s at their shortest round-trip precision.
 fn result_envelope(
-    format: &str,
+    formats: &Formats,
     rows: &[&[f32]],
     probabilities: Option<&[f32]>,
     adapter: serde_json::Value,
@@ -348,11 +423,16 @@ fn result_envelope(
 ) -> Result<sparq::report::Envelope> {
     use sparq::report::num::f32_json;
     let cols = rows.first().map_or(0, |r| r.len());
+    let format_fields = formats.json();
     let objects: Vec<serde_json::Value> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut j = serde_json::json!({ "row": i, "format": format, "cols": r.len() });
+            let mut j = serde_json::json!({ "row": i });
+            if let (Some(o), Some(f)) = (j.as_object_mut(), format_fields.as_object()) {
+                o.extend(f.clone());
+            }
+            j["cols"] = r.len().into();
             match probabilities {
                 None => j["embeddings"] = f32_json(r),
                 Some(p) => {
@@ -373,7 +453,7 @@ fn result_envelope(
 /// The options of `run` that change its result.
 fn run_settings(
     model: &Path,
-    format: &str,
+    format: Option<&str>,
     input: &Path,
     adapters: Option<&str>,
 ) -> serde_json::Value {
@@ -403,10 +483,11 @@ fn pack(
     compression: Compression,
     neurons: Option<f64>,
     calibrate: Option<Option<PathBuf>>,
+    tokenizer: Option<&Path>,
     output: &Path,
 ) -> Result<()> {
     if sparq::model::llama::pack::is_decoder(path) {
-        return pack_decoder(path, compression, neurons, calibrate, output);
+        return pack_decoder(path, compression, neurons, calibrate, tokenizer, output);
     }
     let (weights, dir) = if path.is_dir() {
         (path.join("model.safetensors"), path.to_path_buf())
@@ -421,6 +502,7 @@ fn pack(
         Some(j) => Architecture::from_sparq_json(j)?,
         None => Architecture::from_hf_dir(&dir)?,
     };
+    let tokenizer = crate::model_text::packed_tokenizer(&file, &dir, &arch, tokenizer)?;
     let (file, arch, shrunk) = match neurons {
         None => (file, arch, None),
         Some(s) => {
@@ -464,7 +546,10 @@ fn pack(
     let packed = compress::pack_model(&file, &arch, &compression, hessians.as_ref());
     drop(shrunk);
     let (floats, packed, report) = packed?;
-    let meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    let mut meta = HashMap::from([(loader::CONFIG_KEY.to_string(), arch.to_json())]);
+    if let Some(t) = tokenizer {
+        meta.insert(sparq::model::tokenizer_source::TOKENIZER_KEY.into(), t);
+    }
     loader::save(output, &floats, &packed, meta)?;
     eprintln!(
         "wrote {} ({:.1} MB): {} linear weights as {}; {:.1} % of their weights zero after \
@@ -491,9 +576,10 @@ fn pack_decoder(
     compression: Compression,
     neurons: Option<f64>,
     calibrate: Option<Option<PathBuf>>,
+    tokenizer: Option<&Path>,
     output: &Path,
 ) -> Result<()> {
-    use sparq::model::llama::pack;
+    use sparq::model::llama::{pack, tokenizer_file};
     if neurons.is_some() {
         return Err(Error::invalid(
             "--prune neurons:S is for encoders and MLPs, not decoders",
@@ -507,6 +593,8 @@ fn pack_decoder(
             Some(sparq::model::llama::calibrate::tokenize(path, &texts)?)
         }
     };
+    // Before the long part: a --tokenizer that does not read fails at once.
+    let carried = tokenizer_file::for_pack(path, tokenizer)?;
     let start = std::time::Instant::now();
     // Calibration counts its steps (the library gives the total); packing alone does not.
     let bar = match &tokens {
@@ -526,7 +614,16 @@ fn pack_decoder(
             start.elapsed().as_secs_f64()
         );
     }
-    pack::write(output, &config, &floats, &linears)?;
+    let carries = carried.is_some();
+    tokenizer_file::write(output, &config, &floats, &linears, carried)?;
+    if !carries {
+        eprintln!(
+            "note: {} carries no tokenizer ({} is not a GGUF file and no --tokenizer \
+             FILE.gguf was given): generate, chat and perplexity will need --tokenizer",
+            output.display(),
+            path.display()
+        );
+    }
     eprintln!(
         "wrote {} ({:.1} MB): a {}-layer decoder, {} linear weights as {}; {:.1} % of their \
          weights zero after pruning; relative weight error ‖W − Ŵ‖/‖W‖ {:.4}",
@@ -627,25 +724,32 @@ fn model_bench(
     );
     let mut all = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // A packed or sparse file runs as stored whatever the requested format: once.
+    let stored = Formats::of_file(path, None)?;
+    let formats: Vec<Option<&str>> = match stored.stored.is_empty() {
+        true => formats.iter().map(|f| Some(f.as_str())).collect(),
+        false => {
+            eprintln!(
+                "{} stores packed weights ({}): timed once as stored, --formats not applied",
+                path.display(),
+                stored.used_name()
+            );
+            vec![None]
+        }
+    };
     let per_format = 2 * batches.len();
-    let bar = crate::progress::Bar::new("model-bench", formats.len() * per_format);
-    for (i, f) in formats.iter().enumerate() {
-        bar.update(
-            i * per_format,
-            formats.len() * per_format,
-            &format!("loading {f}"),
-        );
-        let m = load(path, &gpu, f, None)?;
+    let total = formats.len() * per_format;
+    let bar = crate::progress::Bar::new("model-bench", total);
+    for (i, f) in formats.iter().copied().enumerate() {
+        let name = f.unwrap_or("stored");
+        bar.update(i * per_format, total, &format!("loading {name}"));
+        let (m, _) = load(path, &gpu, f, &TextArgs::default(), None)?;
         // A packed or sparse file runs as stored whatever the requested format: once.
         if !seen.insert(m.layer_formats()) {
             continue;
         }
         let rows = sparq::model::bench::run(&m, &gpu, batches, seq, iters, |d, _, l| {
-            bar.update(
-                i * per_format + d,
-                formats.len() * per_format,
-                &format!("{f} {l}"),
-            )
+            bar.update(i * per_format + d, total, &format!("{name} {l}"))
         })
         .map_err(|e| naming_flags(e, "--batch/--seq"))?;
         for mut row in rows {

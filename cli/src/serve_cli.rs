@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// SPARQ_ADAPTER, else `best`).
     #[arg(long)]
     adapters: Option<String>,
-    /// The GGUF file whose tokenizer a non-GGUF decoder uses, as NAME=FILE (repeatable).
+    /// The GGUF file whose tokenizer a decoder uses, as NAME=FILE (repeatable); by default the
+    /// one a packed file carries, else a GGUF model's own.
     #[arg(long = "tokenizer", value_name = "NAME=FILE.gguf")]
     tokenizers: Vec<String>,
     /// Address to listen on.
@@ -138,19 +139,10 @@ fn specs(args: &ServeArgs, selector: &AdapterSelector) -> Result<Vec<ModelSpec>>
     Ok(out)
 }
 
+/// The text codec of a decoder: the GGUF file its `--tokenizer NAME=FILE` names, else the one
+/// its packed file carries, else a GGUF model's own.
 fn decoder_codec(spec: &ModelSpec) -> Result<TextCodec> {
-    let file = match (&spec.tokenizer, detect(&spec.path)?) {
-        (Some(t), _) => t.clone(),
-        (None, CheckpointKind::Gguf) => spec.path.clone(),
-        (None, _) => {
-            return Err(Error::config(format!(
-                "{} carries no GGUF tokenizer: pass --tokenizer {}=FILE.gguf",
-                spec.path.display(),
-                spec.name
-            )));
-        }
-    };
-    sparq::model::llama::gguf::text_codec(&Gguf::open(&file)?)
+    sparq::model::llama::tokenizer_file::decoder_codec(&spec.path, spec.tokenizer.as_deref())
 }
 
 /// Serves decoder `replicas` as `spec.name`; `text` says whether `codec` is the model's own

@@ -20,11 +20,13 @@
 
 mod packed;
 mod parse;
+mod subset;
 mod types;
 #[doc(hidden)]
 pub mod writer;
 
 pub use packed::packed_weights;
+pub use subset::metadata_only;
 pub use types::{
     BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlBlock, GgmlType, SUPPORTED_TYPES, dequantize,
 };

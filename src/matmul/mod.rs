@@ -8,12 +8,14 @@
 pub mod coop;
 pub mod dp4a;
 mod gather;
+mod precision;
 mod quant_x;
 mod shader;
 mod tuning;
 mod variants;
 
 pub use coop::CoopTiling;
+pub use precision::{ActivationPrecision, PrecisionsUsed};
 pub use shader::Strategy;
 pub use tuning::{GEMM_SMALL_GRID, coop_min_rows, gemm_tile};
 use tuning::{GemmTiling, GemvTuning};

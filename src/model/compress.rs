@@ -75,12 +75,7 @@ pub struct Compression {
 impl SparseStorage {
     /// Parses `2:4`, `magnitude:S`, `random:S`, `global:S` or `blocks:RxC:S`.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::invalid(format!(
-                "pruning '{s}' is not 2:4, magnitude:S, random:S, global:S or blocks:RxC:S (S a \
-                 fraction in [0, 1])"
-            ))
-        };
+        let bad = || Error::invalid(format!("pruning '{s}' is not {}", prune_specs()));
         let fraction = |v: &str| -> Result<f64> {
             let f: f64 = v.parse().map_err(|_| bad())?;
             if (0.0..=1.0).contains(&f) {
@@ -116,6 +111,26 @@ impl SparseStorage {
             _ => Err(bad()),
         }
     }
+}
+
+/// Every `--prune` spec `sparq pack` takes: the sparse storages [`SparseStorage::parse`]
+/// reads, and `neurons:S` ([`crate::model::shrink::drop_neurons`], a smaller dense model).
+/// Messages list them from here, so that a new spec cannot be left out of one.
+pub const PRUNE_SPECS: [&str; 6] = [
+    "2:4",
+    "magnitude:S",
+    "random:S",
+    "global:S",
+    "blocks:RxC:S",
+    "neurons:S",
+];
+
+/// [`PRUNE_SPECS`] as a sentence: `one of 2:4, ..., neurons:S (S a fraction in [0, 1])`.
+pub fn prune_specs() -> String {
+    format!(
+        "one of {} (S a fraction in [0, 1], RxC a block shape)",
+        PRUNE_SPECS.join(", ")
+    )
 }
 
 impl Compression {
@@ -400,6 +415,21 @@ fn refuse_emptied(name: &str, w: &[f32], pruning: &PruneReport) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every spec the messages list is one that is taken: the sparse ones by `parse`, and
+    /// `neurons:S` by `sparq pack` (the only one `parse` leaves to its caller).
+    #[test]
+    fn every_listed_prune_spec_is_accepted() {
+        for spec in PRUNE_SPECS {
+            let concrete = spec.replace("RxC", "4x32").replace('S', "0.5");
+            match concrete.strip_prefix("neurons:") {
+                Some(f) => assert_eq!(f.parse::<f64>().unwrap(), 0.5),
+                None => assert!(SparseStorage::parse(&concrete).is_ok(), "{spec}"),
+            }
+        }
+        let e = SparseStorage::parse("neuron:0.5").unwrap_err().to_string();
+        assert!(e.contains("neurons:S") && e.contains("blocks:RxC:S"), "{e}");
+    }
 
     #[test]
     fn prune_specs_parse_or_are_refused() {

@@ -32,4 +32,11 @@ impl LoadOptions {
         self.max_batch = std::num::NonZeroUsize::new(rows);
         self
     }
+
+    /// With text tokenised by the `tokenizer.json` at `path` (the `tokenizer` field), in
+    /// place of the one a packed file carries or one beside the weights.
+    pub fn tokenizer(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tokenizer = Some(path.into());
+        self
+    }
 }

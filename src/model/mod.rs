@@ -46,9 +46,12 @@ pub mod sampling;
 pub mod shrink;
 mod similarity;
 pub mod text;
+pub mod tokenizer_source;
+mod truncation;
 
 pub use exec::Pending;
 pub use similarity::{Rows, cosine, cosine_matrix};
+pub use truncation::Encoded;
 
 use crate::error::{Error, Result};
 use crate::formats::WeightFormat;
@@ -142,7 +145,7 @@ struct State {
 
 /// Options of [`Model::load_with`]: `LoadOptions::default()` (f32 weights) with the builder
 /// methods of its fields, e.g. `LoadOptions::default().format(WeightFormat::F16)`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LoadOptions {
     /// Format of linear weights stored as floats (packed weights stay as stored).
@@ -156,6 +159,9 @@ pub struct LoadOptions {
     /// its sequences sorted by length first so that each pads little. `None`: as many as
     /// the device's binding limits hold.
     pub max_batch: Option<std::num::NonZeroUsize>,
+    /// A `tokenizer.json` for text input, preferred to the tokenizer a packed file carries
+    /// and to `tokenizer.json` beside the weights (see [`tokenizer_source`]).
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -164,6 +170,7 @@ impl Default for LoadOptions {
             format: WeightFormat::F32,
             batch_invariant: false,
             max_batch: None,
+            tokenizer: None,
         }
     }
 }
@@ -186,7 +193,8 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
         let w = path.join("model.safetensors");
         if !w.is_file() {
             return Err(Error::config(format!(
-                "{} has no model.safetensors",
+                "the directory {} has no model.safetensors: pass a model directory (with \
+                 model.safetensors and config.json) or a .safetensors file",
                 path.display()
             )));
         }
@@ -252,8 +260,9 @@ impl<'g> Model<'g> {
     }
 
     /// Loads the model at `path` with `options`. The architecture comes from sparq's JSON in
-    /// the file's metadata, else from `config.json` beside it; a `tokenizer.json` beside it
-    /// is loaded for text input.
+    /// the file's metadata, else from `config.json` beside it. The tokenizer for text input is
+    /// `options.tokenizer`, else the one a packed file carries, else a `tokenizer.json`
+    /// beside it ([`tokenizer_source`]); one that does not parse is an error here.
     pub fn load_with(path: impl AsRef<Path>, gpu: &'g Gpu, options: LoadOptions) -> Result<Self> {
         Self::load_on(path, GpuRef::Borrowed(gpu), options)
     }
@@ -266,6 +275,7 @@ impl<'g> Model<'g> {
             Some(json) => Architecture::from_sparq_json(json)?,
             None => Architecture::from_hf_dir(&dir)?,
         };
+        let (format, max_batch) = (options.format, options.max_batch);
         let net = arch.family().load(gpu, &file, &dir, options)?;
         let family = arch.family();
         loader::check_unused_except(&[&file], &|n| family.expected_unused(n))?;
@@ -273,8 +283,8 @@ impl<'g> Model<'g> {
         Ok(Model {
             gpu: gpu_ref,
             arch,
-            format: options.format,
-            max_batch: options.max_batch,
+            format,
+            max_batch,
             net,
             state: Mutex::new(State {
                 exec: Executor::new(MAX_PLANS),
@@ -300,6 +310,20 @@ impl<'g> Model<'g> {
         set.into_iter().collect()
     }
 
+    /// The precisions the linear layers' kernels have read activations in over the passes
+    /// planned so far ([`LinearLayer::activations`](crate::linear::LinearLayer::activations)):
+    /// `[Int8]` where int4/int8 weights ran int8 GEMVs, `[F32]` for the batch-invariant tiled
+    /// GEMM of the same weights; empty before the first pass.
+    pub fn activation_precisions(&self) -> Vec<crate::matmul::ActivationPrecision> {
+        let set: std::collections::BTreeSet<_> = self
+            .net
+            .linear_layers()
+            .iter()
+            .flat_map(|l| l.activations())
+            .collect();
+        set.into_iter().collect()
+    }
+
     /// Bytes of parameters on the device.
     pub fn weight_bytes(&self) -> u64 {
         self.net.weight_bytes()
@@ -321,16 +345,18 @@ impl<'g> Model<'g> {
     /// Tokenises `texts` with the model's tokenizer (ids and types per sentence).
     #[allow(clippy::type_complexity)]
     pub fn tokenize(&self, texts: &[String]) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
-        let tok = self
-            .net
-            .tokenizer()
-            .ok_or_else(|| Error::config("the model has no tokenizer.json: pass token ids"))?;
+        let tok = self.text_tokenizer()?;
         Ok(encode(tok, texts)?.into_iter().unzip())
     }
 
     /// The tokenizer text input goes through (with its truncation), if the model has one.
     pub(crate) fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         self.net.tokenizer()
+    }
+
+    /// The tokenizer, or the error text input meets without one (naming where it looked).
+    pub(crate) fn text_tokenizer(&self) -> Result<&tokenizers::Tokenizer> {
+        self.net.tokenizer().ok_or_else(|| self.net.no_tokenizer())
     }
 
     /// Runs the forward pass of `batch` (one command encoder, one submission, when the
@@ -403,8 +429,16 @@ pub fn encode(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<(Vec<
 /// The tokenizer at `path`, truncating to `c`'s longest sequence and not padding: the one a
 /// BERT model loads from its `tokenizer.json`.
 pub fn load_tokenizer(path: &Path, c: &config::BertConfig) -> Result<tokenizers::Tokenizer> {
-    let mut t = tokenizers::Tokenizer::from_file(path)
+    let t = tokenizers::Tokenizer::from_file(path)
         .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+    for_bert(t, c)
+}
+
+/// `t` truncating to `c`'s longest sequence and not padding.
+pub(crate) fn for_bert(
+    mut t: tokenizers::Tokenizer,
+    c: &config::BertConfig,
+) -> Result<tokenizers::Tokenizer> {
     // sparq pads itself (per batch, to its bucket); the tokenizer only truncates.
     t.with_padding(None);
     let max = c

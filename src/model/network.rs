@@ -38,6 +38,10 @@ pub trait Network: Send + Sync {
     fn tokenizer(&self) -> Option<&tokenizers::Tokenizer> {
         None
     }
+    /// The error text input meets when [`Network::tokenizer`] is `None`.
+    fn no_tokenizer(&self) -> Error {
+        Error::invalid("this model does not read text")
+    }
     /// Checks `batch` and turns it into requests, in order, each small enough for one pass
     /// on `gpu` (typed errors for bad input): a batch over the device's binding limits is
     /// split by rows (see [`rows_per_pass`]), and the outputs of the passes concatenate to

@@ -91,13 +91,37 @@ fn cut(text: &str, budget: usize) -> Option<&str> {
     None
 }
 
+/// A text's token ids and types, and whether it was truncated.
+pub(crate) type Flagged = (Vec<u32>, Vec<u32>, bool);
+
+/// `tok` without truncation, to count a whole text's tokens.
+pub(crate) fn untruncated_clone(tok: &Tokenizer) -> Result<Tokenizer> {
+    let mut whole = tok.clone();
+    whole
+        .with_truncation(None)
+        .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
+    Ok(whole)
+}
+
 /// Token ids and types of each of `texts`, as `tok.encode_batch` gives them, tokenising only
 /// a prefix of each long text where that gives the same ids (see the module docs).
 pub(crate) fn encode(tok: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    Ok(encode_flagged(tok, texts)?
+        .into_iter()
+        .map(|(ids, types, _)| (ids, types))
+        .collect())
+}
+
+/// [`encode`], with whether each text was truncated: a text whose tokens fill the length has
+/// more of them untruncated, or (for a prefix that filled it) text other than white space
+/// follows the prefix.
+pub(crate) fn encode_flagged(tok: &Tokenizer, texts: &[String]) -> Result<Vec<Flagged>> {
     let total = texts.iter().try_fold(0usize, |a, t| a.checked_add(t.len()));
     check_input_bytes("the batch's text", total.unwrap_or(usize::MAX))?;
     let length = prefix_length(tok);
-    let mut out: Vec<Option<(Vec<u32>, Vec<u32>)>> = vec![None; texts.len()];
+    let max = tok.get_truncation().map(|t| t.max_length);
+    let mut untruncated: Option<Tokenizer> = None;
+    let mut out: Vec<Option<Flagged>> = vec![None; texts.len()];
     let mut budget = length.map_or(usize::MAX, |l| l.saturating_mul(BYTES_PER_TOKEN));
     loop {
         // Each text not done yet, whole (short, or the prefix has grown past it) or cut.
@@ -112,10 +136,26 @@ pub(crate) fn encode(tok: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>,
         let enc = tok
             .encode_batch(todo.iter().map(|&(_, s, _)| s).collect::<Vec<_>>(), true)
             .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?;
-        for ((i, _, prefix), e) in todo.iter().zip(enc) {
+        for ((i, part, prefix), e) in todo.iter().zip(enc) {
             // A prefix is the answer once it fills the truncation length.
             if !prefix || Some(e.len()) == length {
-                out[*i] = Some((e.get_ids().to_vec(), e.get_type_ids().to_vec()));
+                let cut = match prefix {
+                    true => !texts[*i][part.len()..].trim().is_empty(),
+                    // Only a text that fills the length can have been cut: count it whole.
+                    false if Some(e.len()) == max => {
+                        let whole = match &mut untruncated {
+                            Some(w) => w,
+                            None => untruncated.insert(untruncated_clone(tok)?),
+                        };
+                        whole
+                            .encode(*part, true)
+                            .map_err(|e| Error::invalid(format!("tokenizer: {e}")))?
+                            .len()
+                            > e.len()
+                    }
+                    false => false,
+                };
+                out[*i] = Some((e.get_ids().to_vec(), e.get_type_ids().to_vec(), cut));
             }
         }
         if out.iter().all(Option::is_some) {

@@ -420,7 +420,7 @@ pub fn run_model(
     let gpus = open_devices(adapters)?;
     let mut cluster = Cluster::new(
         gpus,
-        |g| super::ModelReplica::load(model, g, options, max_rows),
+        |g| super::ModelReplica::load(model, g, options.clone(), max_rows),
         ClusterConfig::default(),
     )?;
     let mut reports = Vec::new();

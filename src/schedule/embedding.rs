@@ -146,7 +146,7 @@ impl EmbeddingService {
         }
         let mut cluster = Cluster::new(
             gpus,
-            |g| TokenReplica::load(path, g, options, MICRO_BATCH_ROWS),
+            |g| TokenReplica::load(path, g, options.clone(), MICRO_BATCH_ROWS),
             ClusterConfig::default(),
         )?;
         let model = cluster.replica_mut(0).model();

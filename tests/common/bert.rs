@@ -135,3 +135,26 @@ pub fn ragged(r: &mut StdRng, c: &BertConfig, lens: &[usize]) -> (Vec<Vec<u32>>,
         })
         .unzip()
 }
+
+/// Writes a word-level `tokenizer.json` for `c`: `[UNK]` is id 0 and `w{i}` id `(i + shift)
+/// % vocab` (lower-cased, split at white space), so two shifts tokenise alike texts apart.
+pub fn write_tokenizer(path: &Path, c: &BertConfig, shift: usize) {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for i in 1..c.vocab_size {
+        let id = 1 + (i - 1 + shift) % (c.vocab_size - 1);
+        vocab.insert(format!("w{i}"), id.into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    std::fs::write(path, json.to_string()).unwrap();
+}

@@ -290,6 +290,8 @@ impl Bert {
 struct Encoder {
     bert: Bert,
     tokenizer: Option<tokenizers::Tokenizer>,
+    /// What text input meets without a tokenizer (the places looked at).
+    missing: Error,
 }
 
 impl Encoder {
@@ -365,15 +367,17 @@ impl Network for Encoder {
         self.tokenizer.as_ref()
     }
 
+    fn no_tokenizer(&self) -> Error {
+        self.missing.clone()
+    }
+
     fn requests(&self, gpu: &Gpu, batch: &Batch) -> Result<Vec<Request>> {
         match batch {
             Batch::Text(texts) => {
                 if texts.is_empty() {
                     return Err(Error::invalid("empty batch"));
                 }
-                let tok = self.tokenizer.as_ref().ok_or_else(|| {
-                    Error::config("the model has no tokenizer.json: pass token ids")
-                })?;
+                let tok = self.tokenizer.as_ref().ok_or_else(|| self.no_tokenizer())?;
                 let (ids, types): (Vec<_>, Vec<_>) =
                     crate::model::encode(tok, texts)?.into_iter().unzip();
                 self.split(gpu, &ids, Some(&types))
@@ -445,12 +449,19 @@ impl Family for BertConfig {
             options.format,
             options.batch_invariant,
         )?;
-        let path = dir.join("tokenizer.json");
-        let tokenizer = match path.is_file() {
-            true => Some(crate::model::load_tokenizer(&path, self)?),
-            false => None,
+        let found = crate::model::tokenizer_source::find(file, dir, options.tokenizer.as_deref())?;
+        let (tokenizer, missing) = match found {
+            Ok(t) => (
+                Some(crate::model::for_bert(t, self)?),
+                Error::invariant("unused"),
+            ),
+            Err(e) => (None, e),
         };
-        Ok(Box::new(Encoder { bert, tokenizer }))
+        Ok(Box::new(Encoder {
+            bert,
+            tokenizer,
+            missing,
+        }))
     }
 
     fn pack(&self, file: &WeightFile, store: &mut Store<'_>) -> Result<(Floats, Linears)> {

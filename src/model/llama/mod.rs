@@ -13,6 +13,7 @@ pub mod hf;
 pub mod pack;
 pub mod reference;
 pub mod source;
+pub mod tokenizer_file;
 pub mod weights;
 
 use crate::error::{Error, Result};

@@ -19,9 +19,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod raw;
 pub mod sparse;
 mod unused;
 mod write;
+
+pub use raw::TOKENIZER_GGUF;
 
 pub use unused::{check_unused, check_unused_except};
 pub use write::check_output;
@@ -138,7 +141,18 @@ impl WeightFile {
             // file has: say what it is.
             let text = mmap.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&mmap);
             let huge = mmap.get(4..8).is_some_and(|b| b != [0; 4]);
+            let tokenizer = path.file_name().is_some_and(|n| n == "tokenizer.json");
             match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                _ if mmap.starts_with(b"GGUF") => Error::safetensors(format!(
+                    "{} is a GGUF file (a decoder): `sparq generate`, `chat` and `perplexity` \
+                     run it; `embed` and `run` take an encoder or classifier in safetensors",
+                    path.display()
+                )),
+                Some(b'{') if huge && tokenizer => Error::safetensors(format!(
+                    "{} is a tokenizer, not a model: pass the model's directory or its \
+                     .safetensors file (and this file with --tokenizer, if the model has none)",
+                    path.display()
+                )),
                 Some(b'{' | b'[') if huge => Error::safetensors(format!(
                     "{} is a JSON file, not a safetensors file: pass the model's directory \
                      or its model.safetensors (config.json and the tokenizer are found beside \
@@ -187,6 +201,14 @@ impl WeightFile {
     /// Whether `name` is stored in one of sparq's packed layouts.
     pub fn is_packed(&self, name: &str) -> bool {
         self.packed.contains_key(name)
+    }
+
+    /// The formats of the packed and sparse weights the file holds, sorted, each once (empty
+    /// for a file of floats): what those layers run as, whatever format a load asks for.
+    pub fn packed_formats(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> =
+            self.packed.values().map(|p| &p.format).collect();
+        set.into_iter().cloned().collect()
     }
 
     /// Every tensor name, sorted.
@@ -414,12 +436,27 @@ pub fn save(
     path: &Path,
     floats: &[(String, Vec<usize>, Vec<f32>)],
     packed: &[(String, LayerWeights)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    save_with_bytes(path, floats, packed, &[], metadata)
+}
+
+/// [`save`], with `bytes` (name, bytes) written as one-dimensional `U8` tensors (what
+/// [`WeightFile::byte_tensor`] reads: a decoder's tokenizer, [`TOKENIZER_GGUF`]).
+pub fn save_with_bytes(
+    path: &Path,
+    floats: &[(String, Vec<usize>, Vec<f32>)],
+    packed: &[(String, LayerWeights)],
+    bytes: &[(String, Vec<u8>)],
     mut metadata: HashMap<String, String>,
 ) -> Result<()> {
     use safetensors::tensor::TensorView;
     // Sorted, so that packing the same model twice writes the same bytes.
     let mut table = std::collections::BTreeMap::new();
-    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut blobs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = bytes
+        .iter()
+        .map(|(n, b)| (n.clone(), Dtype::U8, vec![b.len()], b.clone()))
+        .collect();
     for (name, shape, v) in floats {
         blobs.push((
             name.clone(),

@@ -1,0 +1,104 @@
+//! Packed decoders are one self-describing file from the command line: `sparq pack` of a GGUF
+//! file carries its tokenizer, so `generate` runs the packed file alone, moved to another
+//! folder, and writes what the GGUF writes; a file with none says where it looked and names
+//! `--tokenizer`, which `generate` and `pack` both take.
+
+#[path = "../../tests/common/tiny_gguf.rs"]
+mod tiny_gguf;
+
+use std::path::Path;
+use std::process::Command;
+
+fn sparq(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sparq"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `sparq generate MODEL "hello world"` (greedy, 8 tokens) with `extra` flags: its text.
+fn generate(model: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["generate", path(model), "hello world", "--max-tokens", "8"];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = sparq(&args);
+    assert!(ok, "generate {}: {err}", model.display());
+    out
+}
+
+fn pack(source: &Path, extra: &[&str], out: &Path) -> String {
+    let mut args = vec!["pack", path(source), "--format", "f32", "-o", path(out)];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = sparq(&args);
+    assert!(ok, "pack {}: {err}", source.display());
+    err
+}
+
+#[test]
+fn a_packed_gguf_decoder_alone_generates_what_the_gguf_generates() {
+    let (work, alone) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gguf = work.path().join("tiny.gguf");
+    std::fs::write(&gguf, tiny_gguf::gguf_bytes(true)).unwrap();
+    let first = work.path().join("p.safetensors");
+    let err = pack(&gguf, &[], &first);
+    assert!(!err.contains("carries no tokenizer"), "{err}");
+    let packed = alone.path().join("p.safetensors");
+    std::fs::rename(&first, &packed).unwrap();
+    let want = generate(&gguf, &[]);
+    assert!(!want.trim().is_empty(), "the tiny model wrote nothing");
+    assert_eq!(generate(&packed, &[]), want);
+}
+
+#[test]
+fn a_decoder_without_a_tokenizer_names_the_places_and_the_flag() {
+    let work = tempfile::tempdir().unwrap();
+    let (gguf, bare) = (work.path().join("tiny.gguf"), work.path().join("bare.gguf"));
+    std::fs::write(&gguf, tiny_gguf::gguf_bytes(true)).unwrap();
+    std::fs::write(&bare, tiny_gguf::gguf_bytes(false)).unwrap();
+    let packed = work.path().join("bare.safetensors");
+    let err = pack(&bare, &[], &packed);
+    assert!(
+        err.contains("carries no tokenizer") && err.contains("--tokenizer"),
+        "{err}"
+    );
+    let (ok, _, err) = sparq(&["generate", path(&packed), "hello", "--max-tokens", "2"]);
+    assert!(!ok);
+    assert!(
+        err.starts_with("sparq: ")
+            && err.contains("looked at")
+            && err.contains("sparq.tokenizer.gguf")
+            && err.contains("--tokenizer FILE.gguf"),
+        "{err}"
+    );
+    // The same weights as tiny.gguf: with its tokenizer named, the same text.
+    let want = generate(&gguf, &[]);
+    assert_eq!(generate(&packed, &["--tokenizer", path(&gguf)]), want);
+    // pack --tokenizer stores it.
+    let named = work.path().join("named.safetensors");
+    pack(&bare, &["--tokenizer", path(&gguf)], &named);
+    assert_eq!(generate(&named, &[]), want);
+    // A --tokenizer that is no GGUF file is refused by pack before it packs.
+    let json = work.path().join("tokenizer.json");
+    std::fs::write(&json, "{}").unwrap();
+    let out = work.path().join("never.safetensors");
+    let (ok, _, err) = sparq(&[
+        "pack",
+        path(&bare),
+        "--format",
+        "f32",
+        "--tokenizer",
+        path(&json),
+        "-o",
+        path(&out),
+    ]);
+    assert!(!ok && err.contains("tokenizer.json"), "{err}");
+    assert!(!out.exists());
+}
