@@ -9,6 +9,7 @@
 #   coop_tests  the tensor-core GEMM's tests (kit built with TESTS=coop_gemm)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_check  `sparq embed` per weight format against the PyTorch fixture (cosine)
+#   plots   the three plots of BENCHMARKS.md (dense, sparse, MiniLM; a reduced dense set)
 #   model_pruned  MiniLM packed 2:4 (int4, f16), 70 % magnitude (CSR) and with half its FFN
 #           neurons, each timed at batch 8 and 64 (after `model`, for the PyTorch figures)
 # Carry: .gl .gpu .dev-model (bash scripts/device_kit.sh gl gpu model; about 60 MiB).
@@ -44,6 +45,22 @@ for s in ${STEPS:-sparse model}; do
         step torch_linear 90 python3 benches/torch_linear.py "$OUT/torch.json" --m 1,8,32,256
         step dense 420 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json" \
             --plot "$OUT/dense.svg"
+        ;;
+    plots)
+        # The plots of BENCHMARKS.md in one call: a reduced dense set (the LLM shapes at
+        # m = 1, 8, 32 in f16, int8, int4g32) beside PyTorch, the sparse sweep at 8192², and
+        # MiniLM at batch 1-256 beside PyTorch.
+        step torch_linear 90 python3 benches/torch_linear.py "$OUT/torch.json" --m 1,8,32 \
+            --shapes 4096x4096,14336x4096,4096x14336,8192x8192
+        step dense 150 $S bench --adapter vulkan --torch "$OUT/torch.json" --json "$OUT/dense.json" \
+            --plot "$OUT/dense.svg" --formats f16,int8,int4g32 --m 1,8,32 \
+            --shapes 4096x4096,14336x4096,4096x14336,8192x8192
+        step sparse 200 $S bench --adapter vulkan --sparse --shapes 8192x8192 \
+            --json "$OUT/sparse.json" --plot "$OUT/sparse.svg"
+        step torch_minilm 120 python3 benches/torch_minilm.py .dev-model/minilm \
+            --batch 1,8,64,256 --seq 128 --out "$OUT/torch_minilm.json"
+        step model 150 $S model-bench --adapter vulkan .dev-model/minilm --batch 1,8,64,256 \
+            --torch "$OUT/torch_minilm.json" --json "$OUT/model.json" --plot "$OUT/model.svg"
         ;;
     sparse)
         step sparse 320 $S bench --adapter vulkan --sparse --json "$OUT/sparse.json" \
@@ -94,4 +111,5 @@ tail -n 3 "$OUT"/*.err
 # At most 8 files come back: everything goes in one archive, the summaries stay beside it.
 tar -C "$OUT" -czf /tmp/results.tgz . && mv /tmp/results.tgz "$OUT/" &&
     find "$OUT" -type f ! -name results.tgz ! -name model.md ! -name model_pruned.md \
-        ! -name sparse.md ! -name sparse_tune.md ! -name model_check.md -delete
+        ! -name sparse.md ! -name sparse_tune.md ! -name model_check.md ! -name '*.svg' \
+        ! -name dense.md -delete
