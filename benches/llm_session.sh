@@ -39,7 +39,7 @@ if [[ -f $GGUF ]]; then
         step ppl
         for f in stored f16 int8 int8g32 int4 int4g32m; do
             fmt=(); [[ $f == stored ]] || fmt=(--format "$f")
-            timeout 120 "$sparq" perplexity --adapter vulkan "$GGUF" "$GPL" --context 512 --json "${fmt[@]}" \
+            timeout 120 "$sparq" perplexity --adapter vulkan "$GGUF" "$GPL" --context 512 --output json "${fmt[@]}" \
                 >> "$OUT/ppl.jsonl" 2>> "$OUT/ppl.log"
         done
     fi

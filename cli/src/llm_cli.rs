@@ -134,9 +134,8 @@ pub enum LlmCommand {
         /// Score only the first N tokens of the file.
         #[arg(long)]
         max_tokens_scored: Option<usize>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        out: crate::report_cli::OutputArgs,
     },
 }
 
@@ -449,7 +448,7 @@ pub fn run(cmd: LlmCommand) -> Result<()> {
             file,
             context,
             max_tokens_scored,
-            json,
+            out,
             device,
         } => {
             let selector = &device.selector();
@@ -467,30 +466,35 @@ pub fn run(cmd: LlmCommand) -> Result<()> {
             })?;
             bar.finish();
             let formats = lm.formats().join(",");
-            if json {
-                let j = serde_json::json!({
-                    "model": path.display().to_string(),
-                    "formats": formats,
-                    "file": file.display().to_string(),
-                    "context": context,
-                    "perplexity": p.perplexity,
-                    "nll": p.nll,
-                    "predicted": p.predicted,
-                    "windows": p.windows,
-                    "gpu_seconds": p.gpu_seconds,
-                });
-                outln!("{j}");
-            } else {
-                outln!(
+            let row = serde_json::json!({
+                "model": path.display().to_string(),
+                "formats": formats,
+                "file": file.display().to_string(),
+                "context": context,
+                "perplexity": p.perplexity,
+                "nll": p.nll,
+                "predicted": p.predicted,
+                "windows": p.windows,
+                "gpu_seconds": p.gpu_seconds,
+            });
+            let settings = serde_json::json!({
+                "model": path,
+                "file": file,
+                "context": context,
+                "max_tokens_scored": max_tokens_scored,
+                "format": decoder.format,
+            });
+            let env = sparq::report::Envelope::new("perplexity", &gpu.caps, settings, [&row])?;
+            out.emit(&env, || {
+                format!(
                     "perplexity {:.4} over {} predicted tokens in {} windows of {context} \
-                     ({formats}; GPU {:.2} s)",
+                     ({formats}; GPU {})",
                     p.perplexity,
                     p.predicted,
                     p.windows,
-                    p.gpu_seconds
-                );
-            }
-            Ok(())
+                    sparq::report::num::time_us(p.gpu_seconds * 1e6)
+                )
+            })
         }
     }
 }

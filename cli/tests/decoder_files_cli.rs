@@ -102,3 +102,35 @@ fn a_decoder_without_a_tokenizer_names_the_places_and_the_flag() {
     assert!(!ok && err.contains("tokenizer.json"), "{err}");
     assert!(!out.exists());
 }
+
+/// `perplexity` reports through the envelope of docs/output.md like every result command:
+/// `--output json` on standard output, `--json PATH` in a file, a line of text by default.
+#[test]
+fn perplexity_writes_the_envelope() {
+    let work = tempfile::tempdir().unwrap();
+    let gguf = work.path().join("tiny.gguf");
+    std::fs::write(&gguf, tiny_gguf::gguf_bytes(true)).unwrap();
+    let text = work.path().join("text.txt");
+    std::fs::write(&text, "hello world hello world hello world").unwrap();
+    let args = ["perplexity", path(&gguf), path(&text), "--context", "4"];
+    let (ok, out, err) = sparq(&[&args[..], &["--output", "json"]].concat());
+    assert!(ok, "{err}");
+    let env: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(env["command"], "perplexity");
+    for key in ["sparq", "schema", "commit", "date", "adapter", "settings"] {
+        assert!(!env[key].is_null(), "{key}: {out}");
+    }
+    let ppl = env["rows"][0]["perplexity"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl >= 1.0, "{out}");
+    assert_eq!(env["settings"]["context"], 4);
+    let file = work.path().join("ppl.json");
+    let (ok, out, err) = sparq(&[&args[..], &["--json", path(&file)]].concat());
+    assert!(ok, "{err}");
+    assert!(out.starts_with("perplexity "), "{out}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        written["rows"][0]["perplexity"],
+        env["rows"][0]["perplexity"]
+    );
+}

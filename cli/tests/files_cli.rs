@@ -237,6 +237,9 @@ fn pack_refuses_to_write_over_its_input() {
 fn pack_leaves_no_temporary_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tempfile::tempdir().unwrap();
+    // Without XDG_RUNTIME_DIR the binary makes a private one in TMPDIR (gl_env.rs), which
+    // is not a temporary file of `pack`: give it one elsewhere (a tempdir is mode 0700).
+    let runtime = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("m.safetensors");
     let out = out.to_str().unwrap();
     let model = digits();
@@ -246,6 +249,7 @@ fn pack_leaves_no_temporary_file() {
             .args(extra)
             .args(["-o", out])
             .env("TMPDIR", tmp.path())
+            .env("XDG_RUNTIME_DIR", runtime.path())
             .output()
             .unwrap()
     };
