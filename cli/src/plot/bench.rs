@@ -43,7 +43,7 @@ pub fn svg(report: &BenchReport) -> Result<String> {
         .collect();
     let width = super::SIZE
         .0
-        .max(90 * cases.len() as u32 + super::LEGEND_WIDTH + 100);
+        .max(125 * cases.len() as u32 + super::LEGEND_WIDTH + 100);
     let mut out = String::new();
     {
         let canvas = super::canvas(&mut out, (width, super::SIZE.1))?;
