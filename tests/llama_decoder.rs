@@ -13,6 +13,8 @@
 mod common;
 #[path = "common/llama.rs"]
 mod llama;
+#[path = "common/tiny_gguf.rs"]
+mod tiny_gguf;
 
 use common::{all_gpus, rng};
 use llama::tokens;
@@ -322,25 +324,9 @@ fn bad_steps_are_typed_errors_and_move_nothing() {
 /// A GGUF file of `c` (llama.cpp's names and metadata) holding `w` as F32 tensors, with the
 /// tensor `wrong` (if any) one row short.
 fn gguf_file(c: &LlamaConfig, w: &LlamaWeights, arch: &str, wrong: Option<&str>) -> Vec<u8> {
-    use sparq::gguf::{GgmlType, Value, writer::Writer};
+    use sparq::gguf::{GgmlType, writer::Writer};
     let mut f = Writer::new();
-    f.kv("general.architecture", Value::Str(arch.into()));
-    for (k, v) in [
-        ("embedding_length", c.hidden_size),
-        ("block_count", c.num_layers),
-        ("attention.head_count", c.num_heads),
-        ("attention.head_count_kv", c.num_kv_heads),
-        ("rope.dimension_count", c.head_dim),
-        ("feed_forward_length", c.intermediate_size),
-        ("context_length", c.max_context),
-    ] {
-        f.kv(&format!("llama.{k}"), Value::U32(v as u32));
-    }
-    f.kv("llama.rope.freq_base", Value::F32(c.rope_theta as f32));
-    f.kv(
-        "llama.attention.layer_norm_rms_epsilon",
-        Value::F32(c.rms_norm_eps as f32),
-    );
+    tiny_gguf::llama_header(&mut f, c, arch);
     for (g, h) in sparq::model::llama::gguf::tensor_names(c) {
         let (shape, data) = &w[&h];
         let mut dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();

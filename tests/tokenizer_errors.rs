@@ -2,6 +2,9 @@
 //! tokenizer, and one typed error for each way its metadata can be missing, mistyped or
 //! inconsistent, or its chat template broken.
 
+#[path = "common/tiny_gguf.rs"]
+mod tiny_gguf;
+
 use sparq::gguf::writer::Writer;
 use sparq::gguf::{Array, Gguf, Value};
 use sparq::model::llama::gguf::text_codec;
@@ -11,33 +14,7 @@ use sparq::{Error, InputError, TokenizerError};
 /// A byte-level vocabulary of a few words (`Ġ` is GPT-2's character for a space), two control
 /// tokens, and merges building `hello`, `Ġworld` and `Ġhello`.
 fn tokens() -> Vec<String> {
-    [
-        "<|im_start|>",
-        "<|im_end|>",
-        "h",
-        "e",
-        "l",
-        "o",
-        "w",
-        "r",
-        "d",
-        "Ġ",
-        "!",
-        "he",
-        "ll",
-        "hell",
-        "hello",
-        "Ġw",
-        "or",
-        "Ġwor",
-        "Ġworl",
-        "Ġworld",
-        "Ġhello",
-        "Ã",
-        "©",
-    ]
-    .map(String::from)
-    .to_vec()
+    tiny_gguf::TOKENS.map(String::from).to_vec()
 }
 
 fn merges() -> Vec<String> {

@@ -88,23 +88,7 @@ pub fn tokenizer_metadata() -> Vec<(&'static str, Value)> {
 pub fn gguf_bytes(tokenizer: bool) -> Vec<u8> {
     let c = config();
     let mut f = Writer::new();
-    f.kv("general.architecture", Value::Str("llama".into()));
-    for (k, v) in [
-        ("embedding_length", c.hidden_size),
-        ("block_count", c.num_layers),
-        ("attention.head_count", c.num_heads),
-        ("attention.head_count_kv", c.num_kv_heads),
-        ("rope.dimension_count", c.head_dim),
-        ("feed_forward_length", c.intermediate_size),
-        ("context_length", c.max_context),
-    ] {
-        f.kv(&format!("llama.{k}"), Value::U32(v as u32));
-    }
-    f.kv("llama.rope.freq_base", Value::F32(c.rope_theta as f32));
-    f.kv(
-        "llama.attention.layer_norm_rms_epsilon",
-        Value::F32(c.rms_norm_eps as f32),
-    );
+    llama_header(&mut f, &c, "llama");
     if tokenizer {
         for (k, v) in tokenizer_metadata() {
             f.kv(k, v);
@@ -131,4 +115,26 @@ pub fn gguf_bytes(tokenizer: bool) -> Vec<u8> {
         f.tensor(&g, &dims, GgmlType::F32, data);
     }
     f.to_bytes()
+}
+
+/// The architecture and hyper-parameters of `c` under llama.cpp's key names (`arch` as
+/// `general.architecture`; the parameters stay under `llama.`).
+pub fn llama_header(f: &mut Writer, c: &LlamaConfig, arch: &str) {
+    f.kv("general.architecture", Value::Str(arch.into()));
+    for (k, v) in [
+        ("embedding_length", c.hidden_size),
+        ("block_count", c.num_layers),
+        ("attention.head_count", c.num_heads),
+        ("attention.head_count_kv", c.num_kv_heads),
+        ("rope.dimension_count", c.head_dim),
+        ("feed_forward_length", c.intermediate_size),
+        ("context_length", c.max_context),
+    ] {
+        f.kv(&format!("llama.{k}"), Value::U32(v as u32));
+    }
+    f.kv("llama.rope.freq_base", Value::F32(c.rope_theta as f32));
+    f.kv(
+        "llama.attention.layer_norm_rms_epsilon",
+        Value::F32(c.rms_norm_eps as f32),
+    );
 }
