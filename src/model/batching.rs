@@ -103,7 +103,7 @@ fn cut(batch: &Batch, max: usize) -> Option<(Vec<Batch>, Vec<usize>)> {
                 return None;
             }
             let chunks = data
-                .chunks(max * cols)
+                .chunks(max.saturating_mul(*cols))
                 .map(|d| Batch::Features {
                     rows: d.len() / cols,
                     cols: *cols,
