@@ -324,8 +324,10 @@ fn load_quiet<'g>(
     let options = text
         .options(Formats::load_format(format)?)
         .max_batch(batch_size.map_or(0, NonZeroUsize::get));
+    // The file's header alone says whether `--format` applies: refused before any upload.
+    let formats = Formats::of_file(path, format)?;
     let m = Model::load_with(path, gpu, options)?;
-    let formats = Formats::of_model(path, format, m.layer_formats())?;
+    let formats = formats.with_used(m.layer_formats());
     Ok((m, formats))
 }
 

@@ -14,7 +14,7 @@ use sparq::formats::WeightFormat;
 use sparq::matmul::ActivationPrecision;
 use sparq::model::loader::WeightFile;
 use sparq::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The formats of one run: what was asked for, what the file stores, what the layers use.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ impl Formats {
     /// not apply is an error.
     pub fn of_file(model: &Path, requested: Option<&str>) -> Result<Self> {
         let format = Self::load_format(requested)?;
-        let stored = WeightFile::open(&weights_path(model))?.packed_formats();
+        let stored = WeightFile::open(&sparq::model::locate(model)?.0)?.packed_formats();
         let used = match stored.is_empty() {
             true => vec![format.name()],
             false => stored.clone(),
@@ -48,11 +48,11 @@ impl Formats {
         Self::checked(model, requested, stored, used)
     }
 
-    /// The formats of a loaded model: `used` as [`sparq::model::Model::layer_formats`]
-    /// reports them.
-    pub fn of_model(model: &Path, requested: Option<&str>, used: Vec<String>) -> Result<Self> {
-        let stored = WeightFile::open(&weights_path(model))?.packed_formats();
-        Self::checked(model, requested, stored, used)
+    /// These formats with `used` as the loaded model's layers report them
+    /// ([`sparq::model::Model::layer_formats`]).
+    pub fn with_used(mut self, used: Vec<String>) -> Self {
+        self.used = used;
+        self
     }
 
     fn checked(
@@ -158,12 +158,4 @@ pub fn cluster_activations(
         .flat_map(|i| cluster.replica_mut(i).model().activation_precisions())
         .collect();
     set.into_iter().collect()
-}
-
-/// The weights file of a model path (a directory's `model.safetensors`).
-fn weights_path(model: &Path) -> PathBuf {
-    match model.is_dir() {
-        true => model.join("model.safetensors"),
-        false => model.to_path_buf(),
-    }
 }

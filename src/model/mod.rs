@@ -187,8 +187,9 @@ pub struct Model<'g> {
     state: Mutex<State>,
 }
 
-/// Where a model's files are: the weights file and the directory of its companions.
-fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// Where a model's files are: the weights file and the directory of its companions
+/// (`config.json`, `tokenizer.json`), for a model directory or a `.safetensors` file.
+pub fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
     if path.is_dir() {
         let w = path.join("model.safetensors");
         if !w.is_file() {
