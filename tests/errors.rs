@@ -224,7 +224,7 @@ fn bad_tensors() {
 #[test]
 fn row_over_binding_limit() {
     let mut rng = rng("row_over_binding_limit");
-    let (n, k) = (3, 40);
+    let (n, k) = (3, 200);
     for gpu in all_gpus() {
         for format in WeightFormat::all() {
             let p = PackedWeights::quantize(&random(&mut rng, n * k), n, k, format).unwrap();

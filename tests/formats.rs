@@ -407,13 +407,11 @@ fn packed_layout_and_padding() {
                 0,
                 "{what}: row_words {rw} is not whole 16-byte blocks"
             );
-            assert_eq!(
-                rw * 32,
-                k.next_multiple_of(format.block_k()) * format.bits()
-            );
-            assert!(rw * 32 >= k * format.bits(), "{what}: row too short");
+            let bits = |k: usize| k as f64 * format.bits();
+            assert_eq!((rw * 32) as f64, bits(k.next_multiple_of(format.block_k())));
+            assert!((rw * 32) as f64 >= bits(k), "{what}: row too short");
             assert!(
-                rw * 32 < (k + format.block_k()) * format.bits(),
+                ((rw * 32) as f64) < bits(k + format.block_k()),
                 "{what}: too long"
             );
             assert_eq!(p.data.len(), n * rw, "{what}: data words");
@@ -547,7 +545,7 @@ fn names_round_trip() {
             format,
             "{name} in capitals"
         );
-        assert_eq!(format.bits() * format.block_k(), 128, "{name}");
+        assert_eq!(format.bits() * format.block_k() as f64, 128.0, "{name}");
     }
     assert_eq!(WeightFormat::parse("int4").unwrap(), int4(32, false));
     assert_eq!(WeightFormat::parse("i8").unwrap(), WeightFormat::Int8);

@@ -51,7 +51,12 @@ impl PackedWeights {
             | WeightFormat::Int4 {
                 asymmetric: false, ..
             } => (halves(|p| &p.scales), Vec::new()),
-            WeightFormat::Int4Min { .. } => (halves(|p| &p.scales), halves(|p| &p.zeros)),
+            WeightFormat::Int4Min { .. } | WeightFormat::Binary { mean: true, .. } => {
+                (halves(|p| &p.scales), halves(|p| &p.zeros))
+            }
+            WeightFormat::Binary { .. }
+            | WeightFormat::Ternary { .. }
+            | WeightFormat::Ternary16 { .. } => (halves(|p| &p.scales), Vec::new()),
             WeightFormat::Int4 {
                 asymmetric: true, ..
             } => {

@@ -42,6 +42,7 @@
 mod concat;
 pub mod gptq;
 pub mod int4;
+pub mod low_bit;
 mod pack;
 
 use crate::error::{Error, Result};
@@ -71,6 +72,24 @@ pub enum WeightFormat {
         /// Weights per scale along `k`: 32, 64 or 128.
         group: u32,
     },
+    /// Sign bits (1 bit a weight) with an f16 scale per group along `k` and, with `mean`, an
+    /// f16 mean per group: a weight decodes as `±s + m` ([`low_bit`]).
+    Binary {
+        /// Weights per scale along `k`: 32, 64 or 128.
+        group: u32,
+        /// Whether each group stores its mean (decoding around it) as well as its scale.
+        mean: bool,
+    },
+    /// Ternary weights {−1, 0, +1} in 2 bits with an f16 scale per group ([`low_bit`]).
+    Ternary {
+        /// Weights per scale along `k`: 64, 128 or 256.
+        group: u32,
+    },
+    /// Ternary weights, five per byte (1.6 bits a weight), with an f16 scale per group.
+    Ternary16 {
+        /// Weights per scale along `k`: 80, 160 or 320 (whole 80-weight blocks).
+        group: u32,
+    },
 }
 
 impl WeightFormat {
@@ -89,7 +108,20 @@ impl WeightFormat {
         });
         v.push(WeightFormat::Int8G32);
         v.push(WeightFormat::Int4Min { group: 32 });
+        v.extend(Self::low_bit());
         v
+    }
+
+    /// The default binary and ternary formats (`binary`, `ternary`, `ternary16`).
+    pub fn low_bit() -> [WeightFormat; 3] {
+        [
+            WeightFormat::Binary {
+                group: 128,
+                mean: false,
+            },
+            WeightFormat::Ternary { group: 128 },
+            WeightFormat::Ternary16 { group: 160 },
+        ]
     }
 
     /// Weights per 16-byte block.
@@ -99,23 +131,49 @@ impl WeightFormat {
             WeightFormat::F16 => 8,
             WeightFormat::Int8 | WeightFormat::Int8G32 => 16,
             WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => 32,
+            WeightFormat::Ternary { .. } => 64,
+            WeightFormat::Ternary16 { .. } => 80,
+            WeightFormat::Binary { .. } => 128,
         }
     }
 
-    /// Weights per f16 scale along `k` for the group-wise formats (int8 g32, int4), else
-    /// `None`.
+    /// Weights per f16 scale along `k` for the group-wise formats (int8 g32, int4, binary,
+    /// ternary), else `None`.
     pub fn group(self) -> Option<usize> {
         match self {
             WeightFormat::Int8G32 => Some(32),
-            WeightFormat::Int4 { group, .. } | WeightFormat::Int4Min { group } => {
-                Some(group as usize)
-            }
+            WeightFormat::Int4 { group, .. }
+            | WeightFormat::Int4Min { group }
+            | WeightFormat::Binary { group, .. }
+            | WeightFormat::Ternary { group }
+            | WeightFormat::Ternary16 { group } => Some(group as usize),
             _ => None,
         }
     }
 
+    /// Scale groups per row of `k` weights (0 for the formats without groups). Binary rows
+    /// have a group for every weight of the padded row (see [`low_bit`]).
+    pub fn groups(self, k: usize) -> usize {
+        match (self, self.group()) {
+            (WeightFormat::Binary { .. }, Some(g)) => k.next_multiple_of(self.block_k()) / g,
+            (_, Some(g)) => k.div_ceil(g),
+            (_, None) => 0,
+        }
+    }
+
+    /// Whether the format is binary or ternary.
+    pub fn is_low_bit(self) -> bool {
+        matches!(
+            self,
+            WeightFormat::Binary { .. }
+                | WeightFormat::Ternary { .. }
+                | WeightFormat::Ternary16 { .. }
+        )
+    }
+
     /// Short name: `f32`, `f16`, `int8`, `int8g32`, `int4g32`, `int4g32a` (asymmetric),
-    /// `int4g32m` (scale and minimum).
+    /// `int4g32m` (scale and minimum), `binaryg128` (`binaryg128m` with means),
+    /// `ternaryg128`, `ternary16g160`.
     pub fn name(self) -> String {
         match self {
             WeightFormat::F32 => "f32".into(),
@@ -126,12 +184,21 @@ impl WeightFormat {
                 format!("int4g{group}{}", if asymmetric { "a" } else { "" })
             }
             WeightFormat::Int4Min { group } => format!("int4g{group}m"),
+            WeightFormat::Binary { group, mean } => {
+                format!("binaryg{group}{}", if mean { "m" } else { "" })
+            }
+            WeightFormat::Ternary { group } => format!("ternaryg{group}"),
+            WeightFormat::Ternary16 { group } => format!("ternary16g{group}"),
         }
     }
 
-    /// Parses the names [`WeightFormat::name`] produces (`int4` means `int4g32`).
+    /// Parses the names [`WeightFormat::name`] produces (`int4` means `int4g32`; `binary`,
+    /// `binarym`, `ternary` and `ternary16` mean the groups of [`WeightFormat::low_bit`]).
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
+        if let Some(f) = parse_low_bit(&s)? {
+            return Ok(f);
+        }
         Ok(match s.as_str() {
             "f32" => WeightFormat::F32,
             "f16" => WeightFormat::F16,
@@ -164,20 +231,88 @@ impl WeightFormat {
         })
     }
 
-    /// Bits per stored weight, without scales.
-    pub fn bits(self) -> usize {
-        128 / self.block_k()
+    /// Bits per stored weight, without scales (1.6 for ternary16).
+    pub fn bits(self) -> f64 {
+        128.0 / self.block_k() as f64
+    }
+
+    /// The group sizes the format accepts.
+    fn groups_allowed(self) -> &'static [u32] {
+        match self {
+            WeightFormat::Ternary { .. } => &[64, 128, 256],
+            WeightFormat::Ternary16 { .. } => &[80, 160, 320],
+            _ => &[32, 64, 128],
+        }
+    }
+
+    /// Refuses a group size the format does not have.
+    fn check(self) -> Result<()> {
+        let Some(g) = self.group() else {
+            return Ok(());
+        };
+        let allowed = self.groups_allowed();
+        if allowed.contains(&(g as u32)) {
+            return Ok(());
+        }
+        let family = match self {
+            WeightFormat::Binary { .. } => "binary",
+            WeightFormat::Ternary { .. } => "ternary",
+            WeightFormat::Ternary16 { .. } => "ternary16",
+            _ => "int4",
+        };
+        Err(Error::invalid(format!(
+            "{family} group size must be {}, got {g}",
+            allowed
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 }
 
 fn check_group(group: u32) -> Result<()> {
-    if matches!(group, 32 | 64 | 128) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "int4 group size must be 32, 64 or 128, got {group}"
-        )))
+    WeightFormat::Int4 {
+        group,
+        asymmetric: false,
     }
+    .check()
+}
+
+/// Parses `binary[gN][m]`, `ternary[gN]` and `ternary16[gN]`; `None` for other names.
+fn parse_low_bit(s: &str) -> Result<Option<WeightFormat>> {
+    let unknown = || Error::invalid(format!("unknown weight format '{s}'"));
+    let group = |rest: &str, default: u32| -> Result<u32> {
+        match rest {
+            "" => Ok(default),
+            r => r
+                .strip_prefix('g')
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(unknown),
+        }
+    };
+    let f = if let Some(rest) = s.strip_prefix("ternary16") {
+        WeightFormat::Ternary16 {
+            group: group(rest, 160)?,
+        }
+    } else if let Some(rest) = s.strip_prefix("ternary") {
+        WeightFormat::Ternary {
+            group: group(rest, 128)?,
+        }
+    } else if let Some(rest) = s.strip_prefix("binary") {
+        let (rest, mean) = match rest.strip_suffix('m') {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        WeightFormat::Binary {
+            group: group(rest, 128)?,
+            mean,
+        }
+    } else {
+        return Ok(None);
+    };
+    f.check()?;
+    Ok(Some(f))
 }
 
 /// A weight matrix in its GPU layout (see the module documentation).
@@ -229,9 +364,7 @@ impl PackedWeights {
                 w[i]
             )));
         }
-        if let WeightFormat::Int4 { group, .. } | WeightFormat::Int4Min { group } = format {
-            check_group(group)?;
-        }
+        format.check()?;
         let p = pack::pack(w, n, k, format);
         // f16 storage and the f16 scales and minimums of the group formats overflow for
         // weights past f16's range (65504) instead of clipping them: refuse what would be
@@ -275,15 +408,13 @@ impl PackedWeights {
                     .scales
                     .get(r)
                     .is_none_or(|&s| f32::from_bits(s).is_finite()),
-                WeightFormat::Int8G32
-                | WeightFormat::Int4 { .. }
-                | WeightFormat::Int4Min { .. } => {
+                WeightFormat::F32 | WeightFormat::F16 => true,
+                _ => {
                     !in_range(&self.scales)
                         || (r * groups..(r + 1) * groups).all(|i| half(&self.scales, i))
                 }
-                _ => true,
             };
-            let zeros_ok = !matches!(self.format, WeightFormat::Int4Min { .. })
+            let zeros_ok = !self.format.has_half_zeros()
                 || !in_range(&self.zeros)
                 || (r * groups..(r + 1) * groups).all(|i| half(&self.zeros, i));
             !(data_ok && scales_ok && zeros_ok)
@@ -295,9 +426,9 @@ impl PackedWeights {
         row_words(self.format, self.k)
     }
 
-    /// Scale groups per row (int8 g32, int4), else 0.
+    /// Scale groups per row (int8 g32, int4, binary, ternary), else 0.
     pub fn groups(&self) -> usize {
-        self.format.group().map_or(0, |g| self.k.div_ceil(g))
+        self.format.groups(self.k)
     }
 
     /// Bytes a kernel reads to use every weight once (data, scales, zero points).
@@ -335,19 +466,19 @@ impl PackedWeights {
         let rw = self.row_words();
         let (scales, zeros) = match self.format {
             WeightFormat::Int8 => (self.scales[r0..r1].to_vec(), Vec::new()),
-            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => {
+            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
+            _ => {
                 let g = self.groups();
                 let s = pack::halves_of(&self.scales, r0 * g, r1 * g);
                 let z = match self.format {
                     WeightFormat::Int4 {
                         asymmetric: true, ..
                     } => pack::nibbles_of(&self.zeros, r0 * g, r1 * g),
-                    WeightFormat::Int4Min { .. } => pack::halves_of(&self.zeros, r0 * g, r1 * g),
+                    f if f.has_half_zeros() => pack::halves_of(&self.zeros, r0 * g, r1 * g),
                     _ => Vec::new(),
                 };
                 (s, z)
             }
-            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
         };
         PackedWeights {
             format: self.format,
@@ -360,7 +491,18 @@ impl PackedWeights {
     }
 }
 
-/// Words per packed row of `k` weights in `format`.
+/// Words per packed row of `k` weights in `format` (whole 16-byte blocks).
 pub fn row_words(format: WeightFormat, k: usize) -> usize {
-    k.next_multiple_of(format.block_k()) * format.bits() / 32
+    k.div_ceil(format.block_k()) * 4
+}
+
+impl WeightFormat {
+    /// Whether `zeros` holds one f16 per (row, group): the minimums of the min formats and
+    /// the means of binary with means.
+    pub fn has_half_zeros(self) -> bool {
+        matches!(
+            self,
+            WeightFormat::Int4Min { .. } | WeightFormat::Binary { mean: true, .. }
+        )
+    }
 }

@@ -1,7 +1,7 @@
 //! Per-format packing and unpacking (round to nearest everywhere; int4 scales from
 //! [`super::int4`]).
 
-use super::{PackedWeights, WeightFormat, int4, row_words};
+use super::{PackedWeights, WeightFormat, int4, low_bit, row_words};
 use half::f16;
 
 pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
@@ -43,6 +43,11 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         }
         WeightFormat::Int8G32 => return pack_int8_g32(w, n, k),
         WeightFormat::Int4Min { group } => return pack_int4_min(w, n, k, group as usize),
+        WeightFormat::Binary { .. }
+        | WeightFormat::Ternary { .. }
+        | WeightFormat::Ternary16 { .. } => {
+            return low_bit::pack(w, n, k, format);
+        }
     }
     PackedWeights {
         format,
@@ -259,6 +264,9 @@ pub(super) fn unpack(p: &PackedWeights) -> Vec<f32> {
                     let q = (row[c / 8] >> (4 * (c % 8))) & 0xF;
                     q as f32 * half_f32(&p.scales, gi) + half_f32(&p.zeros, gi)
                 }
+                WeightFormat::Binary { .. }
+                | WeightFormat::Ternary { .. }
+                | WeightFormat::Ternary16 { .. } => low_bit::value(p, row, r, c),
             };
         }
     }

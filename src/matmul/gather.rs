@@ -105,14 +105,7 @@ impl Linear {
             pad: 0,
         };
         let mut constants: Vec<(&str, f64)> = Vec::new();
-        match self.format {
-            WeightFormat::Int4 { group, asymmetric } => {
-                constants.push(("GROUP", group as f64));
-                constants.push(("ASYM", asymmetric as u8 as f64));
-            }
-            WeightFormat::Int4Min { group } => constants.push(("GROUP", group as f64)),
-            _ => {}
-        }
+        constants.extend(super::shader::decoder_constants(self.format));
         let format = self.format;
         GATHER
             .launch(gpu)

@@ -472,14 +472,7 @@ impl Linear {
             ("HAS_BIAS", self.bias.is_some() as u8 as f64),
             ("ACT", self.activation.map_or(0, Activation::code) as f64),
         ];
-        match self.format {
-            WeightFormat::Int4 { group, asymmetric } => {
-                constants.push(("GROUP", group as f64));
-                constants.push(("ASYM", asymmetric as u8 as f64));
-            }
-            WeightFormat::Int4Min { group } => constants.push(("GROUP", group as f64)),
-            _ => {}
-        }
+        constants.extend(shader::decoder_constants(self.format));
         let mut vars: Vec<(&str, i64)> = Vec::new();
         let grid = match strategy {
             Strategy::GemvSubgroup | Strategy::GemvSubgroupQ8 => {

@@ -14,6 +14,9 @@ const W_INT8: &str = include_str!("../../shaders/linear/w_int8.wgsl");
 const W_INT4: &str = include_str!("../../shaders/linear/w_int4.wgsl");
 const W_INT8G32: &str = include_str!("../../shaders/linear/w_int8g32.wgsl");
 const W_INT4M: &str = include_str!("../../shaders/linear/w_int4m.wgsl");
+const W_BINARY: &str = include_str!("../../shaders/linear/w_binary.wgsl");
+const W_TERNARY: &str = include_str!("../../shaders/linear/w_ternary.wgsl");
+const W_TERNARY16: &str = include_str!("../../shaders/linear/w_ternary16.wgsl");
 const GEMV_ROWS: &str = include_str!("../../shaders/linear/gemv_rows.wgsl");
 const GEMV_SUBGROUP: &str = include_str!("../../shaders/linear/gemv_subgroup.wgsl");
 const GEMV_WORKGROUP: &str = include_str!("../../shaders/linear/gemv_workgroup.wgsl");
@@ -105,7 +108,24 @@ pub(super) fn decoder_name(format: WeightFormat) -> &'static str {
         WeightFormat::Int8G32 => "int8g32",
         WeightFormat::Int4 { .. } => "int4",
         WeightFormat::Int4Min { .. } => "int4m",
+        WeightFormat::Binary { .. } => "binary",
+        WeightFormat::Ternary { .. } => "ternary",
+        WeightFormat::Ternary16 { .. } => "ternary16",
     }
+}
+
+/// The override constants of `format`'s decoder: its group size, zero points, means.
+pub(super) fn decoder_constants(format: WeightFormat) -> Vec<(&'static str, f64)> {
+    let mut c = Vec::new();
+    if let (Some(g), true) = (format.group(), format != WeightFormat::Int8G32) {
+        c.push(("GROUP", g as f64));
+    }
+    match format {
+        WeightFormat::Int4 { asymmetric, .. } => c.push(("ASYM", asymmetric as u8 as f64)),
+        WeightFormat::Binary { mean, .. } => c.push(("MEAN", mean as u8 as f64)),
+        _ => {}
+    }
+    c
 }
 
 /// The decoder of `format` (see [`decoder_name`]): `BLOCK_VEC4`, `block_scale_zero(row,
@@ -120,6 +140,9 @@ pub(super) fn decoder(format: WeightFormat) -> &'static str {
         WeightFormat::Int8G32 => W_INT8G32,
         WeightFormat::Int4 { .. } => W_INT4,
         WeightFormat::Int4Min { .. } => W_INT4M,
+        WeightFormat::Binary { .. } => W_BINARY,
+        WeightFormat::Ternary { .. } => W_TERNARY,
+        WeightFormat::Ternary16 { .. } => W_TERNARY16,
     }
 }
 

@@ -15,6 +15,10 @@ pub fn coop_min_rows(format: WeightFormat) -> usize {
         WeightFormat::F32 | WeightFormat::F16 => 32,
         WeightFormat::Int8 | WeightFormat::Int8G32 => 48,
         WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => 64,
+        // Fewer bytes per weight than int4 (unmeasured).
+        WeightFormat::Binary { .. }
+        | WeightFormat::Ternary { .. }
+        | WeightFormat::Ternary16 { .. } => 64,
     }
 }
 
@@ -40,6 +44,9 @@ impl GemvTuning {
             (WeightFormat::Int8 | WeightFormat::Int8G32, false) => (4, 1, true),
             (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, true) => (4, 1, false),
             (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, false) => (4, 2, true),
+            // Like int4 (unmeasured).
+            (_, true) => (4, 1, false),
+            (_, false) => (4, 2, true),
         };
         Self::with_overrides(&cfg.gemv, r, u, subgroups, staged)
     }

@@ -156,7 +156,7 @@ impl Compression {
                     "sparse int4 values are symmetric: use int4 without a zero point",
                 ));
             }
-            f @ (WeightFormat::Int8G32 | WeightFormat::Int4Min { .. }) => {
+            f => {
                 return Err(Error::invalid(format!(
                     "sparse values are f32, f16, int8 or symmetric int4, not {}",
                     f.name()

@@ -385,23 +385,23 @@ impl WeightFile {
         let format = WeightFormat::parse(&p.format)
             .map_err(|e| bad("a known packed format".into(), e.to_string()))?;
         let data = self.words(name, n * row_words(format, k))?;
-        let groups = format.group().map_or(0, |g| k.div_ceil(g));
+        let groups = format.groups(k);
         let (scales, zeros) = match format {
             WeightFormat::Int8 => (self.words(&format!("{name}.scales"), n)?, Vec::new()),
-            WeightFormat::Int8G32 | WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => {
+            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
+            _ => {
                 let s = self.words(&format!("{name}.scales"), (n * groups).div_ceil(2))?;
                 let z = match format {
                     WeightFormat::Int4 {
                         asymmetric: true, ..
                     } => self.words(&format!("{name}.zeros"), (n * groups).div_ceil(8))?,
-                    WeightFormat::Int4Min { .. } => {
+                    f if f.has_half_zeros() => {
                         self.words(&format!("{name}.zeros"), (n * groups).div_ceil(2))?
                     }
                     _ => Vec::new(),
                 };
                 (s, z)
             }
-            WeightFormat::F32 | WeightFormat::F16 => (Vec::new(), Vec::new()),
         };
         let p = PackedWeights {
             format,

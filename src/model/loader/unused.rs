@@ -176,10 +176,7 @@ impl WeightFile {
             if let Ok(format) = WeightFormat::parse(&p.format)
                 && sparse::parts(&p.format).is_none()
             {
-                let rw =
-                    p.k.checked_next_multiple_of(format.block_k())
-                        .and_then(|k| k.checked_mul(format.bits()))
-                        .map(|b| b / 32);
+                let rw = p.k.div_ceil(format.block_k()).checked_mul(4);
                 if info.dtype != Dtype::U32
                     || rw.map(|rw| vec![p.n, rw]) != Some(info.shape.clone())
                 {
@@ -213,5 +210,7 @@ fn dense_parts(format: WeightFormat) -> Vec<&'static str> {
             vec!["", ".scales"]
         }
         WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. } => vec!["", ".scales", ".zeros"],
+        f if f.has_half_zeros() => vec!["", ".scales", ".zeros"],
+        _ => vec!["", ".scales"],
     }
 }

@@ -1,0 +1,212 @@
+//! Binary and ternary weights: choosing each group's scale, and the bit layouts of
+//! [`WeightFormat::Binary`], [`WeightFormat::Ternary`] and [`WeightFormat::Ternary16`].
+//!
+//! Every layout puts four *consecutive* weights in the four bytes of a word at the same bit
+//! position, so that one shift and one mask give them as bytes: a kernel then multiplies them
+//! with four consecutive int8 activations (`dot4I8Packed`) or unpacks them to floats
+//! (`unpack4xU8`) without reordering x.
+//!
+//! | format | weights / word | weight `i` of a word | code → value |
+//! | --- | --- | --- | --- |
+//! | binary | 32 | bit `8·(i % 4) + i / 4` | 0 → −1, 1 → +1 |
+//! | ternary (2 bits) | 16 | bits `8·(i % 4) + 2·(i / 4)` | 0, 1, 2 → −1, 0, +1 |
+//! | ternary16 (1.6 bits) | 20 | byte `i % 4`, base-3 digit `i / 4` (most significant first) | as ternary |
+//!
+//! A ternary16 byte holds five codes `t₀…t₄` as `v = Σ tⱼ·3⁴⁻ʲ` (0…242), stored as
+//! `⌈v · 256 / 243⌉` (GGUF TQ1_0's trick): digit `j` is then `((b · 3ʲ) mod 256) · 3 / 256`,
+//! a multiply, a mask and a shift, where dividing by powers of 3 would cost far more.
+//!
+//! Scales are f16 per (row, group of `group` weights along `k`), packed two per word like
+//! int4's. A ternary group's scale is the least-squares one: for a sign pattern that keeps
+//! the `j` largest magnitudes the best scale is their mean, and the best `j` maximises
+//! `(Σ top j |w|)² / j`; codes are then rounded against the stored f16 scale. A binary
+//! group's scale is its mean magnitude (the least-squares scale of the signs), around the
+//! group's mean with [`WeightFormat::Binary`]'s `mean` (stored in `zeros`, decoding as
+//! `s · (±1) + m`).
+//!
+//! Padding: ternary padding codes are 1 and decode to zero. Binary has no zero code, so its
+//! rows have a scale (and mean) for every group of the padded row, zero past `k`'s last
+//! group, and padding in a partial last group decodes to `±s + m` of that group, which never
+//! reaches a result (x's padding is zero, as for the min formats of the module docs).
+
+use super::{PackedWeights, WeightFormat, pack, row_words};
+use half::f16;
+
+/// Codes of ternary16 (five per byte), and the powers of three that extract them.
+pub(super) const POW3: [u32; 5] = [1, 3, 9, 27, 81];
+
+/// The least-squares ternary scale of `vals`: the mean of the `j` largest magnitudes for the
+/// `j` that maximises `(Σ top j |w|)² / j`; 1 for an all-zero group.
+pub fn ternary_scale(vals: &[f32]) -> f16 {
+    let mut mags: Vec<f32> = vals.iter().map(|v| v.abs()).collect();
+    mags.sort_by(|a, b| b.total_cmp(a));
+    let (mut sum, mut best, mut scale) = (0f64, 0f64, 0f64);
+    for (j, &m) in mags.iter().enumerate() {
+        sum += m as f64;
+        let gain = sum * sum / (j + 1) as f64;
+        if gain > best {
+            best = gain;
+            scale = sum / (j + 1) as f64;
+        }
+    }
+    if scale > 0.0 {
+        nonzero_f16(scale as f32)
+    } else {
+        f16::ONE
+    }
+}
+
+/// `v` as f16, never flushed to zero (a nonzero group keeps a nonzero scale).
+fn nonzero_f16(v: f32) -> f16 {
+    let s = f16::from_f32(v);
+    if s.to_f32() > 0.0 {
+        s
+    } else {
+        f16::MIN_POSITIVE_SUBNORMAL
+    }
+}
+
+/// The ternary code (0, 1, 2 for −1, 0, +1) of `v` against scale `s`.
+fn ternary_code(v: f32, s: f32) -> u32 {
+    ((v / s).round().clamp(-1.0, 1.0) + 1.0) as u32
+}
+
+/// Binary scale and mean of `vals`: `m` = their mean (0 without `mean`), `s` = the mean
+/// magnitude of `v − m`. Rounded to f16; `s` is 0 only for a group that is all `m`.
+pub fn binary_params(vals: &[f32], mean: bool) -> (f16, f16) {
+    let len = vals.len().max(1) as f64;
+    let m = if mean {
+        f16::from_f32((vals.iter().map(|&v| v as f64).sum::<f64>() / len) as f32)
+    } else {
+        f16::ZERO
+    };
+    let mf = m.to_f32() as f64;
+    let s = vals.iter().map(|&v| (v as f64 - mf).abs()).sum::<f64>() / len;
+    let s = if s > 0.0 {
+        nonzero_f16(s as f32)
+    } else {
+        f16::ZERO
+    };
+    (s, m)
+}
+
+/// Ternary codes of one row (`k` weights, groups of `g`), with the scales of its groups.
+fn ternary_row(row: &[f32], g: usize) -> (Vec<u32>, Vec<u16>) {
+    let mut codes = Vec::with_capacity(row.len());
+    let mut scales = Vec::with_capacity(row.len().div_ceil(g));
+    for vals in row.chunks(g) {
+        let s = ternary_scale(vals);
+        scales.push(s.to_bits());
+        let sf = s.to_f32();
+        codes.extend(vals.iter().map(|&v| ternary_code(v, sf)));
+    }
+    (codes, scales)
+}
+
+/// Packs `w` (`n × k`) into a binary or ternary `format`.
+pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
+    let rw = row_words(format, k);
+    let g = format.group().expect("low-bit formats are group-wise");
+    let groups = format.groups(k);
+    let mut data = vec![0u32; n * rw];
+    let mut scales = Vec::with_capacity(n * groups);
+    let mut means = Vec::new();
+    for r in 0..n {
+        let row = &w[r * k..(r + 1) * k];
+        let out = &mut data[r * rw..(r + 1) * rw];
+        match format {
+            WeightFormat::Binary { mean, .. } => {
+                let start = scales.len();
+                for vals in row.chunks(g) {
+                    let (s, m) = binary_params(vals, mean);
+                    scales.push(s.to_bits());
+                    means.push(m.to_bits());
+                }
+                for (c, &v) in row.iter().enumerate() {
+                    let m = f16::from_bits(means[start + c / g]).to_f32();
+                    if v - m >= 0.0 {
+                        let i = c % 32;
+                        out[c / 32] |= 1 << (8 * (i % 4) + i / 4);
+                    }
+                }
+                // Groups of the padded row past the last real one: zero scale and mean.
+                scales.resize(start + groups, 0);
+                means.resize(start + groups, 0);
+            }
+            WeightFormat::Ternary { .. } => {
+                let (codes, s) = ternary_row(row, g);
+                scales.extend(s);
+                for c in 0..rw * 16 {
+                    let q = codes.get(c).copied().unwrap_or(1);
+                    let i = c % 16;
+                    out[c / 16] |= q << (8 * (i % 4) + 2 * (i / 4));
+                }
+            }
+            WeightFormat::Ternary16 { .. } => {
+                let (codes, s) = ternary_row(row, g);
+                scales.extend(s);
+                for (word, out_word) in out.iter_mut().enumerate() {
+                    for byte in 0..4 {
+                        let v = (0..5).fold(0u32, |v, digit| {
+                            let c = word * 20 + 4 * digit + byte;
+                            3 * v + codes.get(c).copied().unwrap_or(1)
+                        });
+                        *out_word |= (v * 256).div_ceil(243) << (8 * byte);
+                    }
+                }
+            }
+            _ => unreachable!("low_bit::pack packs binary and ternary formats"),
+        }
+    }
+    let mean = matches!(format, WeightFormat::Binary { mean: true, .. });
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales: pack::pack_halves(&scales),
+        zeros: if mean {
+            pack::pack_halves(&means)
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// The code (0/1 for binary; 0, 1, 2 for ternary) of weight `c` of a packed row.
+pub(super) fn code(format: WeightFormat, row: &[u32], c: usize) -> u32 {
+    match format {
+        WeightFormat::Binary { .. } => {
+            let i = c % 32;
+            (row[c / 32] >> (8 * (i % 4) + i / 4)) & 1
+        }
+        WeightFormat::Ternary { .. } => {
+            let i = c % 16;
+            (row[c / 16] >> (8 * (i % 4) + 2 * (i / 4))) & 3
+        }
+        WeightFormat::Ternary16 { .. } => {
+            let i = c % 20;
+            let b = (row[c / 20] >> (8 * (i % 4))) & 0xFF;
+            (((b * POW3[i / 4]) & 0xFF) * 3) >> 8
+        }
+        _ => unreachable!("low_bit::code decodes binary and ternary formats"),
+    }
+}
+
+/// Weight `c` of row `r`, decoded as the kernels decode it.
+pub(super) fn value(p: &PackedWeights, row: &[u32], r: usize, c: usize) -> f32 {
+    let gi = r * p.groups() + c / p.format.group().expect("group-wise");
+    let s = pack::half_f32(&p.scales, gi);
+    let q = code(p.format, row, c);
+    match p.format {
+        WeightFormat::Binary { mean, .. } => {
+            let m = if mean {
+                pack::half_f32(&p.zeros, gi)
+            } else {
+                0.0
+            };
+            (2.0 * q as f32 - 1.0) * s + m
+        }
+        _ => (q as f32 - 1.0) * s,
+    }
+}
