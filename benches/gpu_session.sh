@@ -7,6 +7,9 @@
 #   sparse_blocks  BSR 1x32, 4x32 and 16x16 blocks at 8192²
 #   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1)
 #   coop_tests  the tensor-core GEMM's tests (kit built with TESTS=coop_gemm)
+#   gpu_tests  every release test binary in the kit (TESTS="..."), SPARQ_TEST_ADAPTERS=vulkan
+#   low_bit  binary and ternary against f16 / int4 and PyTorch (m = 1, 8, 16, 32; 8192² and
+#           the LLM shapes), then benches/tune_low_bit.sh (their GEMV's launch shapes)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_check  `sparq embed` per weight format against the PyTorch fixture (cosine)
 #   plots   the three plots of BENCHMARKS.md (dense, sparse, MiniLM; a reduced dense set)
@@ -72,6 +75,20 @@ for s in ${STEPS:-sparse model}; do
     coop_tests)
         # The tensor-core GEMM's tests (CI has no adapter with cooperative matrices).
         [[ -x .gpu/coop_gemm ]] && step coop_tests 120 .gpu/coop_gemm --test-threads 1
+        ;;
+    gpu_tests)
+        for t in ${TESTS:-}; do
+            [[ -x .gpu/$t ]] && step "test_$t" 120 env SPARQ_TEST_ADAPTERS=vulkan ".gpu/$t" --test-threads 1
+        done
+        ;;
+    low_bit)
+        shapes=8192x8192,4096x4096,14336x4096,4096x14336
+        step torch_low_bit 90 python3 benches/torch_linear.py "$OUT/torch_low_bit.json" \
+            --m 1,8,16,32 --shapes $shapes
+        step low_bit 200 $S bench --adapter vulkan --torch "$OUT/torch_low_bit.json" \
+            --json "$OUT/low_bit.json" --plot "$OUT/low_bit.svg" --m 1,8,16,32 --shapes $shapes \
+            --formats f16,int4g32,ternary,ternaryg256,ternary16,binary,binarym,binaryg32m
+        [[ -f benches/tune_low_bit.sh ]] && step tune_low_bit 150 env S=$S bash benches/tune_low_bit.sh
         ;;
     sparse_blocks)
         step sparse_blocks 120 $S bench --adapter vulkan --sparse --shapes 8192x8192 \
