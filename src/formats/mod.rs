@@ -17,7 +17,7 @@
 //! | int8 g32 | 16 | i8, k ascending from the low byte | f16 per (row, group of 32) | – |
 //! | int4 g{32,64,128} | 32 | u4, k ascending from the low nibble | f16 per (row, group) | 8 (symmetric) or u4 per (row, group) |
 //! | int4 g{32,64,128} m | 32 | u4, k ascending from the low nibble | f16 `d` per (row, group) | f16 minimum `m` per (row, group) |
-//! | binary g{32,64,128} [m] | 128 | sign bit ([`low_bit`]) | f16 per (row, group of the padded row) | f16 mean per (row, group) with `m` |
+//! | binary g{32,64,128}, with or without m | 128 | sign bit ([`low_bit`]) | f16 per (row, group of the padded row) | f16 mean per (row, group) with `m` |
 //! | ternary g{64,128,256} | 64 | 2-bit code ([`low_bit`]) | f16 per (row, group) | – |
 //! | ternary16 g{80,160,320} | 80 | base-3 digit, five a byte ([`low_bit`]) | f16 per (row, group) | – |
 //!
