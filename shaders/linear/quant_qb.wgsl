@@ -34,30 +34,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = i / q.blocks;
     let blk = i % q.blocks;
-    // x vec4s of this block: four vec4s of x per output vec4 of sixteen values.
+    // x vec4s of this block: four vec4s of x per output vec4 of sixteen values, all loaded
+    // before the first is used (a loop would wait for each load in turn).
     let kv0 = blk * QV4 * 4u;
+#unroll o QV4
+#unroll c 4
+    let v{o}_{c} = x_at(row, kv0 + 4u * {o}u + {c}u);
+#end
+#end
     var amax = 0.0;
-    for (var j = 0u; j < QV4 * 4u; j++) {
-        let a = abs(x_at(row, kv0 + j));
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
-    }
+#unroll o QV4
+#unroll c 4
+    let a{o}_{c} = abs(v{o}_{c});
+    amax = max(amax, max(max(a{o}_{c}.x, a{o}_{c}.y), max(a{o}_{c}.z, a{o}_{c}.w)));
+#end
+#end
     var inv = 0.0;
     if (amax > 0.0) {
         inv = 127.0 / amax;
     }
+    var sum = 0;
+#unroll o QV4
+#unroll c 4
+    let t{o}_{c} = vec4<i32>(clamp(round(v{o}_{c} * inv), vec4(-127.0), vec4(127.0)));
+    sum += t{o}_{c}.x + t{o}_{c}.y + t{o}_{c}.z + t{o}_{c}.w;
+#end
+#end
     let stride = q.blocks * QV4 + (q.blocks + 1u) / 2u;
     let out0 = row * stride + blk * QV4;
-    var sum = 0;
-    for (var o = 0u; o < QV4; o++) {
-        var words = vec4<u32>(0u);
-        for (var c = 0u; c < 4u; c++) {
-            let v = x_at(row, kv0 + 4u * o + c);
-            let t = vec4<i32>(clamp(round(v * inv), vec4(-127.0), vec4(127.0)));
-            sum += t.x + t.y + t.z + t.w;
-            words[c] = pack4xI8(t);
-        }
-        xq[out0 + o] = words;
-    }
+#unroll o QV4
+    xq[out0 + {o}u] = vec4<u32>(pack4xI8(t{o}_0), pack4xI8(t{o}_1), pack4xI8(t{o}_2), pack4xI8(t{o}_3));
+#end
     // The (d, sum) pair of this block, in its half of the row's meta vec4.
     let pairs = row * stride + q.blocks * QV4 + blk / 2u;
     let pair = vec2<u32>(bitcast<u32>(amax / 127.0), bitcast<u32>(sum));
