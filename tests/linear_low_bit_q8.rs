@@ -63,14 +63,25 @@ fn quantize_x(x: &[f32], m: usize, k: usize, block: usize) -> (Vec<f32>, Vec<f64
 
 /// One layer run with `strategy` against the reference on quantized x and the weights as
 /// the host decodes them.
-#[allow(clippy::too_many_arguments)]
 fn check(
     gpu: &Gpu,
     rng: &mut rand::rngs::StdRng,
     format: WeightFormat,
     strategy: Strategy,
     act: ActDType,
+    shape: (usize, usize, usize),
+) {
+    check_split(gpu, rng, format, (strategy, act), shape, None);
+}
+
+/// [`check`] with the weights split into chunks of at most `limit` bytes (one dispatch each).
+fn check_split(
+    gpu: &Gpu,
+    rng: &mut rand::rngs::StdRng,
+    format: WeightFormat,
+    (strategy, act): (Strategy, ActDType),
     (m, n, k): (usize, usize, usize),
+    limit: Option<u64>,
 ) {
     let w = random(rng, n * k);
     let mut x = random(rng, m * k);
@@ -80,7 +91,11 @@ fn check(
     }
     let bias = (n % 2 == 1).then(|| random(rng, n));
     let packed = PackedWeights::quantize(&w, n, k, format).unwrap();
-    let layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
+    let layer = match limit {
+        Some(l) => Linear::with_binding_limit(gpu, &packed, bias.as_deref(), l).unwrap(),
+        None => Linear::new(gpu, &packed, bias.as_deref()).unwrap(),
+    };
+    assert_eq!(layer.chunks() > 1, limit.is_some(), "chunks");
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
     yt.poison(gpu);
@@ -201,7 +216,8 @@ fn low_bit_q8_gemv_matches_reference() {
     assert!(ran > 0, "no adapter has dot4I8Packed");
 }
 
-/// A larger row, so that every lane of a team walks several blocks (and U > 1 rounds run).
+/// A larger row, so that every lane of a team walks several blocks (and U > 1 rounds run),
+/// also with the weights split into chunks.
 #[test]
 fn low_bit_q8_gemv_long_rows() {
     let mut rng = rng("low_bit_q8_gemv_long_rows");
@@ -216,6 +232,11 @@ fn low_bit_q8_gemv_long_rows() {
         ] {
             if let Some(&s) = q8_strategies(&gpu).first() {
                 check(&gpu, &mut rng, format, s, ActDType::F32, (1, 45, 9000));
+                // Rows split over three chunks: each dispatch reads the same quantized x.
+                let row_bytes = 4 * sparq::formats::row_words(format, 9000) as u64;
+                let shape = (2, 45, 9000);
+                let limit = Some(16 * row_bytes);
+                check_split(&gpu, &mut rng, format, (s, ActDType::F32), shape, limit);
             }
         }
     }
