@@ -8,6 +8,7 @@
 pub mod coop;
 pub mod dp4a;
 mod gather;
+mod low_bit_q8;
 mod precision;
 mod quant_x;
 mod shader;
@@ -264,6 +265,8 @@ impl Linear {
     /// H100 that made int4 GEMV 1.6× (m = 1) to 2.4× (m = 8) faster than decoding weights to
     /// floats (BENCHMARKS.md), at a cost in accuracy far below int4's own quantization error;
     /// int8 weights at one or two rows ran as fast with exact activations, so they keep them.
+    /// Binary and ternary weights take int8 activations at every row count: at 1 to 2 bits a
+    /// weight, decoding to floats costs far more instructions than the bytes take to arrive.
     /// `SPARQ_Q8=0` ([`crate::config::GemmConfig::q8`]) turns this off (exact f32 activations).
     pub fn portable_strategy(&self, gpu: &Gpu, m: usize) -> Strategy {
         if m > GEMV_MAX_ROWS {
@@ -272,7 +275,8 @@ impl Linear {
         let int = match self.format {
             WeightFormat::Int4 { .. } => true,
             WeightFormat::Int8 => m > 2,
-            _ => false,
+            // Their codes meet int8 activations with a mask and no multiply (low_bit_q8).
+            f => low_bit_q8::Shape::of(f).is_some(),
         };
         let q8 = int && gpu.caps.dot4_i8 && gpu.config.gemm.q8;
         match (gpu.caps.subgroups, q8) {
@@ -344,9 +348,11 @@ impl Linear {
         let mut out = Vec::new();
         // Int8-activation GEMV reads a quantized copy of x that a first dispatch writes.
         let xq = if strategy.quantizes_activations() {
+            let low_bit = low_bit_q8::Shape::of(self.format);
             let paired = match self.format {
                 WeightFormat::Int4 { .. } => true,
                 WeightFormat::Int8 => false,
+                _ if low_bit.is_some() => false,
                 f => {
                     return Err(Error::invalid(format!(
                         "{} weights have no int8-activation kernel",
@@ -360,7 +366,10 @@ impl Linear {
                     feature: "WGSL dot4I8Packed".into(),
                 }));
             }
-            let (buf, d) = quant_x::quantize_rows(gpu, x, self.k.div_ceil(32), paired)?;
+            let (buf, d) = match low_bit {
+                Some(shape) => low_bit_q8::quantize(gpu, x, shape, self.row_blocks)?,
+                None => quant_x::quantize_rows(gpu, x, self.k.div_ceil(32), paired)?,
+            };
             out.push(d);
             Some(buf)
         } else {
@@ -561,6 +570,7 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
         params_layout!(LINEAR.name, shader::LINEAR_IO, "Params", Params;
             n, k, row_blocks, groups, m, x_stride4, y_stride, n_out, y_offset, k4, row0, pad),
         quant_x::params_layout(),
+        low_bit_q8::params_layout(),
         dp4a::params_layout(),
         gather::params_layout(),
     ]

@@ -15,7 +15,8 @@ pub enum ActivationPrecision {
     F32,
     /// 16-bit floats: f16 activation tensors, or f32 ones staged as f16 by tensor cores.
     F16,
-    /// int8 with a scale per block of 32 (GEMV) or per row (`GemmDp4a`).
+    /// int8 with a scale per block (GEMV: 32 values; 64 or 80 for ternary weights) or per
+    /// row (`GemmDp4a`).
     Int8,
 }
 

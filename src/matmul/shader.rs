@@ -45,8 +45,9 @@ pub enum Strategy {
     /// weights; needs the WGSL language feature, polyfilled where the driver lacks it).
     /// Quantizing activations changes the result: only used when asked for.
     GemmDp4a,
-    /// Like `GemvSubgroup`, for int8/int4 weights, with activations quantized to int8 per
-    /// block of 32 and `dot4I8Packed` products (needs `SUBGROUP` and that language feature).
+    /// Like `GemvSubgroup`, for int8, int4, binary and ternary weights, with activations
+    /// quantized to int8 per block (32 values; 64 or 80 for ternary, see `low_bit_q8`) and
+    /// `dot4I8Packed` products (needs `SUBGROUP` and that language feature).
     GemvSubgroupQ8,
     /// Like `GemvWorkgroup`, with int8 activations and `dot4I8Packed` as `GemvSubgroupQ8`.
     GemvWorkgroupQ8,
@@ -66,8 +67,8 @@ impl Strategy {
         }
     }
 
-    /// Whether the strategy is a GEMV on activations quantized to int8 in blocks of 32
-    /// (int8/int4 weights only).
+    /// Whether the strategy is a GEMV on activations quantized to int8 per block (int8,
+    /// int4, binary and ternary weights).
     pub fn quantizes_activations(self) -> bool {
         matches!(self, Strategy::GemvSubgroupQ8 | Strategy::GemvWorkgroupQ8)
     }
@@ -162,26 +163,33 @@ pub fn source(
         (act, false) => act.wgsl(),
     };
     let mut w_src = decoder(format).to_string();
+    // Binary and ternary weights have a GEMV core of their own on int8 activations.
+    let low_bit = super::low_bit_q8::Shape::of(format).filter(|_| strategy.quantizes_activations());
     if strategy.quantizes_activations() {
         w_src.push_str(match format {
             WeightFormat::Int8 => W_INT8_Q8,
             WeightFormat::Int4 { .. } => W_INT4_Q8,
-            _ => {
-                return Err(crate::Error::invalid(format!(
+            f => super::low_bit_q8::decoder(f).ok_or_else(|| {
+                crate::Error::invalid(format!(
                     "{} weights have no int8-activation kernel",
-                    format.name()
-                )));
-            }
+                    f.name()
+                ))
+            })?,
         });
     }
+    let q8_core = if low_bit.is_some() {
+        super::low_bit_q8::GEMV_LOW_BIT_Q8
+    } else {
+        GEMV_Q8
+    };
     let body = match strategy {
         Strategy::GemvSubgroup => format!("{GEMV_ROWS}\n{GEMV_SUBGROUP}"),
         Strategy::GemvWorkgroup => format!("{GEMV_ROWS}\n{GEMV_WORKGROUP}"),
         Strategy::GemmTiled => GEMM_TILED.to_string(),
         Strategy::GemmCoop => GEMM_COOP.to_string(),
         Strategy::GemmDp4a => GEMM_DP4A.to_string(),
-        Strategy::GemvSubgroupQ8 => format!("{GEMV_Q8}\n{GEMV_SUBGROUP}"),
-        Strategy::GemvWorkgroupQ8 => format!("{GEMV_Q8}\n{GEMV_WORKGROUP}"),
+        Strategy::GemvSubgroupQ8 => format!("{q8_core}\n{GEMV_SUBGROUP}"),
+        Strategy::GemvWorkgroupQ8 => format!("{q8_core}\n{GEMV_WORKGROUP}"),
     };
     // `enable` directives must precede everything else.
     let (enables, act_src) = if strategy == Strategy::GemmCoop {
@@ -193,6 +201,7 @@ pub fn source(
     let mut all = vars.to_vec();
     all.push(("BLOCK_VEC4", (format.block_k() / 4) as i64));
     all.push(("ACT_F16", (act == ActDType::F16) as i64));
+    all.extend(low_bit.map(|s| s.vars()).into_iter().flatten());
     expand(
         &format!("{enables}{act_src}\n{ACTIVATION}\n{LINEAR_IO}\n{w_src}\n{body}"),
         &all,

@@ -57,6 +57,16 @@ impl GemvTuning {
         let (r, u) = match (format, m <= 2) {
             (WeightFormat::Int4 { .. }, true) => (1, 4),
             (WeightFormat::Int4 { .. }, false) => (4, 1),
+            // Reasoned, awaiting a sweep (benches/tune_low_bit.sh): a lane's x block costs
+            // 4 (ternary) to 10 (binary) times its weight block's bytes, so four rows share
+            // each x read; two blocks in flight keep 128 weight bytes a lane outstanding
+            // where k = 8192 gives a team only 2 (binary) to 4 (ternary) blocks a row. From
+            // 3 rows on, x reads grow with m and one block in flight leaves the registers
+            // to the decoded codes, which serve every activation row.
+            (WeightFormat::Binary { .. }, true) => (4, 2),
+            (WeightFormat::Binary { .. }, false) => (2, 1),
+            (WeightFormat::Ternary { .. } | WeightFormat::Ternary16 { .. }, true) => (4, 2),
+            (WeightFormat::Ternary { .. } | WeightFormat::Ternary16 { .. }, false) => (4, 1),
             _ => (2, 1),
         };
         GemvTuning {

@@ -13,9 +13,10 @@ use crate::tensor::ActDType;
 /// defaults pick, on subgroups of 32 and 64. Empty where the pair has no kernel.
 fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static str, i64)>> {
     use super::tuning::{GemmTiling, GemvTuning, x_chunk4};
-    // The int8-activation kernels take int8 and int4 weights only (none for the group
-    // formats: `Linear` falls back to float activations for them).
-    let int = matches!(format, WeightFormat::Int8 | WeightFormat::Int4 { .. });
+    // The int8-activation kernels take int8, int4, binary and ternary weights (none for the
+    // group formats: `Linear` falls back to float activations for them).
+    let int = matches!(format, WeightFormat::Int8 | WeightFormat::Int4 { .. })
+        || super::low_bit_q8::Shape::of(format).is_some();
     let mut out: Vec<Vec<(&'static str, i64)>> = Vec::new();
     match strategy {
         Strategy::GemvSubgroup
@@ -113,6 +114,23 @@ pub fn variants() -> Vec<(String, Result<String>)> {
                 }
             }
         }
+        // Binary and ternary weights' int8-activation GEMV (their float kernels are listed
+        // with the float decoders).
+        for format in [
+            WeightFormat::Binary {
+                group: 32,
+                mean: true,
+            },
+            WeightFormat::Ternary { group: 128 },
+            WeightFormat::Ternary16 { group: 160 },
+        ] {
+            for strategy in [Strategy::GemvSubgroupQ8, Strategy::GemvWorkgroupQ8] {
+                for vars in variant_vars(strategy, format) {
+                    let name = variant_name(strategy, format, act, &vars);
+                    out.push((name, source(strategy, format, act, &vars)));
+                }
+            }
+        }
         out.push((format!("quant_rows_{act:?}"), Ok(quant_rows_source(act))));
         for paired in [false, true] {
             out.push((
@@ -121,5 +139,6 @@ pub fn variants() -> Vec<(String, Result<String>)> {
             ));
         }
     }
+    out.extend(super::low_bit_q8::quant_variants());
     out
 }
