@@ -26,6 +26,19 @@ fn formats() -> Vec<WeightFormat> {
         },
         WeightFormat::Int8G32,
         WeightFormat::Int4Min { group: 32 },
+        // Blocks of 64-128 weights, deeper than most slices (staged in parts); binary groups
+        // below a block, with means, and ternary groups of several blocks.
+        WeightFormat::Binary {
+            group: 128,
+            mean: false,
+        },
+        WeightFormat::Binary {
+            group: 32,
+            mean: true,
+        },
+        WeightFormat::Ternary { group: 128 },
+        WeightFormat::Ternary16 { group: 80 },
+        WeightFormat::Ternary16 { group: 320 },
     ]
 }
 
@@ -35,7 +48,7 @@ fn every_variant_is_valid_wgsl_and_spirv() {
     for format in formats() {
         for act in [ActDType::F16, ActDType::F32] {
             for t in CoopTiling::candidates() {
-                if t.bk % format.block_k() as u32 != 0 {
+                if !t.slices(format) {
                     continue;
                 }
                 let src = coop::wgsl(format, act, &t, 32).unwrap();
@@ -100,9 +113,9 @@ fn check(
     sparq::gpu::record_pass(&mut enc, &plan, None);
     gpu.submit_and_wait(enc).unwrap();
     let mut wq = packed.dequantize();
-    if matches!(format, WeightFormat::Int4 { .. }) {
-        // int4 weights are rounded to f16 when staged (int8 ones are exact: the row scale
-        // is applied to the f32 sum).
+    if format != WeightFormat::Int8 {
+        // Weights are rounded to f16 when staged, decoded with their group scales (int8
+        // ones are exact: the row scale is applied to the f32 sum).
         wq.iter_mut()
             .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
     }

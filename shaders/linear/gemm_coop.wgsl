@@ -10,7 +10,10 @@
 // different banks. Edges are handled by staging zeros, so any M, N, K work.
 // Template variables: SG (subgroup size), SGM, SGN, FM, FN, BK, NBUF, SINGLE = (NBUF == 1),
 // XLOADS, WLOADS, WRAW (f16
-// weights copied without decoding; else decoded), KSTEPS = BK / 16, BLOCK_VEC4.
+// weights copied without decoding; else decoded), KSTEPS = BK / 16, BLOCK_VEC4, SUB4 (weight
+// vec4s an invocation stages: a block, or, for the binary and ternary formats' blocks of
+// 64-128 weights, the part of one that divides both the block and BK / 4), PARTIAL
+// (SUB4 < BLOCK_VEC4).
 // (Splitting a weight block's decoding over 2-4 invocations, so that all of them work when a
 // slice has fewer blocks than invocations, measured slower on the H100: see
 // docs/notes/tensor_cores.md, v3.)
@@ -27,7 +30,8 @@ const BK: u32 = {{BK}}u;
 const NBUF: u32 = {{NBUF}}u;
 const STR: u32 = BK + 8u; // padded row stride of the staged tiles, in halves
 const BLOCK_K: u32 = BLOCK_VEC4 * 4u;
-const WBLOCKS: u32 = BK / BLOCK_K; // weight blocks per staged row
+const SUB4: u32 = {{SUB4}}u;
+const WUNITS: u32 = BK / (4u * SUB4); // staging units (blocks or parts of one) per staged row
 const GROUP_M: u32 = 8u;
 
 var<workgroup> xs: array<f16, NBUF * BM * STR>; // [buffer][m][k]
@@ -61,22 +65,29 @@ fn stage_x(li: u32, l: u32, buf: u32, h: vec4<f16>) {
 struct WBlock {
     q: vec4<u32>,
     sz: vec2<f32>, // scale, zero point
+    j0: u32,       // first vec4 of the block that the unit stages
 }
 
 fn load_w(li: u32, l: u32, n0: u32, k0: u32) -> WBlock {
     let idx = li + l * WG;
-    let gn = n0 + idx / WBLOCKS;
-    let blk = k0 / BLOCK_K + idx % WBLOCKS;
-    if (gn < p.n && blk < p.row_blocks && idx < BN * WBLOCKS) {
-        return WBlock(w[gn * p.row_blocks + blk], block_scale_zero(gn, blk));
+    let gn = n0 + idx / WUNITS;
+    let v4 = k0 / 4u + (idx % WUNITS) * SUB4;
+    let blk = v4 / BLOCK_VEC4;
+#if PARTIAL
+    let j0 = v4 % BLOCK_VEC4;
+#else
+    let j0 = 0u;
+#end
+    if (gn < p.n && blk < p.row_blocks && idx < BN * WUNITS) {
+        return WBlock(w[gn * p.row_blocks + blk], block_scale_zero(gn, blk), j0);
     }
-    return WBlock(vec4<u32>(0u), vec2<f32>(0.0));
+    return WBlock(vec4<u32>(0u), vec2<f32>(0.0), j0);
 }
 
 fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
     let idx = li + l * WG;
-    if (idx < BN * WBLOCKS) {
-        let o = buf * BN * STR + (idx / WBLOCKS) * STR + (idx % WBLOCKS) * BLOCK_K;
+    if (idx < BN * WUNITS) {
+        let o = buf * BN * STR + (idx / WUNITS) * STR + (idx % WUNITS) * SUB4 * 4u;
 #if WRAW
 #unroll q 4
         {
@@ -86,9 +97,9 @@ fn stage_w(li: u32, l: u32, buf: u32, b: WBlock) {
         }
 #end
 #else
-#unroll q BLOCK_VEC4
+#unroll q SUB4
         {
-            let h = vec4<f16>(decode(b.q, {q}u, b.sz) * block_scale(b.sz));
+            let h = vec4<f16>(decode(b.q, b.j0 + {q}u, b.sz) * block_scale(b.sz));
             ws[o + {q}u * 4u] = h.x;
             ws[o + {q}u * 4u + 1u] = h.y;
             ws[o + {q}u * 4u + 2u] = h.z;

@@ -1,13 +1,19 @@
 // Portable GEMM for many activation rows: a workgroup of 16 × 16 invocations computes a
 // BM × BN tile of y (BM = 16·TM, BN = 16·TN), staging BK-deep slices of x and of the
 // dequantized weights in workgroup memory; each invocation accumulates TM × TN outputs in
-// registers. Template variables: TM, TN (multiples of 4), BK, XLOADS, WLOADS, BLOCK_VEC4.
+// registers. Weights are staged in units of SUB4 vec4s of a block: whole blocks, or, for
+// blocks deeper than a slice (the low-bit formats' 64-128 weights), the part of a block that
+// a slice holds (SUB4 divides both BLOCK_VEC4 and BK / 4, so a unit never straddles a block
+// or a slice). Template variables: TM, TN (multiples of 4), BK, XLOADS, WLOADS, BLOCK_VEC4,
+// SUB4, PARTIAL (SUB4 < BLOCK_VEC4).
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const BM: u32 = 16u * TM;
 const BN: u32 = 16u * TN;
 const BK: u32 = {{BK}}u;
 const BLOCK_K: u32 = BLOCK_VEC4 * 4u;
+const SUB4: u32 = {{SUB4}}u;
+const UNITS: u32 = BK / (4u * SUB4); // staging units per weight row of a slice
 
 var<workgroup> xs: array<vec4<f32>, BK * BM / 4u>; // [k][m / 4]
 var<workgroup> ws: array<vec4<f32>, BK * BN / 4u>; // [k][n / 4]
@@ -47,26 +53,32 @@ fn main(
 #end
         }
 #end
-        // Weight tile: BN rows × BK/BLOCK_K blocks, decoded to f32 with their scales.
+        // Weight tile: BN rows × UNITS units, decoded to f32 with their scales.
 #unroll l WLOADS
         {
             let idx = li + {l}u * 256u;
-            if (idx < BN * (BK / BLOCK_K)) {
-                let r = idx / (BK / BLOCK_K);
-                let bb = idx % (BK / BLOCK_K);
+            if (idx < BN * UNITS) {
+                let r = idx / UNITS;
+                let uu = idx % UNITS;
                 let gn = n0 + r;
-                let blk = k0 / BLOCK_K + bb;
+                let v4 = k0 / 4u + uu * SUB4; // the unit's first weight vec4 along the row
+                let blk = v4 / BLOCK_VEC4;
+#if PARTIAL
+                let j0 = v4 % BLOCK_VEC4;
+#else
+                let j0 = 0u;
+#end
                 var wv = vec4<u32>(0u);
                 var sz = vec2<f32>(0.0, 0.0);
                 if (gn < p.n && blk < p.row_blocks) {
                     wv = w[gn * p.row_blocks + blk];
                     sz = block_scale_zero(gn, blk);
                 }
-#unroll j BLOCK_VEC4
+#unroll j SUB4
                 {
-                    let d = decode(wv, {j}u, sz) * block_scale(sz);
+                    let d = decode(wv, j0 + {j}u, sz) * block_scale(sz);
 #unroll c 4
-                    ws[(bb * BLOCK_K + {j}u * 4u + {c}u) * (BN / 4u) + r / 4u][r % 4u] = d[{c}];
+                    ws[((uu * SUB4 + {j}u) * 4u + {c}u) * (BN / 4u) + r / 4u][r % 4u] = d[{c}];
 #end
                 }
 #end

@@ -97,10 +97,11 @@ impl CoopTiling {
             t(1, 4, 1, 1, 32, 2), // 16 × 64
         ];
         let tiles: Vec<CoopTiling> = std::iter::once(large)
-            .chain(smaller.into_iter().filter(|s| {
-                s.bm() * s.bn() < large.bm() * large.bn()
-                    && s.bk.is_multiple_of(format.block_k() as u32)
-            }))
+            .chain(
+                smaller
+                    .into_iter()
+                    .filter(|s| s.bm() * s.bn() < large.bm() * large.bn() && s.slices(format)),
+            )
             .collect();
         // The first (largest) tile with grid enough, else the smallest.
         if grid(&large) >= COOP_TINY_GRID {
@@ -153,10 +154,16 @@ impl CoopTiling {
             .collect()
     }
 
+    /// Whether the slice depth suits `format`: slices of whole blocks, or for the binary and
+    /// ternary formats (blocks of 64-128 weights) of whole parts of a block.
+    pub fn slices(&self, format: WeightFormat) -> bool {
+        super::tuning::stage_unit4(format, self.bk).is_some()
+    }
+
     /// Whether `gpu` can run this tiling for `format`.
     pub fn fits(&self, gpu: &Gpu, format: WeightFormat) -> bool {
         let sg = gpu.caps.subgroup_max;
-        self.bk.is_multiple_of(format.block_k() as u32)
+        self.slices(format)
             && self.sgm * self.sgn * sg <= gpu.caps.max_invocations
             && self.workgroup_bytes() <= gpu.caps.workgroup_storage
     }
@@ -165,7 +172,9 @@ impl CoopTiling {
     pub(super) fn vars(&self, sg: u32, format: WeightFormat) -> Vec<(&'static str, i64)> {
         let wg = self.sgm * self.sgn * sg;
         let (bm, bn, bk) = (self.bm(), self.bn(), self.bk);
-        let wblocks = bk / format.block_k() as u32;
+        // `fits` (or the variant listing) has checked the slice depth.
+        let unit4 = super::tuning::stage_unit4(format, bk).unwrap_or(format.block_k() as u32 / 4);
+        let wunits = bk / (4 * unit4);
         let raw = format == WeightFormat::F16;
         vec![
             ("SG", sg as i64),
@@ -178,8 +187,10 @@ impl CoopTiling {
             ("SINGLE", (self.buffers == 1) as i64),
             ("KSTEPS", (bk / 16) as i64),
             ("XLOADS", (bm * bk / 4).div_ceil(wg) as i64),
-            ("WLOADS", (bn * wblocks).div_ceil(wg) as i64),
+            ("WLOADS", (bn * wunits).div_ceil(wg) as i64),
             ("WRAW", raw as i64),
+            ("SUB4", unit4 as i64),
+            ("PARTIAL", (4 * unit4 < format.block_k() as u32) as i64),
         ]
     }
 }
@@ -219,7 +230,7 @@ pub(super) fn prepare(
     }
     if format == WeightFormat::F32 {
         return Err(Error::invalid(
-            "the cooperative-matrix GEMM takes f16, int8 or int4 weights, not f32",
+            "the cooperative-matrix GEMM takes every weight format but f32",
         ));
     }
     if !tiling.fits(gpu, format) {
@@ -398,7 +409,7 @@ mod tests {
         for f in WeightFormat::all() {
             for (m, n) in [(1, 1), (128, 384), (1024, 1536), (8192, 8192)] {
                 let t = CoopTiling::default_for(f, m, n);
-                assert!(t.bk.is_multiple_of(f.block_k() as u32), "{f:?} {m}×{n}");
+                assert!(t.slices(f), "{f:?} {m}×{n}");
             }
         }
     }

@@ -456,10 +456,13 @@ impl Linear {
     }
 
     /// x vec4s per activation row that GEMV stages in workgroup memory at once: what fits
-    /// beside `other_bytes` of workgroup memory (at most 32 KiB in all), never more than a row.
+    /// beside `other_bytes` of workgroup memory (at most 32 KiB in all), never more than a row
+    /// (see `tuning::x_chunk4`).
     fn x_chunk4(&self, gpu: &Gpu, m: usize, other_bytes: u64, staged: bool) -> i64 {
-        let row4 = self.row_blocks * self.format.block_k() / 4;
-        tuning::x_chunk4(row4, gpu.caps.workgroup_storage, m, other_bytes, staged)
+        let block4 = self.format.block_k() / 4;
+        let row4 = self.row_blocks * block4;
+        let storage = gpu.caps.workgroup_storage;
+        tuning::x_chunk4(row4, block4, storage, m, other_bytes, staged)
     }
 
     /// The shader variables, override constants and grid of `strategy` for `m` rows and

@@ -39,7 +39,7 @@ pub enum Strategy {
     /// Tiled through workgroup memory; any number of rows.
     GemmTiled,
     /// Tensor cores: 16×16×16 f16 cooperative matrices, f32 accumulation (needs
-    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`; f16, int8 and int4 weights).
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`; every weight format but f32).
     GemmCoop,
     /// int8 × int8 → i32 with `dot4I8Packed`, activations quantized per row first (int8
     /// weights; needs the WGSL language feature, polyfilled where the driver lacks it).

@@ -44,9 +44,11 @@ impl GemvTuning {
             (WeightFormat::Int8 | WeightFormat::Int8G32, false) => (4, 1, true),
             (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, true) => (4, 1, false),
             (WeightFormat::Int4 { .. } | WeightFormat::Int4Min { .. }, false) => (4, 2, true),
-            // Like int4 (unmeasured).
+            // Binary and ternary: a block is 64-128 weights, so one block per lane already
+            // spans much of a short row, and the unrolled block (16-32 vec4s × rows × R)
+            // is long; fewer rows and blocks in flight than int4 (unmeasured).
             (_, true) => (4, 1, false),
-            (_, false) => (4, 2, true),
+            (_, false) => (2, 1, true),
         };
         Self::with_overrides(&cfg.gemv, r, u, subgroups, staged)
     }
@@ -115,11 +117,36 @@ fn gemm_tile_for(workgroup_storage: u32, m: usize, n: usize, forced: Option<u32>
     }
 }
 
+/// Weight vec4s that one invocation of a GEMM (tiled or tensor-core) decodes and stages as a
+/// unit for `bk`-deep slices of k: a whole block where `bk` holds whole blocks; for the
+/// binary and ternary formats, whose blocks (64-128 weights) are deeper than most slices, the
+/// largest part of a block that divides both the block and the slice (so that a unit never
+/// straddles either); `None` where the slice depth does not suit the format.
+pub(super) fn stage_unit4(format: WeightFormat, bk: u32) -> Option<u32> {
+    let block4 = format.block_k() as u32 / 4;
+    if bk.is_multiple_of(4 * block4) {
+        return Some(block4);
+    }
+    if !format.is_low_bit() || !bk.is_multiple_of(4) {
+        return None;
+    }
+    Some(gcd(block4 as u64, bk as u64 / 4) as u32)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 /// GEMM register and workgroup tiling.
 pub(super) struct GemmTiling {
     pub(super) tm: u32,
     pub(super) tn: u32,
     pub(super) bk: u32,
+    /// Weight vec4s per staging unit (see [`stage_unit4`]).
+    pub(super) unit4: u32,
     pub(super) block_k: u32,
 }
 
@@ -133,10 +160,12 @@ impl GemmTiling {
     pub(super) fn with_tile(format: WeightFormat, tile: usize) -> Self {
         let block_k = format.block_k() as u32;
         let t = tile as u32 / 16;
+        let bk = 32;
         GemmTiling {
             tm: t,
             tn: t,
-            bk: 32,
+            bk,
+            unit4: stage_unit4(format, bk).expect("every format stages in 32-deep slices"),
             block_k,
         }
     }
@@ -150,26 +179,38 @@ impl GemmTiling {
             ("TN4", (self.tn / 4) as i64),
             ("BK", self.bk as i64),
             ("XLOADS", (bm * self.bk / 4).div_ceil(256) as i64),
-            ("WLOADS", (bn * self.bk / self.block_k).div_ceil(256) as i64),
+            (
+                "WLOADS",
+                (bn * self.bk / (4 * self.unit4)).div_ceil(256) as i64,
+            ),
+            ("SUB4", self.unit4 as i64),
+            ("PARTIAL", (4 * self.unit4 < self.block_k) as i64),
         ]
     }
 }
 
 /// x vec4s per activation row that GEMV stages in workgroup memory at once, for rows of
-/// `row4` vec4s: what fits beside `other_bytes` of workgroup memory (at most 32 KiB in all),
-/// never more than a row; a whole row (padded to 8 vec4s) when x is not staged.
+/// `row4` vec4s and blocks of `block4` vec4s: what fits beside `other_bytes` of workgroup
+/// memory (at most 32 KiB in all), never more than a row; a whole row when x is not staged.
+/// Always a multiple of the block and of 8 (the staging swizzle permutes within 8 vec4s), so
+/// a chunk holds whole blocks (binary's 32 vec4s, ternary16's 20: a chunk of 40).
 pub(super) fn x_chunk4(
     row4: usize,
+    block4: usize,
     workgroup_storage: u32,
     m: usize,
     other_bytes: u64,
     staged: bool,
 ) -> i64 {
-    let row = (row4 as u64).next_multiple_of(8);
+    let block4 = (block4 as u64).max(1);
+    let unit = 8 * block4 / gcd(8, block4);
+    let row = (row4 as u64).next_multiple_of(unit);
     if !staged {
         return row as i64;
     }
-    let budget = (workgroup_storage as u64).min(32 * 1024) - other_bytes;
-    let fit = budget / (16 * m as u64) / 8 * 8;
-    fit.min(row).max(8) as i64
+    let budget = (workgroup_storage as u64)
+        .min(32 * 1024)
+        .saturating_sub(other_bytes);
+    let fit = budget / (16 * m as u64) / unit * unit;
+    fit.min(row).max(unit) as i64
 }

@@ -43,8 +43,9 @@ fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static s
                 };
                 for storage in [16 * 1024, 32 * 1024] {
                     for k in [384usize, 8192] {
-                        let row4 = k.div_ceil(format.block_k()) * format.block_k() / 4;
-                        let chunk4 = x_chunk4(row4, storage, m, other, t.x_staged);
+                        let block4 = format.block_k() / 4;
+                        let row4 = k.div_ceil(format.block_k()) * block4;
+                        let chunk4 = x_chunk4(row4, block4, storage, m, other, t.x_staged);
                         out.push(gemv_vars(strategy, m, &t, chunk4));
                     }
                 }
@@ -66,7 +67,7 @@ fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static s
                 }
             }
             for t in tilings {
-                if !t.bk.is_multiple_of(format.block_k() as u32) {
+                if !t.slices(format) {
                     continue;
                 }
                 for sg in [32, 64] {
@@ -91,7 +92,7 @@ fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static s
 /// error): [`source`] over every strategy, weight format and activation type with the
 /// variables of `variant_vars`, the two quantization kernels, for tests that validate
 /// them offline. One int4 format stands for all: group size and zero points are override
-/// constants; likewise one min format.
+/// constants; likewise one min, one binary and one ternary format of each layout.
 pub fn variants() -> Vec<(String, Result<String>)> {
     let formats = [
         WeightFormat::F32,
@@ -103,6 +104,12 @@ pub fn variants() -> Vec<(String, Result<String>)> {
         },
         WeightFormat::Int8G32,
         WeightFormat::Int4Min { group: 32 },
+        WeightFormat::Binary {
+            group: 128,
+            mean: false,
+        },
+        WeightFormat::Ternary { group: 128 },
+        WeightFormat::Ternary16 { group: 160 },
     ];
     let mut out = Vec::new();
     for act in [ActDType::F32, ActDType::F16] {
