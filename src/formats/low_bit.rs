@@ -137,9 +137,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
                 let (codes, s) = ternary_row(row, g);
                 scales.extend(s);
                 for c in 0..rw * 16 {
-                    let q = codes.get(c).copied().unwrap_or(1);
-                    let i = c % 16;
-                    out[c / 16] |= q << (8 * (i % 4) + 2 * (i / 4));
+                    put_ternary(out, c, codes.get(c).copied().unwrap_or(1));
                 }
             }
             WeightFormat::Ternary16 { .. } => {
@@ -171,6 +169,12 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
             Vec::new()
         },
     }
+}
+
+/// Sets weight `c` of a zeroed 2-bit ternary row to code `q` (0, 1, 2).
+pub(crate) fn put_ternary(row: &mut [u32], c: usize, q: u32) {
+    let i = c % 16;
+    row[c / 16] |= q << (8 * (i % 4) + 2 * (i / 4));
 }
 
 /// The code (0/1 for binary; 0, 1, 2 for ternary) of weight `c` of a packed row.
