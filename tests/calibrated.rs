@@ -100,10 +100,16 @@ fn scale_of(p: &PackedWeights, r: usize, c: usize) -> f32 {
 
 /// Binary and ternary formats of every family, at groups that split k = 100 and 160 unevenly.
 fn low_bit_formats() -> Vec<WeightFormat> {
-    ["binaryg32", "binaryg64m", "ternaryg64", "ternaryg128", "ternary16g80"]
-        .into_iter()
-        .map(|f| WeightFormat::parse(f).unwrap())
-        .collect()
+    [
+        "binaryg32",
+        "binaryg64m",
+        "ternaryg64",
+        "ternaryg128",
+        "ternary16g80",
+    ]
+    .into_iter()
+    .map(|f| WeightFormat::parse(f).unwrap())
+    .collect()
 }
 
 #[test]

@@ -334,8 +334,11 @@ fn ternary_blocks_give_their_trits() {
         w.tensor(ty.name(), &[512], ty, bytes);
     }
     // Element 300 (second block, element 44) holds code 3.
-    let mut bad = [block(GgmlType::TQ2_0, &trits[..256]), block(GgmlType::TQ2_0, &trits[256..])]
-        .concat();
+    let mut bad = [
+        block(GgmlType::TQ2_0, &trits[..256]),
+        block(GgmlType::TQ2_0, &trits[256..]),
+    ]
+    .concat();
     bad[66 + 12] |= 3 << 2;
     w.tensor("bad", &[512], GgmlType::TQ2_0, bad);
     let file = parse(w.to_bytes()).unwrap();
@@ -346,7 +349,10 @@ fn ternary_blocks_give_their_trits() {
     assert_eq!(got1, trits, "TQ1_0");
     assert_eq!(got2, trits, "TQ2_0");
     assert_eq!(tq1[1].scale().to_bits(), half_to_f32(d).to_bits());
-    assert_eq!(file.blocks::<BlockTQ2_0>("bad").unwrap()[1].codes(), Err(44));
+    assert_eq!(
+        file.blocks::<BlockTQ2_0>("bad").unwrap()[1].codes(),
+        Err(44)
+    );
     let e = file.dequantize("bad").unwrap_err();
     assert!(matches!(e, Error::Input(InputError::Gguf(_))), "{e:?}");
     assert!(e.to_string().contains("element 300 has code 3"), "{e}");
@@ -357,7 +363,12 @@ fn block_types_refuse_rows_that_are_not_whole_blocks() {
     for ty in [GgmlType::TQ1_0, GgmlType::TQ2_0] {
         for row_len in [32u64, 128, 320] {
             let mut w = Writer::new();
-            w.tensor("w", &[row_len, 2], ty, vec![0; ty.block_bytes() as usize * 4]);
+            w.tensor(
+                "w",
+                &[row_len, 2],
+                ty,
+                vec![0; ty.block_bytes() as usize * 4],
+            );
             expect_err(
                 parse(w.to_bytes()),
                 &format!("'w': its row length {row_len} is not a multiple of {ty}'s block of 256"),

@@ -424,7 +424,11 @@ fn calibrated_files_match_cpu_reference() {
             None,
             "int4g32a",
         ),
-        (WeightFormat::parse("ternary16").unwrap(), None, "ternary16g160"),
+        (
+            WeightFormat::parse("ternary16").unwrap(),
+            None,
+            "ternary16g160",
+        ),
         (WeightFormat::F16, Some(SparseStorage::TwoFour), "2:4-f16"),
         (
             WeightFormat::F16,

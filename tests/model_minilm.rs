@@ -81,7 +81,11 @@ fn minilm_matches_pytorch() {
                 one.row(0),
                 &out.row(1).iter().map(|&v| v as f64).collect::<Vec<_>>(),
             );
-            let same = if format.bits() >= 16.0 { 0.99999 } else { 0.999 };
+            let same = if format.bits() >= 16.0 {
+                0.99999
+            } else {
+                0.999
+            };
             assert!(
                 c > same,
                 "{}: batch padding changes the result: cosine {c}",
