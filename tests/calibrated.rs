@@ -1,4 +1,4 @@
-//! Calibrated int4 rounding (`formats::gptq`) and pruning (`prune::calibrated`) on the host:
+//! Calibrated int4, binary and ternary rounding (`formats::gptq`) and pruning (`prune::calibrated`) on the host:
 //! with uncorrelated inputs they are plain rounding and magnitude pruning, with correlated ones
 //! they lower the error of the layer's outputs (also on inputs they were not calibrated on),
 //! codes stay on each group's grid, patterns hold, and bad calls are refused.
@@ -87,13 +87,29 @@ fn output_error(x: &[f64], w: &[f32], q: &[f32], n: usize, k: usize) -> f64 {
         .sum()
 }
 
-/// The scale of weight `i` of a row-major `n × k` int4 matrix.
+/// The f16 of (row `r`, group of column `c`) in `halves`, the scales or means of `p`.
+fn group_half(p: &PackedWeights, halves: &[u32], r: usize, c: usize) -> f32 {
+    let gi = r * p.groups() + c / p.format.group().unwrap();
+    f16::from_bits((halves[gi / 2] >> (16 * (gi % 2))) as u16).to_f32()
+}
+
+/// The scale of weight `[r, c]` of a row-major `n × k` group-wise matrix.
 fn scale_of(p: &PackedWeights, r: usize, c: usize) -> f32 {
-    let WeightFormat::Int4 { group, .. } = p.format else {
-        unreachable!()
-    };
-    let gi = r * p.groups() + c / group as usize;
-    f16::from_bits((p.scales[gi / 2] >> (16 * (gi % 2))) as u16).to_f32()
+    group_half(p, &p.scales, r, c)
+}
+
+/// Binary and ternary formats of every family, at groups that split k = 100 and 160 unevenly.
+fn low_bit_formats() -> Vec<WeightFormat> {
+    [
+        "binaryg32",
+        "binaryg64m",
+        "ternaryg64",
+        "ternaryg128",
+        "ternary16g80",
+    ]
+    .into_iter()
+    .map(|f| WeightFormat::parse(f).unwrap())
+    .collect()
 }
 
 #[test]
@@ -103,7 +119,7 @@ fn uncorrelated_inputs_give_plain_rounding() {
     let w: Vec<f32> = (0..n * k).map(|_| r.random_range(-1.0..1.0)).collect();
     // H is a multiple of the identity, so no error moves to other columns.
     let h = identity_hessian(k);
-    for format in [int4(32, false), int4(64, true)] {
+    for format in [vec![int4(32, false), int4(64, true)], low_bit_formats()].concat() {
         let got = quantize_calibrated(&w, n, k, format, &h).unwrap();
         let want = PackedWeights::quantize(&w, n, k, format).unwrap();
         assert_eq!(got.data, want.data, "{}", format.name());
@@ -168,12 +184,74 @@ fn correlated_inputs_lower_the_output_error() {
     }
 }
 
+/// GPTQ with the binary and ternary formats: each group's scale (and mean) is chosen from the
+/// weights as updated, each weight rounded to a code of its group, and the output error
+/// falls below plain rounding's, on held-out inputs too.
+#[test]
+fn correlated_inputs_lower_the_output_error_of_low_bit_formats() {
+    let mut r = rng("correlated_inputs_lower_the_output_error_of_low_bit_formats");
+    let Layer {
+        n,
+        k,
+        w,
+        calib,
+        held_out,
+        h,
+    } = correlated_layer(&mut r);
+    for format in low_bit_formats() {
+        let plain = PackedWeights::quantize(&w, n, k, format)
+            .unwrap()
+            .dequantize();
+        let p = quantize_calibrated(&w, n, k, format, &h).unwrap();
+        assert_eq!(p.format, format);
+        let got = p.dequantize();
+        for (name, x) in [("calibration", &calib), ("held-out", &held_out)] {
+            let (e, e0) = (
+                output_error(x, &w, &got, n, k),
+                output_error(x, &w, &plain, n, k),
+            );
+            eprintln!(
+                "{} {name}: output error {:.3} of plain rounding's",
+                format.name(),
+                e / e0
+            );
+            assert!(
+                e < 0.6 * e0,
+                "{} on {name} inputs: output error {e:.4e}, plain rounding {e0:.4e}",
+                format.name()
+            );
+        }
+        // Every weight is a code of its group: ±s + m for binary, {−s, 0, s} for ternary.
+        for row in 0..n {
+            for c in 0..k {
+                let s = scale_of(&p, row, c);
+                let m = if p.format.has_half_zeros() {
+                    group_half(&p, &p.zeros, row, c)
+                } else {
+                    0.0
+                };
+                let q = (got[row * k + c] - m) / s;
+                let codes: &[f32] = match format {
+                    WeightFormat::Binary { .. } => &[-1.0, 1.0],
+                    _ => &[-1.0, 0.0, 1.0],
+                };
+                assert!(
+                    codes.iter().any(|v| (q - v).abs() < 1e-2),
+                    "{}: [{row}, {c}] = {q} scales from the mean",
+                    format.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_calls_are_refused() {
     let w = vec![0.5f32; 4 * 64];
     let mut h = Hessian::new(64);
     let err = |r: sparq::Result<PackedWeights>| r.expect_err("refused");
-    // No inputs yet, the wrong width, the wrong weight count, formats other than int4.
+    // No inputs yet, the wrong width, the wrong weight count, formats GPTQ does not round and
+    // groups a format does not have.
     assert!(matches!(
         err(quantize_calibrated(&w, 4, 64, int4(32, false), &h)),
         Error::Input(InputError::Shape(_))
@@ -187,7 +265,16 @@ fn bad_calls_are_refused() {
         err(quantize_calibrated(&w[..100], 4, 64, int4(32, false), &h)),
         Error::Input(InputError::Shape(_))
     ));
-    for format in [WeightFormat::F16, WeightFormat::Int8, int4(48, false)] {
+    for format in [
+        WeightFormat::F16,
+        WeightFormat::Int8,
+        int4(48, false),
+        WeightFormat::Ternary { group: 100 },
+        WeightFormat::Binary {
+            group: 256,
+            mean: false,
+        },
+    ] {
         assert!(matches!(
             err(quantize_calibrated(&w, 4, 64, format, &h)),
             Error::Input(InputError::Invalid(_))

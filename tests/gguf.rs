@@ -7,16 +7,20 @@ mod common;
 
 use rand::{Rng, rngs::StdRng};
 use sparq::gguf::writer::Writer;
-use sparq::gguf::{Array, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType, Gguf, Value};
+use sparq::gguf::{
+    Array, BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, GgmlType, Gguf, Value,
+};
 use sparq::{Error, InputError};
 
-const SUPPORTED: [GgmlType; 6] = [
+const SUPPORTED: [GgmlType; 8] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
 ];
 
 /// IEEE half to f32 from its fields, written out here so the test does not share the
@@ -107,9 +111,52 @@ fn random_tensor(
                 }
             }
         }
+        GgmlType::TQ1_0 | GgmlType::TQ2_0 => {
+            for _ in 0..n / 256 {
+                let trits: Vec<u8> = (0..256).map(|_| rng.random_range(0..3)).collect();
+                let d = random_half(rng);
+                if ty == GgmlType::TQ2_0 {
+                    bytes.extend(tq2_codes(&trits));
+                } else {
+                    bytes.extend(tq1_codes(&trits));
+                }
+                bytes.extend_from_slice(&d.to_le_bytes());
+                let d = half_to_f32(d);
+                values.extend(trits.iter().map(|&t| (t as f32 - 1.0) * d));
+            }
+        }
         t => panic!("no generator for {t}"),
     }
     (bytes, values)
+}
+
+/// TQ2_0's 64 code bytes for 256 trits (0, 1, 2): element `e` at bits `2 · ((e % 128) / 32)`
+/// of byte `32 · (e / 128) + e % 32`, as ggml's `block_tq2_0` lays them out.
+fn tq2_codes(trits: &[u8]) -> Vec<u8> {
+    let mut qs = vec![0u8; 64];
+    for (e, &t) in trits.iter().enumerate() {
+        qs[32 * (e / 128) + e % 32] |= t << (2 * ((e % 128) / 32));
+    }
+    qs
+}
+
+/// TQ1_0's 48 `qs` and 4 `qh` bytes for 256 trits: bytes of five base-3 digits (most
+/// significant first; `qh`'s fifth digit 0) stored as `⌈v · 256 / 243⌉`; elements 0..160 are
+/// digit `e / 32` of byte `e % 32`, 160..240 digit `(e − 160) / 16` of byte
+/// `32 + (e − 160) % 16`, 240..256 digit `(e − 240) / 4` of `qh[(e − 240) % 4]`.
+fn tq1_codes(trits: &[u8]) -> Vec<u8> {
+    let byte = |digits: &mut dyn Iterator<Item = u8>| -> u8 {
+        let mut v = 0u32;
+        for _ in 0..5 {
+            v = 3 * v + digits.next().map_or(0, |t| t as u32);
+        }
+        (v * 256).div_ceil(243) as u8
+    };
+    let mut out = Vec::with_capacity(52);
+    out.extend((0..32).map(|m| byte(&mut (0..5).map(|j| trits[32 * j + m]))));
+    out.extend((0..16).map(|m| byte(&mut (0..5).map(|j| trits[160 + 16 * j + m]))));
+    out.extend((0..4).map(|m| byte(&mut (0..4).map(|j| trits[240 + 4 * j + m]))));
+    out
 }
 
 fn assert_same(got: &[f32], want: &[f32], what: &str) {
@@ -143,6 +190,7 @@ fn every_type_round_trips_through_writer_and_reader() {
     // (row length, rows): single rows, several rows, lengths of one and of several blocks.
     let shapes = [(32, 1), (64, 3), (96, 5), (256, 2)];
     let odd = [(1, 1), (7, 1), (13, 3), (33, 2)];
+    let tq_shapes = [(256, 1), (512, 3), (768, 2)];
     for version in [2, 3] {
         for align in [32, 1, 64] {
             let mut w = Writer::new();
@@ -151,6 +199,11 @@ fn every_type_round_trips_through_writer_and_reader() {
             let mut expected = Vec::new();
             for ty in SUPPORTED {
                 let plain = ty.block_len() == 1;
+                let shapes = if ty.block_len() == 256 {
+                    &tq_shapes[..]
+                } else {
+                    &shapes[..]
+                };
                 for &(row_len, rows) in shapes.iter().chain(if plain { &odd[..] } else { &[] }) {
                     let (bytes, values) = random_tensor(&mut rng, ty, row_len, rows);
                     let name = format!("{ty}.{row_len}x{rows}");
@@ -240,8 +293,12 @@ fn many_tensors_in_one_file() {
     let mut rng = common::rng("gguf_many_tensors");
     let mut w = Writer::new();
     let mut want = Vec::new();
+    let types: Vec<GgmlType> = SUPPORTED
+        .into_iter()
+        .filter(|t| t.block_len() <= 32)
+        .collect();
     for i in 0..300 {
-        let ty = SUPPORTED[i % SUPPORTED.len()];
+        let ty = types[i % types.len()];
         let rows = 1 + i % 4;
         let (bytes, values) = random_tensor(&mut rng, ty, 32, rows);
         let name = format!("blk.{i}.weight");
@@ -255,8 +312,69 @@ fn many_tensors_in_one_file() {
     }
 }
 
+/// Ternary blocks seen raw give the trits they were written from; a TQ2_0 code 3 (no trit)
+/// is refused by the reader, naming the element.
+#[test]
+fn ternary_blocks_give_their_trits() {
+    let mut rng = common::rng("gguf_ternary_blocks");
+    let trits: Vec<u8> = (0..512).map(|_| rng.random_range(0..3)).collect();
+    let d = random_half(&mut rng);
+    let block = |ty: GgmlType, t: &[u8]| -> Vec<u8> {
+        let mut b = if ty == GgmlType::TQ1_0 {
+            tq1_codes(t)
+        } else {
+            tq2_codes(t)
+        };
+        b.extend_from_slice(&d.to_le_bytes());
+        b
+    };
+    let mut w = Writer::new();
+    for ty in [GgmlType::TQ1_0, GgmlType::TQ2_0] {
+        let bytes = [block(ty, &trits[..256]), block(ty, &trits[256..])].concat();
+        w.tensor(ty.name(), &[512], ty, bytes);
+    }
+    // Element 300 (second block, element 44) holds code 3.
+    let mut bad = [
+        block(GgmlType::TQ2_0, &trits[..256]),
+        block(GgmlType::TQ2_0, &trits[256..]),
+    ]
+    .concat();
+    bad[66 + 12] |= 3 << 2;
+    w.tensor("bad", &[512], GgmlType::TQ2_0, bad);
+    let file = parse(w.to_bytes()).unwrap();
+    let tq1 = file.blocks::<BlockTQ1_0>("TQ1_0").unwrap();
+    let tq2 = file.blocks::<BlockTQ2_0>("TQ2_0").unwrap();
+    let got1: Vec<u8> = tq1.iter().flat_map(|b| b.codes()).collect();
+    let got2: Vec<u8> = tq2.iter().flat_map(|b| b.codes().unwrap()).collect();
+    assert_eq!(got1, trits, "TQ1_0");
+    assert_eq!(got2, trits, "TQ2_0");
+    assert_eq!(tq1[1].scale().to_bits(), half_to_f32(d).to_bits());
+    assert_eq!(
+        file.blocks::<BlockTQ2_0>("bad").unwrap()[1].codes(),
+        Err(44)
+    );
+    let e = file.dequantize("bad").unwrap_err();
+    assert!(matches!(e, Error::Input(InputError::Gguf(_))), "{e:?}");
+    assert!(e.to_string().contains("element 300 has code 3"), "{e}");
+}
+
 #[test]
 fn block_types_refuse_rows_that_are_not_whole_blocks() {
+    for ty in [GgmlType::TQ1_0, GgmlType::TQ2_0] {
+        for row_len in [32u64, 128, 320] {
+            let mut w = Writer::new();
+            w.tensor(
+                "w",
+                &[row_len, 2],
+                ty,
+                vec![0; ty.block_bytes() as usize * 4],
+            );
+            expect_err(
+                parse(w.to_bytes()),
+                &format!("'w': its row length {row_len} is not a multiple of {ty}'s block of 256"),
+            );
+        }
+    }
     for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
         for row_len in [1u64, 16, 33, 48] {
             let mut w = Writer::new();
@@ -430,8 +548,9 @@ fn small_file() -> Vec<u8> {
         ])),
     );
     for ty in SUPPORTED {
-        let (bytes, _) = random_tensor(&mut rng, ty, 32, 2);
-        w.tensor(&format!("{ty}.weight"), &[32, 2], ty, bytes);
+        let k = ty.block_len().max(32);
+        let (bytes, _) = random_tensor(&mut rng, ty, k as usize, 2);
+        w.tensor(&format!("{ty}.weight"), &[k, 2], ty, bytes);
     }
     w.to_bytes()
 }

@@ -1,7 +1,8 @@
 //! GGUF tensors mapped onto sparq formats (`gguf::packed_weights`) decode to exactly what
 //! the reader's `dequantize` gives: synthetic tensors of every supported type with awkward
-//! scales (zero, negative zero, subnormal, a zero scale under a non-zero minimum), and every
-//! 2-D tensor of the SmolLM2 model when it is present. No GPU needed.
+//! scales (zero, negative zero, subnormal, a zero scale under a non-zero minimum), ternary
+//! blocks of every byte value, and every 2-D tensor of the SmolLM2 model when it is present.
+//! No GPU needed.
 
 mod common;
 
@@ -52,6 +53,21 @@ fn tensor_bytes(rng: &mut StdRng, ty: GgmlType, k: usize, rows: usize) -> Vec<u8
             }
             b.extend((0..16).map(|_| rng.random::<u8>()));
         }),
+        // Random trits (codes 0..3) in ggml's layouts, a random scale per block.
+        GgmlType::TQ2_0 => (0..n / 256).for_each(|_| {
+            let trits: Vec<u8> = (0..256).map(|_| rng.random_range(0..3)).collect();
+            let mut qs = [0u8; 64];
+            for (e, &t) in trits.iter().enumerate() {
+                qs[32 * (e / 128) + e % 32] |= t << (2 * ((e % 128) / 32));
+            }
+            b.extend_from_slice(&qs);
+            b.extend_from_slice(&half(rng).to_le_bytes());
+        }),
+        // Any byte is five (or, in `qh`, four) valid trits: random bytes test every one.
+        GgmlType::TQ1_0 => (0..n / 256).for_each(|_| {
+            b.extend((0..52).map(|_| rng.random::<u8>()));
+            b.extend_from_slice(&half(rng).to_le_bytes());
+        }),
         t => panic!("no generator for {t}"),
     }
     b
@@ -81,6 +97,16 @@ fn every_supported_type_maps_bit_for_bit() {
             GgmlType::Q4_1,
             WeightFormat::Int4Min { group: 32 },
             &[32, 64, 96, 320],
+        ),
+        (
+            GgmlType::TQ1_0,
+            WeightFormat::Ternary { group: 256 },
+            &[256, 512, 768],
+        ),
+        (
+            GgmlType::TQ2_0,
+            WeightFormat::Ternary { group: 256 },
+            &[256, 512, 768],
         ),
     ];
     let mut w = Writer::new();
@@ -146,6 +172,29 @@ fn other_types_and_shapes_are_refused() {
         "{e:?}"
     );
     let e = packed_weights(&file, "missing").unwrap_err();
+    assert!(matches!(&e, Error::Input(InputError::Gguf(_))), "{e:?}");
+    // A TQ2_0 code 3 is no trit: refused, naming the element (row 1, element 5 of its row).
+    let mut w = Writer::new();
+    let mut bytes = vec![0x55u8; 2 * 66];
+    bytes[66 + 5] = 0x57;
+    w.tensor("tq2", &[256, 2], GgmlType::TQ2_0, bytes);
+    let file = Gguf::from_bytes(w.to_bytes(), "test.gguf").unwrap();
+    let e = packed_weights(&file, "tq2").unwrap_err();
+    assert!(
+        matches!(&e, Error::Input(InputError::Gguf(m)) if m.contains("element 261 has code 3")),
+        "{e:?}"
+    );
+    // Ternary tensors whose data stops short of their two blocks: the file is refused.
+    for ty in [GgmlType::TQ1_0, GgmlType::TQ2_0] {
+        let mut w = Writer::new();
+        let one_block = vec![0x55u8; ty.block_bytes() as usize];
+        w.tensor("short", &[256, 2], ty, one_block);
+        match Gguf::from_bytes(w.to_bytes(), "test.gguf") {
+            Err(Error::Input(InputError::Gguf(_))) => {}
+            Err(e) => panic!("{ty}: {e:?}"),
+            Ok(_) => panic!("{ty}: a truncated tensor was accepted"),
+        }
+    }
     assert!(matches!(&e, Error::Input(InputError::Gguf(_))), "{e:?}");
 }
 

@@ -1,6 +1,6 @@
 //! `sparq pack --calibrate` for decoders (`llama::calibrate`, `llama::pack::pack` with
 //! tokens): the inputs of each linear layer come from the f64 reference decoder; GPTQ (dense
-//! int4) and SparseGPT (2:4) then keep each layer's outputs on those inputs closer to the
+//! int4 and ternary) and SparseGPT (2:4) then keep each layer's outputs on those inputs closer to the
 //! original than rounding to nearest and magnitude pruning do, the calibrated file loads
 //! and runs (against the reference on its stored weights), and formats calibration does
 //! not apply to are refused.
@@ -82,7 +82,7 @@ fn calibrated_decoders_keep_layer_outputs_closer_and_run() {
             config.intermediate_size,
         ),
     ];
-    for (format, prune) in [("int4", None), ("f16", Some("2:4"))] {
+    for (format, prune) in [("int4", None), ("ternary", None), ("f16", Some("2:4"))] {
         let c = Compression {
             format: WeightFormat::parse(format).unwrap(),
             sparse: prune.map(|p| SparseStorage::parse(p).unwrap()),
@@ -131,7 +131,7 @@ fn calibrated_decoders_keep_layer_outputs_closer_and_run() {
             &format!("calibrated {format}"),
         );
     }
-    // Calibration rounds int4 and prunes 2:4 / magnitude:S; int8 is refused.
+    // Calibration rounds int4, binary and ternary and prunes 2:4 / magnitude:S; int8 is refused.
     let int8 = Compression::dense(WeightFormat::Int8);
     match pack::pack(&dir, &int8, Some(&seqs), |_, _, _| {}) {
         Err(Error::Input(InputError::Invalid(_))) => {}

@@ -1,6 +1,6 @@
 //! `sparq pack` for decoders (`model::llama::pack`) and loading its files
 //! (`LlamaDecoder::from_sparq`, `open`): a tiny random checkpoint packed to int8, int4g32,
-//! 2:4 and CSR, loaded on every adapter, a prefill's logits against the f64 reference run on
+//! ternary, ternary16, binary with means, 2:4 and CSR, loaded on every adapter, a prefill's logits against the f64 reference run on
 //! the weights *as the file stores them* (dequantized), so that what is checked is the file
 //! and the kernels, not the quantization error; the tolerance of `tests/llama_decoder.rs`.
 //! The devices run integer weights with exact activations (`SPARQ_Q8=0`): int8 activations
@@ -73,12 +73,22 @@ fn packed_decoders_match_the_reference_on_their_stored_weights() {
             1,
         );
         let prompt = tokens(&mut r, 21, config.vocab_size);
-        for (format, prune, linear_format) in [
+        let mut cases = vec![
             ("int8", None, "int8"),
             ("int4", None, "int4g32"),
             ("int8", Some("2:4"), "2:4-int8"),
             ("f16", Some("magnitude:0.5"), "csr-f16"),
-        ] {
+        ];
+        // The binary and ternary formats on one architecture only: the file and loader paths
+        // are the same for both, and every format costs pipelines to compile.
+        if !tied {
+            cases.extend([
+                ("ternary", None, "ternaryg128"),
+                ("ternary16", None, "ternary16g160"),
+                ("binarym", None, "binaryg128m"),
+            ]);
+        }
+        for (format, prune, linear_format) in cases {
             let what = format!("{arch} {format} {prune:?}");
             let out = dir.join(format!("packed-{format}-{}.safetensors", prune.is_some()));
             let (c, floats, linears, report) =

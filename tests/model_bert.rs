@@ -192,8 +192,8 @@ fn packed_model_file_roundtrip() {
 }
 
 /// Encoders packed with pruned, sparse linear weights (2:4, CSR, BSR; float and integer
-/// values) load from their one self-describing file and match the CPU reference run on the
-/// weights as stored.
+/// values) or dense binary and ternary ones load from their one self-describing file and
+/// match the CPU reference run on the weights as stored.
 #[test]
 fn sparse_model_files_match_cpu_reference() {
     use sparq::model::compress::{Compression, SparseStorage};
@@ -207,12 +207,19 @@ fn sparse_model_files_match_cpu_reference() {
         group: 32,
         asymmetric: false,
     };
+    let low = |name: &str| WeightFormat::parse(name).unwrap();
     let cases = [
-        ("2:4", int4, "2:4-int4"),
-        ("2:4", WeightFormat::F16, "2:4-f16"),
-        ("magnitude:0.7", WeightFormat::F16, "csr-f16"),
-        ("blocks:1x32:0.5", WeightFormat::Int8, "bsr1x32-int8"),
-        ("blocks:2x32:0.5", int4, "bsr2x32-int4"),
+        (Some("2:4"), int4, "2:4-int4"),
+        (Some("2:4"), WeightFormat::F16, "2:4-f16"),
+        (Some("magnitude:0.7"), WeightFormat::F16, "csr-f16"),
+        (Some("blocks:1x32:0.5"), WeightFormat::Int8, "bsr1x32-int8"),
+        (Some("blocks:2x32:0.5"), int4, "bsr2x32-int4"),
+        // Dense binary and ternary files: groups longer than the rows (k = 24 or 40), several
+        // a row, and ternary16's five trits a byte.
+        (None, low("ternary"), "ternaryg128"),
+        (None, low("ternary16g80"), "ternary16g80"),
+        (None, low("binarym"), "binaryg128m"),
+        (None, low("binaryg32"), "binaryg32"),
     ];
     let (ids, types) = ragged(&mut r, &c, &[3, 9, 17]);
     let batch = Batch::Tokens {
@@ -222,7 +229,7 @@ fn sparse_model_files_match_cpu_reference() {
     for (prune, format, name) in cases {
         let compression = Compression {
             format,
-            sparse: Some(SparseStorage::parse(prune).unwrap()),
+            sparse: prune.map(|p| SparseStorage::parse(p).unwrap()),
         };
         let mut store = |_: &str, w: &[f32], n, k| Ok(compression.store(w, n, k)?.0);
         let (floats, packed) = bert::pack(&file, &c, &mut store).unwrap();
@@ -416,6 +423,11 @@ fn calibrated_files_match_cpu_reference() {
             },
             None,
             "int4g32a",
+        ),
+        (
+            WeightFormat::parse("ternary16").unwrap(),
+            None,
+            "ternary16g160",
         ),
         (WeightFormat::F16, Some(SparseStorage::TwoFour), "2:4-f16"),
         (

@@ -25,8 +25,8 @@ pub struct DecoderArgs {
     /// pack` of a GGUF file stores it), else a GGUF model's own.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Re-quantize the linear weights to this format (f16, int8, int8g32, int4, ...); the
-    /// file's own formats (losslessly mapped) by default.
+    /// Re-quantize the linear weights to this format (f16, int8, int8g32, int4, ternary,
+    /// binarym, ...); the file's own formats (losslessly mapped) by default.
     #[arg(long)]
     format: Option<String>,
     /// Tokens the KV cache holds (the model's context by default).

@@ -87,7 +87,7 @@ struct BenchArgs {
     #[command(flatten)]
     out: OutputArgs,
     /// Weight formats, comma-separated (f32, f16, int8, int8g32, int4g32, int4g64, int4g128,
-    /// int4g32a, int4g32m).
+    /// int4g32a, int4g32m, binary, binarym, ternary, ternary16, any group: binaryg32, ...).
     #[arg(long, value_delimiter = ',', value_parser = WeightFormat::parse)]
     formats: Option<Vec<WeightFormat>>,
     /// Activation rows, comma-separated.

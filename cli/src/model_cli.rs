@@ -32,8 +32,8 @@ pub enum ModelCommand {
         /// Model directory (model.safetensors, config.json, tokenizer.json) or .safetensors file.
         model: PathBuf,
         /// Format of the linear weights stored as floats (f32 by default): f32, f16, int8,
-        /// int8g32, int4 (= int4g32), int4g64, int4g32a, int4g32m, ...; a packed file runs as
-        /// stored, and another format is refused.
+        /// int8g32, int4 (= int4g32), int4g64, int4g32a, int4g32m, binary, binarym, ternary,
+        /// ternary16, ...; a packed file runs as stored, and another format is refused.
         #[arg(long)]
         format: Option<String>,
         #[command(flatten)]
@@ -87,7 +87,10 @@ pub enum ModelCommand {
         /// Model directory or .safetensors file (float weights); or a decoder: a GGUF file,
         /// a Hugging Face Llama/Qwen2 directory, or a sparq decoder file.
         model: PathBuf,
-        /// Target format of the linear weights (of their values when pruned).
+        /// Target format of the linear weights (of their values when pruned): f16, int8,
+        /// int8g32, int4g{32,64,128}[a|m], binaryg{32,64,128}[m] (`binary` = g128), ternaryg{64,
+        /// 128,256} (`ternary` = g128), ternary16g{80,160,320} (`ternary16` = g160). Binary and
+        /// ternary weights stay dense (no --prune).
         #[arg(long)]
         format: String,
         /// Prune every linear weight and store it sparse: `2:4` (2:4 format), `magnitude:S`,
@@ -97,9 +100,9 @@ pub enum ModelCommand {
         #[arg(long)]
         prune: Option<String>,
         /// Calibrate on the sentences of FILE (one per line; `builtin`, or no value, for 64
-        /// built-in sentences): dense int4 is rounded by GPTQ, and `--prune 2:4` or
-        /// `magnitude:S` (then S of every row) prunes by SparseGPT, keeping the layers'
-        /// outputs closer. Text models (BERT with tokenizer.json; decoders with their GGUF
+        /// built-in sentences): dense int4, binary and ternary weights are rounded by GPTQ,
+        /// and `--prune 2:4` or `magnitude:S` (then S of every row) prunes by SparseGPT,
+        /// keeping the layers' outputs closer. Text models (BERT with tokenizer.json; decoders with their GGUF
         /// tokenizer or tokenizer.json).
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "builtin")]
         calibrate: Option<PathBuf>,

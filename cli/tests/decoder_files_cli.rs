@@ -1,7 +1,8 @@
 //! Packed decoders are one self-describing file from the command line: `sparq pack` of a GGUF
 //! file carries its tokenizer, so `generate` runs the packed file alone, moved to another
-//! folder, and writes what the GGUF writes; a file with none says where it looked and names
-//! `--tokenizer`, which `generate` and `pack` both take.
+//! folder, and writes what the GGUF writes; binary and ternary files run like the GGUF
+//! quantized at load; a file with none says where it looked and names `--tokenizer`, which
+//! `generate` and `pack` both take.
 
 #[path = "../../tests/common/tiny_gguf.rs"]
 mod tiny_gguf;
@@ -55,6 +56,52 @@ fn a_packed_gguf_decoder_alone_generates_what_the_gguf_generates() {
     let want = generate(&gguf, &[]);
     assert!(!want.trim().is_empty(), "the tiny model wrote nothing");
     assert_eq!(generate(&packed, &[]), want);
+}
+
+/// `sparq pack --format` with the binary and ternary formats: the packed file alone writes
+/// what the GGUF writes quantized to the same format at load (the same quantizer, so the
+/// same weights), and its perplexity is finite; pruning them is one clear line.
+#[test]
+fn low_bit_packed_decoders_run_like_the_gguf_quantized_at_load() {
+    let work = tempfile::tempdir().unwrap();
+    let gguf = work.path().join("tiny.gguf");
+    std::fs::write(&gguf, tiny_gguf::gguf_bytes(true)).unwrap();
+    let text = work.path().join("text.txt");
+    std::fs::write(&text, "hello world hello world hello world").unwrap();
+    for (format, stored) in [
+        ("ternary", "ternaryg128"),
+        ("ternary16", "ternary16g160"),
+        ("binarym", "binaryg128m"),
+    ] {
+        let packed = work.path().join(format!("{format}.safetensors"));
+        let mut args = vec!["pack", path(&gguf), "--format", format, "-o", path(&packed)];
+        let (ok, _, err) = sparq(&args);
+        assert!(ok && err.contains(stored), "pack {format}: {err}");
+        assert_eq!(
+            generate(&packed, &[]),
+            generate(&gguf, &["--format", format]),
+            "{format}"
+        );
+        let (ok, out, err) = sparq(&[
+            "perplexity",
+            path(&packed),
+            path(&text),
+            "--context",
+            "4",
+            "--output",
+            "json",
+        ]);
+        assert!(ok, "perplexity {format}: {err}");
+        let env: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let ppl = env["rows"][0]["perplexity"].as_f64().unwrap();
+        assert!(ppl.is_finite() && ppl >= 1.0, "{format}: {out}");
+        args.extend(["--prune", "2:4"]);
+        let (ok, _, err) = sparq(&args);
+        assert!(
+            !ok && err.contains("stored dense") && err.lines().count() == 1,
+            "pack {format} --prune 2:4: {err}"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Self-describing model files from the command line: `sparq pack` carries the tokenizer, so
-//! the packed file embeds text alone; `--tokenizer`; formats reported as requested, stored
+//! the packed file embeds text alone (int4 and binary); `--tokenizer`; formats reported as requested, stored
 //! and used (and a `--format` a packed file cannot take refused); files that are not models;
 //! the `--prune` specs; truncation notes and `--no-truncate`.
 
@@ -141,6 +141,26 @@ fn a_packed_file_alone_embeds_text_and_reports_its_formats() {
             "{one_err}"
         );
     }
+}
+
+/// A binary MiniLM file embeds text alone and reports its stored format.
+#[test]
+fn a_binary_packed_encoder_embeds_text() {
+    let model = minilm();
+    let work = tempfile::tempdir().unwrap();
+    let packed = work.path().join("b.safetensors");
+    let packed = packed.to_str().unwrap();
+    let (ok, _, err) = sparq(&["pack", &model, "--format", "binarym", "-o", packed], &[]);
+    assert!(ok && err.contains("binaryg128m"), "{err}");
+    let (ok, out, err) = sparq(&["embed", packed, "A cat sat by the warm stove."], &[]);
+    assert!(ok, "{err}");
+    let v = floats(&out);
+    assert_eq!(v.len(), 384);
+    assert!(v.iter().all(|x| x.is_finite()), "{out}");
+    assert!(
+        err.contains("weights: binaryg128m (stored binaryg128m, requested default f32)"),
+        "{err}"
+    );
 }
 
 /// Without a tokenizer the error names every place looked at and `--tokenizer`, which then

@@ -1,18 +1,20 @@
-//! Calibrated int4 rounding (GPTQ: Frantar et al., "GPTQ: Accurate Post-Training Quantization
+//! Calibrated int4, binary and ternary rounding (GPTQ: Frantar et al., "GPTQ: Accurate Post-Training Quantization
 //! for Generative Pre-trained Transformers", 2022). Rounding each weight to its nearest code
 //! minimises the error of the weights; what matters is the error of the layer's outputs
 //! `x · Wᵀ` on the inputs it really sees. With `H = E[x xᵀ]` over calibration inputs, GPTQ
 //! rounds the columns of `W` in order and moves each column's rounding error onto the columns
 //! not yet rounded, in the proportions `H⁻¹` gives, so that later columns absorb it.
 //!
-//! The result is an ordinary [`PackedWeights`] of the same int4 format: the kernels do not
-//! know how its codes were chosen. Each group's scale is chosen ([`super::int4`]) from the
-//! weights as updated when the group's first column comes up. The inputs come from a host
+//! The result is an ordinary [`PackedWeights`] of the same format: the kernels do not know
+//! how its codes were chosen. Each group's scale (and zero point or mean) is chosen as the
+//! plain packer chooses it ([`super::int4`], [`super::low_bit`]) from the weights as updated
+//! when the group's first column comes up; any scalar quantizer whose group scales are fixed
+//! before its columns are rounded fits this loop. The inputs come from a host
 //! model (see `crate::model::calibrate`); the cost is `O(n k²)` per layer plus a Cholesky
 //! factorization and a triangular inverse of `H` (`O(k³)` each): seconds for MiniLM. The
 //! column loop (`compensate_rows`) also prunes, in `crate::prune::calibrated` (SparseGPT).
 
-use super::{PackedWeights, WeightFormat, int4, pack};
+use super::{PackedWeights, WeightFormat, int4, low_bit, pack};
 use crate::error::{Error, Result};
 use half::f16;
 
@@ -178,8 +180,14 @@ fn inverse_factor(h: &[f64], k: usize) -> Option<Vec<f64>> {
     Some(rev(&lower_inverse(&l, k)))
 }
 
-/// Quantizes `w` (`n × k`, row-major) into the int4 `format`, rounding with GPTQ against the
-/// calibration inputs summed in `h`. Other formats are refused.
+/// Whether [`quantize_calibrated`] rounds `format`: int4, binary and ternary, the group-wise
+/// scalar quantizers whose scales can be fixed as each group's first column comes up.
+pub fn rounds(format: WeightFormat) -> bool {
+    matches!(format, WeightFormat::Int4 { .. }) || format.is_low_bit()
+}
+
+/// Quantizes `w` (`n × k`, row-major) into the int4, binary or ternary `format`, rounding with
+/// GPTQ against the calibration inputs summed in `h`. Other formats are refused.
 pub fn quantize_calibrated(
     w: &[f32],
     n: usize,
@@ -187,13 +195,13 @@ pub fn quantize_calibrated(
     format: WeightFormat,
     h: &Hessian,
 ) -> Result<PackedWeights> {
-    let WeightFormat::Int4 { group, asymmetric } = format else {
+    if !rounds(format) {
         return Err(Error::invalid(format!(
-            "calibrated rounding is for int4 formats, not {}",
+            "calibrated rounding is for int4, binary and ternary formats, not {}",
             format.name()
         )));
-    };
-    super::check_group(group)?;
+    }
+    format.check()?;
     if w.len() != n * k || n == 0 {
         return Err(Error::shape(format!(
             "weights of {} values for {n} × {k}",
@@ -201,6 +209,9 @@ pub fn quantize_calibrated(
         )));
     }
     let u = h.inverse_factor(k)?;
+    let WeightFormat::Int4 { group, asymmetric } = format else {
+        return Ok(low_bit_calibrated(w, n, k, format, &u));
+    };
     let g = group as usize;
     let groups = k.div_ceil(g);
     let mut params = vec![(f16::ONE, 0u8); n * groups];
@@ -214,6 +225,29 @@ pub fn quantize_calibrated(
         (((w[j] as f32 / s).round() + z).clamp(0.0, 15.0) - z) * s
     });
     Ok(pack::pack_int4(&rounded, n, k, format, &params))
+}
+
+/// GPTQ for the binary and ternary formats: each group's scale (and mean) chosen as the plain
+/// packer chooses it ([`low_bit::group_params`]), from the weights as updated when the group's
+/// first column comes up; each weight then rounded to its nearest code.
+fn low_bit_calibrated(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    format: WeightFormat,
+    u: &[f64],
+) -> PackedWeights {
+    let g = format.group().expect("low-bit formats are group-wise");
+    // Binary rows have groups past `k` (the padded row's): they keep a zero scale and mean.
+    let mut params = vec![(f16::ZERO, f16::ZERO); n * format.groups(k)];
+    let rounded = compensate_rows(w, n, k, u, &mut params, |params, j, w| {
+        if j % g == 0 {
+            let vals: Vec<f32> = w[j..(j + g).min(k)].iter().map(|&v| v as f32).collect();
+            params[j / g] = low_bit::group_params(format, &vals);
+        }
+        low_bit::round(format, w[j] as f32, params[j / g])
+    });
+    low_bit::pack_with(&rounded, n, k, format, &params)
 }
 
 /// GPTQ's column loop over every row of `w` (`n × k`), rows spread over the machine's cores.

@@ -90,61 +90,86 @@ pub fn binary_params(vals: &[f32], mean: bool) -> (f16, f16) {
     (s, m)
 }
 
-/// Ternary codes of one row (`k` weights, groups of `g`), with the scales of its groups.
-fn ternary_row(row: &[f32], g: usize) -> (Vec<u32>, Vec<u16>) {
-    let mut codes = Vec::with_capacity(row.len());
-    let mut scales = Vec::with_capacity(row.len().div_ceil(g));
-    for vals in row.chunks(g) {
-        let s = ternary_scale(vals);
-        scales.push(s.to_bits());
-        let sf = s.to_f32();
-        codes.extend(vals.iter().map(|&v| ternary_code(v, sf)));
+/// Scale and mean (zero but for binary with means) of a group of `vals` in the binary or
+/// ternary `format`.
+pub(super) fn group_params(format: WeightFormat, vals: &[f32]) -> (f16, f16) {
+    match format {
+        WeightFormat::Binary { mean, .. } => binary_params(vals, mean),
+        _ => (ternary_scale(vals), f16::ZERO),
     }
-    (codes, scales)
 }
 
-/// Packs `w` (`n × k`) into a binary or ternary `format`.
+/// The code of `v` in a group of scale `s` and mean `m`.
+fn code_of(format: WeightFormat, v: f32, (s, m): (f16, f16)) -> u32 {
+    match format {
+        WeightFormat::Binary { .. } => (v - m.to_f32() >= 0.0) as u32,
+        _ => ternary_code(v, s.to_f32()),
+    }
+}
+
+/// What code `q` decodes to in a group of scale `s` and mean `m`, in the kernels' arithmetic.
+fn decode(format: WeightFormat, q: u32, s: f32, m: f32) -> f32 {
+    match format {
+        WeightFormat::Binary { .. } => (2.0 * q as f32 - 1.0) * s + m,
+        _ => (q as f32 - 1.0) * s,
+    }
+}
+
+/// The value `v` is stored as in a group of scale and mean `params`: its code, decoded.
+pub(super) fn round(format: WeightFormat, v: f32, params: (f16, f16)) -> f32 {
+    let q = code_of(format, v, params);
+    decode(format, q, params.0.to_f32(), params.1.to_f32())
+}
+
+/// Packs `w` (`n × k`) into a binary or ternary `format`, each group's scale (and mean)
+/// chosen from its weights.
 pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
+    let g = format.group().expect("low-bit formats are group-wise");
+    let groups = format.groups(k);
+    // Binary groups of the padded row past the last real one keep a zero scale and mean.
+    let mut params = vec![(f16::ZERO, f16::ZERO); n * groups];
+    for (r, row) in w.chunks(k).enumerate() {
+        for (j, vals) in row.chunks(g).enumerate() {
+            params[r * groups + j] = group_params(format, vals);
+        }
+    }
+    pack_with(w, n, k, format, &params)
+}
+
+/// Packs `w` (`n × k`) into a binary or ternary `format` with the given scale and mean of
+/// every (row, group) ([`WeightFormat::groups`] a row): each weight gets its nearest code.
+pub(super) fn pack_with(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    format: WeightFormat,
+    params: &[(f16, f16)],
+) -> PackedWeights {
     let rw = row_words(format, k);
     let g = format.group().expect("low-bit formats are group-wise");
     let groups = format.groups(k);
     let mut data = vec![0u32; n * rw];
-    let mut scales = Vec::with_capacity(n * groups);
-    let mut means = Vec::new();
     for r in 0..n {
         let row = &w[r * k..(r + 1) * k];
         let out = &mut data[r * rw..(r + 1) * rw];
+        let codes: Vec<u32> = row
+            .iter()
+            .enumerate()
+            .map(|(c, &v)| code_of(format, v, params[r * groups + c / g]))
+            .collect();
         match format {
-            WeightFormat::Binary { mean, .. } => {
-                let start = scales.len();
-                for vals in row.chunks(g) {
-                    let (s, m) = binary_params(vals, mean);
-                    scales.push(s.to_bits());
-                    means.push(m.to_bits());
+            WeightFormat::Binary { .. } => {
+                for (c, _) in codes.iter().enumerate().filter(|(_, q)| **q == 1) {
+                    let i = c % 32;
+                    out[c / 32] |= 1 << (8 * (i % 4) + i / 4);
                 }
-                for (c, &v) in row.iter().enumerate() {
-                    let m = f16::from_bits(means[start + c / g]).to_f32();
-                    if v - m >= 0.0 {
-                        let i = c % 32;
-                        out[c / 32] |= 1 << (8 * (i % 4) + i / 4);
-                    }
-                }
-                // Groups of the padded row past the last real one: zero scale and mean.
-                scales.resize(start + groups, 0);
-                means.resize(start + groups, 0);
             }
             WeightFormat::Ternary { .. } => {
-                let (codes, s) = ternary_row(row, g);
-                scales.extend(s);
                 for c in 0..rw * 16 {
-                    let q = codes.get(c).copied().unwrap_or(1);
-                    let i = c % 16;
-                    out[c / 16] |= q << (8 * (i % 4) + 2 * (i / 4));
+                    put_ternary(out, c, codes.get(c).copied().unwrap_or(1));
                 }
             }
             WeightFormat::Ternary16 { .. } => {
-                let (codes, s) = ternary_row(row, g);
-                scales.extend(s);
                 for (word, out_word) in out.iter_mut().enumerate() {
                     for byte in 0..4 {
                         let v = (0..5).fold(0u32, |v, digit| {
@@ -158,6 +183,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
             _ => unreachable!("low_bit::pack packs binary and ternary formats"),
         }
     }
+    let scales: Vec<u16> = params.iter().map(|p| p.0.to_bits()).collect();
     let mean = matches!(format, WeightFormat::Binary { mean: true, .. });
     PackedWeights {
         format,
@@ -166,11 +192,18 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         data,
         scales: pack::pack_halves(&scales),
         zeros: if mean {
+            let means: Vec<u16> = params.iter().map(|p| p.1.to_bits()).collect();
             pack::pack_halves(&means)
         } else {
             Vec::new()
         },
     }
+}
+
+/// Sets weight `c` of a zeroed 2-bit ternary row to code `q` (0, 1, 2).
+pub(crate) fn put_ternary(row: &mut [u32], c: usize, q: u32) {
+    let i = c % 16;
+    row[c / 16] |= q << (8 * (i % 4) + 2 * (i / 4));
 }
 
 /// The code (0/1 for binary; 0, 1, 2 for ternary) of weight `c` of a packed row.
@@ -197,16 +230,10 @@ pub(super) fn code(format: WeightFormat, row: &[u32], c: usize) -> u32 {
 pub(super) fn value(p: &PackedWeights, row: &[u32], r: usize, c: usize) -> f32 {
     let gi = r * p.groups() + c / p.format.group().expect("group-wise");
     let s = pack::half_f32(&p.scales, gi);
-    let q = code(p.format, row, c);
-    match p.format {
-        WeightFormat::Binary { mean, .. } => {
-            let m = if mean {
-                pack::half_f32(&p.zeros, gi)
-            } else {
-                0.0
-            };
-            (2.0 * q as f32 - 1.0) * s + m
-        }
-        _ => (q as f32 - 1.0) * s,
-    }
+    let m = if p.format.has_half_zeros() {
+        pack::half_f32(&p.zeros, gi)
+    } else {
+        0.0
+    };
+    decode(p.format, code(p.format, row, c), s, m)
 }

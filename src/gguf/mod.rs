@@ -28,7 +28,8 @@ pub mod writer;
 pub use packed::packed_weights;
 pub use subset::metadata_only;
 pub use types::{
-    BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlBlock, GgmlType, SUPPORTED_TYPES, dequantize,
+    BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, GgmlBlock, GgmlType, SUPPORTED_TYPES,
+    dequantize,
 };
 
 use crate::error::{Error, Result};

@@ -9,13 +9,17 @@
 //! | Q8_0 | int8g32 | quants and f16 scales copied |
 //! | Q4_0 | int4g32 (zero point 8) | nibbles reordered, f16 scales copied |
 //! | Q4_1 | int4g32m | nibbles reordered, f16 scales and minimums copied |
+//! | TQ2_0 | ternaryg256 | 2-bit codes re-laid, f16 scales copied |
+//! | TQ1_0 | ternaryg256 | trits decoded from base 3 and re-laid in 2 bits, f16 scales copied |
 //!
 //! ggml's 4-bit blocks hold element `j` in the low nibble of byte `j` and element `j + 16` in
-//! its high nibble; sparq's rows run along `k` from the low nibble of each word.
+//! its high nibble; sparq's rows run along `k` from the low nibble of each word. The ternary
+//! blocks (256 weights, one scale `d`) are one sparq group each, their trits exactly kept;
+//! a TQ2_0 code 3 (no trit, which ggml never writes) is refused.
 
-use super::{BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType, Gguf};
+use super::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockTQ1_0, BlockTQ2_0, GgmlType, Gguf};
 use crate::error::{Error, Result};
-use crate::formats::{PackedWeights, WeightFormat, row_words};
+use crate::formats::{PackedWeights, WeightFormat, low_bit, row_words};
 
 /// Tensor `name` of `file` (1-D: one row; 2-D: `[n, k]`, `k` the row length) in the sparq
 /// format its type maps onto (see the module documentation); `unsupported type X in tensor
@@ -138,8 +142,53 @@ pub fn packed_weights(file: &Gguf, name: &str) -> Result<PackedWeights> {
                 zeros: pack_halves(&m),
             }
         }
+        GgmlType::TQ1_0 => {
+            let blocks = file.blocks::<BlockTQ1_0>(name)?;
+            let d: Vec<u16> = blocks.iter().map(|b| u16::from_le_bytes(b.d)).collect();
+            ternary(n, k, blocks.iter().map(|b| b.codes()), &d)
+        }
+        GgmlType::TQ2_0 => {
+            let blocks = file.blocks::<BlockTQ2_0>(name)?;
+            let d: Vec<u16> = blocks.iter().map(|b| u16::from_le_bytes(b.d)).collect();
+            let codes = blocks
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    b.codes().map_err(|e| {
+                        super::types::tq2_code3(name, 256 * i + e).prefixed(file.source())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ternary(n, k, codes.into_iter(), &d)
+        }
         _ => return Err(unsupported()),
     })
+}
+
+/// Blocks of 256 trits with their f16 scales `d` as [`WeightFormat::Ternary`] of group 256:
+/// rows are whole blocks and sparq's blocks of 64, so blocks follow each other unpadded.
+fn ternary(
+    n: usize,
+    k: usize,
+    blocks: impl Iterator<Item = [u8; 256]>,
+    d: &[u16],
+) -> PackedWeights {
+    let format = WeightFormat::Ternary { group: 256 };
+    debug_assert_eq!(row_words(format, k) * n, 16 * d.len());
+    let mut data = vec![0u32; 16 * d.len()];
+    for (words, codes) in data.chunks_exact_mut(16).zip(blocks) {
+        for (c, &q) in codes.iter().enumerate() {
+            low_bit::put_ternary(words, c, q as u32);
+        }
+    }
+    PackedWeights {
+        format,
+        n,
+        k,
+        data,
+        scales: pack_halves(d),
+        zeros: Vec::new(),
+    }
 }
 
 /// Rows of `k` words padded with zeros to `rw` words each.

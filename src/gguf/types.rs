@@ -50,13 +50,15 @@ pub enum GgmlType {
 }
 
 /// Types whose values sparq reads (dequantizes or maps onto its formats).
-pub const SUPPORTED_TYPES: [GgmlType; 6] = [
+pub const SUPPORTED_TYPES: [GgmlType; 8] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
 ];
 
 impl GgmlType {
@@ -217,6 +219,36 @@ pub struct BlockQ4_1 {
     pub qs: [u8; 16],
 }
 
+/// `block_tq2_0`: 256 ternary values `(q - 1) · d`, four 2-bit codes a byte. Element `e`
+/// is in byte `32 · (e / 128) + e % 32` at bits `2 · ((e % 128) / 32)`: each 32-byte half
+/// holds 128 elements, 32 consecutive ones at each bit pair. Code 3 is no trit; ggml never
+/// writes it, and sparq refuses it ([`BlockTQ2_0::codes`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockTQ2_0 {
+    /// Codes.
+    pub qs: [u8; 64],
+    /// Scale, f16 bits (little-endian).
+    pub d: [u8; 2],
+}
+
+/// `block_tq1_0`: 256 ternary values `(t - 1) · d` in base 3: `qs` holds five trits a byte
+/// (elements 0..160 as digit `e / 32` of byte `e % 32`, elements 160..240 as digit
+/// `(e - 160) / 16` of byte `32 + (e - 160) % 16`), `qh` four (elements 240..256 as digit
+/// `(e - 240) / 4` of byte `(e - 240) % 4`). A byte holding the digits `v` (most significant
+/// first, `qh`'s fifth digit 0) is `⌈v · 256 / 243⌉`, and digit `j` is
+/// `((b · 3ʲ) mod 256) · 3 / 256`: the trick sparq's ternary16 uses too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockTQ1_0 {
+    /// Five trits a byte.
+    pub qs: [u8; 48],
+    /// Four trits a byte.
+    pub qh: [u8; 4],
+    /// Scale, f16 bits (little-endian).
+    pub d: [u8; 2],
+}
+
 impl GgmlBlock for BlockQ8_0 {
     const TYPE: GgmlType = GgmlType::Q8_0;
 }
@@ -225,6 +257,12 @@ impl GgmlBlock for BlockQ4_0 {
 }
 impl GgmlBlock for BlockQ4_1 {
     const TYPE: GgmlType = GgmlType::Q4_1;
+}
+impl GgmlBlock for BlockTQ1_0 {
+    const TYPE: GgmlType = GgmlType::TQ1_0;
+}
+impl GgmlBlock for BlockTQ2_0 {
+    const TYPE: GgmlType = GgmlType::TQ2_0;
 }
 
 fn f16_le(b: [u8; 2]) -> f32 {
@@ -269,6 +307,52 @@ impl BlockQ4_1 {
     }
 }
 
+/// Base-3 digit `j` (most significant first) of a byte of [`BlockTQ1_0`]: always 0, 1 or 2,
+/// whatever the byte.
+fn trit(b: u8, j: usize) -> u8 {
+    const POW3: [u32; 5] = [1, 3, 9, 27, 81];
+    ((((b as u32 * POW3[j]) & 0xFF) * 3) >> 8) as u8
+}
+
+impl BlockTQ2_0 {
+    /// The 256 codes (0, 1, 2 for −1, 0, +1), or the first element holding code 3.
+    pub fn codes(&self) -> std::result::Result<[u8; 256], usize> {
+        let codes: [u8; 256] = std::array::from_fn(|e| {
+            (self.qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3
+        });
+        match codes.iter().position(|&q| q == 3) {
+            Some(e) => Err(e),
+            None => Ok(codes),
+        }
+    }
+
+    /// The scale.
+    pub fn scale(&self) -> f32 {
+        f16_le(self.d)
+    }
+}
+
+impl BlockTQ1_0 {
+    /// The 256 trits (0, 1, 2 for −1, 0, +1).
+    pub fn codes(&self) -> [u8; 256] {
+        std::array::from_fn(|e| match e {
+            0..160 => trit(self.qs[e % 32], e / 32),
+            160..240 => trit(self.qs[32 + (e - 160) % 16], (e - 160) / 16),
+            _ => trit(self.qh[(e - 240) % 4], (e - 240) / 4),
+        })
+    }
+
+    /// The scale.
+    pub fn scale(&self) -> f32 {
+        f16_le(self.d)
+    }
+}
+
+/// Ternary values `(q - 1) · d`, as ggml's `dequantize_row_tq{1,2}_0` compute them.
+fn ternary_values(codes: &[u8; 256], d: f32) -> [f32; 256] {
+    std::array::from_fn(|e| (codes[e] as f32 - 1.0) * d)
+}
+
 fn blocks_values<B: GgmlBlock, const N: usize>(
     bytes: &[u8],
     values: impl Fn(&B) -> [f32; N],
@@ -306,8 +390,27 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], tensor: &str) -> Result<Vec<f32>> 
         GgmlType::Q8_0 => blocks_values(bytes, BlockQ8_0::values),
         GgmlType::Q4_0 => blocks_values(bytes, BlockQ4_0::values),
         GgmlType::Q4_1 => blocks_values(bytes, BlockQ4_1::values),
+        GgmlType::TQ1_0 => blocks_values(bytes, |b: &BlockTQ1_0| {
+            ternary_values(&b.codes(), b.scale())
+        }),
+        GgmlType::TQ2_0 => {
+            let blocks: &[BlockTQ2_0] = bytemuck::cast_slice(bytes);
+            let mut out = Vec::with_capacity(256 * blocks.len());
+            for (i, b) in blocks.iter().enumerate() {
+                let codes = b.codes().map_err(|e| tq2_code3(tensor, 256 * i + e))?;
+                out.extend(ternary_values(&codes, b.scale()));
+            }
+            out
+        }
         _ => return Err(unsupported(ty, tensor)),
     })
+}
+
+/// A TQ2_0 tensor holding code 3 (no trit) at element `e`.
+pub(crate) fn tq2_code3(tensor: &str, e: usize) -> Error {
+    Error::gguf(format!(
+        "tensor '{tensor}': TQ2_0 element {e} has code 3, which is no ternary weight"
+    ))
 }
 
 /// `unsupported type X in tensor Y`, with the list of what is supported.

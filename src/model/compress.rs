@@ -12,9 +12,11 @@
 //!
 //! Sparse int4 is symmetric with the sparse formats' own groups (a 2:4 scale per 32 kept
 //! values, a BSR scale per block row), so `--format int4` stands for any int4 group there.
+//! Binary and ternary weights are dense only (a pruning with them is refused).
 //!
-//! With `--calibrate` ([`Compression::store_calibrated`]): dense int4 is rounded by GPTQ
-//! ([`crate::formats::gptq`]); `2:4` and `magnitude:S` are pruned by SparseGPT
+//! With `--calibrate` ([`Compression::store_calibrated`]): dense int4, binary and ternary
+//! weights are rounded by GPTQ ([`crate::formats::gptq`]); `2:4` and `magnitude:S` are
+//! pruned by SparseGPT
 //! ([`crate::prune::calibrated`], `magnitude:S` then prunes `S` of every row); the others are
 //! refused.
 
@@ -156,6 +158,13 @@ impl Compression {
                     "sparse int4 values are symmetric: use int4 without a zero point",
                 ));
             }
+            f if f.is_low_bit() => {
+                return Err(Error::invalid(format!(
+                    "{} weights are stored dense: pruned (sparse) values are f32, f16, int8 \
+                     or symmetric int4",
+                    f.name()
+                )));
+            }
             f => {
                 return Err(Error::invalid(format!(
                     "sparse values are f32, f16, int8 or symmetric int4, not {}",
@@ -179,20 +188,20 @@ impl Compression {
         Ok(())
     }
 
-    /// Whether calibration applies: to dense int4 (GPTQ), and to 2:4 and `magnitude:S`
-    /// pruning with values the sparse formats hold (SparseGPT).
+    /// Whether calibration applies: to dense int4, binary and ternary (GPTQ), and to 2:4 and
+    /// `magnitude:S` pruning with values the sparse formats hold (SparseGPT).
     pub fn check_calibrated(&self) -> Result<()> {
         self.calibrated_pattern().map(|_| ())
     }
 
-    /// What calibration does: `None` rounds dense int4 by GPTQ, a pattern prunes to it; the
-    /// rest is refused.
+    /// What calibration does: `None` rounds dense int4, binary or ternary weights by GPTQ, a
+    /// pattern prunes to it; the rest is refused.
     fn calibrated_pattern(&self) -> Result<Option<Pattern>> {
         let pattern = match self.sparse {
-            None if matches!(self.format, WeightFormat::Int4 { .. }) => return Ok(None),
+            None if gptq::rounds(self.format) => return Ok(None),
             None => {
                 return Err(Error::invalid(format!(
-                    "calibration rounds int4 weights, not {}",
+                    "calibration rounds int4, binary or ternary weights, not {}",
                     self.format.name()
                 )));
             }
@@ -209,7 +218,7 @@ impl Compression {
     }
 
     /// Stores `w` like [`Compression::store`], with the layer's calibration inputs `h`:
-    /// dense int4 rounded by GPTQ ([`gptq::quantize_calibrated`]), 2:4 and `magnitude:S`
+    /// dense int4, binary and ternary rounded by GPTQ ([`gptq::quantize_calibrated`]), 2:4 and `magnitude:S`
     /// pruned by SparseGPT ([`prune_calibrated`]; `magnitude:S` then takes the fraction `S`
     /// of every row).
     pub fn store_calibrated(
@@ -475,6 +484,18 @@ mod tests {
             sparse: Some(SparseStorage::TwoFour),
         };
         assert!(c.store(&[1.0; 8], 2, 4).is_err());
+        // Binary and ternary weights are dense only: pruning them is refused before any work.
+        for format in WeightFormat::low_bit() {
+            for sparse in [SparseStorage::TwoFour, SparseStorage::Csr { sparsity: 0.5 }] {
+                let c = Compression {
+                    format,
+                    sparse: Some(sparse),
+                };
+                let e = c.check().unwrap_err().to_string();
+                assert!(e.contains("stored dense"), "{e}");
+                assert!(c.store(&[1.0; 8], 2, 4).is_err());
+            }
+        }
         let c = Compression::dense(WeightFormat::Int8);
         let (w, r) = c.store(&[1.0, 0.0, 2.0, 3.0], 1, 4).unwrap();
         assert_eq!((w.format_name().as_str(), r.zeros), ("int8", 1));
