@@ -237,3 +237,14 @@ pub(super) fn value(p: &PackedWeights, row: &[u32], r: usize, c: usize) -> f32 {
     };
     decode(p.format, code(p.format, row, c), s, m)
 }
+
+/// Every weight of `p` (`n × k`), decoded as the kernels decode it.
+pub(super) fn unpack(p: &PackedWeights) -> Vec<f32> {
+    let rw = p.row_words();
+    let mut out = Vec::with_capacity(p.n * p.k);
+    for r in 0..p.n {
+        let row = &p.data[r * rw..(r + 1) * rw];
+        out.extend((0..p.k).map(|c| value(p, row, r, c)));
+    }
+    out
+}

@@ -368,7 +368,11 @@ impl PackedWeights {
             )));
         }
         format.check()?;
-        let p = pack::pack(w, n, k, format);
+        let p = if format.is_low_bit() {
+            low_bit::pack(w, n, k, format)
+        } else {
+            pack::pack(w, n, k, format)
+        };
         // f16 storage and the f16 scales and minimums of the group formats overflow for
         // weights past f16's range (65504) instead of clipping them: refuse what would be
         // stored as an infinity rather than let it poison every result.
@@ -441,6 +445,9 @@ impl PackedWeights {
 
     /// Unpacks to f32 (`n × k`): the weights the GPU kernels really multiply by.
     pub fn dequantize(&self) -> Vec<f32> {
+        if self.format.is_low_bit() {
+            return low_bit::unpack(self);
+        }
         pack::unpack(self)
     }
 

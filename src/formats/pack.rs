@@ -1,7 +1,7 @@
 //! Per-format packing and unpacking (round to nearest everywhere; int4 scales from
 //! [`super::int4`]).
 
-use super::{PackedWeights, WeightFormat, int4, low_bit, row_words};
+use super::{PackedWeights, WeightFormat, int4, row_words};
 use half::f16;
 
 pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
@@ -46,7 +46,7 @@ pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> Packe
         WeightFormat::Binary { .. }
         | WeightFormat::Ternary { .. }
         | WeightFormat::Ternary16 { .. } => {
-            return low_bit::pack(w, n, k, format);
+            unreachable!("low-bit formats are packed by formats::low_bit")
         }
     }
     PackedWeights {
@@ -266,7 +266,9 @@ pub(super) fn unpack(p: &PackedWeights) -> Vec<f32> {
                 }
                 WeightFormat::Binary { .. }
                 | WeightFormat::Ternary { .. }
-                | WeightFormat::Ternary16 { .. } => low_bit::value(p, row, r, c),
+                | WeightFormat::Ternary16 { .. } => {
+                    unreachable!("low-bit formats are unpacked by formats::low_bit")
+                }
             };
         }
     }
