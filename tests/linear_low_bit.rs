@@ -164,6 +164,27 @@ fn low_bit_formats_match_reference_through_every_float_kernel() {
                 check(&gpu, &mut rng, format, &case);
             }
         }
+        // A row longer than the x chunks that a GEMV of 8 rows stages (at most 32 KiB of
+        // workgroup memory: 256 vec4s, 1024 values, per row; fewer beside the workgroup
+        // reduction), once per layout (slow on CPU adapters).
+        for format in [
+            WeightFormat::Binary {
+                group: 64,
+                mean: true,
+            },
+            WeightFormat::Ternary { group: 256 },
+            WeightFormat::Ternary16 { group: 80 },
+        ] {
+            let case = Case {
+                m: 9,
+                n: 5,
+                k: 1100,
+                act: ActDType::F32,
+                bias: true,
+                activation: None,
+            };
+            check(&gpu, &mut rng, format, &case);
+        }
     }
 }
 
