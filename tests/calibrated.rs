@@ -99,6 +99,28 @@ fn scale_of(p: &PackedWeights, r: usize, c: usize) -> f32 {
 }
 
 /// Binary and ternary formats of every family, at groups that split k = 100 and 160 unevenly.
+/// Asserts that the calibrated weights `got` give under 0.6 times the output error of the
+/// plainly rounded `plain`, on the calibration inputs and on held-out ones.
+fn beats_plain_rounding(layer: &Layer, got: &[f32], plain: &[f32], format: WeightFormat) {
+    let (n, k, w) = (layer.n, layer.k, &layer.w);
+    for (name, x) in [("calibration", &layer.calib), ("held-out", &layer.held_out)] {
+        let (e, e0) = (
+            output_error(x, w, got, n, k),
+            output_error(x, w, plain, n, k),
+        );
+        eprintln!(
+            "{} {name}: output error {:.3} of plain rounding's",
+            format.name(),
+            e / e0
+        );
+        assert!(
+            e < 0.6 * e0,
+            "{} on {name} inputs: output error {e:.4e}, plain rounding {e0:.4e}",
+            format.name()
+        );
+    }
+}
+
 fn low_bit_formats() -> Vec<WeightFormat> {
     [
         "binaryg32",
@@ -131,14 +153,10 @@ fn uncorrelated_inputs_give_plain_rounding() {
 #[test]
 fn correlated_inputs_lower_the_output_error() {
     let mut r = rng("correlated_inputs_lower_the_output_error");
+    let layer = correlated_layer(&mut r);
     let Layer {
-        n,
-        k,
-        w,
-        calib,
-        held_out,
-        h,
-    } = correlated_layer(&mut r);
+        n, k, ref w, ref h, ..
+    } = layer;
     assert_eq!(h.rows(), 600);
     for format in [int4(32, false), int4(32, true), int4(64, false)] {
         let plain = PackedWeights::quantize(&w, n, k, format)
@@ -146,22 +164,7 @@ fn correlated_inputs_lower_the_output_error() {
             .dequantize();
         let p = quantize_calibrated(&w, n, k, format, &h).unwrap();
         let got = p.dequantize();
-        for (name, x) in [("calibration", &calib), ("held-out", &held_out)] {
-            let (e, e0) = (
-                output_error(x, &w, &got, n, k),
-                output_error(x, &w, &plain, n, k),
-            );
-            eprintln!(
-                "{} {name}: output error {:.3} of plain rounding's",
-                format.name(),
-                e / e0
-            );
-            assert!(
-                e < 0.6 * e0,
-                "{} on {name} inputs: output error {e:.4e}, plain rounding {e0:.4e}",
-                format.name()
-            );
-        }
+        beats_plain_rounding(&layer, &got, &plain, format);
         // Every weight is a code of its group's grid.
         let WeightFormat::Int4 { asymmetric, .. } = format else {
             unreachable!()
@@ -190,14 +193,10 @@ fn correlated_inputs_lower_the_output_error() {
 #[test]
 fn correlated_inputs_lower_the_output_error_of_low_bit_formats() {
     let mut r = rng("correlated_inputs_lower_the_output_error_of_low_bit_formats");
+    let layer = correlated_layer(&mut r);
     let Layer {
-        n,
-        k,
-        w,
-        calib,
-        held_out,
-        h,
-    } = correlated_layer(&mut r);
+        n, k, ref w, ref h, ..
+    } = layer;
     for format in low_bit_formats() {
         let plain = PackedWeights::quantize(&w, n, k, format)
             .unwrap()
@@ -205,22 +204,7 @@ fn correlated_inputs_lower_the_output_error_of_low_bit_formats() {
         let p = quantize_calibrated(&w, n, k, format, &h).unwrap();
         assert_eq!(p.format, format);
         let got = p.dequantize();
-        for (name, x) in [("calibration", &calib), ("held-out", &held_out)] {
-            let (e, e0) = (
-                output_error(x, &w, &got, n, k),
-                output_error(x, &w, &plain, n, k),
-            );
-            eprintln!(
-                "{} {name}: output error {:.3} of plain rounding's",
-                format.name(),
-                e / e0
-            );
-            assert!(
-                e < 0.6 * e0,
-                "{} on {name} inputs: output error {e:.4e}, plain rounding {e0:.4e}",
-                format.name()
-            );
-        }
+        beats_plain_rounding(&layer, &got, &plain, format);
         // Every weight is a code of its group: ±s + m for binary, {−s, 0, s} for ternary.
         for row in 0..n {
             for c in 0..k {

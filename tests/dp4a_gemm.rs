@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_gpus, random, rng};
+use common::{all_gpus, random, rng, run_forced};
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{KernelChoice, Linear, Strategy, dp4a};
 use sparq::tensor::{ActDType, Tensor};
@@ -35,13 +35,7 @@ fn check(
     let layer = Linear::new(gpu, &packed, bias.as_deref()).unwrap();
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
-    yt.poison(gpu);
-    let plan = layer
-        .plan(gpu, &xt, &yt, KernelChoice::Force(Strategy::GemmDp4a))
-        .unwrap();
-    let mut enc = gpu.encoder("test");
-    sparq::gpu::record_pass(&mut enc, &plan, None);
-    gpu.submit_and_wait(enc).unwrap();
+    run_forced(gpu, &layer, &xt, &yt, Strategy::GemmDp4a);
 
     let (q, sx) = dp4a::quantize_rows_reference(&x, m, k);
     let xd: Vec<f32> = q

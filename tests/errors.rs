@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{all_gpus, assert_tensor, random, rng};
+use common::{all_gpus, assert_tensor, random, rng, run_forced};
 use sparq::DeviceError;
 use sparq::InputError;
 use sparq::formats::{PackedWeights, WeightFormat};
@@ -268,13 +268,7 @@ fn check_split(
     let (n, k) = (packed.n, packed.k);
     let xt = Tensor::from_f32(gpu, x, m, k).unwrap();
     let yt = Tensor::empty(gpu, m, n, ActDType::F32).unwrap();
-    yt.poison(gpu);
-    let plan = layer
-        .plan(gpu, &xt, &yt, KernelChoice::Force(strategy))
-        .unwrap();
-    let mut enc = gpu.encoder("test");
-    sparq::gpu::record_pass(&mut enc, &plan, None);
-    gpu.submit_and_wait(enc).unwrap();
+    run_forced(gpu, &layer, &xt, &yt, strategy);
     let wq = packed.dequantize();
     let want = reference::linear(x, &wq, bias, m, n, k);
     let scale = reference::linear_abs(x, &wq, bias, m, n, k);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{all_gpus, assert_tensor, random, rng};
+use common::{all_gpus, assert_tensor, random, rng, run_forced};
 use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::matmul::{KernelChoice, Linear, Strategy};
@@ -50,13 +50,7 @@ fn check_activated(
     }
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
-    yt.poison(gpu);
-    let plan = layer
-        .plan(gpu, &xt, &yt, KernelChoice::Force(strategy))
-        .unwrap();
-    let mut enc = gpu.encoder("test");
-    sparq::gpu::record_pass(&mut enc, &plan, None);
-    gpu.submit_and_wait(enc).unwrap();
+    run_forced(gpu, &layer, &xt, &yt, strategy);
     let wq = packed.dequantize();
     let want = reference::linear(&x, &wq, bias.as_deref(), m, n, k);
     let scale = reference::linear_abs(&x, &wq, bias.as_deref(), m, n, k);

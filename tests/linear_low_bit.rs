@@ -5,27 +5,14 @@
 
 mod common;
 
-use common::{all_gpus, assert_tensor, random, rng};
+use common::{all_gpus, assert_tensor, low_bit_formats, random, rng, run_forced};
 use rand::Rng;
 use sparq::activation::Activation;
 use sparq::formats::{PackedWeights, WeightFormat};
-use sparq::matmul::{KernelChoice, Linear, Strategy, coop};
+use sparq::matmul::{Linear, Strategy, coop};
 use sparq::model::reference::activate;
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
-
-/// Every binary and ternary format: all group sizes, binary with and without means.
-fn formats() -> Vec<WeightFormat> {
-    let mut v = Vec::new();
-    for group in [32, 64, 128] {
-        for mean in [false, true] {
-            v.push(WeightFormat::Binary { group, mean });
-        }
-    }
-    v.extend([64, 128, 256].map(|group| WeightFormat::Ternary { group }));
-    v.extend([80, 160, 320].map(|group| WeightFormat::Ternary16 { group }));
-    v
-}
 
 /// The float-activation strategies `gpu` can run.
 fn strategies(gpu: &Gpu) -> Vec<Strategy> {
@@ -98,13 +85,7 @@ fn check(gpu: &Gpu, rng: &mut rand::rngs::StdRng, format: WeightFormat, c: &Case
             (want.clone(), scale.clone())
         };
         let yt = Tensor::empty(gpu, m, n, act).unwrap();
-        yt.poison(gpu);
-        let plan = layer
-            .plan(gpu, &xt, &yt, KernelChoice::Force(strategy))
-            .unwrap();
-        let mut enc = gpu.encoder("test");
-        sparq::gpu::record_pass(&mut enc, &plan, None);
-        gpu.submit_and_wait(enc).unwrap();
+        run_forced(gpu, &layer, &xt, &yt, strategy);
         let what = format!(
             "{} {} {act:?} bias={} {:?} m={m} n={n} k={k} on {}",
             format.name(),
@@ -146,7 +127,7 @@ fn low_bit_formats_match_reference_through_every_float_kernel() {
     let ks = [1, 63, 81, 130, 333];
     let ns = [13, 37, 1, 7, 37];
     for gpu in all_gpus() {
-        for (fi, format) in formats().into_iter().enumerate() {
+        for (fi, format) in low_bit_formats().into_iter().enumerate() {
             for (ki, &k) in ks.iter().enumerate() {
                 let case = Case {
                     m: [1, 3, 9][(ki + fi) % 3],
@@ -192,7 +173,7 @@ fn low_bit_formats_match_reference_through_every_float_kernel() {
 fn low_bit_rows_gather_as_dequantized() {
     let mut rng = rng("low_bit_rows_gather_as_dequantized");
     for gpu in all_gpus() {
-        for format in formats() {
+        for format in low_bit_formats() {
             for (n, k) in [(1, 1), (5, 63), (4, 81), (6, 130), (3, 333)] {
                 let w = weights(&mut rng, n, k);
                 let p = PackedWeights::quantize(&w, n, k, format).unwrap();

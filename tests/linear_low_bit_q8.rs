@@ -5,26 +5,13 @@
 
 mod common;
 
-use common::{all_gpus, assert_tensor, random, rng};
+use common::{all_gpus, assert_tensor, low_bit_formats, random, rng, run_forced};
 use sparq::config::Config;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::gpu::instance;
-use sparq::matmul::{ActivationPrecision, KernelChoice, Linear, Strategy};
+use sparq::matmul::{ActivationPrecision, Linear, Strategy};
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
-
-/// Every binary and ternary format: all group sizes, binary with and without means.
-fn formats() -> Vec<WeightFormat> {
-    let mut v = Vec::new();
-    for group in [32, 64, 128] {
-        for mean in [false, true] {
-            v.push(WeightFormat::Binary { group, mean });
-        }
-    }
-    v.extend([64, 128, 256].map(|group| WeightFormat::Ternary { group }));
-    v.extend([80, 160, 320].map(|group| WeightFormat::Ternary16 { group }));
-    v
-}
 
 /// Values of x per quantization block: one weight word for binary, one 16-byte weight
 /// block for ternary and ternary16 (src/matmul/low_bit_q8.rs).
@@ -98,13 +85,7 @@ fn check_split(
     assert_eq!(layer.chunks() > 1, limit.is_some(), "chunks");
     let xt = Tensor::from_f32_as(gpu, &x, m, k, act).unwrap();
     let yt = Tensor::empty(gpu, m, n, act).unwrap();
-    yt.poison(gpu);
-    let plan = layer
-        .plan(gpu, &xt, &yt, KernelChoice::Force(strategy))
-        .unwrap();
-    let mut enc = gpu.encoder("test");
-    sparq::gpu::record_pass(&mut enc, &plan, None);
-    gpu.submit_and_wait(enc).unwrap();
+    run_forced(gpu, &layer, &xt, &yt, strategy);
 
     let wq = packed.dequantize();
     let (xq, slack) = quantize_x(&x, m, k, x_block(format));
@@ -184,7 +165,7 @@ fn low_bit_q8_gemv_matches_reference() {
             continue;
         };
         let small = tuned(&gpu, 1, 1);
-        for (fi, format) in formats().into_iter().enumerate() {
+        for (fi, format) in low_bit_formats().into_iter().enumerate() {
             let m = ms[fi % ms.len()];
             for (ki, &k) in ks.iter().enumerate() {
                 let n = ns[(fi + ki) % ns.len()];
@@ -251,7 +232,7 @@ fn chooser_picks_q8_unless_turned_off() {
         let mut off = Config::default();
         off.gemm.q8 = false;
         let gpu_off = Gpu::from_adapter_with(gpu.adapter.clone(), &instance(), off).unwrap();
-        for format in formats() {
+        for format in low_bit_formats() {
             let w = vec![0.5f32; 4 * 100];
             let packed = PackedWeights::quantize(&w, 4, 100, format).unwrap();
             let layer = Linear::new(&gpu, &packed, None).unwrap();

@@ -66,14 +66,7 @@ pub(super) fn decoder(format: WeightFormat) -> Option<&'static str> {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct QParams {
-    k4: u32,
-    x_stride4: u32,
-    blocks: u32,
-    rows: u32,
-}
+use super::quant_x::QParams;
 
 const QUANT_QB_KERNEL: Kernel<QParams> = Kernel::new("quant_qb", &[Read("x"), ReadWrite("xq")]);
 
@@ -94,23 +87,12 @@ pub(super) fn quantize(
     let blocks = row_blocks * shape.qpb as usize;
     let row4 = blocks * shape.qv4() as usize + blocks.div_ceil(2);
     let out = gpu.storage("x int8 rows", (x.rows * row4 * 16) as u64)?;
-    let params = QParams {
-        k4: x.cols.div_ceil(4) as u32,
-        x_stride4: (x.stride() / 4) as u32,
-        blocks: blocks as u32,
-        rows: x.rows as u32,
-    };
     let (act, qv4) = (x.dtype, shape.qv4());
-    QUANT_QB_KERNEL
-        .launch(gpu)
-        .label(format!("quant_qb{} m={}", 16 * qv4, x.rows))
-        .shader(variant_name(act, qv4), move || source(act, qv4))
-        .trusted()
-        .params(&params)
-        .buffers(&[Some(&x.buffer), Some(&out)])
-        .workgroups(((x.rows * blocks) as u64).div_ceil(64))
-        .build()
-        .map(|d| (out, d))
+    let name = variant_name(act, qv4);
+    super::quant_x::dispatch(gpu, &QUANT_QB_KERNEL, x, &out, blocks, name, move || {
+        source(act, qv4)
+    })
+    .map(|d| (out, d))
 }
 
 /// Pipeline name of the quantization kernel for `act` activations in blocks of `qv4` vec4s.

@@ -12,13 +12,15 @@ const QUANT_Q8: &str = include_str!("../../shaders/linear/quant_q8.wgsl");
 /// Bytes of one quantized block of 32 values: 8 words of i8, step, sum, 2 words padding.
 pub const BLOCK_BYTES: u64 = 48;
 
+/// Parameters of both quantization kernels (this one and `quant_qb`): x's row length and
+/// stride in vec4s, output blocks per row, rows.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct QParams {
-    k4: u32,
-    x_stride4: u32,
-    blocks: u32,
-    rows: u32,
+pub(super) struct QParams {
+    pub(super) k4: u32,
+    pub(super) x_stride4: u32,
+    pub(super) blocks: u32,
+    pub(super) rows: u32,
 }
 
 const QUANT_Q8_KERNEL: Kernel<QParams> = Kernel::new("quant_q8", &[Read("x"), ReadWrite("xq")]);
@@ -38,23 +40,39 @@ pub fn quantize_rows(
     paired: bool,
 ) -> Result<(wgpu::Buffer, Dispatch)> {
     let out = gpu.storage("x int8 blocks", x.rows as u64 * blocks as u64 * BLOCK_BYTES)?;
+    let (act, name) = (x.dtype, variant_name(x.dtype, paired));
+    let dispatch = dispatch(gpu, &QUANT_Q8_KERNEL, x, &out, blocks, name, move || {
+        source(act, paired)
+    })?;
+    Ok((out, dispatch))
+}
+
+/// The dispatch of a quantization kernel (`kernel`, shader `name` made by `source`) that
+/// reads `x` and writes `blocks` blocks per row into `out`, one invocation per block.
+pub(super) fn dispatch(
+    gpu: &Gpu,
+    kernel: &Kernel<QParams>,
+    x: &Tensor,
+    out: &wgpu::Buffer,
+    blocks: usize,
+    name: String,
+    source: impl FnOnce() -> Result<String> + 'static,
+) -> Result<Dispatch> {
     let params = QParams {
         k4: x.cols.div_ceil(4) as u32,
         x_stride4: (x.stride() / 4) as u32,
         blocks: blocks as u32,
         rows: x.rows as u32,
     };
-    let (act, name) = (x.dtype, variant_name(x.dtype, paired));
-    let dispatch = QUANT_Q8_KERNEL
+    kernel
         .launch(gpu)
-        .label(format!("quant_q8 m={}", x.rows))
-        .shader(name, move || source(act, paired))
+        .label(format!("{name} m={}", x.rows))
+        .shader(name, source)
         .trusted()
         .params(&params)
-        .buffers(&[Some(&x.buffer), Some(&out)])
+        .buffers(&[Some(&x.buffer), Some(out)])
         .workgroups(((x.rows * blocks) as u64).div_ceil(64))
-        .build()?;
-    Ok((out, dispatch))
+        .build()
 }
 
 /// Pipeline name of the quantization kernel for `act` activations.

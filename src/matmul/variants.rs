@@ -92,7 +92,8 @@ fn variant_vars(strategy: Strategy, format: WeightFormat) -> Vec<Vec<(&'static s
 /// error): [`source`] over every strategy, weight format and activation type with the
 /// variables of `variant_vars`, the two quantization kernels, for tests that validate
 /// them offline. One int4 format stands for all: group size and zero points are override
-/// constants; likewise one min, one binary and one ternary format of each layout.
+/// constants; likewise one min, one binary and one ternary format of each layout (their
+/// int8-activation GEMVs come with the other int8-activation strategies).
 pub fn variants() -> Vec<(String, Result<String>)> {
     let formats = [
         WeightFormat::F32,
@@ -115,23 +116,6 @@ pub fn variants() -> Vec<(String, Result<String>)> {
     for act in [ActDType::F32, ActDType::F16] {
         for format in formats {
             for strategy in STRATEGIES {
-                for vars in variant_vars(strategy, format) {
-                    let name = variant_name(strategy, format, act, &vars);
-                    out.push((name, source(strategy, format, act, &vars)));
-                }
-            }
-        }
-        // Binary and ternary weights' int8-activation GEMV (their float kernels are listed
-        // with the float decoders).
-        for format in [
-            WeightFormat::Binary {
-                group: 32,
-                mean: true,
-            },
-            WeightFormat::Ternary { group: 128 },
-            WeightFormat::Ternary16 { group: 160 },
-        ] {
-            for strategy in [Strategy::GemvSubgroupQ8, Strategy::GemvWorkgroupQ8] {
                 for vars in variant_vars(strategy, format) {
                     let name = variant_name(strategy, format, act, &vars);
                     out.push((name, source(strategy, format, act, &vars)));

@@ -103,3 +103,35 @@ pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
     let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     dot / (na * nb)
 }
+
+/// Every binary and ternary format: all group sizes, binary with and without means.
+pub fn low_bit_formats() -> Vec<sparq::formats::WeightFormat> {
+    use sparq::formats::WeightFormat;
+    let mut v = Vec::new();
+    for group in [32, 64, 128] {
+        for mean in [false, true] {
+            v.push(WeightFormat::Binary { group, mean });
+        }
+    }
+    v.extend([64, 128, 256].map(|group| WeightFormat::Ternary { group }));
+    v.extend([80, 160, 320].map(|group| WeightFormat::Ternary16 { group }));
+    v
+}
+
+/// Runs `layer` on `x` into `y` with `strategy` forced, `y` poisoned first so that an
+/// output the kernel never writes shows.
+pub fn run_forced(
+    gpu: &Gpu,
+    layer: &sparq::matmul::Linear,
+    x: &sparq::tensor::Tensor,
+    y: &sparq::tensor::Tensor,
+    strategy: sparq::matmul::Strategy,
+) {
+    y.poison(gpu);
+    let plan = layer
+        .plan(gpu, x, y, sparq::matmul::KernelChoice::Force(strategy))
+        .unwrap();
+    let mut enc = gpu.encoder("test");
+    sparq::gpu::record_pass(&mut enc, &plan, None);
+    gpu.submit_and_wait(enc).unwrap();
+}
