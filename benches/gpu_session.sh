@@ -8,8 +8,10 @@
 #   sparse_tune  the sparse kernels' tuning knobs swept at 8192² (m = 1)
 #   coop_tests  the tensor-core GEMM's tests (kit built with TESTS=coop_gemm)
 #   gpu_tests  every release test binary in the kit (TESTS="..."), SPARQ_TEST_ADAPTERS=vulkan
+#           (TEST_LIMIT seconds each, default 120; also for coop_tests)
 #   low_bit  binary and ternary against f16 / int4 and PyTorch (m = 1, 8, 16, 32; 8192² and
 #           the LLM shapes), then benches/tune_low_bit.sh (their GEMV's launch shapes)
+#   low_bit_tune  benches/tune_low_bit.sh alone (BUDGET, RS, US as there)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_check  `sparq embed` per weight format against the PyTorch fixture (cosine)
 #   plots   the three plots of BENCHMARKS.md (dense, sparse, MiniLM; a reduced dense set)
@@ -74,11 +76,11 @@ for s in ${STEPS:-sparse model}; do
         ;;
     coop_tests)
         # The tensor-core GEMM's tests (CI has no adapter with cooperative matrices).
-        [[ -x .gpu/coop_gemm ]] && step coop_tests 120 .gpu/coop_gemm --test-threads 1
+        [[ -x .gpu/coop_gemm ]] && step coop_tests "${TEST_LIMIT:-120}" .gpu/coop_gemm --test-threads 1
         ;;
     gpu_tests)
         for t in ${TESTS:-}; do
-            [[ -x .gpu/$t ]] && step "test_$t" 120 env SPARQ_TEST_ADAPTERS=vulkan ".gpu/$t" --test-threads 1
+            [[ -x .gpu/$t ]] && step "test_$t" "${TEST_LIMIT:-120}" env SPARQ_TEST_ADAPTERS=vulkan ".gpu/$t" --test-threads 1
         done
         ;;
     low_bit)
@@ -88,7 +90,10 @@ for s in ${STEPS:-sparse model}; do
         step low_bit 200 $S bench --adapter vulkan --torch "$OUT/torch_low_bit.json" \
             --json "$OUT/low_bit.json" --plot "$OUT/low_bit.svg" --m 1,8,16,32 --shapes $shapes \
             --formats f16,int4g32,ternary,ternaryg256,ternary16,binary,binarym,binaryg32m
-        [[ -f benches/tune_low_bit.sh ]] && step tune_low_bit 150 env S=$S bash benches/tune_low_bit.sh
+        step tune_low_bit $((${BUDGET:-100} + 60)) bash benches/tune_low_bit.sh
+        ;;
+    low_bit_tune)
+        step tune_low_bit $((${BUDGET:-100} + 60)) bash benches/tune_low_bit.sh
         ;;
     sparse_blocks)
         step sparse_blocks 120 $S bench --adapter vulkan --sparse --shapes 8192x8192 \

@@ -4,7 +4,9 @@
 # then, where the SmolLM2 GGUF is there ($GGUF), llm-bench on it in every format, its
 # perplexity on the GPL per format and one streamed generation. Logs and JSON go to $OUT.
 # Environment: D (folder of the release `sparq`, default .gpu), GGUF, STEPS (any of torch
-# shapes real ppl gen; default all), SHAPES (default smollm2,llama-1b,llama-8b).
+# shapes real ppl gen; default all), SHAPES (default smollm2,llama-1b,llama-8b), PPL_FORMATS
+# (the formats the ppl step measures), PPL_CALIBRATED (formats packed with `--calibrate` on the
+# built-in sentences and then measured; none by default).
 set -uo pipefail
 D=${D:-.gpu}
 OUT=${OUT:-/tmp/out}
@@ -37,10 +39,17 @@ if [[ -f $GGUF ]]; then
     fi
     if has ppl; then
         step ppl
-        for f in stored f16 int8 int8g32 int4 int4g32m; do
+        for f in ${PPL_FORMATS:-stored f16 int8 int8g32 int4 int4g32m}; do
             fmt=(); [[ $f == stored ]] || fmt=(--format "$f")
             timeout 120 "$sparq" perplexity --adapter vulkan "$GGUF" "$GPL" --context 512 --output json "${fmt[@]}" \
                 >> "$OUT/ppl.jsonl" 2>> "$OUT/ppl.log"
+        done
+        for f in ${PPL_CALIBRATED:-}; do
+            packed=/tmp/calibrated-$f.safetensors
+            echo "== $f calibrated" >> "$OUT/ppl.log"
+            timeout 200 "$sparq" pack "$GGUF" --format "$f" --calibrate -o "$packed" >> "$OUT/ppl.log" 2>&1 &&
+                timeout 120 "$sparq" perplexity --adapter vulkan "$packed" "$GPL" --context 512 --output json \
+                    >> "$OUT/ppl.jsonl" 2>> "$OUT/ppl.log"
         done
     fi
     if has gen; then

@@ -8,6 +8,7 @@ none of them in the calibration text) to sparq's own f32 embeddings (which match
 test accuracy.
 
     python3 benches/prune_accuracy.py [--sparq target/release/sparq] [--adapter vulkan]
+        [--formats ternary,binary]   (only the cases of these formats)
 
 Needs the model in models/all-MiniLM-L6-v2 (scripts/setup.sh fetches it). Standard library only.
 """
@@ -33,6 +34,9 @@ CASES = [
     ("f16", "2:4"), ("f16", "2:4+calibrate"), ("int4", "2:4"), ("int4", "2:4+calibrate"),
     ("int8", "blocks:1x32:0.2"), ("int8", "blocks:1x32:0.5"),
     ("f16", "neurons:0.1"), ("f16", "neurons:0.3"),
+    ("ternary", None), ("ternary", "calibrate"), ("ternaryg64", None),
+    ("ternaryg64", "calibrate"), ("ternary16", None), ("ternary16", "calibrate"),
+    ("binary", None), ("binarym", None), ("binaryg32m", None), ("binaryg32m", "calibrate"),
 ]
 
 
@@ -43,6 +47,7 @@ DIGITS = [
     ("f32", "magnitude:0.9"), ("f32", "random:0.9"),
     ("f16", "2:4"), ("int4", "2:4"), ("int8", "blocks:1x16:0.5"),
     ("f32", "neurons:0.25"), ("f32", "neurons:0.5"),
+    ("ternary", None), ("ternary16", None), ("binary", None), ("binaryg32m", None),
 ]
 
 
@@ -82,12 +87,18 @@ def pack_args(prune):
     return args if spec == "calibrate" else ["--prune", spec, *args]
 
 
+def selected(a, cases):
+    return [c for c in cases if a.only is None or c[0] in a.only]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sparq", default="target/release/sparq")
     ap.add_argument("--adapter", default="best")
     ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
+    ap.add_argument("--formats", help="comma-separated: run only the cases of these formats")
     a = ap.parse_args()
+    a.only = set(a.formats.split(",")) if a.formats else None
     minilm(a)
     digits(a)
 
@@ -102,7 +113,7 @@ def minilm(a):
     print("|---|---|---|--:|--:|--:|--:|--:|--:|")
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(os.path.join(a.model, "tokenizer.json"), tmp)
-        for fmt, prune in CASES:
+        for fmt, prune in selected(a, CASES):
             path = os.path.join(tmp, "m.safetensors")
             cmd = [a.sparq, "pack", a.model, "--format", fmt, "-o", path, *pack_args(prune)]
             report = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -123,7 +134,7 @@ def digits(a):
     with tempfile.TemporaryDirectory() as tmp:
         inp = os.path.join(tmp, "x.json")
         json.dump({"features": [[v * scale for v in r] for r in fixture["x"]]}, open(inp, "w"))
-        for fmt, prune in DIGITS:
+        for fmt, prune in selected(a, DIGITS):
             path = os.path.join(tmp, "m.safetensors")
             cmd = [a.sparq, "pack", "tests/fixtures/digits_mlp.safetensors", "--format", fmt,
                    "-o", path, *pack_args(prune)]

@@ -98,7 +98,7 @@ fn check(gpu: &Gpu, rng: &mut rand::rngs::StdRng, format: WeightFormat, c: &Case
     }
 }
 
-/// The tensor-core GEMM stages weights as f16: its reference rounds them so.
+/// The tensor-core GEMM stages weights and x as f16: its reference rounds them so.
 fn coop_reference(
     x: &[f32],
     packed: &PackedWeights,
@@ -110,11 +110,13 @@ fn coop_reference(
         .iter()
         .map(|&v| half::f16::from_f32(v).to_f32())
         .collect();
-    let mut want = reference::linear(x, &wq, bias, c.m, c.n, c.k);
+    // x is staged in f16 as well.
+    let x: Vec<f32> = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    let mut want = reference::linear(&x, &wq, bias, c.m, c.n, c.k);
     if let Some(a) = c.activation {
         want.iter_mut().for_each(|v| *v = activate(a, *v));
     }
-    (want, reference::linear_abs(x, &wq, bias, c.m, c.n, c.k))
+    (want, reference::linear_abs(&x, &wq, bias, c.m, c.n, c.k))
 }
 
 #[test]

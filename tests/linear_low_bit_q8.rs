@@ -9,7 +9,7 @@ use common::{all_gpus, assert_tensor, low_bit_formats, random, rng, run_forced};
 use sparq::config::Config;
 use sparq::formats::{PackedWeights, WeightFormat};
 use sparq::gpu::instance;
-use sparq::matmul::{ActivationPrecision, Linear, Strategy};
+use sparq::matmul::{ActivationPrecision, Linear, Strategy, coop, coop_min_rows};
 use sparq::tensor::{ActDType, Tensor};
 use sparq::{Gpu, reference};
 
@@ -223,8 +223,9 @@ fn low_bit_q8_gemv_long_rows() {
     }
 }
 
-/// `Auto` picks the int8-activation GEMV for these formats up to the GEMV row limit where
-/// the adapter has `dot4I8Packed`, reports int8 activations for it, and `SPARQ_Q8=0` keeps
+/// `Auto` picks the int8-activation GEMV for these formats up to the GEMV row limit (the
+/// tensor-core GEMM from its row threshold where the adapter has one) where the adapter has
+/// `dot4I8Packed`, reports int8 activations for it, and `SPARQ_Q8=0` keeps
 /// exact activations.
 #[test]
 fn chooser_picks_q8_unless_turned_off() {
@@ -240,7 +241,10 @@ fn chooser_picks_q8_unless_turned_off() {
             for m in [1, 2, 8, 16, sparq::matmul::GEMV_MAX_ROWS] {
                 let s = layer.strategy_for(&gpu, m);
                 let what = format!("{} m={m} on {}", format.name(), gpu.caps.name);
-                if gpu.caps.dot4_i8 {
+                if coop::available(&gpu) && m >= coop_min_rows(format) {
+                    // Tensor cores take over from their row threshold, as for every format.
+                    assert_eq!(s, Strategy::GemmCoop, "{what}");
+                } else if gpu.caps.dot4_i8 {
                     let want = if gpu.caps.subgroups {
                         Strategy::GemvSubgroupQ8
                     } else {

@@ -96,6 +96,20 @@ impl Hessian {
             .ok_or_else(|| Error::invalid("calibration inputs give no usable Hessian"))
     }
 
+    /// `d H dᵀ` for the undamped sum `H`: the squared output error, summed over the
+    /// calibration inputs, of a weight row off by `d` (`k` values).
+    fn output_error(&self, d: &[f64]) -> f64 {
+        let mut e = 0.0;
+        for (i, &di) in d.iter().enumerate() {
+            if di != 0.0 {
+                let row = &self.sum[i * (i + 1) / 2..=i * (i + 1) / 2 + i];
+                let below: f64 = row[..i].iter().zip(d).map(|(h, dj)| h * dj).sum();
+                e += di * (row[i] * di + 2.0 * below);
+            }
+        }
+        e
+    }
+
     /// The mean `x xᵀ`, symmetric and full, with `damp` times its mean diagonal added to the
     /// diagonal (and 1 where an input was always zero) so that it is positive definite.
     fn damped(&self, damp: f64) -> Vec<f64> {
@@ -210,7 +224,7 @@ pub fn quantize_calibrated(
     }
     let u = h.inverse_factor(k)?;
     let WeightFormat::Int4 { group, asymmetric } = format else {
-        return Ok(low_bit_calibrated(w, n, k, format, &u));
+        return Ok(low_bit_calibrated(w, n, k, format, &u, h));
     };
     let g = group as usize;
     let groups = k.div_ceil(g);
@@ -229,23 +243,72 @@ pub fn quantize_calibrated(
 
 /// GPTQ for the binary and ternary formats: each group's scale (and mean) chosen as the plain
 /// packer chooses it ([`low_bit::group_params`]), from the weights as updated when the group's
-/// first column comes up; each weight then rounded to its nearest code.
+/// first column comes up; each weight then rounded to its nearest code. At one or two bits a
+/// weight the rounding errors GPTQ moves onto later columns are as large as the weights and
+/// can grow along a row (MiniLM's binary g32 layers came out further from the calibration
+/// outputs than plain rounding), so a row keeps whichever of the two roundings gives the
+/// smaller output error on the calibration inputs.
 fn low_bit_calibrated(
     w: &[f32],
     n: usize,
     k: usize,
     format: WeightFormat,
     u: &[f64],
+    h: &Hessian,
 ) -> PackedWeights {
     let g = format.group().expect("low-bit formats are group-wise");
+    let groups = format.groups(k);
     // Binary rows have groups past `k` (the padded row's): they keep a zero scale and mean.
-    let mut params = vec![(f16::ZERO, f16::ZERO); n * format.groups(k)];
-    let rounded = compensate_rows(w, n, k, u, &mut params, |params, j, w| {
+    let mut params = vec![(f16::ZERO, f16::ZERO); n * groups];
+    let mut rounded = compensate_rows(w, n, k, u, &mut params, |params, j, w| {
         if j % g == 0 {
             let vals: Vec<f32> = w[j..(j + g).min(k)].iter().map(|&v| v as f32).collect();
             params[j / g] = low_bit::group_params(format, &vals);
         }
         low_bit::round(format, w[j] as f32, params[j / g])
+    });
+    let error = |row: &[f32], q: &[f32]| {
+        let d: Vec<f64> = row
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| a as f64 - b as f64)
+            .collect();
+        h.output_error(&d)
+    };
+    // One plain rounding per row, where it does better (rows spread over the cores).
+    let keep_plain = |row: &[f32], q: &mut [f32], p: &mut [(f16, f16)]| {
+        let mut plain_params = vec![(f16::ZERO, f16::ZERO); groups];
+        let mut plain = vec![0f32; k];
+        for (gi, vals) in row.chunks(g).enumerate() {
+            plain_params[gi] = low_bit::group_params(format, vals);
+            for (c, &v) in vals.iter().enumerate() {
+                plain[gi * g + c] = low_bit::round(format, v, plain_params[gi]);
+            }
+        }
+        if error(row, &plain) < error(row, q) {
+            q.copy_from_slice(&plain);
+            p.copy_from_slice(&plain_params);
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let band = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for ((rows_w, rows_q), rows_p) in w
+            .chunks(band * k)
+            .zip(rounded.chunks_mut(band * k))
+            .zip(params.chunks_mut(band * groups))
+        {
+            let keep_plain = &keep_plain;
+            scope.spawn(move || {
+                for ((row, q), p) in rows_w
+                    .chunks(k)
+                    .zip(rows_q.chunks_mut(k))
+                    .zip(rows_p.chunks_mut(groups))
+                {
+                    keep_plain(row, q, p);
+                }
+            });
+        }
     });
     low_bit::pack_with(&rounded, n, k, format, &params)
 }
