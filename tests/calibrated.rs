@@ -159,10 +159,10 @@ fn correlated_inputs_lower_the_output_error() {
     } = layer;
     assert_eq!(h.rows(), 600);
     for format in [int4(32, false), int4(32, true), int4(64, false)] {
-        let plain = PackedWeights::quantize(&w, n, k, format)
+        let plain = PackedWeights::quantize(w, n, k, format)
             .unwrap()
             .dequantize();
-        let p = quantize_calibrated(&w, n, k, format, &h).unwrap();
+        let p = quantize_calibrated(w, n, k, format, h).unwrap();
         let got = p.dequantize();
         beats_plain_rounding(&layer, &got, &plain, format);
         // Every weight is a code of its group's grid.
@@ -198,10 +198,10 @@ fn correlated_inputs_lower_the_output_error_of_low_bit_formats() {
         n, k, ref w, ref h, ..
     } = layer;
     for format in low_bit_formats() {
-        let plain = PackedWeights::quantize(&w, n, k, format)
+        let plain = PackedWeights::quantize(w, n, k, format)
             .unwrap()
             .dequantize();
-        let p = quantize_calibrated(&w, n, k, format, &h).unwrap();
+        let p = quantize_calibrated(w, n, k, format, h).unwrap();
         assert_eq!(p.format, format);
         let got = p.dequantize();
         beats_plain_rounding(&layer, &got, &plain, format);

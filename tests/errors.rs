@@ -268,7 +268,7 @@ fn check_split(
     let (n, k) = (packed.n, packed.k);
     let xt = Tensor::from_f32(gpu, x, m, k).unwrap();
     let yt = Tensor::empty(gpu, m, n, ActDType::F32).unwrap();
-    run_forced(gpu, &layer, &xt, &yt, strategy);
+    run_forced(gpu, layer, &xt, &yt, strategy);
     let wq = packed.dequantize();
     let want = reference::linear(x, &wq, bias, m, n, k);
     let scale = reference::linear_abs(x, &wq, bias, m, n, k);
