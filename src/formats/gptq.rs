@@ -96,10 +96,14 @@ impl Hessian {
             .ok_or_else(|| Error::invalid("calibration inputs give no usable Hessian"))
     }
 
-    /// `d H dᵀ` for the undamped sum `H`: the squared output error, summed over the
-    /// calibration inputs, of a weight row off by `d` (`k` values).
-    fn output_error(&self, d: &[f64]) -> f64 {
-        let mut e = 0.0;
+    /// `d H dᵀ` for the sum `H` damped as GPTQ damps it (by [`DAMP`] times its mean
+    /// diagonal): the squared output error, summed over the calibration inputs, of a weight
+    /// row off by `d` (`k` values), plus that multiple of `‖d‖²`, which keeps a row from
+    /// fitting the calibration inputs' span at the cost of every other input.
+    fn damped_error(&self, d: &[f64]) -> f64 {
+        let k = self.k;
+        let mean_diag = (0..k).map(|i| self.sum[i * (i + 1) / 2 + i]).sum::<f64>() / k as f64;
+        let mut e = DAMP * mean_diag * d.iter().map(|v| v * v).sum::<f64>();
         for (i, &di) in d.iter().enumerate() {
             if di != 0.0 {
                 let row = &self.sum[i * (i + 1) / 2..=i * (i + 1) / 2 + i];
@@ -245,9 +249,9 @@ pub fn quantize_calibrated(
 /// packer chooses it ([`low_bit::group_params`]), from the weights as updated when the group's
 /// first column comes up; each weight then rounded to its nearest code. At one or two bits a
 /// weight the rounding errors GPTQ moves onto later columns are as large as the weights and
-/// can grow along a row (MiniLM's binary g32 layers came out further from the calibration
-/// outputs than plain rounding), so a row keeps whichever of the two roundings gives the
-/// smaller output error on the calibration inputs.
+/// can grow along a row, so a row keeps whichever of the two roundings does better by GPTQ's
+/// own damped objective ([`Hessian::damped_error`]): calibration never does worse than plain
+/// rounding by the measure it minimises.
 fn low_bit_calibrated(
     w: &[f32],
     n: usize,
@@ -273,7 +277,7 @@ fn low_bit_calibrated(
             .zip(q)
             .map(|(&a, &b)| a as f64 - b as f64)
             .collect();
-        h.output_error(&d)
+        h.damped_error(&d)
     };
     // One plain rounding per row, where it does better (rows spread over the cores).
     let keep_plain = |row: &[f32], q: &mut [f32], p: &mut [(f16, f16)]| {
