@@ -279,39 +279,18 @@ fn low_bit_calibrated(
             .collect();
         h.damped_error(&d)
     };
-    // One plain rounding per row, where it does better (rows spread over the cores).
-    let keep_plain = |row: &[f32], q: &mut [f32], p: &mut [(f16, f16)]| {
+    // One plain rounding per row, where it does better.
+    par_rows(w, k, &mut rounded, &mut params, groups, |row, q, p| {
         let mut plain_params = vec![(f16::ZERO, f16::ZERO); groups];
-        let mut plain = vec![0f32; k];
-        for (gi, vals) in row.chunks(g).enumerate() {
-            plain_params[gi] = low_bit::group_params(format, vals);
-            for (c, &v) in vals.iter().enumerate() {
-                plain[gi * g + c] = low_bit::round(format, v, plain_params[gi]);
-            }
-        }
+        low_bit::row_params(format, row, &mut plain_params);
+        let plain: Vec<f32> = row
+            .iter()
+            .enumerate()
+            .map(|(c, &v)| low_bit::round(format, v, plain_params[c / g]))
+            .collect();
         if error(row, &plain) < error(row, q) {
             q.copy_from_slice(&plain);
             p.copy_from_slice(&plain_params);
-        }
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let band = n.div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for ((rows_w, rows_q), rows_p) in w
-            .chunks(band * k)
-            .zip(rounded.chunks_mut(band * k))
-            .zip(params.chunks_mut(band * groups))
-        {
-            let keep_plain = &keep_plain;
-            scope.spawn(move || {
-                for ((row, q), p) in rows_w
-                    .chunks(k)
-                    .zip(rows_q.chunks_mut(k))
-                    .zip(rows_p.chunks_mut(groups))
-                {
-                    keep_plain(row, q, p);
-                }
-            });
         }
     });
     low_bit::pack_with(&rounded, n, k, format, &params)
@@ -336,33 +315,52 @@ pub(crate) fn compensate_rows<S: Send>(
     );
     let per_row = states.len() / n;
     let mut stored = vec![0f32; n * k];
+    par_rows(w, k, &mut stored, states, per_row, |row, out, state| {
+        let mut w: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        for j in 0..k {
+            let q = store(state, j, &w);
+            out[j] = q;
+            let err = (w[j] - q as f64) / u[j * k + j];
+            let u_row = &u[j * k + j + 1..(j + 1) * k];
+            for (wc, &uc) in w[j + 1..].iter_mut().zip(u_row) {
+                *wc -= err * uc;
+            }
+        }
+    });
+    stored
+}
+
+/// Calls `f(row, out_row, row_states)` for every row of `w` (rows of `k`), with the row's `k`
+/// values of `out` and `per_row` items of `states`, rows spread over the machine's cores.
+fn par_rows<S: Send>(
+    w: &[f32],
+    k: usize,
+    out: &mut [f32],
+    states: &mut [S],
+    per_row: usize,
+    f: impl Fn(&[f32], &mut [f32], &mut [S]) + Sync,
+) {
+    let n = w.len() / k;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let band = n.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         for ((rows_w, rows_out), rows_states) in w
             .chunks(band * k)
-            .zip(stored.chunks_mut(band * k))
-            .zip(states.chunks_mut((band * per_row).max(1)))
+            .zip(out.chunks_mut(band * k))
+            .zip(states.chunks_mut(band * per_row))
         {
-            let store = &store;
+            let f = &f;
             scope.spawn(move || {
-                for (r, (row, out)) in rows_w.chunks(k).zip(rows_out.chunks_mut(k)).enumerate() {
-                    let state = &mut rows_states[r * per_row..(r + 1) * per_row];
-                    let mut w: Vec<f64> = row.iter().map(|&v| v as f64).collect();
-                    for j in 0..k {
-                        let q = store(state, j, &w);
-                        out[j] = q;
-                        let err = (w[j] - q as f64) / u[j * k + j];
-                        let u_row = &u[j * k + j + 1..(j + 1) * k];
-                        for (wc, &uc) in w[j + 1..].iter_mut().zip(u_row) {
-                            *wc -= err * uc;
-                        }
-                    }
+                for ((row, o), st) in rows_w
+                    .chunks(k)
+                    .zip(rows_out.chunks_mut(k))
+                    .zip(rows_states.chunks_mut(per_row))
+                {
+                    f(row, o, st);
                 }
             });
         }
     });
-    stored
 }
 
 #[cfg(test)]

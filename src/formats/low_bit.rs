@@ -124,16 +124,22 @@ pub(super) fn round(format: WeightFormat, v: f32, params: (f16, f16)) -> f32 {
 /// Packs `w` (`n × k`) into a binary or ternary `format`, each group's scale (and mean)
 /// chosen from its weights.
 pub(super) fn pack(w: &[f32], n: usize, k: usize, format: WeightFormat) -> PackedWeights {
-    let g = format.group().expect("low-bit formats are group-wise");
     let groups = format.groups(k);
     // Binary groups of the padded row past the last real one keep a zero scale and mean.
     let mut params = vec![(f16::ZERO, f16::ZERO); n * groups];
-    for (r, row) in w.chunks(k).enumerate() {
-        for (j, vals) in row.chunks(g).enumerate() {
-            params[r * groups + j] = group_params(format, vals);
-        }
+    for (row, p) in w.chunks(k).zip(params.chunks_mut(groups)) {
+        row_params(format, row, p);
     }
     pack_with(w, n, k, format, &params)
+}
+
+/// The scale and mean of each group of one `row` into `out` (one item a group of the row;
+/// groups of a binary row's padding are left as they are).
+pub(super) fn row_params(format: WeightFormat, row: &[f32], out: &mut [(f16, f16)]) {
+    let g = format.group().expect("low-bit formats are group-wise");
+    for (p, vals) in out.iter_mut().zip(row.chunks(g)) {
+        *p = group_params(format, vals);
+    }
 }
 
 /// Packs `w` (`n × k`) into a binary or ternary `format` with the given scale and mean of
