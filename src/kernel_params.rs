@@ -37,6 +37,7 @@ fn all() -> Vec<ParamsLayout> {
     let mut v = crate::matmul::params_layouts();
     v.extend(crate::sparse::gpu::params_layouts());
     v.extend(crate::model::ops::params_layouts());
+    v.extend(crate::train::ops::params_layouts());
     v
 }
 

@@ -69,6 +69,7 @@ pub mod report;
 pub mod schedule;
 pub mod sparse;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 
 /// The wgpu sparq is built on: its types ([`wgpu::Device`], [`wgpu::Buffer`], ...) appear in

@@ -34,6 +34,7 @@ const LAYERS: &[&[&str]] = &[
     &["linear"],
     &["graph"],
     &["model"],
+    &["train"],
     &["schedule"],
     &["bench"],
 ];
@@ -57,6 +58,7 @@ const HOST_ONLY: &[&str] = &[
     "sparse::weights",
     "weights",
     "model::llama::reference",
+    "train::reference",
     "model::llama::weights",
     "model::sampling",
     "model::text",

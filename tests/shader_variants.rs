@@ -53,11 +53,12 @@ type Listing = fn() -> Vec<(String, sparq::Result<String>)>;
 
 #[test]
 fn every_shader_variant_is_valid_wgsl_and_spirv() {
-    let families: [(&str, Listing); 4] = [
+    let families: [(&str, Listing); 5] = [
         ("linear", sparq::matmul::shader_variants),
         ("sparse", sparq::sparse::gpu::shader_variants),
         ("model", sparq::model::ops::shader_variants),
         ("bench", sparq::bench::shader_variants),
+        ("train", sparq::train::ops::shader_variants),
     ];
     let mut failures = Vec::new();
     let mut total = 0;

@@ -1,0 +1,412 @@
+//! Distillation of an MLP classifier on the device: a student (for example the teacher with
+//! half its hidden neurons cut, `model::shrink::drop_neurons`) trained to match a teacher's
+//! logits ([`Loss::Distill`]) with AdamW. One recorded step: forward, loss, backward,
+//! gradient norm, one AdamW dispatch per tensor, replayed with each batch's bytes.
+
+use super::ops::{self, AdamWTensors, Op};
+use super::{AdamW, Loss};
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, ParamBuffer, record_pass};
+use crate::model::config::MlpConfig;
+use crate::model::ops::elementwise;
+use crate::tensor::Tensor;
+
+/// A batch of training or evaluation rows: inputs (`rows × inputs`), the teacher's outputs
+/// (`rows × classes`) and, for a hard-label loss, labels (`rows`).
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    /// Inputs, row-major.
+    pub x: &'a [f32],
+    /// The teacher's outputs, row-major.
+    pub teacher: &'a [f32],
+    /// Class labels (empty when the loss needs none).
+    pub labels: &'a [u32],
+}
+
+/// One parameter tensor with its gradient and AdamW moments.
+struct Param {
+    w: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    /// Offset of its AdamW scalars in the param buffer.
+    offset: u32,
+    decayed: bool,
+}
+
+impl Param {
+    fn new(gpu: &Gpu, data: &[f32], rows: usize, cols: usize, decayed: bool) -> Result<Self> {
+        let zeros = |_| Tensor::from_f32(gpu, &vec![0.0; rows * cols], rows, cols);
+        Ok(Param {
+            w: Tensor::from_f32(gpu, data, rows, cols)?,
+            g: zeros(())?,
+            m: zeros(())?,
+            v: zeros(())?,
+            offset: 0,
+            decayed,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.w.rows * self.w.stride()
+    }
+}
+
+/// Per layer: pre-activation and activation (its output) of the batch.
+struct Acts {
+    z: Tensor,
+    a: Tensor,
+}
+
+/// An MLP student on the device, ready to train on batches of up to `batch` rows.
+pub struct MlpTrainer<'g> {
+    gpu: &'g Gpu,
+    config: MlpConfig,
+    loss: Loss,
+    opt: AdamW,
+    batch: usize,
+    /// Weight and bias per layer.
+    params: Vec<(Param, Param)>,
+    x: Tensor,
+    teacher: Tensor,
+    labels: wgpu::Buffer,
+    acts: Vec<Acts>,
+    /// The loss's gradient, then each layer's (through `dz`) backwards.
+    dz: Vec<Tensor>,
+    /// The gradient at each hidden layer's output, before the activation's.
+    da: Vec<Tensor>,
+    row_loss: Tensor,
+    norms: wgpu::Buffer,
+    adam: ParamBuffer,
+    /// Forward and loss: what an evaluation runs.
+    eval: Vec<Dispatch>,
+    /// Backward, clipping and AdamW, after `eval`.
+    update: Vec<Dispatch>,
+    step: usize,
+}
+
+impl<'g> MlpTrainer<'g> {
+    /// Uploads the student `layers` (`(weight out × in, bias)` per layer of `config`) and
+    /// plans its step for batches of up to `batch` rows.
+    pub fn new(
+        gpu: &'g Gpu,
+        config: MlpConfig,
+        layers: &[(Vec<f32>, Vec<f32>)],
+        loss: Loss,
+        opt: AdamW,
+        batch: usize,
+    ) -> Result<Self> {
+        config.validate()?;
+        loss.validate()?;
+        opt.validate()?;
+        let depth = config.sizes.len() - 1;
+        if layers.len() != depth || batch == 0 {
+            return Err(Error::shape(format!(
+                "MLP student: {} layers for a config of {depth}, batch {batch}",
+                layers.len()
+            )));
+        }
+        let mut params = Vec::new();
+        for (i, (w, b)) in layers.iter().enumerate() {
+            let (k, n) = (config.sizes[i], config.sizes[i + 1]);
+            if w.len() != n * k || b.len() != n {
+                return Err(Error::shape(format!(
+                    "MLP student layer {i}: {} weights and {} biases for {n} × {k}",
+                    w.len(),
+                    b.len()
+                )));
+            }
+            params.push((
+                Param::new(gpu, w, n, k, true)?,
+                Param::new(gpu, b, 1, n, false)?,
+            ));
+        }
+        let f32_tensor = |rows, cols| -> Result<Tensor> {
+            Tensor::from_f32(gpu, &vec![0.0; rows * cols], rows, cols)
+        };
+        let classes = config.sizes[depth];
+        let x = f32_tensor(batch, config.sizes[0])?;
+        let teacher = f32_tensor(batch, classes)?;
+        let labels = gpu.upload("labels", &vec![0u32; batch])?;
+        let mut acts = Vec::new();
+        let mut dz = Vec::new();
+        let mut da = Vec::new();
+        for &n in &config.sizes[1..] {
+            acts.push(Acts {
+                z: f32_tensor(batch, n)?,
+                a: f32_tensor(batch, n)?,
+            });
+            dz.push(f32_tensor(batch, n)?);
+            da.push(f32_tensor(batch, n)?);
+        }
+        let row_loss = f32_tensor(batch, 1)?;
+        let norms = gpu.upload("gradient norms", &vec![0f32; 2 * depth])?;
+        let align = gpu
+            .device
+            .limits()
+            .min_uniform_buffer_offset_alignment
+            .max(64) as u64;
+        let mut adam = ParamBuffer::new(gpu, align * 2 * depth as u64)?;
+        for (w, b) in &mut params {
+            for p in [w, b] {
+                p.offset = adam.push(&opt.params(1, p.len(), 2 * depth, p.decayed))?;
+            }
+        }
+        let mut t = MlpTrainer {
+            gpu,
+            config,
+            loss,
+            opt,
+            batch,
+            params,
+            x,
+            teacher,
+            labels,
+            acts,
+            dz,
+            da,
+            row_loss,
+            norms,
+            adam,
+            eval: Vec::new(),
+            update: Vec::new(),
+            step: 0,
+        };
+        t.eval = t.plan_eval(batch)?;
+        t.update = t.plan_update()?;
+        Ok(t)
+    }
+
+    fn activation(&self) -> Activation {
+        self.config.activation
+    }
+
+    /// Forward pass and loss of `rows` rows.
+    fn plan_eval(&self, rows: usize) -> Result<Vec<Dispatch>> {
+        let gpu = self.gpu;
+        let mut out = Vec::new();
+        let last = self.params.len() - 1;
+        for (i, (w, b)) in self.params.iter().enumerate() {
+            let input = if i == 0 { &self.x } else { &self.acts[i - 1].a };
+            let act = &self.acts[i];
+            let z = if i == last { &act.a } else { &act.z };
+            out.push(ops::matmul(
+                gpu,
+                input,
+                Op::N,
+                &w.w,
+                Op::T,
+                Some(&b.w),
+                z,
+                false,
+            )?);
+            if i < last {
+                out.push(elementwise(
+                    gpu,
+                    Some(self.activation()),
+                    &act.z,
+                    None,
+                    &act.a,
+                )?);
+            }
+        }
+        let labels = (matches!(self.loss, Loss::Distill { alpha, .. } if alpha < 1.0))
+            .then_some(&self.labels);
+        out.push(ops::loss(
+            gpu,
+            self.loss,
+            &self.acts[last].a,
+            &self.teacher,
+            labels,
+            rows,
+            &self.dz[last],
+            &self.row_loss,
+        )?);
+        Ok(out)
+    }
+
+    /// Backward pass, gradient norm and AdamW (after [`Self::plan_eval`]'s loss gradient).
+    fn plan_update(&self) -> Result<Vec<Dispatch>> {
+        let gpu = self.gpu;
+        let mut out = Vec::new();
+        for i in (0..self.params.len()).rev() {
+            let (w, b) = &self.params[i];
+            let input = if i == 0 { &self.x } else { &self.acts[i - 1].a };
+            let dz = &self.dz[i];
+            out.push(ops::matmul(
+                gpu,
+                dz,
+                Op::T,
+                input,
+                Op::N,
+                None,
+                &w.g,
+                false,
+            )?);
+            out.push(ops::col_sum(gpu, dz, &b.g, false)?);
+            if i > 0 {
+                let da = &self.da[i - 1];
+                out.push(ops::matmul(gpu, dz, Op::N, &w.w, Op::N, None, da, false)?);
+                let z = &self.acts[i - 1].z;
+                out.push(ops::act_grad(
+                    gpu,
+                    self.activation(),
+                    z,
+                    da,
+                    &self.dz[i - 1],
+                )?);
+            }
+        }
+        for (slot, p) in self.tensors().enumerate() {
+            out.push(ops::sum_squares(gpu, &p.g, &self.norms, slot)?);
+        }
+        for p in self.tensors() {
+            let t = AdamWTensors {
+                w: &p.w,
+                g: &p.g,
+                m: &p.m,
+                v: &p.v,
+                mask: None,
+            };
+            out.push(ops::adamw(gpu, &t, &self.norms, &self.adam, p.offset)?);
+        }
+        Ok(out)
+    }
+
+    fn tensors(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter().flat_map(|(w, b)| [w, b])
+    }
+
+    /// Writes `rows` into the batch tensors (rows beyond them zero) and returns their count.
+    fn load(&self, rows: &Rows<'_>) -> Result<usize> {
+        let (inputs, classes) = (
+            self.config.sizes[0],
+            *self.config.sizes.last().expect("validated"),
+        );
+        let n = rows.x.len() / inputs.max(1);
+        let hard = matches!(self.loss, Loss::Distill { alpha, .. } if alpha < 1.0);
+        if n == 0
+            || n > self.batch
+            || rows.x.len() != n * inputs
+            || rows.teacher.len() != n * classes
+            || (hard && rows.labels.len() != n)
+        {
+            return Err(Error::shape(format!(
+                "a batch of {} inputs, {} teacher outputs and {} labels for rows of {inputs} \
+                 inputs and {classes} classes, at most {} rows",
+                rows.x.len(),
+                rows.teacher.len(),
+                rows.labels.len(),
+                self.batch
+            )));
+        }
+        if hard && let Some(&l) = rows.labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(Error::shape(format!("label {l} of {classes} classes")));
+        }
+        let pad = |data: &[f32], cols: usize| {
+            let s = crate::tensor::stride_of(cols);
+            let mut v = vec![0f32; self.batch * s];
+            for (r, row) in data.chunks(cols).enumerate() {
+                v[r * s..r * s + cols].copy_from_slice(row);
+            }
+            v
+        };
+        let q = &self.gpu.queue;
+        q.write_buffer(
+            &self.x.buffer,
+            0,
+            bytemuck::cast_slice(&pad(rows.x, inputs)),
+        );
+        q.write_buffer(
+            &self.teacher.buffer,
+            0,
+            bytemuck::cast_slice(&pad(rows.teacher, classes)),
+        );
+        let mut labels = vec![0u32; self.batch];
+        labels[..rows.labels.len()].copy_from_slice(rows.labels);
+        q.write_buffer(&self.labels, 0, bytemuck::cast_slice(&labels));
+        Ok(n)
+    }
+
+    fn run(&self, dispatches: &[&[Dispatch]]) -> Result<()> {
+        let mut enc = self.gpu.encoder("train step");
+        for d in dispatches {
+            record_pass(&mut enc, d, None);
+        }
+        self.gpu.submit_and_wait(enc)
+    }
+
+    /// The batch-mean loss of the last run, read back.
+    fn read_loss(&self, rows: usize) -> Result<f64> {
+        let v = self.row_loss.to_f32(self.gpu)?;
+        Ok(v[..rows].iter().map(|&l| l as f64).sum())
+    }
+
+    /// One training step on `rows` (a full or a last, short batch); returns the loss before
+    /// the update.
+    pub fn step(&mut self, rows: &Rows<'_>) -> Result<f64> {
+        let n = self.load(rows)?;
+        self.step += 1;
+        for p in self.tensors() {
+            let params = self
+                .opt
+                .params(self.step, p.len(), 2 * self.params.len(), p.decayed);
+            self.adam.write(p.offset, &params)?;
+        }
+        if n == self.batch {
+            self.run(&[&self.eval, &self.update])?;
+        } else {
+            // A short batch averages over its own rows.
+            let eval = self.plan_eval(n)?;
+            self.run(&[&eval, &self.update])?;
+        }
+        self.read_loss(n)
+    }
+
+    /// The mean loss over `data` (in batches), without training.
+    pub fn evaluate(&self, data: &Rows<'_>) -> Result<f64> {
+        let inputs = self.config.sizes[0];
+        let classes = *self.config.sizes.last().expect("validated");
+        let total = data.x.len() / inputs;
+        let hard = !data.labels.is_empty();
+        let mut sum = 0.0;
+        for start in (0..total).step_by(self.batch) {
+            let end = (start + self.batch).min(total);
+            let rows = Rows {
+                x: &data.x[start * inputs..end * inputs],
+                teacher: &data.teacher[start * classes..end * classes],
+                labels: if hard { &data.labels[start..end] } else { &[] },
+            };
+            let n = self.load(&rows)?;
+            if n == self.batch {
+                self.run(&[&self.eval])?;
+            } else {
+                self.run(&[&self.plan_eval(n)?])?;
+            }
+            sum += self.read_loss(n)? * n as f64;
+        }
+        Ok(sum / total.max(1) as f64)
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// The student's weights now: `(weight, bias)` per layer.
+    pub fn weights(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        self.params
+            .iter()
+            .map(|(w, b)| Ok((w.w.to_f32(self.gpu)?, b.w.to_f32(self.gpu)?)))
+            .collect()
+    }
+
+    /// Every parameter's gradient from the last step (`(dW, db)` per layer), for tests.
+    pub fn gradients(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        self.params
+            .iter()
+            .map(|(w, b)| Ok((w.g.to_f32(self.gpu)?, b.g.to_f32(self.gpu)?)))
+            .collect()
+    }
+}
