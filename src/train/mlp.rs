@@ -24,6 +24,14 @@ pub struct Rows<'a> {
     pub labels: &'a [u32],
 }
 
+/// One layer's weight (`out × in`, row-major) and bias.
+pub type Layer = (Vec<f32>, Vec<f32>);
+
+/// Whether `loss` reads labels.
+fn hard_labels(loss: Loss) -> bool {
+    matches!(loss, Loss::Distill { alpha, .. } if alpha < 1.0)
+}
+
 /// One parameter tensor with its gradient and AdamW moments.
 struct Param {
     w: Tensor,
@@ -92,7 +100,7 @@ impl<'g> MlpTrainer<'g> {
     pub fn new(
         gpu: &'g Gpu,
         config: MlpConfig,
-        layers: &[(Vec<f32>, Vec<f32>)],
+        layers: &[Layer],
         loss: Loss,
         opt: AdamW,
         batch: usize,
@@ -173,7 +181,7 @@ impl<'g> MlpTrainer<'g> {
             update: Vec::new(),
             step: 0,
         };
-        t.eval = t.plan_eval(batch)?;
+        t.eval = t.plan_forward(batch, loss)?;
         t.update = t.plan_update()?;
         Ok(t)
     }
@@ -182,8 +190,8 @@ impl<'g> MlpTrainer<'g> {
         self.config.activation
     }
 
-    /// Forward pass and loss of `rows` rows.
-    fn plan_eval(&self, rows: usize) -> Result<Vec<Dispatch>> {
+    /// Forward pass and `loss` of `rows` rows.
+    fn plan_forward(&self, rows: usize, loss: Loss) -> Result<Vec<Dispatch>> {
         let gpu = self.gpu;
         let mut out = Vec::new();
         let last = self.params.len() - 1;
@@ -211,11 +219,10 @@ impl<'g> MlpTrainer<'g> {
                 )?);
             }
         }
-        let labels = (matches!(self.loss, Loss::Distill { alpha, .. } if alpha < 1.0))
-            .then_some(&self.labels);
+        let labels = hard_labels(loss).then_some(&self.labels);
         out.push(ops::loss(
             gpu,
-            self.loss,
+            loss,
             &self.acts[last].a,
             &self.teacher,
             labels,
@@ -280,12 +287,17 @@ impl<'g> MlpTrainer<'g> {
 
     /// Writes `rows` into the batch tensors (rows beyond them zero) and returns their count.
     fn load(&self, rows: &Rows<'_>) -> Result<usize> {
+        self.load_with(rows, self.loss)
+    }
+
+    /// [`Self::load`] for `loss` (which says whether labels are needed).
+    fn load_with(&self, rows: &Rows<'_>, loss: Loss) -> Result<usize> {
         let (inputs, classes) = (
             self.config.sizes[0],
             *self.config.sizes.last().expect("validated"),
         );
         let n = rows.x.len() / inputs.max(1);
-        let hard = matches!(self.loss, Loss::Distill { alpha, .. } if alpha < 1.0);
+        let hard = hard_labels(loss);
         if n == 0
             || n > self.batch
             || rows.x.len() != n * inputs
@@ -358,7 +370,7 @@ impl<'g> MlpTrainer<'g> {
             self.run(&[&self.eval, &self.update])?;
         } else {
             // A short batch averages over its own rows.
-            let eval = self.plan_eval(n)?;
+            let eval = self.plan_forward(n, self.loss)?;
             self.run(&[&eval, &self.update])?;
         }
         self.read_loss(n)
@@ -382,7 +394,7 @@ impl<'g> MlpTrainer<'g> {
             if n == self.batch {
                 self.run(&[&self.eval])?;
             } else {
-                self.run(&[&self.plan_eval(n)?])?;
+                self.run(&[&self.plan_forward(n, self.loss)?])?;
             }
             sum += self.read_loss(n)? * n as f64;
         }
@@ -395,7 +407,7 @@ impl<'g> MlpTrainer<'g> {
     }
 
     /// The student's weights now: `(weight, bias)` per layer.
-    pub fn weights(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    pub fn weights(&self) -> Result<Vec<Layer>> {
         self.params
             .iter()
             .map(|(w, b)| Ok((w.w.to_f32(self.gpu)?, b.w.to_f32(self.gpu)?)))
@@ -403,10 +415,225 @@ impl<'g> MlpTrainer<'g> {
     }
 
     /// Every parameter's gradient from the last step (`(dW, db)` per layer), for tests.
-    pub fn gradients(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    pub fn gradients(&self) -> Result<Vec<Layer>> {
         self.params
             .iter()
             .map(|(w, b)| Ok((w.g.to_f32(self.gpu)?, b.g.to_f32(self.gpu)?)))
             .collect()
     }
+}
+
+impl MlpTrainer<'_> {
+    /// The network's outputs (logits) for `x` (`rows × inputs`), in batches.
+    pub fn outputs(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let inputs = self.config.sizes[0];
+        let classes = *self.config.sizes.last().expect("validated");
+        let total = x.len() / inputs;
+        if total * inputs != x.len() || total == 0 {
+            return Err(Error::shape(format!(
+                "{} inputs for rows of {inputs}",
+                x.len()
+            )));
+        }
+        let zeros = vec![0f32; self.batch * classes];
+        let mut out = Vec::with_capacity(total * classes);
+        // The loss needs no labels here: a soft-only loss of the same shape.
+        let soft = Loss::Distill {
+            temperature: 1.0,
+            alpha: 1.0,
+        };
+        for start in (0..total).step_by(self.batch) {
+            let end = (start + self.batch).min(total);
+            let n = end - start;
+            let rows = Rows {
+                x: &x[start * inputs..end * inputs],
+                teacher: &zeros[..n * classes],
+                labels: &[],
+            };
+            let forward = self.plan_forward(n, soft)?;
+            self.load_with(&rows, soft)?;
+            self.run(&[&forward])?;
+            let last = &self.acts[self.acts.len() - 1].a;
+            out.extend_from_slice(&last.to_f32(self.gpu)?[..n * classes]);
+        }
+        Ok(out)
+    }
+}
+
+/// What a distillation run does: the loss, the optimizer (whose `steps` is the run's
+/// length), rows per step, the shuffling seed and how often the held-out set is evaluated.
+#[derive(Clone, Copy, Debug)]
+pub struct DistillSettings {
+    /// The loss.
+    pub loss: Loss,
+    /// The optimizer and its schedule; `opt.steps` steps are taken.
+    pub opt: AdamW,
+    /// Rows per step.
+    pub batch: usize,
+    /// Seed of the order in which training rows are visited.
+    pub seed: u64,
+    /// Steps between held-out evaluations (0: only before and after).
+    pub eval_every: usize,
+}
+
+/// Inputs and labels of a classifier's data set.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// Features, `rows × inputs` row-major.
+    pub x: Vec<f32>,
+    /// Class of each row.
+    pub labels: Vec<u32>,
+}
+
+impl Dataset {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// One held-out evaluation during a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Steps taken before it.
+    pub step: usize,
+    /// The mean distillation loss on the held-out rows.
+    pub loss: f64,
+    /// The student's accuracy on them.
+    pub accuracy: f64,
+    /// How often the student's class is the teacher's.
+    pub agreement: f64,
+}
+
+/// What a distillation run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistillReport {
+    /// Steps taken.
+    pub steps: usize,
+    /// The teacher's held-out accuracy.
+    pub teacher_accuracy: f64,
+    /// Held-out evaluations: before the first step, every `eval_every`, after the last.
+    pub evaluations: Vec<Evaluation>,
+    /// The training loss of each step's batch.
+    pub train_loss: Vec<f64>,
+    /// Wall time of the training steps, seconds.
+    pub seconds: f64,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b })
+}
+
+/// The fraction of rows whose `logits` argmax is `labels`.
+fn accuracy(logits: &[f32], classes: usize, labels: impl Iterator<Item = usize>) -> f64 {
+    let mut n = 0;
+    let mut hit = 0;
+    for (row, l) in logits.chunks(classes).zip(labels) {
+        n += 1;
+        hit += (argmax(row) == l) as usize;
+    }
+    hit as f64 / n.max(1) as f64
+}
+
+/// Distils `student` (its configuration and `(weight, bias)` layers, for example the teacher
+/// with neurons cut) from `teacher` on `train`, evaluating on `held_out`, and returns the
+/// trained layers and the report. `progress(step, steps, loss)` is called after each step.
+pub fn distill(
+    gpu: &Gpu,
+    teacher: (&MlpConfig, &[Layer]),
+    student: (&MlpConfig, &[Layer]),
+    train: &Dataset,
+    held_out: &Dataset,
+    s: &DistillSettings,
+    mut progress: impl FnMut(usize, usize, f64),
+) -> Result<(Vec<Layer>, DistillReport)> {
+    let (tc, sc) = (teacher.0, student.0);
+    let classes = *tc.sizes.last().expect("a config has layers");
+    if tc.sizes[0] != sc.sizes[0] || sc.sizes.last() != Some(&classes) {
+        return Err(Error::shape(format!(
+            "teacher {:?} and student {:?} differ in inputs or classes",
+            tc.sizes, sc.sizes
+        )));
+    }
+    for (d, what) in [(train, "training"), (held_out, "held-out")] {
+        if d.rows() == 0 || d.x.len() != d.rows() * tc.sizes[0] {
+            return Err(Error::shape(format!(
+                "{what} data: {} features for {} rows of {}",
+                d.x.len(),
+                d.rows(),
+                tc.sizes[0]
+            )));
+        }
+    }
+    let soft = Loss::Distill {
+        temperature: 1.0,
+        alpha: 1.0,
+    };
+    let frozen = AdamW::default();
+    let teacher_net = MlpTrainer::new(gpu, tc.clone(), teacher.1, soft, frozen, s.batch)?;
+    let train_t = teacher_net.outputs(&train.x)?;
+    let held_t = teacher_net.outputs(&held_out.x)?;
+    drop(teacher_net);
+    let labels = |d: &Dataset| d.labels.iter().map(|&l| l as usize).collect::<Vec<_>>();
+    let teacher_accuracy = accuracy(&held_t, classes, labels(held_out).into_iter());
+    let mut net = MlpTrainer::new(gpu, sc.clone(), student.1, s.loss, s.opt, s.batch)?;
+    let held = Rows {
+        x: &held_out.x,
+        teacher: &held_t,
+        labels: &held_out.labels,
+    };
+    let evaluate = |net: &MlpTrainer<'_>, step| -> Result<Evaluation> {
+        let out = net.outputs(&held_out.x)?;
+        let teacher_classes = held_t.chunks(classes).map(argmax);
+        Ok(Evaluation {
+            step,
+            loss: net.evaluate(&held)?,
+            accuracy: accuracy(&out, classes, labels(held_out).into_iter()),
+            agreement: accuracy(&out, classes, teacher_classes),
+        })
+    };
+    let mut evaluations = vec![evaluate(&net, 0)?];
+    let inputs = tc.sizes[0];
+    let mut order: Vec<usize> = (0..train.rows()).collect();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(s.seed);
+    let mut cursor = order.len();
+    let (mut bx, mut bt, mut bl) = (Vec::new(), Vec::new(), Vec::new());
+    let mut train_loss = Vec::with_capacity(s.opt.steps);
+    let start = std::time::Instant::now();
+    for step in 1..=s.opt.steps {
+        bx.clear();
+        bt.clear();
+        bl.clear();
+        while bl.len() < s.batch.min(order.len()) {
+            if cursor == order.len() {
+                rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+                cursor = 0;
+            }
+            let r = order[cursor];
+            cursor += 1;
+            bx.extend_from_slice(&train.x[r * inputs..(r + 1) * inputs]);
+            bt.extend_from_slice(&train_t[r * classes..(r + 1) * classes]);
+            bl.push(train.labels[r]);
+        }
+        let loss = net.step(&Rows {
+            x: &bx,
+            teacher: &bt,
+            labels: &bl,
+        })?;
+        train_loss.push(loss);
+        progress(step, s.opt.steps, loss);
+        if s.eval_every > 0 && step % s.eval_every == 0 && step < s.opt.steps {
+            evaluations.push(evaluate(&net, step)?);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    evaluations.push(evaluate(&net, s.opt.steps)?);
+    let report = DistillReport {
+        steps: s.opt.steps,
+        teacher_accuracy,
+        evaluations,
+        train_loss,
+        seconds,
+    };
+    Ok((net.weights()?, report))
 }
