@@ -1,6 +1,7 @@
 //! The `sparq` command: list adapters, benchmark the kernels.
 
 mod device_args;
+mod distill_cli;
 mod gl_env;
 mod llm_cli;
 mod model_cli;
@@ -55,6 +56,9 @@ enum Command {
     ServeBench(serve_bench_cli::ServeBenchArgs),
     /// Serve models over an OpenAI-compatible HTTP API (docs/serving.md).
     Serve(serve_cli::ServeArgs),
+    /// Train a smaller student from a teacher on the device (knowledge distillation; MLP
+    /// classifiers for now) and write it as a model file.
+    Distill(distill_cli::DistillArgs),
 }
 
 #[derive(clap::Args)]
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Llm(cmd) => llm_cli::run(cmd),
         Command::ServeBench(args) => serve_bench_cli::run(args),
         Command::Serve(args) => serve_cli::run(&args.device.selector(), args),
+        Command::Distill(args) => distill_cli::run(args),
     }
 }
 

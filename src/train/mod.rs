@@ -10,6 +10,7 @@
 pub mod mlp;
 pub mod ops;
 pub mod reference;
+pub mod student;
 
 use crate::error::{Error, Result};
 pub use ops::{AdamWParams, Loss, Op};

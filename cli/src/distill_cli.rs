@@ -1,0 +1,155 @@
+//! `sparq distill`: train a smaller student from a teacher on the device (MLP classifiers
+//! for now), with a progress bar, held-out evaluations as a table and a final report line.
+
+use crate::device_args::DeviceArgs;
+use crate::out::outln;
+use crate::progress::Bar;
+use sparq::model::loader::WeightFile;
+use sparq::train::mlp::{Dataset, DistillSettings, distill};
+use sparq::train::student::{StudentSpec, mlp_student, mlp_teacher, save_mlp};
+use sparq::train::{AdamW, Decay, Loss};
+use sparq::{Error, Gpu, Result};
+use std::path::PathBuf;
+
+/// Arguments of `sparq distill`.
+#[derive(clap::Args)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// The teacher: an MLP classifier file (.safetensors with sparq's architecture).
+    teacher: PathBuf,
+    /// The student: `neurons:S`, the teacher with the fraction S of every hidden layer's
+    /// neurons cut (by the L2 norm of their weights), then trained.
+    #[arg(long)]
+    student: String,
+    /// Training data: JSON `{"features": [[...], ...], "labels": [...]}`.
+    #[arg(long)]
+    data: PathBuf,
+    /// The fraction of the rows held out for evaluation (never trained on).
+    #[arg(long, default_value_t = 0.2)]
+    held_out: f64,
+    /// Training steps.
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate (AdamW; linear warm-up over the first 5 % of steps, then linear
+    /// decay to 0).
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f32,
+    /// AdamW's decoupled weight decay of weight matrices.
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f32,
+    /// Softening temperature of the teacher's and student's logits.
+    #[arg(long, default_value_t = 2.0)]
+    temperature: f32,
+    /// Weight of the teacher's soft targets; the rest goes to the labels' cross-entropy.
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f32,
+    /// Seed of the held-out split and of the order of the training rows.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps between held-out evaluations.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// The student's .safetensors file (written atomically at the end).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs `sparq distill`.
+pub fn run(a: DistillArgs) -> Result<()> {
+    let spec = StudentSpec::parse(&a.student)?;
+    if a.steps == 0 || a.batch == 0 {
+        return Err(Error::config("--steps and --batch must be at least 1"));
+    }
+    let file = WeightFile::open(&a.teacher)?;
+    let (arch, teacher, teacher_layers) = mlp_teacher(&file)?;
+    let (student, student_layers) = mlp_student(&file, &arch, spec)?;
+    let classes = *teacher.sizes.last().expect("validated");
+    let text = std::fs::read_to_string(&a.data)
+        .map_err(|e| Error::config(format!("cannot read {}: {e}", a.data.display())))?;
+    let data = Dataset::from_json(
+        &text,
+        teacher.sizes[0],
+        classes,
+        &a.data.display().to_string(),
+    )?;
+    let (train, held_out) = data.split(a.held_out, a.seed)?;
+    let settings = DistillSettings {
+        loss: Loss::Distill {
+            temperature: a.temperature,
+            alpha: a.alpha,
+        },
+        opt: AdamW {
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            warmup: a.steps / 20,
+            steps: a.steps,
+            decay: Decay::Linear,
+            ..AdamW::default()
+        },
+        batch: a.batch,
+        seed: a.seed,
+        eval_every: a.eval_every.unwrap_or((a.steps / 10).max(1)),
+    };
+    settings.loss.validate()?;
+    settings.opt.validate()?;
+    let gpu = Gpu::new(&a.device.selector())?;
+    eprintln!(
+        "distilling {:?} into {:?} on {} ({} training rows, {} held out)",
+        teacher.sizes,
+        student.sizes,
+        gpu.caps.name,
+        train.rows(),
+        held_out.rows()
+    );
+    let bar = Bar::new("distilling", a.steps);
+    let (layers, report) = distill(
+        &gpu,
+        (&teacher, &teacher_layers),
+        (&student, &student_layers),
+        &train,
+        &held_out,
+        &settings,
+        |step, steps, loss| bar.update(step, steps, &format!("loss {loss:.4}")),
+    )?;
+    bar.finish();
+    save_mlp(&a.output, &student, &layers)?;
+    outln!("| step | held-out loss | accuracy | agreement with the teacher |");
+    outln!("| ---: | ------------: | -------: | -------------------------: |");
+    for e in &report.evaluations {
+        outln!(
+            "| {} | {:.4} | {:.4} | {:.4} |",
+            e.step,
+            e.loss,
+            e.accuracy,
+            e.agreement
+        );
+    }
+    let params = |sizes: &[usize]| -> usize { sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum() };
+    let (first, last) = (
+        report.evaluations[0],
+        *report
+            .evaluations
+            .last()
+            .expect("evaluated after the last step"),
+    );
+    outln!(
+        "\nstudent {:?} ({} parameters, {:.2}× the teacher's) → {}: held-out accuracy {:.4} \
+         (teacher {:.4}), loss {:.4} → {:.4}, {} steps in {:.1} s ({:.0} rows/s)",
+        student.sizes,
+        params(&student.sizes),
+        params(&student.sizes) as f64 / params(&teacher.sizes) as f64,
+        a.output.display(),
+        last.accuracy,
+        report.teacher_accuracy,
+        first.loss,
+        last.loss,
+        report.steps,
+        report.seconds,
+        (report.steps * a.batch) as f64 / report.seconds.max(1e-9)
+    );
+    Ok(())
+}
