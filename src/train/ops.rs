@@ -9,6 +9,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel, ParamBuffer};
+use crate::model::ops::{Norm, Pooling};
 use crate::tensor::{ActDType, Tensor};
 
 const GEMM: &str = include_str!("../../shaders/train/gemm_f32.wgsl");
@@ -19,6 +20,8 @@ const LOSS: &str = include_str!("../../shaders/train/loss.wgsl");
 const SUM_SQUARES: &str = include_str!("../../shaders/train/sum_squares.wgsl");
 const ADAMW: &str = include_str!("../../shaders/train/adamw.wgsl");
 const REDUCE: &str = include_str!("../../shaders/model/model_reduce.wgsl");
+const NORM_GRAD: &str = include_str!("../../shaders/train/norm_grad.wgsl");
+const POOL_GRAD: &str = include_str!("../../shaders/train/pool_grad.wgsl");
 
 /// Invocations per workgroup of the elementwise and row kernels.
 const WG: i64 = 128;
@@ -105,6 +108,48 @@ pub struct AdamWParams {
     pub(crate) max_norm: f32,
 }
 
+/// Params of `norm_grad.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct NormGradParams {
+    rows: u32,
+    cols: u32,
+    stride: u32,
+    _p0: u32,
+    eps: f32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+/// Params of `pool_grad.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct PoolGradParams {
+    batch: u32,
+    seq: u32,
+    cols: u32,
+    in_stride: u32,
+    out_stride: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+const K_NORM_GRAD: Kernel<NormGradParams> = Kernel::new(
+    "train_norm_grad",
+    &[
+        Read("v"),
+        Read("gamma"),
+        Read("dy"),
+        ReadWrite("dv"),
+        ReadWrite("dyx"),
+    ],
+);
+const K_POOL_GRAD: Kernel<PoolGradParams> = Kernel::new(
+    "train_pool_grad",
+    &[Read("x"), Read("tokens"), Read("dy"), ReadWrite("dx")],
+);
 const K_GEMM: Kernel<GemmParams> = Kernel::new(
     "train_gemm_f32",
     &[Read("a"), Read("b"), Read("bias"), ReadWrite("c")],
@@ -150,6 +195,10 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             rows, cap, cols, stride, temperature, alpha, scale, _p0),
         params_layout!(K_SUM_SQUARES.name, SUM_SQUARES, "Params", SumSquaresParams;
             len, slot, _p0, _p1),
+        params_layout!(K_NORM_GRAD.name, NORM_GRAD, "Params", NormGradParams;
+            rows, cols, stride, _p0, eps, _p1, _p2, _p3),
+        params_layout!(K_POOL_GRAD.name, POOL_GRAD, "Params", PoolGradParams;
+            batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
         params_layout!(K_ADAMW.name, ADAMW, "Params", AdamWParams;
             len, count, _p0, _p1, lr, beta1, beta2, eps, weight_decay, bias1, bias2, max_norm),
     ]
@@ -543,6 +592,125 @@ pub fn adamw(
         .build()
 }
 
+/// LayerNorm's backward pass: `dv` (the gradient of the row `v` the forward pass normalised
+/// with `norm`, i.e. the input plus the residual) from the output's gradient `dy`, and `dyx`
+/// = `dy · x̂` per element, whose column sums are γ's gradient (β's are `dy`'s column sums:
+/// [`col_sum`]). RMSNorm is not built yet.
+pub fn norm_grad(
+    gpu: &Gpu,
+    norm: &Norm,
+    v: &Tensor,
+    dy: &Tensor,
+    dv: &Tensor,
+    dyx: &Tensor,
+) -> Result<Dispatch> {
+    if norm.rms {
+        return Err(Error::invalid("the RMSNorm backward pass is not built yet"));
+    }
+    for (t, what) in [
+        (v, "norm input"),
+        (dy, "norm output gradient"),
+        (dv, "norm input gradient"),
+        (dyx, "dy·x̂"),
+    ] {
+        need_f32(t, what)?;
+        if (t.rows, t.cols) != (v.rows, norm.cols) {
+            return Err(Error::shape(format!(
+                "norm gradient: {what} is {} × {}, the norm {} wide over {} rows",
+                t.rows, t.cols, norm.cols, v.rows
+            )));
+        }
+    }
+    K_NORM_GRAD
+        .launch(gpu)
+        .label(format!("train norm gradient {}×{}", v.rows, v.cols))
+        .template(&[REDUCE, NORM_GRAD], &vars(&[]))
+        .params(&NormGradParams {
+            rows: u32_of(v.rows, "norm rows")?,
+            cols: v.cols as u32,
+            stride: v.stride() as u32,
+            _p0: 0,
+            eps: norm.eps,
+            _p1: 0,
+            _p2: 0,
+            _p3: 0,
+        })
+        .buffers(&[
+            Some(&v.buffer),
+            Some(&norm.gamma),
+            Some(&dy.buffer),
+            Some(&dv.buffer),
+            Some(&dyx.buffer),
+        ])
+        .workgroups(v.rows as u64)
+        .build()
+}
+
+/// The backward pass of `model::ops::pool`: `dx` (token rows, shaped as the pooled input `x`)
+/// from the gradient `dy` of the pooled, optionally normalised, vectors; `tokens` (the
+/// token rows, `.w` the mask) as the forward pass had them.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_grad(
+    gpu: &Gpu,
+    x: &Tensor,
+    tokens: Option<&wgpu::Buffer>,
+    seq: usize,
+    pooling: Pooling,
+    normalize: bool,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    for (t, what) in [
+        (x, "pool input"),
+        (dy, "pooled gradient"),
+        (dx, "pool input gradient"),
+    ] {
+        need_f32(t, what)?;
+    }
+    if seq == 0
+        || !x.rows.is_multiple_of(seq)
+        || (dy.rows, dy.cols) != (x.rows / seq, x.cols)
+        || (dx.rows, dx.cols) != (x.rows, x.cols)
+    {
+        return Err(Error::shape(format!(
+            "pooling gradient: {} × {} pooled in sequences of {seq}, gradient {} × {}, into {} × {}",
+            x.rows, x.cols, dy.rows, dy.cols, dx.rows, dx.cols
+        )));
+    }
+    if let Some(t) = tokens
+        && t.size() < (x.rows * 16) as u64
+    {
+        return Err(Error::shape(format!(
+            "pooling gradient: token buffer holds {} rows, needs {}",
+            t.size() / 16,
+            x.rows
+        )));
+    }
+    let constants = [
+        ("HAS_MASK", tokens.is_some() as u8 as f64),
+        ("CLS", (pooling == Pooling::Cls) as u8 as f64),
+        ("NORMALIZE", normalize as u8 as f64),
+    ];
+    K_POOL_GRAD
+        .launch(gpu)
+        .label(format!("train pool gradient {}×{}", dy.rows, dy.cols))
+        .template(&[REDUCE, POOL_GRAD], &vars(&[]))
+        .constants(&constants)
+        .params(&PoolGradParams {
+            batch: u32_of(dy.rows, "pooled rows")?,
+            seq: seq as u32,
+            cols: x.cols as u32,
+            in_stride: x.stride() as u32,
+            out_stride: dy.stride() as u32,
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
+        })
+        .buffers(&[Some(&x.buffer), tokens, Some(&dy.buffer), Some(&dx.buffer)])
+        .workgroups(dy.rows as u64)
+        .build()
+}
+
 /// Every variant of the training kernels, as (pipeline name, WGSL or the template error),
 /// for the offline validation test.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
@@ -554,6 +722,8 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         expand(K_ACT_GRAD.name.into(), &[ACTIVATION, ACT_GRAD], vars(&[])),
         expand(K_COL_SUM.name.into(), &[COL_SUM], vars(&[])),
         expand(K_SUM_SQUARES.name.into(), &[REDUCE, SUM_SQUARES], vars(&[])),
+        expand(K_NORM_GRAD.name.into(), &[REDUCE, NORM_GRAD], vars(&[])),
+        expand(K_POOL_GRAD.name.into(), &[REDUCE, POOL_GRAD], vars(&[])),
     ];
     for kind in [
         Loss::Distill {

@@ -268,3 +268,103 @@ impl MlpParams {
         (l, grads)
     }
 }
+
+/// LayerNorm's backward pass for rows `v` (`cols` wide) normalised with `gamma` and `eps`:
+/// the gradients of `v`, `gamma` and `beta` from the output's gradient `dy`.
+pub fn norm_grad(
+    v: &[f64],
+    gamma: &[f32],
+    eps: f64,
+    dy: &[f64],
+    cols: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let n = cols as f64;
+    let mut dv = vec![0.0; v.len()];
+    let (mut dgamma, mut dbeta) = (vec![0.0; cols], vec![0.0; cols]);
+    for (r, row) in v.chunks(cols).enumerate() {
+        let mean = row.iter().sum::<f64>() / n;
+        let var = row.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        let dyr = &dy[r * cols..(r + 1) * cols];
+        let xh: Vec<f64> = row.iter().map(|x| (x - mean) * inv).collect();
+        let g: Vec<f64> = (0..cols).map(|c| dyr[c] * gamma[c] as f64).collect();
+        let mg = g.iter().sum::<f64>() / n;
+        let mgx = g.iter().zip(&xh).map(|(a, b)| a * b).sum::<f64>() / n;
+        for c in 0..cols {
+            dv[r * cols + c] = (g[c] - mg - xh[c] * mgx) * inv;
+            dgamma[c] += dyr[c] * xh[c];
+            dbeta[c] += dyr[c];
+        }
+    }
+    (dv, dgamma, dbeta)
+}
+
+/// Sentence pooling in f64 (as `model::ops::pool`): the mean of the token rows of each
+/// sequence of `seq` whose `mask` is set (CLS: the first row), then optionally L2
+/// normalisation.
+pub fn pool(
+    x: &[f64],
+    mask: &[bool],
+    seq: usize,
+    cls: bool,
+    normalize: bool,
+    cols: usize,
+) -> Vec<f64> {
+    let batch = x.len() / (seq * cols);
+    let mut out = vec![0.0; batch * cols];
+    for b in 0..batch {
+        let kept: Vec<usize> = (0..seq)
+            .filter(|&j| if cls { j == 0 } else { mask[b * seq + j] })
+            .collect();
+        let count = (kept.len() as f64).max(1.0);
+        let y = &mut out[b * cols..(b + 1) * cols];
+        for &j in &kept {
+            for c in 0..cols {
+                y[c] += x[(b * seq + j) * cols + c] / count;
+            }
+        }
+        if normalize {
+            let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            y.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+    out
+}
+
+/// The backward pass of [`pool`]: the gradient of the token rows from the pooled rows' `dy`.
+pub fn pool_grad(
+    x: &[f64],
+    mask: &[bool],
+    seq: usize,
+    cls: bool,
+    normalize: bool,
+    dy: &[f64],
+    cols: usize,
+) -> Vec<f64> {
+    let batch = x.len() / (seq * cols);
+    let pooled = pool(x, mask, seq, cls, false, cols);
+    let mut dx = vec![0.0; x.len()];
+    for b in 0..batch {
+        let kept: Vec<usize> = (0..seq)
+            .filter(|&j| if cls { j == 0 } else { mask[b * seq + j] })
+            .collect();
+        let count = (kept.len() as f64).max(1.0);
+        let u = &pooled[b * cols..(b + 1) * cols];
+        let d = &dy[b * cols..(b + 1) * cols];
+        let du: Vec<f64> = if normalize {
+            let norm = u.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            let ydy: f64 = u.iter().zip(d).map(|(a, b)| a * b).sum::<f64>() / norm;
+            (0..cols)
+                .map(|c| (d[c] - u[c] / norm * ydy) / norm)
+                .collect()
+        } else {
+            d.to_vec()
+        };
+        for &j in &kept {
+            for c in 0..cols {
+                dx[(b * seq + j) * cols + c] = du[c] / count;
+            }
+        }
+    }
+    dx
+}
