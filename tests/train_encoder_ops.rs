@@ -265,3 +265,82 @@ fn pooling_gradients_with_masks_and_normalisation() {
         }
     }
 }
+
+#[test]
+fn attention_reference_matches_finite_differences() {
+    let mut r = rng("train attention differences");
+    let (seq, heads, hidden) = (3, 2, 4);
+    let mask = [true, true, false, true, false, false];
+    let rows = mask.len();
+    let qkv: Vec<f64> = (0..rows * 3 * hidden)
+        .map(|_| r.random_range(-1.5..1.5))
+        .collect();
+    let dout: Vec<f64> = (0..rows * hidden)
+        .map(|_| r.random_range(-1.0..1.0))
+        .collect();
+    let g = cpu::attention_grad(&qkv, &mask, seq, heads, hidden, &dout);
+    let h = 1e-6;
+    for i in 0..qkv.len() {
+        let (mut up, mut down) = (qkv.clone(), qkv.clone());
+        up[i] += h;
+        down[i] -= h;
+        let f = |x: &[f64]| dot(&dout, &model_cpu::attention(x, &mask, seq, heads, hidden));
+        let fd = (f(&up) - f(&down)) / (2.0 * h);
+        assert!((fd - g[i]).abs() < 1e-6, "dqkv[{i}] {} vs {fd}", g[i]);
+    }
+}
+
+#[test]
+fn attention_gradients_with_padding_masks() {
+    let mut r = rng("train attention gradients");
+    for gpu in all_gpus() {
+        // (batch, seq, heads, head size): one token, odd sizes, a sequence longer than a
+        // workgroup, MiniLM's heads.
+        for (batch, seq, heads, d) in [(1, 1, 1, 1), (3, 5, 2, 3), (2, 70, 3, 8), (2, 9, 12, 32)] {
+            let hidden = heads * d;
+            let rows = batch * seq;
+            let qkv: Vec<f32> = random(&mut r, rows * 3 * hidden)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect();
+            let dout = random(&mut r, rows * hidden);
+            // Padded sequences: a prefix kept; the last sequence of a batch of 3 fully masked.
+            let mut mask = vec![false; rows];
+            for b in 0..batch {
+                let len = if batch == 3 && b == 2 {
+                    0
+                } else {
+                    r.random_range(1..=seq)
+                };
+                mask[b * seq..b * seq + len].fill(true);
+            }
+            let tokens: Vec<[u32; 4]> = mask.iter().map(|&m| [0, 0, 0, m as u32]).collect();
+            let tb = gpu.upload("tokens", &tokens).unwrap();
+            let qt = Tensor::from_f32(&gpu, &qkv, rows, 3 * hidden).unwrap();
+            let dt = Tensor::from_f32(&gpu, &dout, rows, hidden).unwrap();
+            let dq = poisoned(&gpu, rows, 3 * hidden);
+            let scratch = ops::AttentionScratch::new(&gpu, batch, seq, heads).unwrap();
+            run(
+                &gpu,
+                ops::attention_grad(&gpu, &qt, &tb, seq, heads, &dt, &scratch, &dq).unwrap(),
+            );
+            let want = cpu::attention_grad(&f64s(&qkv), &mask, seq, heads, hidden, &f64s(&dout));
+            // Sums over ≤ seq keys of products of O(1) terms (|q·k| scale ≤ 4 d^½): judged
+            // against the largest gradient of the head's block.
+            let big = want.iter().fold(0f64, |a, v| a.max(v.abs())).max(1e-6);
+            let scale = vec![big; want.len()];
+            let what = format!(
+                "attention gradient {batch}×{seq}, {heads} heads of {d} on {}",
+                gpu.caps.name
+            );
+            let tol = 8.0 * (seq + d + 8) as f64 / (1u64 << 24) as f64;
+            assert_close(&values(&gpu, &dq, &what), &want, &scale, tol, &what);
+        }
+        // Sequences beyond the kernel's limit are typed errors.
+        let q = Tensor::from_f32(&gpu, &vec![0.0; 600 * 12], 600, 12).unwrap();
+        let d = Tensor::from_f32(&gpu, &vec![0.0; 600 * 4], 600, 4).unwrap();
+        let tb = gpu.upload("tokens", &vec![[0u32; 4]; 600]).unwrap();
+        let s = ops::AttentionScratch::new(&gpu, 1, 600, 1).unwrap();
+        assert!(ops::attention_grad(&gpu, &q, &tb, 600, 1, &d, &s, &q).is_err());
+    }
+}

@@ -9,7 +9,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel, ParamBuffer};
-use crate::model::ops::{Norm, Pooling};
+use crate::model::ops::{MAX_SEQ, Norm, Pooling};
 use crate::tensor::{ActDType, Tensor};
 
 const GEMM: &str = include_str!("../../shaders/train/gemm_f32.wgsl");
@@ -22,6 +22,9 @@ const ADAMW: &str = include_str!("../../shaders/train/adamw.wgsl");
 const REDUCE: &str = include_str!("../../shaders/model/model_reduce.wgsl");
 const NORM_GRAD: &str = include_str!("../../shaders/train/norm_grad.wgsl");
 const POOL_GRAD: &str = include_str!("../../shaders/train/pool_grad.wgsl");
+const ATTENTION_GRAD: &str = include_str!("../../shaders/train/attention_grad.wgsl");
+/// Invocations per workgroup of the attention backward kernels.
+const ATTENTION_WG: i64 = 64;
 
 /// Invocations per workgroup of the elementwise and row kernels.
 const WG: i64 = 128;
@@ -150,6 +153,42 @@ const K_POOL_GRAD: Kernel<PoolGradParams> = Kernel::new(
     "train_pool_grad",
     &[Read("x"), Read("tokens"), Read("dy"), ReadWrite("dx")],
 );
+/// Params of `attention_grad.wgsl` (those of the forward kernel).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AttentionGradParams {
+    rows: u32,
+    seq: u32,
+    heads: u32,
+    head_dim: u32,
+    hidden: u32,
+    qkv_stride: u32,
+    out_stride: u32,
+    scale: f32,
+}
+
+const K_ATTENTION_GRAD_Q: Kernel<AttentionGradParams> = Kernel::new(
+    "train_attention_grad_queries",
+    &[
+        Read("qkv"),
+        Read("tokens"),
+        Read("dout"),
+        ReadWrite("probs"),
+        ReadWrite("dscores"),
+        ReadWrite("dqkv"),
+    ],
+);
+const K_ATTENTION_GRAD_K: Kernel<AttentionGradParams> = Kernel::new(
+    "train_attention_grad_keys",
+    &[
+        Read("qkv"),
+        Read("tokens"),
+        Read("dout"),
+        Read("probs"),
+        Read("dscores"),
+        ReadWrite("dqkv"),
+    ],
+);
 const K_GEMM: Kernel<GemmParams> = Kernel::new(
     "train_gemm_f32",
     &[Read("a"), Read("b"), Read("bias"), ReadWrite("c")],
@@ -199,6 +238,8 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
             rows, cols, stride, _p0, eps, _p1, _p2, _p3),
         params_layout!(K_POOL_GRAD.name, POOL_GRAD, "Params", PoolGradParams;
             batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
+        params_layout!(K_ATTENTION_GRAD_Q.name, ATTENTION_GRAD, "Params", AttentionGradParams;
+            rows, seq, heads, head_dim, hidden, qkv_stride, out_stride, scale),
         params_layout!(K_ADAMW.name, ADAMW, "Params", AdamWParams;
             len, count, _p0, _p1, lr, beta1, beta2, eps, weight_decay, bias1, bias2, max_norm),
     ]
@@ -711,6 +752,124 @@ pub fn pool_grad(
         .build()
 }
 
+/// The attention probabilities and score gradients that the two attention backward kernels
+/// pass between them: `batch · heads · seq²` f32 each.
+pub struct AttentionScratch {
+    probs: wgpu::Buffer,
+    dscores: wgpu::Buffer,
+    len: usize,
+}
+
+impl AttentionScratch {
+    /// Scratch for `batch` sequences of `seq` tokens and `heads` heads (checked against the
+    /// device's binding limit: a smaller micro-batch fits where this does not).
+    pub fn new(gpu: &Gpu, batch: usize, seq: usize, heads: usize) -> Result<Self> {
+        let len = batch
+            .checked_mul(heads)
+            .and_then(|v| v.checked_mul(seq))
+            .and_then(|v| v.checked_mul(seq))
+            .ok_or_else(|| Error::shape("attention scratch size overflows"))?;
+        let what = format!("attention backward scratch ({batch} × {heads} × {seq}² f32)");
+        gpu.check_binding(&what, len as u64 * 4)?;
+        Ok(AttentionScratch {
+            probs: gpu.storage("attention probabilities", len as u64 * 4)?,
+            dscores: gpu.storage("attention score gradients", len as u64 * 4)?,
+            len,
+        })
+    }
+}
+
+/// The backward pass of `model::ops::attention`: `dqkv` (shaped as the fused `qkv`, its Q,
+/// K and V column blocks) from the output's gradient `dout`, for `seq`-token sequences of
+/// `heads` heads masked by `tokens` (`.w`), through `scratch`. Two dispatches: queries,
+/// then keys.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_grad(
+    gpu: &Gpu,
+    qkv: &Tensor,
+    tokens: &wgpu::Buffer,
+    seq: usize,
+    heads: usize,
+    dout: &Tensor,
+    scratch: &AttentionScratch,
+    dqkv: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    for (t, what) in [
+        (qkv, "QKV"),
+        (dout, "attention output gradient"),
+        (dqkv, "QKV gradient"),
+    ] {
+        need_f32(t, what)?;
+    }
+    let hidden = dout.cols;
+    let shaped = heads > 0
+        && hidden.is_multiple_of(heads)
+        && seq > 0
+        && seq <= MAX_SEQ
+        && qkv.rows.is_multiple_of(seq)
+        && qkv.cols == 3 * hidden
+        && (dqkv.rows, dqkv.cols) == (qkv.rows, qkv.cols)
+        && dout.rows == qkv.rows;
+    if !shaped {
+        return Err(Error::shape(format!(
+            "attention gradient: QKV {} × {}, output gradient {} × {}, QKV gradient {} × {}, \
+             {heads} heads, sequences of {seq} (at most {MAX_SEQ})",
+            qkv.rows, qkv.cols, dout.rows, dout.cols, dqkv.rows, dqkv.cols
+        )));
+    }
+    if tokens.size() < (qkv.rows * 16) as u64 {
+        return Err(Error::shape(format!(
+            "attention gradient: token buffer holds {} rows, needs {}",
+            tokens.size() / 16,
+            qkv.rows
+        )));
+    }
+    let need = qkv.rows / seq * heads * seq * seq;
+    if scratch.len < need {
+        return Err(Error::shape(format!(
+            "attention gradient: scratch of {} for {need} scores",
+            scratch.len
+        )));
+    }
+    let d = hidden / heads;
+    let params = AttentionGradParams {
+        rows: u32_of(qkv.rows, "attention rows")?,
+        seq: seq as u32,
+        heads: heads as u32,
+        head_dim: d as u32,
+        hidden: hidden as u32,
+        qkv_stride: qkv.stride() as u32,
+        out_stride: dout.stride() as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
+    let groups = (qkv.rows * heads) as u64;
+    let mut out = Vec::new();
+    for (k, queries) in [(&K_ATTENTION_GRAD_Q, 1), (&K_ATTENTION_GRAD_K, 0)] {
+        let v = [
+            ("WG", ATTENTION_WG),
+            ("MAXS", MAX_SEQ as i64),
+            ("QUERIES", queries),
+        ];
+        out.push(
+            k.launch(gpu)
+                .label(format!("train {} {}×{heads}×{d}", k.name, qkv.rows))
+                .template(&[REDUCE, ATTENTION_GRAD], &v)
+                .params(&params)
+                .buffers(&[
+                    Some(&qkv.buffer),
+                    Some(tokens),
+                    Some(&dout.buffer),
+                    Some(&scratch.probs),
+                    Some(&scratch.dscores),
+                    Some(&dqkv.buffer),
+                ])
+                .workgroups(groups)
+                .build()?,
+        );
+    }
+    Ok(out)
+}
+
 /// Every variant of the training kernels, as (pipeline name, WGSL or the template error),
 /// for the offline validation test.
 pub fn shader_variants() -> Vec<(String, Result<String>)> {
@@ -725,6 +884,14 @@ pub fn shader_variants() -> Vec<(String, Result<String>)> {
         expand(K_NORM_GRAD.name.into(), &[REDUCE, NORM_GRAD], vars(&[])),
         expand(K_POOL_GRAD.name.into(), &[REDUCE, POOL_GRAD], vars(&[])),
     ];
+    for (name, queries) in [(K_ATTENTION_GRAD_Q.name, 1), (K_ATTENTION_GRAD_K.name, 0)] {
+        let v = vec![
+            ("WG", ATTENTION_WG),
+            ("MAXS", MAX_SEQ as i64),
+            ("QUERIES", queries),
+        ];
+        out.push(expand(name.into(), &[REDUCE, ATTENTION_GRAD], v));
+    }
     for kind in [
         Loss::Distill {
             temperature: 1.0,

@@ -368,3 +368,61 @@ pub fn pool_grad(
     }
     dx
 }
+
+/// The backward pass of multi-head self-attention (`model::reference::attention`): the
+/// gradient of the fused `qkv` rows (`3 · hidden` wide) from the output's gradient `dout`
+/// (`hidden` wide), for sequences of `seq` rows masked by `mask`.
+pub fn attention_grad(
+    qkv: &[f64],
+    mask: &[bool],
+    seq: usize,
+    heads: usize,
+    hidden: usize,
+    dout: &[f64],
+) -> Vec<f64> {
+    let rows = mask.len();
+    let d = hidden / heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let w = 3 * hidden;
+    let mut g = vec![0.0; rows * w];
+    for i in 0..rows {
+        let first = i / seq * seq;
+        let keys: Vec<usize> = (first..first + seq).filter(|&j| mask[j]).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        for h in 0..heads {
+            let (q, k, v) = (h * d, hidden + h * d, 2 * hidden + h * d);
+            let s: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    (0..d)
+                        .map(|e| qkv[i * w + q + e] * qkv[j * w + k + e])
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let m = s.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+            let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / z).collect();
+            let dp: Vec<f64> = keys
+                .iter()
+                .map(|&j| {
+                    (0..d)
+                        .map(|e| dout[i * hidden + h * d + e] * qkv[j * w + v + e])
+                        .sum()
+                })
+                .collect();
+            let dd: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+            for (n, &j) in keys.iter().enumerate() {
+                let ds = p[n] * (dp[n] - dd);
+                for e in 0..d {
+                    g[i * w + q + e] += ds * qkv[j * w + k + e] * scale;
+                    g[j * w + k + e] += ds * qkv[i * w + q + e] * scale;
+                    g[j * w + v + e] += p[n] * dout[i * hidden + h * d + e];
+                }
+            }
+        }
+    }
+    g
+}
