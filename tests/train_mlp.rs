@@ -11,7 +11,7 @@ use sparq::activation::Activation;
 use sparq::model::config::{Architecture, MlpConfig};
 use sparq::model::loader::WeightFile;
 use sparq::model::shrink::drop_neurons;
-use sparq::train::mlp::{Dataset, DistillSettings, MlpTrainer, Rows, distill};
+use sparq::train::mlp::{Dataset, DistillSettings, MlpTrainer, Rows, Student, distill};
 use sparq::train::reference::{self as cpu, MlpParams};
 use sparq::train::{AdamW, Decay, Loss};
 use std::path::PathBuf;
@@ -297,7 +297,11 @@ fn distilling_digits_into_half_the_width_lowers_the_held_out_loss() {
         let (trained, report) = distill(
             &gpu,
             (tc, &teacher),
-            (sc, &student),
+            &Student {
+                config: sc.clone(),
+                layers: student.clone(),
+                masks: None,
+            },
             &train,
             &held_out,
             &settings,
@@ -324,4 +328,85 @@ fn distilling_digits_into_half_the_width_lowers_the_held_out_loss() {
         );
         assert!(last.agreement >= first.agreement, "{first:?} → {last:?}");
     }
+}
+
+#[test]
+fn a_pruned_student_keeps_its_sparsity_while_it_trains() {
+    use sparq::train::student::{StudentSpec, mlp_student};
+    let file = WeightFile::open(&fixtures().join("digits_mlp.safetensors")).unwrap();
+    let arch = Architecture::from_sparq_json(file.metadata("sparq.config").unwrap()).unwrap();
+    let Architecture::Mlp(tc) = &arch else {
+        panic!("an MLP")
+    };
+    let teacher = layers_of(tc, |n, s| file.floats(n, s).unwrap());
+    let all = digits();
+    let split = |range: std::ops::Range<usize>| Dataset {
+        x: all.x[range.start * 64..range.end * 64].to_vec(),
+        labels: all.labels[range].to_vec(),
+    };
+    let (train, held_out) = (split(0..240), split(240..360));
+    let settings = DistillSettings {
+        loss: Loss::Distill {
+            temperature: 2.0,
+            alpha: 0.5,
+        },
+        opt: AdamW {
+            lr: 3e-3,
+            warmup: 5,
+            steps: 60,
+            ..AdamW::default()
+        },
+        batch: 32,
+        seed: 3,
+        eval_every: 0,
+    };
+    let gpu = all_gpus().remove(0);
+    for spec in ["prune:2:4", "prune:magnitude:0.7"] {
+        let student = mlp_student(&file, &arch, StudentSpec::parse(spec).unwrap()).unwrap();
+        let masks = student.masks.clone().unwrap();
+        let (trained, report) = distill(
+            &gpu,
+            (tc, &teacher),
+            &student,
+            &train,
+            &held_out,
+            &settings,
+            |_, _, _| {},
+        )
+        .unwrap();
+        let (first, last) = (report.evaluations[0], report.evaluations[1]);
+        println!("{spec}: {first:?} → {last:?}");
+        assert!(last.loss < first.loss, "{spec}: {first:?} → {last:?}");
+        for ((w, _), mask) in trained.iter().zip(&masks) {
+            for (i, (v, m)) in w.iter().zip(mask).enumerate() {
+                assert!(*m == 1.0 || *v == 0.0, "{spec}: pruned weight {i} is {v}");
+            }
+            if spec == "prune:2:4" {
+                for g in w.chunks(4) {
+                    assert!(
+                        g.iter().filter(|v| **v != 0.0).count() <= 2,
+                        "{spec}: {g:?}"
+                    );
+                }
+            } else {
+                let zeros = w.iter().filter(|v| **v == 0.0).count() as f64 / w.len() as f64;
+                assert!((zeros - 0.7).abs() < 0.01, "{spec}: {zeros} zeros");
+            }
+        }
+    }
+    // A mask that does not fit is refused.
+    let config = MlpConfig {
+        sizes: vec![2, 3],
+        activation: Activation::Relu,
+    };
+    let net = MlpTrainer::new(
+        &gpu,
+        config,
+        &[(vec![0.0; 6], vec![0.0; 3])],
+        Loss::Mse,
+        AdamW::default(),
+        4,
+    )
+    .unwrap();
+    assert!(net.with_masks(&[vec![1.0; 5]]).is_err());
 }

@@ -19,7 +19,9 @@ pub struct DistillArgs {
     /// The teacher: an MLP classifier file (.safetensors with sparq's architecture).
     teacher: PathBuf,
     /// The student: `neurons:S`, the teacher with the fraction S of every hidden layer's
-    /// neurons cut (by the L2 norm of their weights), then trained.
+    /// neurons cut (by the L2 norm of their weights); `prune:2:4` or `prune:magnitude:S`, the
+    /// teacher with its weights pruned, the pruned ones kept at zero while the rest train
+    /// (then `sparq pack --prune` with the same spec stores it sparse).
     #[arg(long)]
     student: String,
     /// Training data: JSON `{"features": [[...], ...], "labels": [...]}`.
@@ -66,7 +68,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
     }
     let file = WeightFile::open(&a.teacher)?;
     let (arch, teacher, teacher_layers) = mlp_teacher(&file)?;
-    let (student, student_layers) = mlp_student(&file, &arch, spec)?;
+    let student = mlp_student(&file, &arch, spec)?;
     let classes = *teacher.sizes.last().expect("validated");
     let text = std::fs::read_to_string(&a.data)
         .map_err(|e| Error::config(format!("cannot read {}: {e}", a.data.display())))?;
@@ -100,7 +102,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
     eprintln!(
         "distilling {:?} into {:?} on {} ({} training rows, {} held out)",
         teacher.sizes,
-        student.sizes,
+        student.config.sizes,
         gpu.caps.name,
         train.rows(),
         held_out.rows()
@@ -109,14 +111,14 @@ pub fn run(a: DistillArgs) -> Result<()> {
     let (layers, report) = distill(
         &gpu,
         (&teacher, &teacher_layers),
-        (&student, &student_layers),
+        &student,
         &train,
         &held_out,
         &settings,
         |step, steps, loss| bar.update(step, steps, &format!("loss {loss:.4}")),
     )?;
     bar.finish();
-    save_mlp(&a.output, &student, &layers)?;
+    save_mlp(&a.output, &student.config, &layers)?;
     outln!("| step | held-out loss | accuracy | agreement with the teacher |");
     outln!("| ---: | ------------: | -------: | -------------------------: |");
     for e in &report.evaluations {
@@ -139,9 +141,9 @@ pub fn run(a: DistillArgs) -> Result<()> {
     outln!(
         "\nstudent {:?} ({} parameters, {:.2}× the teacher's) → {}: held-out accuracy {:.4} \
          (teacher {:.4}), loss {:.4} → {:.4}, {} steps in {:.1} s ({:.0} rows/s)",
-        student.sizes,
-        params(&student.sizes),
-        params(&student.sizes) as f64 / params(&teacher.sizes) as f64,
+        student.config.sizes,
+        params(&student.config.sizes),
+        params(&student.config.sizes) as f64 / params(&teacher.sizes) as f64,
         a.output.display(),
         last.accuracy,
         report.teacher_accuracy,

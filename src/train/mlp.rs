@@ -41,6 +41,8 @@ struct Param {
     /// Offset of its AdamW scalars in the param buffer.
     offset: u32,
     decayed: bool,
+    /// 1 where a weight may be non-zero, 0 where it is pruned (kept so by every update).
+    mask: Option<Tensor>,
 }
 
 impl Param {
@@ -53,6 +55,7 @@ impl Param {
             v: zeros(())?,
             offset: 0,
             decayed,
+            mask: None,
         })
     }
 
@@ -186,6 +189,39 @@ impl<'g> MlpTrainer<'g> {
         Ok(t)
     }
 
+    /// Keeps the weight matrices sparse: `masks` (one per layer, `out × in`, 1 where a weight
+    /// is kept and 0 where pruned) zero the pruned weights now and after every update, so the
+    /// trained student keeps the sparsity pattern it started with.
+    pub fn with_masks(mut self, masks: &[Vec<f32>]) -> Result<Self> {
+        if masks.len() != self.params.len() {
+            return Err(Error::shape(format!(
+                "{} masks for {} layers",
+                masks.len(),
+                self.params.len()
+            )));
+        }
+        for ((w, _), mask) in self.params.iter_mut().zip(masks) {
+            let (n, k) = (w.w.rows, w.w.cols);
+            if mask.len() != n * k || mask.iter().any(|&m| m != 0.0 && m != 1.0) {
+                return Err(Error::shape(format!(
+                    "a mask of {} values for {n} × {k} weights must hold only 0 and 1",
+                    mask.len()
+                )));
+            }
+            let kept: Vec<f32> =
+                w.w.to_f32(self.gpu)?
+                    .iter()
+                    .zip(mask)
+                    .map(|(a, m)| a * m)
+                    .collect();
+            w.w = Tensor::from_f32(self.gpu, &kept, n, k)?;
+            w.mask = Some(Tensor::from_f32(self.gpu, mask, n, k)?);
+        }
+        self.eval = self.plan_forward(self.batch, self.loss)?;
+        self.update = self.plan_update()?;
+        Ok(self)
+    }
+
     fn activation(&self) -> Activation {
         self.config.activation
     }
@@ -274,7 +310,7 @@ impl<'g> MlpTrainer<'g> {
                 g: &p.g,
                 m: &p.m,
                 v: &p.v,
-                mask: None,
+                mask: p.mask.as_ref(),
             };
             out.push(ops::adamw(gpu, &t, &self.norms, &self.adam, p.offset)?);
         }
@@ -535,19 +571,31 @@ fn accuracy(logits: &[f32], classes: usize, labels: impl Iterator<Item = usize>)
     hit as f64 / n.max(1) as f64
 }
 
-/// Distils `student` (its configuration and `(weight, bias)` layers, for example the teacher
-/// with neurons cut) from `teacher` on `train`, evaluating on `held_out`, and returns the
+/// An untrained student: its configuration, `(weight, bias)` layers and, for a sparse
+/// student, the masks its weights keep (see [`MlpTrainer::with_masks`]).
+#[derive(Clone, Debug)]
+pub struct Student {
+    /// The student's shape.
+    pub config: MlpConfig,
+    /// Its initial layers.
+    pub layers: Vec<Layer>,
+    /// One mask per layer's weight matrix, for a student whose sparsity is kept.
+    pub masks: Option<Vec<Vec<f32>>>,
+}
+
+/// Distils `student` (for example the teacher with neurons cut, or pruned with its masks)
+/// from `teacher` on `train`, evaluating on `held_out`, and returns the
 /// trained layers and the report. `progress(step, steps, loss)` is called after each step.
 pub fn distill(
     gpu: &Gpu,
     teacher: (&MlpConfig, &[Layer]),
-    student: (&MlpConfig, &[Layer]),
+    student: &Student,
     train: &Dataset,
     held_out: &Dataset,
     s: &DistillSettings,
     mut progress: impl FnMut(usize, usize, f64),
 ) -> Result<(Vec<Layer>, DistillReport)> {
-    let (tc, sc) = (teacher.0, student.0);
+    let (tc, sc) = (teacher.0, &student.config);
     let classes = *tc.sizes.last().expect("a config has layers");
     if tc.sizes[0] != sc.sizes[0] || sc.sizes.last() != Some(&classes) {
         return Err(Error::shape(format!(
@@ -576,7 +624,10 @@ pub fn distill(
     drop(teacher_net);
     let labels = |d: &Dataset| d.labels.iter().map(|&l| l as usize).collect::<Vec<_>>();
     let teacher_accuracy = accuracy(&held_t, classes, labels(held_out).into_iter());
-    let mut net = MlpTrainer::new(gpu, sc.clone(), student.1, s.loss, s.opt, s.batch)?;
+    let mut net = MlpTrainer::new(gpu, sc.clone(), &student.layers, s.loss, s.opt, s.batch)?;
+    if let Some(masks) = &student.masks {
+        net = net.with_masks(masks)?;
+    }
     let held = Rows {
         x: &held_out.x,
         teacher: &held_t,

@@ -2,11 +2,12 @@
 //! feature rows a classifier is distilled on (`Dataset::from_json`), and the trained student
 //! written as a self-describing model file that `sparq run` loads and `sparq pack` packs.
 
-use super::mlp::{Dataset, Layer};
+use super::mlp::{Dataset, Layer, Student};
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, MlpConfig};
 use crate::model::loader::{self, WeightFile};
 use crate::model::shrink::drop_neurons;
+use crate::prune::{PruneMethod, prune};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -16,10 +17,14 @@ pub enum StudentSpec {
     /// The teacher with this fraction of every hidden layer's neurons cut (by the L2 norm of
     /// their input weights, as `sparq pack --prune neurons:S`), then trained.
     Neurons(f64),
+    /// The teacher's shape with every weight matrix pruned by `method` (2:4 or magnitude),
+    /// the pruned weights kept at zero while the others train.
+    Prune(PruneMethod),
 }
 
 /// The student specs `sparq distill --student` takes, for messages.
-pub const STUDENT_SPECS: &str = "neurons:S (S, the fraction of hidden neurons cut, in (0, 1))";
+pub const STUDENT_SPECS: &str = "neurons:S (S, the fraction of hidden neurons cut, in (0, 1)), \
+     prune:2:4 or prune:magnitude:S (S, the fraction of weights pruned, in (0, 1))";
 
 impl StudentSpec {
     /// Parses `neurons:0.5`.
@@ -33,6 +38,17 @@ impl StudentSpec {
                 }
                 Ok(StudentSpec::Neurons(f))
             }
+            Some(("prune", "2:4")) => Ok(StudentSpec::Prune(PruneMethod::NOfM { n: 2, m: 4 })),
+            Some(("prune", rest)) => match rest.split_once(':') {
+                Some(("magnitude", f)) => {
+                    let sparsity: f64 = f.parse().map_err(|_| bad())?;
+                    if !(sparsity > 0.0 && sparsity < 1.0) {
+                        return Err(bad());
+                    }
+                    Ok(StudentSpec::Prune(PruneMethod::Magnitude { sparsity }))
+                }
+                _ => Err(bad()),
+            },
             _ => Err(bad()),
         }
     }
@@ -80,26 +96,46 @@ fn layers_of(
 }
 
 /// The untrained student of `spec` for the teacher in `file` (architecture `arch`).
-pub fn mlp_student(
-    file: &WeightFile,
-    arch: &Architecture,
-    spec: StudentSpec,
-) -> Result<(MlpConfig, Vec<Layer>)> {
-    let StudentSpec::Neurons(fraction) = spec;
-    let (student, floats, _) = drop_neurons(file, arch, fraction)?;
-    let Architecture::Mlp(config) = student else {
-        return Err(Error::invalid(
-            "cutting an MLP's neurons gave another architecture",
-        ));
-    };
-    let layers = layers_of(&config, |name, shape| {
-        floats
-            .iter()
-            .find(|f| f.0 == name && f.1 == shape)
-            .map(|f| f.2.clone())
-            .ok_or_else(|| Error::invalid(format!("the cut student has no {name} {shape:?}")))
-    })?;
-    Ok((config, layers))
+pub fn mlp_student(file: &WeightFile, arch: &Architecture, spec: StudentSpec) -> Result<Student> {
+    match spec {
+        StudentSpec::Neurons(fraction) => {
+            let (student, floats, _) = drop_neurons(file, arch, fraction)?;
+            let Architecture::Mlp(config) = student else {
+                return Err(Error::invalid(
+                    "cutting an MLP's neurons gave another architecture",
+                ));
+            };
+            let layers = layers_of(&config, |name, shape| {
+                floats
+                    .iter()
+                    .find(|f| f.0 == name && f.1 == shape)
+                    .map(|f| f.2.clone())
+                    .ok_or_else(|| {
+                        Error::invalid(format!("the cut student has no {name} {shape:?}"))
+                    })
+            })?;
+            Ok(Student {
+                config,
+                layers,
+                masks: None,
+            })
+        }
+        StudentSpec::Prune(method) => {
+            let (_, config, layers) = mlp_teacher(file)?;
+            let mut masks = Vec::new();
+            for (i, (w, _)) in layers.iter().enumerate() {
+                let (k, n) = (config.sizes[i], config.sizes[i + 1]);
+                let pruned = prune(w, n, k, method)?;
+                // A weight the pruning kept; one that was zero already stays pruned.
+                masks.push(pruned.w.iter().map(|&v| (v != 0.0) as u8 as f32).collect());
+            }
+            Ok(Student {
+                config,
+                layers,
+                masks: Some(masks),
+            })
+        }
+    }
 }
 
 /// Writes a trained MLP (`config`, `layers`) as a model file, atomically.
