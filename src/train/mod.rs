@@ -2,11 +2,14 @@
 //! forward pass and both gradients of a linear layer, activation and bias gradients, the
 //! distillation losses, gradient clipping and AdamW), the optimizer's schedule (`AdamW`),
 //! their f64 host references (`reference`, the test oracles), and students distilled from a
-//! teacher (`mlp`: a classifier student of the MLP family).
+//! teacher (`mlp`: a classifier student of the MLP family), and the host-side reader of the
+//! distillation data sets (`data`: sentences and labelled snippets, split into training and
+//! held-out text).
 //!
 //! A training step is planned once as a list of dispatches over persistent tensors and
 //! replayed with each batch's bytes and each step's optimizer scalars, one submit a step.
 
+pub mod data;
 pub mod mlp;
 pub mod ops;
 pub mod reference;
