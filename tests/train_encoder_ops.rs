@@ -4,42 +4,14 @@
 
 mod common;
 
+use common::train::{f64s, poisoned, run, values};
 use common::{all_gpus, assert_close, random, rng};
 use rand::Rng;
-use sparq::Gpu;
-use sparq::gpu::{Dispatch, record_pass};
 use sparq::model::ops::{Norm, Pooling};
 use sparq::model::reference as model_cpu;
-use sparq::tensor::{ActDType, Tensor};
+use sparq::tensor::Tensor;
 use sparq::train::ops;
 use sparq::train::reference as cpu;
-
-fn run(gpu: &Gpu, d: Vec<Dispatch>) {
-    let mut enc = gpu.encoder("test");
-    record_pass(&mut enc, &d, None);
-    gpu.submit_and_wait(enc).unwrap();
-}
-
-fn poisoned(gpu: &Gpu, rows: usize, cols: usize) -> Tensor {
-    let t = Tensor::empty(gpu, rows, cols, ActDType::F32).unwrap();
-    t.poison(gpu);
-    t
-}
-
-fn values(gpu: &Gpu, t: &Tensor, what: &str) -> Vec<f32> {
-    let padded = t.to_f32_padded(gpu).unwrap();
-    let s = t.stride();
-    for r in 0..t.rows {
-        for c in t.cols..s {
-            assert_eq!(padded[r * s + c], 0.0, "{what}: padding [{r}, {c}]");
-        }
-    }
-    t.to_f32(gpu).unwrap()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 /// Σ dy ⊙ f(x), the scalar whose gradient a backward pass computes.
 fn dot(a: &[f64], b: &[f64]) -> f64 {

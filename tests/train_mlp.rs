@@ -5,16 +5,16 @@
 
 mod common;
 
+use common::train::{digits_split, f64s};
 use common::{all_gpus, random, rng};
 use rand::Rng;
 use sparq::activation::Activation;
 use sparq::model::config::{Architecture, MlpConfig};
 use sparq::model::loader::WeightFile;
-use sparq::model::shrink::drop_neurons;
-use sparq::train::mlp::{Dataset, DistillSettings, MlpTrainer, Rows, Student, distill};
+use sparq::train::mlp::{DistillSettings, MlpTrainer, Rows, distill};
 use sparq::train::reference::{self as cpu, MlpParams};
+use sparq::train::student::{StudentSpec, mlp_student, mlp_teacher};
 use sparq::train::{AdamW, Decay, Loss};
-use std::path::PathBuf;
 
 type Layers = Vec<(Vec<f32>, Vec<f32>)>;
 
@@ -32,10 +32,6 @@ fn reference(sizes: &[usize], layers: &Layers, activation: Activation) -> MlpPar
         layers: layers.iter().map(|(w, b)| (f(w), f(b))).collect(),
         activation,
     }
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 #[test]
@@ -209,74 +205,25 @@ fn a_training_step_matches_the_reference() {
     }
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The digits test images of the fixture (features scaled as trained) and their labels.
-fn digits() -> Dataset {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("digits_mlp.json")).unwrap())
-            .unwrap();
-    let scale = v["x_scale"].as_f64().unwrap() as f32;
-    let x = v["x"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_f64().unwrap() as f32 * scale)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let labels = v["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_u64().unwrap() as u32)
-        .collect();
-    Dataset { x, labels }
-}
-
-fn layers_of(config: &MlpConfig, tensor: impl Fn(&str, &[usize]) -> Vec<f32>) -> Layers {
-    config
-        .sizes
-        .windows(2)
-        .enumerate()
-        .map(|(i, w)| {
-            (
-                tensor(&format!("layers.{i}.weight"), &[w[1], w[0]]),
-                tensor(&format!("layers.{i}.bias"), &[w[1]]),
-            )
-        })
-        .collect()
+/// The digits classifier: its file, architecture, configuration and layers.
+fn digits_teacher() -> (WeightFile, Architecture, MlpConfig, Layers) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/digits_mlp.safetensors"
+    );
+    let file = WeightFile::open(std::path::Path::new(path)).unwrap();
+    let (arch, config, layers) = mlp_teacher(&file).unwrap();
+    (file, arch, config, layers)
 }
 
 #[test]
 fn distilling_digits_into_half_the_width_lowers_the_held_out_loss() {
-    let file = WeightFile::open(&fixtures().join("digits_mlp.safetensors")).unwrap();
-    let arch = Architecture::from_sparq_json(file.metadata("sparq.config").unwrap()).unwrap();
-    let Architecture::Mlp(tc) = &arch else {
-        panic!("an MLP")
-    };
-    let teacher = layers_of(tc, |n, s| file.floats(n, s).unwrap());
-    let (student_arch, floats, _) = drop_neurons(&file, &arch, 0.5).unwrap();
-    let Architecture::Mlp(sc) = &student_arch else {
-        panic!("an MLP")
-    };
+    let (file, arch, tc, teacher) = digits_teacher();
+    let student = mlp_student(&file, &arch, StudentSpec::Neurons(0.5)).unwrap();
+    let sc = &student.config;
     assert_eq!(sc.sizes, [64, 32, 10]);
-    let student = layers_of(sc, |n, _| {
-        floats.iter().find(|f| f.0 == n).unwrap().2.clone()
-    });
     // The fixture holds the 360 test images: 240 to train on, 120 held out.
-    let all = digits();
-    let split = |range: std::ops::Range<usize>| Dataset {
-        x: all.x[range.start * 64..range.end * 64].to_vec(),
-        labels: all.labels[range].to_vec(),
-    };
-    let (train, held_out) = (split(0..240), split(240..360));
+    let (train, held_out) = digits_split();
     let settings = DistillSettings {
         loss: Loss::Distill {
             temperature: 2.0,
@@ -296,12 +243,8 @@ fn distilling_digits_into_half_the_width_lowers_the_held_out_loss() {
         let mut calls = 0;
         let (trained, report) = distill(
             &gpu,
-            (tc, &teacher),
-            &Student {
-                config: sc.clone(),
-                layers: student.clone(),
-                masks: None,
-            },
+            (&tc, &teacher),
+            &student,
             &train,
             &held_out,
             &settings,
@@ -332,19 +275,8 @@ fn distilling_digits_into_half_the_width_lowers_the_held_out_loss() {
 
 #[test]
 fn a_pruned_student_keeps_its_sparsity_while_it_trains() {
-    use sparq::train::student::{StudentSpec, mlp_student};
-    let file = WeightFile::open(&fixtures().join("digits_mlp.safetensors")).unwrap();
-    let arch = Architecture::from_sparq_json(file.metadata("sparq.config").unwrap()).unwrap();
-    let Architecture::Mlp(tc) = &arch else {
-        panic!("an MLP")
-    };
-    let teacher = layers_of(tc, |n, s| file.floats(n, s).unwrap());
-    let all = digits();
-    let split = |range: std::ops::Range<usize>| Dataset {
-        x: all.x[range.start * 64..range.end * 64].to_vec(),
-        labels: all.labels[range].to_vec(),
-    };
-    let (train, held_out) = (split(0..240), split(240..360));
+    let (file, arch, tc, teacher) = digits_teacher();
+    let (train, held_out) = digits_split();
     let settings = DistillSettings {
         loss: Loss::Distill {
             temperature: 2.0,
@@ -366,7 +298,7 @@ fn a_pruned_student_keeps_its_sparsity_while_it_trains() {
         let masks = student.masks.clone().unwrap();
         let (trained, report) = distill(
             &gpu,
-            (tc, &teacher),
+            (&tc, &teacher),
             &student,
             &train,
             &held_out,

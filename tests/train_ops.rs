@@ -5,44 +5,21 @@
 
 mod common;
 
+use common::train::{poisoned, run, values};
 use common::{all_gpus, assert_close, random, rng};
 use rand::Rng;
 use sparq::Gpu;
 use sparq::activation::Activation;
-use sparq::gpu::{Dispatch, ParamBuffer, record_pass};
+use sparq::gpu::ParamBuffer;
 use sparq::model::reference::activate;
-use sparq::tensor::{ActDType, Tensor};
+use sparq::tensor::Tensor;
 use sparq::train::ops::{self, AdamWTensors, Op};
 use sparq::train::{AdamW, Decay, Loss, reference as cpu};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
-fn run(gpu: &Gpu, d: Vec<Dispatch>) {
-    let mut enc = gpu.encoder("test");
-    record_pass(&mut enc, &d, None);
-    gpu.submit_and_wait(enc).unwrap();
-}
-
-fn poisoned(gpu: &Gpu, rows: usize, cols: usize) -> Tensor {
-    let t = Tensor::empty(gpu, rows, cols, ActDType::F32).unwrap();
-    t.poison(gpu);
-    t
-}
-
 fn tensor(gpu: &Gpu, v: &[f32], rows: usize, cols: usize) -> Tensor {
     Tensor::from_f32(gpu, v, rows, cols).unwrap()
-}
-
-/// Reads `t` back, checking that its row padding is zero.
-fn values(gpu: &Gpu, t: &Tensor, what: &str) -> Vec<f32> {
-    let padded = t.to_f32_padded(gpu).unwrap();
-    let s = t.stride();
-    for r in 0..t.rows {
-        for c in t.cols..s {
-            assert_eq!(padded[r * s + c], 0.0, "{what}: padding [{r}, {c}]");
-        }
-    }
-    t.to_f32(gpu).unwrap()
 }
 
 fn transposed(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {

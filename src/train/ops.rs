@@ -9,7 +9,10 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::Slot::{Read, ReadWrite};
 use crate::gpu::{Dispatch, Gpu, Kernel, ParamBuffer};
-use crate::model::ops::{MAX_SEQ, Norm, Pooling};
+// The backward kernels take their forward kernels' params.
+use crate::model::ops::{
+    AttentionParams, ElementwiseParams, MAX_SEQ, Norm, NormParams, PoolParams, Pooling,
+};
 use crate::tensor::{ActDType, Tensor};
 
 const GEMM: &str = include_str!("../../shaders/train/gemm_f32.wgsl");
@@ -44,16 +47,6 @@ pub(crate) struct GemmParams {
     b_rs: u32,
     b_cs: u32,
     n_out: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-/// Params of `act_grad.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct LenParams {
-    len: u32,
     _p0: u32,
     _p1: u32,
     _p2: u32,
@@ -111,35 +104,7 @@ pub struct AdamWParams {
     pub(crate) max_norm: f32,
 }
 
-/// Params of `norm_grad.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct NormGradParams {
-    rows: u32,
-    cols: u32,
-    stride: u32,
-    _p0: u32,
-    eps: f32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
-}
-
-/// Params of `pool_grad.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct PoolGradParams {
-    batch: u32,
-    seq: u32,
-    cols: u32,
-    in_stride: u32,
-    out_stride: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-const K_NORM_GRAD: Kernel<NormGradParams> = Kernel::new(
+const K_NORM_GRAD: Kernel<NormParams> = Kernel::new(
     "train_norm_grad",
     &[
         Read("v"),
@@ -149,25 +114,12 @@ const K_NORM_GRAD: Kernel<NormGradParams> = Kernel::new(
         ReadWrite("dyx"),
     ],
 );
-const K_POOL_GRAD: Kernel<PoolGradParams> = Kernel::new(
+const K_POOL_GRAD: Kernel<PoolParams> = Kernel::new(
     "train_pool_grad",
     &[Read("x"), Read("tokens"), Read("dy"), ReadWrite("dx")],
 );
-/// Params of `attention_grad.wgsl` (those of the forward kernel).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct AttentionGradParams {
-    rows: u32,
-    seq: u32,
-    heads: u32,
-    head_dim: u32,
-    hidden: u32,
-    qkv_stride: u32,
-    out_stride: u32,
-    scale: f32,
-}
 
-const K_ATTENTION_GRAD_Q: Kernel<AttentionGradParams> = Kernel::new(
+const K_ATTENTION_GRAD_Q: Kernel<AttentionParams> = Kernel::new(
     "train_attention_grad_queries",
     &[
         Read("qkv"),
@@ -178,7 +130,7 @@ const K_ATTENTION_GRAD_Q: Kernel<AttentionGradParams> = Kernel::new(
         ReadWrite("dqkv"),
     ],
 );
-const K_ATTENTION_GRAD_K: Kernel<AttentionGradParams> = Kernel::new(
+const K_ATTENTION_GRAD_K: Kernel<AttentionParams> = Kernel::new(
     "train_attention_grad_keys",
     &[
         Read("qkv"),
@@ -193,7 +145,7 @@ const K_GEMM: Kernel<GemmParams> = Kernel::new(
     "train_gemm_f32",
     &[Read("a"), Read("b"), Read("bias"), ReadWrite("c")],
 );
-const K_ACT_GRAD: Kernel<LenParams> =
+const K_ACT_GRAD: Kernel<ElementwiseParams> =
     Kernel::new("train_act_grad", &[Read("z"), Read("dy"), ReadWrite("dx")]);
 const K_COL_SUM: Kernel<ColSumParams> = Kernel::new("train_col_sum", &[Read("x"), ReadWrite("y")]);
 const K_LOSS: Kernel<LossParams> = Kernel::new(
@@ -227,18 +179,18 @@ pub(crate) fn params_layouts() -> Vec<crate::gpu::ParamsLayout> {
     vec![
         params_layout!(K_GEMM.name, GEMM, "Params", GemmParams;
             m, n, k, c_rs, a_rs, a_cs, b_rs, b_cs, n_out, _p0, _p1, _p2),
-        params_layout!(K_ACT_GRAD.name, ACT_GRAD, "Params", LenParams; len, _p0, _p1, _p2),
+        params_layout!(K_ACT_GRAD.name, ACT_GRAD, "Params", ElementwiseParams; len, _p0, _p1, _p2),
         params_layout!(K_COL_SUM.name, COL_SUM, "Params", ColSumParams;
             rows, cols, stride, cols_out),
         params_layout!(K_LOSS.name, LOSS, "Params", LossParams;
             rows, cap, cols, stride, temperature, alpha, scale, _p0),
         params_layout!(K_SUM_SQUARES.name, SUM_SQUARES, "Params", SumSquaresParams;
             len, slot, _p0, _p1),
-        params_layout!(K_NORM_GRAD.name, NORM_GRAD, "Params", NormGradParams;
+        params_layout!(K_NORM_GRAD.name, NORM_GRAD, "Params", NormParams;
             rows, cols, stride, _p0, eps, _p1, _p2, _p3),
-        params_layout!(K_POOL_GRAD.name, POOL_GRAD, "Params", PoolGradParams;
+        params_layout!(K_POOL_GRAD.name, POOL_GRAD, "Params", PoolParams;
             batch, seq, cols, in_stride, out_stride, _p0, _p1, _p2),
-        params_layout!(K_ATTENTION_GRAD_Q.name, ATTENTION_GRAD, "Params", AttentionGradParams;
+        params_layout!(K_ATTENTION_GRAD_Q.name, ATTENTION_GRAD, "Params", AttentionParams;
             rows, seq, heads, head_dim, hidden, qkv_stride, out_stride, scale),
         params_layout!(K_ADAMW.name, ADAMW, "Params", AdamWParams;
             len, count, _p0, _p1, lr, beta1, beta2, eps, weight_decay, bias1, bias2, max_norm),
@@ -390,7 +342,7 @@ pub fn act_grad(
         .label(format!("train {act:?} gradient {}×{}", z.rows, z.cols))
         .template(&[ACTIVATION, ACT_GRAD], &vars(&[]))
         .constants(&[("ACT", act.code() as f64)])
-        .params(&LenParams {
+        .params(&ElementwiseParams {
             len: u32_of(len, "activation gradient length")?,
             _p0: 0,
             _p1: 0,
@@ -666,7 +618,7 @@ pub fn norm_grad(
         .launch(gpu)
         .label(format!("train norm gradient {}×{}", v.rows, v.cols))
         .template(&[REDUCE, NORM_GRAD], &vars(&[]))
-        .params(&NormGradParams {
+        .params(&NormParams {
             rows: u32_of(v.rows, "norm rows")?,
             cols: v.cols as u32,
             stride: v.stride() as u32,
@@ -737,7 +689,7 @@ pub fn pool_grad(
         .label(format!("train pool gradient {}×{}", dy.rows, dy.cols))
         .template(&[REDUCE, POOL_GRAD], &vars(&[]))
         .constants(&constants)
-        .params(&PoolGradParams {
+        .params(&PoolParams {
             batch: u32_of(dy.rows, "pooled rows")?,
             seq: seq as u32,
             cols: x.cols as u32,
@@ -832,7 +784,7 @@ pub fn attention_grad(
         )));
     }
     let d = hidden / heads;
-    let params = AttentionGradParams {
+    let params = AttentionParams {
         rows: u32_of(qkv.rows, "attention rows")?,
         seq: seq as u32,
         heads: heads as u32,

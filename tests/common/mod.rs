@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod minilm;
 pub mod paged;
+pub mod train;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sparq::Gpu;

@@ -25,14 +25,14 @@ const ATT_SMALL_GRID: usize = 256;
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct AttentionParams {
-    rows: u32,
-    seq: u32,
-    heads: u32,
-    head_dim: u32,
-    hidden: u32,
-    qkv_stride: u32,
-    out_stride: u32,
-    scale: f32,
+    pub(crate) rows: u32,
+    pub(crate) seq: u32,
+    pub(crate) heads: u32,
+    pub(crate) head_dim: u32,
+    pub(crate) hidden: u32,
+    pub(crate) qkv_stride: u32,
+    pub(crate) out_stride: u32,
+    pub(crate) scale: f32,
 }
 
 const K_ATTENTION: Kernel<AttentionParams> = Kernel::new(

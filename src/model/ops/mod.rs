@@ -24,6 +24,7 @@ mod select;
 mod swiglu;
 
 pub use argmax::argmax_rows;
+pub(crate) use attention::AttentionParams;
 pub use attention::{AttentionLayout, attention, attention_split, attention_with};
 pub use paged::{KvLayout, kv_append, paged_attention, paged_scratch_bytes, paged_split};
 pub use rope::{Rope, RopeLayout, rope};
@@ -78,28 +79,28 @@ pub(crate) struct EmbedParams {
     last: u32,
 }
 
-/// Params of `norm.wgsl`.
+/// Params of `norm.wgsl` (and of its backward pass, `train::ops::norm_grad`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct NormParams {
-    rows: u32,
-    cols: u32,
-    stride: u32,
-    _p0: u32,
-    eps: f32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) stride: u32,
+    pub(crate) _p0: u32,
+    pub(crate) eps: f32,
+    pub(crate) _p1: u32,
+    pub(crate) _p2: u32,
+    pub(crate) _p3: u32,
 }
 
-/// Params of `elementwise.wgsl`.
+/// Params of `elementwise.wgsl` (and of `train::ops::act_grad`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct ElementwiseParams {
-    len: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    pub(crate) len: u32,
+    pub(crate) _p0: u32,
+    pub(crate) _p1: u32,
+    pub(crate) _p2: u32,
 }
 
 /// Params of `softmax.wgsl`.
@@ -112,18 +113,18 @@ pub(crate) struct SoftmaxParams {
     _p0: u32,
 }
 
-/// Params of `pool.wgsl`.
+/// Params of `pool.wgsl` (and of its backward pass, `train::ops::pool_grad`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct PoolParams {
-    batch: u32,
-    seq: u32,
-    cols: u32,
-    in_stride: u32,
-    out_stride: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    pub(crate) batch: u32,
+    pub(crate) seq: u32,
+    pub(crate) cols: u32,
+    pub(crate) in_stride: u32,
+    pub(crate) out_stride: u32,
+    pub(crate) _p0: u32,
+    pub(crate) _p1: u32,
+    pub(crate) _p2: u32,
 }
 
 const K_EMBED: Kernel<EmbedParams> = Kernel::new(
