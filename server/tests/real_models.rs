@@ -394,7 +394,10 @@ fn shutdown_under_load_finishes_every_accepted_stream() {
 fn a_device_failing_mid_load_loses_no_embedding_request() {
     let Some(dir) = minilm() else { return };
     let n = SENTENCES.len();
-    for gpu in gpus() {
+    // Not on GL: wgpu-hal's GLES backend gives the two devices of one adapter one EGL context
+    // behind a lock that panics after a 1 s wait ("Could not lock adapter context"), which a
+    // loaded 2-core CI machine reaches; the failure this test injects is the same on Vulkan.
+    for gpu in gpus().into_iter().filter(|g| g.caps.backend != "Gl") {
         let what = sparq::schedule::device_name(0, &gpu);
         let (refs, _) = references(&dir, &gpu);
         let service = Arc::new(embedding_service(&dir, vec![gpu.clone(), twin(&gpu)]));
