@@ -47,12 +47,12 @@ struct Param {
 
 impl Param {
     fn new(gpu: &Gpu, data: &[f32], rows: usize, cols: usize, decayed: bool) -> Result<Self> {
-        let zeros = |_| Tensor::from_f32(gpu, &vec![0.0; rows * cols], rows, cols);
+        let zeros = || Tensor::from_f32(gpu, &vec![0.0; rows * cols], rows, cols);
         Ok(Param {
             w: Tensor::from_f32(gpu, data, rows, cols)?,
-            g: zeros(())?,
-            m: zeros(())?,
-            v: zeros(())?,
+            g: zeros()?,
+            m: zeros()?,
+            v: zeros()?,
             offset: 0,
             decayed,
             mask: None,
@@ -414,11 +414,38 @@ impl<'g> MlpTrainer<'g> {
 
     /// The mean loss over `data` (in batches), without training.
     pub fn evaluate(&self, data: &Rows<'_>) -> Result<f64> {
+        Ok(self.evaluate_with_outputs(data)?.0)
+    }
+
+    /// [`Self::evaluate`], and the network's outputs (logits) of every row, from the same
+    /// forward passes.
+    pub fn evaluate_with_outputs(&self, data: &Rows<'_>) -> Result<(f64, Vec<f32>)> {
+        self.batches(data, self.loss)
+    }
+
+    /// Runs the forward pass and `loss` over `data` in batches: the mean loss and the outputs.
+    /// The full-batch pass is planned once (the step's own where `loss` is the step's), a
+    /// last, short batch its own.
+    fn batches(&self, data: &Rows<'_>, loss: Loss) -> Result<(f64, Vec<f32>)> {
         let inputs = self.config.sizes[0];
         let classes = *self.config.sizes.last().expect("validated");
         let total = data.x.len() / inputs;
+        if total * inputs != data.x.len() || total == 0 {
+            return Err(Error::shape(format!(
+                "{} inputs for rows of {inputs}",
+                data.x.len()
+            )));
+        }
         let hard = !data.labels.is_empty();
+        let planned;
+        let full = if loss == self.loss {
+            &self.eval
+        } else {
+            planned = self.plan_forward(self.batch, loss)?;
+            &planned
+        };
         let mut sum = 0.0;
+        let mut out = Vec::with_capacity(total * classes);
         for start in (0..total).step_by(self.batch) {
             let end = (start + self.batch).min(total);
             let rows = Rows {
@@ -426,15 +453,17 @@ impl<'g> MlpTrainer<'g> {
                 teacher: &data.teacher[start * classes..end * classes],
                 labels: if hard { &data.labels[start..end] } else { &[] },
             };
-            let n = self.load(&rows)?;
+            let n = self.load_with(&rows, loss)?;
             if n == self.batch {
-                self.run(&[&self.eval])?;
+                self.run(&[full])?;
             } else {
-                self.run(&[&self.plan_forward(n, self.loss)?])?;
+                self.run(&[&self.plan_forward(n, loss)?])?;
             }
             sum += self.read_loss(n)? * n as f64;
+            let last = &self.acts[self.acts.len() - 1].a;
+            out.extend_from_slice(&last.to_f32(self.gpu)?[..n * classes]);
         }
-        Ok(sum / total.max(1) as f64)
+        Ok((sum / total as f64, out))
     }
 
     /// Steps taken.
@@ -462,37 +491,20 @@ impl<'g> MlpTrainer<'g> {
 impl MlpTrainer<'_> {
     /// The network's outputs (logits) for `x` (`rows × inputs`), in batches.
     pub fn outputs(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let inputs = self.config.sizes[0];
+        let inputs = self.config.sizes[0].max(1);
         let classes = *self.config.sizes.last().expect("validated");
-        let total = x.len() / inputs;
-        if total * inputs != x.len() || total == 0 {
-            return Err(Error::shape(format!(
-                "{} inputs for rows of {inputs}",
-                x.len()
-            )));
-        }
-        let zeros = vec![0f32; self.batch * classes];
-        let mut out = Vec::with_capacity(total * classes);
-        // The loss needs no labels here: a soft-only loss of the same shape.
+        // No targets: a soft-only loss against zeros, whose value is not read.
+        let zeros = vec![0f32; x.len() / inputs * classes];
         let soft = Loss::Distill {
             temperature: 1.0,
             alpha: 1.0,
         };
-        for start in (0..total).step_by(self.batch) {
-            let end = (start + self.batch).min(total);
-            let n = end - start;
-            let rows = Rows {
-                x: &x[start * inputs..end * inputs],
-                teacher: &zeros[..n * classes],
-                labels: &[],
-            };
-            let forward = self.plan_forward(n, soft)?;
-            self.load_with(&rows, soft)?;
-            self.run(&[&forward])?;
-            let last = &self.acts[self.acts.len() - 1].a;
-            out.extend_from_slice(&last.to_f32(self.gpu)?[..n * classes]);
-        }
-        Ok(out)
+        let rows = Rows {
+            x,
+            teacher: &zeros,
+            labels: &[],
+        };
+        Ok(self.batches(&rows, soft)?.1)
     }
 }
 
@@ -634,11 +646,11 @@ pub fn distill(
         labels: &held_out.labels,
     };
     let evaluate = |net: &MlpTrainer<'_>, step| -> Result<Evaluation> {
-        let out = net.outputs(&held_out.x)?;
+        let (loss, out) = net.evaluate_with_outputs(&held)?;
         let teacher_classes = held_t.chunks(classes).map(argmax);
         Ok(Evaluation {
             step,
-            loss: net.evaluate(&held)?,
+            loss,
             accuracy: accuracy(&out, classes, labels(held_out).into_iter()),
             agreement: accuracy(&out, classes, teacher_classes),
         })
