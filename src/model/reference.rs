@@ -175,6 +175,7 @@ pub fn dense(x: &[f64], w: &[f32], b: Option<&[f32]>, n: usize, k: usize) -> Vec
 }
 
 /// Weights of a BERT encoder on the host, by role (linear weights already dequantized).
+#[derive(Clone, Debug)]
 pub struct BertWeights {
     /// Word, position and token-type embeddings.
     pub word: Vec<f32>,
@@ -189,6 +190,7 @@ pub struct BertWeights {
 }
 
 /// One transformer layer's weights.
+#[derive(Clone, Debug)]
 pub struct BertLayerWeights {
     /// Fused Q, K, V (`3H × H`) and bias.
     pub qkv: (Vec<f32>, Vec<f32>),

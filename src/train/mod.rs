@@ -9,9 +9,11 @@
 //! A training step is planned once as a list of dispatches over persistent tensors and
 //! replayed with each batch's bytes and each step's optimizer scalars, one submit a step.
 
+pub mod bert;
 pub mod data;
 pub mod mlp;
 pub mod ops;
+mod param;
 pub mod reference;
 pub mod student;
 

@@ -1,6 +1,8 @@
 //! f64 host references of the training kernels and of a whole MLP step: the oracles the GPU
 //! kernels are tested against (and, through finite differences, each other). No wgpu here.
 
+pub mod bert;
+
 use super::{AdamW, Loss};
 use crate::activation::Activation;
 use crate::model::reference::{activate, erf};
