@@ -110,8 +110,8 @@ fn reference_gradients_match_finite_differences() {
         // Weights are f32: a step of 1e-3 (the difference as stored), a second-order error
         // of about h² · f''' ≈ 1e-6 against gradients of order 0.1.
         let h = 1e-3f32;
-        for l in 0..c.num_hidden_layers {
-            for role in 0..6 {
+        for (l, layer) in grads.iter().enumerate() {
+            for (role, (gw, gb)) in layer.iter().enumerate() {
                 for which in 0..2 {
                     let len = param(&mut w.clone(), l, role, which).len();
                     for i in [0, len / 3, len - 1] {
@@ -122,11 +122,7 @@ fn reference_gradients_match_finite_differences() {
                             - param(&mut down, l, role, which)[i])
                             as f64;
                         let fd = (f(&up) - f(&down)) / step;
-                        let g = if which == 0 {
-                            grads[l][role].0[i]
-                        } else {
-                            grads[l][role].1[i]
-                        };
+                        let g = if which == 0 { gw[i] } else { gb[i] };
                         assert!(
                             (fd - g).abs() < 2e-5 + 1e-3 * g.abs(),
                             "{kind:?} layer {l} role {role}.{which}[{i}]: {g} vs {fd}"
