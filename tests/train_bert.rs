@@ -236,3 +236,77 @@ fn device_step_matches_reference() {
         }
     }
 }
+
+/// The State of the Union sentences `scripts/setup.sh` fetches: `n` of the training side and
+/// `m` of the held-out side.
+fn sotu(n: usize, m: usize) -> (Vec<String>, Vec<String>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sotu");
+    let docs = sparq::train::data::sotu(&dir).expect("data/sotu: run scripts/setup.sh");
+    let s = sparq::train::data::Sentences::split(&docs, sparq::train::data::HELD_OUT_PERCENT);
+    // Spread over the speeches (one era's prose is not the test).
+    let pick = |v: &[String], k: usize| -> Vec<String> {
+        (0..k).map(|j| v[j * v.len() / k].clone()).collect()
+    };
+    (pick(&s.train, n), pick(&s.held_out, m))
+}
+
+#[test]
+fn a_three_layer_minilm_student_learns_on_held_out_sentences() {
+    use sparq::train::bert::distill::{EncoderSettings, distill_encoder, sentence_vectors};
+    use sparq::train::bert::student::{bert_student, bert_teacher};
+    use sparq::train::student::StudentSpec;
+    let teacher = bert_teacher(&common::minilm::model_dir(), None).unwrap();
+    let (train, held) = sotu(48, 16);
+    let max_seq = 16;
+    let train = teacher.sequences(&train, max_seq).unwrap();
+    let held = teacher.sequences(&held, max_seq).unwrap();
+    let student = bert_student(&teacher, StudentSpec::Layers(3)).unwrap();
+    assert_eq!(student.config.num_hidden_layers, 3);
+    let gpu = all_gpus().into_iter().next().unwrap();
+    let started = std::time::Instant::now();
+    let t_train = sentence_vectors(&gpu, &teacher.as_student(), &train, 16, max_seq).unwrap();
+    let t_held = sentence_vectors(&gpu, &teacher.as_student(), &held, 16, max_seq).unwrap();
+    eprintln!("teacher vectors: {:.1} s", started.elapsed().as_secs_f64());
+    let steps = 8;
+    let settings = EncoderSettings {
+        loss: Loss::Cosine,
+        opt: AdamW {
+            lr: 5e-4,
+            steps,
+            ..AdamW::default()
+        },
+        batch: 8,
+        max_seq,
+        seed: 1,
+        eval_every: 0,
+    };
+    let (_, report) = distill_encoder(
+        &gpu,
+        &student,
+        (&train, &t_train),
+        (&held, &t_held),
+        &settings,
+        |_, _, _| {},
+    )
+    .unwrap();
+    let (first, last) = (report.evaluations[0], *report.evaluations.last().unwrap());
+    eprintln!(
+        "held-out loss {:.4} → {:.4}, mean cosine {:.4} → {:.4} (min {:.4} → {:.4}); \
+         {steps} steps, {} tokens in {:.1} s",
+        first.loss,
+        last.loss,
+        first.mean_cosine,
+        last.mean_cosine,
+        first.min_cosine,
+        last.min_cosine,
+        report.tokens,
+        report.seconds
+    );
+    assert!((first.loss - (1.0 - first.mean_cosine)).abs() < 1e-4);
+    assert!(
+        last.loss < 0.8 * first.loss,
+        "held-out loss {} → {}",
+        first.loss,
+        last.loss
+    );
+}

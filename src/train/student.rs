@@ -14,6 +14,9 @@ use std::path::Path;
 /// The shape of a student relative to its teacher.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum StudentSpec {
+    /// This many of an encoder teacher's layers, evenly spaced from the first (every other
+    /// layer of six for three, as DistilBERT), then trained.
+    Layers(usize),
     /// The teacher with this fraction of every hidden layer's neurons cut (by the L2 norm of
     /// their input weights, as `sparq pack --prune neurons:S`), then trained.
     Neurons(f64),
@@ -23,7 +26,7 @@ pub enum StudentSpec {
 }
 
 /// The student specs `sparq distill --student` takes, for messages.
-pub const STUDENT_SPECS: &str = "neurons:S (S, the fraction of hidden neurons cut, in (0, 1)), \
+pub const STUDENT_SPECS: &str = "layers:N (encoders: N of the teacher's layers), neurons:S (S, the fraction of hidden neurons cut, in (0, 1)), \
      prune:2:4 or prune:magnitude:S (S, the fraction of weights pruned, in (0, 1))";
 
 impl StudentSpec {
@@ -31,6 +34,10 @@ impl StudentSpec {
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::config(format!("student '{s}': expected {STUDENT_SPECS}"));
         match s.split_once(':') {
+            Some(("layers", n)) => match n.parse() {
+                Ok(n) if n > 0 => Ok(StudentSpec::Layers(n)),
+                _ => Err(bad()),
+            },
             Some(("neurons", f)) => {
                 let f: f64 = f.parse().map_err(|_| bad())?;
                 if !(f > 0.0 && f < 1.0) {
@@ -98,6 +105,9 @@ fn layers_of(
 /// The untrained student of `spec` for the teacher in `file` (architecture `arch`).
 pub fn mlp_student(file: &WeightFile, arch: &Architecture, spec: StudentSpec) -> Result<Student> {
     match spec {
+        StudentSpec::Layers(_) => Err(Error::config(
+            "a student of fewer layers is for encoders; an MLP student takes neurons:S or prune:…",
+        )),
         StudentSpec::Neurons(fraction) => {
             let (student, floats, _) = drop_neurons(file, arch, fraction)?;
             let Architecture::Mlp(config) = student else {

@@ -17,6 +17,16 @@ pub struct BertNames {
     root: Names,
 }
 
+impl Default for BertNames {
+    /// Hugging Face's spelling without a prefix (`embeddings.…`, LayerNorms as
+    /// `weight`/`bias`): what sparq writes.
+    fn default() -> Self {
+        BertNames {
+            root: Names::new("").with_norm(NormSpelling::WeightBias),
+        }
+    }
+}
+
 impl BertNames {
     /// Detects the prefix from the word embeddings' name and the LayerNorm spelling from the
     /// embeddings' LayerNorm.

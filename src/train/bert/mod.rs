@@ -5,14 +5,17 @@
 //! activations kept, pooling, loss, the backward pass through every layer, gradient norm
 //! and AdamW, replayed with each batch's token rows (one plan per padded length).
 
-use super::param::{Optimizer, Param};
-use super::{AdamW, Loss, ops};
+pub mod distill;
+pub mod student;
+
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, record_pass};
 use crate::model::config::{Activation, BertConfig};
 use crate::model::ops::{self as mops, Norm, Table};
 use crate::model::reference::{BertLayerWeights, BertWeights};
 use crate::tensor::Tensor;
+use crate::train::param::{Optimizer, Param};
+use crate::train::{AdamW, Loss, ops};
 use std::collections::HashMap;
 
 /// The roles of a layer's parameters, in [`crate::train::reference::bert::LayerGrads`]'s
