@@ -264,8 +264,24 @@ fn a_three_layer_minilm_student_learns_on_held_out_sentences() {
     assert_eq!(student.config.num_hidden_layers, 3);
     let gpu = all_gpus().into_iter().next().unwrap();
     let started = std::time::Instant::now();
-    let t_train = sentence_vectors(&gpu, &teacher.as_student(), &train, 16, max_seq).unwrap();
-    let t_held = sentence_vectors(&gpu, &teacher.as_student(), &held, 16, max_seq).unwrap();
+    let t_train = sentence_vectors(
+        &gpu,
+        &teacher.as_student(),
+        &train,
+        16,
+        max_seq,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let t_held = sentence_vectors(
+        &gpu,
+        &teacher.as_student(),
+        &held,
+        16,
+        max_seq,
+        &mut |_, _| {},
+    )
+    .unwrap();
     eprintln!("teacher vectors: {:.1} s", started.elapsed().as_secs_f64());
     let steps = 8;
     let settings = EncoderSettings {

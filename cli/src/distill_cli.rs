@@ -1,5 +1,6 @@
 //! `sparq distill`: train a smaller student from a teacher on the device (MLP classifiers
-//! for now), with a progress bar, held-out evaluations as a table and a final report line.
+//! here, BERT sentence encoders in `distill_encoder`), with a progress bar, held-out
+//! evaluations as a table and a final report line.
 
 use crate::device_args::DeviceArgs;
 use crate::out::outln;
@@ -15,34 +16,55 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct DistillArgs {
     #[command(flatten)]
-    device: DeviceArgs,
-    /// The teacher: an MLP classifier file (.safetensors with sparq's architecture).
-    teacher: PathBuf,
-    /// The student: `neurons:S`, the teacher with the fraction S of every hidden layer's
+    pub(crate) device: DeviceArgs,
+    /// The teacher: an MLP classifier file (.safetensors with sparq's architecture) or a BERT
+    /// sentence encoder (a model directory or its float .safetensors file).
+    pub(crate) teacher: PathBuf,
+    /// The student: `layers:N` (encoders), N of the teacher's layers evenly spaced from the
+    /// first; `neurons:S`, the teacher with the fraction S of every hidden (FFN) layer's
     /// neurons cut (by the L2 norm of their weights); `prune:2:4` or `prune:magnitude:S`, the
     /// teacher with its weights pruned, the pruned ones kept at zero while the rest train
     /// (then `sparq pack --prune` with the same spec stores it sparse).
     #[arg(long)]
-    student: String,
-    /// Training data: JSON `{"features": [[...], ...], "labels": [...]}`.
+    pub(crate) student: String,
+    /// Training data. MLP: JSON `{"features": [[...], ...], "labels": [...]}`. Encoder:
+    /// sentences, from a directory of .txt documents (`data/sotu`), a JSON object of articles
+    /// with an "extract" each (`data/wiki/summaries_en-us.json`) or a .txt file of one
+    /// sentence a line; documents (lines) are held out by a hash of their names.
     #[arg(long)]
-    data: PathBuf,
-    /// The fraction of the rows held out for evaluation (never trained on).
+    pub(crate) data: PathBuf,
+    /// The fraction of the rows held out for evaluation (MLP; never trained on).
     #[arg(long, default_value_t = 0.2)]
     held_out: f64,
+    /// Encoder: tokens a sentence is truncated to.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) max_seq: usize,
+    /// Encoder: training sentences used, spread over the training side (default: as many as
+    /// the steps visit, steps × batch, at most all).
+    #[arg(long)]
+    pub(crate) sentences: Option<usize>,
+    /// Encoder: held-out sentences evaluated, spread over the held-out side.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) held_out_sentences: usize,
+    /// Encoder: the loss between student and teacher vectors: cosine or mse.
+    #[arg(long, default_value = "cosine")]
+    pub(crate) loss: String,
+    /// Encoder: the tokenizer.json to use (default: the teacher's own).
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
     /// Training steps.
     #[arg(long, default_value_t = 300)]
-    steps: usize,
-    /// Rows per step.
+    pub(crate) steps: usize,
+    /// Rows (sentences) per step.
     #[arg(long, default_value_t = 32)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Peak learning rate (AdamW; linear warm-up over the first 5 % of steps, then linear
-    /// decay to 0).
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f32,
+    /// decay to 0); default 3e-3 for an MLP, 2e-4 for an encoder.
+    #[arg(long)]
+    pub(crate) lr: Option<f32>,
     /// AdamW's decoupled weight decay of weight matrices.
     #[arg(long, default_value_t = 0.01)]
-    weight_decay: f32,
+    pub(crate) weight_decay: f32,
     /// Softening temperature of the teacher's and student's logits.
     #[arg(long, default_value_t = 2.0)]
     temperature: f32,
@@ -51,13 +73,13 @@ pub struct DistillArgs {
     alpha: f32,
     /// Seed of the held-out split and of the order of the training rows.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Steps between held-out evaluations.
     #[arg(long)]
-    eval_every: Option<usize>,
+    pub(crate) eval_every: Option<usize>,
     /// The student's .safetensors file (written atomically at the end).
     #[arg(short, long)]
-    output: PathBuf,
+    pub(crate) output: PathBuf,
 }
 
 /// Runs `sparq distill`.
@@ -65,6 +87,9 @@ pub fn run(a: DistillArgs) -> Result<()> {
     let spec = StudentSpec::parse(&a.student)?;
     if a.steps == 0 || a.batch == 0 {
         return Err(Error::config("--steps and --batch must be at least 1"));
+    }
+    if crate::distill_encoder::is_encoder(&a.teacher)? {
+        return crate::distill_encoder::run(a, spec);
     }
     let file = WeightFile::open(&a.teacher)?;
     let (arch, teacher, teacher_layers) = mlp_teacher(&file)?;
@@ -85,7 +110,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
             alpha: a.alpha,
         },
         opt: AdamW {
-            lr: a.lr,
+            lr: a.lr.unwrap_or(3e-3),
             weight_decay: a.weight_decay,
             warmup: a.steps / 20,
             steps: a.steps,

@@ -2,6 +2,7 @@
 
 mod device_args;
 mod distill_cli;
+mod distill_encoder;
 mod gl_env;
 mod llm_cli;
 mod model_cli;
@@ -56,8 +57,8 @@ enum Command {
     ServeBench(serve_bench_cli::ServeBenchArgs),
     /// Serve models over an OpenAI-compatible HTTP API (docs/serving.md).
     Serve(serve_cli::ServeArgs),
-    /// Train a smaller student from a teacher on the device (knowledge distillation; MLP
-    /// classifiers for now) and write it as a model file.
+    /// Train a smaller student from a teacher on the device (knowledge distillation of MLP
+    /// classifiers and BERT sentence encoders) and write it as a model file.
     Distill(distill_cli::DistillArgs),
 }
 

@@ -206,3 +206,91 @@ fn bad_students_data_and_teachers_are_one_line_errors() {
         assert!(!out.exists(), "{all:?} wrote the output");
     }
 }
+
+/// Sentences as a one-a-line corpus: enough lines that the hash split holds some out.
+fn write_sentences(dir: &Path) -> String {
+    let subjects = [
+        "The council",
+        "A farmer",
+        "The river",
+        "Our army",
+        "The new law",
+    ];
+    let verbs = ["crossed", "protected", "changed", "divided", "welcomed"];
+    let objects = [
+        "the old bridge",
+        "every harbor",
+        "the northern states",
+        "its people",
+    ];
+    let mut lines = Vec::new();
+    for s in subjects {
+        for v in verbs {
+            for o in objects {
+                lines.push(format!("{s} {v} {o} last year."));
+            }
+        }
+    }
+    let path = dir.join("sentences.txt");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_distilled_encoder_student_embeds_and_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_sentences(dir.path());
+    let minilm = format!("{ROOT}/models/all-MiniLM-L6-v2");
+    let student = dir.path().join("student.safetensors");
+    let student = student.to_str().unwrap();
+    let (ok, out, err) = sparq(&[
+        "distill",
+        &minilm,
+        "--student",
+        "layers:1",
+        "--data",
+        &data,
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--max-seq",
+        "12",
+        "--held-out-sentences",
+        "4",
+        "--adapter",
+        "vulkan",
+        "-o",
+        student,
+    ]);
+    assert!(ok, "{err}");
+    println!("{out}");
+    assert!(out.contains("student of 1 layers, FFN 1536"), "{out}");
+    assert!(out.contains("mean cosine to the teacher"), "{out}");
+    let (ok, json, err) = sparq(&["embed", student, "The river crossed the old bridge."]);
+    assert!(ok, "{err}");
+    assert!(json.contains("384"), "{json}");
+    let packed = dir.path().join("int8.safetensors");
+    let packed = packed.to_str().unwrap();
+    let (ok, _, err) = sparq(&["pack", student, "--format", "int8", "-o", packed]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = sparq(&["embed", packed, "A farmer welcomed its people."]);
+    assert!(ok, "{err}");
+    // An encoder student that cannot be: as many layers as the teacher, or a bad loss.
+    let never = dir.path().join("never.safetensors");
+    let never = never.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--student", "layers:6"], "1 to 5"),
+        (
+            vec!["--student", "layers:2", "--loss", "kl"],
+            "cosine or mse",
+        ),
+    ] {
+        let mut all = vec!["distill", minilm.as_str(), "--data", &data, "-o", never];
+        all.extend(args);
+        let (ok, _, err) = sparq(&all);
+        assert!(!ok && err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!Path::new(never).exists());
+    }
+}

@@ -274,3 +274,32 @@ pub fn sentiment(path: impl AsRef<Path>) -> Result<Vec<(String, u32)>> {
     }
     Ok(out)
 }
+
+/// The documents of a sentence corpus at `path`: a directory of `.txt` documents ([`sotu`]),
+/// a `.json` object of articles ([`wiki`]) or any other file as one sentence a line, each
+/// line its own document (named by its text, so a repeated line stays on one side).
+pub fn corpus(path: impl AsRef<Path>) -> Result<Vec<Document>> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        return sotu(path);
+    }
+    if path.extension().is_some_and(|x| x == "json") {
+        return wiki(path);
+    }
+    let docs: Vec<Document> = read_text(path)?
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .map(|l| Document {
+            name: l.clone(),
+            sentences: vec![l],
+        })
+        .collect();
+    if docs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no sentences (one a line)",
+            path.display()
+        )));
+    }
+    Ok(docs)
+}

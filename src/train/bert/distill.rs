@@ -54,18 +54,25 @@ pub struct EncoderReport {
 }
 
 /// The sentence vectors (`seqs.len() × hidden`) of the encoder `model` in f32, in batches
-/// of `batch` sequences of up to `max_seq` tokens.
+/// of `batch` sequences of up to `max_seq` tokens; `progress(done, total)` after each batch.
 pub fn sentence_vectors(
     gpu: &Gpu,
     model: &BertStudent,
     seqs: &[Sequence],
     batch: usize,
     max_seq: usize,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
     // A forward pass alone: the loss (against zeros, finite for MSE) is not read.
     let net = BertTrainer::new(gpu, model, Loss::Mse, AdamW::default(), batch, max_seq)?;
-    let zeros = vec![0f32; seqs.len() * model.config.hidden_size];
-    Ok(net.evaluate(seqs, &zeros)?.1)
+    let h = model.config.hidden_size;
+    let zeros = vec![0f32; batch * h];
+    let mut out = Vec::with_capacity(seqs.len() * h);
+    for chunk in seqs.chunks(batch) {
+        out.extend(net.evaluate(chunk, &zeros[..chunk.len() * h])?.1);
+        progress(out.len() / h, seqs.len());
+    }
+    Ok(out)
 }
 
 /// The cosine of each row of `a` to the same row of `b` (`cols` wide).
