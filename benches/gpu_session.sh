@@ -12,6 +12,8 @@
 #   low_bit  binary and ternary against f16 / int4 and PyTorch (m = 1, 8, 16, 32; 8192² and
 #           the LLM shapes), then benches/tune_low_bit.sh (their GEMV's launch shapes)
 #   low_bit_tune  benches/tune_low_bit.sh alone (BUDGET, RS, US as there)
+#   distill  MiniLM distillation: the step beside PyTorch's (benches/torch_distill.py), then
+#           3-layer, 2:4 and 50 % magnitude students of SOTU (.gpu/sotu.tar.xz: tar of data/sotu)
 #   model   PyTorch MiniLM + `sparq model-bench` (batch 1, 8, 64; sequence 128)
 #   model_check  `sparq embed` per weight format against the PyTorch fixture (cosine)
 #   plots   the three plots of BENCHMARKS.md (dense, sparse, MiniLM; a reduced dense set)
@@ -73,6 +75,36 @@ for s in ${STEPS:-sparse model}; do
         SPARQ_SPARSE_24_ROWS=1 SPARQ_SPARSE_XT_FROM=off SPARQ_SPARSE_XSM=off step sparse_before 60 \
             $S bench --adapter vulkan --sparse --shapes 8192x8192 --sparsities 0.9 \
             --json "$OUT/sparse_before.json"
+        ;;
+    distill)
+        # Issue 16: the MiniLM distillation step beside PyTorch's at 64 × 128 tokens, every
+        # token real (lines of 150 words, truncated to 128 tokens), then students of SOTU
+        # sentences (.gpu/sotu.tar.xz) for as many steps as DISTILL_SECONDS (each) allow at
+        # the measured step time, each student's forward speed beside the teacher's.
+        mkdir -p /tmp/data && tar -C /tmp/data -xJf .gpu/sotu.tar.xz
+        python3 - /tmp/data/sotu /tmp/long.txt <<'PY'
+import pathlib, sys
+words = " ".join(p.read_text() for p in sorted(pathlib.Path(sys.argv[1]).glob("*.txt"))).split()
+open(sys.argv[2], "w").write("\n".join(" ".join(words[i:i + 150]) for i in range(0, 150 * 2000, 150)))
+PY
+        step torch_distill 150 python3 benches/torch_distill.py .dev-model/minilm "$OUT/torch_distill.json"
+        step distill_speed 120 $S distill --adapter vulkan .dev-model/minilm --student layers:3 \
+            --data /tmp/long.txt --steps 40 --batch 64 --max-seq 128 --held-out-sentences 64 \
+            --eval-every 0 -o /tmp/speed.safetensors
+        per_step=$(grep -oE '[0-9]+ steps in [0-9.]+ s' "$OUT/distill_speed.md" | awk '{print $4 / $1}')
+        steps=$(python3 -c "print(max(50, min(${DISTILL_MAX_STEPS:-4000}, int(${DISTILL_SECONDS:-100} / (${per_step:-1} * 0.7)))))")
+        echo "== distill: ${per_step:-?} s a 64 × 128 step, $steps steps a student"
+        step model_teacher 60 $S model-bench --adapter vulkan .dev-model/minilm --batch 64 --seq 128 \
+            --formats f32,f16 --json "$OUT/model_teacher.json"
+        for spec in layers:3 prune:2:4 prune:magnitude:0.5; do
+            n=${spec//:/_}; n=${n//./}
+            st=$steps; [[ $spec == layers:3 ]] || st=$((steps / 2))
+            step "distill_$n" $((${DISTILL_SECONDS:-100} + 90)) $S distill --adapter vulkan \
+                .dev-model/minilm --student "$spec" --data /tmp/data/sotu --steps "$st" \
+                --batch 64 --max-seq 128 -o "/tmp/$n.safetensors"
+            [[ $spec == layers:3 ]] && step "model_$n" 60 $S model-bench --adapter vulkan \
+                "/tmp/$n.safetensors" --batch 64 --seq 128 --formats f32,f16 --json "$OUT/model_$n.json"
+        done
         ;;
     coop_tests)
         # The tensor-core GEMM's tests (CI has no adapter with cooperative matrices).
