@@ -96,7 +96,7 @@ PY
         echo "== distill: ${per_step:-?} s a 64 × 128 step, $steps steps a student"
         step model_teacher 60 $S model-bench --adapter vulkan .dev-model/minilm --batch 64 --seq 128 \
             --formats f32,f16 --json "$OUT/model_teacher.json"
-        for spec in layers:3 prune:2:4 prune:magnitude:0.5; do
+        for spec in ${DISTILL_SPECS:-layers:3 prune:2:4 prune:magnitude:0.5}; do
             n=${spec//:/_}; n=${n//./}
             st=$steps; [[ $spec == layers:3 ]] || st=$((steps / 2))
             step "distill_$n" $((${DISTILL_SECONDS:-100} + 90)) $S distill --adapter vulkan \

@@ -39,7 +39,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let ty = t / 16u;
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
-    var acc: array<array<f32, 4>, 4>;
+    // acc{r}[q] is C[row ty + 16r, column tx + 16q]: a vec4 a row, so that every register
+    // is named and the inner loop is four vector multiply-adds (an array indexed in a loop
+    // may live in local memory, and every multiply-add then loads and stores it).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
         for (var e = 0u; e < 4u; e++) {
             let idx = t + e * 256u;
@@ -62,20 +68,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         }
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var r = 0u; r < 4u; r++) {
-                av[r] = sa[kk * 64u + ty + 16u * r];
-                bv[r] = sb[kk * 64u + tx + 16u * r];
-            }
-            for (var r = 0u; r < 4u; r++) {
-                for (var q = 0u; q < 4u; q++) {
-                    acc[r][q] += av[r] * bv[q];
-                }
-            }
+            let sr = kk * 64u;
+            let av = vec4<f32>(sa[sr + ty], sa[sr + ty + 16u], sa[sr + ty + 32u], sa[sr + ty + 48u]);
+            let bv = vec4<f32>(sb[sr + tx], sb[sr + tx + 16u], sb[sr + tx + 32u], sb[sr + tx + 48u]);
+            acc0 += av.x * bv;
+            acc1 += av.y * bv;
+            acc2 += av.z * bv;
+            acc3 += av.w * bv;
         }
         workgroupBarrier();
     }
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var r = 0u; r < 4u; r++) {
         let row = row0 + ty + 16u * r;
         for (var q = 0u; q < 4u; q++) {
